@@ -1,0 +1,3 @@
+fn main() {
+    println!("xvrrpd {}", env!("CARGO_PKG_VERSION"));
+}

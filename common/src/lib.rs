@@ -1,0 +1,270 @@
+//! Types shared by the kernel datapath (`xvrrpd-ebpf`) and the agent.
+//!
+//! Everything here is `#[repr(C)]` with explicit padding so that the byte layout
+//! is identical on both sides and `bytemuck::Pod` can be derived user-side.
+#![no_std]
+
+/// IP protocol number of VRRP.
+pub const IPPROTO_VRRP: u8 = 112;
+/// TTL / hop limit every VRRP advert must carry (RFC 9568 §7.1).
+pub const VRRP_TTL: u8 = 255;
+/// VRRP header length before the address list.
+pub const VRRP_HEADER_LEN: usize = 8;
+/// VRRPv2 authentication data length.
+pub const VRRP_AUTH_LEN: usize = 8;
+/// Longest VRRP message both validators check. Longer ones count as `BadLength`:
+/// it bounds the checksum loop in the kernel and still fits any 1500-byte MTU.
+pub const MAX_MESSAGE_LEN: usize = 2048;
+/// Bytes of address list copied into an [`AdvertEvent`]: 64 IPv4 or 16 IPv6 addresses.
+pub const EVENT_ADDR_BYTES: usize = 256;
+
+pub const FAMILY_IPV4: u8 = 4;
+pub const FAMILY_IPV6: u8 = 6;
+
+/// Which checksum form a received advert used.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumForm {
+    /// VRRPv2: over the VRRP message only.
+    V2Message = 0,
+    /// VRRPv3 with the IP pseudo-header (IPv6 always; IPv4 keepalived's default).
+    V3PseudoHeader = 1,
+    /// VRRPv3/IPv4 without pseudo-header (RFC 9568 text, keepalived `v3_checksum_as_v2`).
+    V3Plain = 2,
+}
+
+impl ChecksumForm {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::V2Message),
+            1 => Some(Self::V3PseudoHeader),
+            2 => Some(Self::V3Plain),
+            _ => None,
+        }
+    }
+}
+
+/// `AdvertEvent::flags`: the advert had more addresses than the event holds.
+pub const EVENT_FLAG_ADDRS_TRUNCATED: u8 = 1;
+/// `AdvertEvent::flags`: the destination was not a multicast address (unicast peer).
+pub const EVENT_FLAG_UNICAST: u8 = 2;
+
+/// A validated VRRP advertisement, as pushed to the ring buffer by the kernel
+/// (or produced by the raw-socket fallback, which fills the same record).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct AdvertEvent {
+    /// CLOCK_MONOTONIC nanoseconds at reception (`bpf_ktime_get_ns`).
+    pub ts_ns: u64,
+    pub ifindex: u32,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    pub version: u8,
+    pub vrid: u8,
+    pub priority: u8,
+    /// Advert interval in centiseconds (VRRPv2 seconds × 100).
+    pub interval_cs: u16,
+    /// Address count as sent in the header.
+    pub addr_count: u8,
+    /// VRRPv2 auth type (0 for VRRPv3).
+    pub auth_type: u8,
+    /// A [`ChecksumForm`] value.
+    pub checksum_form: u8,
+    /// `EVENT_FLAG_*` bits.
+    pub flags: u8,
+    /// TTL / hop limit as received.
+    pub ttl: u8,
+    pub _pad0: u8,
+    /// Number of valid bytes in `addrs`.
+    pub addr_bytes: u16,
+    pub _pad1: [u8; 6],
+    /// Source address; IPv4 in the first four bytes, rest zero.
+    pub src: [u8; 16],
+    /// Destination address; IPv4 in the first four bytes, rest zero.
+    pub dst: [u8; 16],
+    /// VRRPv2 authentication data (zero for VRRPv3).
+    pub auth_data: [u8; 8],
+    /// The advert's addresses in network order, back to back.
+    pub addrs: [u8; EVENT_ADDR_BYTES],
+}
+
+impl AdvertEvent {
+    pub const fn zeroed() -> Self {
+        Self {
+            ts_ns: 0,
+            ifindex: 0,
+            family: 0,
+            version: 0,
+            vrid: 0,
+            priority: 0,
+            interval_cs: 0,
+            addr_count: 0,
+            auth_type: 0,
+            checksum_form: 0,
+            flags: 0,
+            ttl: 0,
+            _pad0: 0,
+            addr_bytes: 0,
+            _pad1: [0; 6],
+            src: [0; 16],
+            dst: [0; 16],
+            auth_data: [0; 8],
+            addrs: [0; EVENT_ADDR_BYTES],
+        }
+    }
+}
+
+/// Key of the VRID map: which `(ifindex, family, vrid)` the agent runs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct VridKey {
+    pub ifindex: u32,
+    pub family: u8,
+    pub vrid: u8,
+    pub _pad: [u8; 2],
+}
+
+impl VridKey {
+    pub const fn new(ifindex: u32, family: u8, vrid: u8) -> Self {
+        Self {
+            ifindex,
+            family,
+            vrid,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// `VridConfig::flags`: require TTL / hop limit 255 (off for keepalived-style unicast).
+pub const VRID_FLAG_CHECK_TTL: u8 = 1;
+
+/// What the kernel checks for one configured VRID before it wakes the agent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct VridConfig {
+    /// `VRID_FLAG_*` bits.
+    pub flags: u8,
+    /// VRRPv2 auth type expected (0 none, 1 PASS, 2 AH); ignored for VRRPv3.
+    pub auth_type: u8,
+    /// VRRPv2 advert interval in seconds that must match (0: do not check).
+    pub v2_interval_s: u8,
+    pub _pad: [u8; 5],
+    /// VRRPv2 PASS data, zero padded.
+    pub auth_data: [u8; 8],
+}
+
+/// Per-interface policy: what happens to adverts after classification.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct IfacePolicy {
+    /// 1: drop invalid adverts in the kernel (default); 0: pass them to the stack.
+    pub drop_invalid: u8,
+    /// 1: drop adverts for VRIDs not configured here; 0: pass them (default), so
+    /// other VRRP daemons on the host still see theirs.
+    pub drop_unknown_vrid: u8,
+    /// 1: drop valid adverts once delivered to the agent (default); 0: also pass
+    /// them to the stack (e.g. for a local packet capture).
+    pub drop_delivered: u8,
+    pub _pad: [u8; 5],
+}
+
+impl IfacePolicy {
+    pub const DEFAULT: Self = Self {
+        drop_invalid: 1,
+        drop_unknown_vrid: 0,
+        drop_delivered: 1,
+        _pad: [0; 5],
+    };
+}
+
+/// Kernel counters, one slot each in a per-CPU array. Non-VRRP traffic is not
+/// counted: that path must stay as short as possible.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Valid advert delivered to the agent.
+    Accepted = 0,
+    /// VRRP for a VRID not configured on this interface, passed to the stack.
+    Passed = 1,
+    BadTtl = 2,
+    BadVersion = 3,
+    BadType = 4,
+    BadLength = 5,
+    BadChecksum = 6,
+    UnknownVrid = 7,
+    RingbufFull = 8,
+    BadAddrCount = 9,
+    BadInterval = 10,
+    BadAuth = 11,
+    /// IPv4 fragment carrying VRRP: never valid.
+    Fragment = 12,
+}
+
+pub const COUNTER_COUNT: u32 = 13;
+
+impl Counter {
+    pub const ALL: [Counter; COUNTER_COUNT as usize] = [
+        Counter::Accepted,
+        Counter::Passed,
+        Counter::BadTtl,
+        Counter::BadVersion,
+        Counter::BadType,
+        Counter::BadLength,
+        Counter::BadChecksum,
+        Counter::UnknownVrid,
+        Counter::RingbufFull,
+        Counter::BadAddrCount,
+        Counter::BadInterval,
+        Counter::BadAuth,
+        Counter::Fragment,
+    ];
+
+    /// Stable snake_case name used in status output and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Accepted => "accepted",
+            Counter::Passed => "passed",
+            Counter::BadTtl => "bad_ttl",
+            Counter::BadVersion => "bad_version",
+            Counter::BadType => "bad_type",
+            Counter::BadLength => "bad_length",
+            Counter::BadChecksum => "bad_checksum",
+            Counter::UnknownVrid => "unknown_vrid",
+            Counter::RingbufFull => "ringbuf_full",
+            Counter::BadAddrCount => "bad_addr_count",
+            Counter::BadInterval => "bad_interval",
+            Counter::BadAuth => "bad_auth",
+            Counter::Fragment => "fragment",
+        }
+    }
+
+    /// Whether this outcome is an invalid advert (subject to `drop_invalid`).
+    pub const fn is_invalid(self) -> bool {
+        !matches!(
+            self,
+            Counter::Accepted | Counter::Passed | Counter::UnknownVrid | Counter::RingbufFull
+        )
+    }
+}
+
+/// Map names in the eBPF object.
+pub const MAP_EVENTS: &str = "EVENTS";
+pub const MAP_COUNTERS: &str = "COUNTERS";
+pub const MAP_VRIDS: &str = "VRIDS";
+pub const MAP_POLICY: &str = "POLICY";
+/// Program names in the eBPF object.
+pub const PROG_XDP: &str = "xvrrpd_xdp";
+pub const PROG_TC: &str = "xvrrpd_tc";
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all four are #[repr(C)], Copy, and bytemuck::Pod (no padding, any bit pattern valid).
+    unsafe impl aya::Pod for super::AdvertEvent {}
+    unsafe impl aya::Pod for super::VridKey {}
+    unsafe impl aya::Pod for super::VridConfig {}
+    unsafe impl aya::Pod for super::IfacePolicy {}
+}

@@ -1,0 +1,112 @@
+//! The kernel half of xvrrpd's datapath.
+//!
+//! One classifier ([`classify`]) shared by an XDP program and a TC (clsact
+//! ingress) program. Non-VRRP traffic returns after reading the EtherType and,
+//! for IP, one more byte: this runs for every packet a load balancer receives.
+//! VRRP adverts are validated here (TTL, version, type, lengths, checksum,
+//! configured VRID, v2 auth and interval), stamped with `bpf_ktime_get_ns` and
+//! pushed to a ring buffer; everything else is counted per reason.
+//!
+//! The same rules are implemented in Rust for the raw-socket fallback
+//! (`agent/src/datapath/validate.rs`); one table of crafted packets tests both.
+#![no_std]
+#![no_main]
+
+mod parse;
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    macros::{classifier, map, xdp},
+    maps::{HashMap, PerCpuArray, RingBuf},
+    programs::{TcContext, XdpContext},
+};
+use parse::{Outcome, classify};
+use xvrrpd_common::{COUNTER_COUNT, Counter, IfacePolicy, VridConfig, VridKey};
+
+/// Adverts for the agent. 256 KiB holds ~780 events: seconds of backlog at any
+/// sane advert rate, so `ringbuf_full` only counts a stalled agent.
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[map(name = "COUNTERS")]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+/// `(ifindex, family, vrid)` the agent runs, with what to check for each.
+#[map(name = "VRIDS")]
+static VRIDS: HashMap<VridKey, VridConfig> = HashMap::with_max_entries(4096, 0);
+
+/// Per-interface drop/pass policy; absent means [`IfacePolicy::DEFAULT`].
+#[map(name = "POLICY")]
+static POLICY: HashMap<u32, IfacePolicy> = HashMap::with_max_entries(1024, 0);
+
+#[inline(always)]
+fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Whether the packet goes on to the stack (`true`) or is dropped here.
+#[inline(always)]
+fn verdict(data: usize, data_end: usize, ifindex: u32) -> bool {
+    let outcome = classify(data, data_end, ifindex, &VRIDS, &EVENTS);
+    let counter = match outcome {
+        Outcome::NotVrrp => return true,
+        Outcome::Counted(counter) => counter,
+    };
+    count(counter);
+    // SAFETY: read-only lookup of a plain value type.
+    let policy = unsafe { POLICY.get(ifindex) }
+        .copied()
+        .unwrap_or(IfacePolicy::DEFAULT);
+    let drop = match counter {
+        Counter::Accepted => policy.drop_delivered != 0,
+        Counter::UnknownVrid => policy.drop_unknown_vrid != 0,
+        // The agent never saw it: let the stack have it rather than lose an advert.
+        Counter::RingbufFull => false,
+        _ => policy.drop_invalid != 0,
+    };
+    if !drop && counter != Counter::Accepted {
+        count(Counter::Passed);
+    }
+    !drop
+}
+
+#[xdp]
+pub fn xvrrpd_xdp(ctx: XdpContext) -> u32 {
+    if verdict(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32) {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+#[classifier]
+pub fn xvrrpd_tc(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is valid for the duration of the program.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // VRRP is small and normally linear; pull only when the classifier needs
+    // bytes beyond the linear part, so other traffic never pays for it.
+    let linear = (ctx.data_end() - ctx.data()) as u32;
+    if linear < ctx.len() && parse::needs_pull(ctx.data(), ctx.data_end()) {
+        let want = if ctx.len() > 2048 { 2048 } else { ctx.len() };
+        if ctx.pull_data(want).is_err() {
+            return TC_ACT_OK as i32;
+        }
+    }
+    if verdict(ctx.data(), ctx.data_end(), ifindex) {
+        TC_ACT_OK as i32
+    } else {
+        TC_ACT_SHOT as i32
+    }
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";
