@@ -21,11 +21,19 @@ fn toolchain_ready() -> Result<(), String> {
         return Err("bpf-linker is not installed".into());
     }
     let src = Command::new("rustup")
-        .args(["component", "list", "--installed", "--toolchain", BPF_TOOLCHAIN])
+        .args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            BPF_TOOLCHAIN,
+        ])
         .output();
     match src {
         Ok(o) if String::from_utf8_lossy(&o.stdout).contains("rust-src") => Ok(()),
-        _ => Err(format!("toolchain {BPF_TOOLCHAIN} with rust-src is not installed")),
+        _ => Err(format!(
+            "toolchain {BPF_TOOLCHAIN} with rust-src is not installed"
+        )),
     }
 }
 

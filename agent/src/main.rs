@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
 
 #[derive(Parser, Debug)]
-#[command(name = "xvrrpd", version, about = "eBPF-accelerated VRRP failover daemon (reads keepalived.conf)")]
+#[command(
+    name = "xvrrpd",
+    version,
+    about = "eBPF-accelerated VRRP failover daemon (reads keepalived.conf)"
+)]
 struct Cli {
     /// Configuration file (keepalived syntax).
     #[arg(short = 'f', long = "use-file", global = true, value_name = "FILE")]
@@ -43,7 +47,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let config = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     match cli.command {
         Some(Command::Check { dump_json }) => xvrrpd::config::check_command(&config, dump_json),
         None if cli.config_test => xvrrpd::config::check_command(&config, false),

@@ -202,11 +202,13 @@ pub fn classify(
         Some(Err(c)) => return Outcome::Counted(c),
         Some(Ok(ip)) => ip,
     };
-    Outcome::Counted(match check_and_deliver(data, data_end, ifindex, &ip, vrids, events) {
-        Some(c) => c,
-        // A read past data_end after the length checks: the packet lied.
-        None => Counter::BadLength,
-    })
+    Outcome::Counted(
+        match check_and_deliver(data, data_end, ifindex, &ip, vrids, events) {
+            Some(c) => c,
+            // A read past data_end after the length checks: the packet lied.
+            None => Counter::BadLength,
+        },
+    )
 }
 
 #[inline(always)]
@@ -245,9 +247,7 @@ fn check_and_deliver(
     }
     let alen = if ip.family == FAMILY_IPV4 { 4 } else { 16 };
     let addrs_len = count * alen;
-    let expected = VRRP_HEADER_LEN
-        + addrs_len
-        + if version == 2 { VRRP_AUTH_LEN } else { 0 };
+    let expected = VRRP_HEADER_LEN + addrs_len + if version == 2 { VRRP_AUTH_LEN } else { 0 };
     if ip.msg_len < expected || expected > MAX_MESSAGE_LEN {
         return Some(Counter::BadLength);
     }

@@ -66,7 +66,13 @@ pub fn ipv4_packet(
 }
 
 /// An IPv6 packet with no extension headers.
-pub fn ipv6_packet(src: [u8; 16], dst: [u8; 16], hop_limit: u8, next: u8, payload: &[u8]) -> Vec<u8> {
+pub fn ipv6_packet(
+    src: [u8; 16],
+    dst: [u8; 16],
+    hop_limit: u8,
+    next: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut p = Vec::with_capacity(40 + payload.len());
     p.extend_from_slice(&[0x6e, 0x00, 0x00, 0x00]); // version 6, traffic class CS6
     p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
@@ -126,11 +132,23 @@ impl VrrpFrame {
         match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let l3 = ipv4_packet(s.octets(), d.octets(), self.ttl, IPPROTO_VRRP, &[], message);
-                ethernet(dst_mac, virtual_router_mac(true, self.vrid), &self.vlans, ETH_P_IP, &l3)
+                ethernet(
+                    dst_mac,
+                    virtual_router_mac(true, self.vrid),
+                    &self.vlans,
+                    ETH_P_IP,
+                    &l3,
+                )
             }
             (s, d) => {
                 let l3 = ipv6_packet(v6(s), v6(d), self.ttl, IPPROTO_VRRP, message);
-                ethernet(dst_mac, virtual_router_mac(false, self.vrid), &self.vlans, ETH_P_IPV6, &l3)
+                ethernet(
+                    dst_mac,
+                    virtual_router_mac(false, self.vrid),
+                    &self.vlans,
+                    ETH_P_IPV6,
+                    &l3,
+                )
             }
         }
     }

@@ -239,7 +239,8 @@ pub fn decode(msg: &[u8], src: IpAddr, dst: IpAddr) -> Result<(Advert, ChecksumF
             }
         }
     };
-    let addr_bytes = &msg[VRRP_HEADER_LEN..VRRP_HEADER_LEN + usize::from(header.addr_count) * if ipv4 { 4 } else { 16 }];
+    let addr_bytes = &msg[VRRP_HEADER_LEN
+        ..VRRP_HEADER_LEN + usize::from(header.addr_count) * if ipv4 { 4 } else { 16 }];
     let addrs = parse_addrs(addr_bytes, ipv4);
     let auth = match header.version {
         Version::V2 => {
@@ -368,8 +369,13 @@ mod tests {
     fn v2_round_trips_with_pass_auth() {
         let mut a = sample(Version::V2, &["192.168.1.10"]);
         a.auth = Auth::pass("secret");
-        let bytes = encode(&a, v4("192.168.1.2"), v4("224.0.0.18"), V3Ipv4Checksum::default())
-            .expect("encode");
+        let bytes = encode(
+            &a,
+            v4("192.168.1.2"),
+            v4("224.0.0.18"),
+            V3Ipv4Checksum::default(),
+        )
+        .expect("encode");
         assert_eq!(bytes.len(), 20);
         let (b, form) = decode(&bytes, v4("192.168.1.2"), v4("224.0.0.18")).expect("decode");
         assert_eq!(a, b);
@@ -403,9 +409,15 @@ mod tests {
         };
         let (s, d) = (v4("fe80::2"), v4("ff02::12"));
         let mut bytes = encode(&a, s, d, V3Ipv4Checksum::Plain).expect("encode");
-        assert_eq!(decode(&bytes, s, d).expect("decode").1, ChecksumForm::V3PseudoHeader);
+        assert_eq!(
+            decode(&bytes, s, d).expect("decode").1,
+            ChecksumForm::V3PseudoHeader
+        );
         // The pseudo-header binds the source: another source fails.
-        assert_eq!(decode(&bytes, v4("fe80::3"), d), Err(DecodeError::BadChecksum));
+        assert_eq!(
+            decode(&bytes, v4("fe80::3"), d),
+            Err(DecodeError::BadChecksum)
+        );
         bytes[2] ^= 1;
         assert_eq!(decode(&bytes, s, d), Err(DecodeError::BadChecksum));
     }
@@ -413,13 +425,27 @@ mod tests {
     #[test]
     fn decode_reports_each_malformation() {
         let (s, d) = (v4("10.0.0.9"), v4("224.0.0.18"));
-        let good = encode(&sample(Version::V3, &["10.0.0.1"]), s, d, V3Ipv4Checksum::default())
-            .expect("encode");
-        assert!(matches!(decode(&good[..7], s, d), Err(DecodeError::Truncated { .. })));
-        assert!(matches!(decode(&good[..11], s, d), Err(DecodeError::Truncated { .. })));
+        let good = encode(
+            &sample(Version::V3, &["10.0.0.1"]),
+            s,
+            d,
+            V3Ipv4Checksum::default(),
+        )
+        .expect("encode");
+        assert!(matches!(
+            decode(&good[..7], s, d),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(&good[..11], s, d),
+            Err(DecodeError::Truncated { .. })
+        ));
         let mut b = good.clone();
         b[0] = 0x41;
-        assert!(matches!(decode(&b, s, d), Err(DecodeError::BadVersion { version: 4, .. })));
+        assert!(matches!(
+            decode(&b, s, d),
+            Err(DecodeError::BadVersion { version: 4, .. })
+        ));
         b[0] = 0x32;
         assert_eq!(decode(&b, s, d), Err(DecodeError::BadType(2)));
         let mut b = good.clone();
@@ -429,11 +455,17 @@ mod tests {
         b[4] = 0xf0;
         b[5] = 0;
         assert_eq!(decode(&b, s, d), Err(DecodeError::ZeroInterval));
-        assert_eq!(decode(&good, s, v4("fe80::1")), Err(DecodeError::MixedFamilies));
+        assert_eq!(
+            decode(&good, s, v4("fe80::1")),
+            Err(DecodeError::MixedFamilies)
+        );
         let v6 = v4("fe80::1");
         let mut b = good.clone();
         b[0] = 0x21;
-        assert!(matches!(decode(&b, v6, v6), Err(DecodeError::BadVersion { version: 2, .. })));
+        assert!(matches!(
+            decode(&b, v6, v6),
+            Err(DecodeError::BadVersion { version: 2, .. })
+        ));
     }
 
     #[test]
@@ -441,15 +473,27 @@ mod tests {
         let (s, d) = (v4("10.0.0.9"), v4("224.0.0.18"));
         let mut a = sample(Version::V2, &["10.0.0.1"]);
         a.interval_cs = 50;
-        assert_eq!(encode(&a, s, d, V3Ipv4Checksum::default()), Err(EncodeError::BadInterval(50)));
+        assert_eq!(
+            encode(&a, s, d, V3Ipv4Checksum::default()),
+            Err(EncodeError::BadInterval(50))
+        );
         let mut a = sample(Version::V3, &[]);
-        assert_eq!(encode(&a, s, d, V3Ipv4Checksum::default()), Err(EncodeError::NoAddresses));
+        assert_eq!(
+            encode(&a, s, d, V3Ipv4Checksum::default()),
+            Err(EncodeError::NoAddresses)
+        );
         a.addrs = vec![v4("fe80::1")];
-        assert!(matches!(encode(&a, s, d, V3Ipv4Checksum::default()), Err(EncodeError::WrongFamily(_))));
+        assert!(matches!(
+            encode(&a, s, d, V3Ipv4Checksum::default()),
+            Err(EncodeError::WrongFamily(_))
+        ));
         let a = sample(Version::V2, &["10.0.0.1"]);
         let v6 = v4("fe80::1");
         let mut a6 = a.clone();
         a6.addrs = vec![v6];
-        assert_eq!(encode(&a6, v6, v6, V3Ipv4Checksum::default()), Err(EncodeError::V2OverIpv6));
+        assert_eq!(
+            encode(&a6, v6, v6, V3Ipv4Checksum::default()),
+            Err(EncodeError::V2OverIpv6)
+        );
     }
 }
