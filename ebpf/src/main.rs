@@ -20,7 +20,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
-use parse::{Outcome, classify};
+use parse::{Frame, Outcome, classify};
 use xvrrpd_common::{COUNTER_COUNT, Counter, IfacePolicy, VridConfig, VridKey};
 
 /// Adverts for the agent. 256 KiB holds ~780 events: seconds of backlog at any
@@ -49,8 +49,8 @@ fn count(counter: Counter) {
 
 /// Whether the packet goes on to the stack (`true`) or is dropped here.
 #[inline(always)]
-fn verdict(data: usize, data_end: usize, ifindex: u32) -> bool {
-    let outcome = classify(data, data_end, ifindex, &VRIDS, &EVENTS);
+fn verdict<F: Frame>(frame: &F, ifindex: u32) -> bool {
+    let outcome = classify(frame, ifindex, &VRIDS, &EVENTS);
     let counter = match outcome {
         Outcome::NotVrrp => return true,
         Outcome::Counted(counter) => counter,
@@ -73,9 +73,40 @@ fn verdict(data: usize, data_end: usize, ifindex: u32) -> bool {
     !drop
 }
 
+struct XdpFrame<'a>(&'a XdpContext);
+
+impl Frame for XdpFrame<'_> {
+    #[inline(always)]
+    fn bounds(&self) -> (usize, usize) {
+        // SAFETY: the context is valid for the program's run; volatile so each
+        // call is a real context load (see `Frame`).
+        unsafe {
+            (
+                core::ptr::read_volatile(&(*self.0.ctx).data) as usize,
+                core::ptr::read_volatile(&(*self.0.ctx).data_end) as usize,
+            )
+        }
+    }
+}
+
+struct TcFrame<'a>(&'a TcContext);
+
+impl Frame for TcFrame<'_> {
+    #[inline(always)]
+    fn bounds(&self) -> (usize, usize) {
+        // SAFETY: as for XdpFrame.
+        unsafe {
+            (
+                core::ptr::read_volatile(&(*self.0.skb.skb).data) as usize,
+                core::ptr::read_volatile(&(*self.0.skb.skb).data_end) as usize,
+            )
+        }
+    }
+}
+
 #[xdp]
 pub fn xvrrpd_xdp(ctx: XdpContext) -> u32 {
-    if verdict(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32) {
+    if verdict(&XdpFrame(&ctx), ctx.ingress_ifindex() as u32) {
         xdp_action::XDP_PASS
     } else {
         xdp_action::XDP_DROP
@@ -95,7 +126,7 @@ pub fn xvrrpd_tc(ctx: TcContext) -> i32 {
             return TC_ACT_OK as i32;
         }
     }
-    if verdict(ctx.data(), ctx.data_end(), ifindex) {
+    if verdict(&TcFrame(&ctx), ifindex) {
         TC_ACT_OK as i32
     } else {
         TC_ACT_SHOT as i32

@@ -98,6 +98,9 @@ fn ipv4_header(data: usize, data_end: usize, off: usize) -> Option<Result<IpInfo
     if byte(data, data_end, off + 9)? != IPPROTO_VRRP {
         return None;
     }
+    // One constant-size check for the fixed header: later reads need no
+    // per-field check the compiler could fold away behind the verifier's back.
+    ptr_at::<[u8; 20]>(data, data_end, off)?;
     let vihl = byte(data, data_end, off)?;
     if vihl >> 4 != 4 {
         return None;
@@ -129,13 +132,17 @@ fn ipv6_header(data: usize, data_end: usize, off: usize) -> Option<Result<IpInfo
     if byte(data, data_end, off + 6)? != IPPROTO_VRRP {
         return None;
     }
+    if ptr_at::<[u8; IPV6_HLEN]>(data, data_end, off).is_none() {
+        return Some(Err(Counter::BadLength));
+    }
     let payload = be16(data, data_end, off + 4)? as usize;
+    let ttl = byte(data, data_end, off + 7)?;
     if data + off + IPV6_HLEN + payload > data_end {
         return Some(Err(Counter::BadLength));
     }
     Some(Ok(IpInfo {
         family: FAMILY_IPV6,
-        ttl: byte(data, data_end, off + 7)?,
+        ttl,
         addr_off: off + 8,
         vrrp_off: off + IPV6_HLEN,
         msg_len: payload,
@@ -188,124 +195,204 @@ fn fold(mut sum: u64) -> u16 {
     sum as u16
 }
 
+/// Re-reads the packet bounds from the program context. The classifier calls
+/// it between its two phases so the verifier sees fresh packet pointers: the
+/// checksum loop's exits then converge to one state instead of each dragging
+/// its own proven packet range through the rest of the program.
+pub trait Frame {
+    fn bounds(&self) -> (usize, usize);
+}
+
+/// What phase one proved, as plain scalars.
+struct Checked {
+    family: u8,
+    ttl: u8,
+    version: u8,
+    vrid: u8,
+    count: u8,
+    form: ChecksumForm,
+    interval_cs: u16,
+    alen: usize,
+    addrs_len: usize,
+    addr_off: usize,
+    vrrp_off: usize,
+    cfg: VridConfig,
+}
+
 /// Validates a VRRP packet and delivers it; returns the counter to bump.
 #[inline(always)]
-pub fn classify(
-    data: usize,
-    data_end: usize,
+pub fn classify<F: Frame>(
+    frame: &F,
     ifindex: u32,
     vrids: &HashMap<VridKey, VridConfig>,
     events: &RingBuf,
 ) -> Outcome {
+    let (data, data_end) = frame.bounds();
     let ip = match ip_header(data, data_end) {
         None => return Outcome::NotVrrp,
         Some(Err(c)) => return Outcome::Counted(c),
         Some(Ok(ip)) => ip,
     };
+    let checked = match check(data, data_end, ifindex, &ip, vrids) {
+        Ok(c) => c,
+        Err(c) => return Outcome::Counted(c),
+    };
+    let (data, data_end) = frame.bounds();
+    // A read past data_end after the length checks means the packet lied.
     Outcome::Counted(
-        match check_and_deliver(data, data_end, ifindex, &ip, vrids, events) {
-            Some(c) => c,
-            // A read past data_end after the length checks: the packet lied.
-            None => Counter::BadLength,
-        },
+        deliver(data, data_end, ifindex, &checked, events).unwrap_or(Counter::BadLength),
     )
 }
 
+/// Phase one: header, configured VRID, TTL, lengths, interval, checksum.
 #[inline(always)]
-fn check_and_deliver(
+fn check(
     data: usize,
     data_end: usize,
     ifindex: u32,
     ip: &IpInfo,
     vrids: &HashMap<VridKey, VridConfig>,
-    events: &RingBuf,
-) -> Option<Counter> {
+) -> Result<Checked, Counter> {
     let v = ip.vrrp_off;
     if ip.msg_len < VRRP_HEADER_LEN {
-        return Some(Counter::BadLength);
+        return Err(Counter::BadLength);
     }
-    let vt = byte(data, data_end, v)?;
+    ptr_at::<[u8; VRRP_HEADER_LEN]>(data, data_end, v).ok_or(Counter::BadLength)?;
+    let vt = byte(data, data_end, v).ok_or(Counter::BadLength)?;
     let version = vt >> 4;
     if !(version == 3 || (version == 2 && ip.family == FAMILY_IPV4)) {
-        return Some(Counter::BadVersion);
+        return Err(Counter::BadVersion);
     }
     if vt & 0x0f != 1 {
-        return Some(Counter::BadType);
+        return Err(Counter::BadType);
     }
-    let vrid = byte(data, data_end, v + 1)?;
+    let vrid = byte(data, data_end, v + 1).ok_or(Counter::BadLength)?;
     // SAFETY: read-only lookup of a plain value type.
     let cfg = match unsafe { vrids.get(VridKey::new(ifindex, ip.family, vrid)) } {
         Some(cfg) => *cfg,
-        None => return Some(Counter::UnknownVrid),
+        None => return Err(Counter::UnknownVrid),
     };
     if cfg.flags & VRID_FLAG_CHECK_TTL != 0 && ip.ttl != VRRP_TTL {
-        return Some(Counter::BadTtl);
+        return Err(Counter::BadTtl);
     }
-    let count = byte(data, data_end, v + 3)? as usize;
+    let count = byte(data, data_end, v + 3).ok_or(Counter::BadLength)?;
     if count == 0 {
-        return Some(Counter::BadAddrCount);
+        return Err(Counter::BadAddrCount);
     }
     let alen = if ip.family == FAMILY_IPV4 { 4 } else { 16 };
-    let addrs_len = count * alen;
+    let addrs_len = count as usize * alen;
     let expected = VRRP_HEADER_LEN + addrs_len + if version == 2 { VRRP_AUTH_LEN } else { 0 };
     if ip.msg_len < expected || expected > MAX_MESSAGE_LEN {
-        return Some(Counter::BadLength);
+        return Err(Counter::BadLength);
     }
     let interval_cs: u16 = if version == 2 {
-        byte(data, data_end, v + 5)? as u16 * 100
+        byte(data, data_end, v + 5).ok_or(Counter::BadLength)? as u16 * 100
     } else {
-        be16(data, data_end, v + 4)? & 0x0fff
+        be16(data, data_end, v + 4).ok_or(Counter::BadLength)? & 0x0fff
     };
     if interval_cs == 0 {
-        return Some(Counter::BadInterval);
+        return Err(Counter::BadInterval);
     }
-
-    let msg_sum = sum_words(data, data_end, v, expected)?;
+    // Pseudo-header words as they sit in memory: protocol and length are
+    // added in the same byte order as the packet words summed below.
+    let tail: u64 = if ip.family == FAMILY_IPV4 {
+        u32::from_le_bytes([0, IPPROTO_VRRP, (expected >> 8) as u8, expected as u8]) as u64
+    } else {
+        u32::from_le_bytes((expected as u32).to_be_bytes()) as u64
+            + u32::from_le_bytes([0, 0, 0, IPPROTO_VRRP]) as u64
+    };
+    let pseudo = sum_addrs(data, data_end, ip).ok_or(Counter::BadLength)? + tail;
+    let msg_sum = sum_words(data, data_end, v, expected).ok_or(Counter::BadLength)?;
     let form = if version == 2 {
         if fold(msg_sum) != 0xffff {
-            return Some(Counter::BadChecksum);
+            return Err(Counter::BadChecksum);
         }
         ChecksumForm::V2Message
+    } else if fold(msg_sum + pseudo) == 0xffff {
+        ChecksumForm::V3PseudoHeader
+    } else if ip.family == FAMILY_IPV4 && fold(msg_sum) == 0xffff {
+        ChecksumForm::V3Plain
     } else {
-        // Pseudo-header words as they sit in memory: protocol and length are
-        // added in the same byte order as the packet words read above.
-        let tail: u64 = if ip.family == FAMILY_IPV4 {
-            u32::from_le_bytes([0, IPPROTO_VRRP, (expected >> 8) as u8, expected as u8]) as u64
-        } else {
-            u32::from_le_bytes((expected as u32).to_be_bytes()) as u64
-                + u32::from_le_bytes([0, 0, 0, IPPROTO_VRRP]) as u64
-        };
-        let pseudo = sum_addrs(data, data_end, ip)? + tail;
-        if fold(msg_sum + pseudo) == 0xffff {
-            ChecksumForm::V3PseudoHeader
-        } else if ip.family == FAMILY_IPV4 && fold(msg_sum) == 0xffff {
-            ChecksumForm::V3Plain
-        } else {
-            return Some(Counter::BadChecksum);
-        }
+        return Err(Counter::BadChecksum);
     };
+    Ok(Checked {
+        family: ip.family,
+        ttl: ip.ttl,
+        version,
+        vrid,
+        count,
+        form,
+        interval_cs,
+        alen,
+        addrs_len,
+        addr_off: ip.addr_off,
+        vrrp_off: v,
+        cfg,
+    })
+}
 
+/// Phase two: v2 authentication and interval, then the event.
+#[inline(always)]
+fn deliver(
+    data: usize,
+    data_end: usize,
+    ifindex: u32,
+    c: &Checked,
+    events: &RingBuf,
+) -> Option<Counter> {
+    let v = c.vrrp_off;
     let mut auth_type = 0u8;
-    let mut auth_data = [0u8; 8];
-    if version == 2 {
+    let mut auth_lo = 0u32;
+    let mut auth_hi = 0u32;
+    if c.version == 2 {
         auth_type = byte(data, data_end, v + 4)?;
-        if auth_type != cfg.auth_type {
+        if auth_type != c.cfg.auth_type {
             return Some(Counter::BadAuth);
         }
-        let a = v + VRRP_HEADER_LEN + addrs_len;
-        let lo = word(data, data_end, a)?;
-        let hi = word(data, data_end, a + 4)?;
-        auth_data[..4].copy_from_slice(&lo.to_ne_bytes());
-        auth_data[4..].copy_from_slice(&hi.to_ne_bytes());
-        if auth_type == 1 && auth_data != cfg.auth_data {
+        let a = v + VRRP_HEADER_LEN + c.addrs_len;
+        auth_lo = word(data, data_end, a)?;
+        auth_hi = word(data, data_end, a + 4)?;
+        let want = c.cfg.auth_data;
+        if auth_type == 1
+            && (auth_lo.to_ne_bytes() != [want[0], want[1], want[2], want[3]]
+                || auth_hi.to_ne_bytes() != [want[4], want[5], want[6], want[7]])
+        {
             return Some(Counter::BadAuth);
         }
-        if cfg.v2_interval_s != 0 && interval_cs != cfg.v2_interval_s as u16 * 100 {
+        if c.cfg.v2_interval_s != 0 && c.interval_cs != c.cfg.v2_interval_s as u16 * 100 {
             return Some(Counter::BadInterval);
         }
     }
-
     let priority = byte(data, data_end, v + 2)?;
+    let awords = c.alen / 4;
+    let mut src = [0u32; 4];
+    let mut dst = [0u32; 4];
+    for i in 0..4 {
+        if i >= awords {
+            break;
+        }
+        src[i] = word(data, data_end, c.addr_off + i * 4)?;
+        dst[i] = word(data, data_end, c.addr_off + c.alen + i * 4)?;
+    }
+    let dst_first = dst[0].to_ne_bytes()[0];
+    let multicast = if c.family == FAMILY_IPV4 {
+        dst_first & 0xf0 == 0xe0
+    } else {
+        dst_first == 0xff
+    };
+    let copied = if c.addrs_len > EVENT_ADDR_BYTES {
+        EVENT_ADDR_BYTES
+    } else {
+        c.addrs_len
+    };
+    let mut flags = 0u8;
+    if c.addrs_len > EVENT_ADDR_BYTES {
+        flags |= EVENT_FLAG_ADDRS_TRUNCATED;
+    }
+    if !multicast {
+        flags |= EVENT_FLAG_UNICAST;
+    }
+
     let Some(mut entry) = events.reserve::<AdvertEvent>(0) else {
         return Some(Counter::RingbufFull);
     };
@@ -315,68 +402,39 @@ fn check_and_deliver(
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).ifindex = ifindex;
-        (*ev).family = ip.family;
-        (*ev).version = version;
-        (*ev).vrid = vrid;
+        (*ev).family = c.family;
+        (*ev).version = c.version;
+        (*ev).vrid = c.vrid;
         (*ev).priority = priority;
-        (*ev).interval_cs = interval_cs;
-        (*ev).addr_count = count as u8;
+        (*ev).interval_cs = c.interval_cs;
+        (*ev).addr_count = c.count;
         (*ev).auth_type = auth_type;
-        (*ev).checksum_form = form as u8;
-        (*ev).ttl = ip.ttl;
-        (*ev)._pad0 = 0;
-        (*ev)._pad1 = [0; 6];
-        (*ev).auth_data = auth_data;
-        let copied = if addrs_len > EVENT_ADDR_BYTES {
-            EVENT_ADDR_BYTES
-        } else {
-            addrs_len
-        };
-        (*ev).addr_bytes = copied as u16;
-        let mut flags = 0u8;
-        if addrs_len > EVENT_ADDR_BYTES {
-            flags |= EVENT_FLAG_ADDRS_TRUNCATED;
-        }
-        let mut src = [0u32; 4];
-        let mut dst = [0u32; 4];
-        let awords = alen / 4;
-        for i in 0..4 {
-            if i < awords {
-                src[i] = match word(data, data_end, ip.addr_off + i * 4) {
-                    Some(w) => w,
-                    None => 0,
-                };
-                dst[i] = match word(data, data_end, ip.addr_off + alen + i * 4) {
-                    Some(w) => w,
-                    None => 0,
-                };
-            }
-        }
-        let dst_first = dst[0].to_ne_bytes()[0];
-        let multicast = if ip.family == FAMILY_IPV4 {
-            dst_first & 0xf0 == 0xe0
-        } else {
-            dst_first == 0xff
-        };
-        if !multicast {
-            flags |= EVENT_FLAG_UNICAST;
-        }
+        (*ev).checksum_form = c.form as u8;
         (*ev).flags = flags;
+        (*ev).ttl = c.ttl;
+        (*ev)._pad0 = 0;
+        (*ev).addr_bytes = copied as u16;
+        (*ev)._pad1 = [0; 6];
         (*ev).src = core::mem::transmute::<[u32; 4], [u8; 16]>(src);
         (*ev).dst = core::mem::transmute::<[u32; 4], [u8; 16]>(dst);
+        let auth = (*ev).auth_data.as_mut_ptr() as *mut u32;
+        auth.write_unaligned(auth_lo);
+        auth.add(1).write_unaligned(auth_hi);
         let addrs = (*ev).addrs.as_mut_ptr() as *mut u32;
+        // Zero first, then copy: the copy loop's exits lead straight to submit.
+        for i in 0..EVENT_ADDR_WORDS {
+            addrs.add(i).write_unaligned(0);
+        }
         let words = copied / 4;
         let base = v + VRRP_HEADER_LEN;
         for i in 0..EVENT_ADDR_WORDS {
-            let w = if i < words {
-                match word(data, data_end, base + i * 4) {
-                    Some(w) => w,
-                    None => 0,
-                }
-            } else {
-                0
-            };
-            addrs.add(i).write_unaligned(w);
+            if i >= words {
+                break;
+            }
+            match word(data, data_end, base + i * 4) {
+                Some(w) => addrs.add(i).write_unaligned(w),
+                None => break,
+            }
         }
     }
     entry.submit(0);

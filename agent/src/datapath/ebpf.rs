@@ -1,0 +1,339 @@
+//! Loading, attaching and talking to the kernel datapath.
+
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd},
+    time::Duration,
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{
+        ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
+        tc::qdisc_add_clsact,
+    },
+};
+use thiserror::Error;
+use xvrrpd_common::{
+    AdvertEvent, COUNTER_COUNT, Counter, IfacePolicy, MAP_COUNTERS, MAP_EVENTS, MAP_POLICY,
+    MAP_VRIDS, PROG_TC, PROG_XDP, VridConfig, VridKey,
+};
+
+/// The eBPF object built by `build.rs`; empty when built without bpf-linker.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xvrrpd-datapath"));
+
+/// Whether this binary carries the eBPF datapath.
+pub fn object_embedded() -> bool {
+    !OBJECT.is_empty()
+}
+
+#[derive(Debug, Error)]
+pub enum DatapathError {
+    #[error(
+        "this xvrrpd was built without its eBPF datapath (no bpf-linker at build time): \
+         run `cargo xtask setup` and rebuild, or run with --no-ebpf"
+    )]
+    NotBuiltIn,
+    #[error(
+        "loading the eBPF datapath failed: {0} (needs root or CAP_BPF + CAP_NET_ADMIN and a kernel \
+         with BTF; --no-ebpf uses the raw-socket receiver instead)"
+    )]
+    Load(#[from] aya::EbpfError),
+    #[error("the eBPF object has no {0}: it does not match this agent, rebuild both")]
+    Missing(&'static str),
+    #[error("eBPF program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("eBPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error(
+        "cannot attach to {ifname}: XDP native: {native}; XDP generic: {generic}; TC: {tc} \
+         (does the interface exist? is another XDP program attached?)"
+    )]
+    Attach {
+        ifname: String,
+        native: String,
+        generic: String,
+        tc: String,
+    },
+    #[error("reading the ring buffer: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// How the datapath got attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachMode {
+    XdpNative,
+    XdpGeneric,
+    Tc,
+}
+
+impl std::fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AttachMode::XdpNative => "XDP (native)",
+            AttachMode::XdpGeneric => "XDP (generic)",
+            AttachMode::Tc => "TC ingress",
+        })
+    }
+}
+
+/// What modes to try, in order (tests force one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AttachPreference {
+    /// XDP native → XDP generic → TC.
+    #[default]
+    Auto,
+    Only(AttachMode),
+}
+
+/// The loaded programs and their maps. Dropping it detaches everything.
+pub struct EbpfDatapath {
+    bpf: Ebpf,
+    attached: Vec<(String, AttachMode)>,
+}
+
+fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> DatapathError {
+    move |source| DatapathError::Program { name, source }
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathError {
+    move |source| DatapathError::Map { name, source }
+}
+
+impl EbpfDatapath {
+    /// Loads both programs into the kernel (verified, not yet attached).
+    pub fn load() -> Result<Self, DatapathError> {
+        if !object_embedded() {
+            return Err(DatapathError::NotBuiltIn);
+        }
+        let mut bpf = EbpfLoader::new().load(OBJECT)?;
+        let xdp: &mut Xdp = bpf
+            .program_mut(PROG_XDP)
+            .ok_or(DatapathError::Missing(PROG_XDP))?
+            .try_into()
+            .map_err(prog_err(PROG_XDP))?;
+        xdp.load().map_err(prog_err(PROG_XDP))?;
+        let tc: &mut SchedClassifier = bpf
+            .program_mut(PROG_TC)
+            .ok_or(DatapathError::Missing(PROG_TC))?
+            .try_into()
+            .map_err(prog_err(PROG_TC))?;
+        tc.load().map_err(prog_err(PROG_TC))?;
+        Ok(Self {
+            bpf,
+            attached: Vec::new(),
+        })
+    }
+
+    /// Attaches to `ifname`: XDP native, then XDP generic, then TC ingress.
+    pub fn attach(
+        &mut self,
+        ifname: &str,
+        pref: AttachPreference,
+    ) -> Result<AttachMode, DatapathError> {
+        let wants =
+            |m: AttachMode| pref == AttachPreference::Auto || pref == AttachPreference::Only(m);
+        let skipped = || "not tried".to_string();
+        let (mut native, mut generic, mut tc) = (skipped(), skipped(), skipped());
+        for (mode, xmode) in [
+            (AttachMode::XdpNative, XdpMode::Driver),
+            (AttachMode::XdpGeneric, XdpMode::Skb),
+        ] {
+            if !wants(mode) {
+                continue;
+            }
+            let xdp: &mut Xdp = self
+                .bpf
+                .program_mut(PROG_XDP)
+                .ok_or(DatapathError::Missing(PROG_XDP))?
+                .try_into()
+                .map_err(prog_err(PROG_XDP))?;
+            match xdp.attach(ifname, xmode) {
+                Ok(_) => {
+                    self.attached.push((ifname.to_string(), mode));
+                    return Ok(mode);
+                }
+                Err(e) if mode == AttachMode::XdpNative => native = error_chain(&e),
+                Err(e) => generic = error_chain(&e),
+            }
+        }
+        if wants(AttachMode::Tc) {
+            // Kernels before 6.6 attach TC programs through a clsact qdisc.
+            let _ = qdisc_add_clsact(ifname);
+            let prog: &mut SchedClassifier = self
+                .bpf
+                .program_mut(PROG_TC)
+                .ok_or(DatapathError::Missing(PROG_TC))?
+                .try_into()
+                .map_err(prog_err(PROG_TC))?;
+            match prog.attach(ifname, TcAttachType::Ingress) {
+                Ok(_) => {
+                    self.attached.push((ifname.to_string(), AttachMode::Tc));
+                    return Ok(AttachMode::Tc);
+                }
+                Err(e) => tc = error_chain(&e),
+            }
+        }
+        Err(DatapathError::Attach {
+            ifname: ifname.to_string(),
+            native,
+            generic,
+            tc,
+        })
+    }
+
+    /// Interfaces attached so far and how.
+    pub fn attachments(&self) -> &[(String, AttachMode)] {
+        &self.attached
+    }
+
+    fn vrids(&mut self) -> Result<BpfHashMap<&mut MapData, VridKey, VridConfig>, DatapathError> {
+        let map = self
+            .bpf
+            .map_mut(MAP_VRIDS)
+            .ok_or(DatapathError::Missing(MAP_VRIDS))?;
+        BpfHashMap::try_from(map).map_err(map_err(MAP_VRIDS))
+    }
+
+    /// Tells the kernel to deliver adverts for `key`, checked per `cfg`.
+    pub fn set_vrid(&mut self, key: VridKey, cfg: VridConfig) -> Result<(), DatapathError> {
+        self.vrids()?
+            .insert(key, cfg, 0)
+            .map_err(map_err(MAP_VRIDS))
+    }
+
+    pub fn remove_vrid(&mut self, key: &VridKey) -> Result<(), DatapathError> {
+        match self.vrids()?.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(MAP_VRIDS)(e)),
+        }
+    }
+
+    pub fn set_policy(&mut self, ifindex: u32, policy: IfacePolicy) -> Result<(), DatapathError> {
+        let map = self
+            .bpf
+            .map_mut(MAP_POLICY)
+            .ok_or(DatapathError::Missing(MAP_POLICY))?;
+        let mut m: BpfHashMap<&mut MapData, u32, IfacePolicy> =
+            BpfHashMap::try_from(map).map_err(map_err(MAP_POLICY))?;
+        m.insert(ifindex, policy, 0).map_err(map_err(MAP_POLICY))
+    }
+
+    /// Kernel counters summed over CPUs, indexed by [`Counter`].
+    pub fn counters(&self) -> Result<[u64; COUNTER_COUNT as usize], DatapathError> {
+        let map = self
+            .bpf
+            .map(MAP_COUNTERS)
+            .ok_or(DatapathError::Missing(MAP_COUNTERS))?;
+        let arr: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(map_err(MAP_COUNTERS))?;
+        let mut out = [0u64; COUNTER_COUNT as usize];
+        for c in Counter::ALL {
+            let per_cpu = arr.get(&(c as u32), 0).map_err(map_err(MAP_COUNTERS))?;
+            out[c as usize] = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Takes the ring buffer out (once) for a reader.
+    pub fn take_events(&mut self) -> Result<EventRing, DatapathError> {
+        let map = self
+            .bpf
+            .take_map(MAP_EVENTS)
+            .ok_or(DatapathError::Missing(MAP_EVENTS))?;
+        Ok(EventRing {
+            ring: RingBuf::try_from(map).map_err(map_err(MAP_EVENTS))?,
+        })
+    }
+
+    /// Runs the XDP program on `frame` through `BPF_PROG_TEST_RUN`:
+    /// returns the verdict and the kernel-measured time per run.
+    pub fn test_run_xdp(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, Duration), DatapathError> {
+        let prog: &Xdp = self
+            .bpf
+            .program(PROG_XDP)
+            .ok_or(DatapathError::Missing(PROG_XDP))?
+            .try_into()
+            .map_err(prog_err(PROG_XDP))?;
+        run(prog, frame, repeat).map_err(prog_err(PROG_XDP))
+    }
+
+    /// Same for the TC program.
+    pub fn test_run_tc(&self, frame: &[u8], repeat: u32) -> Result<(u32, Duration), DatapathError> {
+        let prog: &SchedClassifier = self
+            .bpf
+            .program(PROG_TC)
+            .ok_or(DatapathError::Missing(PROG_TC))?
+            .try_into()
+            .map_err(prog_err(PROG_TC))?;
+        run(prog, frame, repeat).map_err(prog_err(PROG_TC))
+    }
+}
+
+fn run<P>(prog: &P, frame: &[u8], repeat: u32) -> Result<(u32, Duration), ProgramError>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = aya::programs::TestRunResult>,
+{
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        repeat,
+        ..TestRunOptions::new()
+    };
+    let res = prog.test_run(opts)?;
+    Ok((res.return_value, res.duration))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// The kernel → agent ring buffer.
+pub struct EventRing {
+    ring: RingBuf<aya::maps::MapData>,
+}
+
+impl EventRing {
+    /// Appends every pending event to `out` without blocking.
+    pub fn drain(&mut self, out: &mut Vec<AdvertEvent>) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            if let Ok(ev) = bytemuck::try_pod_read_unaligned::<AdvertEvent>(&item) {
+                out.push(ev);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The fd to poll for readability.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.ring.as_fd().as_raw_fd()
+    }
+}
+
+impl AsRawFd for EventRing {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.raw_fd()
+    }
+}
