@@ -118,6 +118,18 @@ impl Lab {
             ],
         )?;
         lab.exec_ns(&lab.switch, &["ip", "link", "set", "br0", "up"])?;
+        // With br_netfilter loaded the bridge would validate and filter IP
+        // headers: a switch must forward frames as they are.
+        for family in ["iptables", "ip6tables", "arptables"] {
+            let _ = lab.exec_ns(
+                &lab.switch,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.bridge.bridge-nf-call-{family}=0"),
+                ],
+            );
+        }
         Ok(lab)
     }
 
@@ -297,5 +309,62 @@ pub fn wait_until(timeout: Duration, step: Duration, mut cond: impl FnMut() -> b
             return false;
         }
         thread::sleep(step);
+    }
+}
+
+/// An AF_PACKET socket bound to `ifname` inside `host`, for injecting crafted
+/// frames (the socket keeps its namespace; it can be used from any thread).
+pub fn frame_injector(host: &Host, ifname: &str) -> Result<FrameInjector> {
+    let ifname = ifname.to_string();
+    host.run_in(move || FrameInjector::open(&ifname))
+}
+
+pub struct FrameInjector {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl FrameInjector {
+    fn open(ifname: &str) -> Result<Self> {
+        use std::os::fd::FromRawFd;
+        let cname = std::ffi::CString::new(ifname)?;
+        // SAFETY: plain libc calls; the fd is owned at once.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            bail!("no interface {ifname}");
+        }
+        // SAFETY: as above.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: fresh descriptor.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        use std::os::fd::AsRawFd;
+        // SAFETY: sll is a valid sockaddr_ll of the size passed.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(Self { fd })
+    }
+
+    /// Sends one frame as is.
+    pub fn send(&self, frame: &[u8]) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: frame is a valid buffer of the given length.
+        let rc = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(())
     }
 }

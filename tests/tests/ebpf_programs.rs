@@ -108,7 +108,7 @@ fn every_case_matches_the_spec(prog: Prog) {
                 assert_eq!(events.len(), 1, "{name}: exactly one event");
                 let ev = events[0];
                 let advert = case.advert.as_ref().expect("accepted case has an advert");
-                if let Err(e) = spec::check_event(&ev, advert) {
+                if let Err(e) = spec::check_event(&ev, advert, SPEC_IFINDEX) {
                     panic!("{name}: {e}");
                 }
                 assert!(

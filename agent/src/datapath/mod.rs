@@ -3,10 +3,204 @@
 //! The eBPF programs (XDP, TC fallback) validate adverts in the kernel and
 //! push [`AdvertEvent`]s to a ring buffer; without eBPF a raw socket and the
 //! same rules in Rust ([`validate`]) produce the same events. The rest of the
-//! agent cannot tell which one runs.
+//! agent cannot tell which one runs: it sees a [`Datapath`].
 
 pub mod ebpf;
+pub mod rawsock;
 pub mod spec;
 pub mod validate;
 
+use std::{io, net::IpAddr, os::fd::RawFd};
+
+use tokio::io::unix::AsyncFd;
 pub use xvrrpd_common::{AdvertEvent, Counter};
+use xvrrpd_common::{COUNTER_COUNT, IfacePolicy, VridConfig, VridKey};
+
+use self::{
+    ebpf::{AttachMode, AttachPreference, DatapathError, EbpfDatapath, EventRing},
+    rawsock::RawReceiver,
+};
+
+/// How adverts are received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatapathKind {
+    Ebpf,
+    RawSocket,
+}
+
+/// What to configure: one entry per VRRP instance.
+#[derive(Clone, Debug)]
+pub struct VridSpec {
+    pub ifname: String,
+    pub key: VridKey,
+    pub cfg: VridConfig,
+    /// Multicast group to join on the interface (for NIC filters and, on the
+    /// raw-socket path, for delivery).
+    pub group: IpAddr,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DatapathOptions {
+    /// Use the raw-socket receiver even when eBPF is available.
+    pub no_ebpf: bool,
+    pub attach: AttachPreference,
+}
+
+enum Inner {
+    Ebpf {
+        dp: EbpfDatapath,
+        ring: AsyncFd<EventRing>,
+        /// Keeps multicast memberships for NIC filters.
+        _joins: RawReceiver,
+    },
+    Raw {
+        // Declared before `rx` so they are deregistered before its sockets close.
+        v4: AsyncFd<RawFd>,
+        v6: AsyncFd<RawFd>,
+        rx: RawReceiver,
+    },
+}
+
+/// The receive side, whichever implementation runs.
+pub struct Datapath {
+    inner: Inner,
+    /// Why eBPF is not in use, when it is not.
+    pub fallback_reason: Option<String>,
+}
+
+impl Datapath {
+    /// eBPF if it loads and attaches everywhere, else the raw-socket receiver.
+    /// Must run inside a tokio runtime.
+    pub fn open(specs: &[VridSpec], opts: DatapathOptions) -> io::Result<Self> {
+        let reason = if opts.no_ebpf {
+            "disabled with --no-ebpf".to_string()
+        } else {
+            match Self::open_ebpf(specs, opts.attach) {
+                Ok(inner) => {
+                    return Ok(Self {
+                        inner,
+                        fallback_reason: None,
+                    });
+                }
+                Err(e) => e.to_string(),
+            }
+        };
+        let mut rx = RawReceiver::open()?;
+        for s in specs {
+            rx.set_vrid(s.key, s.cfg, s.group)?;
+        }
+        let [f4, f6] = rx.fds();
+        // SAFETY: both fds belong to `rx`, which lives in the same variant and
+        // is dropped after the registrations (field order).
+        let (v4, v6) = unsafe { (AsyncFd::register(f4)?, AsyncFd::register(f6)?) };
+        Ok(Self {
+            inner: Inner::Raw { v4, v6, rx },
+            fallback_reason: Some(reason),
+        })
+    }
+
+    fn open_ebpf(specs: &[VridSpec], pref: AttachPreference) -> Result<Inner, DatapathError> {
+        let mut dp = EbpfDatapath::load()?;
+        let mut joins = RawReceiver::open()?;
+        let mut done: Vec<&str> = Vec::new();
+        for s in specs {
+            if !done.contains(&s.ifname.as_str()) {
+                let mode = dp.attach(&s.ifname, pref)?;
+                tracing::info!(interface = %s.ifname, mode = %mode, "datapath attached");
+                dp.set_policy(s.key.ifindex, IfacePolicy::DEFAULT)?;
+                done.push(&s.ifname);
+            }
+            dp.set_vrid(s.key, s.cfg)?;
+            joins.set_vrid(s.key, s.cfg, s.group)?;
+        }
+        // SAFETY: the ring owns its fd and moves into the AsyncFd with it.
+        let ring = unsafe { AsyncFd::register(dp.take_events()?) }
+            .map_err(|e| DatapathError::Io(e.into()))?;
+        Ok(Inner::Ebpf {
+            dp,
+            ring,
+            _joins: joins,
+        })
+    }
+
+    pub fn kind(&self) -> DatapathKind {
+        match self.inner {
+            Inner::Ebpf { .. } => DatapathKind::Ebpf,
+            Inner::Raw { .. } => DatapathKind::RawSocket,
+        }
+    }
+
+    /// Interfaces and attach modes (eBPF only).
+    pub fn attachments(&self) -> Vec<(String, AttachMode)> {
+        match &self.inner {
+            Inner::Ebpf { dp, .. } => dp.attachments().to_vec(),
+            Inner::Raw { .. } => Vec::new(),
+        }
+    }
+
+    /// Waits until adverts may be pending, then appends them to `out`.
+    pub async fn recv(&mut self, out: &mut Vec<AdvertEvent>) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Ebpf { ring, .. } => loop {
+                let mut guard = ring.readable_mut().await?;
+                let n = guard.get_inner_mut().drain(out);
+                guard.clear_ready();
+                if n > 0 {
+                    return Ok(n);
+                }
+            },
+            Inner::Raw { rx, v4, v6 } => loop {
+                tokio::select! {
+                    g = v4.readable() => g?.clear_ready(),
+                    g = v6.readable() => g?.clear_ready(),
+                }
+                let n = rx.drain(out)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+            },
+        }
+    }
+
+    /// Appends pending adverts without waiting: the runtime calls it before
+    /// acting on a timer, so an advert that arrived in time is never missed.
+    pub fn drain(&mut self, out: &mut Vec<AdvertEvent>) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Ebpf { ring, .. } => Ok(ring.get_mut().drain(out)),
+            Inner::Raw { rx, .. } => rx.drain(out),
+        }
+    }
+
+    /// Drop/accept counters by reason (kernel counters on the eBPF path).
+    pub fn counters(&self) -> [u64; COUNTER_COUNT as usize] {
+        match &self.inner {
+            Inner::Ebpf { dp, .. } => dp.counters().unwrap_or([0; COUNTER_COUNT as usize]),
+            Inner::Raw { rx, .. } => rx.counters(),
+        }
+    }
+
+    /// Adds or replaces an instance's VRID at run time (reload).
+    pub fn set_vrid(&mut self, spec: &VridSpec) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Ebpf { dp, _joins, .. } => {
+                dp.set_vrid(spec.key, spec.cfg).map_err(io::Error::other)?;
+                _joins.set_vrid(spec.key, spec.cfg, spec.group)
+            }
+            Inner::Raw { rx, .. } => rx.set_vrid(spec.key, spec.cfg, spec.group),
+        }
+    }
+
+    pub fn remove_vrid(&mut self, key: &VridKey) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Ebpf { dp, _joins, .. } => {
+                _joins.remove_vrid(key);
+                dp.remove_vrid(key).map_err(io::Error::other)
+            }
+            Inner::Raw { rx, .. } => {
+                rx.remove_vrid(key);
+                Ok(())
+            }
+        }
+    }
+}

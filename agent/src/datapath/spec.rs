@@ -52,6 +52,11 @@ pub const PASSWORD: &str = "s3cret";
 
 /// VRIDs the table configures on [`SPEC_IFINDEX`].
 pub fn vrids() -> HashMap<VridKey, VridConfig> {
+    vrids_on(SPEC_IFINDEX)
+}
+
+/// The same VRIDs on another interface (for tests on a real link).
+pub fn vrids_on(ifindex: u32) -> HashMap<VridKey, VridConfig> {
     let base = VridConfig {
         flags: VRID_FLAG_CHECK_TTL,
         auth_type: 0,
@@ -67,11 +72,11 @@ pub fn vrids() -> HashMap<VridKey, VridConfig> {
     let mut no_ttl = base;
     no_ttl.flags = 0;
     let mut m = HashMap::new();
-    m.insert(VridKey::new(SPEC_IFINDEX, FAMILY_IPV4, 10), base);
-    m.insert(VridKey::new(SPEC_IFINDEX, FAMILY_IPV4, 11), pass);
-    m.insert(VridKey::new(SPEC_IFINDEX, FAMILY_IPV4, 12), v2_int);
-    m.insert(VridKey::new(SPEC_IFINDEX, FAMILY_IPV4, 13), no_ttl);
-    m.insert(VridKey::new(SPEC_IFINDEX, FAMILY_IPV6, 10), base);
+    m.insert(VridKey::new(ifindex, FAMILY_IPV4, 10), base);
+    m.insert(VridKey::new(ifindex, FAMILY_IPV4, 11), pass);
+    m.insert(VridKey::new(ifindex, FAMILY_IPV4, 12), v2_int);
+    m.insert(VridKey::new(ifindex, FAMILY_IPV4, 13), no_ttl);
+    m.insert(VridKey::new(ifindex, FAMILY_IPV6, 10), base);
     m
 }
 
@@ -422,7 +427,11 @@ fn octets6(s: &str) -> [u8; 16] {
 }
 
 /// Checks an event against the advert a case expects; `Err` says which field differs.
-pub fn check_event(ev: &xvrrpd_common::AdvertEvent, a: &Advert) -> Result<(), String> {
+pub fn check_event(
+    ev: &xvrrpd_common::AdvertEvent,
+    a: &Advert,
+    ifindex: u32,
+) -> Result<(), String> {
     let ipv4 = a.addrs.first().is_some_and(IpAddr::is_ipv4);
     let checks = [
         (
@@ -448,7 +457,7 @@ pub fn check_event(ev: &xvrrpd_common::AdvertEvent, a: &Advert) -> Result<(), St
             u32::from(ev.auth_type),
             u32::from(a.auth.type_code()),
         ),
-        ("ifindex", ev.ifindex, SPEC_IFINDEX),
+        ("ifindex", ev.ifindex, ifindex),
     ];
     for (name, got, want) in checks {
         if got != want {
@@ -490,7 +499,7 @@ mod tests {
                         .advert
                         .as_ref()
                         .expect("accepted cases carry their advert");
-                    if let Err(e) = check_event(&ev, a) {
+                    if let Err(e) = check_event(&ev, a, SPEC_IFINDEX) {
                         panic!("{}: {e}", case.name);
                     }
                     assert_eq!(ev.ts_ns, 7, "{}", case.name);
