@@ -141,3 +141,22 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";
+
+/// Benchmark references, never attached: the cheapest XDP program, and the
+/// usual "count every packet and pass" program, measured beside ours.
+#[map(name = "BENCH_COUNT")]
+static BENCH_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[xdp]
+pub fn xvrrpd_bench_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn xvrrpd_bench_count(_ctx: XdpContext) -> u32 {
+    if let Some(slot) = BENCH_COUNT.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot.
+        unsafe { *slot += 1 };
+    }
+    xdp_action::XDP_PASS
+}

@@ -272,6 +272,26 @@ impl EbpfDatapath {
         run(prog, frame, repeat).map_err(prog_err(PROG_XDP))
     }
 
+    /// Runs one of the object's benchmark reference programs
+    /// (`xvrrpd_bench_pass`, `xvrrpd_bench_count`), loading it on first use.
+    pub fn test_run_reference(
+        &mut self,
+        name: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, Duration), DatapathError> {
+        let prog: &mut Xdp = self
+            .bpf
+            .program_mut(name)
+            .ok_or(DatapathError::Missing(name))?
+            .try_into()
+            .map_err(prog_err(name))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(prog_err(name))?;
+        }
+        run(prog, frame, repeat).map_err(prog_err(name))
+    }
+
     /// Same for the TC program.
     pub fn test_run_tc(&self, frame: &[u8], repeat: u32) -> Result<(u32, Duration), DatapathError> {
         let prog: &SchedClassifier = self

@@ -1,0 +1,151 @@
+//! build, run, test and bench.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::setup::{BPF_TOOLCHAIN, StatusOk, is_root};
+
+/// The repository root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A command run from the repository root, without the variables the outer
+/// cargo set that would pin the wrong toolchain for nested builds.
+pub fn cmd(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(root());
+    for var in ["RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTUP_TOOLCHAIN", "CARGO"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// A cargo command building the agent with its eBPF object required.
+fn cargo(toolchain: &str) -> Command {
+    let mut c = cmd("rustup");
+    c.args(["run", toolchain, "cargo"]);
+    c.env("XVRRPD_EBPF", "require");
+    c
+}
+
+/// Runs a command and returns its stdout; fails on a non-zero exit.
+pub fn output(c: &mut Command) -> Result<String> {
+    let out = c.output().with_context(|| format!("running {c:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{c:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn step(name: &str) {
+    eprintln!("\n==> {name}");
+}
+
+pub fn build(release: bool) -> Result<()> {
+    let mut c = cargo("stable");
+    c.args(["build", "--workspace"]);
+    if release {
+        c.arg("--release");
+    }
+    c.status_ok()
+}
+
+pub fn run_agent(release: bool, args: &[String]) -> Result<()> {
+    build(release)?;
+    let bin = root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("xvrrpd");
+    cmd(&bin.to_string_lossy()).args(args).status_ok()
+}
+
+pub fn test(fuzz_seconds: u32) -> Result<()> {
+    let started = Instant::now();
+    if !is_root() {
+        bail!(
+            "the suite includes eBPF and network-namespace tests that need root: \
+             run `cargo xtask test` as root (plain `cargo test` runs the unprivileged part)"
+        );
+    }
+    step("format");
+    cargo("stable").args(["fmt", "--all", "--check"]).status_ok()?;
+    step("clippy (host crates)");
+    cargo("stable")
+        .args(["clippy", "--workspace", "--all-targets", "--features", "xvrrpd-tests/privileged"])
+        .args(["--", "-D", "warnings"])
+        .status_ok()?;
+    step("clippy (eBPF crate, nightly)");
+    cargo(BPF_TOOLCHAIN)
+        .args(["clippy", "-p", "xvrrpd-ebpf", "--release", "--target", "bpfel-unknown-none"])
+        .args(["-Z", "build-std=core", "--", "-D", "warnings"])
+        .status_ok()?;
+    step("unit and property tests");
+    cargo("stable").args(["test", "--workspace"]).status_ok()?;
+    step("eBPF and network-namespace tests (root)");
+    cargo("stable")
+        .args(["test", "-p", "xvrrpd-tests", "--features", "privileged"])
+        .status_ok()?;
+    fuzz_smoke(fuzz_seconds)?;
+    eprintln!(
+        "\nall green in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs every fuzz target for a few seconds: it must not find a crash.
+fn fuzz_smoke(seconds: u32) -> Result<()> {
+    let dir = root().join("agent/fuzz/fuzz_targets");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    let mut targets: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            e.path()
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_string)
+        })
+        .collect();
+    targets.sort();
+    for t in targets {
+        step(&format!("fuzz smoke: {t} ({seconds} s)"));
+        cmd("rustup")
+            .args(["run", BPF_TOOLCHAIN, "cargo", "fuzz", "run", &t])
+            .current_dir(root().join("agent"))
+            .env("XVRRPD_EBPF", "skip")
+            .args(["--", &format!("-max_total_time={seconds}")])
+            .status_ok()?;
+    }
+    Ok(())
+}
+
+pub fn bench(which: &str) -> Result<()> {
+    match which {
+        "datapath" => {
+            if !is_root() {
+                bail!("`bench datapath` loads eBPF programs and builds namespaces: run it as root");
+            }
+            cargo("stable")
+                .args(["bench", "-p", "xvrrpd-tests", "--features", "privileged", "--bench", "datapath"])
+                .status_ok()
+        }
+        "sim" => cargo("stable")
+            .args(["bench", "-p", "xvrrpd", "--bench", "sim"])
+            .status_ok(),
+        other => bail!("unknown benchmark {other}"),
+    }
+}
