@@ -65,7 +65,10 @@ fn program_cost() -> Result<()> {
     // References measured the same way: the test-run loop itself costs
     // nanoseconds per packet, so the interesting figure is the difference.
     let mut refs = Vec::new();
-    for (kind, prog) in [("reference-xdp-pass", "xvrrpd_bench_pass"), ("reference-count-and-pass", "xvrrpd_bench_count")] {
+    for (kind, prog) in [
+        ("reference-xdp-pass", "xvrrpd_bench_pass"),
+        ("reference-count-and-pass", "xvrrpd_bench_count"),
+    ] {
         let ns = per_packet(&mut dp, Some(prog), &tcp, 2_000_000, 7, || {})?;
         println!("datapath: kind={kind} ns_per_pkt={ns:.1}");
         refs.push(ns);
@@ -159,7 +162,9 @@ fn latency_asyncfd() -> Result<Vec<u64>> {
     let ifindex = rx.ifindex()?;
     let (ready_tx, ready_rx) = mpsc::channel();
     let receiver = rx.spawn_in(move || -> Result<Vec<u64>> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async move {
             let spec = VridSpec {
                 ifname: "eth0".into(),
@@ -167,7 +172,10 @@ fn latency_asyncfd() -> Result<Vec<u64>> {
                 cfg: vrid_cfg(),
                 group: IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18)),
             };
-            let opts = DatapathOptions { no_ebpf: false, attach: AttachPreference::Auto };
+            let opts = DatapathOptions {
+                no_ebpf: false,
+                attach: AttachPreference::Auto,
+            };
             let mut dp = Datapath::open(&[spec], opts)?;
             let _ = ready_tx.send(());
             let mut lat = Vec::with_capacity(ADVERTS);
@@ -175,7 +183,10 @@ fn latency_asyncfd() -> Result<Vec<u64>> {
             let deadline = Instant::now() + Duration::from_secs(15);
             while lat.len() < ADVERTS && Instant::now() < deadline {
                 events.clear();
-                if tokio::time::timeout(Duration::from_secs(1), dp.recv(&mut events)).await.is_err() {
+                if tokio::time::timeout(Duration::from_secs(1), dp.recv(&mut events))
+                    .await
+                    .is_err()
+                {
                     continue;
                 }
                 let now = monotonic_ns();
@@ -186,7 +197,9 @@ fn latency_asyncfd() -> Result<Vec<u64>> {
     });
     ready_rx.recv_timeout(Duration::from_secs(10))?;
     send_adverts(&tx)?;
-    receiver.join().map_err(|_| anyhow::anyhow!("receiver panicked"))?
+    receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver panicked"))?
 }
 
 /// A dedicated thread blocking in poll(2) on the ring buffer.
@@ -206,7 +219,11 @@ fn latency_thread() -> Result<Vec<u64>> {
         let mut events = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(15);
         while lat.len() < ADVERTS && Instant::now() < deadline {
-            let mut pfd = libc::pollfd { fd: ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd: ring.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(&mut pfd, 1, 1000) };
             events.clear();
@@ -218,7 +235,9 @@ fn latency_thread() -> Result<Vec<u64>> {
     });
     ready_rx.recv_timeout(Duration::from_secs(10))?;
     send_adverts(&tx)?;
-    receiver.join().map_err(|_| anyhow::anyhow!("receiver panicked"))?
+    receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver panicked"))?
 }
 
 fn main() -> Result<()> {

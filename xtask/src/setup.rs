@@ -20,7 +20,13 @@ use crate::tasks::{cmd, output};
 pub const BPF_TOOLCHAIN: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
-const APT_PACKAGES: &[&str] = &["keepalived", "tcpdump", "iproute2", "procps", "iputils-ping"];
+const APT_PACKAGES: &[&str] = &[
+    "keepalived",
+    "tcpdump",
+    "iproute2",
+    "procps",
+    "iputils-ping",
+];
 
 fn say(msg: &str) {
     eprintln!("[setup] {msg}");
@@ -43,7 +49,10 @@ fn installed_components(toolchain: &str) -> Result<String> {
 fn rust_components() -> Result<()> {
     let toolchains = output(cmd("rustup").args(["toolchain", "list"]))
         .context("rustup is needed: install it from your distribution or rustup.rs")?;
-    if !toolchains.lines().any(|l| l.starts_with(&format!("{BPF_TOOLCHAIN}-"))) {
+    if !toolchains
+        .lines()
+        .any(|l| l.starts_with(&format!("{BPF_TOOLCHAIN}-")))
+    {
         bail!(
             "the `{BPF_TOOLCHAIN}` toolchain is missing: `rustup toolchain install {BPF_TOOLCHAIN} \
              --profile minimal` (it builds the eBPF crate; bpf-linker is built against its LLVM)"
@@ -82,7 +91,8 @@ fn nightly_llvm() -> Result<(PathBuf, String)> {
              Keep the nightly this project was built with."
         );
     }
-    let sysroot = output(cmd("rustup").args(["run", BPF_TOOLCHAIN, "rustc", "--print", "sysroot"]))?;
+    let sysroot =
+        output(cmd("rustup").args(["run", BPF_TOOLCHAIN, "rustc", "--print", "sysroot"]))?;
     Ok((PathBuf::from(sysroot.trim()), major))
 }
 
@@ -106,7 +116,10 @@ fn bpf_linker_ok(soname: &str) -> bool {
         return false;
     };
     if version.split_whitespace().nth(1) != Some(BPF_LINKER_VERSION) {
-        say(&format!("bpf-linker is `{}`, want {BPF_LINKER_VERSION}", version.trim()));
+        say(&format!(
+            "bpf-linker is `{}`, want {BPF_LINKER_VERSION}",
+            version.trim()
+        ));
         return false;
     }
     let path = output(cmd("sh").args(["-c", "command -v bpf-linker"])).unwrap_or_default();
@@ -145,7 +158,13 @@ fn bpf_linker(sysroot: &Path, llvm_major: &str) -> Result<()> {
     std::os::unix::fs::symlink(&lib, &link)?;
     let status = cmd("rustup")
         .args(["run", "stable", "cargo", "install", "bpf-linker"])
-        .args(["--version", BPF_LINKER_VERSION, "--locked", "--force", "--no-default-features"])
+        .args([
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--force",
+            "--no-default-features",
+        ])
         .args(["--features", &format!("llvm-{llvm_major}")])
         .env("LLVM_PREFIX", &prefix)
         .env(
@@ -214,7 +233,11 @@ fn host_report() {
         "ready: kernel {} (BTF {}), {}",
         kernel.trim(),
         if btf { "yes" } else { "no" },
-        if is_root() { "root" } else { "not root: privileged tests need root" }
+        if is_root() {
+            "root"
+        } else {
+            "not root: privileged tests need root"
+        }
     ));
 }
 
@@ -225,9 +248,7 @@ pub trait StatusOk {
 
 impl StatusOk for Command {
     fn status_ok(&mut self) -> Result<()> {
-        let status = self
-            .status()
-            .with_context(|| format!("running {self:?}"))?;
+        let status = self.status().with_context(|| format!("running {self:?}"))?;
         if !status.success() {
             bail!("{self:?} failed: {status}");
         }

@@ -23,7 +23,13 @@ pub fn root() -> PathBuf {
 pub fn cmd(program: &str) -> Command {
     let mut c = Command::new(program);
     c.current_dir(root());
-    for var in ["RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTUP_TOOLCHAIN", "CARGO"] {
+    for var in [
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO",
+    ] {
         c.env_remove(var);
     }
     c
@@ -80,28 +86,42 @@ pub fn test(fuzz_seconds: u32) -> Result<()> {
         );
     }
     step("format");
-    cargo("stable").args(["fmt", "--all", "--check"]).status_ok()?;
+    cargo("stable")
+        .args(["fmt", "--all", "--check"])
+        .status_ok()?;
     step("clippy (host crates)");
     cargo("stable")
-        .args(["clippy", "--workspace", "--all-targets", "--features", "xvrrpd-tests/privileged"])
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--features",
+            "xvrrpd-tests/privileged",
+        ])
         .args(["--", "-D", "warnings"])
         .status_ok()?;
     step("clippy (eBPF crate, nightly)");
     cargo(BPF_TOOLCHAIN)
-        .args(["clippy", "-p", "xvrrpd-ebpf", "--release", "--target", "bpfel-unknown-none"])
+        .args([
+            "clippy",
+            "-p",
+            "xvrrpd-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+        ])
         .args(["-Z", "build-std=core", "--", "-D", "warnings"])
         .status_ok()?;
     step("unit and property tests");
-    cargo("stable").args(["test", "--workspace"]).status_ok()?;
+    cargo("stable")
+        .args(["test", "--workspace", "--exclude", "xvrrpd-ebpf"])
+        .status_ok()?;
     step("eBPF and network-namespace tests (root)");
     cargo("stable")
         .args(["test", "-p", "xvrrpd-tests", "--features", "privileged"])
         .status_ok()?;
     fuzz_smoke(fuzz_seconds)?;
-    eprintln!(
-        "\nall green in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("\nall green in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -140,7 +160,15 @@ pub fn bench(which: &str) -> Result<()> {
                 bail!("`bench datapath` loads eBPF programs and builds namespaces: run it as root");
             }
             cargo("stable")
-                .args(["bench", "-p", "xvrrpd-tests", "--features", "privileged", "--bench", "datapath"])
+                .args([
+                    "bench",
+                    "-p",
+                    "xvrrpd-tests",
+                    "--features",
+                    "privileged",
+                    "--bench",
+                    "datapath",
+                ])
                 .status_ok()
         }
         "sim" => cargo("stable")
