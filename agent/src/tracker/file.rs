@@ -121,19 +121,16 @@ pub fn read_value(path: &Path) -> Option<i32> {
 /// Applies `init_file` (call once at start-up, with `reload` on SIGHUP).
 pub fn init_file(path: &Path, init: InitFile, reload: bool) -> Result<(), TrackFileError> {
     let shown = path.display().to_string();
-    match std::fs::metadata(path) {
-        Ok(md) => {
-            if !init.overwrite {
-                return Ok(());
-            }
-            if !md.file_type().is_file() {
-                return Err(TrackFileError::NotRegular(shown));
-            }
-            if reload {
-                return Ok(());
-            }
+    if let Ok(md) = std::fs::metadata(path) {
+        if !init.overwrite {
+            return Ok(());
         }
-        Err(_) => {}
+        if !md.file_type().is_file() {
+            return Err(TrackFileError::NotRegular(shown));
+        }
+        if reload {
+            return Ok(());
+        }
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -184,7 +181,7 @@ fn resolve(path: &Path) -> Result<Resolved, TrackFileError> {
     let dir = full
         .parent()
         .map(Path::to_path_buf)
-        .ok_or_else(|| TrackFileError::NoDirectory(shown))?;
+        .ok_or(TrackFileError::NoDirectory(shown))?;
     Ok(Resolved { full, dir, name })
 }
 
