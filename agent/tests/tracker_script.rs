@@ -324,3 +324,29 @@ async fn shutdown_kills_a_running_script_group() {
         "child {child} survived shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirection_check_runs_through_sh() {
+    let ok = security::check_script(
+        &ScriptCommand::parse("</dev/null").expect("parses"),
+        &RunAs::current(),
+        true,
+    )
+    .expect("accepted");
+    assert_eq!(ok.mode, ExecMode::Shell);
+    assert_eq!(
+        exec::run(&ok, &[], RunLimits::unlimited()).await,
+        ScriptOutcome::Exited(0)
+    );
+    let missing = security::check_script(
+        &ScriptCommand::parse("</nonexistent/xvrrpd").expect("parses"),
+        &RunAs::current(),
+        true,
+    )
+    .expect("accepted");
+    assert!(
+        !exec::run(&missing, &[], RunLimits::unlimited())
+            .await
+            .success()
+    );
+}

@@ -8,6 +8,18 @@
 //!
 //! Script execution (`command`, `security`, `exec`) is shared with the notify
 //! scripts in [`crate::notify`].
+//!
+//! Wiring, for the runtime:
+//! 1. [`command::default_script_user`] once (global `script_user`,
+//!    `enable_script_security`); [`RunAs::resolve`] for scripts with a `user`.
+//! 2. [`ScriptCommand::parse`] then [`security::check_script`] (vrrp_script) or
+//!    [`security::check_notify_script`] for each script; log the `Err`s and each
+//!    script's `warnings`, then [`security::security_summary`] once.
+//! 3. Start trackers with one `mpsc::Sender<TrackerEvent>`:
+//!    [`script::spawn`], [`file::FileTracker::spawn`] (after
+//!    [`file::init_file`]), [`process::ProcessMonitor::spawn`]. Their
+//!    `initial_state()` / `initial` values seed the state machine; events
+//!    report later changes.
 
 pub mod command;
 pub mod exec;

@@ -387,6 +387,25 @@ pub fn check_script(
     })
 }
 
+/// Checks a notify script (`notify*`, `*_notify_fifo_script`): as
+/// [`check_script`], except that a `</path` redirection check, which
+/// keepalived accepts for a vrrp_script only, is refused.
+pub fn check_notify_script(
+    cmd: &ScriptCommand,
+    run_as: &RunAs,
+    script_security: bool,
+) -> Result<CheckedScript, ScriptRejected> {
+    let s = check_script(cmd, run_as, script_security)?;
+    if !s.is_script {
+        return Err(ScriptRejected::NotExecutable {
+            script: cmd.display(),
+            uid: run_as.uid,
+            gid: run_as.gid,
+        });
+    }
+    Ok(s)
+}
+
 /// The summary keepalived logs after checking every script: when scripts
 /// are configured and `enable_script_security` is off.
 pub fn security_summary<'a>(
@@ -464,6 +483,15 @@ mod tests {
             r.shell_string(&["X".into()]),
             OsString::from("</dev/null 'X'")
         );
+    }
+
+    #[test]
+    fn redirection_is_a_track_script_only() {
+        let cmd = ScriptCommand::parse("</dev/null").expect("parses");
+        let s = check_script(&cmd, &RunAs::current(), true).expect("accepted as vrrp_script");
+        assert_eq!(s.mode, ExecMode::Shell);
+        assert!(!s.is_script);
+        assert!(check_notify_script(&cmd, &RunAs::current(), true).is_err());
     }
 
     #[test]
