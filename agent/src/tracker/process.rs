@@ -12,7 +12,7 @@
 //!
 //! Matching follows keepalived: without `full_command` the process name
 //! (/proc/PID/comm, at most 15 bytes) must equal `process` exactly; with it
-//! (implied by parameters or `param_match`) argv[0] must equal `process` and
+//! (implied by parameters or `param_match`) `argv[0]` must equal `process` and
 //! the parameters are compared per `param_match`. Zombies do not count.
 //! Unlike keepalived, a pid is counted at most once per tracker (keepalived
 //! can count a tracked child twice if it forks and then execs the same

@@ -55,7 +55,7 @@ pub enum ExecMode {
 /// A script that passed the checks, ready to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckedScript {
-    /// What is exec'd (the resolved file); argv[0] stays as configured.
+    /// What is exec'd (the resolved file); `argv[0]` stays as configured.
     pub program: PathBuf,
     pub argv: Vec<OsString>,
     pub mode: ExecMode,
