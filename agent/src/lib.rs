@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod datapath;
 pub mod net;
+pub mod notify;
 pub mod packet;
 pub mod runtime;
 pub mod sim;

@@ -1,1 +1,140 @@
-//! (module under construction)
+//! Trackers: `vrrp_script`, `track_file` and `vrrp_track_process`, with
+//! keepalived's semantics.
+//!
+//! Trackers never touch VRRP state. Each runs as its own tokio task and sends
+//! [`TrackerEvent`]s (state changes only) on a channel; the runtime feeds them
+//! to the pure state machine, which applies weights with [`weight::status_effect`]
+//! and [`weight::file_effect`].
+//!
+//! Script execution (`command`, `security`, `exec`) is shared with the notify
+//! scripts in [`crate::notify`].
+//!
+//! Wiring, for the runtime:
+//! 1. [`command::default_script_user`] once (global `script_user`,
+//!    `enable_script_security`); [`RunAs::resolve`] for scripts with a `user`.
+//! 2. [`ScriptCommand::parse`] then [`security::check_script`] (vrrp_script) or
+//!    [`security::check_notify_script`] for each script; log the `Err`s and each
+//!    script's `warnings`, then [`security::security_summary`] once.
+//! 3. Start trackers with one `mpsc::Sender<TrackerEvent>`:
+//!    [`script::spawn`], [`file::FileTracker::spawn`] (after
+//!    [`file::init_file`]), [`process::ProcessMonitor::spawn`]. Their
+//!    `initial_state()` / `initial` values seed the state machine; events
+//!    report later changes.
+
+pub mod command;
+pub mod exec;
+pub mod file;
+pub mod process;
+pub mod script;
+pub mod security;
+pub mod weight;
+
+use std::time::Duration;
+
+pub use command::{RunAs, ScriptCommand, UserSpec};
+pub use exec::ScriptOutcome;
+pub use security::CheckedScript;
+
+/// Identifies one tracker; assigned by the runtime when it maps the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrackerId(pub u32);
+
+/// What a tracker reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackerState {
+    Ok,
+    Fail,
+    /// `track_file`: the integer read from the file. What it means for an
+    /// instance depends on that instance's weight: see [`weight::file_effect`].
+    Value(i32),
+}
+
+/// One state change of one tracker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackerEvent {
+    pub id: TrackerId,
+    pub state: TrackerState,
+    /// CLOCK_MONOTONIC nanoseconds when the change was observed.
+    pub at_ns: u64,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock the whole daemon uses.
+pub fn monotonic_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => {
+            let secs = u64::try_from(ts.tv_sec()).unwrap_or(0);
+            let nanos = u64::try_from(ts.tv_nsec()).unwrap_or(0);
+            secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+        }
+        // CLOCK_MONOTONIC cannot fail on Linux; 0 keeps the type total.
+        Err(_) => 0,
+    }
+}
+
+/// Handle to a tracker task. Dropping it aborts the task, which kills any
+/// script it is running (its whole process group); [`TrackerHandle::shutdown`]
+/// does the same and waits for it.
+#[derive(Debug)]
+pub struct TrackerHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TrackerHandle {
+    pub(crate) fn new(
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<()>,
+    ) -> Self {
+        Self {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Asks the task to stop and waits (at most `grace`) for it to finish.
+    pub async fn shutdown(mut self, grace: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(grace, &mut task).await.is_err()
+        {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// True once the task has ended (receiver gone, or an error it logged).
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for TrackerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Registers a descriptor-owning value with the tokio reactor.
+///
+/// Only for types that own their descriptor (OwnedFd, Inotify, File), so the
+/// fd stays open and unchanged for the AsyncFd's whole life.
+pub(crate) fn register_fd<T: std::os::fd::AsRawFd>(
+    inner: T,
+    interest: tokio::io::Interest,
+) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: per the contract above, `inner` owns its descriptor.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, interest) }.map_err(Into::into)
+}
+
+/// Awaits the future in `slot`, or never resolves when the slot is empty, so a
+/// `select!` branch can wait on "the script currently running, if any".
+pub(crate) async fn wait_slot<F: std::future::Future + Unpin>(slot: &mut Option<F>) -> F::Output {
+    match slot {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
