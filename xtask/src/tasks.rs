@@ -94,6 +94,8 @@ pub fn test(fuzz_seconds: u32) -> Result<()> {
         .args([
             "clippy",
             "--workspace",
+            "--exclude",
+            "xvrrpd-ebpf",
             "--all-targets",
             "--features",
             "xvrrpd-tests/privileged",
