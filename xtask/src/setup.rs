@@ -112,7 +112,7 @@ fn libllvm(sysroot: &Path) -> Result<PathBuf> {
 
 /// Whether the installed bpf-linker has our version and links the nightly's LLVM.
 fn bpf_linker_ok(soname: &str) -> bool {
-    let Ok(version) = output(&mut cmd("bpf-linker").arg("--version")) else {
+    let Ok(version) = output(cmd("bpf-linker").arg("--version")) else {
         return false;
     };
     if version.split_whitespace().nth(1) != Some(BPF_LINKER_VERSION) {

@@ -49,7 +49,7 @@ pub struct DatapathOptions {
 
 enum Inner {
     Ebpf {
-        dp: EbpfDatapath,
+        dp: Box<EbpfDatapath>,
         ring: AsyncFd<EventRing>,
         /// Keeps multicast memberships for NIC filters.
         _joins: RawReceiver,
@@ -118,7 +118,7 @@ impl Datapath {
         let ring = unsafe { AsyncFd::register(dp.take_events()?) }
             .map_err(|e| DatapathError::Io(e.into()))?;
         Ok(Inner::Ebpf {
-            dp,
+            dp: Box::new(dp),
             ring,
             _joins: joins,
         })
