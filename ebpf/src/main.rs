@@ -123,13 +123,13 @@ pub fn xvrrpd_tc(ctx: TcContext) -> i32 {
     if linear < ctx.len() && parse::needs_pull(ctx.data(), ctx.data_end()) {
         let want = if ctx.len() > 2048 { 2048 } else { ctx.len() };
         if ctx.pull_data(want).is_err() {
-            return TC_ACT_OK as i32;
+            return TC_ACT_OK;
         }
     }
     if verdict(&TcFrame(&ctx), ifindex) {
-        TC_ACT_OK as i32
+        TC_ACT_OK
     } else {
-        TC_ACT_SHOT as i32
+        TC_ACT_SHOT
     }
 }
 
