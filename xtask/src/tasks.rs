@@ -77,6 +77,47 @@ pub fn run_agent(release: bool, args: &[String]) -> Result<()> {
     cmd(&bin.to_string_lossy()).args(args).status_ok()
 }
 
+/// Test totals over every cargo test run of the suite.
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs a `cargo test` command, echoing its output and adding up its
+/// `test result:` lines.
+fn cargo_test(c: &mut Command, totals: &mut Totals) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {c:?}"))?;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let num = |key: &str| -> u64 {
+                    rest.split(';')
+                        .find_map(|part| part.trim().strip_suffix(key))
+                        .and_then(|n| n.trim().rsplit(' ').next())
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0)
+                };
+                totals.passed += num(" passed");
+                totals.failed += num(" failed");
+                totals.ignored += num(" ignored");
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{c:?} failed: {status}");
+    }
+    Ok(())
+}
+
 pub fn test(fuzz_seconds: u32) -> Result<()> {
     let started = Instant::now();
     if !is_root() {
@@ -115,15 +156,22 @@ pub fn test(fuzz_seconds: u32) -> Result<()> {
         .args(["-Z", "build-std=core", "--", "-D", "warnings"])
         .status_ok()?;
     step("unit and property tests");
-    cargo("stable")
-        .args(["test", "--workspace", "--exclude", "xvrrpd-ebpf"])
-        .status_ok()?;
+    let mut totals = Totals::default();
+    cargo_test(
+        cargo("stable").args(["test", "--workspace", "--exclude", "xvrrpd-ebpf"]),
+        &mut totals,
+    )?;
     step("eBPF and network-namespace tests (root)");
-    cargo("stable")
-        .args(["test", "-p", "xvrrpd-tests", "--features", "privileged"])
-        .status_ok()?;
+    cargo_test(
+        cargo("stable").args(["test", "-p", "xvrrpd-tests", "--features", "privileged"]),
+        &mut totals,
+    )?;
     fuzz_smoke(fuzz_seconds)?;
     eprintln!("\nall green in {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "xtask: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
     Ok(())
 }
 
