@@ -1,1 +1,4 @@
-//! (module under construction)
+//! Control and observability: the status socket and report.
+
+pub mod socket;
+pub mod status;

@@ -1,0 +1,135 @@
+//! The control socket: a unix stream socket answering one request per
+//! connection. Requests are one line (`status`); the answer is JSON.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use thiserror::Error;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
+};
+
+use super::status::StatusReport;
+
+pub const DEFAULT_SOCKET: &str = "/run/xvrrpd/xvrrpd.sock";
+
+/// A request the event loop answers.
+pub enum Request {
+    Status(oneshot::Sender<StatusReport>),
+}
+
+#[derive(Debug, Error)]
+pub enum ControlError {
+    #[error(
+        "cannot reach xvrrpd at {path}: {source} (is it running? is --control-socket the same?)"
+    )]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("talking to xvrrpd at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("xvrrpd answered something that is not a status report: {0}")]
+    BadAnswer(String),
+    #[error("cannot listen on {path}: {source}")]
+    Listen {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds the socket (replacing a stale one) and serves requests until the
+/// returned task is aborted.
+pub fn serve(
+    path: &Path,
+    requests: mpsc::Sender<Request>,
+) -> Result<tokio::task::JoinHandle<()>, ControlError> {
+    let listen_err = |source| ControlError::Listen {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(listen_err)?;
+    }
+    // A socket file left by a dead daemon would make bind fail; a live one
+    // answers connects, and then we refuse to steal it.
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(listen_err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another xvrrpd is serving this socket",
+            )));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = UnixListener::bind(path).map_err(listen_err)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), answer(stream, requests)).await;
+            });
+        }
+    }))
+}
+
+async fn answer(stream: UnixStream, requests: mpsc::Sender<Request>) -> io::Result<()> {
+    let (rd, mut wr) = stream.into_split();
+    let mut line = String::new();
+    // Bounded: a client cannot make us buffer more than one short line.
+    BufReader::new(rd.take(256)).read_line(&mut line).await?;
+    match line.trim() {
+        "status" => {
+            let (tx, rx) = oneshot::channel();
+            if requests.send(Request::Status(tx)).await.is_err() {
+                return Ok(());
+            }
+            if let Ok(report) = rx.await {
+                let json = serde_json::to_vec(&report).map_err(io::Error::other)?;
+                wr.write_all(&json).await?;
+            }
+        }
+        other => {
+            wr.write_all(format!("{{\"error\":\"unknown request {other:?}\"}}").as_bytes())
+                .await?;
+        }
+    }
+    wr.shutdown().await
+}
+
+/// `xvrrpd status`: asks the daemon for its report.
+pub fn fetch_status(path: &Path) -> Result<StatusReport, ControlError> {
+    use std::io::{Read, Write};
+    let io_err = |source| ControlError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut s =
+        std::os::unix::net::UnixStream::connect(path).map_err(|source| ControlError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(io_err)?;
+    s.write_all(b"status\n").map_err(io_err)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(io_err)?;
+    serde_json::from_slice(&buf).map_err(|_| {
+        ControlError::BadAnswer(String::from_utf8_lossy(&buf).chars().take(200).collect())
+    })
+}

@@ -1,0 +1,241 @@
+//! The status report: what `xvrrpd status` prints and `--json` emits.
+//!
+//! The JSON form is a stable interface (documented in docs/status-json.md):
+//! fields are only ever added; `schema` changes if one is removed or renamed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StatusReport {
+    pub schema: u32,
+    pub daemon: DaemonStatus,
+    pub instances: Vec<InstanceStatus>,
+    #[serde(default)]
+    pub sync_groups: Vec<SyncGroupStatus>,
+    /// Datapath counters by reason (kernel counters on the eBPF path).
+    pub datapath_counters: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub version: String,
+    pub config_file: String,
+    /// `ebpf` or `raw-socket`.
+    pub datapath: String,
+    /// Why eBPF is not in use, when it is not.
+    pub datapath_fallback_reason: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub uptime_s: f64,
+    pub reloads: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Attachment {
+    pub interface: String,
+    /// `xdp-native`, `xdp-generic` or `tc`.
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct InstanceStatus {
+    pub name: String,
+    /// keepalived's words: `MASTER`, `BACKUP`, `FAULT`, `STOP`.
+    pub state: String,
+    pub interface: String,
+    pub vrid: u8,
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    pub version: u8,
+    pub base_priority: u8,
+    pub effective_priority: u8,
+    /// The current master as last seen (ourselves when master).
+    pub master_address: Option<String>,
+    pub master_priority: Option<u8>,
+    /// The advert interval in use (a VRRPv3 backup adopts the master's).
+    pub advert_int_cs: u16,
+    pub master_down_interval_ns: u64,
+    pub vips: Vec<String>,
+    pub trackers: Vec<TrackerStatus>,
+    pub counters: InstanceCounters,
+    /// Most recent last.
+    pub transitions: Vec<TransitionRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrackerStatus {
+    pub name: String,
+    /// `interface`, `script`, `file`, `process`.
+    pub kind: String,
+    /// `up`, `down`, or the file's value.
+    pub state: String,
+    pub weight: i32,
+    pub reverse: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct InstanceCounters {
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub priority_zero_sent: u64,
+    pub priority_zero_received: u64,
+    /// Adverts the state machine discarded, by reason.
+    pub discarded: BTreeMap<String, u64>,
+    pub transitions: u64,
+}
+
+/// One state change and the times of its effects, in CLOCK_MONOTONIC ns.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TransitionRecord {
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub at_ns: u64,
+    /// Kernel receive time of the last advert from the master.
+    pub last_advert_ns: Option<u64>,
+    /// The deadline of the timer that caused it.
+    pub deadline_ns: Option<u64>,
+    /// When that timer was handled.
+    pub fired_at_ns: Option<u64>,
+    /// When the VIPs were in place (taking over) or gone (giving up).
+    pub vips_done_ns: Option<u64>,
+    /// When the first gratuitous ARP / NA left.
+    pub first_garp_ns: Option<u64>,
+    pub priority: u8,
+    pub master_address: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SyncGroupStatus {
+    pub name: String,
+    pub state: String,
+    pub members: Vec<String>,
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.1} µs", ns as f64 / 1000.0)
+}
+
+impl TransitionRecord {
+    /// One line: what happened and how long each step took.
+    pub fn summary(&self) -> String {
+        let mut s = format!("{} → {} ({})", self.from, self.to, self.reason);
+        if let (Some(d), Some(f)) = (self.deadline_ns, self.fired_at_ns) {
+            s.push_str(&format!(
+                ", timer {} after its deadline",
+                us(f.saturating_sub(d))
+            ));
+        }
+        if let Some(v) = self.vips_done_ns {
+            s.push_str(&format!(
+                ", VIPs after {}",
+                us(v.saturating_sub(self.at_ns))
+            ));
+        }
+        if let Some(g) = self.first_garp_ns {
+            s.push_str(&format!(
+                ", first GARP after {}",
+                us(g.saturating_sub(self.at_ns))
+            ));
+        }
+        s
+    }
+}
+
+impl StatusReport {
+    /// The human form: one table of instances, then the recent transitions.
+    pub fn render_table(&self) -> String {
+        let d = &self.daemon;
+        let mut out = format!(
+            "xvrrpd {} pid {} — datapath {}{} — up {:.0} s, {} reload(s)\n\n",
+            d.version,
+            d.pid,
+            d.datapath,
+            d.attachments
+                .iter()
+                .map(|a| format!(" {}:{}", a.interface, a.mode))
+                .collect::<String>(),
+            d.uptime_s,
+            d.reloads
+        );
+        if let Some(r) = &d.datapath_fallback_reason {
+            out.push_str(&format!("eBPF not in use: {r}\n\n"));
+        }
+        let header = [
+            "INSTANCE",
+            "STATE",
+            "IFACE",
+            "VRID",
+            "PRIO",
+            "MASTER",
+            "INTERVAL",
+            "VIPS",
+            "ADV IN/OUT",
+        ];
+        let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+        for i in &self.instances {
+            rows.push(vec![
+                i.name.clone(),
+                i.state.clone(),
+                i.interface.clone(),
+                format!("{} v{} {}", i.vrid, i.version, i.family),
+                if i.base_priority == i.effective_priority {
+                    i.effective_priority.to_string()
+                } else {
+                    format!("{} (base {})", i.effective_priority, i.base_priority)
+                },
+                match (&i.master_address, i.master_priority) {
+                    (Some(a), Some(p)) => format!("{a} ({p})"),
+                    (Some(a), None) => a.clone(),
+                    _ => "-".into(),
+                },
+                format!("{} ms", f64::from(i.advert_int_cs) * 10.0),
+                i.vips.join(","),
+                format!(
+                    "{}/{}",
+                    i.counters.adverts_received, i.counters.adverts_sent
+                ),
+            ]);
+        }
+        let widths: Vec<usize> = (0..header.len())
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        for r in &rows {
+            let line: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        for i in &self.instances {
+            if !i.trackers.is_empty() {
+                let t: Vec<String> = i
+                    .trackers
+                    .iter()
+                    .map(|t| format!("{} {} {} (weight {})", t.kind, t.name, t.state, t.weight))
+                    .collect();
+                out.push_str(&format!("\n{} trackers: {}", i.name, t.join("; ")));
+            }
+            if let Some(last) = i.transitions.last() {
+                out.push_str(&format!("\n{} last: {}", i.name, last.summary()));
+            }
+        }
+        let drops: Vec<String> = self
+            .datapath_counters
+            .iter()
+            .filter(|(k, v)| **v > 0 && k.as_str() != "accepted")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !drops.is_empty() {
+            out.push_str(&format!("\n\ndatapath drops: {}", drops.join(" ")));
+        }
+        out.push('\n');
+        out
+    }
+}
