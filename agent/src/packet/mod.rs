@@ -313,7 +313,7 @@ pub fn encode(
                 return Err(EncodeError::V2OverIpv6);
             }
             let cs = advert.interval_cs;
-            if cs == 0 || cs % 100 != 0 || cs / 100 > 255 {
+            if cs == 0 || !cs.is_multiple_of(100) || cs / 100 > 255 {
                 return Err(EncodeError::BadInterval(cs));
             }
             out.push(advert.auth.type_code());
