@@ -28,6 +28,9 @@ pub(crate) struct Builder<'a> {
     pub(crate) unsupported: Vec<Unsupported>,
     pub(crate) cfg: Config,
     globals_seen: bool,
+    /// vrrp_garp_lower_prio_{delay,repeat} given: otherwise they follow the master values.
+    lp_delay_set: bool,
+    lp_repeat_set: bool,
     inst_meta: Vec<InstMeta>,
     group_meta: Vec<GroupMeta>,
     script_locs: HashMap<String, Loc>,
@@ -79,6 +82,8 @@ impl<'a> Builder<'a> {
             unsupported: Vec::new(),
             cfg: Config::default(),
             globals_seen: false,
+            lp_delay_set: false,
+            lp_repeat_set: false,
             inst_meta: Vec::new(),
             group_meta: Vec::new(),
             script_locs: HashMap::new(),
@@ -359,6 +364,13 @@ impl<'a> Builder<'a> {
                     for c in n.children() {
                         self.global(c);
                     }
+                    let g = &mut self.cfg.global_defs;
+                    if !self.lp_delay_set {
+                        g.vrrp_garp_lower_prio_delay = g.vrrp_garp_master_delay;
+                    }
+                    if !self.lp_repeat_set {
+                        g.vrrp_garp_lower_prio_repeat = g.vrrp_garp_master_repeat;
+                    }
                 }
             }
             "vrrp_script" => self.vrrp_script(n),
@@ -447,6 +459,7 @@ impl<'a> Builder<'a> {
             }
             "vrrp_garp_lower_prio_delay" => {
                 if let Some(v) = self.uint(n, 0, u64::from(u32::MAX) / 1_000_000) {
+                    self.lp_delay_set = true;
                     self.cfg.global_defs.vrrp_garp_lower_prio_delay = Duration::from_secs(v);
                 }
             }
@@ -462,7 +475,10 @@ impl<'a> Builder<'a> {
                     let g = &mut self.cfg.global_defs;
                     match n.name() {
                         "vrrp_garp_master_repeat" => g.vrrp_garp_master_repeat = v,
-                        "vrrp_garp_lower_prio_repeat" => g.vrrp_garp_lower_prio_repeat = v,
+                        "vrrp_garp_lower_prio_repeat" => {
+                            g.vrrp_garp_lower_prio_repeat = v;
+                            self.lp_repeat_set = true;
+                        }
                         _ => g.vrrp_garp_master_refresh_repeat = v,
                     }
                 }
@@ -487,6 +503,8 @@ impl<'a> Builder<'a> {
                         g.vrrp_garp_master_delay = Duration::ZERO;
                         g.vrrp_garp_lower_prio_repeat = 1;
                         g.vrrp_garp_lower_prio_delay = Duration::ZERO;
+                        self.lp_delay_set = true;
+                        self.lp_repeat_set = true;
                     }
                 }
             }
@@ -1240,6 +1258,7 @@ impl<'a> Builder<'a> {
         let mut nopreempt_loc = None;
         let mut preempt_delay_loc = None;
         let mut auth_loc = None;
+        let (mut lp_delay, mut lp_repeat) = (false, false);
         let owner = format!("vrrp_instance {name}");
         let inst_ctx = "vrrp_instance";
         for c in n.children() {
@@ -1448,7 +1467,10 @@ impl<'a> Builder<'a> {
                         let d = Duration::from_secs(s);
                         match c.name() {
                             "garp_master_delay" => v.garp_master_delay = d,
-                            "garp_lower_prio_delay" => v.garp_lower_prio_delay = d,
+                            "garp_lower_prio_delay" => {
+                                v.garp_lower_prio_delay = d;
+                                lp_delay = true;
+                            }
                             _ => v.garp_master_refresh = d,
                         }
                     }
@@ -1457,7 +1479,10 @@ impl<'a> Builder<'a> {
                     if let Some(r) = self.repeat(c) {
                         match c.name() {
                             "garp_master_repeat" => v.garp_master_repeat = r,
-                            "garp_lower_prio_repeat" => v.garp_lower_prio_repeat = r,
+                            "garp_lower_prio_repeat" => {
+                                v.garp_lower_prio_repeat = r;
+                                lp_repeat = true;
+                            }
                             _ => v.garp_master_refresh_repeat = r,
                         }
                     }
@@ -1567,6 +1592,14 @@ impl<'a> Builder<'a> {
                 }
                 _ => self.unknown(c, inst_ctx),
             }
+        }
+
+        // Lower-priority GARP settings follow the master ones unless given.
+        if !lp_delay && !self.lp_delay_set {
+            v.garp_lower_prio_delay = v.garp_master_delay;
+        }
+        if !lp_repeat && !self.lp_repeat_set {
+            v.garp_lower_prio_repeat = v.garp_master_repeat;
         }
 
         // Family: the first VIP decides; IPv6 means VRRPv3.
