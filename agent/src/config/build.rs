@@ -1113,8 +1113,15 @@ impl<'a> Builder<'a> {
                 }
                 "peer" => {
                     if let Some(v) = need(self, &val) {
-                        let (p, _) = v.text.split_once('/').unwrap_or((v.text.as_str(), ""));
-                        match IpAddr::from_str(p) {
+                        if mask_s.is_some() {
+                            self.d
+                                .error(
+                                    &v.loc,
+                                    "cannot specify an address prefix together with a peer address",
+                                )
+                                .hint("keepalived takes ADDR peer PEER, both without a prefix");
+                        }
+                        match IpAddr::from_str(&v.text) {
                             Ok(pa) if pa.is_ipv4() == address.is_ipv4() => va.peer = Some(pa),
                             _ => {
                                 self.d
