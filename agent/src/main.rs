@@ -38,6 +38,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check a configuration file: warnings and errors with their locations.
+    ///
+    /// Exit status: 0 the file runs cleanly (notes may be printed),
+    /// 1 warnings only, 2 errors (or the file cannot be read).
+    #[command(
+        after_help = "Exit status:\n  0  the file runs cleanly (notes may be printed)\n  1  warnings only: it runs, but read them\n  2  errors: it cannot be read or does not run as written"
+    )]
     Check {
         /// Print the normalized model as JSON.
         #[arg(long)]

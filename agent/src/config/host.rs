@@ -1,0 +1,147 @@
+//! What the checks need to know about the machine: interfaces, users,
+//! scripts. Behind a trait so tests and the corpus run the same anywhere.
+
+use std::{
+    collections::BTreeSet,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+/// How a script's executable looks on this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScriptStatus {
+    /// Exists, is executable, and no part of its path is writable by non-root.
+    Ok,
+    NotFound,
+    NotExecutable,
+    /// Runnable, but some part of the path is writable by a non-root user
+    /// (keepalived refuses to run it as root under `enable_script_security`).
+    Insecure,
+}
+
+/// The machine the configuration is checked against.
+pub trait Host {
+    /// None when it cannot be told (no /sys/class/net).
+    fn interface_exists(&self, name: &str) -> Option<bool>;
+    fn user_exists(&self, name: &str) -> bool;
+    fn group_exists(&self, name: &str) -> bool;
+    /// `program` is the first word of a script command (a path, or a name looked up in PATH).
+    fn script_status(&self, program: &str) -> ScriptStatus;
+    /// keepalived's config id for `@ID` lines: by default the node name.
+    fn config_id(&self) -> Option<String>;
+}
+
+/// The real machine.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemHost;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl Host for SystemHost {
+    fn interface_exists(&self, name: &str) -> Option<bool> {
+        let base = Path::new("/sys/class/net");
+        if !base.is_dir() {
+            return None;
+        }
+        // Names with a slash would escape the directory; no interface has one.
+        if name.contains('/') || name.is_empty() {
+            return Some(false);
+        }
+        Some(base.join(name).exists())
+    }
+
+    fn user_exists(&self, name: &str) -> bool {
+        matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
+    }
+
+    fn group_exists(&self, name: &str) -> bool {
+        matches!(nix::unistd::Group::from_name(name), Ok(Some(_)))
+    }
+
+    fn script_status(&self, program: &str) -> ScriptStatus {
+        let Some(path) = resolve(program) else {
+            return ScriptStatus::NotFound;
+        };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return ScriptStatus::NotFound;
+        };
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            return ScriptStatus::NotExecutable;
+        }
+        let real = std::fs::canonicalize(&path).unwrap_or(path);
+        if real.ancestors().any(writable_by_non_root) {
+            return ScriptStatus::Insecure;
+        }
+        ScriptStatus::Ok
+    }
+
+    fn config_id(&self) -> Option<String> {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+fn resolve(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string());
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
+
+fn writable_by_non_root(p: &Path) -> bool {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return false;
+    };
+    let mode = m.mode();
+    (m.uid() != 0 && mode & 0o200 != 0) || (m.gid() != 0 && mode & 0o020 != 0) || mode & 0o002 != 0
+}
+
+/// A machine described by lists, for tests and the corpus.
+#[derive(Clone, Debug, Default)]
+pub struct FixedHost {
+    pub interfaces: BTreeSet<String>,
+    pub users: BTreeSet<String>,
+    pub groups: BTreeSet<String>,
+    /// Executables that exist and are safe; any other script is not found.
+    pub scripts: BTreeSet<String>,
+    pub config_id: Option<String>,
+}
+
+impl Host for FixedHost {
+    fn interface_exists(&self, name: &str) -> Option<bool> {
+        Some(self.interfaces.contains(name))
+    }
+
+    fn user_exists(&self, name: &str) -> bool {
+        self.users.contains(name)
+    }
+
+    fn group_exists(&self, name: &str) -> bool {
+        self.groups.contains(name)
+    }
+
+    fn script_status(&self, program: &str) -> ScriptStatus {
+        let found = if program.contains('/') {
+            self.scripts.contains(program)
+        } else {
+            self.scripts
+                .iter()
+                .any(|s| s.rsplit('/').next() == Some(program))
+        };
+        if found {
+            ScriptStatus::Ok
+        } else {
+            ScriptStatus::NotFound
+        }
+    }
+
+    fn config_id(&self) -> Option<String> {
+        self.config_id.clone()
+    }
+}

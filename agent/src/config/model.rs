@@ -1,0 +1,351 @@
+//! The typed, validated configuration. Field names are keepalived's keywords;
+//! every value is already defaulted the way keepalived defaults it, and
+//! references (track_script → vrrp_script, sync group members) are resolved.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use serde::{Serialize, Serializer};
+
+/// Serializes a duration as seconds (keepalived writes times in seconds).
+pub(crate) fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Debug, Default)]
+pub struct Config {
+    pub global_defs: GlobalDefs,
+    pub vrrp_script: Vec<VrrpScript>,
+    pub vrrp_track_file: Vec<TrackFile>,
+    pub vrrp_track_process: Vec<TrackProcess>,
+    pub vrrp_instance: Vec<VrrpInstance>,
+    pub vrrp_sync_group: Vec<SyncGroup>,
+}
+
+impl Config {
+    pub fn instance(&self, name: &str) -> Option<&VrrpInstance> {
+        self.vrrp_instance.iter().find(|i| i.name == name)
+    }
+
+    pub fn script(&self, name: &str) -> Option<&VrrpScript> {
+        self.vrrp_script.iter().find(|s| s.name == name)
+    }
+}
+
+/// A FIFO keepalived writes notify events to (`notify_fifo`, `vrrp_notify_fifo`).
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct Fifo {
+    pub path: String,
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+/// A command keepalived runs: notify scripts, `vrrp_script` scripts.
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct Script {
+    /// The command as written.
+    pub command: String,
+    /// The command split into words, as keepalived passes them to execve.
+    pub argv: Vec<String>,
+    /// `username [groupname]` after the command; None = global `script_user`.
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct ScriptUser {
+    pub user: String,
+    pub group: Option<String>,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct GlobalDefs {
+    /// None = the host name (keepalived's default).
+    pub router_id: Option<String>,
+    pub vrrp_version: u8,
+    pub vrrp_mcast_group4: Ipv4Addr,
+    pub vrrp_mcast_group6: Ipv6Addr,
+    #[serde(serialize_with = "secs")]
+    pub vrrp_garp_master_delay: Duration,
+    pub vrrp_garp_master_repeat: u32,
+    #[serde(serialize_with = "secs")]
+    pub vrrp_garp_lower_prio_delay: Duration,
+    pub vrrp_garp_lower_prio_repeat: u32,
+    /// Zero: no periodic refresh.
+    #[serde(serialize_with = "secs")]
+    pub vrrp_garp_master_refresh: Duration,
+    pub vrrp_garp_master_refresh_repeat: u32,
+    #[serde(serialize_with = "secs")]
+    pub vrrp_garp_interval: Duration,
+    #[serde(serialize_with = "secs")]
+    pub vrrp_gna_interval: Duration,
+    pub vrrp_min_garp: bool,
+    pub vrrp_lower_prio_no_advert: bool,
+    pub vrrp_higher_prio_send_advert: bool,
+    pub vrrp_skip_check_adv_addr: bool,
+    pub vrrp_strict: bool,
+    pub vrrp_check_unicast_src: bool,
+    #[serde(serialize_with = "secs")]
+    pub vrrp_startup_delay: Duration,
+    pub vrrp_down_timer_adverts: u32,
+    /// xvrrpd extension: VRRPv3 over IPv4 checksummed without the pseudo-header
+    /// (RFC 9568). Default false: keepalived's form, with it.
+    pub v3_checksum_as_v2: bool,
+    pub notify_fifo: Option<Fifo>,
+    pub notify_fifo_script: Option<Script>,
+    pub vrrp_notify_fifo: Option<Fifo>,
+    pub vrrp_notify_fifo_script: Option<Script>,
+    pub script_user: Option<ScriptUser>,
+    pub enable_script_security: bool,
+}
+
+impl Default for GlobalDefs {
+    fn default() -> Self {
+        Self {
+            router_id: None,
+            vrrp_version: 2,
+            vrrp_mcast_group4: Ipv4Addr::new(224, 0, 0, 18),
+            vrrp_mcast_group6: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12),
+            vrrp_garp_master_delay: Duration::from_secs(5),
+            vrrp_garp_master_repeat: 5,
+            vrrp_garp_lower_prio_delay: Duration::from_secs(5),
+            vrrp_garp_lower_prio_repeat: 5,
+            vrrp_garp_master_refresh: Duration::ZERO,
+            vrrp_garp_master_refresh_repeat: 1,
+            vrrp_garp_interval: Duration::ZERO,
+            vrrp_gna_interval: Duration::ZERO,
+            vrrp_min_garp: false,
+            vrrp_lower_prio_no_advert: false,
+            vrrp_higher_prio_send_advert: false,
+            vrrp_skip_check_adv_addr: false,
+            vrrp_strict: false,
+            vrrp_check_unicast_src: false,
+            vrrp_startup_delay: Duration::ZERO,
+            vrrp_down_timer_adverts: 3,
+            v3_checksum_as_v2: false,
+            notify_fifo: None,
+            notify_fifo_script: None,
+            vrrp_notify_fifo: None,
+            vrrp_notify_fifo_script: None,
+            script_user: None,
+            enable_script_security: false,
+        }
+    }
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct VrrpScript {
+    pub name: String,
+    pub script: Script,
+    #[serde(serialize_with = "secs")]
+    pub interval: Duration,
+    /// None: keepalived lets the script run for up to `interval`.
+    #[serde(serialize_with = "opt_secs")]
+    pub timeout: Option<Duration>,
+    pub weight: i32,
+    pub weight_reverse: bool,
+    pub rise: u32,
+    pub fall: u32,
+    pub init_fail: bool,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct TrackFile {
+    pub name: String,
+    pub file: String,
+    pub weight: i32,
+    pub weight_reverse: bool,
+    /// `init_file [VALUE] [overwrite]`: (value, overwrite).
+    pub init_file: Option<(i64, bool)>,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct TrackProcess {
+    pub name: String,
+    pub process: String,
+    pub params: Vec<String>,
+    pub param_match: Option<String>,
+    pub weight: i32,
+    pub weight_reverse: bool,
+    pub quorum: u32,
+    pub quorum_max: u32,
+    #[serde(serialize_with = "opt_secs")]
+    pub fork_delay: Option<Duration>,
+    #[serde(serialize_with = "opt_secs")]
+    pub terminate_delay: Option<Duration>,
+    pub full_command: bool,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Copy, Debug)]
+pub enum State {
+    #[serde(rename = "MASTER")]
+    Master,
+    #[serde(rename = "BACKUP")]
+    Backup,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Copy, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Inet,
+    Inet6,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Copy, Debug)]
+pub enum AuthType {
+    #[serde(rename = "PASS")]
+    Pass,
+    #[serde(rename = "AH")]
+    Ah,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct Authentication {
+    pub auth_type: AuthType,
+    /// At most 8 bytes (keepalived truncates longer ones).
+    pub auth_pass: Option<String>,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Copy, Debug)]
+#[serde(untagged)]
+pub enum PreferredLft {
+    Seconds(u32),
+    Forever(Forever),
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Copy, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Forever {
+    Forever,
+}
+
+/// One line of `virtual_ipaddress` / `virtual_ipaddress_excluded`.
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct VirtualAddress {
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    pub brd: Option<Ipv4Addr>,
+    /// The `dev` given, else the instance's interface.
+    pub dev: Option<String>,
+    pub scope: Option<String>,
+    pub label: Option<String>,
+    pub peer: Option<IpAddr>,
+    pub no_track: bool,
+    pub preferred_lft: Option<PreferredLft>,
+    /// Other `ip address` flags given (home, -nodad, mngtmpaddr, noprefixroute, autojoin, use_vmac).
+    pub flags: Vec<String>,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct UnicastPeer {
+    pub address: IpAddr,
+    pub min_ttl: Option<u8>,
+    pub max_ttl: Option<u8>,
+}
+
+/// A `track_interface` entry.
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct TrackInterface {
+    pub name: String,
+    /// 0: the instance goes to FAULT when the interface is down.
+    pub weight: i32,
+    pub weight_reverse: bool,
+}
+
+/// A `track_script` / `track_file` / `track_process` entry, resolved against
+/// its definition (the weight is the one in force).
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct TrackRef {
+    pub name: String,
+    pub weight: i32,
+    pub weight_reverse: bool,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct UseVmac {
+    pub interface: Option<String>,
+    pub mac: Option<String>,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct VrrpInstance {
+    pub name: String,
+    /// Initial state wanted (keepalived default BACKUP).
+    pub state: State,
+    pub interface: Option<String>,
+    pub virtual_router_id: u8,
+    pub priority: u8,
+    #[serde(serialize_with = "secs")]
+    pub advert_int: Duration,
+    /// The advert interval as it goes on the wire for v3 (1..4095 cs).
+    pub advert_int_centis: u16,
+    pub version: u8,
+    pub family: Family,
+    pub nopreempt: bool,
+    #[serde(serialize_with = "secs")]
+    pub preempt_delay: Duration,
+    pub virtual_ipaddress: Vec<VirtualAddress>,
+    pub virtual_ipaddress_excluded: Vec<VirtualAddress>,
+    pub unicast_src_ip: Option<IpAddr>,
+    pub mcast_src_ip: Option<IpAddr>,
+    pub unicast_peer: Vec<UnicastPeer>,
+    pub authentication: Option<Authentication>,
+    pub track_interface: Vec<TrackInterface>,
+    pub track_script: Vec<TrackRef>,
+    pub track_file: Vec<TrackRef>,
+    pub track_process: Vec<TrackRef>,
+    pub notify_master: Option<Script>,
+    pub notify_backup: Option<Script>,
+    pub notify_fault: Option<Script>,
+    pub notify_stop: Option<Script>,
+    pub notify: Option<Script>,
+    /// Accept mode (keepalived's default: on, unless strict mode).
+    pub accept: bool,
+    pub dont_track_primary: bool,
+    #[serde(serialize_with = "secs")]
+    pub garp_master_delay: Duration,
+    pub garp_master_repeat: u32,
+    #[serde(serialize_with = "secs")]
+    pub garp_lower_prio_delay: Duration,
+    pub garp_lower_prio_repeat: u32,
+    #[serde(serialize_with = "secs")]
+    pub garp_master_refresh: Duration,
+    pub garp_master_refresh_repeat: u32,
+    pub lower_prio_no_advert: bool,
+    pub higher_prio_send_advert: bool,
+    pub skip_check_adv_addr: bool,
+    pub strict_mode: bool,
+    pub check_unicast_src: bool,
+    pub down_timer_adverts: u32,
+    pub use_vmac: Option<UseVmac>,
+    pub virtual_routes: Vec<String>,
+    pub virtual_rules: Vec<String>,
+    pub smtp_alert: bool,
+    /// The `vrrp_sync_group` this instance belongs to.
+    pub sync_group: Option<String>,
+}
+
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct SyncGroup {
+    pub name: String,
+    pub group: Vec<String>,
+    pub track_interface: Vec<TrackInterface>,
+    pub track_script: Vec<TrackRef>,
+    pub track_file: Vec<TrackRef>,
+    pub track_process: Vec<TrackRef>,
+    pub notify_master: Option<Script>,
+    pub notify_backup: Option<Script>,
+    pub notify_fault: Option<Script>,
+    pub notify_stop: Option<Script>,
+    pub notify: Option<Script>,
+    pub smtp_alert: bool,
+}
