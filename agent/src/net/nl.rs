@@ -29,7 +29,6 @@ pub(crate) const RTM_DELADDR: u16 = 21;
 pub(crate) const RTM_GETADDR: u16 = 22;
 
 pub(crate) const NLM_F_REQUEST: u16 = 0x01;
-pub(crate) const NLM_F_MULTI: u16 = 0x02;
 pub(crate) const NLM_F_ACK: u16 = 0x04;
 pub(crate) const NLM_F_DUMP_INTR: u16 = 0x10;
 pub(crate) const NLM_F_DUMP: u16 = 0x300;
@@ -515,6 +514,8 @@ pub(crate) fn nla_string(v: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    const NLM_F_MULTI: u16 = 0x02;
+
     fn nlmsg(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
         let mut b = Vec::new();
         push_message(&mut b, kind, flags, seq, &RawPayload(payload));
@@ -550,7 +551,7 @@ mod tests {
         p.extend((nla_len as u16).to_ne_bytes());
         p.extend(NLMSGERR_ATTR_MSG.to_ne_bytes());
         p.extend(text);
-        while p.len() % 4 != 0 {
+        while !p.len().is_multiple_of(4) {
             p.push(0);
         }
         let dgram = nlmsg(NLMSG_ERROR, NLM_F_CAPPED | NLM_F_ACK_TLVS, 9, &p);
