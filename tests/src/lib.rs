@@ -6,4 +6,4 @@
 
 pub mod lab;
 
-pub use lab::{Host, Lab, require_root, run, wait_until};
+pub use lab::{Capture, Host, Lab, require_root, run, wait_until};
