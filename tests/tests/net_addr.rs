@@ -59,6 +59,8 @@ fn vips_with_every_attribute_are_added_marked_and_removed() -> Result<()> {
     let mut lab = Lab::new()?;
     let a = lab.add_host("a", &["192.0.2.11/24", "2001:db8::11/64"])?;
     let ifindex = a.ifindex()?;
+    // DAD on, as on a real host: the IPv6 VIP must still be usable at once.
+    a.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=1"])?;
 
     let mut v4 = Vip::new(ifindex, ip("192.0.2.100"), 24);
     v4.broadcast = Some(ipv4_broadcast(Ipv4Addr::new(192, 0, 2, 100), 24));

@@ -191,6 +191,21 @@ impl NlSocket {
         }
     }
 
+    /// Reads one datagram, waiting until `deadline` if none is queued.
+    ///
+    /// The kernel answers our own requests and dumps inside the send and
+    /// receive calls, so the answer is normally queued already and no timer
+    /// is armed; the wait is for a kernel that behaves otherwise.
+    async fn recv_by(&mut self, deadline: Instant) -> Result<Recv, NlError> {
+        if let Some(r) = self.try_recv()? {
+            return Ok(r);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, self.recv())
+            .await
+            .map_err(|_| NlError::Timeout(REPLY_TIMEOUT))?
+    }
+
     /// Reads one datagram if one is queued.
     pub(crate) fn try_recv(&mut self) -> Result<Option<Recv>, NlError> {
         match recv_into(self.fd.get_ref(), &mut self.rx) {
@@ -252,16 +267,7 @@ impl NlSocket {
         let deadline = Instant::now() + REPLY_TIMEOUT;
         let mut missing = seqs.len();
         while missing > 0 {
-            let r = match self.try_recv()? {
-                Some(r) => r,
-                None => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    tokio::time::timeout(left, self.recv())
-                        .await
-                        .map_err(|_| NlError::Timeout(REPLY_TIMEOUT))??
-                }
-            };
-            let len = match r {
+            let len = match self.recv_by(deadline).await? {
                 Recv::Datagram(len) => len,
                 Recv::Overrun => return Err(NlError::Overrun),
             };
@@ -327,11 +333,7 @@ impl NlSocket {
             let deadline = Instant::now() + REPLY_TIMEOUT;
             let mut interrupted = false;
             'read: loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let r = tokio::time::timeout(left, self.recv())
-                    .await
-                    .map_err(|_| NlError::Timeout(REPLY_TIMEOUT))??;
-                let len = match r {
+                let len = match self.recv_by(deadline).await? {
                     Recv::Datagram(len) => len,
                     Recv::Overrun => return Err(NlError::Overrun),
                 };
