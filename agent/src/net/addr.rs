@@ -199,7 +199,9 @@ pub struct Vip {
     /// IPv4 label (`label`), at most 15 bytes.
     pub label: Option<String>,
     /// Preferred lifetime in seconds (`preferred_lft`); `None` = forever,
-    /// `Some(0)` = deprecated (never chosen as a source address).
+    /// `Some(0)` = deprecated (never chosen as a source address). With an
+    /// infinite valid lifetime, IPv4 shows this only as the `deprecated`
+    /// flag.
     pub preferred_lft: Option<u32>,
     pub flags: VipFlags,
 }

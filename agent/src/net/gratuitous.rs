@@ -11,11 +11,12 @@
 //!   and a target link-layer address option.
 //!
 //! Why a packet socket for NA rather than a raw ICMPv6 socket: the NA must
-//! come from the VIP itself (as the kernel's own unsolicited NA does), and a
-//! raw socket would refuse that source while the VIP is still tentative or
-//! being added, would make the kernel pick routes and run the frame through
-//! netfilter; a full frame depends on nothing but the link. One socket and one
-//! code path then serve both families.
+//! come from the VIP itself (as the kernel's own unsolicited NA does). A raw
+//! ICMPv6 socket only sends from addresses the kernel considers usable (not
+//! tentative), its packets pass ip6tables OUTPUT where a host firewall may
+//! drop them, and it buys nothing here. A full frame depends on nothing but
+//! the link, and one socket and one code path serve both families, as in
+//! keepalived.
 //!
 //! The socket is opened with protocol 0, so the kernel never queues received
 //! frames on it.

@@ -12,6 +12,47 @@
 //! Everything async runs on tokio and works on a current-thread runtime
 //! (with IO and time enabled). Sending adverts and gratuitous frames never
 //! waits: sockets are non-blocking.
+//!
+//! How the runtime uses it, in outline:
+//!
+//! ```no_run
+//! use std::net::IpAddr;
+//! use xvrrpd::net::{
+//!     addr::{Vip, VipManager},
+//!     advert_tx::{AdvertDest, AdvertSender},
+//!     gratuitous::GratuitousSender,
+//!     link::{self, LinkWatcher, NetEvent, Watch},
+//! };
+//! use xvrrpd::packet::{encode, Advert, V3Ipv4Checksum};
+//!
+//! async fn outline(advert: Advert, vips: Vec<Vip>) -> anyhow::Result<()> {
+//!     let ifindex = link::ifindex_by_name("eth0")?;
+//!     // Startup: drop what a killed instance left, keep what we hold now.
+//!     let manager = VipManager::new()?;
+//!     manager.remove_stale_marked(&[]).await?;
+//!     // Advert source: the interface's primary IPv4 address.
+//!     let addrs = link::interface_addrs(ifindex).await?;
+//!     let src = link::primary_ipv4(&addrs).ok_or(anyhow::anyhow!("no IPv4 address"))?;
+//!     let tx = AdvertSender::open(ifindex, IpAddr::V4(src), AdvertDest::vrrp_group(false))?;
+//!     let garp = GratuitousSender::new(ifindex)?;
+//!     // Becoming master: advert, VIPs in one batch, then GARP/NA.
+//!     let msg = encode(&advert, tx.source(), tx.encode_destination(), V3Ipv4Checksum::default())?;
+//!     tx.send(&msg)?;
+//!     for r in manager.add_vips(&vips).await {
+//!         r?;
+//!     }
+//!     let ips: Vec<IpAddr> = vips.iter().map(|v| v.addr).collect();
+//!     garp.send_for(&ips).await?;
+//!     // Link state, in the event loop's select!.
+//!     let mut watch = LinkWatcher::new(Watch::LinksAndAddresses)?;
+//!     while let Ok(ev) = watch.next().await {
+//!         if let NetEvent::Link(l) = ev {
+//!             println!("{} up={}", l.name, l.up);
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 pub mod addr;
 pub mod advert_tx;
