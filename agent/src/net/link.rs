@@ -294,6 +294,7 @@ impl LinkWatcher {
                 nl::Msg::Ack { .. } => {}
             }
         }
+        let mut failure = None;
         for item in items {
             match item {
                 Item::NewLink(seq, l) => {
@@ -323,12 +324,17 @@ impl LinkWatcher {
                     if matches!(self.phase, Phase::Links(s) | Phase::Addrs(s) if s == seq) {
                         self.phase = Phase::Idle;
                         self.redump = true;
-                        return Err(e.into());
+                        failure.get_or_insert(e);
                     }
                 }
             }
         }
-        Ok(())
+        // Reported after the rest of the datagram is applied, so nothing in
+        // it is lost; the dump is retried on the next call.
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     fn dump_done(&mut self, seq: u32) -> Result<(), LinkError> {

@@ -149,10 +149,9 @@ impl NlSocket {
             sock.add_membership(*g).map_err(open)?;
         }
         set_rcvbuf(&sock, rcvbuf);
-        let seq = initial_seq();
         Ok(NlSocket {
             fd: super::async_fd(sock).map_err(open)?,
-            seq,
+            seq: 0,
             rx: vec![0u8; RECV_BUF_LEN].into_boxed_slice(),
         })
     }
@@ -390,16 +389,6 @@ fn set_rcvbuf(sock: &netlink_sys::Socket, size: usize) {
     if setsockopt(&sock.as_fd(), sockopt::RcvBufForce, &size).is_err() {
         let _ = setsockopt(&sock.as_fd(), sockopt::RcvBuf, &size);
     }
-}
-
-fn initial_seq() -> u32 {
-    // Different per socket so answers meant for another socket are never
-    // mistaken for ours (they cannot arrive here anyway; this is cheap
-    // insurance while reading code).
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(1)
 }
 
 /// A payload that is already bytes (dump request headers).
