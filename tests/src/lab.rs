@@ -298,6 +298,81 @@ impl Host {
     }
 }
 
+/// Frames caught by [`Host::capture`].
+pub struct Capture {
+    handle: thread::JoinHandle<Result<Vec<Vec<u8>>>>,
+}
+
+impl Capture {
+    /// Waits for the capture to end (enough frames, or its timeout) and
+    /// returns the frames kept, in arrival order.
+    pub fn wait(self) -> Result<Vec<Vec<u8>>> {
+        self.handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("capture thread panicked"))?
+    }
+}
+
+impl Host {
+    /// Captures the frames this namespace receives (AF_PACKET, all
+    /// protocols, not its own outgoing ones) for which `keep` is true, until
+    /// `count` are kept or `timeout` passes. Returns once the socket is
+    /// open, so frames sent afterwards are seen.
+    pub fn capture(
+        &self,
+        timeout: Duration,
+        count: usize,
+        keep: impl Fn(&[u8]) -> bool + Send + 'static,
+    ) -> Result<Capture> {
+        use nix::sys::socket::{
+            AddressFamily, LinkAddr, SockFlag, SockProtocol, SockType, recvfrom, setsockopt,
+            socket, sockopt,
+        };
+        use std::os::fd::AsRawFd;
+        const PACKET_OUTGOING: u8 = 4;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let handle = self.spawn_in(move || {
+            let fd = socket(
+                AddressFamily::Packet,
+                SockType::Raw,
+                SockFlag::empty(),
+                SockProtocol::EthAll,
+            )
+            .context("opening a capture socket")?;
+            setsockopt(
+                &fd,
+                sockopt::ReceiveTimeout,
+                &nix::sys::time::TimeVal::new(0, 50_000),
+            )?;
+            let _ = ready_tx.send(());
+            let end = Instant::now() + timeout;
+            let mut kept = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            while kept.len() < count && Instant::now() < end {
+                match recvfrom::<LinkAddr>(fd.as_raw_fd(), &mut buf) {
+                    Ok((n, from)) => {
+                        let outgoing = from.is_some_and(|a| a.pkttype() == PACKET_OUTGOING);
+                        if !outgoing && keep(&buf[..n]) {
+                            kept.push(buf[..n].to_vec());
+                        }
+                    }
+                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(e).context("capturing"),
+                }
+            }
+            Ok(kept)
+        });
+        if ready_rx.recv_timeout(Duration::from_secs(5)).is_err() {
+            // The thread ended before opening the socket: report why.
+            return match (Capture { handle }).wait() {
+                Err(e) => Err(e.context("the capture socket did not open")),
+                Ok(_) => bail!("the capture socket did not open"),
+            };
+        }
+        Ok(Capture { handle })
+    }
+}
+
 /// Polls `cond` every `step` until it is true or `timeout` passes.
 pub fn wait_until(timeout: Duration, step: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;

@@ -1,0 +1,468 @@
+//! The raw IP sockets VRRP adverts leave through.
+//!
+//! One [`AdvertSender`] per interface, family, source and destination set.
+//! The socket is set up the way keepalived's is, so peers cannot tell the
+//! difference:
+//!
+//! * IPv4: `SOCK_RAW`/112, TTL and multicast TTL 255, TOS 0xc0, no DF bit
+//!   (the kernel numbers the IP IDs), bound to the source address;
+//! * IPv6: `SOCK_RAW`/112, unicast and multicast hop limit 255, traffic
+//!   class 0xc0, bound to the source (a link-local address with the
+//!   interface as scope). `IPV6_CHECKSUM` stays off: VRRPv3 carries its own
+//!   checksum, computed with the pseudo-header by [`crate::packet::encode`];
+//! * both: `SO_BINDTODEVICE`, multicast interface = the interface,
+//!   multicast loop off, priority TC_PRIO_CONTROL.
+//!
+//! Reception is the eBPF datapath's job, so the socket must never queue
+//! input: a classic BPF "drop all" filter is attached before anything else.
+//! The socket still joins the VRRP group on the interface, because a real
+//! NIC's multicast filter only lets through groups someone joined, and XDP
+//! sits behind that filter.
+//!
+//! Sending never blocks and allocates nothing: a full socket buffer drops
+//! the advert (the next interval sends another) and is reported.
+
+use std::{
+    io,
+    mem::size_of,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
+    os::fd::AsRawFd,
+};
+
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, SockFilter, Socket, Type};
+use thiserror::Error;
+use xvrrpd_common::{IPPROTO_VRRP, MAX_MESSAGE_LEN, VRRP_TTL};
+
+use crate::packet::checksum;
+
+/// The VRRP IPv4 multicast group (RFC 9568 §5.1.1.2).
+pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// The VRRP IPv6 multicast group (RFC 9568 §5.1.2.2).
+pub const VRRP_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+
+/// DSCP CS6 ("internetwork control"), as keepalived marks adverts.
+const TOS_CONTROL: u32 = 0xc0;
+/// TC_PRIO_CONTROL: first out of the qdisc when the link is busy.
+const PRIO_CONTROL: u32 = 7;
+const CHECKSUM_AT: usize = 6;
+
+/// Where adverts go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdvertDest {
+    /// A multicast group: [`VRRP_GROUP_V4`] / [`VRRP_GROUP_V6`] or a
+    /// configured one.
+    Multicast(IpAddr),
+    /// keepalived's `unicast_peer` list.
+    Unicast(Vec<IpAddr>),
+}
+
+impl AdvertDest {
+    /// The standard VRRP group of a family.
+    pub fn vrrp_group(ipv6: bool) -> Self {
+        AdvertDest::Multicast(if ipv6 {
+            IpAddr::V6(VRRP_GROUP_V6)
+        } else {
+            IpAddr::V4(VRRP_GROUP_V4)
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AdvertTxError {
+    #[error(
+        "invalid advert destination: {0}; fix the unicast_peer / multicast group configuration"
+    )]
+    InvalidDest(String),
+    #[error(
+        "cannot set up the advert socket on ifindex {ifindex} ({step}): {reason} (xvrrpd needs CAP_NET_RAW and the interface must exist)"
+    )]
+    Open {
+        ifindex: u32,
+        step: &'static str,
+        reason: String,
+    },
+    #[error(
+        "advert source {src} is not usable on ifindex {ifindex} yet: it must be an address of this host (for IPv6 link-local: one whose DAD has finished; disable DAD or wait for the address event); check unicast_src_ip"
+    )]
+    SourceNotReady { src: IpAddr, ifindex: u32 },
+    #[error(
+        "advert bytes do not verify for source {src} and destination {dest}: encode them with AdvertSender::source() and AdvertSender::encode_destination()"
+    )]
+    BadChecksum { src: IpAddr, dest: IpAddr },
+    #[error("an advert of {0} bytes is not a VRRP message (8 to {MAX_MESSAGE_LEN} bytes)")]
+    BadLength(usize),
+    #[error("the advert socket on ifindex {ifindex} is full: this advert to {dest} was dropped")]
+    WouldBlock { ifindex: u32, dest: IpAddr },
+    #[error(
+        "sending the advert to {dest} on ifindex {ifindex} failed: {reason} ({sent} of {total} destinations sent; is the link up?)"
+    )]
+    Send {
+        dest: IpAddr,
+        ifindex: u32,
+        reason: String,
+        sent: usize,
+        total: usize,
+    },
+}
+
+/// Sends pre-encoded VRRP messages from one source to one destination set.
+pub struct AdvertSender {
+    sock: Socket,
+    ifindex: u32,
+    source: IpAddr,
+    dests: Vec<(IpAddr, SockAddr)>,
+    multicast: bool,
+}
+
+impl AdvertSender {
+    /// Opens and configures the socket. `source` must be an address of this
+    /// host on `ifindex` (the primary IPv4 address or `unicast_src_ip`; for
+    /// IPv6 multicast, a link-local address). Does not need a runtime.
+    pub fn open(ifindex: u32, source: IpAddr, dest: AdvertDest) -> Result<Self, AdvertTxError> {
+        let v6 = source.is_ipv6();
+        let (targets, multicast) = match dest {
+            AdvertDest::Multicast(g) => {
+                if !g.is_multicast() || g.is_ipv6() != v6 {
+                    return Err(AdvertTxError::InvalidDest(format!(
+                        "{g} is not a multicast group of the source's family ({source})"
+                    )));
+                }
+                (vec![g], true)
+            }
+            AdvertDest::Unicast(peers) => {
+                if peers.is_empty() {
+                    return Err(AdvertTxError::InvalidDest(
+                        "the unicast peer list is empty".into(),
+                    ));
+                }
+                if let Some(p) = peers
+                    .iter()
+                    .find(|p| p.is_ipv6() != v6 || p.is_multicast() || p.is_unspecified())
+                {
+                    return Err(AdvertTxError::InvalidDest(format!(
+                        "peer {p} is not a unicast address of the source's family ({source})"
+                    )));
+                }
+                (peers, false)
+            }
+        };
+        if source.is_unspecified() || source.is_multicast() {
+            return Err(AdvertTxError::InvalidDest(format!(
+                "{source} cannot be a source"
+            )));
+        }
+        let sock = open_socket(ifindex, source, &targets, multicast)?;
+        let dests = targets
+            .into_iter()
+            .map(|d| (d, sock_addr(d, ifindex)))
+            .collect();
+        Ok(AdvertSender {
+            sock,
+            ifindex,
+            source,
+            dests,
+            multicast,
+        })
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The source to encode adverts with.
+    pub fn source(&self) -> IpAddr {
+        self.source
+    }
+
+    /// The destination to encode adverts with (the group, or the first
+    /// unicast peer; the sender fixes the checksum for the other peers).
+    pub fn encode_destination(&self) -> IpAddr {
+        self.dests[0].0
+    }
+
+    pub fn destinations(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.dests.iter().map(|(d, _)| *d)
+    }
+
+    pub fn is_multicast(&self) -> bool {
+        self.multicast
+    }
+
+    /// Sends `msg` (from [`crate::packet::encode`] with [`source`] and
+    /// [`encode_destination`]) to every destination; returns how many it
+    /// reached. When the checksum covers the pseudo-header (VRRPv3), it is
+    /// recomputed for each further unicast peer. Never blocks.
+    ///
+    /// [`source`]: Self::source
+    /// [`encode_destination`]: Self::encode_destination
+    pub fn send(&self, msg: &[u8]) -> Result<usize, AdvertTxError> {
+        let len = msg.len();
+        if !(8..=MAX_MESSAGE_LEN).contains(&len) {
+            return Err(AdvertTxError::BadLength(len));
+        }
+        let first = self.encode_destination();
+        let v3 = msg[0] >> 4 == 3;
+        let pseudo =
+            v3 && checksum::verifies(msg, checksum::pseudo_header_sum(self.source, first, len));
+        // IPv6 has no message-only form.
+        let plain = !pseudo && self.source.is_ipv4() && checksum::verifies(msg, 0);
+        if !pseudo && !plain {
+            return Err(AdvertTxError::BadChecksum {
+                src: self.source,
+                dest: first,
+            });
+        }
+        let mut scratch = [0u8; MAX_MESSAGE_LEN];
+        let mut sent = 0;
+        let mut first_err = None;
+        for (i, (dest, addr)) in self.dests.iter().enumerate() {
+            let bytes = if pseudo && i > 0 {
+                let b = &mut scratch[..len];
+                b.copy_from_slice(msg);
+                b[CHECKSUM_AT..CHECKSUM_AT + 2].fill(0);
+                let c = checksum::compute(b, checksum::pseudo_header_sum(self.source, *dest, len));
+                b[CHECKSUM_AT..CHECKSUM_AT + 2].copy_from_slice(&c.to_be_bytes());
+                &*b
+            } else {
+                msg
+            };
+            match self.sock.send_to(bytes, addr) {
+                Ok(_) => sent += 1,
+                Err(e) => {
+                    first_err.get_or_insert((*dest, e));
+                }
+            }
+        }
+        match first_err {
+            None => Ok(sent),
+            Some((dest, e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(AdvertTxError::WouldBlock {
+                    ifindex: self.ifindex,
+                    dest,
+                })
+            }
+            Some((dest, e)) => Err(AdvertTxError::Send {
+                dest,
+                ifindex: self.ifindex,
+                reason: e.to_string(),
+                sent,
+                total: self.dests.len(),
+            }),
+        }
+    }
+}
+
+fn sock_addr(ip: IpAddr, ifindex: u32) -> SockAddr {
+    match ip {
+        IpAddr::V4(a) => SockAddr::from(SocketAddrV4::new(a, 0)),
+        IpAddr::V6(a) => {
+            // Link-scoped destinations (ff02::12, fe80::/10 peers) need the
+            // interface as their scope.
+            let link_scoped =
+                a.segments()[0] & 0xffc0 == 0xfe80 || a.segments()[0] & 0xff0f == 0xff02;
+            SockAddr::from(SocketAddrV6::new(
+                a,
+                0,
+                0,
+                if link_scoped { ifindex } else { 0 },
+            ))
+        }
+    }
+}
+
+fn open_socket(
+    ifindex: u32,
+    source: IpAddr,
+    targets: &[IpAddr],
+    multicast: bool,
+) -> Result<Socket, AdvertTxError> {
+    let v6 = source.is_ipv6();
+    let err = |step: &'static str| {
+        move |e: io::Error| AdvertTxError::Open {
+            ifindex,
+            step,
+            reason: e.to_string(),
+        }
+    };
+    let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+    let sock = Socket::new(
+        domain,
+        Type::RAW,
+        Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+    )
+    .map_err(err("socket"))?;
+    // First, so nothing is ever queued: `ret 0` drops every packet.
+    sock.attach_filter(&[SockFilter::new(0x06, 0, 0, 0)])
+        .map_err(err("SO_ATTACH_FILTER"))?;
+    sock.set_nonblocking(true).map_err(err("O_NONBLOCK"))?;
+    // Packets that arrived before the filter was attached.
+    let mut drain = [std::mem::MaybeUninit::<u8>::uninit(); 64];
+    for _ in 0..1024 {
+        if sock.recv(&mut drain).is_err() {
+            break;
+        }
+    }
+    let name = super::link::ifname_by_index(ifindex).map_err(|e| AdvertTxError::Open {
+        ifindex,
+        step: "interface name",
+        reason: e.to_string(),
+    })?;
+    sock.bind_device(Some(name.as_bytes()))
+        .map_err(err("SO_BINDTODEVICE"))?;
+    let ttl = u32::from(VRRP_TTL);
+    if v6 {
+        sock.set_unicast_hops_v6(ttl)
+            .map_err(err("IPV6_UNICAST_HOPS"))?;
+        sock.set_multicast_hops_v6(ttl)
+            .map_err(err("IPV6_MULTICAST_HOPS"))?;
+        sock.set_multicast_if_v6(ifindex)
+            .map_err(err("IPV6_MULTICAST_IF"))?;
+        sock.set_multicast_loop_v6(false)
+            .map_err(err("IPV6_MULTICAST_LOOP"))?;
+        sock.set_tclass_v6(TOS_CONTROL)
+            .map_err(err("IPV6_TCLASS"))?;
+        // Off is the default for a non-ICMPv6 raw socket; say so anyway so
+        // the kernel never overwrites the VRRP checksum.
+        setsockopt_int(&sock, libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM, -1)
+            .map_err(err("IPV6_CHECKSUM"))?;
+        let _ = sock.set_multicast_all_v6(false);
+    } else {
+        sock.set_ttl_v4(ttl).map_err(err("IP_TTL"))?;
+        sock.set_multicast_ttl_v4(ttl)
+            .map_err(err("IP_MULTICAST_TTL"))?;
+        set_multicast_if_v4_index(&sock, ifindex).map_err(err("IP_MULTICAST_IF"))?;
+        sock.set_multicast_loop_v4(false)
+            .map_err(err("IP_MULTICAST_LOOP"))?;
+        sock.set_tos_v4(TOS_CONTROL).map_err(err("IP_TOS"))?;
+        // No DF bit and kernel-numbered IDs, like keepalived's adverts.
+        setsockopt_int(
+            &sock,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DONT,
+        )
+        .map_err(err("IP_MTU_DISCOVER"))?;
+        let _ = sock.set_multicast_all_v4(false);
+    }
+    // Needs CAP_NET_ADMIN; without it adverts keep the TOS-derived priority.
+    let _ = sock.set_priority(PRIO_CONTROL);
+    let bind_to = match source {
+        IpAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(a, 0)),
+        IpAddr::V6(a) => {
+            let scope = if a.segments()[0] & 0xffc0 == 0xfe80 {
+                ifindex
+            } else {
+                0
+            };
+            SocketAddr::V6(SocketAddrV6::new(a, 0, 0, scope))
+        }
+    };
+    sock.bind(&bind_to.into()).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+            AdvertTxError::SourceNotReady {
+                src: source,
+                ifindex,
+            }
+        } else {
+            err("bind to the source")(e)
+        }
+    })?;
+    if multicast {
+        for g in targets {
+            match g {
+                IpAddr::V4(g) => {
+                    sock.join_multicast_v4_n(g, &InterfaceIndexOrAddress::Index(ifindex))
+                }
+                IpAddr::V6(g) => sock.join_multicast_v6(g, ifindex),
+            }
+            .map_err(err("joining the multicast group"))?;
+        }
+    }
+    Ok(sock)
+}
+
+fn setsockopt_int(
+    sock: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: passes a valid int and its size to a socket this code owns.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// IP_MULTICAST_IF by interface index (`ip_mreqn`), which works whatever
+/// addresses the interface has.
+fn set_multicast_if_v4_index(sock: &Socket, ifindex: u32) -> io::Result<()> {
+    let mreq = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: ifindex as libc::c_int,
+    };
+    // SAFETY: passes a valid ip_mreqn and its size to a socket this code owns.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&mreq as *const libc::ip_mreqn).cast(),
+            size_of::<libc::ip_mreqn>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_are_checked_before_any_socket_is_opened() {
+        let v4: IpAddr = "192.0.2.11".parse().expect("literal");
+        let v6: IpAddr = "fe80::1".parse().expect("literal");
+        for (src, dest) in [
+            (
+                v4,
+                AdvertDest::Multicast("192.0.2.12".parse().expect("literal")),
+            ),
+            (v4, AdvertDest::Multicast(IpAddr::V6(VRRP_GROUP_V6))),
+            (v6, AdvertDest::vrrp_group(false)),
+            (v4, AdvertDest::Unicast(vec![])),
+            (v4, AdvertDest::Unicast(vec![v6])),
+            (v4, AdvertDest::Unicast(vec![IpAddr::V4(VRRP_GROUP_V4)])),
+        ] {
+            assert!(
+                matches!(
+                    AdvertSender::open(1, src, dest.clone()),
+                    Err(AdvertTxError::InvalidDest(_))
+                ),
+                "{src} -> {dest:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn link_scoped_destinations_carry_the_interface() {
+        let a = sock_addr(IpAddr::V6(VRRP_GROUP_V6), 7);
+        assert_eq!(a.as_socket_ipv6().map(|s| s.scope_id()), Some(7));
+        let g = sock_addr("2001:db8::12".parse().expect("literal"), 7);
+        assert_eq!(g.as_socket_ipv6().map(|s| s.scope_id()), Some(0));
+    }
+}
