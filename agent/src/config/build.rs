@@ -1705,7 +1705,7 @@ impl<'a> Builder<'a> {
         if let Some((d, loc)) = advert {
             let micros = d.as_micros() as u64;
             if v.version == 2 {
-                if micros % 1_000_000 != 0 {
+                if !micros.is_multiple_of(1_000_000) {
                     let rounded = ((micros + 500_000) / 1_000_000).max(1);
                     self.d
                         .warn(&loc, format!("({name}) VRRPv2 advertisement interval {}s must be an integer, rounding to {rounded}s", d.as_secs_f64()))
@@ -1719,7 +1719,7 @@ impl<'a> Builder<'a> {
                     .warn(&loc, format!("({name}) VRRPv3 advertisement interval {}s is out of range, must be less than 40.96s; using 40.95s", d.as_secs_f64()))
                     .hint("VRRPv3 carries 12 bits of centiseconds");
                 v.advert_int = Duration::from_millis(40_950);
-            } else if micros % 10_000 != 0 {
+            } else if !micros.is_multiple_of(10_000) {
                 let cs = ((micros + 5_000) / 10_000).max(1);
                 self.d
                     .warn(&loc, format!("({name}) VRRPv3 advertisement interval {}s is not whole centiseconds, rounding to {}s", d.as_secs_f64(), cs as f64 / 100.0))

@@ -43,6 +43,8 @@ pub(crate) struct LexOptions<'a> {
     /// keepalived's `-i` config id (defaults to the node name): `@ID` lines
     /// apply only when it matches, `@^ID` lines only when it does not.
     pub config_id: Option<&'a str>,
+    /// Off when reading text that has no file behind it (nothing to be relative to).
+    pub follow_includes: bool,
 }
 
 struct Lexer<'a> {
@@ -51,6 +53,24 @@ struct Lexer<'a> {
     root_dir: PathBuf,
     out: Vec<Line>,
     diags: &'a mut Diags,
+}
+
+/// Reads configuration text that has no file behind it; `include` is not followed.
+pub(crate) fn read_source(
+    bytes: &[u8],
+    name: &str,
+    opts: LexOptions<'_>,
+    diags: &mut Diags,
+) -> Vec<Line> {
+    let mut lx = Lexer {
+        opts,
+        defs: HashMap::new(),
+        root_dir: PathBuf::from("."),
+        out: Vec::new(),
+        diags,
+    };
+    lx.file(bytes, Arc::from(name), Path::new(name), 0);
+    lx.out
 }
 
 /// Reads `main` and everything it includes into logical lines.
@@ -170,7 +190,14 @@ impl Lexer<'_> {
                 continue;
             }
             if tokens.len() == 2 && (tokens[0].is("include") || tokens[0].is("includet")) {
-                self.include(&tokens[1], &dir, depth);
+                if self.opts.follow_includes {
+                    self.include(&tokens[1], &dir, depth);
+                } else {
+                    self.diags.note(
+                        &tokens[0].loc,
+                        "include not followed when checking text without a file",
+                    );
+                }
                 continue;
             }
             self.push_split(tokens);
@@ -484,7 +511,14 @@ mod tests {
         let f = dir.join("k.conf");
         std::fs::write(&f, text).expect("write temp config");
         let mut d = Diags::default();
-        let lines = read(&f, LexOptions { config_id: None }, &mut d);
+        let lines = read(
+            &f,
+            LexOptions {
+                config_id: None,
+                follow_includes: true,
+            },
+            &mut d,
+        );
         let _ = std::fs::remove_dir_all(&dir);
         (
             lines

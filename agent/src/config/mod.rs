@@ -137,9 +137,31 @@ pub fn analyze(path: &Path, host: &dyn Host) -> Report {
         path,
         lexer::LexOptions {
             config_id: config_id.as_deref(),
+            follow_includes: true,
         },
         &mut d,
     );
+    finish(lines, d, host)
+}
+
+/// Checks configuration text with no file behind it (`include` is not
+/// followed); `name` is used in locations. For tests and fuzzing.
+pub fn analyze_source(text: &[u8], name: &str, host: &dyn Host) -> Report {
+    let mut d = diag::Diags::default();
+    let config_id = host.config_id();
+    let lines = lexer::read_source(
+        text,
+        name,
+        lexer::LexOptions {
+            config_id: config_id.as_deref(),
+            follow_includes: false,
+        },
+        &mut d,
+    );
+    finish(lines, d, host)
+}
+
+fn finish(lines: Vec<lexer::Line>, mut d: diag::Diags, host: &dyn Host) -> Report {
     let top = tree::build(&lines, &mut d);
     let (config, unsupported) = build::Builder::new(host, &mut d).run(&top);
     Report {
