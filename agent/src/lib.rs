@@ -6,6 +6,7 @@
 //! actions → `net` effects, wired together by `runtime`; `control` serves
 //! status and metrics.
 
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod datapath;

@@ -6,6 +6,4 @@
 
 pub mod lab;
 
-pub use lab::{
-    Capture, FrameInjector, Host, Lab, frame_injector, require_root, run, wait_until,
-};
+pub use lab::{Capture, FrameInjector, Host, Lab, frame_injector, require_root, run, wait_until};

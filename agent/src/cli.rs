@@ -1,0 +1,119 @@
+//! The command line, shared by the binary and by the man page / completion
+//! generators.
+//!
+//! keepalived's own flags work (`-f FILE`, `-n`, `-t`, `-l`, `-D`, `-P`,
+//! `-p FILE`, `-r FILE`, `--version`) so existing unit files and scripts can
+//! switch binaries. xvrrpd never forks into the background: `-n` is implied.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xvrrpd/xvrrpd.sock";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "xvrrpd",
+    version,
+    about = "eBPF-accelerated VRRP failover daemon (reads keepalived.conf)",
+    long_about = "xvrrpd runs the VRRP instances of a keepalived.conf: virtual IPs move to a \
+                  healthy host within milliseconds of a failure. Adverts are validated in the \
+                  kernel by an XDP (or TC) program and timed on the kernel's clock.\n\n\
+                  Without a command it runs the daemon in the foreground, as `keepalived -n`."
+)]
+pub struct Cli {
+    /// Configuration file (keepalived syntax).
+    #[arg(short = 'f', long = "use-file", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration and exit (keepalived `-t`).
+    #[arg(short = 't', long = "config-test")]
+    pub config_test: bool,
+    /// Stay in the foreground (keepalived `-n`): always the case.
+    #[arg(short = 'n', long = "dont-fork")]
+    pub dont_fork: bool,
+    /// Log to the console (keepalived `-l`): logs always go to stderr.
+    #[arg(short = 'l', long = "log-console")]
+    pub log_console: bool,
+    /// Detailed log messages (keepalived `-D`): debug level.
+    #[arg(short = 'D', long = "log-detail")]
+    pub log_detail: bool,
+    /// Run only the VRRP subsystem (keepalived `-P`): the only one xvrrpd has.
+    #[arg(short = 'P', long = "vrrp")]
+    pub vrrp_only: bool,
+    /// keepalived's main pid file (`-p`): written with xvrrpd's pid.
+    #[arg(short = 'p', long = "pid", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// keepalived's VRRP child pid file (`-r`): written with xvrrpd's pid.
+    #[arg(short = 'r', long = "vrrp_pid", value_name = "FILE")]
+    pub vrrp_pid_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground (systemd style).
+    Run,
+    /// Check a configuration file: warnings and errors with their locations.
+    #[command(
+        after_help = "Exit status:\n  0  the file runs cleanly (notes may be printed)\n  1  warnings only: it runs, but read them\n  2  errors: it cannot be read or does not run as written"
+    )]
+    Check {
+        /// Print the normalized model as JSON.
+        #[arg(long)]
+        dump_json: bool,
+    },
+    /// Ask the running daemon for its state: instances, masters, VIPs,
+    /// trackers, counters and the last transitions with their timelines.
+    Status {
+        /// Print the report as JSON (stable; see docs/status-json.md).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of the daemon (also accepted before `run`).
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Receive adverts on a raw socket instead of the eBPF datapath.
+    #[arg(long, global = true)]
+    pub no_ebpf: bool,
+    /// How to attach the eBPF program.
+    #[arg(long, value_enum, default_value_t = AttachArg::Auto, global = true)]
+    pub attach: AttachArg,
+    /// The control socket `xvrrpd status` talks to.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET, global = true)]
+    pub control_socket: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+    /// Serve Prometheus metrics on this address (off by default).
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachArg {
+    /// XDP native, then XDP generic, then TC.
+    Auto,
+    XdpNative,
+    XdpGeneric,
+    Tc,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl Cli {
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+    }
+}
