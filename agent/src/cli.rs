@@ -66,6 +66,9 @@ pub enum Command {
         #[arg(long)]
         dump_json: bool,
     },
+    /// Remove the virtual addresses a stopped or crashed xvrrpd left on this
+    /// host (they carry xvrrpd's address marker). For `ExecStopPost=`.
+    Cleanup,
     /// Ask the running daemon for its state: instances, masters, VIPs,
     /// trackers, counters and the last transitions with their timelines.
     Status {

@@ -101,3 +101,48 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
         }
     }
 }
+
+/// `xvrrpd cleanup`: removes every address carrying xvrrpd's marker.
+pub fn cleanup_main() -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("xvrrpd cleanup: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let vips = match crate::net::addr::VipManager::new() {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("xvrrpd cleanup: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match vips.remove_stale_marked(&[]).await {
+            Ok(c) => {
+                for a in &c.removed {
+                    println!(
+                        "removed {}/{} (ifindex {})",
+                        a.addr, a.prefix_len, a.ifindex
+                    );
+                }
+                for (a, e) in &c.failed {
+                    eprintln!("could not remove {}: {e}", a.addr);
+                }
+                if c.failed.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("xvrrpd cleanup: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
