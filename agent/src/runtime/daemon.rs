@@ -93,6 +93,14 @@ pub struct Daemon {
     reloads: u64,
 }
 
+/// What a reload hands from the old instance set to the new one.
+#[derive(Default)]
+struct Carried {
+    singles: HashMap<String, Box<Router>>,
+    groups: HashMap<String, Box<SyncGroup>>,
+    instances: HashMap<String, Instance>,
+}
+
 /// What woke the loop.
 enum Wake {
     Adverts(std::io::Result<usize>),
@@ -196,15 +204,23 @@ impl Daemon {
             reloads: 0,
         };
         d.notifier = notifier_for(config, &plan)?;
-        d.install(plan)?;
+        d.install(plan, Carried::default())?;
         Ok(d)
     }
 
-    /// Creates routers, groups, senders and trackers for `plan`.
-    fn install(&mut self, plan: Plan) -> Result<()> {
+    /// Creates routers, groups, senders and trackers for `plan`; what a
+    /// reload carries over (running routers, groups, sockets, history) is
+    /// reused instead of created.
+    fn install(&mut self, plan: Plan, mut carry: Carried) -> Result<()> {
         let mut member_of: HashMap<usize, (usize, usize)> = HashMap::new();
         let mut routers: Vec<Option<Router>> = Vec::new();
-        for ip in &plan.instances {
+        let mut kept_single: HashMap<usize, Box<Router>> = HashMap::new();
+        for (n, ip) in plan.instances.iter().enumerate() {
+            if let Some(r) = carry.singles.remove(&ip.name) {
+                kept_single.insert(n, r);
+                routers.push(None);
+                continue;
+            }
             let r = Router::new(ip.router.clone())
                 .map_err(|e| anyhow::anyhow!("instance {}: {e}", ip.name))?;
             for w in r.warnings() {
@@ -214,15 +230,19 @@ impl Daemon {
         }
         let mut units = Vec::new();
         for gp in &plan.groups {
+            let unit = units.len();
+            for (m, &i) in gp.members.iter().enumerate() {
+                member_of.insert(i, (unit, m));
+            }
+            if let Some(g) = carry.groups.remove(&gp.name) {
+                units.push(Unit::Group(g));
+                continue;
+            }
             let members: Vec<Router> = gp
                 .members
                 .iter()
                 .filter_map(|&i| routers.get_mut(i).and_then(Option::take))
                 .collect();
-            let unit = units.len();
-            for (m, &i) in gp.members.iter().enumerate() {
-                member_of.insert(i, (unit, m));
-            }
             units.push(Unit::Group(Box::new(
                 SyncGroup::new(gp.name.clone(), members).map_err(|e| anyhow::anyhow!("{e}"))?,
             )));
@@ -235,15 +255,25 @@ impl Daemon {
             let (unit, member) = match member_of.get(&i) {
                 Some(&um) => um,
                 None => {
-                    let Some(r) = routers.get_mut(i).and_then(Option::take) else {
-                        continue;
+                    let r = match kept_single.remove(&i) {
+                        Some(r) => r,
+                        None => match routers.get_mut(i).and_then(Option::take) {
+                            Some(r) => Box::new(r),
+                            None => continue,
+                        },
                     };
-                    units.push(Unit::Single(Box::new(r)));
+                    units.push(Unit::Single(r));
                     (units.len() - 1, 0)
                 }
             };
-            let sender = AdvertSender::open(ip.ifindex, ip.source, ip.dest.clone())
-                .with_context(|| format!("instance {}: advert socket", ip.name))?;
+            let old = carry.instances.remove(&ip.name);
+            let sender = match old {
+                Some(ref o) if o.sender.source() == ip.source && o.plan.dest == ip.dest => None,
+                _ => Some(
+                    AdvertSender::open(ip.ifindex, ip.source, ip.dest.clone())
+                        .with_context(|| format!("instance {}: advert socket", ip.name))?,
+                ),
+            };
             if let std::collections::hash_map::Entry::Vacant(e) = self.garp.entry(ip.ifindex) {
                 match GratuitousSender::new(ip.ifindex) {
                     Ok(g) => {
@@ -255,13 +285,19 @@ impl Daemon {
             self.notifier
                 .add(Subject::Instance, &ip.name, ip.notify.clone());
             by_vrid.insert(ip.vrid.key, i);
+            let (sender, counters, history) = match (old, sender) {
+                (Some(o), None) => (o.sender, o.counters, o.history),
+                (Some(o), Some(s)) => (s, o.counters, o.history),
+                (None, Some(s)) => (s, InstanceCounters::default(), VecDeque::new()),
+                (None, None) => continue,
+            };
             instances.push(Instance {
                 plan: ip.clone(),
                 unit,
                 member,
                 sender,
-                counters: InstanceCounters::default(),
-                history: VecDeque::new(),
+                counters,
+                history,
                 advert_cache: None,
             });
         }
@@ -821,8 +857,14 @@ impl Daemon {
     }
 
     async fn startup(&mut self) {
-        let now = monotonic_ns();
         for unit in 0..self.units.len() {
+            self.start_unit(unit).await;
+        }
+    }
+
+    async fn start_unit(&mut self, unit: usize) {
+        let now = monotonic_ns();
+        {
             let mut out = Vec::new();
             match self.units.get_mut(unit) {
                 Some(Unit::Single(r)) => {
@@ -858,9 +900,11 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: a bad file keeps the running configuration; otherwise
-    /// instances that still exist get the new configuration in place (no
-    /// flap, no GARP unless something they announce changed).
+    /// SIGHUP: a bad file keeps the running configuration. Otherwise only
+    /// the differences are applied: instances that stay keep their state
+    /// machine, sockets and timers and get the new configuration in place (no
+    /// flap, no GARP unless something they announce changed); removed ones
+    /// leave as on SIGTERM; new ones start.
     async fn reload(&mut self) {
         let loaded = match crate::config::load(&self.opts.config) {
             Ok(l) => l,
@@ -879,75 +923,160 @@ impl Daemon {
                 return;
             }
         };
+        // Refuse what would not start before touching anything running.
+        for ip in &new_plan.instances {
+            if let Err(e) = Router::new(ip.router.clone()) {
+                error!(
+                    "reload refused, keeping the running configuration: instance {}: {e}",
+                    ip.name
+                );
+                return;
+            }
+        }
         self.reloads += 1;
-        let same_shape = new_plan.instances.len() == self.plan.instances.len()
-            && new_plan.groups.len() == self.plan.groups.len()
-            && new_plan
-                .instances
-                .iter()
-                .zip(&self.plan.instances)
-                .all(|(a, b)| {
-                    a.identity() == b.identity()
-                        && a.sync_group == b.sync_group
-                        && a.dest == b.dest
-                        && a.source == b.source
-                });
-        if same_shape {
-            let now = monotonic_ns();
-            for (inst, ip) in new_plan.instances.iter().enumerate() {
-                if let Some(i) = self.instances.get_mut(inst) {
-                    let changed = i.plan.router != ip.router;
-                    i.plan = ip.clone();
-                    i.advert_cache = None;
-                    if changed {
-                        self.feed(inst, now, Input::Reload(Box::new(ip.router.clone())))
-                            .await;
+        let group_members = |plan: &Plan, name: &str| -> Option<Vec<String>> {
+            plan.groups.iter().find(|g| g.name == name).map(|g| {
+                g.members
+                    .iter()
+                    .filter_map(|&i| plan.instances.get(i).map(|p| p.name.clone()))
+                    .collect()
+            })
+        };
+        // An instance stays when its identity and its sync group (with the
+        // same members) are unchanged.
+        let stays = |old: &InstancePlan, new_plan: &Plan| -> bool {
+            new_plan.instances.iter().any(|n| {
+                n.identity() == old.identity()
+                    && n.sync_group == old.sync_group
+                    && match &old.sync_group {
+                        None => true,
+                        Some(g) => group_members(&self.plan, g) == group_members(new_plan, g),
+                    }
+            })
+        };
+        let leaving: Vec<InstanceId> = (0..self.instances.len())
+            .filter(|&i| !stays(&self.instances[i].plan, &new_plan))
+            .collect();
+        for &inst in &leaving {
+            info!(
+                "reload: {} is no longer configured: leaving",
+                self.name(inst)
+            );
+            self.feed(inst, monotonic_ns(), Input::Shutdown).await;
+            let key = self.instances[inst].plan.vrid.key;
+            if let Err(e) = self.datapath.remove_vrid(&key) {
+                warn!("reload: datapath: {e}");
+            }
+        }
+        // Timers of staying instances move to their new index.
+        let mut pending = Vec::new();
+        for inst in 0..self.instances.len() {
+            for kind in TimerKind::ALL {
+                if let Some(at) = self.timers.deadline((inst, kind)) {
+                    let _ = self.timers.cancel((inst, kind));
+                    if !leaving.contains(&inst) {
+                        pending.push((self.instances[inst].plan.name.clone(), kind, at));
                     }
                 }
             }
-            if let Err(e) = self.start_trackers(&new_plan) {
-                error!("reload: trackers: {e}");
-            }
-            for (sp, _) in &new_plan.scripts {
-                let _ = sp;
-            }
-            self.plan = new_plan;
-            info!(
-                "reloaded {}: instances updated in place",
-                self.opts.config.display()
-            );
-            return;
         }
-        // Instances came or went: stop every instance that is not in the new
-        // file and restart the set (the ones that stay keep their VIPs and
-        // state through their routers' own reload where shapes match).
-        info!("reload: the set of instances changed; restarting the instances");
-        self.shutdown().await;
-        self.timers = match Timers::new() {
-            Ok(t) => t,
-            Err(e) => {
-                error!("reload: timers: {e}");
-                return;
+        let mut carry = Carried::default();
+        let old_plan = std::mem::replace(&mut self.plan, new_plan.clone());
+        let mut units: Vec<Option<Unit>> = std::mem::take(&mut self.units)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut changed = Vec::new();
+        for (n, inst) in std::mem::take(&mut self.instances).into_iter().enumerate() {
+            if leaving.contains(&n) {
+                continue;
             }
-        };
-        let specs_old: Vec<VridKey> = self.plan.instances.iter().map(|i| i.vrid.key).collect();
-        for k in specs_old {
-            let _ = self.datapath.remove_vrid(&k);
-        }
-        for ip in &new_plan.instances {
-            if let Err(e) = self.datapath.set_vrid(&ip.vrid) {
-                error!("reload: datapath for {}: {e}", ip.name);
+            match units.get_mut(inst.unit).and_then(Option::take) {
+                Some(Unit::Single(r)) => {
+                    carry.singles.insert(inst.plan.name.clone(), r);
+                }
+                Some(Unit::Group(g)) => {
+                    carry.groups.insert(g.name().to_string(), g);
+                }
+                None => {}
             }
+            if let Some(np) = new_plan.instances.iter().find(|p| p.name == inst.plan.name)
+                && !same_router_config(&np.router, &inst.plan.router)
+            {
+                changed.push(np.name.clone());
+            }
+            carry.instances.insert(inst.plan.name.clone(), inst);
         }
+        let kept: Vec<String> = carry.instances.keys().cloned().collect();
         match notifier_for(&loaded.config, &new_plan) {
-            Ok(n) => self.notifier = n,
+            Ok(n) => {
+                let old = std::mem::replace(&mut self.notifier, n);
+                tokio::task::spawn_local(old.shutdown(Duration::from_secs(2)));
+            }
             Err(e) => error!("reload: notify: {e}"),
         }
-        if let Err(e) = self.install(new_plan) {
+        // Trackers no longer configured stop; new ones start.
+        let wanted: Vec<TrackerId> = new_plan
+            .scripts
+            .iter()
+            .map(|(s, _)| s.id)
+            .chain(new_plan.files.iter().map(|f| f.id))
+            .collect();
+        let mut running = std::mem::take(&mut self.trackers);
+        for (id, h) in std::mem::take(&mut running) {
+            let same = |p: &Plan| {
+                p.scripts
+                    .iter()
+                    .find(|(s, _)| s.id == id)
+                    .map(|(s, _)| s.clone())
+            };
+            if wanted.contains(&id) && same(&old_plan) == same(&new_plan) {
+                self.trackers.push((id, h));
+            } else {
+                tokio::task::spawn_local(h.shutdown(Duration::from_secs(1)));
+            }
+        }
+        if let Err(e) = self.install(new_plan.clone(), carry) {
             error!("reload failed: {e}");
             return;
         }
-        self.startup().await;
+        for ip in &new_plan.instances {
+            if !kept.contains(&ip.name) {
+                if let Err(e) = self.datapath.set_vrid(&ip.vrid) {
+                    error!("reload: datapath for {}: {e}", ip.name);
+                }
+            }
+        }
+        for (name, kind, at) in pending {
+            if let Some(inst) = self.instances.iter().position(|i| i.plan.name == name) {
+                let _ = self.timers.arm((inst, kind), at);
+            }
+        }
+        let now = monotonic_ns();
+        for name in &changed {
+            if let Some(inst) = self.instances.iter().position(|i| &i.plan.name == name) {
+                let cfg = self.instances[inst].plan.router.clone();
+                self.feed(inst, now, Input::Reload(Box::new(cfg))).await;
+            }
+        }
+        // New instances (and members of new groups) start now.
+        let mut started_units = Vec::new();
+        for inst in 0..self.instances.len() {
+            let i = &self.instances[inst];
+            if kept.contains(&i.plan.name) || started_units.contains(&i.unit) {
+                continue;
+            }
+            started_units.push(i.unit);
+            self.start_unit(i.unit).await;
+        }
+        info!(
+            "reloaded {}: {} kept ({} changed), {} left, {} new",
+            self.opts.config.display(),
+            kept.len(),
+            changed.len(),
+            leaving.len(),
+            started_units.len()
+        );
     }
 
     fn status(&self) -> StatusReport {
@@ -1144,6 +1273,19 @@ impl Daemon {
         let _ = std::fs::remove_file(&self.opts.control_socket);
         Ok(())
     }
+}
+
+/// Equal but for the trackers' assumed initial states, which only matter
+/// before a tracker's first report.
+fn same_router_config(a: &crate::vrrp::RouterConfig, b: &crate::vrrp::RouterConfig) -> bool {
+    let strip = |c: &crate::vrrp::RouterConfig| {
+        let mut c = c.clone();
+        for t in &mut c.trackers {
+            t.initial = TrackState::Up;
+        }
+        c
+    };
+    strip(a) == strip(b)
 }
 
 fn instance_at(instances: &[Instance], unit: usize, member: usize) -> Option<InstanceId> {
