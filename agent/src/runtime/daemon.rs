@@ -1041,10 +1041,10 @@ impl Daemon {
             return;
         }
         for ip in &new_plan.instances {
-            if !kept.contains(&ip.name) {
-                if let Err(e) = self.datapath.set_vrid(&ip.vrid) {
-                    error!("reload: datapath for {}: {e}", ip.name);
-                }
+            if !kept.contains(&ip.name)
+                && let Err(e) = self.datapath.set_vrid(&ip.vrid)
+            {
+                error!("reload: datapath for {}: {e}", ip.name);
             }
         }
         for (name, kind, at) in pending {
