@@ -329,6 +329,7 @@ impl Daemon {
             let handle = tracker::script::spawn(cfg, self.tracker_tx.clone());
             self.trackers.push((sp.id, handle));
         }
+        self.start_process_monitor(plan);
         for fp in &plan.files {
             if self.trackers.iter().any(|(id, _)| *id == fp.id) {
                 continue;
@@ -364,6 +365,57 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// One monitor for every `vrrp_track_process`, as keepalived has one
+    /// connector socket; restarted when the set changes.
+    fn start_process_monitor(&mut self, plan: &Plan) {
+        use tracker::process::{
+            MonitorOptions, ParamMatch, ProcessMatch, ProcessMonitor, ProcessTrackerConfig,
+        };
+        // The monitor's handle is kept under the first process tracker's id.
+        let Some(first) = plan.processes.first() else {
+            return;
+        };
+        if self.trackers.iter().any(|(id, _)| *id == first.id) {
+            return;
+        }
+        let cfgs: Vec<ProcessTrackerConfig> = plan
+            .processes
+            .iter()
+            .map(|p| {
+                let pm = match p.param_match.as_deref() {
+                    Some("initial") => Some(ParamMatch::Initial),
+                    Some("partial") => Some(ParamMatch::Partial),
+                    _ => None,
+                };
+                let mut c = ProcessTrackerConfig::new(
+                    tracker::TrackerId(p.id.0),
+                    p.name.clone(),
+                    ProcessMatch::new(&p.process, &p.params, pm, p.full_command),
+                );
+                c.quorum = p.quorum;
+                c.quorum_max = p.quorum_max;
+                c.fork_delay = p.fork_delay;
+                c.terminate_delay = p.terminate_delay;
+                c.weight = p.weight;
+                c.reverse = p.reverse;
+                c
+            })
+            .collect();
+        match ProcessMonitor::spawn(cfgs, self.tracker_tx.clone(), MonitorOptions::default()) {
+            Ok(m) => {
+                for (id, state) in m.initial {
+                    let _ = self.tracker_tx.try_send(TrackerEvent {
+                        id,
+                        state,
+                        at_ns: monotonic_ns(),
+                    });
+                }
+                self.trackers.push((first.id, m.handle));
+            }
+            Err(e) => warn!("vrrp_track_process: {e}"),
+        }
     }
 
     /// Feeds one input to the instance's router (or group) and runs the actions.

@@ -125,6 +125,22 @@ pub struct FilePlan {
     pub init: Option<(i32, bool)>,
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessPlan {
+    pub id: TrackerId,
+    pub name: String,
+    pub process: String,
+    pub params: Vec<String>,
+    pub param_match: Option<String>,
+    pub full_command: bool,
+    pub quorum: u32,
+    pub quorum_max: u32,
+    pub fork_delay: Duration,
+    pub terminate_delay: Duration,
+    pub weight: i32,
+    pub reverse: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct GroupPlan {
     pub name: String,
@@ -139,6 +155,7 @@ pub struct Plan {
     pub groups: Vec<GroupPlan>,
     pub scripts: Vec<(ScriptPlan, CheckedScript)>,
     pub files: Vec<FilePlan>,
+    pub processes: Vec<ProcessPlan>,
     /// Interface trackers: id → ifindex.
     pub interfaces: BTreeMap<u32, u32>,
     pub startup_delay: Duration,
@@ -329,6 +346,24 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
         })
         .collect();
 
+    let processes: Vec<ProcessPlan> = config
+        .vrrp_track_process
+        .iter()
+        .map(|p| ProcessPlan {
+            id: ids.id(&format!("process:{}", p.name)),
+            name: p.name.clone(),
+            process: p.process.clone(),
+            params: p.params.clone(),
+            param_match: p.param_match.clone(),
+            full_command: p.full_command,
+            quorum: p.quorum,
+            quorum_max: p.quorum_max,
+            fork_delay: p.fork_delay.unwrap_or_default(),
+            terminate_delay: p.terminate_delay.unwrap_or_default(),
+            weight: p.weight,
+            reverse: p.weight_reverse,
+        })
+        .collect();
     let mut interfaces = BTreeMap::new();
     let mut instances = Vec::new();
     for inst in &config.vrrp_instance {
@@ -337,8 +372,7 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
             inst,
             ids,
             &mut interfaces,
-            &scripts,
-            &files,
+            (&scripts, &files, &processes),
             &mut checker,
         )
         .await?;
@@ -382,6 +416,7 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
         groups,
         scripts,
         files,
+        processes,
         interfaces,
         startup_delay: g.vrrp_startup_delay,
         default_run_as: checker.default,
@@ -390,14 +425,12 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn instance_plan(
     config: &Config,
     inst: &VrrpInstance,
     ids: &mut TrackerIds,
     interfaces: &mut BTreeMap<u32, u32>,
-    scripts: &[(ScriptPlan, CheckedScript)],
-    files: &[FilePlan],
+    (scripts, files, processes): (&[(ScriptPlan, CheckedScript)], &[FilePlan], &[ProcessPlan]),
     checker: &mut ScriptChecker,
 ) -> Result<InstancePlan, PlanError> {
     let g = &config.global_defs;
@@ -561,6 +594,13 @@ async fn instance_plan(
                 initial: TrackState::Value(0),
             });
             names.push((fp.id, r.name.clone(), "file"));
+        }
+    }
+    let group_procs = group.map(|sg| sg.track_process.as_slice()).unwrap_or(&[]);
+    for r in inst.track_process.iter().chain(group_procs) {
+        if let Some(pp) = processes.iter().find(|p| p.name == r.name) {
+            trackers.push(binary(pp.id, r.weight, r.weight_reverse, TrackState::Up));
+            names.push((pp.id, r.name.clone(), "process"));
         }
     }
     router.trackers = trackers;
