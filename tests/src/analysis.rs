@@ -265,6 +265,41 @@ pub fn max_advert_gap(ads: &[AdvertSeen], mac: Mac, from_rt: u64, to_rt: u64) ->
     ts.windows(2).map(|w| w[1] - w[0]).max()
 }
 
+/// The last advert from `mac` with priority `prio` before `before_rt`.
+pub fn last_advert_with(
+    ads: &[AdvertSeen],
+    mac: Mac,
+    prio: u8,
+    before_rt: u64,
+) -> Option<AdvertSeen> {
+    ads.iter()
+        .rev()
+        .find(|a| a.mac == mac && a.priority == prio && a.t_ns < before_rt)
+        .copied()
+}
+
+/// The first advert from `mac` with priority > 0 at or after `from_rt`.
+pub fn first_advert_from(ads: &[AdvertSeen], mac: Mac, from_rt: u64) -> Option<AdvertSeen> {
+    ads.iter()
+        .find(|a| a.mac == mac && a.priority > 0 && a.t_ns >= from_rt)
+        .copied()
+}
+
+/// Gratuitous ARPs / unsolicited NAs for `vip` from `mac` in a window.
+pub fn announcements(
+    events: &[WireEvent],
+    vip: IpAddr,
+    mac: Mac,
+    from_rt: u64,
+    to_rt: u64,
+) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e.src_mac == mac && e.t_ns >= from_rt && e.t_ns <= to_rt && e.announces(vip))
+        .map(|e| e.t_ns)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

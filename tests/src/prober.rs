@@ -45,14 +45,17 @@ pub struct Run {
     pub count: usize,
 }
 
-/// The longest time without a reply in a window.
+/// The longest run of lost probes in a window.
 #[derive(Clone, Copy, Debug)]
 pub struct Outage {
+    /// From the first lost probe's send time to the next answered probe's.
     pub gap_ns: u64,
-    /// The last reply before the gap (None: none in the window).
+    /// The last reply before the lost probes (None: none in the window).
     pub before: Option<Reply>,
-    /// The first reply after the gap (None: none until the window's end).
+    /// The reply that ended the outage (None: none until the window's end).
     pub after: Option<Reply>,
+    /// How many probes in a row got no reply.
+    pub lost: u64,
 }
 
 /// What a [`Prober`] saw.
@@ -72,41 +75,65 @@ impl ProbeLog {
             .filter(move |r| r.at.rt_ns >= from_rt && r.at.rt_ns <= to_rt)
     }
 
-    /// The longest stretch of `[from_rt, to_rt]` without a reply (the
-    /// window's edges count as ends of a gap).
+    /// The longest run of consecutive probes sent in `[from_rt, to_rt]`
+    /// that got no reply: the outage is from the first lost probe's send
+    /// time to the send time of the next answered one (or the window's
+    /// end). Probes count by what was sent, so a prober thread that was
+    /// not scheduled for a while does not show as an outage.
     pub fn outage(&self, from_rt: u64, to_rt: u64) -> Outage {
-        let rs: Vec<&Reply> = self.replies_between(from_rt, to_rt).collect();
+        let answered: std::collections::HashMap<u64, &Reply> =
+            self.replies.iter().map(|r| (r.seq, r)).collect();
+        let sent: Vec<&(u64, Stamp)> = self
+            .sent
+            .iter()
+            .filter(|(_, at)| at.rt_ns >= from_rt && at.rt_ns <= to_rt)
+            .collect();
         let mut best = Outage {
-            gap_ns: to_rt.saturating_sub(from_rt),
+            gap_ns: 0,
             before: None,
             after: None,
+            lost: 0,
         };
-        if rs.is_empty() {
-            return best;
-        }
-        best = Outage {
-            gap_ns: rs[0].at.rt_ns - from_rt,
-            before: None,
-            after: Some(*rs[0]),
-        };
-        for w in rs.windows(2) {
-            let g = w[1].at.rt_ns.saturating_sub(w[0].at.rt_ns);
-            if g > best.gap_ns {
-                best = Outage {
-                    gap_ns: g,
-                    before: Some(*w[0]),
-                    after: Some(*w[1]),
-                };
+        let mut last_answered: Option<Reply> = None;
+        let mut run_start: Option<(u64, Option<Reply>)> = None;
+        let mut lost = 0;
+        for (seq, at) in &sent {
+            match answered.get(seq) {
+                Some(r) => {
+                    if let Some((t0, before)) = run_start.take() {
+                        let gap = at.rt_ns - t0;
+                        if gap > best.gap_ns {
+                            best = Outage {
+                                gap_ns: gap,
+                                before,
+                                after: Some(**r),
+                                lost,
+                            };
+                        }
+                    }
+                    lost = 0;
+                    last_answered = Some(**r);
+                }
+                None => {
+                    if run_start.is_none() {
+                        run_start = Some((at.rt_ns, last_answered));
+                    }
+                    lost += 1;
+                }
             }
         }
-        let last = rs[rs.len() - 1];
-        let tail = to_rt.saturating_sub(last.at.rt_ns);
-        if tail > best.gap_ns {
-            best = Outage {
-                gap_ns: tail,
-                before: Some(*last),
-                after: None,
-            };
+        if let Some((t0, before)) = run_start {
+            // Probes sent in the last few ms may still be in flight.
+            let end = sent.last().map(|(_, a)| a.rt_ns).unwrap_or(to_rt);
+            let gap = end.saturating_sub(t0);
+            if gap > best.gap_ns && gap > 5_000_000 {
+                best = Outage {
+                    gap_ns: gap,
+                    before,
+                    after: None,
+                    lost,
+                };
+            }
         }
         best
     }

@@ -610,10 +610,16 @@ impl RouterNode {
         let at = Stamp::now();
         killpg(pgid, Signal::SIGKILL).with_context(|| format!("{}: killpg", self.name))?;
         child.wait()?;
-        // The rest of the group (keepalived's VRRP child) goes with it.
-        wait_until(Duration::from_secs(2), Duration::from_millis(2), || {
-            killpg(pgid, None).is_err()
-        });
+        // The rest of the group (keepalived's VRRP child) goes with it;
+        // an orphan may stay a zombie a while, which is dead enough.
+        if !wait_until(Duration::from_secs(2), Duration::from_millis(1), || {
+            live_members(pgid.as_raw()) == 0
+        }) {
+            bail!(
+                "{}: processes of group {pgid} still run 2 s after SIGKILL",
+                self.name
+            );
+        }
         self.log_line(&format!(
             "===== lab: SIGKILL to process group {pgid} at CLOCK_MONOTONIC {} ns =====",
             at.mono_ns
@@ -824,6 +830,30 @@ impl RouterNode {
             let _ = c.wait();
         }
     }
+}
+
+/// Processes of process group `pgid` that are not zombies.
+fn live_members(pgid: i32) -> usize {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid pgrp …; comm may hold spaces.
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                return false;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            f.len() > 2 && f[0] != "Z" && f[2].parse::<i32>().ok() == Some(pgid)
+        })
+        .count()
 }
 
 impl Drop for RouterNode {

@@ -101,7 +101,21 @@ impl Failover {
             ));
         }
         if let Some(o) = &self.outage {
-            s.push_str(&format!(", client outage {}", ms(o.gap_ns as i128)));
+            let at = |r: &Option<crate::prober::Reply>| match r {
+                Some(r) => format!(
+                    "{:+.1} ms {}",
+                    (r.at.rt_ns as f64 - self.event.rt_ns as f64) / 1e6,
+                    r.src_mac
+                ),
+                None => "-".into(),
+            };
+            s.push_str(&format!(
+                ", client outage {} ({} probes lost; last reply {}, next {})",
+                ms(o.gap_ns as i128),
+                o.lost,
+                at(&o.before),
+                at(&o.after)
+            ));
         }
         if let Some(l) = self.leftover_removed_ns {
             s.push_str(&format!(
@@ -669,6 +683,146 @@ impl Cluster {
         self.capture.stop()?;
         for r in &self.routers {
             r.watch.check_complete()?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks only xvrrpd promises (its status report, its VIP marker).
+impl Cluster {
+    /// `xvrrpd status --json` agrees with what the lab sees: the eBPF
+    /// datapath is in use, `master` is MASTER at its priority, every other
+    /// running xvrrpd router is BACKUP and names `master` as the master.
+    pub fn check_xvrrpd_status(&mut self, master: &str) -> Result<()> {
+        let v6 = self.vip.is_ipv6();
+        let inst = self.inst.name.clone();
+        let master_prio = self.priority(master);
+        let master_addr = self.router(master).addr(v6);
+        for i in 0..self.routers.len() {
+            let r = &mut self.routers[i];
+            if r.daemon != Daemon::Xvrrpd || !r.is_running() {
+                continue;
+            }
+            let rep = r.status()?;
+            if rep.daemon.datapath != "ebpf" {
+                bail!(
+                    "{}: xvrrpd runs on the {} datapath ({}); the lab expects the eBPF one: \
+                     build the binary with its eBPF object (without XVRRPD_EBPF=skip)",
+                    r.name,
+                    rep.daemon.datapath,
+                    rep.daemon
+                        .datapath_fallback_reason
+                        .as_deref()
+                        .unwrap_or("no reason given")
+                );
+            }
+            let Some(st) = rep.instances.iter().find(|s| s.name == inst) else {
+                bail!("{}: the status report has no instance {inst}", r.name);
+            };
+            let want = if r.name == master { "MASTER" } else { "BACKUP" };
+            if st.state != want {
+                bail!(
+                    "{}: status says {} for {inst}, expected {want}",
+                    r.name,
+                    st.state
+                );
+            }
+            if r.name == master && st.effective_priority != master_prio {
+                bail!(
+                    "{}: status says effective priority {}, configured {master_prio}",
+                    r.name,
+                    st.effective_priority
+                );
+            }
+            // A VRRPv3/IPv6 master advertises from its link-local address;
+            // compare IPv4 masters by address, IPv6 ones by priority only.
+            if !v6 && st.master_address.as_deref() != Some(&master_addr.to_string()) {
+                bail!(
+                    "{}: status names {:?} as the master, expected {master_addr}",
+                    r.name,
+                    st.master_address
+                );
+            }
+            if r.name != master && st.master_priority != Some(master_prio) {
+                bail!(
+                    "{}: status says the master's priority is {:?}, expected {master_prio}",
+                    r.name,
+                    st.master_priority
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The VIP on `master` carries xvrrpd's marker (IFA_PROTO 112).
+    pub fn check_vip_marker(&self, master: &str) -> Result<()> {
+        let spans = self.router(master).watch.held(self.vip);
+        match spans.last() {
+            Some(h) if h.to.is_none() && h.proto == Some(xvrrpd::net::addr::XVRRPD_IFA_PROTO) => {
+                Ok(())
+            }
+            Some(h) if h.to.is_none() => bail!(
+                "{master}'s VIP {} has IFA_PROTO {:?}, not xvrrpd's marker {}",
+                self.vip,
+                h.proto,
+                xvrrpd::net::addr::XVRRPD_IFA_PROTO
+            ),
+            _ => bail!("{master} does not hold the VIP {}", self.vip),
+        }
+    }
+
+    /// xvrrpd's own record of a takeover agrees with the wire: its down
+    /// timer was armed `theory_ns` after the kernel timestamp of the old
+    /// master's last advert, fired within 2 ms of its deadline, and the
+    /// VIPs and first GARP/NA have times.
+    pub fn check_xvrrpd_timeline(&self, new: &str, f: &Failover) -> Result<()> {
+        let r = self.router(new);
+        let rep = r.status()?;
+        let Some(st) = rep.instances.iter().find(|s| s.name == self.inst.name) else {
+            bail!(
+                "{new}: the status report has no instance {}",
+                self.inst.name
+            );
+        };
+        let Some(t) = st.transitions.iter().rev().find(|t| t.to == "MASTER") else {
+            bail!("{new}: no transition to MASTER in its status report");
+        };
+        let (Some(last), Some(deadline), Some(fired)) =
+            (t.last_advert_ns, t.deadline_ns, t.fired_at_ns)
+        else {
+            bail!(
+                "{new}: its transition to MASTER lacks last_advert_ns/deadline_ns/fired_at_ns: {t:?}"
+            );
+        };
+        if let Some(theory) = f.theory_ns {
+            let armed = deadline as i128 - last as i128;
+            if (armed - theory as i128).abs() > 10_000 {
+                bail!(
+                    "{new}: down timer deadline − last advert = {}, the protocol says {}",
+                    ms(armed),
+                    ms(theory as i128)
+                );
+            }
+        }
+        let late = fired as i128 - deadline as i128;
+        if !(0..=2_000_000).contains(&late) {
+            bail!(
+                "{new}: its down timer fired {} after its deadline",
+                ms(late)
+            );
+        }
+        if t.vips_done_ns.is_none() || t.first_garp_ns.is_none() {
+            bail!("{new}: its transition to MASTER lacks vips_done_ns/first_garp_ns: {t:?}");
+        }
+        // The kernel timestamp of the last advert and the bridge's capture
+        // time of the old master's last advert are the same frame.
+        let last_rt = f.event.mono_to_rt(last) as i128;
+        let wire = f.takeover.old_last.t_ns as i128;
+        if (last_rt - wire).abs() > 1_000_000 {
+            bail!(
+                "{new}: last_advert_ns is {} away from the old master's last advert on the wire",
+                ms(last_rt - wire)
+            );
         }
         Ok(())
     }
