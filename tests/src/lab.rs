@@ -209,6 +209,11 @@ impl Lab {
     pub fn tag(&self) -> &str {
         &self.tag
     }
+
+    /// The name of the switch (bridge) namespace.
+    pub fn switch_ns(&self) -> &str {
+        &self.switch
+    }
 }
 
 impl Drop for Lab {

@@ -1,0 +1,829 @@
+//! Failover scenarios on a [`VrrpLab`]: N routers sharing one VRRP
+//! instance, a client pinging the VIP, the bridge captured, and steps
+//! (election, crash, SIGTERM, link failure, rejoin) that each check the
+//! outcome three ways:
+//!
+//! * **the wire** (bridge capture): who advertises, when the new master's
+//!   first advert comes after the old master's last one, against
+//!   `Master_Down_Interval` or `Skew_Time`; that after the step's bound
+//!   only the expected master advertises with a priority above 0;
+//! * **the hosts** (address watches): the expected master holds the VIP
+//!   throughout, no other live router holds it at any instant after the
+//!   bound;
+//! * **the client**: its pings are answered by the expected master's MAC.
+//!
+//! Every step returns a [`Failover`] with the figures, for the test to
+//! print.
+
+use std::{net::IpAddr, thread, time::Duration};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    analysis::{
+        self, EARLY_TOLERANCE, Takeover, adverts, check_bound, check_sole_advertiser, held_during,
+        held_throughout, late_tolerance, master_down_ns, skew_ns,
+    },
+    clock::{Stamp, ms},
+    kconf::{Daemon, Instance, RouterConfig},
+    lab::{Host, wait_until},
+    pcap::WireEvent,
+    prober::{Outage, ProbeLog, Prober},
+    router::{LinkSide, RouterNode},
+    vrrp_lab::VrrpLab,
+    wire::BridgeCapture,
+};
+
+/// One router of a [`Cluster`]: name, daemon, priority.
+pub type RouterSpec<'a> = (&'a str, Daemon, u8);
+
+/// Host address of router `i` (0-based) and of the client.
+pub fn router_cidrs(i: usize) -> [String; 2] {
+    [
+        format!("192.0.2.{}/24", 11 + i),
+        format!("2001:db8::{}/64", 11 + i),
+    ]
+}
+pub const CLIENT_CIDRS: [&str; 2] = ["192.0.2.50/24", "2001:db8::50/64"];
+
+/// A lab of routers sharing one instance (the template), a client and a
+/// bridge capture. Fields drop in order: prober, capture, routers, then
+/// the lab (which reports on failure and removes the namespaces).
+pub struct Cluster {
+    pub prober: Option<Prober>,
+    pub capture: BridgeCapture,
+    pub routers: Vec<RouterNode>,
+    pub client: Host,
+    /// The instance every router runs, with each router's priority.
+    pub inst: Instance,
+    pub vip: IpAddr,
+    pub lab: VrrpLab,
+}
+
+/// What one step measured.
+#[derive(Clone, Debug)]
+pub struct Failover {
+    pub what: String,
+    pub event: Stamp,
+    pub takeover: Takeover,
+    /// The protocol's value for `takeover.gap_ns` (None: no timing bound,
+    /// e.g. a preemption after a restart).
+    pub theory_ns: Option<u64>,
+    /// The client's longest time without a reply around the step.
+    pub outage: Option<Outage>,
+    /// When the kill -9'd router's leftover VIP went, after its restart
+    /// (ns after the start).
+    pub leftover_removed_ns: Option<u64>,
+}
+
+impl Failover {
+    /// `gap − theory` in ns.
+    pub fn error_ns(&self) -> Option<i128> {
+        self.theory_ns
+            .map(|t| self.takeover.gap_ns as i128 - t as i128)
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{}: {} → {} in {}",
+            self.what,
+            self.takeover.old_last.mac,
+            self.takeover.new_first.mac,
+            ms(self.takeover.gap_ns as i128)
+        );
+        if let (Some(t), Some(e)) = (self.theory_ns, self.error_ns()) {
+            s.push_str(&format!(" (theory {}, error {})", ms(t as i128), ms(e)));
+        }
+        if let Some(a) = self.takeover.announce_ns {
+            s.push_str(&format!(
+                ", GARP/NA {} after the first advert",
+                ms(a as i128 - self.takeover.new_first.t_ns as i128)
+            ));
+        }
+        if let Some(o) = &self.outage {
+            let at = |r: &Option<crate::prober::Reply>| match r {
+                Some(r) => format!(
+                    "{:+.1} ms {}",
+                    (r.at.rt_ns as f64 - self.event.rt_ns as f64) / 1e6,
+                    r.src_mac
+                ),
+                None => "-".into(),
+            };
+            s.push_str(&format!(
+                ", client outage {} ({} probes lost; last reply {}, next {})",
+                ms(o.gap_ns as i128),
+                o.lost,
+                at(&o.before),
+                at(&o.after)
+            ));
+        }
+        if let Some(l) = self.leftover_removed_ns {
+            s.push_str(&format!(
+                ", leftover VIP removed {} after restart",
+                ms(l as i128)
+            ));
+        }
+        s
+    }
+}
+
+impl Cluster {
+    /// Builds the lab: routers `specs` (not started), each with `inst` at
+    /// its priority; `unicast` fills in `unicast_src_ip` / `unicast_peer`
+    /// from the routers' addresses; `edit` may change each router's config
+    /// before it is written.
+    pub fn new(
+        test: &str,
+        inst: Instance,
+        specs: &[RouterSpec<'_>],
+        unicast: bool,
+        mut edit: impl FnMut(&RouterNode, &mut RouterConfig) -> Result<()>,
+    ) -> Result<Cluster> {
+        let mut lab = VrrpLab::new(test)?;
+        let v6 = inst.is_ipv6();
+        let vip = *inst
+            .vip_addrs()
+            .first()
+            .context("the instance has no VIP")?;
+        let mut routers = Vec::new();
+        for (i, (name, daemon, _)) in specs.iter().enumerate() {
+            let c = router_cidrs(i);
+            routers.push(lab.add_router(name, *daemon, &[&c[0], &c[1]])?);
+        }
+        let client = lab.add_client("client", &CLIENT_CIDRS)?;
+        let addrs: Vec<IpAddr> = routers.iter().map(|r| r.addr(v6)).collect();
+        for (i, r) in routers.iter_mut().enumerate() {
+            let mut me = inst.with_priority(specs[i].2);
+            if unicast {
+                me.unicast_src = Some(addrs[i].to_string());
+                me.unicast_peers = addrs
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, a)| a.to_string())
+                    .collect();
+            }
+            let mut cfg = RouterConfig::single(me);
+            edit(r, &mut cfg)?;
+            r.write_config(&cfg)?;
+        }
+        let capture = lab.capture()?;
+        Ok(Cluster {
+            prober: None,
+            capture,
+            routers,
+            client,
+            inst,
+            vip,
+            lab,
+        })
+    }
+
+    pub fn idx(&self, name: &str) -> usize {
+        self.routers
+            .iter()
+            .position(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no router {name}"))
+    }
+
+    pub fn router(&self, name: &str) -> &RouterNode {
+        &self.routers[self.idx(name)]
+    }
+
+    pub fn router_mut(&mut self, name: &str) -> &mut RouterNode {
+        let i = self.idx(name);
+        &mut self.routers[i]
+    }
+
+    /// The priority `name` runs the instance with (from its config).
+    pub fn priority(&self, name: &str) -> u8 {
+        self.router(name)
+            .config()
+            .and_then(|c| c.instances.iter().find(|i| i.name == self.inst.name))
+            .map(|i| i.priority)
+            .unwrap_or(self.inst.priority)
+    }
+
+    /// `Master_Down_Interval` of `name` (ns).
+    pub fn mdi_ns(&self, name: &str) -> u64 {
+        master_down_ns(self.inst.version, self.priority(name), self.inst.advert_int)
+    }
+
+    /// `Skew_Time` of `name` (ns).
+    pub fn skew_ns(&self, name: &str) -> u64 {
+        skew_ns(self.inst.version, self.priority(name), self.inst.advert_int)
+    }
+
+    /// Time to let a step settle after the takeover: one interval plus a
+    /// margin, so the window after the bound holds adverts and pings.
+    pub fn settle(&self) -> Duration {
+        self.inst.advert_int + Duration::from_millis(150)
+    }
+
+    /// Starts the routers in the order given.
+    pub fn start(&mut self, names: &[&str]) -> Result<()> {
+        for n in names {
+            let at = self.router_mut(n).start()?;
+            self.lab.mark_at(&format!("start {n}"), at);
+        }
+        Ok(())
+    }
+
+    /// Starts every router.
+    pub fn start_all(&mut self) -> Result<()> {
+        let names: Vec<String> = self.routers.iter().map(|r| r.name.clone()).collect();
+        let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        self.start(&names)
+    }
+
+    /// Starts pinging the VIP from the client.
+    pub fn start_probe(&mut self) -> Result<()> {
+        self.prober = Some(self.lab.probe(&self.client, self.vip)?);
+        Ok(())
+    }
+
+    /// The capture so far, decoded.
+    pub fn wire(&self) -> Result<Vec<WireEvent>> {
+        Ok(self.capture.snapshot()?.events)
+    }
+
+    fn probe_log(&self) -> Option<ProbeLog> {
+        self.prober.as_ref().map(|p| p.snapshot())
+    }
+
+    fn state_report(&self) -> String {
+        self.routers
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({}): state {:?}, VIP {}",
+                    r.name,
+                    r.daemon,
+                    r.state(&self.inst.name),
+                    if r.has_vip(self.vip) {
+                        "held"
+                    } else {
+                        "not held"
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Waits until `name` holds the VIP and says MASTER, every other
+    /// running router says BACKUP, and checks the wire, the hosts and the
+    /// client over one settle time.
+    pub fn expect_master(&mut self, name: &str, timeout: Duration) -> Result<()> {
+        let m = self.idx(name);
+        let inst = self.inst.name.clone();
+        if !self.routers[m].wait_vip(self.vip, true, timeout) {
+            bail!(
+                "{name} did not take the VIP {} within {timeout:?}: {}",
+                self.vip,
+                self.state_report()
+            );
+        }
+        self.routers[m].wait_state(&inst, "MASTER", Duration::from_secs(2))?;
+        let since = Stamp::now();
+        for i in 0..self.routers.len() {
+            if i != m && self.routers[i].is_running() {
+                self.routers[i].wait_state(&inst, "BACKUP", Duration::from_secs(2))?;
+            }
+        }
+        if self.prober.is_none() {
+            self.start_probe()?;
+        }
+        thread::sleep(self.settle() + Duration::from_millis(100));
+        let now = Stamp::now();
+        let events = self.wire()?;
+        let ads = adverts(&events, self.inst.vrid, self.vip.is_ipv6());
+        check_sole_advertiser(
+            &ads,
+            self.routers[m].mac,
+            since.rt_ns,
+            now.rt_ns,
+            self.lab.origin.rt_ns,
+        )
+        .with_context(|| format!("{name} should be the only master"))?;
+        // What the master puts in its adverts.
+        let mine: Vec<_> = ads
+            .iter()
+            .filter(|a| a.mac == self.routers[m].mac && a.t_ns >= since.rt_ns)
+            .collect();
+        let want_prio = self.priority(name);
+        for a in &mine {
+            if a.version != self.inst.version {
+                bail!(
+                    "{name} advertises VRRPv{}, configured v{}",
+                    a.version,
+                    self.inst.version
+                );
+            }
+            if a.ttl != 255 {
+                bail!("{name}'s advert has TTL/hop limit {}, not 255", a.ttl);
+            }
+        }
+        if want_prio != 255
+            && let Some(a) = mine.iter().find(|a| a.priority != want_prio)
+        {
+            bail!(
+                "{name} advertises priority {}, configured {want_prio}",
+                a.priority
+            );
+        }
+        let want_cs = (self.inst.advert_int.as_millis() / 10) as u32;
+        if let Some(a) = mine.iter().find(|a| a.interval_cs != want_cs) {
+            bail!(
+                "{name} advertises an interval of {} cs, configured {want_cs} cs",
+                a.interval_cs
+            );
+        }
+        self.check_holders(name, since.mono_ns, now.mono_ns, &[])?;
+        self.check_client(name, since.rt_ns + 50_000_000, now.rt_ns)?;
+        Ok(())
+    }
+
+    /// No router but `master` (and those in `dead`) holds the VIP at any
+    /// instant of `[from, to]` (CLOCK_MONOTONIC); `master` holds it all along.
+    pub fn check_holders(&self, master: &str, from: u64, to: u64, dead: &[&str]) -> Result<()> {
+        for r in &self.routers {
+            let spans = r.watch.held(self.vip);
+            r.watch.check_complete()?;
+            if r.name == master {
+                if !held_throughout(&spans, from, to) {
+                    bail!(
+                        "{master} did not hold the VIP {} throughout the window \
+                         ({:.1} ms … {:.1} ms after the lab started); spans {spans:?}",
+                        self.vip,
+                        (from as f64 - self.lab.origin.mono_ns as f64) / 1e6,
+                        (to as f64 - self.lab.origin.mono_ns as f64) / 1e6,
+                    );
+                }
+            } else if !dead.contains(&r.name.as_str()) && held_during(&spans, from, to) {
+                bail!(
+                    "both {master} and {} held the VIP {} after the bound \
+                     ({:.1} ms … {:.1} ms after the lab started); {}'s spans {spans:?}",
+                    r.name,
+                    self.vip,
+                    (from as f64 - self.lab.origin.mono_ns as f64) / 1e6,
+                    (to as f64 - self.lab.origin.mono_ns as f64) / 1e6,
+                    r.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The client's pings in `[from_rt, to_rt]` were answered, all by
+    /// `master`'s MAC.
+    pub fn check_client(&self, master: &str, from_rt: u64, to_rt: u64) -> Result<()> {
+        let Some(log) = self.probe_log() else {
+            return Ok(());
+        };
+        let runs = log.answered_by_between(from_rt, to_rt);
+        let mac = self.router(master).mac;
+        if runs.len() == 1 && runs[0].mac == mac {
+            return Ok(());
+        }
+        bail!(
+            "the client's pings to {} from +{:.1} ms to +{:.1} ms should all be answered by \
+             {master} ({mac}); answered by: {}",
+            self.vip,
+            self.lab.rel_ms(from_rt),
+            self.lab.rel_ms(to_rt),
+            if runs.is_empty() {
+                "nobody".to_string()
+            } else {
+                ProbeLog::describe_runs(&runs, self.lab.origin.rt_ns)
+            }
+        )
+    }
+
+    /// After `event`, waits for `new` to take the VIP (a fresh add), lets
+    /// things settle and finds the takeover on the wire.
+    fn await_takeover(
+        &self,
+        old: &str,
+        new: &str,
+        event: Stamp,
+        timeout: Duration,
+    ) -> Result<(Takeover, Stamp)> {
+        let n = self.router(new);
+        let got = wait_until(timeout, Duration::from_millis(2), || {
+            n.watch
+                .held(self.vip)
+                .iter()
+                .any(|h| h.from >= event.mono_ns && h.to.is_none())
+        });
+        if !got {
+            bail!(
+                "{new} did not take the VIP {} within {timeout:?} of the event: {}",
+                self.vip,
+                self.state_report()
+            );
+        }
+        thread::sleep(self.settle());
+        let now = Stamp::now();
+        let events = self.wire()?;
+        let tk = analysis::takeover(
+            &events,
+            self.inst.vrid,
+            self.vip,
+            self.router(old).mac,
+            n.mac,
+            event.rt_ns,
+        )
+        .with_context(|| format!("{old} → {new}"))?;
+        if tk.announce_ns.is_none() {
+            bail!(
+                "{new} became master (first advert at +{:.3} ms) but sent no gratuitous ARP / \
+                 unsolicited NA for {}",
+                self.lab.rel_ms(tk.new_first.t_ns),
+                self.vip
+            );
+        }
+        Ok((tk, now))
+    }
+
+    /// The checks after a takeover: from `bound_rt` on, only `new`
+    /// advertises, holds the VIP and answers the client.
+    fn check_after(
+        &self,
+        new: &str,
+        event: Stamp,
+        bound_rt: u64,
+        now: Stamp,
+        dead: &[&str],
+    ) -> Result<()> {
+        let events = self.wire()?;
+        let ads = adverts(&events, self.inst.vrid, self.vip.is_ipv6());
+        check_sole_advertiser(
+            &ads,
+            self.router(new).mac,
+            bound_rt,
+            now.rt_ns,
+            self.lab.origin.rt_ns,
+        )?;
+        self.check_holders(new, event.rt_to_mono(bound_rt), now.mono_ns, dead)?;
+        // The client follows the GARP/NA; give it a moment to get there.
+        self.check_client(new, bound_rt + 20_000_000, now.rt_ns)?;
+        Ok(())
+    }
+
+    fn outage(&self, event: Stamp, now: Stamp) -> Option<Outage> {
+        self.probe_log()
+            .map(|l| l.outage(event.rt_ns.saturating_sub(20_000_000), now.rt_ns))
+    }
+
+    /// kill -9 of `master`: `successor` must take over within its
+    /// `Master_Down_Interval` (+ the daemon's tolerance).
+    pub fn crash(&mut self, master: &str, successor: &str) -> Result<Failover> {
+        let event = self.router_mut(master).kill9()?;
+        self.lab.mark_at(&format!("kill -9 {master}"), event);
+        let theory = self.mdi_ns(successor);
+        let (tk, now) = self.await_takeover(
+            master,
+            successor,
+            event,
+            Duration::from_nanos(theory * 3) + Duration::from_secs(2),
+        )?;
+        check_bound(
+            &format!("{successor} detecting {master}'s crash"),
+            tk.gap_ns,
+            theory,
+            EARLY_TOLERANCE,
+            late_tolerance(self.router(successor).daemon),
+        )?;
+        // The dead daemon's VIP stays on its host (nobody removes it):
+        // that host is left out of the holder check.
+        self.check_after(
+            successor,
+            event,
+            tk.new_first.t_ns + 1_000_000,
+            now,
+            &[master],
+        )?;
+        Ok(Failover {
+            what: format!("kill -9 {master}"),
+            event,
+            takeover: tk,
+            theory_ns: Some(theory),
+            outage: self.outage(event, now),
+            leftover_removed_ns: None,
+        })
+    }
+
+    /// SIGTERM to `master`: a priority-0 advert, its VIP removed, exit 0;
+    /// `successor` takes over within its `Skew_Time`.
+    pub fn terminate(&mut self, master: &str, successor: &str) -> Result<Failover> {
+        let (event, status) = self.router_mut(master).sigterm()?;
+        self.lab.mark_at(&format!("SIGTERM {master}"), event);
+        if !status.success() {
+            bail!("{master} exited with {status} on SIGTERM, not 0");
+        }
+        let theory = self.skew_ns(successor);
+        let (tk, now) = self.await_takeover(
+            master,
+            successor,
+            event,
+            Duration::from_nanos(theory * 3) + Duration::from_secs(2),
+        )?;
+        if tk.old_last.priority != 0 {
+            bail!(
+                "{master}'s last advert before {successor} took over has priority {}, \
+                 not 0: no priority-0 advert on SIGTERM",
+                tk.old_last.priority
+            );
+        }
+        check_bound(
+            &format!("{successor} taking over after {master}'s priority-0 advert"),
+            tk.gap_ns,
+            theory,
+            EARLY_TOLERANCE,
+            late_tolerance(self.router(successor).daemon),
+        )?;
+        if self.router(master).has_vip(self.vip) {
+            bail!(
+                "{master} exited on SIGTERM but left the VIP {} on its host",
+                self.vip
+            );
+        }
+        self.check_after(successor, event, tk.new_first.t_ns + 1_000_000, now, &[])?;
+        Ok(Failover {
+            what: format!("SIGTERM {master}"),
+            event,
+            takeover: tk,
+            theory_ns: Some(theory),
+            outage: self.outage(event, now),
+            leftover_removed_ns: None,
+        })
+    }
+
+    /// Takes `master`'s link down: it goes FAULT and drops the VIP;
+    /// `successor` takes over within its `Master_Down_Interval`.
+    pub fn link_fail(&mut self, master: &str, successor: &str, side: LinkSide) -> Result<Failover> {
+        let event = self.router(master).link_down(side)?;
+        self.lab
+            .mark_at(&format!("link down {master} ({side:?})"), event);
+        let theory = self.mdi_ns(successor);
+        let (tk, now) = self.await_takeover(
+            master,
+            successor,
+            event,
+            Duration::from_nanos(theory * 3) + Duration::from_secs(2),
+        )?;
+        check_bound(
+            &format!("{successor} detecting {master}'s link failure"),
+            tk.gap_ns,
+            theory,
+            EARLY_TOLERANCE,
+            late_tolerance(self.router(successor).daemon),
+        )?;
+        let inst = self.inst.name.clone();
+        self.router(master)
+            .wait_state(&inst, "FAULT", Duration::from_secs(2))
+            .context("the router whose link went down should be in FAULT")?;
+        if !self
+            .router(master)
+            .wait_vip(self.vip, false, Duration::from_secs(1))
+        {
+            bail!("{master} is in FAULT but still holds the VIP {}", self.vip);
+        }
+        self.check_after(
+            successor,
+            event,
+            tk.new_first.t_ns + 1_000_000,
+            now,
+            &[master],
+        )?;
+        Ok(Failover {
+            what: format!("link down {master} ({side:?})"),
+            event,
+            takeover: tk,
+            theory_ns: Some(theory),
+            outage: self.outage(event, now),
+            leftover_removed_ns: None,
+        })
+    }
+
+    /// Starts `returning` again (after a crash or a SIGTERM): it removes a
+    /// VIP left from a crash, then preempts `current` (higher priority).
+    pub fn rejoin(&mut self, returning: &str, current: &str) -> Result<Failover> {
+        let had_leftover = self.router(returning).has_vip(self.vip);
+        let event = self.router_mut(returning).start()?;
+        self.lab.mark_at(&format!("restart {returning}"), event);
+        let mut f = self.preempted_by(returning, current, event, "rejoin")?;
+        if had_leftover {
+            let spans = self.router(returning).watch.held(self.vip);
+            let removed = spans
+                .iter()
+                .filter_map(|h| h.to)
+                .find(|t| *t >= event.mono_ns);
+            match removed {
+                Some(t) => f.leftover_removed_ns = Some(t - event.mono_ns),
+                None => bail!(
+                    "{returning} restarted with the VIP {} left from its crash and never removed \
+                     it before taking over again; spans {spans:?}",
+                    self.vip
+                ),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Brings `master`'s link back: it leaves FAULT and preempts `current`.
+    pub fn link_restore(
+        &mut self,
+        master: &str,
+        current: &str,
+        side: LinkSide,
+    ) -> Result<Failover> {
+        let event = self.router(master).link_up(side)?;
+        self.lab
+            .mark_at(&format!("link up {master} ({side:?})"), event);
+        self.preempted_by(master, current, event, "link back")
+    }
+
+    /// `returning` (higher priority) takes the VIP back from `current`:
+    /// `current` stops advertising and drops the VIP at once.
+    pub fn preempted_by(
+        &mut self,
+        returning: &str,
+        current: &str,
+        event: Stamp,
+        what: &str,
+    ) -> Result<Failover> {
+        let (tk, now) = self.await_takeover(
+            current,
+            returning,
+            event,
+            Duration::from_nanos(self.mdi_ns(returning) * 3) + Duration::from_secs(3),
+        )?;
+        // `current` yields when the higher-priority advert arrives: allow
+        // for one advert already on its way.
+        let grace = late_tolerance(self.router(current).daemon);
+        let bound = tk.new_first.t_ns + grace.as_nanos() as u64;
+        self.check_after(returning, event, bound, now, &[])?;
+        Ok(Failover {
+            what: format!("{what}: {returning} preempts {current}"),
+            event,
+            takeover: tk,
+            theory_ns: None,
+            outage: self.outage(event, now),
+            leftover_removed_ns: None,
+        })
+    }
+
+    /// Stops the capture (checking it lost nothing) and the prober.
+    pub fn finish(&mut self) -> Result<()> {
+        if let Some(p) = self.prober.take() {
+            p.stop()?;
+        }
+        self.capture.stop()?;
+        for r in &self.routers {
+            r.watch.check_complete()?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks only xvrrpd promises (its status report, its VIP marker).
+impl Cluster {
+    /// `xvrrpd status --json` agrees with what the lab sees: the eBPF
+    /// datapath is in use, `master` is MASTER at its priority, every other
+    /// running xvrrpd router is BACKUP and names `master` as the master.
+    pub fn check_xvrrpd_status(&mut self, master: &str) -> Result<()> {
+        let v6 = self.vip.is_ipv6();
+        let inst = self.inst.name.clone();
+        let master_prio = self.priority(master);
+        let master_addr = self.router(master).addr(v6);
+        for i in 0..self.routers.len() {
+            let r = &mut self.routers[i];
+            if r.daemon != Daemon::Xvrrpd || !r.is_running() {
+                continue;
+            }
+            let rep = r.status()?;
+            if rep.daemon.datapath != "ebpf" {
+                bail!(
+                    "{}: xvrrpd runs on the {} datapath ({}); the lab expects the eBPF one: \
+                     build the binary with its eBPF object (without XVRRPD_EBPF=skip)",
+                    r.name,
+                    rep.daemon.datapath,
+                    rep.daemon
+                        .datapath_fallback_reason
+                        .as_deref()
+                        .unwrap_or("no reason given")
+                );
+            }
+            let Some(st) = rep.instances.iter().find(|s| s.name == inst) else {
+                bail!("{}: the status report has no instance {inst}", r.name);
+            };
+            let want = if r.name == master { "MASTER" } else { "BACKUP" };
+            if st.state != want {
+                bail!(
+                    "{}: status says {} for {inst}, expected {want}",
+                    r.name,
+                    st.state
+                );
+            }
+            if r.name == master && st.effective_priority != master_prio {
+                bail!(
+                    "{}: status says effective priority {}, configured {master_prio}",
+                    r.name,
+                    st.effective_priority
+                );
+            }
+            // A VRRPv3/IPv6 master advertises from its link-local address;
+            // compare IPv4 masters by address, IPv6 ones by priority only.
+            if !v6 && st.master_address.as_deref() != Some(&master_addr.to_string()) {
+                bail!(
+                    "{}: status names {:?} as the master, expected {master_addr}",
+                    r.name,
+                    st.master_address
+                );
+            }
+            if r.name != master && st.master_priority != Some(master_prio) {
+                bail!(
+                    "{}: status says the master's priority is {:?}, expected {master_prio}",
+                    r.name,
+                    st.master_priority
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The VIP on `master` carries xvrrpd's marker (IFA_PROTO 112).
+    pub fn check_vip_marker(&self, master: &str) -> Result<()> {
+        let spans = self.router(master).watch.held(self.vip);
+        match spans.last() {
+            Some(h) if h.to.is_none() && h.proto == Some(xvrrpd::net::addr::XVRRPD_IFA_PROTO) => {
+                Ok(())
+            }
+            Some(h) if h.to.is_none() => bail!(
+                "{master}'s VIP {} has IFA_PROTO {:?}, not xvrrpd's marker {}",
+                self.vip,
+                h.proto,
+                xvrrpd::net::addr::XVRRPD_IFA_PROTO
+            ),
+            _ => bail!("{master} does not hold the VIP {}", self.vip),
+        }
+    }
+
+    /// xvrrpd's own record of a takeover agrees with the wire: its down
+    /// timer was armed `theory_ns` after the kernel timestamp of the old
+    /// master's last advert, fired within 2 ms of its deadline, and the
+    /// VIPs and first GARP/NA have times.
+    pub fn check_xvrrpd_timeline(&self, new: &str, f: &Failover) -> Result<()> {
+        let r = self.router(new);
+        let rep = r.status()?;
+        let Some(st) = rep.instances.iter().find(|s| s.name == self.inst.name) else {
+            bail!(
+                "{new}: the status report has no instance {}",
+                self.inst.name
+            );
+        };
+        let Some(t) = st.transitions.iter().rev().find(|t| t.to == "MASTER") else {
+            bail!("{new}: no transition to MASTER in its status report");
+        };
+        let (Some(last), Some(deadline), Some(fired)) =
+            (t.last_advert_ns, t.deadline_ns, t.fired_at_ns)
+        else {
+            bail!(
+                "{new}: its transition to MASTER lacks last_advert_ns/deadline_ns/fired_at_ns: {t:?}"
+            );
+        };
+        if let Some(theory) = f.theory_ns {
+            let armed = deadline as i128 - last as i128;
+            if (armed - theory as i128).abs() > 10_000 {
+                bail!(
+                    "{new}: down timer deadline − last advert = {}, the protocol says {}",
+                    ms(armed),
+                    ms(theory as i128)
+                );
+            }
+        }
+        let late = fired as i128 - deadline as i128;
+        if !(0..=2_000_000).contains(&late) {
+            bail!(
+                "{new}: its down timer fired {} after its deadline",
+                ms(late)
+            );
+        }
+        if t.vips_done_ns.is_none() || t.first_garp_ns.is_none() {
+            bail!("{new}: its transition to MASTER lacks vips_done_ns/first_garp_ns: {t:?}");
+        }
+        // The kernel timestamp of the last advert and the bridge's capture
+        // time of the old master's last advert are the same frame.
+        let last_rt = f.event.mono_to_rt(last) as i128;
+        let wire = f.takeover.old_last.t_ns as i128;
+        if (last_rt - wire).abs() > 1_000_000 {
+            bail!(
+                "{new}: last_advert_ns is {} away from the old master's last advert on the wire",
+                ms(last_rt - wire)
+            );
+        }
+        Ok(())
+    }
+}
