@@ -37,6 +37,30 @@ fn write_pid_files(cli: &Cli) {
     }
 }
 
+/// Puts the event loop (this thread) under SCHED_RR so a busy host cannot
+/// delay adverts or the down timer; `SCHED_RESET_ON_FORK` keeps scripts and
+/// notify children on the normal scheduler. The kernel's RT throttling still
+/// leaves the rest of the machine its share.
+fn set_realtime(priority: u8) {
+    if priority == 0 {
+        return;
+    }
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority.min(99)),
+    };
+    // SAFETY: sched_setscheduler on the calling thread with a valid param.
+    let rc =
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
+    if rc != 0 {
+        tracing::warn!(
+            "cannot use real-time priority {priority} ({}); running on the normal scheduler",
+            std::io::Error::last_os_error()
+        );
+    } else {
+        tracing::debug!("event loop on SCHED_RR priority {priority}");
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT; the exit code says how it ended.
 pub fn daemon_main(cli: &Cli) -> ExitCode {
     init_logging(cli);
@@ -59,6 +83,7 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
         tracing::info!("{u:?}");
     }
     write_pid_files(cli);
+    set_realtime(cli.run.rt_priority);
     // Timer slack would add up to 50 µs to every wakeup of this thread.
     // SAFETY: prctl with an integer argument.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0, 0, 0) };
