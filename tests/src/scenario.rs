@@ -402,7 +402,7 @@ impl Cluster {
 
     /// After `event`, waits for `new` to take the VIP (a fresh add), lets
     /// things settle and finds the takeover on the wire.
-    fn await_takeover(
+    pub fn await_takeover(
         &self,
         old: &str,
         new: &str,
@@ -448,7 +448,7 @@ impl Cluster {
 
     /// The checks after a takeover: from `bound_rt` on, only `new`
     /// advertises, holds the VIP and answers the client.
-    fn check_after(
+    pub fn check_after(
         &self,
         new: &str,
         event: Stamp,
@@ -471,7 +471,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn outage(&self, event: Stamp, now: Stamp) -> Option<Outage> {
+    pub fn outage(&self, event: Stamp, now: Stamp) -> Option<Outage> {
         self.probe_log()
             .map(|l| l.outage(event.rt_ns.saturating_sub(20_000_000), now.rt_ns))
     }
