@@ -34,6 +34,10 @@ use crate::{
     wire::BridgeCapture,
 };
 
+/// Address changes are stamped when the watching thread reads them: on a
+/// busy host that can be a few milliseconds after the kernel made them.
+pub const WATCH_SLACK: Duration = Duration::from_millis(5);
+
 /// One router of a [`Cluster`]: name, daemon, priority.
 pub type RouterSpec<'a> = (&'a str, Daemon, u8);
 
@@ -347,6 +351,21 @@ impl Cluster {
     /// No router but `master` (and those in `dead`) holds the VIP at any
     /// instant of `[from, to]` (CLOCK_MONOTONIC); `master` holds it all along.
     pub fn check_holders(&self, master: &str, from: u64, to: u64, dead: &[&str]) -> Result<()> {
+        let rel = |spans: &[crate::addr_watch::Held]| -> String {
+            let o = self.lab.origin.mono_ns as f64;
+            spans
+                .iter()
+                .map(|h| match h.to {
+                    Some(t) => format!(
+                        "[{:.3} … {:.3} ms]",
+                        (h.from as f64 - o) / 1e6,
+                        (t as f64 - o) / 1e6
+                    ),
+                    None => format!("[{:.3} ms … ]", (h.from as f64 - o) / 1e6),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         for r in &self.routers {
             let spans = r.watch.held(self.vip);
             r.watch.check_complete()?;
@@ -354,21 +373,23 @@ impl Cluster {
                 if !held_throughout(&spans, from, to) {
                     bail!(
                         "{master} did not hold the VIP {} throughout the window \
-                         ({:.1} ms … {:.1} ms after the lab started); spans {spans:?}",
+                         ({:.3} ms … {:.3} ms after the lab started); it held it {}",
                         self.vip,
                         (from as f64 - self.lab.origin.mono_ns as f64) / 1e6,
                         (to as f64 - self.lab.origin.mono_ns as f64) / 1e6,
+                        rel(&spans)
                     );
                 }
             } else if !dead.contains(&r.name.as_str()) && held_during(&spans, from, to) {
                 bail!(
                     "both {master} and {} held the VIP {} after the bound \
-                     ({:.1} ms … {:.1} ms after the lab started); {}'s spans {spans:?}",
+                     ({:.3} ms … {:.3} ms after the lab started); {} held it {}",
                     r.name,
                     self.vip,
                     (from as f64 - self.lab.origin.mono_ns as f64) / 1e6,
                     (to as f64 - self.lab.origin.mono_ns as f64) / 1e6,
-                    r.name
+                    r.name,
+                    rel(&spans)
                 );
             }
         }
@@ -446,16 +467,20 @@ impl Cluster {
         Ok((tk, now))
     }
 
-    /// The checks after a takeover: from `bound_rt` on, only `new`
-    /// advertises, holds the VIP and answers the client.
+    /// The checks after a takeover. From `tk.new_first + grace` on, only
+    /// `new` advertises. On the hosts, from the later of that and its first
+    /// GARP/NA, plus [`WATCH_SLACK`], `new` holds the VIP and no other live
+    /// router does. The client is answered by `new` from 20 ms after that.
     pub fn check_after(
         &self,
         new: &str,
         event: Stamp,
-        bound_rt: u64,
+        tk: &Takeover,
+        grace: Duration,
         now: Stamp,
         dead: &[&str],
     ) -> Result<()> {
+        let bound_rt = tk.new_first.t_ns + grace.as_nanos() as u64;
         let events = self.wire()?;
         let ads = adverts(&events, self.inst.vrid, self.vip.is_ipv6());
         check_sole_advertiser(
@@ -465,9 +490,10 @@ impl Cluster {
             now.rt_ns,
             self.lab.origin.rt_ns,
         )?;
-        self.check_holders(new, event.rt_to_mono(bound_rt), now.mono_ns, dead)?;
+        let hold_rt = bound_rt.max(tk.announce_ns.unwrap_or(0)) + WATCH_SLACK.as_nanos() as u64;
+        self.check_holders(new, event.rt_to_mono(hold_rt), now.mono_ns, dead)?;
         // The client follows the GARP/NA; give it a moment to get there.
-        self.check_client(new, bound_rt + 20_000_000, now.rt_ns)?;
+        self.check_client(new, hold_rt + 20_000_000, now.rt_ns)?;
         Ok(())
     }
 
@@ -500,7 +526,8 @@ impl Cluster {
         self.check_after(
             successor,
             event,
-            tk.new_first.t_ns + 1_000_000,
+            &tk,
+            Duration::from_millis(1),
             now,
             &[master],
         )?;
@@ -549,7 +576,7 @@ impl Cluster {
                 self.vip
             );
         }
-        self.check_after(successor, event, tk.new_first.t_ns + 1_000_000, now, &[])?;
+        self.check_after(successor, event, &tk, Duration::from_millis(1), now, &[])?;
         Ok(Failover {
             what: format!("SIGTERM {master}"),
             event,
@@ -593,7 +620,8 @@ impl Cluster {
         self.check_after(
             successor,
             event,
-            tk.new_first.t_ns + 1_000_000,
+            &tk,
+            Duration::from_millis(1),
             now,
             &[master],
         )?;
@@ -663,8 +691,7 @@ impl Cluster {
         // `current` yields when the higher-priority advert arrives: allow
         // for one advert already on its way.
         let grace = late_tolerance(self.router(current).daemon);
-        let bound = tk.new_first.t_ns + grace.as_nanos() as u64;
-        self.check_after(returning, event, bound, now, &[])?;
+        self.check_after(returning, event, &tk, grace, now, &[])?;
         Ok(Failover {
             what: format!("{what}: {returning} preempts {current}"),
             event,

@@ -74,14 +74,8 @@ fn failing_script_with_negative_weight_fails_over_and_recovery_preempts_back() {
         late_tolerance(d),
     )
     .or_fail();
-    c.check_after(
-        "r2",
-        event,
-        tk.new_first.t_ns + late_tolerance(d).as_nanos() as u64,
-        now,
-        &[],
-    )
-    .or_fail();
+    c.check_after("r2", event, &tk, late_tolerance(d), now, &[])
+        .or_fail();
     println!(
         "check failed: r2 first advert {} after r1's last advert at 150 (theory {}), {} after the failure was made",
         ms((tk.new_first.t_ns - last150.t_ns) as i128),
