@@ -7,6 +7,7 @@
 pub mod addr_watch;
 pub mod analysis;
 pub mod clock;
+pub mod craft;
 pub mod kconf;
 pub mod lab;
 pub mod pcap;

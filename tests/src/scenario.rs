@@ -854,3 +854,59 @@ impl Cluster {
         Ok(())
     }
 }
+
+/// One interop run (issue #6): r1 runs `first` at priority 150, r2 runs
+/// `second` at 100, on `inst`. Election (r1), kill -9 of r1 (r2 takes over
+/// within its down interval), r1 back (it drops its leftover VIP and
+/// preempts), SIGTERM of r1 (r2 takes over within its skew), r1 back
+/// again. Every step checks that after its bound only one router
+/// advertises, holds the VIP and answers the client. Panics on failure
+/// (with the lab's report); returns the cluster, still running, and the
+/// figures.
+pub fn interop_cycle(
+    test: &str,
+    inst: Instance,
+    unicast: bool,
+    first: Daemon,
+    second: Daemon,
+    edit: impl FnMut(&RouterNode, &mut RouterConfig) -> Result<()>,
+) -> (Cluster, Vec<Failover>) {
+    use crate::vrrp_lab::OrFail;
+    let (first, second) = (stand_in(first), stand_in(second));
+    let mut c = Cluster::new(
+        test,
+        inst,
+        &[("r1", first, 150), ("r2", second, 100)],
+        unicast,
+        edit,
+    )
+    .or_fail();
+    let limit = Duration::from_nanos(c.mdi_ns("r1") * 2) + Duration::from_secs(5);
+    c.start_all().or_fail();
+    c.expect_master("r1", limit).or_fail();
+    c.check_xvrrpd_status("r1").or_fail();
+    let mut steps = Vec::new();
+    steps.push(c.crash("r1", "r2").or_fail());
+    c.check_xvrrpd_status("r2").or_fail();
+    steps.push(c.rejoin("r1", "r2").or_fail());
+    c.check_xvrrpd_status("r1").or_fail();
+    steps.push(c.terminate("r1", "r2").or_fail());
+    c.check_xvrrpd_status("r2").or_fail();
+    steps.push(c.rejoin("r1", "r2").or_fail());
+    c.check_xvrrpd_status("r1").or_fail();
+    for s in &steps {
+        println!("{test} (r1 {first}, r2 {second}): {}", s.summary());
+    }
+    (c, steps)
+}
+
+/// The daemon an interop test runs in xvrrpd's place: xvrrpd, or keepalived
+/// when `XVRRPD_LAB_DAEMON=keepalived` asks to check the scenarios
+/// themselves with keepalived on both sides (said in the output).
+pub fn stand_in(d: Daemon) -> Daemon {
+    if d == Daemon::Xvrrpd && Daemon::for_scenarios() == Daemon::Keepalived {
+        eprintln!("XVRRPD_LAB_DAEMON=keepalived: keepalived stands in for xvrrpd");
+        return Daemon::Keepalived;
+    }
+    d
+}
