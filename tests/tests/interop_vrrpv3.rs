@@ -84,6 +84,11 @@ fn v3_ipv4_keepalived_master_xvrrpd_backup() {
 
 #[test]
 fn v3_ipv4_checksum_as_v2_xvrrpd_accepts_keepalived_form() {
+    assert!(
+        Daemon::for_scenarios() == Daemon::Xvrrpd,
+        "v3_checksum_as_v2 is an xvrrpd option: this test cannot run with keepalived standing \
+         in for xvrrpd (XVRRPD_LAB_DAEMON=keepalived)"
+    );
     let set = |r: &xvrrpd_tests::router::RouterNode, cfg: &mut RouterConfig| {
         if r.daemon == Daemon::Xvrrpd {
             cfg.global.v3_checksum_as_v2 = true;
