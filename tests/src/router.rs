@@ -281,6 +281,8 @@ pub(crate) type Report = Arc<Mutex<Vec<(String, PathBuf)>>>;
 pub struct RouterNode {
     pub name: String,
     pub daemon: Daemon,
+    /// The daemon's binary.
+    pub bin: PathBuf,
     pub host: Host,
     pub mac: Mac,
     /// The addresses given at creation (CIDR).
@@ -315,14 +317,10 @@ impl RouterNode {
         (switch_ns, switch_port): (String, String),
         report: &Report,
     ) -> Result<RouterNode> {
-        match daemon {
-            Daemon::Xvrrpd => {
-                xvrrpd_binary()?;
-            }
-            Daemon::Keepalived => {
-                keepalived_binary()?;
-            }
-        }
+        let bin = match daemon {
+            Daemon::Xvrrpd => xvrrpd_binary()?,
+            Daemon::Keepalived => keepalived_binary()?,
+        };
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
         let mac_text = host.exec(&["cat", &format!("/sys/class/net/{}/address", host.ifname)])?;
@@ -333,6 +331,7 @@ impl RouterNode {
         let node = RouterNode {
             name: name.into(),
             daemon,
+            bin,
             mac,
             cidrs: cidrs.iter().map(|s| s.to_string()).collect(),
             config_path: dir.join("keepalived.conf"),
@@ -488,7 +487,7 @@ impl RouterNode {
         }
     }
 
-    fn command(&self) -> Result<Command> {
+    fn command(&self) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.host.ns]);
         if self.realtime {
@@ -496,7 +495,7 @@ impl RouterNode {
         }
         match self.daemon {
             Daemon::Xvrrpd => {
-                c.arg(xvrrpd_binary()?)
+                c.arg(&self.bin)
                     .arg("run")
                     .arg("-f")
                     .arg(&self.config_path)
@@ -504,7 +503,7 @@ impl RouterNode {
                     .arg(&self.control_socket);
             }
             Daemon::Keepalived => {
-                c.arg(keepalived_binary()?)
+                c.arg(&self.bin)
                     .args(["-n", "-l", "-D", "-G", "-P", "-f"])
                     .arg(&self.config_path)
                     .arg("-p")
@@ -518,7 +517,7 @@ impl RouterNode {
             }
         }
         c.args(&self.extra_args);
-        Ok(c)
+        c
     }
 
     fn log_line(&self, line: &str) -> Result<()> {
@@ -570,7 +569,7 @@ impl RouterNode {
             self.starts, self.daemon, at.mono_ns
         ))?;
         let log = OpenOptions::new().append(true).open(&self.log_path)?;
-        let mut cmd = self.command()?;
+        let mut cmd = self.command();
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -768,7 +767,7 @@ impl RouterNode {
                 self.name
             );
         }
-        let out = Command::new(xvrrpd_binary()?)
+        let out = Command::new(&self.bin)
             .args(["status", "--json", "--control-socket"])
             .arg(&self.control_socket)
             .stdin(Stdio::null())
