@@ -82,6 +82,7 @@ impl AddrWatch {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (sh, st) = (shared.clone(), stop.clone());
         let handle = host.spawn_in(move || {
+            crate::clock::realtime_thread();
             let r = watch_loop(&sh, &st, ready_tx);
             if let Err(e) = &r {
                 sh.lock().unwrap().error = Some(format!("{e:#}"));

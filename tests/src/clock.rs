@@ -74,3 +74,14 @@ impl Stamp {
 pub fn ms(ns: i128) -> String {
     format!("{:.3} ms", ns as f64 / 1e6)
 }
+
+/// Puts the calling thread in the SCHED_FIFO class (priority 10), so the
+/// lab's recording threads (address watches, prober, FIFO readers) are
+/// woken at once even when compilers keep every core busy. Those threads
+/// block in poll/recv with timeouts, so they cannot starve anything.
+/// Returns false if the kernel refused.
+pub fn realtime_thread() -> bool {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: changes only the calling thread's scheduling; param is valid.
+    unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
+}

@@ -380,11 +380,13 @@ impl RouterConfig {
         if let Some(f) = &g.vrrp_notify_fifo {
             let _ = writeln!(out, "    vrrp_notify_fifo {}", f.display());
         }
-        if g.enable_script_security {
-            let _ = writeln!(out, "    enable_script_security");
-        }
+        // The user first: keepalived checks its default user when it
+        // reads enable_script_security.
         if let Some(u) = &g.script_user {
             let _ = writeln!(out, "    script_user {u}");
+        }
+        if g.enable_script_security {
+            let _ = writeln!(out, "    enable_script_security");
         }
         if g.v3_checksum_as_v2 {
             if daemon == Daemon::Keepalived {

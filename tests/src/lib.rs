@@ -3,10 +3,41 @@
 //!
 //! Only documentation ranges are used (192.0.2.0/24, 198.51.100.0/24,
 //! 2001:db8::/32) and only inside the lab's own namespaces.
+//!
+//! # The VRRP lab
+//!
+//! Daemon-agnostic: the same scenarios drive the real `xvrrpd` binary and
+//! Debian's keepalived 2.2.7.
+//!
+//! * [`kconf`]: one description of a router's VRRP setup ([`kconf::RouterConfig`],
+//!   [`kconf::Instance`], scripts, sync groups, notify) rendered as
+//!   keepalived.conf for either [`kconf::Daemon`];
+//! * [`router`]: [`router::RouterNode`], a namespace running one daemon
+//!   (start, kill -9 of its process group, SIGTERM, SIGHUP, restart, link
+//!   down/up on either side, VIPs, notify FIFO and scripts, xvrrpd status);
+//! * [`vrrp_lab`]: [`vrrp_lab::VrrpLab`], the lab with its directory
+//!   (kept and reported when a test fails) and the xvrrpd binary lookup;
+//! * [`wire`]: tcpdump on the bridge, nanosecond timestamps; [`pcap`]
+//!   reads and decodes the file (adverts, GARP, NA, echoes);
+//! * [`prober`]: a client pinging a VIP every millisecond, recording which
+//!   MAC answered, and outages as runs of lost probes;
+//! * [`addr_watch`]: every address change on a host, from rtnetlink;
+//! * [`analysis`]: `Skew_Time`, `Master_Down_Interval`, takeovers on the
+//!   wire, who advertised when, who held the VIP when;
+//! * [`scenario`]: [`scenario::Cluster`] and its steps (election, crash,
+//!   SIGTERM, link failure, rejoin, preemption) checked on the wire, on the
+//!   hosts and from the client; [`scenario::interop_cycle`] for issue #6;
+//! * [`craft`]: hand-made adverts to probe a daemon with.
+//!
+//! `XVRRPD_LAB_DAEMON=keepalived` runs the xvrrpd scenarios with keepalived
+//! (to check the scenarios themselves); `XVRRPD_BIN` picks the xvrrpd
+//! binary (default `target/debug/xvrrpd`, built by `cargo xtask test`
+//! before these tests run).
 
 pub mod addr_watch;
 pub mod analysis;
 pub mod clock;
+pub mod craft;
 pub mod kconf;
 pub mod lab;
 pub mod pcap;

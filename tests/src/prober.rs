@@ -233,8 +233,10 @@ impl Prober {
             ..ProbeLog::default()
         }));
         let shared = log.clone();
-        let handle =
-            host.spawn_in(move || probe_loop(&ifname, target, cfg, &flag, &shared, ready_tx));
+        let handle = host.spawn_in(move || {
+            crate::clock::realtime_thread();
+            probe_loop(&ifname, target, cfg, &flag, &shared, ready_tx)
+        });
         match ready_rx.recv_timeout(Duration::from_secs(5)) {
             Ok(()) => Ok(Prober {
                 stop,

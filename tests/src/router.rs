@@ -47,6 +47,9 @@ use crate::{
     pcap::Mac,
 };
 
+/// The SCHED_FIFO priority lab daemons run at (see [`RouterNode::start`]).
+pub const DAEMON_RT_PRIORITY: u32 = 10;
+
 /// Where keepalived is expected (Debian's package).
 pub const KEEPALIVED: &str = "/usr/sbin/keepalived";
 
@@ -223,6 +226,7 @@ impl FifoReader {
         let stop = Arc::new(AtomicBool::new(false));
         let (l, s) = (lines.clone(), stop.clone());
         let handle = thread::spawn(move || {
+            crate::clock::realtime_thread();
             let started = Instant::now();
             let mut pending = Vec::<u8>::new();
             let mut buf = [0u8; 4096];
@@ -277,6 +281,8 @@ pub(crate) type Report = Arc<Mutex<Vec<(String, PathBuf)>>>;
 pub struct RouterNode {
     pub name: String,
     pub daemon: Daemon,
+    /// The daemon's binary.
+    pub bin: PathBuf,
     pub host: Host,
     pub mac: Mac,
     /// The addresses given at creation (CIDR).
@@ -289,6 +295,9 @@ pub struct RouterNode {
     pub notify_log: PathBuf,
     /// Extra arguments for the daemon (e.g. `--no-ebpf`).
     pub extra_args: Vec<String>,
+    /// Run the daemon under SCHED_FIFO priority [`DAEMON_RT_PRIORITY`]
+    /// (`chrt -f`), the default: see [`RouterNode::start`].
+    pub realtime: bool,
     switch_ns: String,
     switch_port: String,
     child: Option<Child>,
@@ -308,14 +317,10 @@ impl RouterNode {
         (switch_ns, switch_port): (String, String),
         report: &Report,
     ) -> Result<RouterNode> {
-        match daemon {
-            Daemon::Xvrrpd => {
-                xvrrpd_binary()?;
-            }
-            Daemon::Keepalived => {
-                keepalived_binary()?;
-            }
-        }
+        let bin = match daemon {
+            Daemon::Xvrrpd => xvrrpd_binary()?,
+            Daemon::Keepalived => keepalived_binary()?,
+        };
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
         let mac_text = host.exec(&["cat", &format!("/sys/class/net/{}/address", host.ifname)])?;
@@ -326,6 +331,7 @@ impl RouterNode {
         let node = RouterNode {
             name: name.into(),
             daemon,
+            bin,
             mac,
             cidrs: cidrs.iter().map(|s| s.to_string()).collect(),
             config_path: dir.join("keepalived.conf"),
@@ -334,6 +340,7 @@ impl RouterNode {
             notify_log: dir.join("notify.log"),
             fifo_path,
             extra_args: Vec::new(),
+            realtime: true,
             switch_ns,
             switch_port,
             child: None,
@@ -480,12 +487,15 @@ impl RouterNode {
         }
     }
 
-    fn command(&self) -> Result<Command> {
+    fn command(&self) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.host.ns]);
+        if self.realtime {
+            c.args(["chrt", "-f", &DAEMON_RT_PRIORITY.to_string()]);
+        }
         match self.daemon {
             Daemon::Xvrrpd => {
-                c.arg(xvrrpd_binary()?)
+                c.arg(&self.bin)
                     .arg("run")
                     .arg("-f")
                     .arg(&self.config_path)
@@ -493,7 +503,7 @@ impl RouterNode {
                     .arg(&self.control_socket);
             }
             Daemon::Keepalived => {
-                c.arg(keepalived_binary()?)
+                c.arg(&self.bin)
                     .args(["-n", "-l", "-D", "-G", "-P", "-f"])
                     .arg(&self.config_path)
                     .arg("-p")
@@ -507,7 +517,7 @@ impl RouterNode {
             }
         }
         c.args(&self.extra_args);
-        Ok(c)
+        c
     }
 
     fn log_line(&self, line: &str) -> Result<()> {
@@ -534,6 +544,13 @@ impl RouterNode {
     /// Starts the daemon and waits until it is up (xvrrpd: its control
     /// socket answers; keepalived: its VRRP child wrote its pid file).
     /// Fails with the log's tail if it exits or does not come up in 10 s.
+    ///
+    /// Both daemons run the same way: in the foreground, in their own
+    /// process group, and (unless `realtime` is cleared) under SCHED_FIFO
+    /// via `chrt`, as keepalived's own `vrrp_rt_priority` would do. The
+    /// timing bounds the tests check are the daemons' logic; on a test host
+    /// whose cores are busy compiling, a normal-priority daemon is woken
+    /// tens of milliseconds late whatever its logic.
     pub fn start(&mut self) -> Result<Stamp> {
         if self.is_running() {
             bail!("{}: {} is already running", self.name, self.daemon);
@@ -552,7 +569,7 @@ impl RouterNode {
             self.starts, self.daemon, at.mono_ns
         ))?;
         let log = OpenOptions::new().append(true).open(&self.log_path)?;
-        let mut cmd = self.command()?;
+        let mut cmd = self.command();
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -750,7 +767,7 @@ impl RouterNode {
                 self.name
             );
         }
-        let out = Command::new(xvrrpd_binary()?)
+        let out = Command::new(&self.bin)
             .args(["status", "--json", "--control-socket"])
             .arg(&self.control_socket)
             .stdin(Stdio::null())

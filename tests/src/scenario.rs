@@ -34,6 +34,10 @@ use crate::{
     wire::BridgeCapture,
 };
 
+/// Address changes are stamped when the watching thread reads them: on a
+/// busy host that can be a few milliseconds after the kernel made them.
+pub const WATCH_SLACK: Duration = Duration::from_millis(5);
+
 /// One router of a [`Cluster`]: name, daemon, priority.
 pub type RouterSpec<'a> = (&'a str, Daemon, u8);
 
@@ -347,6 +351,21 @@ impl Cluster {
     /// No router but `master` (and those in `dead`) holds the VIP at any
     /// instant of `[from, to]` (CLOCK_MONOTONIC); `master` holds it all along.
     pub fn check_holders(&self, master: &str, from: u64, to: u64, dead: &[&str]) -> Result<()> {
+        let rel = |spans: &[crate::addr_watch::Held]| -> String {
+            let o = self.lab.origin.mono_ns as f64;
+            spans
+                .iter()
+                .map(|h| match h.to {
+                    Some(t) => format!(
+                        "[{:.3} … {:.3} ms]",
+                        (h.from as f64 - o) / 1e6,
+                        (t as f64 - o) / 1e6
+                    ),
+                    None => format!("[{:.3} ms … ]", (h.from as f64 - o) / 1e6),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         for r in &self.routers {
             let spans = r.watch.held(self.vip);
             r.watch.check_complete()?;
@@ -354,21 +373,23 @@ impl Cluster {
                 if !held_throughout(&spans, from, to) {
                     bail!(
                         "{master} did not hold the VIP {} throughout the window \
-                         ({:.1} ms … {:.1} ms after the lab started); spans {spans:?}",
+                         ({:.3} ms … {:.3} ms after the lab started); it held it {}",
                         self.vip,
                         (from as f64 - self.lab.origin.mono_ns as f64) / 1e6,
                         (to as f64 - self.lab.origin.mono_ns as f64) / 1e6,
+                        rel(&spans)
                     );
                 }
             } else if !dead.contains(&r.name.as_str()) && held_during(&spans, from, to) {
                 bail!(
                     "both {master} and {} held the VIP {} after the bound \
-                     ({:.1} ms … {:.1} ms after the lab started); {}'s spans {spans:?}",
+                     ({:.3} ms … {:.3} ms after the lab started); {} held it {}",
                     r.name,
                     self.vip,
                     (from as f64 - self.lab.origin.mono_ns as f64) / 1e6,
                     (to as f64 - self.lab.origin.mono_ns as f64) / 1e6,
-                    r.name
+                    r.name,
+                    rel(&spans)
                 );
             }
         }
@@ -402,7 +423,7 @@ impl Cluster {
 
     /// After `event`, waits for `new` to take the VIP (a fresh add), lets
     /// things settle and finds the takeover on the wire.
-    fn await_takeover(
+    pub fn await_takeover(
         &self,
         old: &str,
         new: &str,
@@ -446,16 +467,20 @@ impl Cluster {
         Ok((tk, now))
     }
 
-    /// The checks after a takeover: from `bound_rt` on, only `new`
-    /// advertises, holds the VIP and answers the client.
-    fn check_after(
+    /// The checks after a takeover. From `tk.new_first + grace` on, only
+    /// `new` advertises. On the hosts, from the later of that and its first
+    /// GARP/NA, plus [`WATCH_SLACK`], `new` holds the VIP and no other live
+    /// router does. The client is answered by `new` from 20 ms after that.
+    pub fn check_after(
         &self,
         new: &str,
         event: Stamp,
-        bound_rt: u64,
+        tk: &Takeover,
+        grace: Duration,
         now: Stamp,
         dead: &[&str],
     ) -> Result<()> {
+        let bound_rt = tk.new_first.t_ns + grace.as_nanos() as u64;
         let events = self.wire()?;
         let ads = adverts(&events, self.inst.vrid, self.vip.is_ipv6());
         check_sole_advertiser(
@@ -465,13 +490,14 @@ impl Cluster {
             now.rt_ns,
             self.lab.origin.rt_ns,
         )?;
-        self.check_holders(new, event.rt_to_mono(bound_rt), now.mono_ns, dead)?;
+        let hold_rt = bound_rt.max(tk.announce_ns.unwrap_or(0)) + WATCH_SLACK.as_nanos() as u64;
+        self.check_holders(new, event.rt_to_mono(hold_rt), now.mono_ns, dead)?;
         // The client follows the GARP/NA; give it a moment to get there.
-        self.check_client(new, bound_rt + 20_000_000, now.rt_ns)?;
+        self.check_client(new, hold_rt + 20_000_000, now.rt_ns)?;
         Ok(())
     }
 
-    fn outage(&self, event: Stamp, now: Stamp) -> Option<Outage> {
+    pub fn outage(&self, event: Stamp, now: Stamp) -> Option<Outage> {
         self.probe_log()
             .map(|l| l.outage(event.rt_ns.saturating_sub(20_000_000), now.rt_ns))
     }
@@ -500,7 +526,8 @@ impl Cluster {
         self.check_after(
             successor,
             event,
-            tk.new_first.t_ns + 1_000_000,
+            &tk,
+            Duration::from_millis(1),
             now,
             &[master],
         )?;
@@ -549,7 +576,7 @@ impl Cluster {
                 self.vip
             );
         }
-        self.check_after(successor, event, tk.new_first.t_ns + 1_000_000, now, &[])?;
+        self.check_after(successor, event, &tk, Duration::from_millis(1), now, &[])?;
         Ok(Failover {
             what: format!("SIGTERM {master}"),
             event,
@@ -593,7 +620,8 @@ impl Cluster {
         self.check_after(
             successor,
             event,
-            tk.new_first.t_ns + 1_000_000,
+            &tk,
+            Duration::from_millis(1),
             now,
             &[master],
         )?;
@@ -663,8 +691,7 @@ impl Cluster {
         // `current` yields when the higher-priority advert arrives: allow
         // for one advert already on its way.
         let grace = late_tolerance(self.router(current).daemon);
-        let bound = tk.new_first.t_ns + grace.as_nanos() as u64;
-        self.check_after(returning, event, bound, now, &[])?;
+        self.check_after(returning, event, &tk, grace, now, &[])?;
         Ok(Failover {
             what: format!("{what}: {returning} preempts {current}"),
             event,
@@ -826,4 +853,60 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// One interop run (issue #6): r1 runs `first` at priority 150, r2 runs
+/// `second` at 100, on `inst`. Election (r1), kill -9 of r1 (r2 takes over
+/// within its down interval), r1 back (it drops its leftover VIP and
+/// preempts), SIGTERM of r1 (r2 takes over within its skew), r1 back
+/// again. Every step checks that after its bound only one router
+/// advertises, holds the VIP and answers the client. Panics on failure
+/// (with the lab's report); returns the cluster, still running, and the
+/// figures.
+pub fn interop_cycle(
+    test: &str,
+    inst: Instance,
+    unicast: bool,
+    first: Daemon,
+    second: Daemon,
+    edit: impl FnMut(&RouterNode, &mut RouterConfig) -> Result<()>,
+) -> (Cluster, Vec<Failover>) {
+    use crate::vrrp_lab::OrFail;
+    let (first, second) = (stand_in(first), stand_in(second));
+    let mut c = Cluster::new(
+        test,
+        inst,
+        &[("r1", first, 150), ("r2", second, 100)],
+        unicast,
+        edit,
+    )
+    .or_fail();
+    let limit = Duration::from_nanos(c.mdi_ns("r1") * 2) + Duration::from_secs(5);
+    c.start_all().or_fail();
+    c.expect_master("r1", limit).or_fail();
+    c.check_xvrrpd_status("r1").or_fail();
+    let mut steps = Vec::new();
+    steps.push(c.crash("r1", "r2").or_fail());
+    c.check_xvrrpd_status("r2").or_fail();
+    steps.push(c.rejoin("r1", "r2").or_fail());
+    c.check_xvrrpd_status("r1").or_fail();
+    steps.push(c.terminate("r1", "r2").or_fail());
+    c.check_xvrrpd_status("r2").or_fail();
+    steps.push(c.rejoin("r1", "r2").or_fail());
+    c.check_xvrrpd_status("r1").or_fail();
+    for s in &steps {
+        println!("{test} (r1 {first}, r2 {second}): {}", s.summary());
+    }
+    (c, steps)
+}
+
+/// The daemon an interop test runs in xvrrpd's place: xvrrpd, or keepalived
+/// when `XVRRPD_LAB_DAEMON=keepalived` asks to check the scenarios
+/// themselves with keepalived on both sides (said in the output).
+pub fn stand_in(d: Daemon) -> Daemon {
+    if d == Daemon::Xvrrpd && Daemon::for_scenarios() == Daemon::Keepalived {
+        eprintln!("XVRRPD_LAB_DAEMON=keepalived: keepalived stands in for xvrrpd");
+        return Daemon::Keepalived;
+    }
+    d
 }

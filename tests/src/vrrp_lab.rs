@@ -61,6 +61,7 @@ impl VrrpLab {
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let net = Lab::new()?;
         std::fs::create_dir_all(LAB_ROOT)?;
+        remove_old_lab_dirs();
         let dir = Path::new(LAB_ROOT).join(format!("{}-{name}", net.tag()));
         // Script security: no directory on a script's path may be writable
         // by others (the /tmp sticky bit is accepted).
@@ -137,6 +138,25 @@ impl VrrpLab {
     /// Milliseconds since the lab was made, for messages.
     pub fn rel_ms(&self, rt_ns: u64) -> f64 {
         (rt_ns as f64 - self.origin.rt_ns as f64) / 1e6
+    }
+}
+
+/// Directories of failed labs are kept for reading; a day later they go.
+fn remove_old_lab_dirs() {
+    let Ok(rd) = std::fs::read_dir(LAB_ROOT) else {
+        return;
+    };
+    let day = std::time::Duration::from_secs(24 * 3600);
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > day);
+        if old && e.file_name().to_string_lossy().starts_with("xvt") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

@@ -1,0 +1,259 @@
+//! Sync groups and notifications (issue #5), with the real xvrrpd
+//! (`XVRRPD_LAB_DAEMON=keepalived`: the same scenarios with keepalived).
+
+use std::{net::IpAddr, time::Duration};
+
+use xvrrpd_tests::{
+    analysis::{adverts, check_sole_advertiser},
+    clock::Stamp,
+    kconf::{Instance, Notify, SyncGroup, TrackScript, VrrpScript},
+    router::{LinkSide, NotifyCall, RouterNode},
+    scenario::Cluster,
+    vrrp_lab::{OrFail, scenario_daemon, xvrrpd_only},
+};
+
+/// The instance states a router reported on its FIFO, with priorities.
+fn fifo_states(r: &RouterNode, subject: &str, name: &str) -> Vec<(String, Option<u32>)> {
+    r.fifo_lines()
+        .into_iter()
+        .filter(|l| l.subject == subject && l.name == name)
+        .map(|l| (l.state, l.priority))
+        .collect()
+}
+
+/// Checks the notify calls of one router against the transitions it went
+/// through. Each transition runs the state's own script (no arguments)
+/// and the generic one (`INSTANCE VI_1 STATE PRIO`); keepalived starts both
+/// at once, so their order within one transition is not fixed, but every
+/// call of a transition comes before any call of the next.
+fn check_notify_calls(r: &RouterNode, states: &[&str], prio: u32, strict_pairs: bool) {
+    let calls = r.notify_calls();
+    let own: Vec<&NotifyCall> = calls.iter().filter(|c| c.kind != "notify").collect();
+    let generic: Vec<&NotifyCall> = calls.iter().filter(|c| c.kind == "notify").collect();
+    let want_own: Vec<String> = states.iter().map(|s| s.to_lowercase()).collect();
+    let got_own: Vec<String> = own.iter().map(|c| c.kind.clone()).collect();
+    assert_eq!(
+        got_own, want_own,
+        "{}: the per-state notify scripts, in order",
+        r.name
+    );
+    for c in &own {
+        assert!(
+            c.args.is_empty(),
+            "{}: notify_{} got arguments {:?}",
+            r.name,
+            c.kind,
+            c.args
+        );
+    }
+    let want_generic: Vec<Vec<String>> = states
+        .iter()
+        .map(|s| {
+            vec![
+                "INSTANCE".to_string(),
+                "VI_1".to_string(),
+                s.to_string(),
+                prio.to_string(),
+            ]
+        })
+        .collect();
+    let got_generic: Vec<Vec<String>> = generic.iter().map(|c| c.args.clone()).collect();
+    assert_eq!(
+        got_generic, want_generic,
+        "{}: the generic notify script's arguments, in order",
+        r.name
+    );
+    for k in 1..states.len() {
+        let prev = own[k - 1].rt_ns.max(generic[k - 1].rt_ns);
+        let next = own[k].rt_ns.min(generic[k].rt_ns);
+        assert!(
+            prev <= next,
+            "{}: a script of transition {k} ({}) ran before one of transition {} ({})",
+            r.name,
+            states[k],
+            k - 1,
+            states[k - 1]
+        );
+    }
+    if strict_pairs {
+        // xvrrpd runs one instance's scripts one after another: the
+        // state's own script, then the generic one, transition by
+        // transition.
+        let order: Vec<String> = calls.iter().map(|c| c.kind.clone()).collect();
+        let want: Vec<String> = want_own
+            .iter()
+            .flat_map(|s| [s.clone(), "notify".to_string()])
+            .collect();
+        assert_eq!(
+            order, want,
+            "{}: notify scripts in the order they ran",
+            r.name
+        );
+    }
+}
+
+#[test]
+fn notify_scripts_and_fifo_in_order() {
+    let d = scenario_daemon();
+    let mut c = Cluster::new(
+        "notify",
+        Instance::new("VI_1", 51, &["192.0.2.100/24"]),
+        &[("r1", d, 150), ("r2", d, 100)],
+        false,
+        |r, cfg| {
+            cfg.instances[0].notify = Notify {
+                master: Some(r.notify_script("master")?),
+                backup: Some(r.notify_script("backup")?),
+                fault: Some(r.notify_script("fault")?),
+                stop: Some(r.notify_script("stop")?),
+                generic: Some(r.notify_script("notify")?),
+            };
+            Ok(())
+        },
+    )
+    .or_fail();
+    c.start_all().or_fail();
+    c.expect_master("r1", Duration::from_secs(10)).or_fail();
+    c.link_fail("r1", "r2", LinkSide::Switch).or_fail();
+    c.link_restore("r1", "r2", LinkSide::Switch).or_fail();
+    c.terminate("r1", "r2").or_fail();
+    // Notify scripts are not waited for: give the last ones time to write.
+    let r1_states = ["BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER", "STOP"];
+    let r2_states = ["BACKUP", "MASTER", "BACKUP", "MASTER"];
+    let done = xvrrpd_tests::wait_until(Duration::from_secs(3), Duration::from_millis(20), || {
+        c.router("r1").notify_calls().len() >= 2 * r1_states.len()
+            && c.router("r2").notify_calls().len() >= 2 * r2_states.len()
+    });
+    assert!(done, "the notify scripts did not all run within 3 s");
+    let strict = xvrrpd_only(d, "the order of the two scripts within one transition");
+    for (name, states, prio) in [("r1", &r1_states[..], 150), ("r2", &r2_states[..], 100)] {
+        let r = c.router(name);
+        let want: Vec<(String, Option<u32>)> =
+            states.iter().map(|s| (s.to_string(), Some(prio))).collect();
+        assert_eq!(
+            fifo_states(r, "INSTANCE", "VI_1"),
+            want,
+            "{name}: the notify FIFO's lines"
+        );
+        check_notify_calls(r, states, prio, strict);
+    }
+    c.finish().or_fail();
+}
+
+#[test]
+fn sync_group_members_move_together() {
+    let d = scenario_daemon();
+    let vip2: IpAddr = "198.51.100.100".parse().unwrap();
+    let mut c = Cluster::new(
+        "syncgroup",
+        Instance::new("VI_1", 51, &["192.0.2.100/24"]),
+        &[("r1", d, 150), ("r2", d, 100)],
+        false,
+        |r, cfg| {
+            let mut vi2 = cfg.instances[0].clone();
+            vi2.name = "VI_2".into();
+            vi2.vrid = 52;
+            vi2.vips = vec!["198.51.100.100/24".into()];
+            if r.name == "r1" {
+                // Only VI_2 tracks the script; its failure faults the group.
+                let path = r.check_script("chk")?;
+                cfg.scripts.push(VrrpScript::new("chk", &path));
+                vi2.track_scripts.push(TrackScript {
+                    name: "chk".into(),
+                    weight: None,
+                });
+            }
+            cfg.instances.push(vi2);
+            cfg.sync_groups.push(SyncGroup {
+                name: "G1".into(),
+                members: vec!["VI_1".into(), "VI_2".into()],
+                notify: Notify::default(),
+            });
+            Ok(())
+        },
+    )
+    .or_fail();
+    c.start_all().or_fail();
+    c.expect_master("r1", Duration::from_secs(10)).or_fail();
+    assert!(
+        c.router("r1").wait_vip(vip2, true, Duration::from_secs(2)),
+        "r1 is master of VI_1 but does not hold VI_2's VIP {vip2}"
+    );
+    assert!(
+        !c.router("r2").has_vip(vip2),
+        "r2 holds VI_2's VIP {vip2} while r1 is master"
+    );
+
+    // VI_2's script fails on r1: the whole group goes FAULT and both
+    // instances move to r2.
+    let event = c.lab.mark("VI_2's check fails on r1");
+    c.router("r1").set_check("chk", false).or_fail();
+    let (tk, now) = c
+        .await_takeover("r1", "r2", event, Duration::from_secs(3))
+        .or_fail();
+    c.check_after("r2", event, &tk, Duration::from_millis(1), now, &[])
+        .or_fail();
+    assert!(
+        c.router("r2").wait_vip(vip2, true, Duration::from_secs(1)),
+        "VI_1 moved to r2 but VI_2's VIP {vip2} did not"
+    );
+    assert!(
+        c.router("r1").wait_vip(vip2, false, Duration::from_secs(1)),
+        "r1 is in FAULT but kept VI_2's VIP {vip2}"
+    );
+    let (a1, a2) = (
+        c.router("r2").watch.added_at(c.vip).unwrap(),
+        c.router("r2").watch.added_at(vip2).unwrap(),
+    );
+    assert!(
+        a1.abs_diff(a2) < 50_000_000,
+        "r2 took the two members' VIPs {} ms apart",
+        a1.abs_diff(a2) as f64 / 1e6
+    );
+    let ads2 = adverts(&c.wire().or_fail(), 52, false);
+    check_sole_advertiser(
+        &ads2,
+        c.router("r2").mac,
+        tk.new_first.t_ns + 20_000_000,
+        Stamp::now().rt_ns,
+        c.lab.origin.rt_ns,
+    )
+    .or_fail();
+    let r1 = c.router("r1");
+    for inst in ["VI_1", "VI_2"] {
+        assert_eq!(
+            fifo_states(r1, "INSTANCE", inst)
+                .last()
+                .map(|s| s.0.as_str()),
+            Some("FAULT"),
+            "r1: {inst}'s last FIFO state"
+        );
+    }
+    assert_eq!(
+        fifo_states(r1, "GROUP", "G1").last().map(|s| s.0.as_str()),
+        Some("FAULT"),
+        "r1: the group's last FIFO state"
+    );
+
+    // The script passes again: the group comes back and preempts, whole.
+    let event = c.lab.mark("VI_2's check passes on r1");
+    c.router("r1").set_check("chk", true).or_fail();
+    let back = c.preempted_by("r1", "r2", event, "group back").or_fail();
+    println!("{}", back.summary());
+    assert!(
+        c.router("r1").wait_vip(vip2, true, Duration::from_secs(1)),
+        "VI_1 came back to r1 but VI_2's VIP {vip2} did not"
+    );
+    assert!(
+        c.router("r2").wait_vip(vip2, false, Duration::from_secs(1)),
+        "r2 kept VI_2's VIP {vip2} after r1 took the group back"
+    );
+    assert_eq!(
+        fifo_states(c.router("r1"), "GROUP", "G1")
+            .last()
+            .map(|s| s.0.as_str()),
+        Some("MASTER"),
+        "r1: the group's last FIFO state"
+    );
+    c.finish().or_fail();
+}
