@@ -2,5 +2,7 @@
 //! metrics, systemd notification and privilege dropping.
 
 pub mod metrics;
+pub mod privileges;
 pub mod socket;
 pub mod status;
+pub mod systemd;
