@@ -100,7 +100,7 @@ The control socket \fBxvrrpd status\fR reads.
 The systemd unit (Type=notify, watchdog, capabilities reduced after start).
 .TP
 \fI/usr/share/doc/xvrrpd/\fR
-Migrating from keepalived, the datapath, tuning, the status JSON, and an example configuration.
+Migrating from keepalived, the datapath, tuning, metrics, the status JSON, and an example configuration.
 .SH "SEE ALSO"
 \fBkeepalived.conf\fR(5), \fBkeepalived\fR(8), \fBsystemd.service\fR(5)
 "#;
@@ -215,6 +215,7 @@ pub fn installed_files() -> Vec<&'static str> {
         "/usr/share/doc/xvrrpd/datapath.md",
         "/usr/share/doc/xvrrpd/tuning.md",
         "/usr/share/doc/xvrrpd/status-json.md",
+        "/usr/share/doc/xvrrpd/metrics.md",
     ]
 }
 
