@@ -272,8 +272,20 @@ fn check_installed() -> Result<()> {
     if !missing.is_empty() {
         bail!("the package did not install {missing:?}");
     }
-    if !UNIT_PATHS.iter().any(|p| Path::new(p).is_file()) {
+    let Some(unit) = UNIT_PATHS.iter().find(|p| Path::new(p).is_file()) else {
         bail!("the package did not install the unit file ({UNIT_PATHS:?})");
+    };
+    // Installed, the unit's binaries and its man:xvrrpd(8) link all resolve:
+    // verify it as it is, man page check included.
+    let verify = cmd("systemd-analyze")
+        .args(["verify", unit])
+        .output()
+        .context(
+            "systemd-analyze is needed to verify the installed unit: apt-get install systemd",
+        )?;
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    if !verify.status.success() || stderr.contains("xvrrpd.service") {
+        bail!("systemd-analyze verify {unit}:\n{stderr}");
     }
     // The packaged binary carries the eBPF datapath; a configuration check
     // with the shipped example runs it end to end without privileges.

@@ -848,8 +848,9 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, opts: ServeOptions) ->
     match (method, path) {
         ("GET" | "HEAD", "/metrics") => match metrics.encode() {
             Ok(body) => {
-                let body = if method == "HEAD" { "" } else { body.as_str() };
-                respond(&mut stream, "200 OK", CONTENT_TYPE, body.as_bytes()).await
+                // HEAD: the same head (Content-Length included), no body.
+                let head = method == "HEAD";
+                respond_with(&mut stream, "200 OK", CONTENT_TYPE, body.as_bytes(), !head).await
             }
             Err(e) => {
                 tracing::warn!(error = %e, "metrics: encoding failed");
@@ -875,6 +876,16 @@ async fn respond(
     content_type: &str,
     body: &[u8],
 ) -> io::Result<()> {
+    respond_with(stream, status, content_type, body, true).await
+}
+
+async fn respond_with(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &[u8],
+    send_body: bool,
+) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -887,7 +898,9 @@ async fn respond(
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
+    if send_body {
+        stream.write_all(body).await?;
+    }
     stream.shutdown().await?;
     // Read what the client still sends until it closes (bounded by the
     // caller's timeout): closing with unread input would reset the
@@ -1181,6 +1194,10 @@ mod tests {
         assert!(query.starts_with("HTTP/1.1 200 OK\r\n"), "{query}");
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
+        assert!(
+            head.contains(&format!("Content-Length: {len}\r\n")),
+            "HEAD announces the GET body's length: {head}"
+        );
         assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
         assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
         assert!(post.contains("Allow: GET, HEAD\r\n"));
