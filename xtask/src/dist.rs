@@ -14,7 +14,8 @@
 //! - with `--deb`: xvrrpd_VERSION-1_ARCH.deb (cargo-deb, binary built with
 //!   the eBPF datapath required);
 //! - with `--check-install` (root): installs that package with dpkg, checks
-//!   the binary and files, and removes it again.
+//!   the binary, the files and the unit (systemd-analyze verify), and purges
+//!   it again. Starting the service needs systemd as PID 1 and is not tried.
 
 #[allow(dead_code)] // The daemon's helpers; only the parser is used here.
 #[path = "../../agent/src/cli.rs"]
@@ -118,8 +119,20 @@ pub fn completions(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
-/// `cargo xtask dist [--deb] [--check-install]`.
-pub fn run(deb: bool, check_install: bool) -> Result<()> {
+/// Whether `binary` carries an eBPF ELF object (the agent embeds it with
+/// `include_bytes_aligned!`): a 64-bit little-endian ELF header whose
+/// e_machine is EM_BPF (247).
+pub fn embeds_bpf_object(binary: &[u8]) -> bool {
+    const MAGIC: &[u8] = b"\x7fELF\x02\x01";
+    binary
+        .windows(MAGIC.len())
+        .enumerate()
+        .filter(|(_, w)| *w == MAGIC)
+        .any(|(i, _)| binary.get(i + 18..i + 20) == Some(&[247u8, 0][..]))
+}
+
+/// `cargo xtask dist [--deb] [--check-install] [--allow-without-ebpf]`.
+pub fn run(deb: bool, check_install: bool, allow_without_ebpf: bool) -> Result<()> {
     let out = out_dir();
     let pages = man_pages(&out.join("man"))?;
     let comps = completions(&out.join("completions"))?;
@@ -129,7 +142,7 @@ pub fn run(deb: bool, check_install: bool) -> Result<()> {
     if !(deb || check_install) {
         return Ok(());
     }
-    let package = build_deb(&out)?;
+    let package = build_deb(&out, allow_without_ebpf)?;
     eprintln!("[dist] {}", package.display());
     if check_install {
         check_install_deb(&package)?;
@@ -151,7 +164,7 @@ fn ensure_cargo_deb() -> Result<()> {
 
 /// Builds the release binary with the eBPF object embedded, then packages
 /// it; returns the .deb's path.
-fn build_deb(out: &Path) -> Result<PathBuf> {
+fn build_deb(out: &Path, allow_without_ebpf: bool) -> Result<PathBuf> {
     ensure_cargo_deb()?;
     cmd("rustup")
         .args([
@@ -166,6 +179,24 @@ fn build_deb(out: &Path) -> Result<PathBuf> {
         .env("XVRRPD_EBPF", "require")
         .status_ok()
         .context("building the release binary with the eBPF datapath (run `cargo xtask setup`)")?;
+    // The build script embeds the object, but the linker keeps it only if
+    // the binary's code reaches the datapath loader.
+    let bin = root().join("target/release").join(PACKAGE);
+    let bytes = fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
+    if !embeds_bpf_object(&bytes) {
+        let why = format!(
+            "{} carries no eBPF object: the object was built, but nothing in the binary \
+             reaches EbpfDatapath::load, so the linker dropped it",
+            bin.display()
+        );
+        if !allow_without_ebpf {
+            bail!(
+                "{why}; a package would only run on the raw-socket fallback \
+                 (--allow-without-ebpf builds it anyway, to test packaging)"
+            );
+        }
+        eprintln!("[dist] WARNING: {why}; packaging anyway (--allow-without-ebpf)");
+    }
     // Remove older packages so the one returned is the one just built.
     for old in debs_in(out)? {
         fs::remove_file(&old).with_context(|| format!("removing {}", old.display()))?;
@@ -241,7 +272,8 @@ fn check_install_deb(package: &Path) -> Result<()> {
     }
     cmd("dpkg").arg("-i").arg(package).status_ok()?;
     let checked = check_installed();
-    let removed = cmd("dpkg").args(["-r", PACKAGE]).status_ok();
+    // --purge, not -r: nothing of the package may stay on the machine.
+    let removed = cmd("dpkg").args(["--purge", PACKAGE]).status_ok();
     checked?;
     removed?;
     let left: Vec<&str> = installed_files()
@@ -250,7 +282,7 @@ fn check_install_deb(package: &Path) -> Result<()> {
         .filter(|p| Path::new(p).exists())
         .collect();
     if !left.is_empty() {
-        bail!("dpkg -r {PACKAGE} left files behind: {left:?}");
+        bail!("dpkg --purge {PACKAGE} left files behind: {left:?}");
     }
     eprintln!(
         "[dist] installed, checked and removed {}",
@@ -339,6 +371,23 @@ mod tests {
         assert!(top.contains("SIGHUP"), "signals section");
         assert!(top.contains("\\-\\-no\\-ebpf"), "options are listed");
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_embedded_bpf_object_is_recognised() {
+        let mut header = vec![0u8; 64];
+        header[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        header[18] = 247;
+        let mut binary = b"host code \x7fELF\x02\x01 not a header".to_vec();
+        assert!(
+            !embeds_bpf_object(&binary),
+            "an x86 ELF or stray magic is not BPF"
+        );
+        binary.extend_from_slice(&header);
+        binary.extend_from_slice(b"more host code");
+        assert!(embeds_bpf_object(&binary));
+        header[18] = 62; // EM_X86_64
+        assert!(!embeds_bpf_object(&header));
     }
 
     #[test]

@@ -55,6 +55,10 @@ enum Command {
         /// Root: install the package with dpkg, check it, remove it (implies --deb).
         #[arg(long)]
         check_install: bool,
+        /// Package even if the binary carries no eBPF object (to test the
+        /// packaging itself; such a package runs on the raw-socket fallback).
+        #[arg(long)]
+        allow_without_ebpf: bool,
     },
 }
 
@@ -78,13 +82,17 @@ fn main() -> Result<()> {
             setup::run()?;
             tasks::bench(&which)
         }
-        Command::Dist { deb, check_install } => {
+        Command::Dist {
+            deb,
+            check_install,
+            allow_without_ebpf,
+        } => {
             // Man pages and completions need nothing installed; the package
             // needs the eBPF toolchain.
             if deb || check_install {
                 setup::run()?;
             }
-            dist::run(deb, check_install)
+            dist::run(deb, check_install, allow_without_ebpf)
         }
     }
 }
