@@ -73,6 +73,7 @@ fn full_report() -> StatusReport {
                 first_garp_ns: Some(1),
                 priority: 100,
                 master_address: Some("192.0.2.2".into()),
+                master_priority: Some(150),
             }],
         }],
         sync_groups: vec![SyncGroupStatus {

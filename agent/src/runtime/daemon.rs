@@ -24,8 +24,10 @@ use super::{
 };
 use crate::{
     control::{
+        metrics::{DatapathSnapshot, InstanceLabels, InstanceMetrics, Metrics, MetricsServer},
         socket::{self, Request},
         status::{self, InstanceCounters, StatusReport, TransitionRecord},
+        systemd,
     },
     datapath::{Datapath, DatapathOptions, rawsock::monotonic_ns},
     net::{
@@ -63,12 +65,14 @@ struct Instance {
     history: VecDeque<TransitionRecord>,
     /// Encoded advert for (priority, interval) — re-encoded only on change.
     advert_cache: Option<((u8, u16), Vec<u8>)>,
+    metrics: InstanceMetrics,
 }
 
 pub struct DaemonOptions {
     pub config: PathBuf,
     pub datapath: DatapathOptions,
     pub control_socket: PathBuf,
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub struct Daemon {
@@ -91,6 +95,8 @@ pub struct Daemon {
     _control: tokio::task::JoinHandle<()>,
     started: Instant,
     reloads: u64,
+    metrics: Metrics,
+    _metrics_server: Option<MetricsServer>,
 }
 
 /// What a reload hands from the old instance set to the new one.
@@ -110,6 +116,7 @@ enum Wake {
     Control(Option<Request>),
     Terminate(&'static str),
     Reload,
+    Housekeeping,
 }
 
 fn to_track(s: TrackerState) -> TrackState {
@@ -182,6 +189,15 @@ impl Daemon {
         let (tracker_tx, tracker_rx) = mpsc::channel(1024);
         let (control_tx, control_rx) = mpsc::channel(16);
         let control = socket::serve(&opts.control_socket, control_tx)?;
+        let metrics = Metrics::new();
+        let metrics_server = match opts.metrics_listen {
+            Some(addr) => {
+                let srv = crate::control::metrics::serve(addr, metrics.clone())?;
+                info!("metrics on http://{}/metrics", srv.local_addr());
+                Some(srv)
+            }
+            None => None,
+        };
         let mut d = Daemon {
             opts,
             plan: plan.clone(),
@@ -202,6 +218,8 @@ impl Daemon {
             _control: control,
             started: Instant::now(),
             reloads: 0,
+            metrics,
+            _metrics_server: metrics_server,
         };
         d.notifier = notifier_for(config, &plan)?;
         d.install(plan, Carried::default())?;
@@ -285,12 +303,24 @@ impl Daemon {
             self.notifier
                 .add(Subject::Instance, &ip.name, ip.notify.clone());
             by_vrid.insert(ip.vrid.key, i);
-            let (sender, counters, history) = match (old, sender) {
-                (Some(o), None) => (o.sender, o.counters, o.history),
-                (Some(o), Some(s)) => (s, o.counters, o.history),
-                (None, Some(s)) => (s, InstanceCounters::default(), VecDeque::new()),
+            let labels = InstanceLabels::new(
+                ip.name.clone(),
+                ip.ifname.clone(),
+                ip.router.vrid,
+                ip.router.family,
+            );
+            let (sender, counters, history, metrics) = match (old, sender) {
+                (Some(o), None) => (o.sender, o.counters, o.history, o.metrics),
+                (Some(o), Some(s)) => (s, o.counters, o.history, o.metrics),
+                (None, Some(s)) => (
+                    s,
+                    InstanceCounters::default(),
+                    VecDeque::new(),
+                    self.metrics.instance(labels),
+                ),
                 (None, None) => continue,
             };
+            metrics.set_priorities(ip.router.priority, ip.router.priority);
             instances.push(Instance {
                 plan: ip.clone(),
                 unit,
@@ -299,6 +329,7 @@ impl Daemon {
                 counters,
                 history,
                 advert_cache: None,
+                metrics,
             });
         }
         self.units = units;
@@ -464,6 +495,9 @@ impl Daemon {
                         self.log_transition(i, idx);
                     }
                     let idx = self.record_transition(inst, &t);
+                    if let Some(i) = self.instances.get(inst) {
+                        i.metrics.transition(&t);
+                    }
                     pending_log = Some((inst, idx));
                 }
                 Action::SendAdvert {
@@ -478,7 +512,13 @@ impl Daemon {
                             error!("{}: adding VIP {}: {e}", self.name(inst), v.addr);
                         }
                     }
-                    self.mark_timeline(inst, |t| t.vips_done_ns = Some(monotonic_ns()));
+                    let done = monotonic_ns();
+                    self.mark_timeline(inst, |t| t.vips_done_ns = Some(done));
+                    if let Some(i) = self.instances.get(inst)
+                        && let Some(d) = i.history.back().and_then(|t| t.deadline_ns)
+                    {
+                        i.metrics.failover_vips_added(d, done);
+                    }
                 }
                 Action::RemoveVips => {
                     let vips = self.all_vips(inst);
@@ -519,10 +559,16 @@ impl Daemon {
                     debug!("{}: advert discarded: {reason:?}", self.name(inst));
                     if let Some(i) = self.instances.get_mut(inst) {
                         *i.counters.discarded.entry(key).or_default() += 1;
+                        i.metrics.discarded(&reason);
                     }
                 }
                 Action::Event(ev) => {
                     info!("{}: {ev:?}", self.name(inst));
+                    if let crate::vrrp::Event::PriorityChanged { to, .. } = ev
+                        && let Some(i) = self.instances.get(inst)
+                    {
+                        i.metrics.set_effective_priority(to);
+                    }
                     if let crate::vrrp::Event::MasterRxLowerPriority { priority, .. } = ev {
                         let name = self.name(inst).to_string();
                         self.notifier.master_rx_lower_pri(&name, priority);
@@ -706,6 +752,7 @@ impl Daemon {
             match i.sender.send(bytes) {
                 Ok(_) => {
                     i.counters.adverts_sent += 1;
+                    i.metrics.advert_sent();
                     if priority == 0 {
                         i.counters.priority_zero_sent += 1;
                     }
@@ -773,11 +820,20 @@ impl Daemon {
             warn!("{}: gratuitous ARP/NA: {e}", i.plan.name);
             return;
         }
+        let sent = monotonic_ns();
+        let mut first = false;
         self.mark_timeline(inst, |t| {
             if t.first_garp_ns.is_none() {
-                t.first_garp_ns = Some(monotonic_ns())
+                t.first_garp_ns = Some(sent);
+                first = true;
             }
         });
+        if first
+            && let Some(i) = self.instances.get(inst)
+            && let Some(d) = i.history.back().and_then(|t| t.deadline_ns)
+        {
+            i.metrics.failover_first_garp(d, sent);
+        }
         if count > 1 {
             // The rest of the batch is paced off the loop.
             let spacing = Duration::from_nanos(spacing_ns.max(1));
@@ -821,6 +877,7 @@ impl Daemon {
             };
             if let Some(i) = self.instances.get_mut(inst) {
                 i.counters.adverts_received += 1;
+                i.metrics.advert_received();
                 if ev.priority == 0 {
                     i.counters.priority_zero_received += 1;
                 }
@@ -1121,6 +1178,7 @@ impl Daemon {
             started_units.push(i.unit);
             self.start_unit(i.unit).await;
         }
+        let _ = systemd::ready_with_status(&format!("{} instance(s)", self.instances.len()));
         info!(
             "reloaded {}: {} kept ({} changed), {} left, {} new",
             self.opts.config.display(),
@@ -1272,6 +1330,21 @@ impl Daemon {
             self.instances.len(),
             self.opts.config.display()
         );
+        self.metrics
+            .set_datapath(DatapathSnapshot::of(&self.datapath));
+        let _ = systemd::ready_with_status(&format!(
+            "{} instance(s), datapath {:?}",
+            self.instances.len(),
+            self.datapath.kind()
+        ));
+        // Housekeeping on tokio's timer (ms precision is plenty): the
+        // datapath snapshot for metrics and the systemd watchdog, sent from
+        // the loop itself so a stuck loop stops petting it.
+        let period = systemd::watchdog_interval()
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        let mut housekeeping = tokio::time::interval(period);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events = Vec::with_capacity(64);
         loop {
             events.clear();
@@ -1285,10 +1358,17 @@ impl Daemon {
                 e = self.link.next() => Wake::Net(e),
                 _ = hup.recv() => Wake::Reload,
                 r = self.control_rx.recv() => Wake::Control(r),
+                _ = housekeeping.tick() => Wake::Housekeeping,
             };
             match wake {
+                Wake::Housekeeping => {
+                    self.metrics
+                        .set_datapath(DatapathSnapshot::of(&self.datapath));
+                    let _ = systemd::watchdog();
+                }
                 Wake::Terminate(sig) => {
                     info!("{sig}: leaving: masters hand over with priority 0");
+                    let _ = systemd::stopping();
                     self.shutdown().await;
                     break;
                 }

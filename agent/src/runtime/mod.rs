@@ -109,10 +109,17 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
             },
         },
         control_socket: cli.run.control_socket.clone(),
+        metrics_listen: cli.run.metrics_listen,
     };
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&rt, async move {
         let d = daemon::Daemon::new(opts, &loaded.config).await?;
+        // The datapath is attached: what only loading eBPF needed goes away.
+        // (Still one thread: capabilities are per thread.)
+        match crate::control::privileges::drop_after_attach() {
+            Ok(report) => tracing::info!("{report}"),
+            Err(e) => tracing::warn!("keeping capabilities: {e}"),
+        }
         d.run().await
     });
     for path in [&cli.pid_file, &cli.vrrp_pid_file].into_iter().flatten() {
