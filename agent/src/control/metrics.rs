@@ -380,6 +380,24 @@ impl Metrics {
             }),
             labels,
         };
+        // Every series of the instance exists from the start (at zero), so a
+        // scrape always shows every family and rates work from the first
+        // event on.
+        for reason in DISCARD_LABELS {
+            let _ = i.discarded.get_or_create(&ReasonLabels {
+                instance: m.labels.clone(),
+                reason,
+            });
+        }
+        for family in [
+            &i.timer_lateness,
+            &i.advert_to_deadline,
+            &i.failover_vips,
+            &i.failover_garp,
+        ] {
+            let _ = family.get_or_create(&m.labels);
+        }
+        let _ = i.last_transition.get_or_create(&m.labels);
         m.set_state(State::Initialize);
         m
     }
@@ -1079,7 +1097,10 @@ mod tests {
             master_priority: None,
         });
         let text = metrics.encode().expect("encodes");
-        assert!(!text.contains("xvrrpd_master_down_timer_lateness_seconds_count{"));
+        // The series exists from the start, but nothing was observed.
+        assert!(text.contains(&format!(
+            "xvrrpd_master_down_timer_lateness_seconds_count{{{SERIES}}} 0"
+        )));
         assert!(text.contains(&format!(
             "xvrrpd_instance_state{{{SERIES},state=\"BACKUP\"}} 1"
         )));
