@@ -999,6 +999,18 @@ impl Daemon {
         }
     }
 
+    /// How long to stay after a master hands over: three of its advert
+    /// intervals, at most one second; nothing when no instance is master.
+    fn handover_linger(&self) -> Duration {
+        let max_cs = (0..self.instances.len())
+            .filter_map(|i| self.router(i))
+            .filter(|r| r.state() == State::Master)
+            .map(|r| r.master_adver_int_cs())
+            .max()
+            .unwrap_or(0);
+        Duration::from_millis(u64::from(max_cs) * 30).min(Duration::from_secs(1))
+    }
+
     /// SIGTERM: masters send priority 0 and drop their VIPs; then exit.
     async fn shutdown(&mut self) {
         for inst in 0..self.instances.len() {
@@ -1369,7 +1381,16 @@ impl Daemon {
                 Wake::Terminate(sig) => {
                     info!("{sig}: leaving: masters hand over with priority 0");
                     let _ = systemd::stopping();
+                    let linger = self.handover_linger();
                     self.shutdown().await;
+                    // Stay attached while the successor takes over (within
+                    // its skew, under one interval): tearing the datapath
+                    // down takes the kernel's RTNL lock, and on a shared
+                    // kernel (containers, labs) that would delay the new
+                    // master adding its VIPs.
+                    if !linger.is_zero() {
+                        tokio::time::sleep(linger).await;
+                    }
                     break;
                 }
                 Wake::Timers(Ok(())) => self.on_timers().await,
