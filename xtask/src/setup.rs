@@ -26,6 +26,8 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "procps",
     "iputils-ping",
+    // systemd-analyze, to verify the unit file.
+    "systemd",
 ];
 
 fn say(msg: &str) {

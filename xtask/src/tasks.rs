@@ -167,6 +167,8 @@ pub fn test(fuzz_seconds: u32) -> Result<()> {
         &mut totals,
     )?;
     fuzz_smoke(fuzz_seconds)?;
+    step("Debian package: build, install, check, purge");
+    crate::dist::run(true, true, false)?;
     eprintln!("\nall green in {:.0} s", started.elapsed().as_secs_f64());
     println!(
         "xtask: {} passed, {} failed, {} skipped",
