@@ -66,6 +66,9 @@ pub enum Command {
         #[arg(long)]
         dump_json: bool,
     },
+    /// Remove the virtual addresses a stopped or crashed xvrrpd left on this
+    /// host (they carry xvrrpd's address marker). For `ExecStopPost=`.
+    Cleanup,
     /// Ask the running daemon for its state: instances, masters, VIPs,
     /// trackers, counters and the last transitions with their timelines.
     Status {
@@ -90,6 +93,11 @@ pub struct RunArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
+    /// Real-time priority (SCHED_RR) of the event loop, 1-99; 0 keeps the
+    /// normal scheduler. A master must send its adverts on time even when
+    /// the host is busy; children (scripts) never inherit it.
+    #[arg(long, value_name = "PRIO", default_value_t = 10, global = true)]
+    pub rt_priority: u8,
     /// Serve Prometheus metrics on this address (off by default).
     #[arg(long, value_name = "ADDR", global = true)]
     pub metrics_listen: Option<SocketAddr>,

@@ -38,7 +38,7 @@ fn loaded() -> (EbpfDatapath, EventRing) {
     (dp, ring)
 }
 
-fn run(dp: &EbpfDatapath, prog: Prog, frame: &[u8]) -> u32 {
+fn run(dp: &mut EbpfDatapath, prog: Prog, frame: &[u8]) -> u32 {
     match prog {
         Prog::Xdp => dp.test_run_xdp(frame, 1),
         Prog::Tc => dp.test_run_tc(frame, 1),
@@ -62,7 +62,7 @@ fn strip_ts(mut ev: AdvertEvent) -> Vec<u8> {
 }
 
 fn every_case_matches_the_spec(prog: Prog) {
-    let (dp, mut ring) = loaded();
+    let (mut dp, mut ring) = loaded();
     let vrids: HashMap<_, _> = spec::vrids();
     let mut events = Vec::new();
     let cases = spec::cases();
@@ -78,7 +78,7 @@ fn every_case_matches_the_spec(prog: Prog) {
             );
             continue;
         }
-        let verdict = run(&dp, prog, &case.frame);
+        let verdict = run(&mut dp, prog, &case.frame);
         let t1 = monotonic_ns();
         let after = dp.counters().expect("counters");
         events.clear();
@@ -167,9 +167,9 @@ fn interface_policy_controls_drop_and_pass() {
     let unknown = case("unknown_vrid");
     let invalid = case("bad_checksum_v3_ipv4");
     let valid = case("v3_ipv4_pseudo_header_checksum");
-    assert_eq!(run(&dp, Prog::Xdp, &unknown), XDP_PASS);
-    assert_eq!(run(&dp, Prog::Xdp, &invalid), XDP_DROP);
-    assert_eq!(run(&dp, Prog::Xdp, &valid), XDP_DROP);
+    assert_eq!(run(&mut dp, Prog::Xdp, &unknown), XDP_PASS);
+    assert_eq!(run(&mut dp, Prog::Xdp, &invalid), XDP_DROP);
+    assert_eq!(run(&mut dp, Prog::Xdp, &valid), XDP_DROP);
     let policy = IfacePolicy {
         drop_invalid: 0,
         drop_unknown_vrid: 1,
@@ -178,9 +178,9 @@ fn interface_policy_controls_drop_and_pass() {
     };
     dp.set_policy(SPEC_IFINDEX, policy).expect("set policy");
     let before = dp.counters().expect("counters");
-    assert_eq!(run(&dp, Prog::Xdp, &unknown), XDP_DROP);
-    assert_eq!(run(&dp, Prog::Xdp, &invalid), XDP_PASS);
-    assert_eq!(run(&dp, Prog::Xdp, &valid), XDP_PASS);
+    assert_eq!(run(&mut dp, Prog::Xdp, &unknown), XDP_DROP);
+    assert_eq!(run(&mut dp, Prog::Xdp, &invalid), XDP_PASS);
+    assert_eq!(run(&mut dp, Prog::Xdp, &valid), XDP_PASS);
     let after = dp.counters().expect("counters");
     assert_eq!(
         after[Counter::Passed as usize] - before[Counter::Passed as usize],

@@ -1,8 +1,9 @@
-//! `cargo xtask setup|build|run|test|bench|demo`.
+//! `cargo xtask setup|build|run|test|bench|dist`.
 //!
 //! Every command runs `setup` first, so a fresh machine needs nothing but
 //! this repository, rustup with the stable and nightly toolchains, and root.
 
+mod dist;
 mod setup;
 mod tasks;
 
@@ -45,6 +46,20 @@ enum Command {
         #[arg(value_parser = ["datapath", "sim"])]
         which: String,
     },
+    /// Man pages and shell completions into target/dist/; with --deb also
+    /// the Debian package (eBPF datapath embedded).
+    Dist {
+        /// Build target/dist/xvrrpd_*.deb with cargo-deb (installed if missing).
+        #[arg(long)]
+        deb: bool,
+        /// Root: install the package with dpkg, check it, remove it (implies --deb).
+        #[arg(long)]
+        check_install: bool,
+        /// Package even if the binary carries no eBPF object (to test the
+        /// packaging itself; such a package runs on the raw-socket fallback).
+        #[arg(long)]
+        allow_without_ebpf: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -66,6 +81,18 @@ fn main() -> Result<()> {
         Command::Bench { which } => {
             setup::run()?;
             tasks::bench(&which)
+        }
+        Command::Dist {
+            deb,
+            check_install,
+            allow_without_ebpf,
+        } => {
+            // Man pages and completions need nothing installed; the package
+            // needs the eBPF toolchain.
+            if deb || check_install {
+                setup::run()?;
+            }
+            dist::run(deb, check_install, allow_without_ebpf)
         }
     }
 }

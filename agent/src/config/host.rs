@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeSet,
-    os::unix::fs::{MetadataExt, PermissionsExt},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
@@ -68,11 +68,25 @@ impl Host for SystemHost {
         if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
             return ScriptStatus::NotExecutable;
         }
-        let real = std::fs::canonicalize(&path).unwrap_or(path);
-        if real.ancestors().any(writable_by_non_root) {
-            return ScriptStatus::Insecure;
+        // The same rule the daemon applies before it runs a script as root.
+        use crate::tracker::{
+            command::{RunAs, ScriptCommand},
+            security::{ScriptRejected, check_script},
+        };
+        let cmd = ScriptCommand::from_argv([path.as_os_str()]);
+        let root = RunAs {
+            uid: 0,
+            gid: 0,
+            ..RunAs::current()
+        };
+        match check_script(&cmd, &root, true) {
+            Ok(_) => ScriptStatus::Ok,
+            Err(ScriptRejected::Insecure(_) | ScriptRejected::PathPermission(_)) => {
+                ScriptStatus::Insecure
+            }
+            Err(ScriptRejected::NotExecutable { .. }) => ScriptStatus::NotExecutable,
+            Err(_) => ScriptStatus::NotFound,
         }
-        ScriptStatus::Ok
     }
 
     fn config_id(&self) -> Option<String> {
@@ -92,14 +106,6 @@ fn resolve(program: &str) -> Option<PathBuf> {
         .filter(|d| !d.is_empty())
         .map(|d| Path::new(d).join(program))
         .find(|p| p.is_file())
-}
-
-fn writable_by_non_root(p: &Path) -> bool {
-    let Ok(m) = std::fs::symlink_metadata(p) else {
-        return false;
-    };
-    let mode = m.mode();
-    (m.uid() != 0 && mode & 0o200 != 0) || (m.gid() != 0 && mode & 0o020 != 0) || mode & 0o002 != 0
 }
 
 /// A machine described by lists, for tests and the corpus.

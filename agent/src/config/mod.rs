@@ -33,7 +33,7 @@ mod build;
 mod diag;
 mod host;
 mod lexer;
-mod model;
+pub mod model;
 mod tree;
 
 use std::{io::Write, path::Path, process::ExitCode};

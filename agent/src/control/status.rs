@@ -107,6 +107,9 @@ pub struct TransitionRecord {
     pub first_garp_ns: Option<u64>,
     pub priority: u8,
     pub master_address: Option<String>,
+    /// The master's priority as last seen (0: it left).
+    #[serde(default)]
+    pub master_priority: Option<u8>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

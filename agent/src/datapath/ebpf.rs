@@ -111,7 +111,9 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathError {
 }
 
 impl EbpfDatapath {
-    /// Loads both programs into the kernel (verified, not yet attached).
+    /// Loads the XDP program into the kernel (verified, not yet attached).
+    /// The TC program is verified only when an interface needs it: each
+    /// verification costs startup time.
     pub fn load() -> Result<Self, DatapathError> {
         if !object_embedded() {
             return Err(DatapathError::NotBuiltIn);
@@ -123,12 +125,6 @@ impl EbpfDatapath {
             .try_into()
             .map_err(prog_err(PROG_XDP))?;
         xdp.load().map_err(prog_err(PROG_XDP))?;
-        let tc: &mut SchedClassifier = bpf
-            .program_mut(PROG_TC)
-            .ok_or(DatapathError::Missing(PROG_TC))?
-            .try_into()
-            .map_err(prog_err(PROG_TC))?;
-        tc.load().map_err(prog_err(PROG_TC))?;
         Ok(Self {
             bpf,
             attached: Vec::new(),
@@ -170,12 +166,7 @@ impl EbpfDatapath {
         if wants(AttachMode::Tc) {
             // Kernels before 6.6 attach TC programs through a clsact qdisc.
             let _ = qdisc_add_clsact(ifname);
-            let prog: &mut SchedClassifier = self
-                .bpf
-                .program_mut(PROG_TC)
-                .ok_or(DatapathError::Missing(PROG_TC))?
-                .try_into()
-                .map_err(prog_err(PROG_TC))?;
+            let prog = self.tc_program()?;
             match prog.attach(ifname, TcAttachType::Ingress) {
                 Ok(_) => {
                     self.attached.push((ifname.to_string(), AttachMode::Tc));
@@ -190,6 +181,20 @@ impl EbpfDatapath {
             generic,
             tc,
         })
+    }
+
+    /// The TC program, verified on first use.
+    fn tc_program(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
+        let prog: &mut SchedClassifier = self
+            .bpf
+            .program_mut(PROG_TC)
+            .ok_or(DatapathError::Missing(PROG_TC))?
+            .try_into()
+            .map_err(prog_err(PROG_TC))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(prog_err(PROG_TC))?;
+        }
+        Ok(prog)
     }
 
     /// Interfaces attached so far and how.
@@ -292,14 +297,13 @@ impl EbpfDatapath {
         run(prog, frame, repeat).map_err(prog_err(name))
     }
 
-    /// Same for the TC program.
-    pub fn test_run_tc(&self, frame: &[u8], repeat: u32) -> Result<(u32, Duration), DatapathError> {
-        let prog: &SchedClassifier = self
-            .bpf
-            .program(PROG_TC)
-            .ok_or(DatapathError::Missing(PROG_TC))?
-            .try_into()
-            .map_err(prog_err(PROG_TC))?;
+    /// Same for the TC program (verified on first use).
+    pub fn test_run_tc(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, Duration), DatapathError> {
+        let prog = self.tc_program()?;
         run(prog, frame, repeat).map_err(prog_err(PROG_TC))
     }
 }

@@ -65,6 +65,7 @@ enum Inner {
 /// The receive side, whichever implementation runs.
 pub struct Datapath {
     inner: Inner,
+    attach: AttachPreference,
     /// Why eBPF is not in use, when it is not.
     pub fallback_reason: Option<String>,
 }
@@ -80,6 +81,7 @@ impl Datapath {
                 Ok(inner) => {
                     return Ok(Self {
                         inner,
+                        attach: opts.attach,
                         fallback_reason: None,
                     });
                 }
@@ -96,6 +98,7 @@ impl Datapath {
         let (v4, v6) = unsafe { (AsyncFd::register(f4)?, AsyncFd::register(f6)?) };
         Ok(Self {
             inner: Inner::Raw { v4, v6, rx },
+            attach: opts.attach,
             fallback_reason: Some(reason),
         })
     }
@@ -180,10 +183,19 @@ impl Datapath {
         }
     }
 
-    /// Adds or replaces an instance's VRID at run time (reload).
+    /// Adds or replaces an instance's VRID at run time (reload), attaching
+    /// to its interface first if that is new.
     pub fn set_vrid(&mut self, spec: &VridSpec) -> io::Result<()> {
         match &mut self.inner {
             Inner::Ebpf { dp, _joins, .. } => {
+                if !dp.attachments().iter().any(|(i, _)| *i == spec.ifname) {
+                    let mode = dp
+                        .attach(&spec.ifname, self.attach)
+                        .map_err(io::Error::other)?;
+                    tracing::info!(interface = %spec.ifname, mode = %mode, "datapath attached");
+                    dp.set_policy(spec.key.ifindex, IfacePolicy::DEFAULT)
+                        .map_err(io::Error::other)?;
+                }
                 dp.set_vrid(spec.key, spec.cfg).map_err(io::Error::other)?;
                 _joins.set_vrid(spec.key, spec.cfg, spec.group)
             }

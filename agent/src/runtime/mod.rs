@@ -1,15 +1,180 @@
 //! The event loop: datapath events, timers, trackers and signals in; the
 //! state machines' actions out, executed in order.
 
+pub mod daemon;
+pub mod plan;
 pub mod timers;
 
 use std::process::ExitCode;
 
-use crate::cli::Cli;
+use crate::{
+    cli::{AttachArg, Cli, LogFormat},
+    datapath::{
+        DatapathOptions,
+        ebpf::{AttachMode, AttachPreference},
+    },
+};
+
+fn init_logging(cli: &Cli) {
+    let default = if cli.log_detail { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match cli.run.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+fn write_pid_files(cli: &Cli) {
+    for path in [&cli.pid_file, &cli.vrrp_pid_file].into_iter().flatten() {
+        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            tracing::warn!("cannot write pid file {}: {e}", path.display());
+        }
+    }
+}
+
+/// Puts the event loop (this thread) under SCHED_RR so a busy host cannot
+/// delay adverts or the down timer; `SCHED_RESET_ON_FORK` keeps scripts and
+/// notify children on the normal scheduler. The kernel's RT throttling still
+/// leaves the rest of the machine its share.
+fn set_realtime(priority: u8) {
+    if priority == 0 {
+        return;
+    }
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority.min(99)),
+    };
+    // SAFETY: sched_setscheduler on the calling thread with a valid param.
+    let rc =
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
+    if rc != 0 {
+        tracing::warn!(
+            "cannot use real-time priority {priority} ({}); running on the normal scheduler",
+            std::io::Error::last_os_error()
+        );
+    } else {
+        tracing::debug!("event loop on SCHED_RR priority {priority}");
+    }
+}
 
 /// Runs the daemon until SIGTERM/SIGINT; the exit code says how it ended.
 pub fn daemon_main(cli: &Cli) -> ExitCode {
-    let _ = cli;
-    eprintln!("xvrrpd: the daemon is not wired up yet; use `xvrrpd check -f FILE`");
-    ExitCode::from(2)
+    init_logging(cli);
+    let path = cli.config_path();
+    let loaded = match crate::config::load(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!(
+                "xvrrpd: not starting: fix the configuration (`xvrrpd check -f {}`)",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    for u in &loaded.unsupported {
+        tracing::info!("{u:?}");
+    }
+    write_pid_files(cli);
+    set_realtime(cli.run.rt_priority);
+    // Timer slack would add up to 50 µs to every wakeup of this thread.
+    // SAFETY: prctl with an integer argument.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0, 0, 0) };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("xvrrpd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = daemon::DaemonOptions {
+        config: path,
+        datapath: DatapathOptions {
+            no_ebpf: cli.run.no_ebpf,
+            attach: match cli.run.attach {
+                AttachArg::Auto => AttachPreference::Auto,
+                AttachArg::XdpNative => AttachPreference::Only(AttachMode::XdpNative),
+                AttachArg::XdpGeneric => AttachPreference::Only(AttachMode::XdpGeneric),
+                AttachArg::Tc => AttachPreference::Only(AttachMode::Tc),
+            },
+        },
+        control_socket: cli.run.control_socket.clone(),
+        metrics_listen: cli.run.metrics_listen,
+    };
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&rt, async move {
+        let d = daemon::Daemon::new(opts, &loaded.config).await?;
+        // The datapath is attached: what only loading eBPF needed goes away.
+        // (Still one thread: capabilities are per thread.)
+        match crate::control::privileges::drop_after_attach() {
+            Ok(report) => tracing::info!("{report}"),
+            Err(e) => tracing::warn!("keeping capabilities: {e}"),
+        }
+        d.run().await
+    });
+    for path in [&cli.pid_file, &cli.vrrp_pid_file].into_iter().flatten() {
+        let _ = std::fs::remove_file(path);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `xvrrpd cleanup`: removes every address carrying xvrrpd's marker.
+pub fn cleanup_main() -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("xvrrpd cleanup: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let vips = match crate::net::addr::VipManager::new() {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("xvrrpd cleanup: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match vips.remove_stale_marked(&[]).await {
+            Ok(c) => {
+                for a in &c.removed {
+                    println!(
+                        "removed {}/{} (ifindex {})",
+                        a.addr, a.prefix_len, a.ifindex
+                    );
+                }
+                for (a, e) in &c.failed {
+                    eprintln!("could not remove {}: {e}", a.addr);
+                }
+                if c.failed.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("xvrrpd cleanup: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

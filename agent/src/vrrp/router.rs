@@ -118,6 +118,14 @@ impl Router {
     }
 
     /// In Fault because of its own trackers (not because of its sync group).
+    /// The last reported state of tracked object `id`.
+    pub fn tracker_state(&self, id: super::config::TrackerId) -> Option<TrackState> {
+        self.trackers
+            .iter()
+            .find(|(t, _)| t.id == id)
+            .map(|(_, s)| *s)
+    }
+
     pub fn own_fault(&self) -> bool {
         self.own_fault
     }

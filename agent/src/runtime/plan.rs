@@ -1,0 +1,660 @@
+//! From the keepalived model to what the event loop runs: one
+//! [`InstancePlan`] per `vrrp_instance` (state-machine config, VIPs, advert
+//! destination, datapath entry), the trackers with stable ids, the notify
+//! scripts. Resolving interfaces and addresses is the only I/O here.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    ffi::OsString,
+    net::IpAddr,
+    path::PathBuf,
+    time::Duration,
+};
+
+use thiserror::Error;
+use xvrrpd_common::{FAMILY_IPV4, FAMILY_IPV6, VRID_FLAG_CHECK_TTL, VridConfig, VridKey};
+
+use crate::{
+    config::model::{self, Config, VirtualAddress, VrrpInstance},
+    datapath::VridSpec,
+    net::{
+        addr::{Scope, Vip, ipv4_broadcast},
+        advert_tx::AdvertDest,
+        link,
+    },
+    notify::NotifyScripts,
+    packet::{Auth, V3Ipv4Checksum, Version},
+    tracker::{
+        command::{RunAs, ScriptCommand, UserSpec, default_script_user},
+        security::{CheckedScript, check_notify_script, check_script},
+    },
+    vrrp::{
+        Family, GarpConfig, InitialState, RouterConfig, TrackState, TrackerConfig, TrackerId,
+        TrackerKind,
+    },
+};
+
+#[derive(Debug, Error)]
+pub enum PlanError {
+    #[error("instance {instance}: interface {ifname}: {source}")]
+    Interface {
+        instance: String,
+        ifname: String,
+        #[source]
+        source: link::LinkError,
+    },
+    #[error("instance {0} has no interface")]
+    NoInterface(String),
+    #[error(
+        "instance {instance}: no {family} source address on {ifname} (configure one, or set unicast_src_ip / mcast_src_ip)"
+    )]
+    NoSource {
+        instance: String,
+        ifname: String,
+        family: &'static str,
+    },
+    #[error("{what}: {message}")]
+    Script { what: String, message: String },
+}
+
+/// Stable ids for tracked objects across reloads: the same object keeps its id.
+#[derive(Default, Debug)]
+pub struct TrackerIds {
+    ids: HashMap<String, u32>,
+}
+
+impl TrackerIds {
+    pub fn id(&mut self, key: &str) -> TrackerId {
+        let next = self.ids.len() as u32 + 1;
+        TrackerId(*self.ids.entry(key.to_string()).or_insert(next))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct InstancePlan {
+    pub name: String,
+    pub ifname: String,
+    pub ifindex: u32,
+    pub router: RouterConfig,
+    pub vips: Vec<Vip>,
+    /// `virtual_ipaddress_excluded`: moved with the VIPs, never advertised.
+    pub excluded: Vec<Vip>,
+    pub source: IpAddr,
+    pub dest: AdvertDest,
+    pub checksum: V3Ipv4Checksum,
+    pub vrid: VridSpec,
+    pub notify: NotifyScripts,
+    pub sync_group: Option<String>,
+    /// Tracked objects of this instance, with names for status.
+    pub tracker_names: Vec<(TrackerId, String, &'static str)>,
+}
+
+impl InstancePlan {
+    /// What must match for a reload to update this instance in place.
+    pub fn identity(&self) -> (String, u32, Family, u8) {
+        (
+            self.name.clone(),
+            self.ifindex,
+            self.router.family,
+            self.router.vrid,
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScriptPlan {
+    pub id: TrackerId,
+    pub name: String,
+    pub argv: Vec<OsString>,
+    pub interval: Duration,
+    pub timeout: Option<Duration>,
+    pub rise: u32,
+    pub fall: u32,
+    pub init_fail: bool,
+    pub weight: i32,
+    pub reverse: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilePlan {
+    pub id: TrackerId,
+    pub name: String,
+    pub path: PathBuf,
+    pub weight: i32,
+    pub reverse: bool,
+    pub init: Option<(i32, bool)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessPlan {
+    pub id: TrackerId,
+    pub name: String,
+    pub process: String,
+    pub params: Vec<String>,
+    pub param_match: Option<String>,
+    pub full_command: bool,
+    pub quorum: u32,
+    pub quorum_max: u32,
+    pub fork_delay: Duration,
+    pub terminate_delay: Duration,
+    pub weight: i32,
+    pub reverse: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupPlan {
+    pub name: String,
+    /// Indices into `Plan::instances`.
+    pub members: Vec<usize>,
+    pub notify: NotifyScripts,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub instances: Vec<InstancePlan>,
+    pub groups: Vec<GroupPlan>,
+    pub scripts: Vec<(ScriptPlan, CheckedScript)>,
+    pub files: Vec<FilePlan>,
+    pub processes: Vec<ProcessPlan>,
+    /// Interface trackers: id → ifindex.
+    pub interfaces: BTreeMap<u32, u32>,
+    pub startup_delay: Duration,
+    pub default_run_as: RunAs,
+    pub script_security: bool,
+    pub warnings: Vec<String>,
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn scope_of(s: Option<&str>) -> Scope {
+    match s {
+        Some("site") => Scope::Site,
+        Some("link") => Scope::Link,
+        Some("host") => Scope::Host,
+        Some("nowhere") => Scope::Nowhere,
+        Some(other) => other
+            .parse::<u8>()
+            .map(Scope::Other)
+            .unwrap_or(Scope::Global),
+        None => Scope::Global,
+    }
+}
+
+fn vip_of(v: &VirtualAddress, default_ifindex: u32, instance: &str) -> Result<Vip, PlanError> {
+    let ifindex = match &v.dev {
+        Some(dev) => link::ifindex_by_name(dev).map_err(|source| PlanError::Interface {
+            instance: instance.to_string(),
+            ifname: dev.to_string(),
+            source,
+        })?,
+        None => default_ifindex,
+    };
+    let mut vip = Vip::new(ifindex, v.address, v.prefix_len);
+    vip.peer = v.peer;
+    vip.broadcast = match (v.brd, v.address) {
+        (Some(b), _) => Some(b),
+        // keepalived sets the broadcast address for IPv4 VIPs with a prefix.
+        (None, IpAddr::V4(a)) if v.prefix_len < 31 && v.peer.is_none() => {
+            Some(ipv4_broadcast(a, v.prefix_len))
+        }
+        _ => None,
+    };
+    vip.scope = scope_of(v.scope.as_deref());
+    vip.label = v.label.clone();
+    vip.preferred_lft = match v.preferred_lft {
+        Some(model::PreferredLft::Seconds(s)) => Some(s),
+        _ => None,
+    };
+    Ok(vip)
+}
+
+/// Resolves scripts' users and checks them as keepalived does.
+struct ScriptChecker {
+    default: RunAs,
+    security: bool,
+    warnings: Vec<String>,
+}
+
+impl ScriptChecker {
+    fn run_as(&self, s: &model::Script) -> Result<RunAs, String> {
+        match &s.user {
+            Some(user) => RunAs::resolve(
+                &UserSpec {
+                    user: user.clone(),
+                    group: s.group.clone(),
+                },
+                true,
+            )
+            .map_err(|e| e.to_string()),
+            None => Ok(self.default.clone()),
+        }
+    }
+
+    fn checked(&mut self, s: &model::Script, notify: bool) -> Result<CheckedScript, String> {
+        let run_as = self.run_as(s)?;
+        let cmd = if s.argv.is_empty() {
+            ScriptCommand::parse(&s.command).map_err(|e| e.to_string())?
+        } else {
+            ScriptCommand::from_argv(s.argv.iter())
+        };
+        let res = if notify {
+            check_notify_script(&cmd, &run_as, self.security)
+        } else {
+            check_script(&cmd, &run_as, self.security)
+        };
+        let checked = res.map_err(|e| e.to_string())?;
+        self.warnings.extend(checked.warnings.iter().cloned());
+        Ok(checked)
+    }
+
+    fn notify_set(
+        &mut self,
+        owner: &str,
+        scripts: [&Option<model::Script>; 5],
+    ) -> Result<NotifyScripts, PlanError> {
+        let mut out = NotifyScripts::default();
+        let slots: [&mut Option<CheckedScript>; 5] = [
+            &mut out.master,
+            &mut out.backup,
+            &mut out.fault,
+            &mut out.stop,
+            &mut out.notify,
+        ];
+        for (slot, script) in slots.into_iter().zip(scripts) {
+            if let Some(s) = script {
+                *slot = Some(self.checked(s, true).map_err(|message| PlanError::Script {
+                    what: format!("{owner}: notify script {}", s.command),
+                    message,
+                })?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn family_name(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "IPv4",
+        Family::V6 => "IPv6",
+    }
+}
+
+/// Builds the plan; `ids` keeps tracker ids stable across reloads.
+pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanError> {
+    let g = &config.global_defs;
+    let configured_user = g.script_user.as_ref().map(|u| UserSpec {
+        user: u.user.clone(),
+        group: u.group.clone(),
+    });
+    let default = default_script_user(configured_user.as_ref(), g.enable_script_security, true)
+        .map_err(|e| PlanError::Script {
+            what: "script_user".into(),
+            message: e.to_string(),
+        })?;
+    let mut checker = ScriptChecker {
+        default: default.run_as.clone(),
+        security: g.enable_script_security,
+        warnings: Vec::new(),
+    };
+    let uses_scripts = !config.vrrp_script.is_empty()
+        || config
+            .vrrp_instance
+            .iter()
+            .any(|i| i.notify.is_some() || i.notify_master.is_some() || i.notify_backup.is_some());
+    if uses_scripts {
+        checker.warnings.extend(default.warnings.iter().cloned());
+    }
+
+    let mut scripts = Vec::new();
+    for s in &config.vrrp_script {
+        let checked = checker
+            .checked(&s.script, false)
+            .map_err(|message| PlanError::Script {
+                what: format!("vrrp_script {}", s.name),
+                message,
+            })?;
+        scripts.push((
+            ScriptPlan {
+                id: ids.id(&format!("script:{}", s.name)),
+                name: s.name.clone(),
+                argv: checked.argv.clone(),
+                interval: s.interval,
+                timeout: s.timeout,
+                rise: s.rise,
+                fall: s.fall,
+                init_fail: s.init_fail,
+                weight: s.weight,
+                reverse: s.weight_reverse,
+            },
+            checked,
+        ));
+    }
+    let files: Vec<FilePlan> = config
+        .vrrp_track_file
+        .iter()
+        .map(|f| FilePlan {
+            id: ids.id(&format!("file:{}", f.name)),
+            name: f.name.clone(),
+            path: PathBuf::from(&f.file),
+            weight: f.weight,
+            reverse: f.weight_reverse,
+            init: f
+                .init_file
+                .map(|(v, o)| (v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32, o)),
+        })
+        .collect();
+
+    let processes: Vec<ProcessPlan> = config
+        .vrrp_track_process
+        .iter()
+        .map(|p| ProcessPlan {
+            id: ids.id(&format!("process:{}", p.name)),
+            name: p.name.clone(),
+            process: p.process.clone(),
+            params: p.params.clone(),
+            param_match: p.param_match.clone(),
+            full_command: p.full_command,
+            quorum: p.quorum,
+            quorum_max: p.quorum_max,
+            fork_delay: p.fork_delay.unwrap_or_default(),
+            terminate_delay: p.terminate_delay.unwrap_or_default(),
+            weight: p.weight,
+            reverse: p.weight_reverse,
+        })
+        .collect();
+    let mut interfaces = BTreeMap::new();
+    let mut instances = Vec::new();
+    for inst in &config.vrrp_instance {
+        let plan = instance_plan(
+            config,
+            inst,
+            ids,
+            &mut interfaces,
+            (&scripts, &files, &processes),
+            &mut checker,
+        )
+        .await?;
+        instances.push(plan);
+    }
+    let mut groups = Vec::new();
+    for sg in &config.vrrp_sync_group {
+        let members: Vec<usize> = sg
+            .group
+            .iter()
+            .filter_map(|m| instances.iter().position(|i: &InstancePlan| &i.name == m))
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let notify = checker.notify_set(
+            &format!("vrrp_sync_group {}", sg.name),
+            [
+                &sg.notify_master,
+                &sg.notify_backup,
+                &sg.notify_fault,
+                &sg.notify_stop,
+                &sg.notify,
+            ],
+        )?;
+        groups.push(GroupPlan {
+            name: sg.name.clone(),
+            members,
+            notify,
+        });
+    }
+    let mut warnings = checker.warnings;
+    if let Some(summary) = crate::tracker::security::security_summary(
+        g.enable_script_security,
+        scripts.iter().map(|(_, c)| c),
+    ) {
+        warnings.push(summary);
+    }
+    Ok(Plan {
+        instances,
+        groups,
+        scripts,
+        files,
+        processes,
+        interfaces,
+        startup_delay: g.vrrp_startup_delay,
+        default_run_as: checker.default,
+        script_security: g.enable_script_security,
+        warnings,
+    })
+}
+
+async fn instance_plan(
+    config: &Config,
+    inst: &VrrpInstance,
+    ids: &mut TrackerIds,
+    interfaces: &mut BTreeMap<u32, u32>,
+    (scripts, files, processes): (&[(ScriptPlan, CheckedScript)], &[FilePlan], &[ProcessPlan]),
+    checker: &mut ScriptChecker,
+) -> Result<InstancePlan, PlanError> {
+    let g = &config.global_defs;
+    let ifname = inst
+        .interface
+        .clone()
+        .ok_or_else(|| PlanError::NoInterface(inst.name.clone()))?;
+    let if_err = |source| PlanError::Interface {
+        instance: inst.name.clone(),
+        ifname: ifname.clone(),
+        source,
+    };
+    let ifindex = link::ifindex_by_name(&ifname).map_err(if_err)?;
+    let family = match inst.family {
+        model::Family::Inet => Family::V4,
+        model::Family::Inet6 => Family::V6,
+    };
+    let version = if inst.version == 2 {
+        Version::V2
+    } else {
+        Version::V3
+    };
+    let unicast = !inst.unicast_peer.is_empty();
+    let source = match inst.unicast_src_ip.or(inst.mcast_src_ip) {
+        Some(a) => a,
+        None => {
+            let addrs = link::interface_addrs(ifindex).await.map_err(if_err)?;
+            match family {
+                Family::V4 => link::primary_ipv4(&addrs).map(IpAddr::V4),
+                Family::V6 => link::ipv6_link_local(&addrs).map(IpAddr::V6),
+            }
+            .ok_or_else(|| PlanError::NoSource {
+                instance: inst.name.clone(),
+                ifname: ifname.clone(),
+                family: family_name(family),
+            })?
+        }
+    };
+    let vips = inst
+        .virtual_ipaddress
+        .iter()
+        .map(|v| vip_of(v, ifindex, &inst.name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let excluded = inst
+        .virtual_ipaddress_excluded
+        .iter()
+        .map(|v| vip_of(v, ifindex, &inst.name))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut router = RouterConfig::new(
+        inst.name.clone(),
+        inst.virtual_router_id,
+        version,
+        inst.priority,
+        source,
+        vips.iter().map(|v| v.addr).collect(),
+    );
+    router.family = family;
+    router.advert_int_cs = inst.advert_int_centis;
+    router.initial_state = match inst.state {
+        model::State::Master => InitialState::Master,
+        model::State::Backup => InitialState::Backup,
+    };
+    router.nopreempt = inst.nopreempt;
+    router.preempt_delay_ns = duration_ns(inst.preempt_delay);
+    router.accept = inst.accept;
+    router.lower_prio_no_advert = inst.lower_prio_no_advert;
+    router.higher_prio_send_advert = inst.higher_prio_send_advert;
+    router.down_timer_adverts = inst.down_timer_adverts;
+    router.auth = match &inst.authentication {
+        Some(a) if version == Version::V2 => match a.auth_type {
+            model::AuthType::Pass => Auth::pass(a.auth_pass.as_deref().unwrap_or("")),
+            model::AuthType::Ah => Auth::Ah([0; 8]),
+        },
+        _ => Auth::None,
+    };
+    router.strict = inst.strict_mode;
+    router.garp = if g.vrrp_min_garp {
+        GarpConfig::min_garp()
+    } else {
+        GarpConfig {
+            master_delay_ns: duration_ns(inst.garp_master_delay),
+            master_repeat: inst.garp_master_repeat,
+            master_refresh_ns: duration_ns(inst.garp_master_refresh),
+            master_refresh_repeat: inst.garp_master_refresh_repeat,
+            lower_prio_delay_ns: duration_ns(inst.garp_lower_prio_delay),
+            lower_prio_repeat: inst.garp_lower_prio_repeat,
+            interval_ns: duration_ns(g.vrrp_garp_interval),
+            na_interval_ns: duration_ns(g.vrrp_gna_interval),
+        }
+    };
+    router.skip_check_adv_addr = inst.skip_check_adv_addr;
+    router.check_unicast_src = inst.check_unicast_src;
+    router.unicast_peers = inst.unicast_peer.iter().map(|p| p.address).collect();
+    router.check_ttl = !unicast;
+
+    let mut names = Vec::new();
+    let mut trackers = Vec::new();
+    let binary = |id: TrackerId, weight: i32, reverse: bool, initial: TrackState| TrackerConfig {
+        id,
+        kind: TrackerKind::Binary,
+        weight,
+        reverse,
+        initial,
+    };
+    // The instance's own interface puts it in FAULT when down, unless
+    // `dont_track_primary`.
+    let mut tracked_ifaces: Vec<(String, i32, bool)> = Vec::new();
+    if !inst.dont_track_primary {
+        tracked_ifaces.push((ifname.clone(), 0, false));
+    }
+    let group = config
+        .vrrp_sync_group
+        .iter()
+        .find(|sg| sg.group.iter().any(|m| m == &inst.name));
+    let group_ifaces = group.map(|sg| sg.track_interface.as_slice()).unwrap_or(&[]);
+    for t in inst.track_interface.iter().chain(group_ifaces) {
+        tracked_ifaces.push((t.name.clone(), t.weight, t.weight_reverse));
+    }
+    for (name, weight, reverse) in tracked_ifaces {
+        let Ok(idx) = link::ifindex_by_name(&name) else {
+            // keepalived: a tracked interface that does not exist is down.
+            let id = ids.id(&format!("iface-missing:{name}"));
+            trackers.push(binary(id, weight, reverse, TrackState::Down));
+            names.push((id, name, "interface"));
+            continue;
+        };
+        let id = ids.id(&format!("iface:{idx}"));
+        interfaces.insert(id.0, idx);
+        let up = link::link_state(idx).await.map(|l| l.up).unwrap_or(false);
+        trackers.push(binary(
+            id,
+            weight,
+            reverse,
+            if up { TrackState::Up } else { TrackState::Down },
+        ));
+        names.push((id, name, "interface"));
+    }
+    let group_scripts = group.map(|sg| sg.track_script.as_slice()).unwrap_or(&[]);
+    for r in inst.track_script.iter().chain(group_scripts) {
+        if let Some((sp, checked)) = scripts.iter().find(|(s, _)| s.name == r.name) {
+            let init = crate::tracker::script::RiseFall::new(sp.rise, sp.fall, sp.init_fail)
+                .initial_state();
+            let initial = match init {
+                Some(crate::tracker::TrackerState::Fail) => TrackState::Down,
+                _ => TrackState::Up,
+            };
+            let _ = checked;
+            trackers.push(binary(sp.id, r.weight, r.weight_reverse, initial));
+            names.push((sp.id, r.name.clone(), "script"));
+        }
+    }
+    let group_files = group.map(|sg| sg.track_file.as_slice()).unwrap_or(&[]);
+    for r in inst.track_file.iter().chain(group_files) {
+        if let Some(fp) = files.iter().find(|f| f.name == r.name) {
+            trackers.push(TrackerConfig {
+                id: fp.id,
+                kind: TrackerKind::Value,
+                weight: r.weight,
+                reverse: r.weight_reverse,
+                initial: TrackState::Value(0),
+            });
+            names.push((fp.id, r.name.clone(), "file"));
+        }
+    }
+    let group_procs = group.map(|sg| sg.track_process.as_slice()).unwrap_or(&[]);
+    for r in inst.track_process.iter().chain(group_procs) {
+        if let Some(pp) = processes.iter().find(|p| p.name == r.name) {
+            trackers.push(binary(pp.id, r.weight, r.weight_reverse, TrackState::Up));
+            names.push((pp.id, r.name.clone(), "process"));
+        }
+    }
+    router.trackers = trackers;
+
+    let (key_family, group_addr) = match family {
+        Family::V4 => (FAMILY_IPV4, IpAddr::V4(g.vrrp_mcast_group4)),
+        Family::V6 => (FAMILY_IPV6, IpAddr::V6(g.vrrp_mcast_group6)),
+    };
+    let mut vcfg = VridConfig {
+        flags: if unicast { 0 } else { VRID_FLAG_CHECK_TTL },
+        auth_type: router.auth.type_code(),
+        v2_interval_s: 0,
+        _pad: [0; 5],
+        auth_data: router.auth.data(),
+    };
+    if version == Version::V2 {
+        vcfg.v2_interval_s = u8::try_from(inst.advert_int_centis / 100).unwrap_or(0);
+    }
+    let notify = checker.notify_set(
+        &format!("vrrp_instance {}", inst.name),
+        [
+            &inst.notify_master,
+            &inst.notify_backup,
+            &inst.notify_fault,
+            &inst.notify_stop,
+            &inst.notify,
+        ],
+    )?;
+    Ok(InstancePlan {
+        name: inst.name.clone(),
+        ifname: ifname.clone(),
+        ifindex,
+        vrid: VridSpec {
+            ifname,
+            key: VridKey::new(ifindex, key_family, inst.virtual_router_id),
+            cfg: vcfg,
+            group: group_addr,
+        },
+        dest: if unicast {
+            AdvertDest::Unicast(router.unicast_peers.clone())
+        } else {
+            AdvertDest::Multicast(group_addr)
+        },
+        checksum: if g.v3_checksum_as_v2 {
+            V3Ipv4Checksum::Plain
+        } else {
+            V3Ipv4Checksum::PseudoHeader
+        },
+        router,
+        vips,
+        excluded,
+        source,
+        notify,
+        sync_group: inst.sync_group.clone(),
+        tracker_names: names,
+    })
+}
