@@ -65,6 +65,9 @@ pub struct ProbeLog {
     pub interval: Duration,
     pub sent: Vec<(u64, Stamp)>,
     pub replies: Vec<Reply>,
+    /// Probes the kernel refused to send (e.g. neighbour unresolved).
+    pub send_errors: u64,
+    pub last_send_error: Option<String>,
 }
 
 impl ProbeLog {
@@ -251,6 +254,37 @@ impl Prober {
                 }
             }
         }
+    }
+
+    /// Whether the probing thread still runs.
+    pub fn is_running(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
+    /// A line on the prober's health, for failure messages.
+    pub fn health(&self, from_rt: u64, to_rt: u64) -> String {
+        let l = self.log.lock().unwrap();
+        let in_window = l
+            .sent
+            .iter()
+            .filter(|(_, at)| at.rt_ns >= from_rt && at.rt_ns <= to_rt)
+            .count();
+        format!(
+            "prober {}: {} probes sent ({} in the window), {} replies, {} send errors{}",
+            if self.is_running() {
+                "running"
+            } else {
+                "stopped"
+            },
+            l.sent.len(),
+            in_window,
+            l.replies.len(),
+            l.send_errors,
+            l.last_send_error
+                .as_ref()
+                .map(|e| format!(" (last: {e})"))
+                .unwrap_or_default()
+        )
     }
 
     /// What was seen so far (the prober keeps running).
@@ -444,8 +478,14 @@ fn probe_loop(
             };
             // A send can fail while the neighbour is unresolved (EAGAIN,
             // EHOSTUNREACH): that probe simply gets no reply.
-            let _ = rc;
-            log.lock().unwrap().sent.push((seq, at));
+            {
+                let mut l = log.lock().unwrap();
+                if rc < 0 {
+                    l.send_errors += 1;
+                    l.last_send_error = Some(std::io::Error::last_os_error().to_string());
+                }
+                l.sent.push((seq, at));
+            }
             seq += 1;
             next += cfg.interval;
             if next + cfg.interval * 20 < now {

@@ -145,6 +145,11 @@ pub enum LinkSide {
     Switch,
 }
 
+/// FIFO words that report an event, not a state: keepalived writes
+/// `MASTER_RX_LOWER_PRI` whenever a master receives a lower-priority advert,
+/// and the `*_PRIORITY` ones with `vrrp_notify_priority_changes`.
+pub const FIFO_EVENTS: &[&str] = &["MASTER_RX_LOWER_PRI", "MASTER_PRIORITY", "BACKUP_PRIORITY"];
+
 /// A line the daemon wrote to the notify FIFO.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FifoLine {
@@ -803,12 +808,17 @@ impl RouterNode {
         }
     }
 
-    /// The state of `instance` according to the notify FIFO.
+    /// The state of `instance` according to the notify FIFO (its last
+    /// state line; event lines are not states).
     pub fn fifo_state(&self, instance: &str) -> Option<String> {
         self.fifo_lines()
             .into_iter()
             .rev()
-            .find(|l| l.subject == "INSTANCE" && l.name == instance)
+            .find(|l| {
+                l.subject == "INSTANCE"
+                    && l.name == instance
+                    && !FIFO_EVENTS.contains(&l.state.as_str())
+            })
             .map(|l| l.state)
     }
 

@@ -409,7 +409,7 @@ impl Cluster {
         }
         bail!(
             "the client's pings to {} from +{:.1} ms to +{:.1} ms should all be answered by \
-             {master} ({mac}); answered by: {}",
+             {master} ({mac}); answered by: {} ({})",
             self.vip,
             self.lab.rel_ms(from_rt),
             self.lab.rel_ms(to_rt),
@@ -417,7 +417,11 @@ impl Cluster {
                 "nobody".to_string()
             } else {
                 ProbeLog::describe_runs(&runs, self.lab.origin.rt_ns)
-            }
+            },
+            self.prober
+                .as_ref()
+                .map(|p| p.health(from_rt, to_rt))
+                .unwrap_or_default()
         )
     }
 

@@ -141,20 +141,33 @@ impl VrrpLab {
     }
 }
 
-/// Directories of failed labs are kept for reading; a day later they go.
+/// Directories of failed labs are kept for reading; a day later they go,
+/// but never one whose lab process (the pid in `xvt<pid>-…`) still runs:
+/// other worktrees' labs share this root.
 fn remove_old_lab_dirs() {
     let Ok(rd) = std::fs::read_dir(LAB_ROOT) else {
         return;
     };
     let day = std::time::Duration::from_secs(24 * 3600);
     for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("xvt")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
         let old = e
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > day);
-        if old && e.file_name().to_string_lossy().starts_with("xvt") {
+        if old {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }

@@ -1,24 +1,48 @@
 //! Sync groups and notifications (issue #5), with the real xvrrpd
 //! (`XVRRPD_LAB_DAEMON=keepalived`: the same scenarios with keepalived).
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use xvrrpd_tests::{
     analysis::{adverts, check_sole_advertiser},
     clock::Stamp,
-    kconf::{Instance, Notify, SyncGroup, TrackScript, VrrpScript},
-    router::{LinkSide, NotifyCall, RouterNode},
+    craft::vrrp_v3_ipv4_frame,
+    frame_injector,
+    kconf::{Instance, Notify, RouterConfig, SyncGroup, TrackScript, VrrpScript},
+    pcap::{ChecksumKind, Mac},
+    router::{FIFO_EVENTS, LinkSide, NotifyCall, RouterNode},
     scenario::Cluster,
-    vrrp_lab::{OrFail, scenario_daemon, xvrrpd_only},
+    vrrp_lab::{OrFail, VrrpLab, scenario_daemon, xvrrpd_only},
 };
 
-/// The instance states a router reported on its FIFO, with priorities.
+/// The states a router reported on its FIFO, with priorities (event lines
+/// left out).
 fn fifo_states(r: &RouterNode, subject: &str, name: &str) -> Vec<(String, Option<u32>)> {
     r.fifo_lines()
         .into_iter()
         .filter(|l| l.subject == subject && l.name == name)
+        .filter(|l| !FIFO_EVENTS.contains(&l.state.as_str()))
         .map(|l| (l.state, l.priority))
         .collect()
+}
+
+/// Event lines carry the router's own effective priority, as keepalived's
+/// `send_event_notify()` writes them.
+fn check_fifo_events(r: &RouterNode, name: &str, own_priority: u32) {
+    for l in r.fifo_lines().iter().filter(|l| l.name == name) {
+        if FIFO_EVENTS.contains(&l.state.as_str()) {
+            assert_eq!(
+                l.priority,
+                Some(own_priority),
+                "{}: FIFO event line {:?} should carry the router's own priority, as keepalived's",
+                r.name,
+                l.raw
+            );
+        }
+    }
 }
 
 /// Checks the notify calls of one router against the transitions it went
@@ -135,9 +159,62 @@ fn notify_scripts_and_fifo_in_order() {
             want,
             "{name}: the notify FIFO's lines"
         );
+        check_fifo_events(r, "VI_1", prio);
         check_notify_calls(r, states, prio, strict);
     }
     c.finish().or_fail();
+}
+
+/// A master that receives a lower-priority advert writes the event
+/// `INSTANCE "VI_1" MASTER_RX_LOWER_PRI <its own priority>` on the FIFO
+/// (keepalived's `send_event_notify()`), and stays master.
+#[test]
+fn master_receiving_a_lower_priority_advert_reports_it_on_the_fifo() {
+    let d = scenario_daemon();
+    let mut lab = VrrpLab::new("rx-lower-pri").or_fail();
+    let mut r1 = lab.add_router("r1", d, &["192.0.2.11/24"]).or_fail();
+    let fake = lab.add_client("fake", &["192.0.2.99/24"]).or_fail();
+    r1.write_config(&RouterConfig::single(
+        Instance::new("VI_1", 51, &["192.0.2.100/24"]).with_priority(150),
+    ))
+    .or_fail();
+    r1.start().or_fail();
+    r1.wait_state("VI_1", "MASTER", Duration::from_secs(5))
+        .or_fail();
+    let inj = frame_injector(&fake, "eth0").or_fail();
+    let frame = vrrp_v3_ipv4_frame(
+        Mac([2, 0, 0, 0, 0, 0x63]),
+        Ipv4Addr::new(192, 0, 2, 99),
+        51,
+        50,
+        1,
+        &[Ipv4Addr::new(192, 0, 2, 100)],
+        ChecksumKind::PseudoHeader,
+    );
+    inj.send(&frame).or_fail();
+    let seen = xvrrpd_tests::wait_until(Duration::from_secs(1), Duration::from_millis(5), || {
+        r1.fifo_lines()
+            .iter()
+            .any(|l| l.state == "MASTER_RX_LOWER_PRI")
+    });
+    assert!(
+        seen,
+        "r1 wrote no MASTER_RX_LOWER_PRI line after a priority-50 advert; FIFO: {:?}",
+        r1.fifo_lines()
+            .iter()
+            .map(|l| l.raw.clone())
+            .collect::<Vec<_>>()
+    );
+    check_fifo_events(&r1, "VI_1", 150);
+    assert_eq!(
+        r1.fifo_state("VI_1").as_deref(),
+        Some("MASTER"),
+        "r1 left MASTER"
+    );
+    assert!(
+        r1.has_vip("192.0.2.100".parse().unwrap()),
+        "r1 dropped the VIP"
+    );
 }
 
 #[test]
