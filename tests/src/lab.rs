@@ -275,6 +275,26 @@ impl Host {
             .map_err(|_| anyhow::anyhow!("thread inside the namespace panicked"))?
     }
 
+    /// Runs the future `f` builds on a current-thread tokio runtime inside
+    /// this namespace, bounded to 60 s.
+    pub fn block_on_in<T, F>(&self, f: impl FnOnce() -> F + Send + 'static) -> Result<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T>>,
+    {
+        self.run_in(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("building a tokio runtime")?;
+            rt.block_on(async move {
+                tokio::time::timeout(Duration::from_secs(60), f())
+                    .await
+                    .context("the test body took over 60 s")?
+            })
+        })
+    }
+
     /// Like [`run_in`](Self::run_in) but returns at once with the join handle.
     pub fn spawn_in<T: Send + 'static>(
         &self,

@@ -2,7 +2,6 @@
 //! cleanup after a "kill -9", and the cost of adding 100 VIPs.
 
 use std::{
-    future::Future,
     net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
@@ -13,26 +12,6 @@ use xvrrpd::net::addr::{
     XVRRPD_IFA_PROTO, ipv4_broadcast,
 };
 use xvrrpd_tests::{Host, Lab};
-
-/// Runs `f` on a current-thread runtime inside `host`'s namespace, bounded
-/// in time.
-fn block_on_in<T, F>(host: &Host, f: impl FnOnce() -> F + Send + 'static) -> Result<T>
-where
-    T: Send + 'static,
-    F: Future<Output = Result<T>>,
-{
-    host.run_in(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("building a tokio runtime")?;
-        rt.block_on(async move {
-            tokio::time::timeout(Duration::from_secs(60), f())
-                .await
-                .context("the test body took over 60 s")?
-        })
-    })
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test literal is an address")
@@ -74,7 +53,7 @@ fn vips_with_every_attribute_are_added_marked_and_removed() -> Result<()> {
     v6.flags.noprefixroute = true;
     let vips = vec![v4.clone(), v4link.clone(), v6.clone()];
 
-    let (added, again, marked) = block_on_in(&a, {
+    let (added, again, marked) = a.block_on_in({
         let vips = vips.clone();
         move || async move {
             let m = VipManager::with_marker_mode(MarkerMode::IfaProto)?;
@@ -139,7 +118,7 @@ fn vips_with_every_attribute_are_added_marked_and_removed() -> Result<()> {
     // The host's own addresses are not marked.
     ensure!(!marked.iter().any(|m| m.addr == ip("192.0.2.11")));
 
-    let (removed, gone) = block_on_in(&a, {
+    let (removed, gone) = a.block_on_in({
         let vips = vips.clone();
         move || async move {
             let m = VipManager::new()?;
@@ -176,7 +155,7 @@ fn vips_with_every_attribute_are_added_marked_and_removed() -> Result<()> {
 fn errors_name_the_address_and_the_cause() -> Result<()> {
     let mut lab = Lab::new()?;
     let a = lab.add_host("a", &["192.0.2.11/24"])?;
-    let (missing_link, invalid) = block_on_in(&a, || async {
+    let (missing_link, invalid) = a.block_on_in(|| async {
         let m = VipManager::new()?;
         let missing_link = m.add_vip(&Vip::host(999_999, ip("192.0.2.200"))).await;
         let mut bad = Vip::host(1, ip("2001:db8::1"));
@@ -220,7 +199,7 @@ fn stale_cleanup_removes_only_marked_addresses() -> Result<()> {
         Vip::host(ifindex, ip("192.0.2.61")),
         Vip::new(ifindex, ip("2001:db8::60"), 64),
     ];
-    block_on_in(&a, {
+    a.block_on_in({
         let vips = left_behind.clone();
         move || async move {
             let m = VipManager::new()?;
@@ -233,7 +212,7 @@ fn stale_cleanup_removes_only_marked_addresses() -> Result<()> {
 
     // The next start keeps 192.0.2.61 (still configured) and removes the rest.
     let keep = left_behind[1].key();
-    let report = block_on_in(&a, move || async move {
+    let report = a.block_on_in(move || async move {
         let m = VipManager::new()?;
         Ok(m.remove_stale_marked(&[keep]).await?)
     })?;
@@ -270,7 +249,7 @@ fn lifetime_fallback_marks_and_cleans_up() -> Result<()> {
     let mut v4 = Vip::host(ifindex, ip("192.0.2.70"));
     v4.preferred_lft = Some(0);
     let vips = vec![v4, Vip::new(ifindex, ip("2001:db8::70"), 64)];
-    let marked = block_on_in(&a, {
+    let marked = a.block_on_in({
         let vips = vips.clone();
         move || async move {
             let m = VipManager::with_marker_mode(MarkerMode::Lifetime)?;
@@ -295,9 +274,8 @@ fn lifetime_fallback_marks_and_cleans_up() -> Result<()> {
     let b = addr_block(&text, "192.0.2.70").context(format!("missing:\n{text}"))?;
     ensure!(b.contains("preferred_lft 0sec"), "preferred_lft lost:\n{b}");
 
-    let report = block_on_in(&a, || async {
-        Ok(VipManager::new()?.remove_stale_marked(&[]).await?)
-    })?;
+    let report =
+        a.block_on_in(|| async { Ok(VipManager::new()?.remove_stale_marked(&[]).await?) })?;
     ensure!(
         report.removed.len() == 2 && report.failed.is_empty(),
         "{report:?}"
@@ -319,7 +297,7 @@ fn hundred_vips_are_added_in_one_pipelined_batch() -> Result<()> {
         .map(|i| Vip::host(ifindex, ip(&format!("2001:db8:1::{i:x}"))))
         .collect();
 
-    let timings = block_on_in(&a, move || async move {
+    let timings = a.block_on_in(move || async move {
         let m = VipManager::new()?;
         let mut timings = Vec::new();
         for (family, vips) in [("IPv4", &v4), ("IPv6", &v6)] {

@@ -3,7 +3,6 @@
 //! decode; the sending socket joins the group and queues nothing.
 
 use std::{
-    future::Future,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::mpsc,
     time::Duration,
@@ -15,27 +14,9 @@ use xvrrpd::{
     packet::{Advert, Auth, V3Ipv4Checksum, Version, decode, encode},
 };
 use xvrrpd_common::ChecksumForm;
-use xvrrpd_tests::{Host, Lab};
+use xvrrpd_tests::Lab;
 
 const A_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 1);
-
-fn block_on_in<T, F>(host: &Host, f: impl FnOnce() -> F + Send + 'static) -> Result<T>
-where
-    T: Send + 'static,
-    F: Future<Output = Result<T>>,
-{
-    host.run_in(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("building a tokio runtime")?;
-        rt.block_on(async move {
-            tokio::time::timeout(Duration::from_secs(60), f())
-                .await
-                .context("the test body took over 60 s")?
-        })
-    })
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test literal is an address")
@@ -141,7 +122,7 @@ fn multicast_adverts_arrive_with_ttl_255_and_decode() -> Result<()> {
     let v3 = advert(Version::V3, 8, &["192.0.2.102"]);
     let v6 = advert(Version::V3, 9, &["fe80::9", "2001:db8::109"]);
     let capture = b.capture(Duration::from_secs(5), 3, is_vrrp)?;
-    block_on_in(&a, {
+    a.block_on_in({
         let (v2, v3, v6) = (v2.clone(), v3.clone(), v6.clone());
         move || async move {
             let s4 = AdvertSender::open(ifindex, ip("192.0.2.11"), AdvertDest::vrrp_group(false))?;
@@ -184,7 +165,7 @@ fn unicast_adverts_reach_every_peer_with_its_own_checksum() -> Result<()> {
     // Unicast frames go to each peer's MAC: b and c each catch their own.
     let cap_b = b.capture(Duration::from_secs(5), 3, is_vrrp)?;
     let cap_c = c.capture(Duration::from_secs(5), 3, is_vrrp)?;
-    block_on_in(&a, {
+    a.block_on_in({
         let (v3, plain, v6) = (v3.clone(), plain.clone(), v6.clone());
         move || async move {
             let s4 = AdvertSender::open(
@@ -247,7 +228,7 @@ fn misencoded_adverts_and_missing_sources_are_refused() -> Result<()> {
     let mut lab = Lab::new()?;
     let a = lab.add_host("a", &["192.0.2.11/24", "2001:db8::11/64"])?;
     let ifindex = a.ifindex()?;
-    let (bad_sum, not_local) = block_on_in(&a, move || async move {
+    let (bad_sum, not_local) = a.block_on_in(move || async move {
         let s = AdvertSender::open(ifindex, ip("192.0.2.11"), AdvertDest::vrrp_group(false))?;
         // Encoded for another source: the pseudo-header does not match.
         let adv = advert(Version::V3, 1, &["192.0.2.100"]);
@@ -321,7 +302,7 @@ fn the_sender_joins_the_groups_and_queues_nothing() -> Result<()> {
         .context("a's senders did not open")?;
     let maddr = String::from_utf8_lossy(&a.exec(&["ip", "maddr", "show", "dev", "eth0"])?.stdout)
         .into_owned();
-    let sent = block_on_in(&b, move || async move {
+    let sent = b.block_on_in(move || async move {
         let s = AdvertSender::open(b_ifindex, ip("192.0.2.12"), AdvertDest::vrrp_group(false))?;
         let msg = encode(
             &advert(Version::V3, 5, &["192.0.2.105"]),

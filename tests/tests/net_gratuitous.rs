@@ -2,35 +2,16 @@
 //! byte for byte, and its neighbour table follows them.
 
 use std::{
-    future::Future,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use xvrrpd::net::gratuitous::{GratuitousSender, garp_frame, unsolicited_na_frame};
 use xvrrpd_tests::{Host, Lab, wait_until};
 
 const A_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const FAKE_MAC: &str = "02:00:00:00:00:99";
-
-fn block_on_in<T, F>(host: &Host, f: impl FnOnce() -> F + Send + 'static) -> Result<T>
-where
-    T: Send + 'static,
-    F: Future<Output = Result<T>>,
-{
-    host.run_in(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("building a tokio runtime")?;
-        rt.block_on(async move {
-            tokio::time::timeout(Duration::from_secs(60), f())
-                .await
-                .context("the test body took over 60 s")?
-        })
-    })
-}
 
 /// Frames from host a: ARP, or ICMPv6 neighbour advertisements.
 fn from_a_arp_or_na(f: &[u8]) -> bool {
@@ -111,7 +92,7 @@ fn garp_and_na_arrive_byte_exact_and_update_neighbours() -> Result<()> {
 
     let capture = b.capture(Duration::from_secs(5), 3, from_a_arp_or_na)?;
     let addrs = vec![IpAddr::V4(vip4), IpAddr::V4(vip4_new), IpAddr::V6(vip6)];
-    let sent = block_on_in(&a, move || async move {
+    let sent = a.block_on_in(move || async move {
         let s = GratuitousSender::new(ifindex)?;
         ensure!(s.mac()? == A_MAC, "sender read MAC {:?}", s.mac()?);
         Ok(s.send_for(&addrs).await?)
@@ -170,7 +151,7 @@ fn na_from_a_forwarding_interface_carries_the_router_flag() -> Result<()> {
     ])?;
     let vip6: Ipv6Addr = "2001:db8::1".parse()?;
     let capture = b.capture(Duration::from_secs(5), 1, from_a_arp_or_na)?;
-    block_on_in(&a, move || async move {
+    a.block_on_in(move || async move {
         Ok(GratuitousSender::new(ifindex)?
             .send_for(&[IpAddr::V6(vip6)])
             .await?)
@@ -197,7 +178,7 @@ fn spacing_is_kept_and_mac_changes_are_followed() -> Result<()> {
         f.len() >= 14 && f[6..12] == new_mac && f[12..14] == [0x08, 0x06]
     })?;
     let a2 = a.clone();
-    let elapsed = block_on_in(&a, move || async move {
+    let elapsed = a.block_on_in(move || async move {
         let s = GratuitousSender::new(ifindex)?;
         // The MAC changes after the sender exists (a bond failing over).
         a2.exec(&["ip", "link", "set", "eth0", "address", "02:00:00:00:00:42"])?;

@@ -2,7 +2,6 @@
 //! of a veth, address changes, link removal, and the source look-ups.
 
 use std::{
-    future::Future,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::mpsc,
     time::{Duration, Instant},
@@ -19,24 +18,6 @@ use xvrrpd::net::{
 use xvrrpd_tests::{Host, Lab};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn block_on_in<T, F>(host: &Host, f: impl FnOnce() -> F + Send + 'static) -> Result<T>
-where
-    T: Send + 'static,
-    F: Future<Output = Result<T>>,
-{
-    host.run_in(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("building a tokio runtime")?;
-        rt.block_on(async move {
-            tokio::time::timeout(Duration::from_secs(60), f())
-                .await
-                .context("the test body took over 60 s")?
-        })
-    })
-}
 
 /// A watcher running in `host`'s namespace on its own thread; events come
 /// out of the channel. It stops when the stop sender is dropped or after
@@ -188,7 +169,7 @@ fn lookups_find_names_and_advert_sources() -> Result<()> {
     let mut lab = Lab::new()?;
     let a = lab.add_host("a", &["192.0.2.11/24", "2001:db8::11/64"])?;
     let ifindex = a.ifindex()?;
-    let (by_name, by_index, missing, state, addrs) = block_on_in(&a, move || async move {
+    let (by_name, by_index, missing, state, addrs) = a.block_on_in(move || async move {
         // A VIP on a subnet of its own is an IPv4 primary too: it must not
         // become the advert source.
         let m = VipManager::new()?;
@@ -228,7 +209,7 @@ fn an_overrun_is_repaired_by_a_new_dump() -> Result<()> {
     let mut lab = Lab::new()?;
     let a = lab.add_host("a", &["192.0.2.11/24"])?;
     let ifindex = a.ifindex()?;
-    let (overruns, marked) = block_on_in(&a, move || async move {
+    let (overruns, marked) = a.block_on_in(move || async move {
         // The smallest buffer the kernel allows: 200 notifications cannot fit.
         let mut w = LinkWatcher::with_receive_buffer(Watch::LinksAndAddresses, 0)?;
         while w.next().await? != NetEvent::Synced {}

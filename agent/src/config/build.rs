@@ -928,6 +928,28 @@ impl<'a> Builder<'a> {
 
     // ---- vrrp_instance -------------------------------------------------
 
+    /// A `track_interface` block (instance or sync group); names that do not
+    /// exist on this host are warned about, as keepalived does.
+    fn track_interfaces(&mut self, n: &Node) -> Vec<TrackInterface> {
+        let mut out = Vec::new();
+        for r in self.track_lines(n, "track_interface", 253) {
+            if self.host.interface_exists(&r.name) == Some(false) {
+                self.d
+                    .warn(
+                        &r.loc,
+                        format!("interface {} for track_interface doesn't exist", r.name),
+                    )
+                    .hint("check the name with `ip link`");
+            }
+            out.push(TrackInterface {
+                name: r.name,
+                weight: r.weight.unwrap_or(0),
+                weight_reverse: r.reverse.unwrap_or(false),
+            });
+        }
+        out
+    }
+
     fn track_lines(&mut self, n: &Node, kind: &str, weight_range: i64) -> Vec<PendingRef> {
         let mut out = Vec::new();
         if !self.shape(n, Kw::Block) {
@@ -1420,25 +1442,8 @@ impl<'a> Builder<'a> {
                     }
                 }
                 "track_interface" => {
-                    let refs = self.track_lines(c, "track_interface", 253);
-                    for r in refs {
-                        if self.host.interface_exists(&r.name) == Some(false) {
-                            self.d
-                                .warn(
-                                    &r.loc,
-                                    format!(
-                                        "interface {} for track_interface doesn't exist",
-                                        r.name
-                                    ),
-                                )
-                                .hint("check the name with `ip link`");
-                        }
-                        v.track_interface.push(TrackInterface {
-                            name: r.name,
-                            weight: r.weight.unwrap_or(0),
-                            weight_reverse: r.reverse.unwrap_or(false),
-                        });
-                    }
+                    let tracked = self.track_interfaces(c);
+                    v.track_interface.extend(tracked);
                 }
                 "track_script" => m
                     .track_script
@@ -2013,24 +2018,8 @@ impl<'a> Builder<'a> {
                     }
                 }
                 "track_interface" => {
-                    for r in self.track_lines(c, "track_interface", 253) {
-                        if self.host.interface_exists(&r.name) == Some(false) {
-                            self.d
-                                .warn(
-                                    &r.loc,
-                                    format!(
-                                        "interface {} for track_interface doesn't exist",
-                                        r.name
-                                    ),
-                                )
-                                .hint("check the name with `ip link`");
-                        }
-                        g.track_interface.push(TrackInterface {
-                            name: r.name,
-                            weight: r.weight.unwrap_or(0),
-                            weight_reverse: r.reverse.unwrap_or(false),
-                        });
-                    }
+                    let tracked = self.track_interfaces(c);
+                    g.track_interface.extend(tracked);
                 }
                 "track_script" => m
                     .track_script
