@@ -60,7 +60,8 @@ struct Instance {
     plan: InstancePlan,
     unit: usize,
     member: usize,
-    sender: AdvertSender,
+    /// None while the interface has no usable source address.
+    sender: Option<AdvertSender>,
     counters: InstanceCounters,
     history: VecDeque<TransitionRecord>,
     /// Encoded advert for (priority, interval) — re-encoded only on change.
@@ -185,7 +186,8 @@ impl Daemon {
             }
             Some(why) => warn!("datapath: raw sockets ({why})"),
         }
-        let link = LinkWatcher::new(Watch::Links).context("watching links over netlink")?;
+        let link = LinkWatcher::new(Watch::LinksAndAddresses)
+            .context("watching links and addresses over netlink")?;
         let (tracker_tx, tracker_rx) = mpsc::channel(1024);
         let (control_tx, control_rx) = mpsc::channel(16);
         let control = socket::serve(&opts.control_socket, control_tx)?;
@@ -285,13 +287,10 @@ impl Daemon {
                 }
             };
             let old = carry.instances.remove(&ip.name);
-            let sender = match old {
-                Some(ref o) if o.sender.source() == ip.source && o.plan.dest == ip.dest => None,
-                _ => Some(
-                    AdvertSender::open(ip.ifindex, ip.source, ip.dest.clone())
-                        .with_context(|| format!("instance {}: advert socket", ip.name))?,
-                ),
-            };
+            let reuse = old.as_ref().is_some_and(|o| {
+                o.sender.as_ref().map(|s| s.source()) == Some(ip.source) && o.plan.dest == ip.dest
+            });
+            let sender = if reuse { None } else { Some(open_sender(ip)?) };
             if let std::collections::hash_map::Entry::Vacant(e) = self.garp.entry(ip.ifindex) {
                 match GratuitousSender::new(ip.ifindex) {
                     Ok(g) => {
@@ -312,13 +311,12 @@ impl Daemon {
             let (sender, counters, history, metrics) = match (old, sender) {
                 (Some(o), None) => (o.sender, o.counters, o.history, o.metrics),
                 (Some(o), Some(s)) => (s, o.counters, o.history, o.metrics),
-                (None, Some(s)) => (
-                    s,
+                (None, s) => (
+                    s.flatten(),
                     InstanceCounters::default(),
                     VecDeque::new(),
                     self.metrics.instance(labels),
                 ),
-                (None, None) => continue,
             };
             metrics.set_priorities(ip.router.priority, ip.router.priority);
             instances.push(Instance {
@@ -735,10 +733,13 @@ impl Daemon {
                     Auth::None
                 },
             };
+            let Some(sender) = &i.sender else {
+                return;
+            };
             match packet::encode(
                 &advert,
-                i.sender.source(),
-                i.sender.encode_destination(),
+                sender.source(),
+                sender.encode_destination(),
                 i.plan.checksum,
             ) {
                 Ok(bytes) => i.advert_cache = Some((key, bytes)),
@@ -748,8 +749,8 @@ impl Daemon {
                 }
             }
         }
-        if let Some((_, bytes)) = &i.advert_cache {
-            match i.sender.send(bytes) {
+        if let (Some((_, bytes)), Some(sender)) = (&i.advert_cache, &i.sender) {
+            match sender.send(bytes) {
                 Ok(_) => {
                     i.counters.adverts_sent += 1;
                     i.metrics.advert_sent();
@@ -928,11 +929,88 @@ impl Daemon {
         }
     }
 
+    /// An address came or went on `ifindex`: instances that take their
+    /// source from the interface follow it (FAULT while there is none).
+    async fn on_addresses(&mut self, ifindex: u32) {
+        let waiting: Vec<InstanceId> = (0..self.instances.len())
+            .filter(|&i| {
+                let p = &self.instances[i].plan;
+                p.ifindex == ifindex && p.source_tracker.is_some()
+            })
+            .collect();
+        for inst in waiting {
+            let (family, current, tracker) = {
+                let p = &self.instances[inst].plan;
+                (p.router.family, p.source, p.source_tracker)
+            };
+            let Some(tracker) = tracker else { continue };
+            let found = plan::auto_source(family, self.link.addrs(ifindex));
+            let now = monotonic_ns();
+            match found {
+                Some(src) if src != current || self.instances[inst].sender.is_none() => {
+                    let mut ip = self.instances[inst].plan.clone();
+                    ip.source = src;
+                    ip.router.primary_addr = src;
+                    // Not yet usable (e.g. still tentative): the next address
+                    // event tries again.
+                    let sender = match open_sender(&ip) {
+                        Ok(Some(s)) => s,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            debug!("{e:#}");
+                            continue;
+                        }
+                    };
+                    info!("{}: source address {src} on {}", ip.name, ip.ifname);
+                    let cfg = ip.router.clone();
+                    if let Some(i) = self.instances.get_mut(inst) {
+                        i.sender = Some(sender);
+                        i.plan = ip;
+                        i.advert_cache = None;
+                    }
+                    self.feed(inst, now, Input::Reload(Box::new(cfg))).await;
+                    self.feed(
+                        inst,
+                        now,
+                        Input::Track {
+                            id: tracker,
+                            state: TrackState::Up,
+                        },
+                    )
+                    .await;
+                }
+                None if self.instances[inst].sender.is_some() => {
+                    warn!(
+                        "{}: no source address left on {}",
+                        self.instances[inst].plan.name, self.instances[inst].plan.ifname
+                    );
+                    if let Some(i) = self.instances.get_mut(inst) {
+                        i.sender = None;
+                    }
+                    self.feed(
+                        inst,
+                        now,
+                        Input::Track {
+                            id: tracker,
+                            state: TrackState::Down,
+                        },
+                    )
+                    .await;
+                }
+                _ => {}
+            }
+        }
+    }
+
     async fn on_link(&mut self, ev: NetEvent) {
         let (ifindex, up) = match ev {
             NetEvent::Link(l) => (l.ifindex, l.up),
             NetEvent::LinkRemoved { ifindex, .. } => (ifindex, false),
-            _ => return,
+            NetEvent::Addr(a) | NetEvent::AddrRemoved(a) => {
+                self.on_addresses(a.ifindex).await;
+                return;
+            }
+            NetEvent::Synced => return,
         };
         let ids: Vec<u32> = self
             .plan
@@ -1439,6 +1517,25 @@ fn same_router_config(a: &crate::vrrp::RouterConfig, b: &crate::vrrp::RouterConf
         c
     };
     strip(a) == strip(b)
+}
+
+/// The advert socket of an instance; none while it has no source address.
+fn open_sender(ip: &InstancePlan) -> Result<Option<AdvertSender>> {
+    if ip.source.is_unspecified() {
+        warn!(
+            "{}: no {} address on {} yet: FAULT until one appears",
+            ip.name,
+            match ip.router.family {
+                crate::vrrp::Family::V4 => "IPv4",
+                crate::vrrp::Family::V6 => "IPv6 link-local",
+            },
+            ip.ifname
+        );
+        return Ok(None);
+    }
+    AdvertSender::open(ip.ifindex, ip.source, ip.dest.clone())
+        .map(Some)
+        .with_context(|| format!("instance {}: advert socket", ip.name))
 }
 
 fn instance_at(instances: &[Instance], unit: usize, member: usize) -> Option<InstanceId> {

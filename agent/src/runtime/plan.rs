@@ -45,14 +45,6 @@ pub enum PlanError {
     },
     #[error("instance {0} has no interface")]
     NoInterface(String),
-    #[error(
-        "instance {instance}: no {family} source address on {ifname} (configure one, or set unicast_src_ip / mcast_src_ip)"
-    )]
-    NoSource {
-        instance: String,
-        ifname: String,
-        family: &'static str,
-    },
     #[error("{what}: {message}")]
     Script { what: String, message: String },
 }
@@ -87,6 +79,9 @@ pub struct InstancePlan {
     pub sync_group: Option<String>,
     /// Tracked objects of this instance, with names for status.
     pub tracker_names: Vec<(TrackerId, String, &'static str)>,
+    /// Set when the source address is chosen from the interface: the
+    /// tracker that is down while the interface has none.
+    pub source_tracker: Option<TrackerId>,
 }
 
 impl InstancePlan {
@@ -454,21 +449,25 @@ async fn instance_plan(
         Version::V3
     };
     let unicast = !inst.unicast_peer.is_empty();
-    let source = match inst.unicast_src_ip.or(inst.mcast_src_ip) {
-        Some(a) => a,
+    // With no usable source address yet (interface still coming up, IPv6
+    // DAD running) the instance waits in FAULT, as keepalived does, instead
+    // of keeping the daemon from starting: a "source" tracker with weight 0
+    // holds it there until the address appears.
+    let configured_source = inst.unicast_src_ip.or(inst.mcast_src_ip);
+    let source = match configured_source {
+        Some(a) => Some(a),
         None => {
             let addrs = link::interface_addrs(ifindex).await.map_err(if_err)?;
-            match family {
-                Family::V4 => link::primary_ipv4(&addrs).map(IpAddr::V4),
-                Family::V6 => link::ipv6_link_local(&addrs).map(IpAddr::V6),
-            }
-            .ok_or_else(|| PlanError::NoSource {
-                instance: inst.name.clone(),
-                ifname: ifname.clone(),
-                family: family_name(family),
-            })?
+            auto_source(family, &addrs)
         }
     };
+    let source_tracker = configured_source
+        .is_none()
+        .then(|| ids.id(&format!("source:{ifindex}:{}", family_name(family))));
+    let source = source.unwrap_or(match family {
+        Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    });
     let vips = inst
         .virtual_ipaddress
         .iter()
@@ -569,6 +568,20 @@ async fn instance_plan(
         ));
         names.push((id, name, "interface"));
     }
+    if let Some(id) = source_tracker {
+        let up = !source.is_unspecified();
+        trackers.push(binary(
+            id,
+            0,
+            false,
+            if up { TrackState::Up } else { TrackState::Down },
+        ));
+        names.push((
+            id,
+            format!("{} address on {ifname}", family_name(family)),
+            "source",
+        ));
+    }
     let group_scripts = group.map(|sg| sg.track_script.as_slice()).unwrap_or(&[]);
     for r in inst.track_script.iter().chain(group_scripts) {
         if let Some((sp, checked)) = scripts.iter().find(|(s, _)| s.name == r.name) {
@@ -656,5 +669,15 @@ async fn instance_plan(
         notify,
         sync_group: inst.sync_group.clone(),
         tracker_names: names,
+        source_tracker,
     })
+}
+
+/// The advert source xvrrpd picks when none is configured: the interface's
+/// primary IPv4 address, or its IPv6 link-local address (RFC 9568 §5.1.2.1).
+pub fn auto_source(family: Family, addrs: &[crate::net::addr::AddrInfo]) -> Option<IpAddr> {
+    match family {
+        Family::V4 => link::primary_ipv4(addrs).map(IpAddr::V4),
+        Family::V6 => link::ipv6_link_local(addrs).map(IpAddr::V6),
+    }
 }
