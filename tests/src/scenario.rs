@@ -722,7 +722,8 @@ impl Cluster {
 /// Checks only xvrrpd promises (its status report, its VIP marker).
 impl Cluster {
     /// `xvrrpd status --json` agrees with what the lab sees: the eBPF
-    /// datapath is in use, `master` is MASTER at its priority, every other
+    /// datapath is in use (the raw-socket one if the router was started
+    /// with `--no-ebpf`), `master` is MASTER at its priority, every other
     /// running xvrrpd router is BACKUP and names `master` as the master.
     pub fn check_xvrrpd_status(&mut self, master: &str) -> Result<()> {
         let v6 = self.vip.is_ipv6();
@@ -735,7 +736,15 @@ impl Cluster {
                 continue;
             }
             let rep = r.status()?;
-            if rep.daemon.datapath != "ebpf" {
+            if r.extra_args.iter().any(|a| a == "--no-ebpf") {
+                if rep.daemon.datapath != "raw-socket" {
+                    bail!(
+                        "{}: started with --no-ebpf but runs on the {} datapath",
+                        r.name,
+                        rep.daemon.datapath
+                    );
+                }
+            } else if rep.daemon.datapath != "ebpf" {
                 bail!(
                     "{}: xvrrpd runs on the {} datapath ({}); the lab expects the eBPF one: \
                      build the binary with its eBPF object (without XVRRPD_EBPF=skip)",
