@@ -29,10 +29,12 @@
 //!   hosts and from the client; [`scenario::interop_cycle`] for issue #6;
 //! * [`craft`]: hand-made adverts to probe a daemon with.
 //!
-//! `XVRRPD_LAB_DAEMON=keepalived` runs the xvrrpd scenarios with keepalived
-//! (to check the scenarios themselves); `XVRRPD_BIN` picks the xvrrpd
-//! binary (default `target/debug/xvrrpd`, built by `cargo xtask test`
-//! before these tests run).
+//! Switches: `XVRRPD_LAB_DAEMON=keepalived` runs the xvrrpd scenarios with
+//! keepalived (to check the scenarios themselves); `XVRRPD_BIN` picks the
+//! xvrrpd binary (default `target/debug/xvrrpd`, built by `cargo xtask
+//! test` before these tests run); `XVRRPD_LAB_XVRRPD_ARGS` adds arguments
+//! to every lab xvrrpd (e.g. `--no-ebpf`); `XVRRPD_LAB_KEEP` keeps a
+//! passing lab's files. Figures are printed: run with `--nocapture`.
 
 pub mod addr_watch;
 pub mod analysis;

@@ -298,7 +298,8 @@ pub struct RouterNode {
     pub control_socket: PathBuf,
     pub fifo_path: PathBuf,
     pub notify_log: PathBuf,
-    /// Extra arguments for the daemon (e.g. `--no-ebpf`).
+    /// Extra arguments for the daemon (e.g. `--no-ebpf`); xvrrpd routers
+    /// start with those in `XVRRPD_LAB_XVRRPD_ARGS` (space-separated).
     pub extra_args: Vec<String>,
     /// Run the daemon under SCHED_FIFO priority [`DAEMON_RT_PRIORITY`]
     /// (`chrt -f`), the default: see [`RouterNode::start`].
@@ -344,7 +345,12 @@ impl RouterNode {
             control_socket: dir.join("control.sock"),
             notify_log: dir.join("notify.log"),
             fifo_path,
-            extra_args: Vec::new(),
+            extra_args: match daemon {
+                Daemon::Xvrrpd => std::env::var("XVRRPD_LAB_XVRRPD_ARGS")
+                    .map(|a| a.split_whitespace().map(String::from).collect())
+                    .unwrap_or_default(),
+                Daemon::Keepalived => Vec::new(),
+            },
             realtime: true,
             switch_ns,
             switch_port,

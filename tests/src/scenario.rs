@@ -38,6 +38,12 @@ use crate::{
 /// busy host that can be a few milliseconds after the kernel made them.
 pub const WATCH_SLACK: Duration = Duration::from_millis(5);
 
+/// How long after its first advert a new master's IPv6 VIP may take to
+/// show. The kernel keeps a new IPv6 address tentative, and announces it,
+/// only once its addrconf workqueue (an ordinary kworker) has run, even
+/// with DAD off: on a host whose cores are busy that takes tens of ms.
+pub const IPV6_ADDR_ALLOWANCE: Duration = Duration::from_millis(100);
+
 /// One router of a [`Cluster`]: name, daemon, priority.
 pub type RouterSpec<'a> = (&'a str, Daemon, u8);
 
@@ -78,6 +84,8 @@ pub struct Failover {
     /// When the kill -9'd router's leftover VIP went, after its restart
     /// (ns after the start).
     pub leftover_removed_ns: Option<u64>,
+    /// When the VIP showed on the new master's host, after its first advert.
+    pub vip_lag_ns: Option<i128>,
 }
 
 impl Failover {
@@ -120,6 +128,9 @@ impl Failover {
                 at(&o.before),
                 at(&o.after)
             ));
+        }
+        if let Some(l) = self.vip_lag_ns {
+            s.push_str(&format!(", VIP seen {} after the first advert", ms(l)));
         }
         if let Some(l) = self.leftover_removed_ns {
             s.push_str(&format!(
@@ -351,6 +362,19 @@ impl Cluster {
     /// No router but `master` (and those in `dead`) holds the VIP at any
     /// instant of `[from, to]` (CLOCK_MONOTONIC); `master` holds it all along.
     pub fn check_holders(&self, master: &str, from: u64, to: u64, dead: &[&str]) -> Result<()> {
+        self.check_holders_from(master, from, from, to, dead)
+    }
+
+    /// As [`check_holders`](Self::check_holders), the master checked from
+    /// `master_from` and the others from `from`.
+    pub fn check_holders_from(
+        &self,
+        master: &str,
+        master_from: u64,
+        from: u64,
+        to: u64,
+        dead: &[&str],
+    ) -> Result<()> {
         let rel = |spans: &[crate::addr_watch::Held]| -> String {
             let o = self.lab.origin.mono_ns as f64;
             spans
@@ -370,12 +394,12 @@ impl Cluster {
             let spans = r.watch.held(self.vip);
             r.watch.check_complete()?;
             if r.name == master {
-                if !held_throughout(&spans, from, to) {
+                if !held_throughout(&spans, master_from, to) {
                     bail!(
                         "{master} did not hold the VIP {} throughout the window \
                          ({:.3} ms … {:.3} ms after the lab started); it held it {}",
                         self.vip,
-                        (from as f64 - self.lab.origin.mono_ns as f64) / 1e6,
+                        (master_from as f64 - self.lab.origin.mono_ns as f64) / 1e6,
                         (to as f64 - self.lab.origin.mono_ns as f64) / 1e6,
                         rel(&spans)
                     );
@@ -474,7 +498,10 @@ impl Cluster {
     /// The checks after a takeover. From `tk.new_first + grace` on, only
     /// `new` advertises. On the hosts, from the later of that and its first
     /// GARP/NA, plus [`WATCH_SLACK`], `new` holds the VIP and no other live
-    /// router does. The client is answered by `new` from 20 ms after that.
+    /// router does (an IPv6 VIP may show up to [`IPV6_ADDR_ALLOWANCE`] after
+    /// the first advert; `new` is checked from then). The client is
+    /// answered by `new` from 20 ms after that. Returns when the VIP showed
+    /// on `new`, in ns after its first advert.
     pub fn check_after(
         &self,
         new: &str,
@@ -483,7 +510,7 @@ impl Cluster {
         grace: Duration,
         now: Stamp,
         dead: &[&str],
-    ) -> Result<()> {
+    ) -> Result<Option<i128>> {
         let bound_rt = tk.new_first.t_ns + grace.as_nanos() as u64;
         let events = self.wire()?;
         let ads = adverts(&events, self.inst.vrid, self.vip.is_ipv6());
@@ -495,10 +522,40 @@ impl Cluster {
             self.lab.origin.rt_ns,
         )?;
         let hold_rt = bound_rt.max(tk.announce_ns.unwrap_or(0)) + WATCH_SLACK.as_nanos() as u64;
-        self.check_holders(new, event.rt_to_mono(hold_rt), now.mono_ns, dead)?;
+        let hold = event.rt_to_mono(hold_rt);
+        // When the new master's VIP showed on its host, after its first advert.
+        let first_mono = event.rt_to_mono(tk.new_first.t_ns);
+        let added = self
+            .router(new)
+            .watch
+            .held(self.vip)
+            .iter()
+            .rev()
+            .find(|h| h.from <= now.mono_ns && h.to.is_none())
+            .map(|h| h.from);
+        let lag = added.map(|a| a as i128 - first_mono as i128);
+        let mut master_from = hold;
+        let mut client_from = hold_rt;
+        if self.vip.is_ipv6()
+            && let Some(a) = added
+            && a > hold
+        {
+            let allowed = first_mono + IPV6_ADDR_ALLOWANCE.as_nanos() as u64;
+            if a > allowed {
+                bail!(
+                    "{new}'s IPv6 VIP {} showed only {} after its first advert (allowance {:?})",
+                    self.vip,
+                    ms(a as i128 - first_mono as i128),
+                    IPV6_ADDR_ALLOWANCE
+                );
+            }
+            master_from = a;
+            client_from = client_from.max(event.mono_to_rt(a));
+        }
+        self.check_holders_from(new, master_from, hold, now.mono_ns, dead)?;
         // The client follows the GARP/NA; give it a moment to get there.
-        self.check_client(new, hold_rt + 20_000_000, now.rt_ns)?;
-        Ok(())
+        self.check_client(new, client_from + 20_000_000, now.rt_ns)?;
+        Ok(lag)
     }
 
     pub fn outage(&self, event: Stamp, now: Stamp) -> Option<Outage> {
@@ -527,7 +584,7 @@ impl Cluster {
         )?;
         // The dead daemon's VIP stays on its host (nobody removes it):
         // that host is left out of the holder check.
-        self.check_after(
+        let vip_lag_ns = self.check_after(
             successor,
             event,
             &tk,
@@ -542,6 +599,7 @@ impl Cluster {
             theory_ns: Some(theory),
             outage: self.outage(event, now),
             leftover_removed_ns: None,
+            vip_lag_ns,
         })
     }
 
@@ -580,7 +638,8 @@ impl Cluster {
                 self.vip
             );
         }
-        self.check_after(successor, event, &tk, Duration::from_millis(1), now, &[])?;
+        let vip_lag_ns =
+            self.check_after(successor, event, &tk, Duration::from_millis(1), now, &[])?;
         Ok(Failover {
             what: format!("SIGTERM {master}"),
             event,
@@ -588,6 +647,7 @@ impl Cluster {
             theory_ns: Some(theory),
             outage: self.outage(event, now),
             leftover_removed_ns: None,
+            vip_lag_ns,
         })
     }
 
@@ -621,7 +681,7 @@ impl Cluster {
         {
             bail!("{master} is in FAULT but still holds the VIP {}", self.vip);
         }
-        self.check_after(
+        let vip_lag_ns = self.check_after(
             successor,
             event,
             &tk,
@@ -636,6 +696,7 @@ impl Cluster {
             theory_ns: Some(theory),
             outage: self.outage(event, now),
             leftover_removed_ns: None,
+            vip_lag_ns,
         })
     }
 
@@ -695,7 +756,7 @@ impl Cluster {
         // `current` yields when the higher-priority advert arrives: allow
         // for one advert already on its way.
         let grace = late_tolerance(self.router(current).daemon);
-        self.check_after(returning, event, &tk, grace, now, &[])?;
+        let vip_lag_ns = self.check_after(returning, event, &tk, grace, now, &[])?;
         Ok(Failover {
             what: format!("{what}: {returning} preempts {current}"),
             event,
@@ -703,6 +764,7 @@ impl Cluster {
             theory_ns: None,
             outage: self.outage(event, now),
             leftover_removed_ns: None,
+            vip_lag_ns,
         })
     }
 
@@ -722,7 +784,8 @@ impl Cluster {
 /// Checks only xvrrpd promises (its status report, its VIP marker).
 impl Cluster {
     /// `xvrrpd status --json` agrees with what the lab sees: the eBPF
-    /// datapath is in use, `master` is MASTER at its priority, every other
+    /// datapath is in use (the raw-socket one if the router was started
+    /// with `--no-ebpf`), `master` is MASTER at its priority, every other
     /// running xvrrpd router is BACKUP and names `master` as the master.
     pub fn check_xvrrpd_status(&mut self, master: &str) -> Result<()> {
         let v6 = self.vip.is_ipv6();
@@ -735,7 +798,15 @@ impl Cluster {
                 continue;
             }
             let rep = r.status()?;
-            if rep.daemon.datapath != "ebpf" {
+            if r.extra_args.iter().any(|a| a == "--no-ebpf") {
+                if rep.daemon.datapath != "raw-socket" {
+                    bail!(
+                        "{}: started with --no-ebpf but runs on the {} datapath",
+                        r.name,
+                        rep.daemon.datapath
+                    );
+                }
+            } else if rep.daemon.datapath != "ebpf" {
                 bail!(
                     "{}: xvrrpd runs on the {} datapath ({}); the lab expects the eBPF one: \
                      build the binary with its eBPF object (without XVRRPD_EBPF=skip)",

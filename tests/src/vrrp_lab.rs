@@ -9,8 +9,8 @@
 //!
 //! Files go to `/tmp/xvrrpd-lab/<lab tag>-<test name>/`: each router's
 //! config, daemon log, notify log and FIFO; the bridge capture. They are
-//! removed when the test passes and kept (their paths printed, with the
-//! tail of every daemon log) when it fails.
+//! removed when the test passes (unless `XVRRPD_LAB_KEEP` is set) and kept
+//! (their paths printed, with the tail of every daemon log) when it fails.
 //!
 //! Labs in one test binary run one at a time (a process-wide lock), so
 //! timing measurements of one test are not disturbed by another's routers.
@@ -198,6 +198,8 @@ impl Drop for VrrpLab {
                     }
                 }
             }
+        } else if std::env::var_os("XVRRPD_LAB_KEEP").is_some() {
+            eprintln!("XVRRPD_LAB_KEEP: lab files kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
