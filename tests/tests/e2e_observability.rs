@@ -89,14 +89,25 @@ fn metrics_endpoint_serves_every_metric_and_status_agrees() {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(sent >= 10.0, "a master at 10 ms has sent {sent} adverts");
-    let backup = scrape(&c, "r2");
-    assert!(
-        backup
-            .lines()
-            .any(|l| l.starts_with("xvrrpd_datapath_packets")
+    // The daemon copies the kernel counters for metrics once a second.
+    let accepted = |text: &str| {
+        text.lines().any(|l| {
+            l.starts_with("xvrrpd_datapath_packets")
                 && l.contains("\"accepted\"")
-                && !l.ends_with(" 0")),
-        "r2's datapath counters show no accepted advert:\n{backup}"
+                && !l.ends_with(" 0")
+        })
+    };
+    let mut backup = scrape(&c, "r2");
+    for _ in 0..30 {
+        if accepted(&backup) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        backup = scrape(&c, "r2");
+    }
+    assert!(
+        accepted(&backup),
+        "r2's datapath counters show no accepted advert after 3 s:\n{backup}"
     );
     c.check_xvrrpd_status("r1").or_fail();
     let r1 = c.router("r1");

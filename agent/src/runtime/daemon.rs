@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 use xvrrpd_common::{AdvertEvent, Counter, EVENT_FLAG_UNICAST, FAMILY_IPV4, VridKey};
 
 use super::{
+    effects::{Done, Effect, EffectQueue, Report},
     plan::{self, InstancePlan, Plan, TrackerIds},
     timers::Timers,
 };
@@ -67,6 +68,11 @@ struct Instance {
     /// Encoded advert for (priority, interval) — re-encoded only on change.
     advert_cache: Option<((u8, u16), Vec<u8>)>,
     metrics: InstanceMetrics,
+    /// VIP and GARP/NA effects, run in order off the loop.
+    effects: Option<EffectQueue>,
+    /// The last transition's log line waits for its effects: (its at_ns,
+    /// effects still running).
+    pending_log: Option<(u64, usize)>,
 }
 
 pub struct DaemonOptions {
@@ -98,6 +104,23 @@ pub struct Daemon {
     reloads: u64,
     metrics: Metrics,
     _metrics_server: Option<MetricsServer>,
+    reports_tx: mpsc::UnboundedSender<Report>,
+    reports_rx: mpsc::UnboundedReceiver<Report>,
+    pending_reload: Option<tokio::sync::oneshot::Receiver<PreparedReload>>,
+}
+
+/// A configuration read and planned for a reload, or why it cannot be.
+type PreparedReload = Result<Box<(crate::config::Loaded, Plan, TrackerIds)>, String>;
+
+async fn prepared_reload(
+    pending: &mut Option<tokio::sync::oneshot::Receiver<PreparedReload>>,
+) -> PreparedReload {
+    match pending {
+        Some(rx) => rx
+            .await
+            .unwrap_or_else(|_| Err("the reload task stopped".to_string())),
+        None => std::future::pending().await,
+    }
 }
 
 /// What a reload hands from the old instance set to the new one.
@@ -117,7 +140,9 @@ enum Wake {
     Control(Option<Request>),
     Terminate(&'static str),
     Reload,
+    Reloaded(PreparedReload),
     Housekeeping,
+    Effect(Option<Report>),
 }
 
 fn to_track(s: TrackerState) -> TrackState {
@@ -189,6 +214,7 @@ impl Daemon {
         let link = LinkWatcher::new(Watch::LinksAndAddresses)
             .context("watching links and addresses over netlink")?;
         let (tracker_tx, tracker_rx) = mpsc::channel(1024);
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let (control_tx, control_rx) = mpsc::channel(16);
         let control = socket::serve(&opts.control_socket, control_tx)?;
         let metrics = Metrics::new();
@@ -222,6 +248,9 @@ impl Daemon {
             reloads: 0,
             metrics,
             _metrics_server: metrics_server,
+            reports_tx,
+            reports_rx,
+            pending_reload: None,
         };
         d.notifier = notifier_for(config, &plan)?;
         d.install(plan, Carried::default())?;
@@ -308,16 +337,24 @@ impl Daemon {
                 ip.router.vrid,
                 ip.router.family,
             );
-            let (sender, counters, history, metrics) = match (old, sender) {
-                (Some(o), None) => (o.sender, o.counters, o.history, o.metrics),
-                (Some(o), Some(s)) => (s, o.counters, o.history, o.metrics),
+            let (sender, counters, history, metrics, effects) = match (old, sender) {
+                (Some(o), None) => (o.sender, o.counters, o.history, o.metrics, o.effects),
+                (Some(o), Some(s)) => (s, o.counters, o.history, o.metrics, o.effects),
                 (None, s) => (
                     s.flatten(),
                     InstanceCounters::default(),
                     VecDeque::new(),
                     self.metrics.instance(labels),
+                    None,
                 ),
             };
+            let effects = effects.or_else(|| {
+                Some(EffectQueue::spawn(
+                    ip.name.clone(),
+                    self.vips.clone(),
+                    self.reports_tx.clone(),
+                ))
+            });
             metrics.set_priorities(ip.router.priority, ip.router.priority);
             instances.push(Instance {
                 plan: ip.clone(),
@@ -328,6 +365,8 @@ impl Daemon {
                 history,
                 advert_cache: None,
                 metrics,
+                effects,
+                pending_log: None,
             });
         }
         self.units = units;
@@ -483,20 +522,22 @@ impl Daemon {
         }
     }
 
-    /// Runs actions in order; times of effects complete the timeline.
+    /// Runs actions in order. Adverts, timers and notifies happen here;
+    /// VIP and GARP/NA effects go to the instance's queue, whose reports
+    /// complete the timeline and release the transition's log line.
     async fn execute(&mut self, actions: Vec<(InstanceId, Action)>) {
-        let mut pending_log: Option<(InstanceId, usize)> = None;
         for (inst, action) in actions {
             match action {
                 Action::Transition(t) => {
-                    if let Some((i, idx)) = pending_log.take() {
-                        self.log_transition(i, idx);
-                    }
-                    let idx = self.record_transition(inst, &t);
-                    if let Some(i) = self.instances.get(inst) {
+                    self.flush_log(inst);
+                    self.record_transition(inst, &t);
+                    if let Some(i) = self.instances.get_mut(inst) {
                         i.metrics.transition(&t);
+                        i.pending_log = Some((t.at_ns, 0));
+                        if let Some(q) = &i.effects {
+                            q.new_transition();
+                        }
                     }
-                    pending_log = Some((inst, idx));
                 }
                 Action::SendAdvert {
                     priority,
@@ -504,34 +545,29 @@ impl Daemon {
                 } => self.send_advert(inst, priority, interval_cs),
                 Action::AddVips => {
                     let vips = self.all_vips(inst);
-                    let results = self.vips.add_vips(&vips).await;
-                    for (v, r) in vips.iter().zip(results) {
-                        if let Err(e) = r {
-                            error!("{}: adding VIP {}: {e}", self.name(inst), v.addr);
-                        }
-                    }
-                    let done = monotonic_ns();
-                    self.mark_timeline(inst, |t| t.vips_done_ns = Some(done));
-                    if let Some(i) = self.instances.get(inst)
-                        && let Some(d) = i.history.back().and_then(|t| t.deadline_ns)
-                    {
-                        i.metrics.failover_vips_added(d, done);
-                    }
+                    self.push_effect(inst, Effect::AddVips(vips));
                 }
                 Action::RemoveVips => {
                     let vips = self.all_vips(inst);
-                    for (v, r) in vips.iter().zip(self.vips.remove_vips(&vips).await) {
-                        if let Err(e) = r {
-                            error!("{}: removing VIP {}: {e}", self.name(inst), v.addr);
-                        }
-                    }
-                    self.mark_timeline(inst, |t| t.vips_done_ns = Some(monotonic_ns()));
+                    self.push_effect(inst, Effect::RemoveVips(vips));
                 }
                 Action::UpdateVips { added, removed } => {
-                    self.update_vips(inst, &added, &removed).await
+                    if let Some(i) = self.instances.get(inst) {
+                        let add = i
+                            .plan
+                            .vips
+                            .iter()
+                            .filter(|v| added.contains(&v.addr))
+                            .cloned()
+                            .collect();
+                        let remove = removed.iter().map(|a| (i.plan.ifindex, *a)).collect();
+                        self.push_effect(inst, Effect::UpdateVips { add, remove });
+                    }
                 }
                 Action::SendGratuitous { count, spacing_ns } => {
-                    self.send_gratuitous(inst, count, spacing_ns).await
+                    if let Some(effect) = self.gratuitous(inst, count, spacing_ns) {
+                        self.push_effect(inst, effect);
+                    }
                 }
                 Action::Notify { from: _, to } => {
                     let prio = self.router(inst).map(|r| r.priority()).unwrap_or(0);
@@ -567,9 +603,12 @@ impl Daemon {
                     {
                         i.metrics.set_effective_priority(to);
                     }
-                    if let crate::vrrp::Event::MasterRxLowerPriority { priority, .. } = ev {
+                    if let crate::vrrp::Event::MasterRxLowerPriority { .. } = ev {
+                        // keepalived reports its own effective priority here,
+                        // not the received one.
+                        let own = self.router(inst).map(|r| r.priority()).unwrap_or(0);
                         let name = self.name(inst).to_string();
-                        self.notifier.master_rx_lower_pri(&name, priority);
+                        self.notifier.master_rx_lower_pri(&name, own);
                     }
                 }
                 Action::ReloadRejected(e) => {
@@ -581,8 +620,109 @@ impl Daemon {
                 Action::SyncWantMaster => {}
             }
         }
-        if let Some((i, idx)) = pending_log {
-            self.log_transition(i, idx);
+        for inst in 0..self.instances.len() {
+            if matches!(self.instances[inst].pending_log, Some((_, 0))) {
+                self.flush_log(inst);
+            }
+        }
+    }
+
+    /// Queues an effect for the instance's last transition.
+    fn push_effect(&mut self, inst: InstanceId, effect: Effect) {
+        let Some(i) = self.instances.get_mut(inst) else {
+            return;
+        };
+        let at = i.history.back().map(|t| t.at_ns).unwrap_or(0);
+        if let Some((pending_at, n)) = &mut i.pending_log
+            && *pending_at == at
+        {
+            *n += 1;
+        }
+        if let Some(q) = &i.effects {
+            q.push(at, effect);
+        }
+    }
+
+    /// Logs the instance's pending transition line now.
+    fn flush_log(&mut self, inst: InstanceId) {
+        let Some((at, _)) = self
+            .instances
+            .get_mut(inst)
+            .and_then(|i| i.pending_log.take())
+        else {
+            return;
+        };
+        if let Some(idx) = self.instances[inst]
+            .history
+            .iter()
+            .rposition(|t| t.at_ns == at)
+        {
+            self.log_transition(inst, idx);
+        }
+    }
+
+    /// An effect finished: its time goes into the transition's timeline.
+    fn on_report(&mut self, r: Report) {
+        let Some(inst) = self
+            .instances
+            .iter()
+            .position(|i| i.plan.name == r.instance)
+        else {
+            return;
+        };
+        let i = &mut self.instances[inst];
+        let Some(t) = i
+            .history
+            .iter_mut()
+            .rev()
+            .find(|t| t.at_ns == r.transition_at_ns)
+        else {
+            return;
+        };
+        match r.done {
+            Done::Vips => {
+                if t.vips_done_ns.is_none() {
+                    t.vips_done_ns = Some(r.at_ns);
+                    if t.to == "MASTER"
+                        && let Some(d) = t.deadline_ns
+                    {
+                        i.metrics.failover_vips_added(d, r.at_ns);
+                    }
+                }
+            }
+            Done::Gratuitous(Some(first)) => {
+                if t.first_garp_ns.is_none() {
+                    t.first_garp_ns = Some(first);
+                    if let Some(d) = t.deadline_ns {
+                        i.metrics.failover_first_garp(d, first);
+                    }
+                }
+            }
+            Done::Gratuitous(None) => {}
+        }
+        if let Some((at, n)) = &mut i.pending_log
+            && *at == r.transition_at_ns
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.flush_log(inst);
+            }
+        }
+    }
+
+    /// Runs every queued effect to its end (shutdown, removed instances).
+    async fn finish_effects(&mut self, which: impl Fn(&Instance) -> bool) {
+        let queues: Vec<EffectQueue> = self
+            .instances
+            .iter_mut()
+            .filter(|i| which(i))
+            .filter_map(|i| i.effects.take())
+            .collect();
+        for q in queues {
+            q.finish().await;
+        }
+        while let Ok(r) = self.reports_rx.try_recv() {
+            self.on_report(r);
         }
     }
 
@@ -638,17 +778,6 @@ impl Daemon {
             master_priority: t.master_priority,
         });
         i.history.len() - 1
-    }
-
-    fn mark_timeline(&mut self, inst: InstanceId, f: impl FnOnce(&mut TransitionRecord)) {
-        if let Some(t) = self
-            .instances
-            .get_mut(inst)
-            .and_then(|i| i.history.back_mut())
-            && t.vips_done_ns.is_none_or(|_| true)
-        {
-            f(t);
-        }
     }
 
     /// One line per transition: what happened, why, and how long each step took.
@@ -763,49 +892,11 @@ impl Daemon {
         }
     }
 
-    async fn update_vips(&mut self, inst: InstanceId, added: &[IpAddr], removed: &[IpAddr]) {
-        let Some(i) = self.instances.get(inst) else {
-            return;
-        };
-        let add: Vec<Vip> = i
-            .plan
-            .vips
-            .iter()
-            .filter(|v| added.contains(&v.addr))
-            .cloned()
-            .collect();
-        let ifindex = i.plan.ifindex;
-        let del: Vec<Vip> = removed.iter().map(|a| Vip::host(ifindex, *a)).collect();
-        for r in self.vips.add_vips(&add).await {
-            if let Err(e) = r {
-                error!("adding VIP: {e}");
-            }
-        }
-        // Remove by address whatever prefix it had: look it up.
-        if let Ok(all) = self.vips.list_marked().await {
-            let exact: Vec<Vip> = all
-                .iter()
-                .filter(|a| {
-                    del.iter()
-                        .any(|d| d.addr == a.addr && d.ifindex == a.ifindex)
-                })
-                .map(|a| Vip::new(a.ifindex, a.addr, a.prefix_len))
-                .collect();
-            for r in self.vips.remove_vips(&exact).await {
-                if let Err(e) = r {
-                    error!("removing VIP: {e}");
-                }
-            }
-        }
-    }
-
-    async fn send_gratuitous(&mut self, inst: InstanceId, count: u32, spacing_ns: u64) {
-        let Some(i) = self.instances.get(inst) else {
-            return;
-        };
-        let Some(sender) = self.garp.get(&i.plan.ifindex).cloned() else {
-            return;
-        };
+    /// The GARP/NA batch for every VIP of the instance (link-local IPv6
+    /// addresses are not announced).
+    fn gratuitous(&self, inst: InstanceId, count: u32, spacing_ns: u64) -> Option<Effect> {
+        let i = self.instances.get(inst)?;
+        let sender = self.garp.get(&i.plan.ifindex)?.clone();
         let addrs: Vec<IpAddr> = i
             .plan
             .vips
@@ -814,37 +905,12 @@ impl Daemon {
             .map(|v| v.addr)
             .filter(|a| !matches!(a, IpAddr::V6(v6) if crate::net::addr::is_ipv6_link_local(v6)))
             .collect();
-        if addrs.is_empty() || count == 0 {
-            return;
-        }
-        if let Err(e) = sender.send_for(&addrs).await {
-            warn!("{}: gratuitous ARP/NA: {e}", i.plan.name);
-            return;
-        }
-        let sent = monotonic_ns();
-        let mut first = false;
-        self.mark_timeline(inst, |t| {
-            if t.first_garp_ns.is_none() {
-                t.first_garp_ns = Some(sent);
-                first = true;
-            }
-        });
-        if first
-            && let Some(i) = self.instances.get(inst)
-            && let Some(d) = i.history.back().and_then(|t| t.deadline_ns)
-        {
-            i.metrics.failover_first_garp(d, sent);
-        }
-        if count > 1 {
-            // The rest of the batch is paced off the loop.
-            let spacing = Duration::from_nanos(spacing_ns.max(1));
-            tokio::task::spawn_local(async move {
-                for _ in 1..count {
-                    tokio::time::sleep(spacing).await;
-                    let _ = sender.send_for(&addrs).await;
-                }
-            });
-        }
+        Some(Effect::Gratuitous {
+            sender,
+            addrs,
+            count,
+            spacing: Duration::from_nanos(spacing_ns),
+        })
     }
 
     /// Valid adverts from the datapath, in arrival order.
@@ -1094,6 +1160,8 @@ impl Daemon {
         for inst in 0..self.instances.len() {
             self.feed(inst, monotonic_ns(), Input::Shutdown).await;
         }
+        // The VIPs are gone before we go.
+        self.finish_effects(|_| true).await;
         for (_, h) in self.trackers.drain(..) {
             h.shutdown(Duration::from_secs(1)).await;
         }
@@ -1104,9 +1172,33 @@ impl Daemon {
     /// machine, sockets and timers and get the new configuration in place (no
     /// flap, no GARP unless something they announce changed); removed ones
     /// leave as on SIGTERM; new ones start.
-    async fn reload(&mut self) {
-        let loaded = match crate::config::load(&self.opts.config) {
-            Ok(l) => l,
+    /// Starts reading and planning the new configuration off the loop:
+    /// parsing, script checks and interface queries take time the running
+    /// instances' adverts cannot wait for.
+    fn start_reload(&mut self) {
+        if self.pending_reload.is_some() {
+            info!("SIGHUP: a reload is already being prepared");
+            return;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let path = self.opts.config.clone();
+        let mut ids = self.ids.clone();
+        tokio::task::spawn_local(async move {
+            let result = match crate::config::load(&path) {
+                Err(e) => Err(e.to_string()),
+                Ok(loaded) => match plan::build(&loaded.config, &mut ids).await {
+                    Ok(p) => Ok(Box::new((loaded, p, ids))),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            let _ = tx.send(result);
+        });
+        self.pending_reload = Some(rx);
+    }
+
+    async fn reload(&mut self, prepared: PreparedReload) {
+        let (loaded, new_plan, ids) = match prepared {
+            Ok(p) => *p,
             Err(e) => {
                 error!("reload refused, keeping the running configuration:\n{e}");
                 return;
@@ -1115,13 +1207,7 @@ impl Daemon {
         for w in &loaded.warnings {
             warn!("{w}");
         }
-        let new_plan = match plan::build(&loaded.config, &mut self.ids).await {
-            Ok(p) => p,
-            Err(e) => {
-                error!("reload refused, keeping the running configuration: {e}");
-                return;
-            }
-        };
+        self.ids = ids;
         // Refuse what would not start before touching anything running.
         for ip in &new_plan.instances {
             if let Err(e) = Router::new(ip.router.clone()) {
@@ -1167,6 +1253,11 @@ impl Daemon {
                 warn!("reload: datapath: {e}");
             }
         }
+        let names: Vec<String> = leaving
+            .iter()
+            .map(|&i| self.instances[i].plan.name.clone())
+            .collect();
+        self.finish_effects(|i| names.contains(&i.plan.name)).await;
         // Timers of staying instances move to their new index.
         let mut pending = Vec::new();
         for inst in 0..self.instances.len() {
@@ -1449,8 +1540,12 @@ impl Daemon {
                 _ = hup.recv() => Wake::Reload,
                 r = self.control_rx.recv() => Wake::Control(r),
                 _ = housekeeping.tick() => Wake::Housekeeping,
+                r = self.reports_rx.recv() => Wake::Effect(r),
+                r = prepared_reload(&mut self.pending_reload) => Wake::Reloaded(r),
             };
             match wake {
+                Wake::Effect(Some(r)) => self.on_report(r),
+                Wake::Effect(None) => {}
                 Wake::Housekeeping => {
                     self.metrics
                         .set_datapath(DatapathSnapshot::of(&self.datapath));
@@ -1489,7 +1584,11 @@ impl Daemon {
                     warn!("link watch: {e}");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Wake::Reload => self.reload().await,
+                Wake::Reload => self.start_reload(),
+                Wake::Reloaded(prepared) => {
+                    self.pending_reload = None;
+                    self.reload(prepared).await;
+                }
                 Wake::Control(Some(Request::Status(reply))) => {
                     let _ = reply.send(self.status());
                 }

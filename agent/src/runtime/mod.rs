@@ -2,6 +2,7 @@
 //! state machines' actions out, executed in order.
 
 pub mod daemon;
+pub mod effects;
 pub mod plan;
 pub mod timers;
 
@@ -19,9 +20,11 @@ fn init_logging(cli: &Cli) {
     let default = if cli.log_detail { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match cli.run.log_format {
         LogFormat::Json => builder.json().try_init(),
@@ -83,7 +86,6 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
         tracing::info!("{u:?}");
     }
     write_pid_files(cli);
-    set_realtime(cli.run.rt_priority);
     // Timer slack would add up to 50 µs to every wakeup of this thread.
     // SAFETY: prctl with an integer argument.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0, 0, 0) };
@@ -111,9 +113,13 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
         control_socket: cli.run.control_socket.clone(),
         metrics_listen: cli.run.metrics_listen,
     };
+    let rt_priority = cli.run.rt_priority;
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&rt, async move {
         let d = daemon::Daemon::new(opts, &loaded.config).await?;
+        // Real-time only now: verifying the eBPF program is hundreds of
+        // milliseconds of kernel work that must not run above other daemons.
+        set_realtime(rt_priority);
         // The datapath is attached: what only loading eBPF needed goes away.
         // (Still one thread: capabilities are per thread.)
         match crate::control::privileges::drop_after_attach() {

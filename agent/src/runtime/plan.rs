@@ -50,7 +50,7 @@ pub enum PlanError {
 }
 
 /// Stable ids for tracked objects across reloads: the same object keeps its id.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct TrackerIds {
     ids: HashMap<String, u32>,
 }

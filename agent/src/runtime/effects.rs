@@ -1,0 +1,193 @@
+//! Host effects of one instance, run in order off the event loop.
+//!
+//! Adding or removing VIPs takes the kernel's RTNL lock and, with many
+//! addresses or a busy kernel, milliseconds. The event loop must not wait for
+//! that: another instance's down timer or this instance's next advert is due
+//! meanwhile. So each instance has a queue: the loop pushes its VIP and
+//! GARP/NA effects in the order the state machine emitted them, a task runs
+//! them one after the other, and reports back when each is done for the
+//! transition's timeline.
+
+use std::{cell::Cell, net::IpAddr, rc::Rc, time::Duration};
+
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use crate::{
+    datapath::rawsock::monotonic_ns,
+    net::{
+        addr::{Vip, VipManager},
+        gratuitous::GratuitousSender,
+    },
+};
+
+pub enum Effect {
+    AddVips(Vec<Vip>),
+    RemoveVips(Vec<Vip>),
+    /// Reload as master: VIPs to add, and (ifindex, address) to remove
+    /// whatever prefix they were added with.
+    UpdateVips {
+        add: Vec<Vip>,
+        remove: Vec<(u32, IpAddr)>,
+    },
+    /// A GARP/NA batch: `count` messages per address, `spacing` apart.
+    Gratuitous {
+        sender: Rc<GratuitousSender>,
+        addrs: Vec<IpAddr>,
+        count: u32,
+        spacing: Duration,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Done {
+    Vips,
+    /// The first message of a batch left (None: nothing was sent).
+    Gratuitous(Option<u64>),
+}
+
+/// One effect finished, for the transition stamped `transition_at_ns`.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub instance: String,
+    pub transition_at_ns: u64,
+    pub done: Done,
+    pub at_ns: u64,
+}
+
+/// The queue of one instance.
+pub struct EffectQueue {
+    tx: mpsc::UnboundedSender<(u64, Effect)>,
+    task: tokio::task::JoinHandle<()>,
+    /// Bumped on every transition: a GARP/NA batch still pacing stops when
+    /// it changes (a router that left MASTER must not announce the VIPs).
+    generation: Rc<Cell<u64>>,
+}
+
+impl EffectQueue {
+    /// Starts the worker; must run inside a `LocalSet`.
+    pub fn spawn(
+        instance: String,
+        vips: Rc<VipManager>,
+        reports: mpsc::UnboundedSender<Report>,
+    ) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Effect)>();
+        let generation = Rc::new(Cell::new(0));
+        let gen_worker = generation.clone();
+        let task = tokio::task::spawn_local(async move {
+            while let Some((transition_at_ns, effect)) = rx.recv().await {
+                let done = run(&instance, &vips, effect, &gen_worker).await;
+                let _ = reports.send(Report {
+                    instance: instance.clone(),
+                    transition_at_ns,
+                    done,
+                    at_ns: monotonic_ns(),
+                });
+            }
+        });
+        Self {
+            tx,
+            task,
+            generation,
+        }
+    }
+
+    /// The instance changed state: batches in flight stop.
+    pub fn new_transition(&self) {
+        self.generation.set(self.generation.get().wrapping_add(1));
+    }
+
+    pub fn push(&self, transition_at_ns: u64, effect: Effect) {
+        let _ = self.tx.send((transition_at_ns, effect));
+    }
+
+    /// Runs what is queued, then stops.
+    pub async fn finish(self) {
+        drop(self.tx);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    instance: &str,
+    vips: &VipManager,
+    effect: Effect,
+    generation: &Rc<Cell<u64>>,
+) -> Done {
+    match effect {
+        Effect::AddVips(list) => {
+            for (v, r) in list.iter().zip(vips.add_vips(&list).await) {
+                if let Err(e) = r {
+                    error!("{instance}: adding VIP {}: {e}", v.addr);
+                }
+            }
+            Done::Vips
+        }
+        Effect::RemoveVips(list) => {
+            for (v, r) in list.iter().zip(vips.remove_vips(&list).await) {
+                if let Err(e) = r {
+                    error!("{instance}: removing VIP {}: {e}", v.addr);
+                }
+            }
+            Done::Vips
+        }
+        Effect::UpdateVips { add, remove } => {
+            for (v, r) in add.iter().zip(vips.add_vips(&add).await) {
+                if let Err(e) = r {
+                    error!("{instance}: adding VIP {}: {e}", v.addr);
+                }
+            }
+            // Removed by address, whatever prefix they carry now.
+            if let Ok(all) = vips.list_marked().await {
+                let exact: Vec<Vip> = all
+                    .iter()
+                    .filter(|a| {
+                        remove
+                            .iter()
+                            .any(|(idx, addr)| *addr == a.addr && *idx == a.ifindex)
+                    })
+                    .map(|a| Vip::new(a.ifindex, a.addr, a.prefix_len))
+                    .collect();
+                for (v, r) in exact.iter().zip(vips.remove_vips(&exact).await) {
+                    if let Err(e) = r {
+                        error!("{instance}: removing VIP {}: {e}", v.addr);
+                    }
+                }
+            }
+            Done::Vips
+        }
+        Effect::Gratuitous {
+            sender,
+            addrs,
+            count,
+            spacing,
+        } => {
+            if addrs.is_empty() || count == 0 {
+                return Done::Gratuitous(None);
+            }
+            if let Err(e) = sender.send_for(&addrs).await {
+                warn!("{instance}: gratuitous ARP/NA: {e}");
+                return Done::Gratuitous(None);
+            }
+            let first = monotonic_ns();
+            if count > 1 {
+                // The rest of the batch is paced on its own, so a later
+                // effect (say, giving the VIPs up again) never waits for it;
+                // it stops as soon as the instance changes state.
+                let spacing = spacing.max(Duration::from_nanos(1));
+                let generation = generation.clone();
+                let started = generation.get();
+                tokio::task::spawn_local(async move {
+                    for _ in 1..count {
+                        tokio::time::sleep(spacing).await;
+                        if generation.get() != started {
+                            break;
+                        }
+                        let _ = sender.send_for(&addrs).await;
+                    }
+                });
+            }
+            Done::Gratuitous(Some(first))
+        }
+    }
+}
