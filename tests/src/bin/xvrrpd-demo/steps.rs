@@ -1,0 +1,919 @@
+//! The demo's steps: a failure injected on the master (or its recovery),
+//! the wait for the new master, and what the three witnesses say about it:
+//!
+//! * the new master's own record (`xvrrpd status --json`, its transition
+//!   timeline in CLOCK_MONOTONIC ns);
+//! * the wire (the bridge capture): the old master's last advert and the
+//!   new master's first, against the protocol's bound;
+//! * the client: its 1 ms pings to each VIP, the longest run without a reply.
+//!
+//! A step fails (and the demo with it) when the failover does not happen:
+//! the expected router does not take both VIPs, another live router keeps
+//! one or keeps advertising, or the client's pings are not answered by the
+//! new master. Timing outside the protocol's bound is reported, and only
+//! fails the demo with `--strict`.
+
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use xvrrpd::control::status::TransitionRecord;
+use xvrrpd_tests::{
+    analysis::{
+        AdvertSeen, adverts, announcements, check_sole_advertiser, first_advert_from, held_during,
+        held_throughout, last_advert_with,
+    },
+    clock::Stamp,
+    pcap::WireEvent,
+    prober::{Outage, ProbeLog},
+    router::LinkSide,
+};
+
+use crate::{
+    lab::{ADVERT_INT, DemoLab, FAMILIES, Family, HEALTH_INTERVAL_S, HEALTH_WEIGHT, health_file},
+    signals,
+    term::{bold, cyan, dim, green, say, yellow},
+};
+
+/// How late after the bound a takeover may come and count as on time
+/// (the lab's tolerance for xvrrpd), and how early.
+const LATE_NS: i128 = 2_000_000;
+const EARLY_NS: i128 = 500_000;
+/// After the new master's first advert, the others have this long to stop
+/// advertising and drop the VIPs, and the client to follow the GARP/NA.
+const HANDOVER_GRACE_NS: u64 = 20_000_000;
+const CLIENT_GRACE_NS: u64 = 50_000_000;
+
+/// What a step does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inject {
+    /// SIGKILL to the master's daemon.
+    Kill9,
+    /// SIGTERM to the master's daemon.
+    Sigterm,
+    /// The master's bridge port goes down (carrier lost).
+    LinkDown,
+    /// The master's health check starts failing.
+    HealthFail,
+    /// The stopped router's daemon starts again.
+    Restart,
+    /// The bridge port comes back.
+    LinkUp,
+    /// The health check passes again.
+    HealthBack,
+}
+
+impl Inject {
+    pub fn is_recovery(self) -> bool {
+        matches!(self, Inject::Restart | Inject::LinkUp | Inject::HealthBack)
+    }
+}
+
+/// One step: `inject` on `target`; `old` is master before, `new` after.
+#[derive(Clone, Copy, Debug)]
+pub struct Step {
+    pub inject: Inject,
+    pub target: &'static str,
+    pub old: &'static str,
+    pub new: &'static str,
+}
+
+/// What one step measured for one family.
+#[derive(Clone, Debug)]
+pub struct FamilyResult {
+    pub fam: Family,
+    /// The new master's transition to MASTER.
+    pub rec: Option<TransitionRecord>,
+    /// What armed the down timer, and when (CLOCK_MONOTONIC).
+    pub armed: Option<(&'static str, u64)>,
+    /// A failover: the old master's last (full-priority) advert → the new
+    /// master's first, on the wire. A recovery: the event → the new
+    /// master's first advert.
+    pub wire_ns: Option<u64>,
+    /// A recovery: the old master's last advert after the new one's first.
+    pub handover_ns: Option<i128>,
+    pub outage: Option<Outage>,
+    /// After a restart: when the VIP its crash left was removed.
+    pub leftover_removed_ns: Option<u64>,
+    /// Things worth saying (another router advertised as master meanwhile).
+    pub notes: Vec<String>,
+}
+
+/// What one step measured.
+#[derive(Clone, Debug)]
+pub struct StepResult {
+    pub step: Step,
+    pub title: String,
+    pub bound_name: String,
+    pub bound_ns: u64,
+    pub fams: Vec<FamilyResult>,
+    /// Timing outside the bound (reported; fatal with `--strict`).
+    pub warnings: Vec<String>,
+}
+
+impl StepResult {
+    /// The latest timer, after its deadline, of both families.
+    pub fn timer_late_ns(&self) -> Option<i128> {
+        self.fams
+            .iter()
+            .filter_map(|f| {
+                let r = f.rec.as_ref()?;
+                Some(r.fired_at_ns? as i128 - r.deadline_ns? as i128)
+            })
+            .max()
+    }
+}
+
+/// `36.094 ms`.
+pub fn ms(ns: u64) -> String {
+    format!("{:.3} ms", ns as f64 / 1e6)
+}
+
+/// A signed offset: `+21 µs`, `-36.094 ms`.
+pub fn rel(ns: i128) -> String {
+    if ns.abs() < 1_000_000 {
+        format!("{:+} µs", ns / 1000)
+    } else {
+        format!("{:+.3} ms", ns as f64 / 1e6)
+    }
+}
+
+fn interval_text() -> String {
+    format!("{} ms", ADVERT_INT.as_millis())
+}
+
+/// The title of a step, for the header and the summary.
+pub fn title(s: &Step) -> String {
+    match s.inject {
+        Inject::Kill9 => format!("kill -9 {} (the master crashes)", s.target),
+        Inject::Sigterm => format!("SIGTERM {} (the master shuts down)", s.target),
+        Inject::LinkDown => format!("link down {} (its cable is pulled)", s.target),
+        Inject::HealthFail => format!("health check fails on {}", s.target),
+        Inject::Restart => format!("{} starts again", s.target),
+        Inject::LinkUp => format!("link up {}", s.target),
+        Inject::HealthBack => format!("health check passes again on {}", s.target),
+    }
+}
+
+/// A short title for the summary table.
+pub fn short_title(s: &Step) -> String {
+    match s.inject {
+        Inject::Kill9 => format!("kill -9 {}", s.target),
+        Inject::Sigterm => format!("SIGTERM {}", s.target),
+        Inject::LinkDown => format!("link down {}", s.target),
+        Inject::HealthFail => format!("health fails {}", s.target),
+        Inject::Restart => format!("↺ {} restarts", s.target),
+        Inject::LinkUp => format!("↺ link up {}", s.target),
+        Inject::HealthBack => format!("↺ health ok {}", s.target),
+    }
+}
+
+/// Runs one step and prints what it measured.
+pub fn run(lab: &mut DemoLab, step: Step, label: &str) -> Result<StepResult> {
+    let t = title(&step);
+    if step.inject.is_recovery() {
+        say!("  {} {}", cyan("↺ recovery:"), bold(&t));
+    } else {
+        say!();
+        let head = format!("━━ {label} · {t} ");
+        let fill = 74usize.saturating_sub(head.chars().count());
+        say!("{}", bold(&format!("{head}{}", "━".repeat(fill))));
+    }
+    let (bound_name, bound_ns, bound_text) = bound(lab, &step);
+    let (event, had_leftover, timeout) = inject(lab, &step)?;
+    let took = wait_takeover(lab, step.new, event, timeout)?;
+    lab.wait_status(step.new, Duration::from_secs(2), |r| {
+        r.instances.iter().all(|i| i.state == "MASTER")
+    })
+    .with_context(|| format!("{} holds the VIPs but does not say MASTER", step.new))?;
+    if step.inject == Inject::LinkDown {
+        lab.wait_status(step.target, Duration::from_secs(2), |r| {
+            r.instances.iter().all(|i| i.state == "FAULT")
+        })
+        .context("the router whose link went down should be in FAULT")?;
+    }
+    say!(
+        "  {} holds {} after {}",
+        bold(step.new),
+        FAMILIES
+            .iter()
+            .map(|f| f.vip().to_string())
+            .collect::<Vec<_>>()
+            .join(" and "),
+        ms(took)
+    );
+    // Let the new state settle so the capture and the client show it.
+    signals::pause(Duration::from_millis(300))?;
+    let now = Stamp::now();
+    let events = lab
+        .capture
+        .as_ref()
+        .context("the capture is not running")?
+        .snapshot()?
+        .events;
+    let logs = lab.probe_logs();
+    let status = lab.router(step.new).status()?;
+    let mut fams = Vec::new();
+    for (i, f) in FAMILIES.iter().enumerate() {
+        let mut fr = measure(
+            lab,
+            &step,
+            *f,
+            event,
+            now,
+            &events,
+            logs.get(i),
+            status
+                .instances
+                .iter()
+                .find(|s| s.name == f.inst)
+                .map(|s| s.transitions.as_slice())
+                .unwrap_or_default(),
+        )?;
+        if step.inject == Inject::Restart && had_leftover[i] {
+            let spans = lab.router(step.new).watch.held(f.vip());
+            fr.leftover_removed_ns = spans
+                .iter()
+                .filter_map(|h| h.to)
+                .find(|t| *t >= event.mono_ns)
+                .map(|t| t - event.mono_ns);
+            if fr.leftover_removed_ns.is_none() {
+                bail!(
+                    "{} restarted with the VIP {} its crash left behind and never removed it; \
+                     spans {spans:?}",
+                    step.new,
+                    f.vip()
+                );
+            }
+        }
+        fams.push(fr);
+    }
+    let mut res = StepResult {
+        step,
+        title: short_title(&step),
+        bound_name,
+        bound_ns,
+        fams,
+        warnings: Vec::new(),
+    };
+    judge(&mut res);
+    print(lab, &res, &bound_text);
+    Ok(res)
+}
+
+/// The protocol's bound for the step: (name, ns, explanation).
+fn bound(lab: &DemoLab, s: &Step) -> (String, u64, String) {
+    let p = lab.priority(s.new);
+    let mdi = lab.mdi_ns(s.new);
+    let mdi_text = format!(
+        "Master_Down_Interval({}) = 3 × {i} + (256 − {p})/256 × {i} = {}",
+        s.new,
+        ms(mdi),
+        i = interval_text()
+    );
+    match s.inject {
+        Inject::Kill9 | Inject::LinkDown => (
+            format!("Master_Down_Interval({})", s.new),
+            mdi,
+            format!("{mdi_text}\n           after the last advert it heard"),
+        ),
+        Inject::HealthFail => (
+            format!("Master_Down_Interval({})", s.new),
+            mdi,
+            format!(
+                "{mdi_text}\n           after {}'s last advert at priority ≥ {p} (it ignores lower ones and preempts)",
+                s.old
+            ),
+        ),
+        Inject::Sigterm => {
+            let skew = lab.skew_ns(s.new);
+            (
+                format!("Skew_Time({})", s.new),
+                skew,
+                format!(
+                    "Skew_Time({}) = (256 − {p})/256 × {} = {} after the priority-0 advert",
+                    s.new,
+                    interval_text(),
+                    ms(skew)
+                ),
+            )
+        }
+        Inject::Restart | Inject::LinkUp | Inject::HealthBack => (
+            format!("Master_Down_Interval({})", s.new),
+            mdi,
+            format!(
+                "{mdi_text}\n           as a backup hearing only lower priorities, then it preempts"
+            ),
+        ),
+    }
+}
+
+/// Does the step's action; returns the event's time, which VIPs the
+/// target held before (a restart after a crash), and how long to wait for
+/// the new master.
+fn inject(lab: &mut DemoLab, s: &Step) -> Result<(Stamp, [bool; 2], Duration)> {
+    let target = s.target;
+    let held = |lab: &DemoLab| {
+        let r = lab.router(target);
+        [r.has_vip(FAMILIES[0].vip()), r.has_vip(FAMILIES[1].vip())]
+    };
+    let before = held(lab);
+    let prio = lab.priority(target);
+    let (event, timeout) = match s.inject {
+        Inject::Kill9 => {
+            say!(
+                "  SIGKILL to {target}'s xvrrpd: no goodbye advert, its VIPs stay behind on its host."
+            );
+            say!(
+                "  The backups hear silence; the first whose down timer runs out takes over ({}).",
+                s.new
+            );
+            (lab.router_mut(target).kill9()?, Duration::from_secs(3))
+        }
+        Inject::Sigterm => {
+            say!(
+                "  SIGTERM to {target}'s xvrrpd: it sends a priority-0 advert, removes its VIPs and exits."
+            );
+            let (at, st) = lab.router_mut(target).sigterm()?;
+            if !st.success() {
+                bail!("{target}'s xvrrpd exited with {st} on SIGTERM, not 0");
+            }
+            say!(
+                "  {target}'s xvrrpd exited with status 0 after {}",
+                ms(Stamp::now().mono_ns - at.mono_ns)
+            );
+            (at, Duration::from_secs(3))
+        }
+        Inject::LinkDown => {
+            say!(
+                "  {target}'s bridge port goes down: its eth0 loses carrier, xvrrpd goes FAULT and drops the VIPs."
+            );
+            (
+                lab.router(target).link_down(LinkSide::Switch)?,
+                Duration::from_secs(3),
+            )
+        }
+        Inject::HealthFail => {
+            let file = health_file(lab.router(target));
+            say!(
+                "  rm {}: `{}` (every {HEALTH_INTERVAL_S} s) starts failing,",
+                file.display(),
+                crate::lab::HEALTH_SCRIPT
+            );
+            say!(
+                "  so {target}'s priority drops {prio} {HEALTH_WEIGHT} = {} < {}'s {}.",
+                i32::from(prio) + HEALTH_WEIGHT,
+                s.new,
+                lab.priority(s.new)
+            );
+            let at = Stamp::now();
+            std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+            (
+                at,
+                Duration::from_secs(u64::from(HEALTH_INTERVAL_S) * 3 + 1),
+            )
+        }
+        Inject::Restart => {
+            say!(
+                "  {target}'s xvrrpd starts{}; it comes up as a backup and, with the highest priority, preempts {}.",
+                if before.iter().any(|h| *h) {
+                    " on a host that still holds the VIPs of its crash"
+                } else {
+                    ""
+                },
+                s.old
+            );
+            (lab.router_mut(target).start()?, Duration::from_secs(5))
+        }
+        Inject::LinkUp => {
+            say!(
+                "  {target}'s bridge port comes back: it leaves FAULT as a backup and preempts {}.",
+                s.old
+            );
+            (
+                lab.router(target).link_up(LinkSide::Switch)?,
+                Duration::from_secs(5),
+            )
+        }
+        Inject::HealthBack => {
+            let file = health_file(lab.router(target));
+            say!(
+                "  touch {}: the check passes again, {target} is back at priority {prio} and preempts {}.",
+                file.display(),
+                s.old
+            );
+            let at = Stamp::now();
+            std::fs::write(&file, "ok\n").with_context(|| format!("writing {}", file.display()))?;
+            (
+                at,
+                Duration::from_secs(u64::from(HEALTH_INTERVAL_S) * 3 + 1),
+            )
+        }
+    };
+    lab.lab.mark_at(&title(s), event);
+    Ok((event, before, timeout))
+}
+
+/// Waits until `new` holds every VIP, each added after `event`; returns
+/// the time from the event to the last of them.
+fn wait_takeover(lab: &DemoLab, new: &str, event: Stamp, timeout: Duration) -> Result<u64> {
+    let node = lab.router(new);
+    let end = Instant::now() + timeout;
+    loop {
+        signals::check()?;
+        let adds: Option<Vec<u64>> = FAMILIES
+            .iter()
+            .map(|f| {
+                node.watch
+                    .held(f.vip())
+                    .iter()
+                    .find(|h| h.from >= event.mono_ns && h.to.is_none())
+                    .map(|h| h.from)
+            })
+            .collect();
+        if let Some(adds) = adds {
+            return Ok(adds.into_iter().max().unwrap_or(event.mono_ns) - event.mono_ns);
+        }
+        if Instant::now() >= end {
+            bail!(
+                "{new} did not take both VIPs within {timeout:?}:\n    {}",
+                lab.state_report()
+            );
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The new master's transition to MASTER after the event and what armed
+/// its timer.
+fn transition(
+    transitions: &[TransitionRecord],
+    event: Stamp,
+) -> (Option<TransitionRecord>, Option<(&'static str, u64)>) {
+    let Some(pos) = transitions
+        .iter()
+        .rposition(|t| t.to == "MASTER" && t.at_ns >= event.mono_ns)
+    else {
+        return (None, None);
+    };
+    let t = transitions[pos].clone();
+    // A backup that preempts a lower priority waits from when it last had
+    // a reason to wait (entering BACKUP, or the last advert it accepted).
+    let entered = pos
+        .checked_sub(1)
+        .map(|p| &transitions[p])
+        .filter(|p| p.to == "BACKUP" && p.at_ns >= event.mono_ns)
+        .map(|p| p.at_ns);
+    let preempting = t.master_priority.is_some_and(|p| p > 0 && p < t.priority);
+    let armed = match (t.master_priority, t.last_advert_ns, entered) {
+        (Some(0), Some(a), _) => Some(("priority-0 advert", a)),
+        // Lower-priority adverts do not rearm a preempting backup's timer:
+        // it runs from when the router became backup (or, after its
+        // priority rose, from an advert no longer in the record).
+        _ if preempting => entered.map(|e| ("became backup", e)),
+        (_, Some(a), _) => Some(("last advert", a)),
+        (_, None, Some(e)) => Some(("became backup", e)),
+        (_, None, None) => None,
+    };
+    (Some(t), armed)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    lab: &DemoLab,
+    s: &Step,
+    f: Family,
+    event: Stamp,
+    now: Stamp,
+    events: &[WireEvent],
+    probes: Option<&ProbeLog>,
+    transitions: &[TransitionRecord],
+) -> Result<FamilyResult> {
+    let new = lab.router(s.new);
+    let old = lab.router(s.old);
+    let ads = adverts(events, f.vrid, f.v6());
+    let Some(new_first) = first_advert_from(&ads, new.mac, event.rt_ns) else {
+        bail!(
+            "{}: no advert from {} on the wire after the event ({} adverts of VRID {} captured)",
+            f.inst,
+            s.new,
+            ads.len(),
+            f.vrid
+        );
+    };
+    let before_new = |pred: &dyn Fn(&AdvertSeen) -> bool| {
+        ads.iter()
+            .rev()
+            .find(|a| a.mac == old.mac && a.t_ns < new_first.t_ns && pred(a))
+            .copied()
+    };
+    let mut wire_armed = None;
+    let (wire_ns, handover_ns) = match s.inject {
+        Inject::Kill9 | Inject::LinkDown => {
+            let last = before_new(&|_| true).with_context(|| {
+                format!("{}: no advert from {} before {}'s", f.inst, s.old, s.new)
+            })?;
+            (Some(new_first.t_ns - last.t_ns), None)
+        }
+        Inject::Sigterm => {
+            let last = before_new(&|_| true).with_context(|| {
+                format!("{}: no advert from {} before {}'s", f.inst, s.old, s.new)
+            })?;
+            if last.priority != 0 {
+                bail!(
+                    "{}: {}'s last advert before {} took over has priority {}, not 0: \
+                     no priority-0 advert on SIGTERM",
+                    f.inst,
+                    s.old,
+                    s.new,
+                    last.priority
+                );
+            }
+            (Some(new_first.t_ns - last.t_ns), None)
+        }
+        Inject::HealthFail => {
+            let full = last_advert_with(&ads, old.mac, lab.priority(s.old), new_first.t_ns)
+                .with_context(|| {
+                    format!(
+                        "{}: no advert from {} at priority {} before {}'s",
+                        f.inst,
+                        s.old,
+                        lab.priority(s.old),
+                        s.new
+                    )
+                })?;
+            wire_armed = Some(("its advert at base (wire)", event.rt_to_mono(full.t_ns)));
+            (Some(new_first.t_ns - full.t_ns), None)
+        }
+        Inject::Restart | Inject::LinkUp | Inject::HealthBack => {
+            let old_last = ads
+                .iter()
+                .rev()
+                .find(|a| a.mac == old.mac && a.priority > 0 && a.t_ns <= now.rt_ns)
+                .map(|a| a.t_ns as i128 - new_first.t_ns as i128);
+            (Some(new_first.t_ns.saturating_sub(event.rt_ns)), old_last)
+        }
+    };
+    // Who holds and who advertises, from the hand-over on.
+    let from_rt = new_first.t_ns + HANDOVER_GRACE_NS;
+    check_sole_advertiser(&ads, new.mac, from_rt, now.rt_ns, lab.lab.origin.rt_ns)
+        .with_context(|| format!("{}: {} should be the only master", f.inst, s.new))?;
+    let from_mono = event.rt_to_mono(from_rt);
+    for r in &lab.routers {
+        let spans = r.watch.held(f.vip());
+        r.watch.check_complete()?;
+        if r.name == s.new {
+            if !held_throughout(&spans, from_mono, now.mono_ns) {
+                bail!(
+                    "{} did not keep {} after taking over; spans {spans:?}",
+                    s.new,
+                    f.vip()
+                );
+            }
+        } else if r.pid().is_some() && held_during(&spans, from_mono, now.mono_ns) {
+            bail!(
+                "{} still held {} after {} took over; spans {spans:?}",
+                r.name,
+                f.vip(),
+                s.new
+            );
+        }
+    }
+    // The client follows.
+    let outage = match probes {
+        Some(log) => {
+            let runs = log.answered_by_between(new_first.t_ns + CLIENT_GRACE_NS, now.rt_ns);
+            if runs.is_empty() || runs.iter().any(|r| r.mac != new.mac) {
+                bail!(
+                    "the client's pings to {} should be answered by {} ({}) after the take-over; \
+                     answered by: {}",
+                    f.vip(),
+                    s.new,
+                    new.mac,
+                    if runs.is_empty() {
+                        "nobody".to_string()
+                    } else {
+                        ProbeLog::describe_runs(&runs, lab.lab.origin.rt_ns)
+                    }
+                );
+            }
+            Some(log.outage(event.rt_ns.saturating_sub(20_000_000), now.rt_ns))
+        }
+        None => None,
+    };
+    let (rec, armed) = transition(transitions, event);
+    let armed = wire_armed.or(armed);
+    // A third router that advertised as master in between.
+    let mut notes = Vec::new();
+    for r in &lab.routers {
+        if r.name == s.new || r.name == s.old {
+            continue;
+        }
+        let theirs: Vec<&AdvertSeen> = ads
+            .iter()
+            .filter(|a| a.mac == r.mac && a.priority > 0 && a.t_ns >= event.rt_ns)
+            .collect();
+        if let (Some(first), Some(last)) = (theirs.first(), theirs.last()) {
+            notes.push(format!(
+                "{}: {} advertised as master too ({} advert(s) from {} after the event, the last {} after {}'s first)",
+                f.inst,
+                r.name,
+                theirs.len(),
+                rel(first.t_ns as i128 - event.rt_ns as i128),
+                rel(last.t_ns as i128 - new_first.t_ns as i128),
+                s.new
+            ));
+        }
+    }
+    if rec.is_none() {
+        bail!(
+            "{}: {}'s status report has no transition to MASTER after the event",
+            f.inst,
+            s.new
+        );
+    }
+    // The GARP/NA must be on the wire too.
+    if announcements(events, f.vip(), new.mac, new_first.t_ns, now.rt_ns).is_empty() {
+        bail!(
+            "{}: {} became master but no gratuitous ARP / unsolicited NA for {} is on the wire",
+            f.inst,
+            s.new,
+            f.vip()
+        );
+    }
+    Ok(FamilyResult {
+        fam: f,
+        rec,
+        armed,
+        wire_ns,
+        handover_ns,
+        outage,
+        leftover_removed_ns: None,
+        notes,
+    })
+}
+
+/// Timing against the bound: warnings, not failures.
+fn judge(res: &mut StepResult) {
+    for f in &res.fams {
+        if let Some(r) = &f.rec
+            && let (Some(d), Some(fired)) = (r.deadline_ns, r.fired_at_ns)
+        {
+            let late = fired as i128 - d as i128;
+            if late > LATE_NS {
+                res.warnings.push(format!(
+                    "{}: {}'s down timer was handled {} after its deadline",
+                    f.fam.inst,
+                    res.step.new,
+                    rel(late)
+                ));
+            }
+        }
+        if !res.step.inject.is_recovery()
+            && let Some(w) = f.wire_ns
+        {
+            let err = w as i128 - res.bound_ns as i128;
+            if !(-EARLY_NS..=LATE_NS).contains(&err) {
+                res.warnings.push(format!(
+                    "{}: take-over on the wire {} vs {} = {} ({})",
+                    f.fam.inst,
+                    ms(w),
+                    res.bound_name,
+                    ms(res.bound_ns),
+                    rel(err)
+                ));
+            }
+        }
+    }
+}
+
+fn cell(v: Option<i128>) -> String {
+    v.map(rel).unwrap_or_else(|| "-".into())
+}
+
+fn print(lab: &DemoLab, res: &StepResult, bound_text: &str) {
+    let s = &res.step;
+    for f in &res.fams {
+        if let Some(l) = f.leftover_removed_ns {
+            say!(
+                "  {} removed the {} VIP its crash left behind {} after starting",
+                s.new,
+                f.fam.label,
+                ms(l)
+            );
+        }
+    }
+    say!(
+        "  {} {}",
+        dim("timeline"),
+        dim(&format!(
+            "of {} (xvrrpd status --json; relative to its down-timer deadline):",
+            s.new
+        ))
+    );
+    say!(
+        "           {:<28} {:<9} {:<12} {:<12} {}",
+        "timer armed by",
+        "deadline",
+        "timer fired",
+        "VIPs added",
+        "first GARP/NA"
+    );
+    for f in &res.fams {
+        let Some(r) = &f.rec else { continue };
+        let d = r.deadline_ns.map(|d| d as i128);
+        let off = |t: Option<u64>| match (t, d) {
+            (Some(t), Some(d)) => Some(t as i128 - d),
+            _ => None,
+        };
+        let armed = match (f.armed, d) {
+            (Some((what, t)), Some(d)) => format!("{what} {}", rel(t as i128 - d)),
+            _ => "-".into(),
+        };
+        say!(
+            "    {:<6} {:<28} {:<9} {:<12} {:<12} {}",
+            f.fam.inst,
+            armed,
+            if d.is_some() { "0" } else { "-" },
+            cell(off(r.fired_at_ns)),
+            cell(off(r.vips_done_ns)),
+            cell(off(r.first_garp_ns))
+        );
+    }
+    say!("  {:<8} {bound_text}", dim("bound"));
+    let wire: Vec<String> = res
+        .fams
+        .iter()
+        .filter_map(|f| {
+            let w = f.wire_ns?;
+            Some(if s.inject.is_recovery() {
+                format!(
+                    "{} {}{}",
+                    f.fam.inst,
+                    ms(w),
+                    match f.handover_ns {
+                        Some(h) if h <= 0 => format!(" ({} silent from then on)", s.old),
+                        Some(h) => format!(" ({}'s last advert {} later)", s.old, rel(h)),
+                        None => String::new(),
+                    }
+                )
+            } else {
+                format!(
+                    "{} {} ({})",
+                    f.fam.inst,
+                    ms(w),
+                    rel(w as i128 - res.bound_ns as i128)
+                )
+            })
+        })
+        .collect();
+    let what = match s.inject {
+        Inject::Kill9 | Inject::LinkDown => format!("{}'s last advert → {}'s first:", s.old, s.new),
+        Inject::Sigterm => format!("{}'s priority-0 advert → {}'s first:", s.old, s.new),
+        Inject::HealthFail => format!(
+            "{}'s last advert at priority {} → {}'s first:",
+            s.old,
+            lab.priority(s.old),
+            s.new
+        ),
+        _ => format!("event → {}'s first advert:", s.new),
+    };
+    let verdict = if s.inject.is_recovery() {
+        String::new()
+    } else if res.warnings.is_empty() {
+        format!("  {}", green("✓ within bound"))
+    } else {
+        format!("  {}", yellow("! outside bound"))
+    };
+    say!("  {:<8} {what} {}{verdict}", dim("wire"), wire.join(", "));
+    let client: Vec<String> = res
+        .fams
+        .iter()
+        .filter_map(|f| {
+            let o = f.outage?;
+            Some(if o.lost == 0 {
+                format!("{} no ping lost", f.fam.label)
+            } else {
+                format!("{} {} ({} pings lost)", f.fam.label, ms(o.gap_ns), o.lost)
+            })
+        })
+        .collect();
+    if !client.is_empty() {
+        say!(
+            "  {:<8} longest gap without a reply: {}; {} answers now",
+            dim("client"),
+            client.join(", "),
+            s.new
+        );
+        if s.inject == Inject::Kill9
+            && res
+                .fams
+                .iter()
+                .any(|f| f.outage.is_some_and(|o| o.lost == 0))
+        {
+            say!(
+                "           {}",
+                dim(&format!(
+                    "({}'s kernel kept answering on the VIPs the dead daemon left, until {}'s GARP/NA moved the client)",
+                    s.old, s.new
+                ))
+            );
+        }
+    }
+    for n in res.fams.iter().flat_map(|f| &f.notes) {
+        say!("  {} {n}", yellow("note"));
+    }
+    for w in &res.warnings {
+        say!("  {} {w}", yellow("!"));
+    }
+}
+
+/// The election at start: `master` holds both VIPs, says MASTER, the
+/// others BACKUP.
+pub fn election(lab: &DemoLab, master: &str, started: Stamp) -> Result<()> {
+    wait_takeover(lab, master, started, Duration::from_secs(10)).context("the initial election")?;
+    let rep = lab.wait_status(master, Duration::from_secs(2), |r| {
+        r.instances.iter().all(|i| i.state == "MASTER")
+    })?;
+    for r in &lab.routers {
+        if r.name != master {
+            lab.wait_status(&r.name, Duration::from_secs(2), |rep| {
+                rep.instances.iter().all(|i| i.state == "BACKUP")
+            })?;
+        }
+    }
+    let d = &rep.daemon;
+    let attach = d
+        .attachments
+        .iter()
+        .map(|a| format!("{} {}", a.interface, a.mode))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if d.datapath == "ebpf" {
+        say!("  datapath: eBPF ({attach}), as on every router");
+    } else {
+        say!(
+            "  {}",
+            yellow(&format!(
+                "datapath: {} — eBPF is not in use: {}",
+                d.datapath,
+                d.datapath_fallback_reason
+                    .as_deref()
+                    .unwrap_or("no reason given")
+            ))
+        );
+    }
+    for i in &rep.instances {
+        if let Some(t) = i.transitions.iter().rev().find(|t| t.to == "MASTER") {
+            let armed = i
+                .transitions
+                .iter()
+                .rev()
+                .find(|b| b.to == "BACKUP" && b.at_ns <= t.at_ns)
+                .map(|b| b.at_ns);
+            let d = t.deadline_ns.map(|d| d as i128);
+            let off = |v: Option<u64>| match (v, d) {
+                (Some(v), Some(d)) => Some(v as i128 - d),
+                _ => None,
+            };
+            say!(
+                "  {master} {}: alone, backup → MASTER: deadline {} after it became backup \
+                 (Master_Down_Interval {}); fired {}, VIPs {}, GARP/NA {}",
+                i.name,
+                match (armed, t.deadline_ns) {
+                    (Some(a), Some(d)) => ms(d.saturating_sub(a)),
+                    _ => "?".into(),
+                },
+                ms(i.master_down_interval_ns),
+                cell(off(t.fired_at_ns)),
+                cell(off(t.vips_done_ns)),
+                cell(off(t.first_garp_ns)),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The client's pings are answered by `master` (checked after the
+/// election, once the probers run).
+pub fn check_client_answered_by(lab: &DemoLab, master: &str, since: Stamp) -> Result<()> {
+    let mac = lab.router(master).mac;
+    let now = Stamp::now();
+    for (f, log) in FAMILIES.iter().zip(lab.probe_logs()) {
+        let runs = log.answered_by_between(since.rt_ns, now.rt_ns);
+        if runs.is_empty() || runs.iter().any(|r| r.mac != mac) {
+            bail!(
+                "the client's pings to {} should be answered by {master}; answered by: {}",
+                f.vip(),
+                if runs.is_empty() {
+                    "nobody".to_string()
+                } else {
+                    ProbeLog::describe_runs(&runs, lab.lab.origin.rt_ns)
+                }
+            );
+        }
+    }
+    Ok(())
+}
