@@ -460,10 +460,12 @@ fn summary(results: &[StepResult]) {
             r.timer_late_ns().map(rel).unwrap_or_else(|| "-".into()),
             format!("{} ms", outage.join(" / ")),
         );
-        if r.warnings.is_empty() {
-            say!("{line}");
+        if !r.problems.is_empty() {
+            say!("{}", red(&format!("{line}  ✗")));
+        } else if !r.warnings.is_empty() {
+            say!("{}", yellow(&format!("{line}  !")));
         } else {
-            say!("{}", yellow(&line));
+            say!("{line}");
         }
     }
     say!(
@@ -476,6 +478,17 @@ fn summary(results: &[StepResult]) {
         "  {}",
         dim("outage: the client's longest run of unanswered 1 ms pings around the step")
     );
+    if results
+        .iter()
+        .any(|r| !r.warnings.is_empty() || !r.problems.is_empty())
+    {
+        say!(
+            "  {}",
+            dim(
+                "!: timing outside the bound (+2 ms)   ✗: the client did not follow the new master at once"
+            )
+        );
+    }
 }
 
 fn finish(opts: &Opts, o: Outcome, logs: &Path, started: Instant) -> ExitCode {
@@ -522,6 +535,28 @@ fn finish(opts: &Opts, o: Outcome, logs: &Path, started: Instant) -> ExitCode {
         let first = format!("{e:#}");
         let first = term::plain(first.lines().next().unwrap_or_default());
         eprintln!("xvrrpd-demo failed: {first} (logs: {})", logs.display());
+        return ExitCode::from(1);
+    }
+    let problems: Vec<&String> = o.results.iter().flat_map(|r| &r.problems).collect();
+    if !problems.is_empty() {
+        say!();
+        say!(
+            "{} the client did not follow every take-over at once:",
+            red(&bold("FAILED:"))
+        );
+        for p in &problems {
+            say!("  {p}");
+        }
+        say!(
+            "  the daemon logs are in {}/r1 … r3/daemon.log, the capture in {}/bridge.pcap",
+            logs.display(),
+            logs.display()
+        );
+        eprintln!(
+            "xvrrpd-demo failed: {} take-over(s) the client did not follow at once (logs: {})",
+            problems.len(),
+            logs.display()
+        );
         return ExitCode::from(1);
     }
     if !warnings.is_empty() {
