@@ -146,9 +146,9 @@ pub fn health_file(node: &RouterNode) -> PathBuf {
 }
 
 impl DemoLab {
-    /// Namespaces, bridge, routers with their configs (not started), the
-    /// client, and the capture.
-    pub fn build() -> Result<DemoLab> {
+    /// Namespaces, bridge, routers with their configs (not started, run
+    /// with `daemon_args` added), the client, and the capture.
+    pub fn build(daemon_args: &[String]) -> Result<DemoLab> {
         let mut lab = VrrpLab::new("demo")?;
         signals::set_lab_dir(lab.dir.clone());
         let mut routers = Vec::new();
@@ -156,6 +156,7 @@ impl DemoLab {
             signals::check()?;
             let c = router_cidrs(i);
             let mut node = lab.add_router(name, Daemon::Xvrrpd, &[&c[0], &c[1]])?;
+            node.extra_args = daemon_args.to_vec();
             let cfg = router_config(&node, *prio)?;
             node.write_config(&cfg)?;
             std::fs::write(health_file(&node), "ok\n")?;

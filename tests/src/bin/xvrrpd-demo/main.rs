@@ -38,14 +38,19 @@ VIP) and a client in network namespaces; the master is crashed, stopped,
 cut off and made unhealthy in turn, and each failover is measured.
 Needs root. `cargo xtask demo` builds what it needs and runs it.
 
-  --quick     shorter pauses (for tests); the same steps
-  --strict    exit 1 if a take-over is later than the protocol's bound + 2 ms
-  --logs DIR  where to keep the logs (default /tmp/xvrrpd-demo/<time>)";
+  --quick            shorter pauses (for tests); the same steps
+  --strict           exit 1 if a take-over is later than the protocol's bound + 2 ms
+  --logs DIR         where to keep the logs (default /tmp/xvrrpd-demo/<time>)
+  --daemon-arg ARG   one more argument for every router's `xvrrpd run` (repeat it:
+                     `--daemon-arg --no-ebpf`, `--daemon-arg --rt-priority=0`)
+
+XVRRPD_BIN=PATH runs another xvrrpd binary (default: target/debug/xvrrpd).";
 
 struct Opts {
     quick: bool,
     strict: bool,
     logs: Option<PathBuf>,
+    daemon_args: Vec<String>,
 }
 
 fn parse_args() -> Result<Option<Opts>, String> {
@@ -53,6 +58,7 @@ fn parse_args() -> Result<Option<Opts>, String> {
         quick: false,
         strict: false,
         logs: None,
+        daemon_args: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -60,6 +66,9 @@ fn parse_args() -> Result<Option<Opts>, String> {
             "--quick" => o.quick = true,
             "--strict" => o.strict = true,
             "--logs" => o.logs = Some(args.next().ok_or("--logs needs a directory")?.into()),
+            "--daemon-arg" => o
+                .daemon_args
+                .push(args.next().ok_or("--daemon-arg needs an argument")?),
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -171,11 +180,29 @@ fn main() -> ExitCode {
         }
     };
     let _ = term().transcript_to(&logs.join("demo.log"));
+    let rt = measure_on_realtime();
     let started = Instant::now();
-    let outcome = demo(&opts, &bin, &logs);
+    let outcome = demo(&opts, &bin, &logs, rt);
     let code = finish(&opts, outcome, &logs, started);
     signals::finished();
     code
+}
+
+/// Real-time priority of the demo's threads: below the daemons' default
+/// (10), so they never delay a daemon.
+const MEASURE_RT_PRIORITY: i32 = 5;
+
+/// Puts this thread, and so every thread and process it starts from now on
+/// (prober, address watches, notify readers, tcpdump), under SCHED_RR at
+/// [`MEASURE_RT_PRIORITY`]: they stand for a client host and a switch, so
+/// their timestamps must not wait for whatever else this host runs. The
+/// daemons set their own (higher) priority. Returns whether it worked.
+fn measure_on_realtime() -> bool {
+    let param = libc::sched_param {
+        sched_priority: MEASURE_RT_PRIORITY,
+    };
+    // SAFETY: sched_setscheduler on the calling thread with a valid param.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) == 0 }
 }
 
 /// The logs directory: given, or a new `/tmp/xvrrpd-demo/<time>` (with a
@@ -225,7 +252,7 @@ struct Outcome {
     cleaned: Result<()>,
 }
 
-fn header(bin: &Path, quick: bool) {
+fn header(bin: &Path, quick: bool, daemon_args: &[String]) {
     say!(
         "{}",
         bold("xvrrpd demo — VRRP failover with the real daemon, in network namespaces")
@@ -236,11 +263,16 @@ fn header(bin: &Path, quick: bool) {
     say!("    r3 (priority  50) ─┘   (tcpdump on br0 records adverts, GARP and NA)");
     say!();
     say!(
-        "  daemon   {} run -f keepalived.conf (one per router)",
-        bin.display()
+        "  daemon   {} run -f keepalived.conf{} (one per router)",
+        bin.display(),
+        daemon_args
+            .iter()
+            .map(|a| format!(" {a}"))
+            .collect::<String>()
     );
+    say!("  config   VRRPv3, advert_int 0.01 (10 ms), preempt; one instance per address family:");
     say!(
-        "  config   VRRPv3, advert_int 0.01, preempt; {}",
+        "           {}",
         FAMILIES
             .iter()
             .map(|f| format!("{} vrid {} VIP {}", f.inst, f.vrid, f.cidr))
@@ -249,17 +281,27 @@ fn header(bin: &Path, quick: bool) {
     );
     say!(
         "           vrrp_script {HEALTH_SCRIPT}: a file check every {HEALTH_INTERVAL_S} s, \
-         weight {HEALTH_WEIGHT}, fall 1, rise 1 (tracked by both instances)"
+         weight {HEALTH_WEIGHT}, fall 1, rise 1,"
     );
+    say!("           tracked by both instances");
+    say!("  steps    kill -9, SIGTERM, link down, failing health check, each on the master");
     say!(
-        "  steps    kill -9, SIGTERM, link down, failing health check — each on the master, \
-         each followed by its recovery{}",
+        "           and each followed by its recovery{}",
         if quick { " (quick pace)" } else { "" }
     );
 }
 
-fn demo(opts: &Opts, bin: &Path, logs: &Path) -> Outcome {
-    header(bin, opts.quick);
+fn demo(opts: &Opts, bin: &Path, logs: &Path, rt: bool) -> Outcome {
+    header(bin, opts.quick, &opts.daemon_args);
+    if !rt {
+        say!(
+            "  {}",
+            term::yellow(
+                "note: the measuring threads run on the normal scheduler (SCHED_RR refused): \
+                 on a busy host their timestamps may lag"
+            )
+        );
+    }
     let pace = if opts.quick {
         Pace {
             watch: Duration::from_millis(300),
@@ -274,7 +316,7 @@ fn demo(opts: &Opts, bin: &Path, logs: &Path) -> Outcome {
     say!();
     say!("{}", bold("━━ the lab ━━"));
     let t = Instant::now();
-    let mut lab = match DemoLab::build() {
+    let mut lab = match DemoLab::build(&opts.daemon_args) {
         Ok(l) => l,
         Err(e) => {
             return Outcome {
@@ -286,11 +328,11 @@ fn demo(opts: &Opts, bin: &Path, logs: &Path) -> Outcome {
         }
     };
     say!(
-        "  namespaces {}-{{sw,r1,r2,r3,client}} made in {:.1} s; files in {}",
+        "  namespaces {}-{{sw,r1,r2,r3,client}} made in {:.1} s",
         lab.lab.net.tag(),
-        t.elapsed().as_secs_f64(),
-        lab.dir().display()
+        t.elapsed().as_secs_f64()
     );
+    say!("  files      {}", lab.dir().display());
     let mut results = Vec::new();
     let error = story(&mut lab, &pace, &mut results).err();
     let cleaned = teardown(lab, logs);
@@ -405,13 +447,13 @@ fn summary(results: &[StepResult]) {
     say!(
         "  {}",
         dim(
-            "bound: the protocol's time for the new master (Master_Down_Interval, or Skew_Time after a priority-0 advert)"
+            "bound: the new master's protocol time (Master_Down_Interval; Skew_Time after priority 0)"
         )
     );
     say!(
         "  {}",
         dim(
-            "wire: the old master's last advert → the new master's first, on the bridge (recoveries: event → first advert)"
+            "wire: old master's last advert → new master's first (recoveries: event → first advert)"
         )
     );
     say!(
@@ -470,9 +512,7 @@ fn summary(results: &[StepResult]) {
     }
     say!(
         "  {}",
-        dim(
-            "timer: when the new master's down timer was handled, after its deadline (the later of VI_4 and VI_6)"
-        )
+        dim("timer: the new master's down timer handled after its deadline (later of VI_4, VI_6)")
     );
     say!(
         "  {}",
@@ -528,10 +568,7 @@ fn finish(opts: &Opts, o: Outcome, logs: &Path, started: Instant) -> ExitCode {
     if let Some(e) = o.error {
         say!();
         say!("{} {e:#}", red(&bold("FAILED:")));
-        say!(
-            "  the daemon logs are in {}/r1 … r3/daemon.log",
-            logs.display()
-        );
+        say!("  daemon logs: {}/r1 … r3/daemon.log", logs.display());
         let first = format!("{e:#}");
         let first = term::plain(first.lines().next().unwrap_or_default());
         eprintln!("xvrrpd-demo failed: {first} (logs: {})", logs.display());
@@ -545,13 +582,10 @@ fn finish(opts: &Opts, o: Outcome, logs: &Path, started: Instant) -> ExitCode {
             red(&bold("FAILED:"))
         );
         for p in &problems {
-            say!("  {p}");
+            steps::say_wrapped("  ✗ ", p);
         }
-        say!(
-            "  the daemon logs are in {}/r1 … r3/daemon.log, the capture in {}/bridge.pcap",
-            logs.display(),
-            logs.display()
-        );
+        say!("  daemon logs: {}/r1 … r3/daemon.log", logs.display());
+        say!("  capture:     {}/bridge.pcap", logs.display());
         eprintln!(
             "xvrrpd-demo failed: {} take-over(s) the client did not follow at once (logs: {})",
             problems.len(),
@@ -580,10 +614,10 @@ fn finish(opts: &Opts, o: Outcome, logs: &Path, started: Instant) -> ExitCode {
     say!(
         "{}",
         green(&bold(&format!(
-            "demo complete: {n} failures, {} recoveries, every take-over checked on the wire, \
-             on the hosts and by the client, in {elapsed:.1} s",
+            "demo complete: {n} failures, {} recoveries in {elapsed:.1} s",
             o.results.len() - n
         )))
     );
+    say!("  every take-over checked on the wire, on the hosts and by the client");
     ExitCode::SUCCESS
 }
