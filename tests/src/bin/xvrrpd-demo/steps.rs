@@ -1001,9 +1001,13 @@ pub fn say_wrapped(lead: &str, text: &str) {
     }
 }
 
+/// One instance's row: its name, its transition to MASTER, and what armed
+/// the timer (and when).
+type TimelineRow<'a> = (&'a str, Option<TransitionRecord>, Option<(String, u64)>);
+
 /// The new master's transitions to MASTER, one row per instance, relative
 /// to the down-timer deadline.
-fn timeline_table(who: &str, rows: &[(&str, Option<TransitionRecord>, Option<(String, u64)>)]) {
+fn timeline_table(who: &str, rows: &[TimelineRow<'_>]) {
     say!(
         "  {} {}",
         label("timeline"),
