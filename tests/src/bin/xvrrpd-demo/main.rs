@@ -136,6 +136,10 @@ const STEPS: [(Step, Step); 4] = [
     ),
 ];
 
+/// The steps must be done by then; cleanup takes a few seconds more, and
+/// the whole demo stays under two minutes.
+const STEPS_BUDGET: Duration = Duration::from_secs(105);
+
 /// Pauses that let a person watch the live line.
 struct Pace {
     watch: Duration,
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
     let _ = term().transcript_to(&logs.join("demo.log"));
     let rt = measure_on_realtime();
     let started = Instant::now();
+    signals::set_budget(STEPS_BUDGET);
     let outcome = demo(&opts, &bin, &logs, rt);
     let code = finish(&opts, outcome, &logs, started);
     signals::finished();

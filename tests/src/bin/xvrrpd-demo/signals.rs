@@ -82,10 +82,27 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
-/// Fails with [`Interrupted`] once a signal came.
+/// When the demo must be done with its steps (it promises to end by
+/// itself in under two minutes, cleanup included).
+static DEADLINE: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Sets the time the steps must be done in, from now.
+pub fn set_budget(d: Duration) {
+    *DEADLINE.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + d);
+}
+
+/// Fails with [`Interrupted`] once a signal came, and once the budget is
+/// spent.
 pub fn check() -> Result<()> {
     if interrupted() {
         bail!(Interrupted);
+    }
+    if DEADLINE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some_and(|d| Instant::now() > d)
+    {
+        bail!("the demo ran out of its time budget (it must end in under two minutes)");
     }
     Ok(())
 }

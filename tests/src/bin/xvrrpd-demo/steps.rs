@@ -48,9 +48,10 @@ const HANDOVER_GRACE_NS: u64 = 20_000_000;
 const CLIENT_GRACE_NS: u64 = 50_000_000;
 /// The last part of a step's window, in which everything must have settled.
 const SETTLED_NS: u64 = 100_000_000;
-/// How long the client gets to recover when it did not follow at once
-/// (an IPv6 neighbour entry pointing at the wrong router lasts some 8 s).
-const CLIENT_RECOVERY: Duration = Duration::from_secs(15);
+/// How long the client gets to recover when it did not follow at once: a
+/// wrong neighbour entry lasts until the new master's delayed GARP/NA batch
+/// (`garp_master_delay`, 5 s) or the entry's own probes.
+const CLIENT_RECOVERY: Duration = Duration::from_secs(8);
 
 /// What a step does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
