@@ -197,17 +197,26 @@ fn main() -> ExitCode {
 /// (10), so they never delay a daemon.
 const MEASURE_RT_PRIORITY: i32 = 5;
 
-/// Puts this thread, and so every thread and process it starts from now on
-/// (prober, address watches, notify readers, tcpdump), under SCHED_RR at
-/// [`MEASURE_RT_PRIORITY`]: they stand for a client host and a switch, so
-/// their timestamps must not wait for whatever else this host runs. The
-/// daemons set their own (higher) priority. Returns whether it worked.
+/// Puts this thread, and so every thread and process it starts until
+/// [`normal_scheduler`] (prober, address watches, notify readers, tcpdump,
+/// the live view), under SCHED_RR at [`MEASURE_RT_PRIORITY`]: they stand
+/// for a client host and a switch, so their timestamps must not wait for
+/// whatever else this host runs. The daemons set their own (higher)
+/// priority. Returns whether it worked.
 fn measure_on_realtime() -> bool {
     let param = libc::sched_param {
         sched_priority: MEASURE_RT_PRIORITY,
     };
     // SAFETY: sched_setscheduler on the calling thread with a valid param.
     unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) == 0 }
+}
+
+/// Puts this thread back on the normal scheduler (what it starts from
+/// now on, too).
+fn normal_scheduler() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler on the calling thread with a valid param.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
 }
 
 /// The logs directory: given, or a new `/tmp/xvrrpd-demo/<time>` (with a
@@ -357,6 +366,9 @@ fn story(lab: &mut DemoLab, pace: &Pace, results: &mut Vec<StepResult>) -> Resul
     lab.start_monitor()?;
     steps::election(lab, "r1", started)?;
     lab.start_probes()?;
+    // The instruments run (and keep their real-time priority); the story's
+    // own work (parsing the capture, starting commands) does not need it.
+    normal_scheduler();
     let since = Stamp::now();
     signals::pause(Duration::from_millis(300))?;
     steps::check_client_answered_by(lab, "r1", since)?;
