@@ -60,6 +60,20 @@ enum Command {
         #[arg(long)]
         allow_without_ebpf: bool,
     },
+    /// Three routers running xvrrpd and a client in network namespaces;
+    /// the master is crashed, stopped, cut off and made unhealthy in turn,
+    /// and every failover is measured (root; about 30 s).
+    Demo {
+        /// Shorter pauses, the same steps (about 10 s).
+        #[arg(long)]
+        quick: bool,
+        /// Exit 1 if a take-over is later than the protocol's bound + 2 ms.
+        #[arg(long)]
+        strict: bool,
+        /// Where to keep the logs (default: /tmp/xvrrpd-demo/<time>).
+        #[arg(long, value_name = "DIR")]
+        logs: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -93,6 +107,26 @@ fn main() -> Result<()> {
                 setup::run()?;
             }
             dist::run(deb, check_install, allow_without_ebpf)
+        }
+        Command::Demo {
+            quick,
+            strict,
+            logs,
+        } => {
+            tasks::demo_needs_root()?;
+            setup::run()?;
+            let mut args = Vec::new();
+            if quick {
+                args.push("--quick".into());
+            }
+            if strict {
+                args.push("--strict".into());
+            }
+            if let Some(dir) = logs {
+                args.push("--logs".into());
+                args.push(dir.into_os_string());
+            }
+            tasks::demo(&args)
         }
     }
 }

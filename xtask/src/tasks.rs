@@ -1,6 +1,7 @@
-//! build, run, test and bench.
+//! build, run, test, bench and demo.
 
 use std::{
+    ffi::OsString,
     path::{Path, PathBuf},
     process::Command,
     time::Instant,
@@ -228,4 +229,49 @@ pub fn bench(which: &str) -> Result<()> {
             .status_ok(),
         other => bail!("unknown benchmark {other}"),
     }
+}
+
+/// The demo builds namespaces and loads eBPF programs: refuse early, before
+/// the set-up, when not root.
+pub fn demo_needs_root() -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the demo creates network namespaces, loads eBPF programs and opens raw sockets: \
+             run `cargo xtask demo` as root"
+        );
+    }
+    Ok(())
+}
+
+/// The target directory cargo builds into.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Builds the agent (eBPF required) and the demo, then becomes the demo
+/// (exec): it owns the terminal and takes Ctrl-C itself, to clean up.
+pub fn demo(args: &[OsString]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    step("build the agent with its eBPF datapath");
+    cargo("stable")
+        .args(["build", "-p", "xvrrpd"])
+        .status_ok()?;
+    step("build the demo");
+    cargo("stable")
+        .args([
+            "build",
+            "-p",
+            "xvrrpd-tests",
+            "--features",
+            "privileged",
+            "--bin",
+            "xvrrpd-demo",
+        ])
+        .status_ok()?;
+    let bin = target_dir().join("debug").join("xvrrpd-demo");
+    eprintln!();
+    let err = cmd(&bin.to_string_lossy()).args(args).exec();
+    Err(err).with_context(|| format!("running {}", bin.display()))
 }
