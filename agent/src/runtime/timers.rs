@@ -26,9 +26,16 @@ impl AsRawFd for Fd {
 }
 
 /// A set of keyed one-shot deadlines (nanoseconds of CLOCK_MONOTONIC).
+///
+/// A deadline may ask to be woken `lead` early: waking a sleeping thread on
+/// a virtual machine costs hundreds of microseconds, so for the deadlines
+/// where microseconds count the loop wakes early and spins the rest
+/// ([`Timers::spin_target`]) while still watching for adverts.
 pub struct Timers<K> {
     fd: AsyncFd<Fd>,
-    deadline_of: HashMap<K, u64>,
+    /// key → (wake, deadline)
+    entries: HashMap<K, (u64, u64)>,
+    /// Ordered by wake time.
     queue: BTreeSet<(u64, K)>,
     armed_at: Option<u64>,
 }
@@ -44,7 +51,7 @@ impl<K: Copy + Ord + Hash> Timers<K> {
         let fd = unsafe { AsyncFd::register(Fd(tfd)) }.map_err(io::Error::from)?;
         Ok(Self {
             fd,
-            deadline_of: HashMap::new(),
+            entries: HashMap::new(),
             queue: BTreeSet::new(),
             armed_at: None,
         })
@@ -52,27 +59,45 @@ impl<K: Copy + Ord + Hash> Timers<K> {
 
     /// Sets (or moves) the deadline of `key`.
     pub fn arm(&mut self, key: K, at_ns: u64) -> io::Result<()> {
-        if let Some(old) = self.deadline_of.insert(key, at_ns) {
-            self.queue.remove(&(old, key));
+        self.arm_early(key, at_ns, 0)
+    }
+
+    /// Sets the deadline of `key`, waking `lead_ns` before it.
+    pub fn arm_early(&mut self, key: K, at_ns: u64, lead_ns: u64) -> io::Result<()> {
+        let wake = at_ns.saturating_sub(lead_ns);
+        if let Some((old_wake, _)) = self.entries.insert(key, (wake, at_ns)) {
+            self.queue.remove(&(old_wake, key));
         }
-        self.queue.insert((at_ns, key));
+        self.queue.insert((wake, key));
         self.rearm()
     }
 
     pub fn cancel(&mut self, key: K) -> io::Result<()> {
-        if let Some(old) = self.deadline_of.remove(&key) {
-            self.queue.remove(&(old, key));
+        if let Some((wake, _)) = self.entries.remove(&key) {
+            self.queue.remove(&(wake, key));
             self.rearm()?;
         }
         Ok(())
     }
 
     pub fn deadline(&self, key: K) -> Option<u64> {
-        self.deadline_of.get(&key).copied()
+        self.entries.get(&key).map(|(_, d)| *d)
     }
 
+    /// When the timerfd must next wake the loop.
     pub fn next_deadline(&self) -> Option<u64> {
         self.queue.first().map(|(t, _)| *t)
+    }
+
+    /// The nearest deadline whose early wake-up has passed but which is not
+    /// due yet at `now_ns`: the loop spins until then.
+    pub fn spin_target(&self, now_ns: u64) -> Option<u64> {
+        self.queue
+            .iter()
+            .take_while(|(wake, _)| *wake <= now_ns)
+            .filter_map(|(_, k)| self.entries.get(k).map(|(_, d)| *d))
+            .filter(|d| *d > now_ns)
+            .min()
     }
 
     fn rearm(&mut self) -> io::Result<()> {
@@ -112,14 +137,21 @@ impl<K: Copy + Ord + Hash> Timers<K> {
 
     /// Removes and returns every timer due at `now_ns`, earliest first.
     pub fn pop_due(&mut self, now_ns: u64, out: &mut Vec<(K, u64)>) -> io::Result<()> {
-        while let Some(&(at, key)) = self.queue.first() {
-            if at > now_ns {
-                break;
+        let start = out.len();
+        let due: Vec<(u64, K)> = self
+            .queue
+            .iter()
+            .take_while(|(wake, _)| *wake <= now_ns)
+            .filter(|(_, k)| self.entries.get(k).is_some_and(|(_, d)| *d <= now_ns))
+            .copied()
+            .collect();
+        for (wake, key) in due {
+            self.queue.remove(&(wake, key));
+            if let Some((_, deadline)) = self.entries.remove(&key) {
+                out.push((key, deadline));
             }
-            self.queue.pop_first();
-            self.deadline_of.remove(&key);
-            out.push((key, at));
         }
+        out[start..].sort_by_key(|(_, d)| *d);
         self.armed_at = None;
         self.rearm()
     }
@@ -155,6 +187,32 @@ mod tests {
             fired.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             vec![2, 1]
         );
+    }
+
+    #[tokio::test]
+    async fn an_early_wake_is_reported_as_a_spin_target_not_as_due() {
+        let mut t: Timers<u8> = Timers::new().expect("timerfd");
+        let now = monotonic_ns();
+        t.arm_early(1, now + 5_000_000, 4_000_000).expect("arm");
+        t.arm(2, now + 50_000_000).expect("arm");
+        assert_eq!(
+            t.next_deadline(),
+            Some(now + 1_000_000),
+            "wakes at deadline - lead"
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(1), t.expired())
+            .await
+            .expect("the early wake-up fires")
+            .expect("read");
+        let woke = monotonic_ns();
+        assert!(woke < now + 5_000_000, "woke after the deadline itself");
+        let mut fired = Vec::new();
+        t.pop_due(woke, &mut fired).expect("pop");
+        assert!(fired.is_empty(), "nothing is due before its deadline");
+        assert_eq!(t.spin_target(woke), Some(now + 5_000_000));
+        t.pop_due(now + 5_000_000, &mut fired).expect("pop");
+        assert_eq!(fired, vec![(1, now + 5_000_000)]);
+        assert_eq!(t.spin_target(now + 5_000_000), None);
     }
 
     #[tokio::test]
