@@ -847,6 +847,26 @@ impl RouterNode {
         )
     }
 
+    /// Waits until xvrrpd has moved from its start-up raw sockets to the
+    /// eBPF datapath (nothing to wait for with keepalived or `--no-ebpf`).
+    pub fn wait_datapath_settled(&self, timeout: Duration) -> Result<()> {
+        if self.daemon != Daemon::Xvrrpd || self.extra_args.iter().any(|a| a == "--no-ebpf") {
+            return Ok(());
+        }
+        let mut last = None;
+        if wait_until(timeout, Duration::from_millis(20), || {
+            last = self.status().ok().map(|r| r.daemon.datapath);
+            last.as_deref() == Some("ebpf")
+        }) {
+            return Ok(());
+        }
+        bail!(
+            "{}: the eBPF datapath did not take over within {timeout:?} (datapath {last:?}); log {}",
+            self.name,
+            self.log_path.display()
+        )
+    }
+
     /// Files of this node, for a failure report.
     pub fn files(&self) -> Vec<PathBuf> {
         vec![

@@ -306,6 +306,11 @@ impl Cluster {
                 self.routers[i].wait_state(&inst, "BACKUP", Duration::from_secs(2))?;
             }
         }
+        for r in &mut self.routers {
+            if r.is_running() {
+                r.wait_datapath_settled(Duration::from_secs(5))?;
+            }
+        }
         if self.prober.is_none() {
             self.start_probe()?;
         }
@@ -797,7 +802,21 @@ impl Cluster {
             if r.daemon != Daemon::Xvrrpd || !r.is_running() {
                 continue;
             }
-            let rep = r.status()?;
+            let mut rep = r.status()?;
+            // The daemon starts on raw sockets and moves to eBPF once its
+            // programs are verified and attached (~100–300 ms here).
+            for _ in 0..50 {
+                let loading = rep
+                    .daemon
+                    .datapath_fallback_reason
+                    .as_deref()
+                    .is_some_and(|why| why.contains("loading"));
+                if !loading {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                rep = r.status()?;
+            }
             if r.extra_args.iter().any(|a| a == "--no-ebpf") {
                 if rep.daemon.datapath != "raw-socket" {
                     bail!(

@@ -77,7 +77,7 @@ impl Datapath {
         let reason = if opts.no_ebpf {
             "disabled with --no-ebpf".to_string()
         } else {
-            match Self::open_ebpf(specs, opts.attach) {
+            match EbpfDatapath::load().and_then(|dp| Self::ebpf_inner(dp, specs, opts.attach)) {
                 Ok(inner) => {
                     return Ok(Self {
                         inner,
@@ -88,6 +88,11 @@ impl Datapath {
                 Err(e) => e.to_string(),
             }
         };
+        Self::open_raw(specs, opts, reason)
+    }
+
+    /// The raw-socket receiver, with the reason eBPF is not (yet) in use.
+    pub fn open_raw(specs: &[VridSpec], opts: DatapathOptions, reason: String) -> io::Result<Self> {
         let mut rx = RawReceiver::open()?;
         for s in specs {
             rx.set_vrid(s.key, s.cfg, s.group)?;
@@ -103,8 +108,76 @@ impl Datapath {
         })
     }
 
-    fn open_ebpf(specs: &[VridSpec], pref: AttachPreference) -> Result<Inner, DatapathError> {
+    /// Loads and attaches the eBPF programs without taking over yet:
+    /// delivered adverts still go on to the stack, so the raw sockets keep
+    /// receiving until [`Datapath::upgrade`] switches. Runs on a thread of
+    /// its own (verification and XDP attach take ~100 ms), in the daemon's
+    /// network namespace.
+    pub fn prepare_ebpf(
+        specs: &[VridSpec],
+        pref: AttachPreference,
+    ) -> Result<EbpfDatapath, DatapathError> {
         let mut dp = EbpfDatapath::load()?;
+        let mut done: Vec<&str> = Vec::new();
+        for s in specs {
+            if !done.contains(&s.ifname.as_str()) {
+                let mut policy = IfacePolicy::DEFAULT;
+                policy.drop_delivered = 0;
+                dp.set_policy(s.key.ifindex, policy)?;
+                let mode = dp.attach(&s.ifname, pref)?;
+                tracing::info!(interface = %s.ifname, mode = %mode, "datapath attached");
+                done.push(&s.ifname);
+            }
+            dp.set_vrid(s.key, s.cfg)?;
+        }
+        Ok(dp)
+    }
+
+    /// Switches a raw-socket datapath to programs from
+    /// [`Datapath::prepare_ebpf`]: adverts still queued on the raw sockets go
+    /// to `out` (the ring holds the same ones again, which is harmless: they
+    /// come in order), then the programs start consuming what they deliver.
+    /// On error the raw sockets stay.
+    pub fn upgrade(
+        &mut self,
+        mut dp: EbpfDatapath,
+        specs: &[VridSpec],
+        out: &mut Vec<AdvertEvent>,
+    ) -> Result<(), DatapathError> {
+        // Multicast memberships for NIC filters, held by sockets never read.
+        let mut joins = RawReceiver::open()?;
+        for s in specs {
+            joins.set_vrid(s.key, s.cfg, s.group)?;
+        }
+        // SAFETY: the ring owns its fd and moves into the AsyncFd with it.
+        let ring = unsafe { AsyncFd::register(dp.take_events()?) }
+            .map_err(|e| DatapathError::Io(e.into()))?;
+        if let Inner::Raw { rx, .. } = &mut self.inner {
+            rx.drain(out)?;
+        }
+        // The configuration may have been reloaded while the programs loaded.
+        for s in specs {
+            if !dp.attachments().iter().any(|(i, _)| *i == s.ifname) {
+                let mode = dp.attach(&s.ifname, self.attach)?;
+                tracing::info!(interface = %s.ifname, mode = %mode, "datapath attached");
+            }
+            dp.set_vrid(s.key, s.cfg)?;
+            dp.set_policy(s.key.ifindex, IfacePolicy::DEFAULT)?;
+        }
+        self.inner = Inner::Ebpf {
+            dp: Box::new(dp),
+            ring,
+            _joins: joins,
+        };
+        self.fallback_reason = None;
+        Ok(())
+    }
+
+    fn ebpf_inner(
+        mut dp: EbpfDatapath,
+        specs: &[VridSpec],
+        pref: AttachPreference,
+    ) -> Result<Inner, DatapathError> {
         let mut joins = RawReceiver::open()?;
         let mut done: Vec<&str> = Vec::new();
         for s in specs {

@@ -30,7 +30,7 @@ use crate::{
         status::{self, InstanceCounters, StatusReport, TransitionRecord},
         systemd,
     },
-    datapath::{Datapath, DatapathOptions, rawsock::monotonic_ns},
+    datapath::{Datapath, DatapathOptions, ebpf::EbpfDatapath, rawsock::monotonic_ns},
     net::{
         addr::{Vip, VipManager},
         advert_tx::AdvertSender,
@@ -121,7 +121,23 @@ pub struct Daemon {
     _metrics_server: Option<MetricsServer>,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports_rx: mpsc::UnboundedReceiver<Report>,
+    ebpf_loading: Option<EbpfLoading>,
     pending_reload: Option<tokio::sync::oneshot::Receiver<PreparedReload>>,
+}
+
+/// The eBPF programs being verified on a thread of their own.
+type EbpfLoading = (
+    tokio::sync::oneshot::Receiver<Result<EbpfDatapath, String>>,
+    std::thread::JoinHandle<()>,
+);
+
+async fn ebpf_loaded(loading: &mut Option<EbpfLoading>) -> Result<EbpfDatapath, String> {
+    match loading {
+        Some((rx, _)) => rx
+            .await
+            .unwrap_or_else(|_| Err("the eBPF loader thread stopped".to_string())),
+        None => std::future::pending().await,
+    }
 }
 
 /// A configuration read and planned for a reload, or why it cannot be.
@@ -156,6 +172,7 @@ enum Wake {
     Terminate(&'static str),
     Reload,
     Reloaded(PreparedReload),
+    EbpfLoaded(Result<EbpfDatapath, String>),
     Housekeeping,
     Effect(Option<Report>),
 }
@@ -217,15 +234,37 @@ impl Daemon {
             Err(e) => warn!("could not look for addresses left by a previous xvrrpd: {e}"),
         }
         let specs: Vec<_> = plan.instances.iter().map(|i| i.vrid.clone()).collect();
-        let datapath = Datapath::open(&specs, opts.datapath).context("opening the datapath")?;
-        match &datapath.fallback_reason {
-            None => {
-                for (ifname, mode) in datapath.attachments() {
-                    info!("datapath: eBPF attached to {ifname} as {mode}");
-                }
+        // Verifying the eBPF programs takes ~100 ms: the instances start at
+        // once on raw sockets and move to eBPF when it is loaded.
+        let (datapath, ebpf_loading) = if !opts.datapath.no_ebpf
+            && crate::datapath::ebpf::object_embedded()
+        {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let loader_specs = specs.clone();
+            let attach = opts.datapath.attach;
+            let loader = std::thread::Builder::new()
+                .name("ebpf-load".into())
+                .spawn(move || {
+                    // Verification is ~100 ms of kernel work: never above the
+                    // event loop, even if the process was started real-time.
+                    let param = libc::sched_param { sched_priority: 0 };
+                    // SAFETY: sched_setscheduler on this thread with a valid param.
+                    unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+                    let r = Datapath::prepare_ebpf(&loader_specs, attach);
+                    let _ = tx.send(r.map_err(|e| e.to_string()));
+                })
+                .context("starting the eBPF loader thread")?;
+            let dp =
+                Datapath::open_raw(&specs, opts.datapath, "the eBPF datapath is loading".into())
+                    .context("opening the datapath")?;
+            (dp, Some((rx, loader)))
+        } else {
+            let dp = Datapath::open(&specs, opts.datapath).context("opening the datapath")?;
+            if let Some(why) = &dp.fallback_reason {
+                warn!("datapath: raw sockets ({why})");
             }
-            Some(why) => warn!("datapath: raw sockets ({why})"),
-        }
+            (dp, None)
+        };
         let link = LinkWatcher::new(Watch::LinksAndAddresses)
             .context("watching links and addresses over netlink")?;
         let (tracker_tx, tracker_rx) = mpsc::channel(1024);
@@ -265,6 +304,7 @@ impl Daemon {
             _metrics_server: metrics_server,
             reports_tx,
             reports_rx,
+            ebpf_loading,
             pending_reload: None,
         };
         d.notifier = notifier_for(config, &plan)?;
@@ -1181,6 +1221,51 @@ impl Daemon {
         }
     }
 
+    /// The eBPF programs are verified: attach them and leave the raw
+    /// sockets (or stay on them, saying why).
+    async fn on_ebpf_loaded(&mut self, r: Result<EbpfDatapath, String>) {
+        if let Some((_, loader)) = self.ebpf_loading.take() {
+            let _ = loader.join();
+        }
+        let specs: Vec<_> = self.plan.instances.iter().map(|i| i.vrid.clone()).collect();
+        let mut queued = Vec::new();
+        let result = r.and_then(|dp| {
+            self.datapath
+                .upgrade(dp, &specs, &mut queued)
+                .map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(()) => {
+                for (ifname, mode) in self.datapath.attachments() {
+                    info!("datapath: eBPF attached to {ifname} as {mode}");
+                }
+            }
+            Err(e) => {
+                warn!("datapath: staying on raw sockets: {e}");
+                self.datapath.fallback_reason = Some(e);
+            }
+        }
+        self.on_adverts(&queued).await;
+        self.datapath_settled();
+    }
+
+    /// The datapath is final: drop what only loading eBPF needed, tell
+    /// systemd we are ready.
+    fn datapath_settled(&mut self) {
+        // Capabilities are per thread: this runs once the loader thread is gone.
+        match crate::control::privileges::drop_after_attach() {
+            Ok(report) => info!("{report}"),
+            Err(e) => warn!("keeping capabilities: {e}"),
+        }
+        self.metrics
+            .set_datapath(DatapathSnapshot::of(&self.datapath));
+        let _ = systemd::ready_with_status(&format!(
+            "{} instance(s), datapath {:?}",
+            self.instances.len(),
+            self.datapath.kind()
+        ));
+    }
+
     /// How long to stay after a master hands over: three of its advert
     /// intervals, at most one second; nothing when no instance is master.
     fn handover_linger(&self) -> Duration {
@@ -1549,13 +1634,9 @@ impl Daemon {
             self.instances.len(),
             self.opts.config.display()
         );
-        self.metrics
-            .set_datapath(DatapathSnapshot::of(&self.datapath));
-        let _ = systemd::ready_with_status(&format!(
-            "{} instance(s), datapath {:?}",
-            self.instances.len(),
-            self.datapath.kind()
-        ));
+        if self.ebpf_loading.is_none() {
+            self.datapath_settled();
+        }
         // Housekeeping on tokio's timer (ms precision is plenty): the
         // datapath snapshot for metrics and the systemd watchdog, sent from
         // the loop itself so a stuck loop stops petting it.
@@ -1580,6 +1661,7 @@ impl Daemon {
                 _ = housekeeping.tick() => Wake::Housekeeping,
                 r = self.reports_rx.recv() => Wake::Effect(r),
                 r = prepared_reload(&mut self.pending_reload) => Wake::Reloaded(r),
+                r = ebpf_loaded(&mut self.ebpf_loading) => Wake::EbpfLoaded(r),
             };
             match wake {
                 Wake::Effect(Some(r)) => self.on_report(r),
@@ -1623,6 +1705,7 @@ impl Daemon {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Wake::Reload => self.start_reload(),
+                Wake::EbpfLoaded(r) => self.on_ebpf_loaded(r).await,
                 Wake::Reloaded(prepared) => {
                     self.pending_reload = None;
                     self.reload(prepared).await;

@@ -117,15 +117,9 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&rt, async move {
         let d = daemon::Daemon::new(opts, &loaded.config).await?;
-        // Real-time only now: verifying the eBPF program is hundreds of
-        // milliseconds of kernel work that must not run above other daemons.
+        // Real-time for this thread only: the eBPF loader thread, started
+        // before, verifies on the normal scheduler.
         set_realtime(rt_priority);
-        // The datapath is attached: what only loading eBPF needed goes away.
-        // (Still one thread: capabilities are per thread.)
-        match crate::control::privileges::drop_after_attach() {
-            Ok(report) => tracing::info!("{report}"),
-            Err(e) => tracing::warn!("keeping capabilities: {e}"),
-        }
         d.run().await
     });
     for path in [&cli.pid_file, &cli.vrrp_pid_file].into_iter().flatten() {
