@@ -3,7 +3,7 @@
 //!
 //! Usage from the runtime:
 //!
-//! ```ignore
+//! ```text
 //! let metrics = Metrics::new();
 //! // once per instance (again after a reload changed its identity):
 //! let m = metrics.instance(InstanceLabels::new("VI_1", "eth0", 51, Family::V4));

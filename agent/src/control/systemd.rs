@@ -6,7 +6,7 @@
 //!
 //! What the runtime should do:
 //!
-//! ```ignore
+//! ```text
 //! // after the datapath is attached and every instance started:
 //! systemd::ready_with_status("2 instances: 1 MASTER, 1 BACKUP; datapath ebpf")?;
 //! // on SIGHUP:  systemd::reloading()?;  …apply…  systemd::ready_with_status(…)?;
