@@ -1663,6 +1663,8 @@ impl Daemon {
                 r = prepared_reload(&mut self.pending_reload) => Wake::Reloaded(r),
                 r = ebpf_loaded(&mut self.ebpf_loading) => Wake::EbpfLoaded(r),
             };
+            // Every timer this event moves is set on the timerfd once, at the end.
+            self.timers.batch();
             match wake {
                 Wake::Effect(Some(r)) => self.on_report(r),
                 Wake::Effect(None) => {}
@@ -1714,6 +1716,9 @@ impl Daemon {
                     let _ = reply.send(self.status());
                 }
                 Wake::Control(None) => {}
+            }
+            if let Err(e) = self.timers.flush() {
+                error!("timerfd: {e}");
             }
         }
         let notifier = std::mem::replace(

@@ -38,6 +38,8 @@ pub struct Timers<K> {
     /// Ordered by wake time.
     queue: BTreeSet<(u64, K)>,
     armed_at: Option<u64>,
+    /// Inside a batch ([`Timers::batch`]) the timerfd is set once, at its end.
+    batching: bool,
 }
 
 impl<K: Copy + Ord + Hash> Timers<K> {
@@ -54,6 +56,7 @@ impl<K: Copy + Ord + Hash> Timers<K> {
             entries: HashMap::new(),
             queue: BTreeSet::new(),
             armed_at: None,
+            batching: false,
         })
     }
 
@@ -100,7 +103,22 @@ impl<K: Copy + Ord + Hash> Timers<K> {
             .min()
     }
 
+    /// Defers setting the timerfd until [`Timers::flush`]: one handled event
+    /// usually moves several timers, and each set is a system call.
+    pub fn batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Ends a batch: sets the timerfd to the earliest wake-up.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.batching = false;
+        self.rearm()
+    }
+
     fn rearm(&mut self) -> io::Result<()> {
+        if self.batching {
+            return Ok(());
+        }
         let next = self.next_deadline();
         if next == self.armed_at {
             return Ok(());
@@ -127,11 +145,14 @@ impl<K: Copy + Ord + Hash> Timers<K> {
             // SAFETY: reading the 8-byte expiration count into a local buffer.
             let n =
                 unsafe { libc::read(guard.get_inner().as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+            // One read takes every expiration: the fd is drained either way,
+            // so the readiness is cleared now rather than by a read that
+            // would only return EAGAIN.
+            guard.clear_ready();
             if n == 8 {
                 self.armed_at = None;
                 return Ok(());
             }
-            guard.clear_ready();
         }
     }
 
