@@ -200,7 +200,7 @@ pub fn run(bl: &mut BenchLab, d: Daemon, kind: Junk, rate: u64, secs: f64) -> Re
     bl.start_pair(d)?;
     let res = (|| -> Result<FloodResult> {
         let interval = bl.c.inst.advert_int;
-        pause((interval * 3).max(Duration::from_millis(300)));
+        pause(interval + Duration::from_millis(300));
         let p = bl.pair(d);
         let (hi, lo) = (bl.c.router(&p.hi), bl.c.router(&p.lo));
         let hpid = hi.pid().context("master not running")? as i32;
@@ -224,7 +224,8 @@ pub fn run(bl: &mut BenchLab, d: Daemon, kind: Junk, rate: u64, secs: f64) -> Re
             );
         }
         // Let the capture catch up, and a late failover show.
-        pause((interval * 4).max(Duration::from_millis(100)));
+        let after = (interval * 4).clamp(Duration::from_millis(100), Duration::from_millis(1200));
+        pause(after);
         let events = bl.c.wire()?;
         let ads = adverts(&events, bl.c.inst.vrid, false);
         let mine: Vec<u64> = ads
@@ -238,7 +239,7 @@ pub fn run(bl: &mut BenchLab, d: Daemon, kind: Junk, rate: u64, secs: f64) -> Re
         edges.extend(&mine);
         edges.push(t1.rt_ns);
         let longest_silence_ns = edges.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-        let settle_end = t1.rt_ns + (interval * 4).as_nanos() as u64;
+        let settle_end = t1.rt_ns + after.as_nanos() as u64;
         let backup_adverts = ads
             .iter()
             .filter(|a| {

@@ -12,11 +12,11 @@ use std::{
 use anyhow::{Result, bail};
 use xvrrpd_tests::clock::Stamp;
 
-/// utime + stime (clock ticks) of every live process in process group
+/// (utime, stime) in clock ticks of every live process in process group
 /// `pgid`. /proc/PID/stat adds up all threads of a process, so this is the
 /// daemon with all its threads and, for keepalived, its VRRP child too.
-pub fn group_ticks(pgid: i32) -> Result<u64> {
-    let mut total = 0;
+pub fn group_ticks(pgid: i32) -> Result<(u64, u64)> {
+    let (mut user, mut sys) = (0, 0);
     let mut found = 0;
     for e in std::fs::read_dir("/proc")?.flatten() {
         let name = e.file_name();
@@ -38,13 +38,14 @@ pub fn group_ticks(pgid: i32) -> Result<u64> {
         }
         let utime: u64 = f[11].parse().unwrap_or(0);
         let stime: u64 = f[12].parse().unwrap_or(0);
-        total += utime + stime;
+        user += utime;
+        sys += stime;
         found += 1;
     }
     if found == 0 {
         bail!("no process in group {pgid}");
     }
-    Ok(total)
+    Ok((user, sys))
 }
 
 /// Clock ticks per second.
@@ -57,25 +58,38 @@ pub fn clk_tck() -> f64 {
 /// A CPU reading of one daemon.
 #[derive(Clone, Copy, Debug)]
 pub struct CpuMark {
-    pub ticks: u64,
+    pub user: u64,
+    pub sys: u64,
     pub at: Stamp,
 }
 
 impl CpuMark {
     pub fn take(pgid: i32) -> Result<CpuMark> {
+        let (user, sys) = group_ticks(pgid)?;
         Ok(CpuMark {
-            ticks: group_ticks(pgid)?,
+            user,
+            sys,
             at: Stamp::now(),
         })
     }
 
-    /// Percent of one core between `self` and `later`.
-    pub fn percent_to(&self, later: &CpuMark) -> f64 {
+    fn pct(&self, later: &CpuMark, ticks: u64) -> f64 {
         let wall = (later.at.mono_ns - self.at.mono_ns) as f64 / 1e9;
         if wall <= 0.0 {
             return 0.0;
         }
-        (later.ticks.saturating_sub(self.ticks)) as f64 / clk_tck() / wall * 100.0
+        ticks as f64 / clk_tck() / wall * 100.0
+    }
+
+    /// Percent of one core (user + system) between `self` and `later`.
+    pub fn percent_to(&self, later: &CpuMark) -> f64 {
+        let t = (later.user + later.sys).saturating_sub(self.user + self.sys);
+        self.pct(later, t)
+    }
+
+    /// The system (kernel) part of [`percent_to`](Self::percent_to).
+    pub fn sys_percent_to(&self, later: &CpuMark) -> f64 {
+        self.pct(later, later.sys.saturating_sub(self.sys))
     }
 }
 

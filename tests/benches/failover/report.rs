@@ -197,9 +197,11 @@ fn cpu_rows(cpu: &[CpuWindow]) -> Vec<Row> {
     ns.sort_unstable();
     ns.dedup();
     type CpuPick = fn(&CpuWindow) -> f64;
-    let metrics: [(&'static str, CpuPick); 3] = [
+    let metrics: [(&'static str, CpuPick); 5] = [
         ("master CPU", |w| w.master_pct),
+        ("↳ of which kernel", |w| w.master_sys_pct),
         ("backup CPU", |w| w.backup_pct),
+        ("↳ of which kernel", |w| w.backup_sys_pct),
         ("master + backup CPU", |w| w.master_pct + w.backup_pct),
     ];
     for n in ns {
@@ -671,6 +673,8 @@ pub fn json(r: &Results, header: &[(String, String)], targets: &[Target]) -> Val
             "instances": w.instances,
             "master_pct_core": w.master_pct,
             "backup_pct_core": w.backup_pct,
+            "master_sys_pct_core": w.master_sys_pct,
+            "backup_sys_pct_core": w.backup_sys_pct,
             "window_s": w.secs,
             "state_changes": w.transitions,
         })).collect::<Vec<_>>(),

@@ -22,6 +22,9 @@ pub struct CpuWindow {
     /// % of one core.
     pub master_pct: f64,
     pub backup_pct: f64,
+    /// The kernel's part of each.
+    pub master_sys_pct: f64,
+    pub backup_sys_pct: f64,
     pub secs: f64,
     /// Notify FIFO state changes of either router during the window.
     pub transitions: usize,
@@ -76,6 +79,8 @@ pub fn measure(bl: &mut BenchLab, d: Daemon, secs: f64, settle: Duration) -> Res
             daemon: d,
             master_pct: h0.percent_to(&h1),
             backup_pct: l0.percent_to(&l1),
+            master_sys_pct: h0.sys_percent_to(&h1),
+            backup_sys_pct: l0.sys_percent_to(&l1),
             secs: (t1.mono_ns - t0.mono_ns) as f64 / 1e9,
             transitions,
         })
