@@ -128,7 +128,18 @@ fn header(o: &Opts, xv: &std::path::Path) -> Vec<(String, String)> {
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
-        ("xvrrpd".into(), format!("{} ({profile}; event loop SCHED_RR 10, its default)", xv.display())),
+        (
+            "xvrrpd".into(),
+            format!(
+                "{} ({profile}; {})",
+                xv.display(),
+                if o.xvrrpd_args.is_empty() {
+                    "default options: event loop on SCHED_RR 10, eBPF datapath".to_string()
+                } else {
+                    format!("extra arguments {:?}", o.xvrrpd_args)
+                }
+            ),
+        ),
         (
             "keepalived".into(),
             format!(
@@ -140,8 +151,9 @@ fn header(o: &Opts, xv: &std::path::Path) -> Vec<(String, String)> {
         ("load average at start".into(), load.trim().to_string()),
         (
             "crash".into(),
-            "SIGKILL to the daemon's process group, then its bridge port taken down (the host is gone); \
-             before the restart its leftover VIP is removed (a rebooted host has none) and the port comes back"
+            "its bridge port taken down, then SIGKILL to the daemon's process group right after (the host \
+             is gone); before the restart its leftover VIP is removed (a rebooted host has none) and the \
+             port comes back"
                 .into(),
         ),
         ("link down".into(), "the master's bridge port goes down (carrier lost), the daemon lives on".into()),
@@ -230,6 +242,7 @@ fn run(o: &Opts) -> Result<()> {
             let mut bl = BenchLab::new(
                 &format!("bench-{}", cfg.name()),
                 failover_instance(cfg),
+                &o.xvrrpd_args,
                 |_, _| Ok(()),
             )
             .with_context(|| format!("building the lab for {}", cfg.label()))?;
@@ -268,8 +281,8 @@ fn run(o: &Opts) -> Result<()> {
                 "steady CPU: {n} instance(s) at advert_int 0.01, {windows} window(s) of {} s per daemon",
                 o.cpu_secs
             ));
-            let mut bl =
-                steady::lab(n).with_context(|| format!("building the lab for {n} instances"))?;
+            let mut bl = steady::lab(n, &o.xvrrpd_args)
+                .with_context(|| format!("building the lab for {n} instances"))?;
             let settle = Duration::from_secs(if o.quick { 1 } else { 2 });
             for w in 0..windows {
                 let order = if w % 2 == 0 {
@@ -334,6 +347,7 @@ fn run(o: &Opts) -> Result<()> {
                     "bench-flood-v3"
                 },
                 flood::instance(v2),
+                &o.xvrrpd_args,
                 |_, _| Ok(()),
             )?;
             for &rate in &o.rates {

@@ -23,10 +23,10 @@ use crate::{
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// SIGKILL to the daemon's whole process group, then the host's link
-    /// taken down at the bridge (the host is gone, as after a power loss);
-    /// before the restart the leftover VIP is removed (a rebooted host has
-    /// none) and the link comes back.
+    /// The host's link taken down at the bridge and SIGKILL to the daemon's
+    /// whole process group right after (the host is gone, as after a power
+    /// loss); before the restart the leftover VIP is removed (a rebooted
+    /// host has none) and the link comes back.
     Crash,
     /// SIGTERM: a priority-0 advert, VIPs removed, exit.
     Sigterm,
@@ -208,15 +208,17 @@ fn step_with_prober(
 
     let event = match failure {
         Failure::Crash => {
-            // SIGKILL the group and take the link down at once; kill9()
-            // then reaps it. (It waits until every process of the group
-            // is gone, and an exiting xvrrpd spends tens of ms detaching
-            // its XDP program: the host would answer meanwhile.)
+            // The host goes away: its bridge port first (that is when the
+            // client loses it), then SIGKILL to the daemon's group right
+            // after, so whatever the daemon makes of the carrier loss in
+            // between cannot reach the wire. Killing first would let the
+            // dying process hold the RTNL lock (an exiting xvrrpd detaches
+            // its XDP program) and delay the port going down by tens of ms,
+            // during which the host would still answer.
             let r = bl.c.router_mut(&pair.hi);
             let pgid = r.pid().context("the master is not running")? as i32;
-            let at = Stamp::now();
+            let at = r.link_down(LinkSide::Switch)?;
             killpg(Pid::from_raw(pgid), Signal::SIGKILL).context("killpg")?;
-            r.link_down(LinkSide::Switch)?;
             r.kill9()?;
             at
         }

@@ -18,7 +18,7 @@ use xvrrpd_tests::{
 };
 
 use crate::{
-    lab::{BenchLab, pause},
+    lab::{BenchLab, fifo_since, pause},
     procstat::CpuMark,
 };
 
@@ -71,6 +71,7 @@ impl Junk {
 /// The instance the floods attack: VRRPv3 `advert_int 0.01`, or VRRPv2
 /// `advert_int 1` with `auth_pass` for the bad-auth flood.
 pub fn instance(v2_auth: bool) -> Instance {
+    // (VRRPv3 advert_int 0.01 unless v2_auth.)
     let mut inst = Instance::new("VI_1", VRID, &[&format!("{VIP}/24")]);
     if v2_auth {
         inst.version = 2;
@@ -186,8 +187,10 @@ pub struct FloodResult {
     /// FIFO; at least 1 if it advertised with priority > 0).
     pub false_failovers: usize,
     pub backup_adverts: usize,
-    /// Notify FIFO state changes of either router in the window.
+    /// Notify FIFO lines of either router in the window.
     pub transitions: usize,
+    /// The first 50 of them: (router, ms into the window, line).
+    pub lines: Vec<(String, f64, String)>,
     /// Bytes the daemons wrote to their logs during the window.
     pub log_bytes: u64,
 }
@@ -256,6 +259,17 @@ pub fn run(bl: &mut BenchLab, d: Daemon, kind: Junk, rate: u64, secs: f64) -> Re
             .iter()
             .filter(|l| l.subject == "INSTANCE" && l.at >= t0 && l.state == "MASTER")
             .count();
+        let mut lines: Vec<(String, f64, String)> = [hi, lo]
+            .iter()
+            .flat_map(|r| {
+                fifo_since(r, t0)
+                    .into_iter()
+                    .map(|(ms, l)| (r.name.clone(), ms, l))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lines.sort_by(|a, b| a.1.total_cmp(&b.1));
+        lines.truncate(50);
         let window = (t1.rt_ns - t0.rt_ns) as f64 / 1e9;
         Ok(FloodResult {
             kind,
@@ -270,6 +284,7 @@ pub fn run(bl: &mut BenchLab, d: Daemon, kind: Junk, rate: u64, secs: f64) -> Re
             false_failovers: backup_took_over.max(usize::from(backup_adverts > 0)),
             backup_adverts,
             transitions,
+            lines,
             log_bytes: logs1.saturating_sub(logs0),
         })
     })();

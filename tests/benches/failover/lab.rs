@@ -67,6 +67,7 @@ impl BenchLab {
     pub fn new(
         name: &str,
         inst: Instance,
+        xvrrpd_args: &[String],
         edit: impl FnMut(&RouterNode, &mut RouterConfig) -> Result<()>,
     ) -> Result<BenchLab> {
         let specs = [
@@ -76,6 +77,9 @@ impl BenchLab {
             ("x2", Daemon::Xvrrpd, LO_PRIO),
         ];
         let mut c = Cluster::new(name, inst, &specs, false, edit)?;
+        for r in c.routers.iter_mut().filter(|r| r.daemon == Daemon::Xvrrpd) {
+            r.extra_args = xvrrpd_args.to_vec();
+        }
         let macs: Vec<Mac> = c.routers.iter().map(|r| r.mac).collect();
         // The cluster's own capture keeps pings too; at 1 kHz that is work
         // for tcpdump on a 2-core host. Replace it with a narrower one.
@@ -159,8 +163,20 @@ impl BenchLab {
             );
         }
         let inst = self.c.inst.name.clone();
-        hi.wait_state(&inst, "MASTER", Duration::from_secs(3))?;
-        lo.wait_state(&inst, "BACKUP", Duration::from_secs(3))?;
+        for (r, want) in [(hi, "MASTER"), (lo, "BACKUP")] {
+            let mut last = None;
+            if !wait_until(Duration::from_secs(3), Duration::from_millis(5), || {
+                last = daemon_state(r, &inst);
+                last.as_deref() == Some(want)
+            }) {
+                bail!(
+                    "{} ({}): instance {inst} is {last:?}, not {want}; log {}",
+                    r.name,
+                    r.daemon,
+                    r.log_path.display()
+                );
+            }
+        }
         Ok(())
     }
 
@@ -209,6 +225,37 @@ impl BenchLab {
         }
         Ok(self.watch.as_ref().expect("just opened"))
     }
+}
+
+/// The states a notify FIFO line can put an instance in. keepalived also
+/// writes events that are not states (`MASTER_RX_LOWER_PRI` when a master
+/// hears a lower priority): those are skipped.
+pub const FIFO_STATES: [&str; 4] = ["MASTER", "BACKUP", "FAULT", "STOP"];
+
+/// An instance's state: xvrrpd's status report, or keepalived's last
+/// notify FIFO line that names a state.
+pub fn daemon_state(r: &RouterNode, inst: &str) -> Option<String> {
+    match r.daemon {
+        Daemon::Xvrrpd => r.state(inst),
+        Daemon::Keepalived => r
+            .fifo_lines()
+            .into_iter()
+            .rev()
+            .find(|l| {
+                l.subject == "INSTANCE" && l.name == inst && FIFO_STATES.contains(&l.state.as_str())
+            })
+            .map(|l| l.state),
+    }
+}
+
+/// Notify FIFO lines of a router at or after `from`: (ms after `from`,
+/// the line).
+pub fn fifo_since(r: &RouterNode, from: Stamp) -> Vec<(f64, String)> {
+    r.fifo_lines()
+        .into_iter()
+        .filter(|l| l.at >= from)
+        .map(|l| ((l.at.mono_ns - from.mono_ns) as f64 / 1e6, l.raw))
+        .collect()
 }
 
 /// Removes `vip` (with the instance's prefix) from a router's `eth0`.

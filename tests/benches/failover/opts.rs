@@ -18,6 +18,8 @@ usage: cargo xtask bench failover [-- OPTIONS]
                   (default: all)
   --rates LIST    comma-separated flood rates in frames/s (default: 200,50000; at most 100000)
   --flood-secs S  length of each junk flood (default 10; 1 with --quick)
+  --xvrrpd-arg A  an extra argument for every xvrrpd router (repeatable), e.g.
+                  --xvrrpd-arg=--no-ebpf or --xvrrpd-arg=--rt-priority=0 to compare
   --cpu-secs S    length of each steady-state CPU window (default 10; 3 with --quick)
   --help          this text
 
@@ -95,6 +97,7 @@ pub struct Opts {
     /// Junk kinds by name (None: all).
     pub floods: Option<Vec<String>>,
     pub rates: Vec<u64>,
+    pub xvrrpd_args: Vec<String>,
 }
 
 impl Opts {
@@ -112,8 +115,13 @@ impl Opts {
         let mut cpu_secs = None;
         let mut floods = None;
         let mut rates = vec![200, 50_000];
+        let mut xvrrpd_args = Vec::new();
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
+            if let Some(v) = a.strip_prefix("--xvrrpd-arg=") {
+                xvrrpd_args.push(v.to_string());
+                continue;
+            }
             let mut value = |name: &str| -> Result<String> {
                 match it.next() {
                     Some(v) => Ok(v),
@@ -135,6 +143,7 @@ impl Opts {
                 "--flood-secs" => {
                     flood_secs = Some(parse_secs("--flood-secs", &value("--flood-secs")?)?)
                 }
+                "--xvrrpd-arg" => xvrrpd_args.push(value("--xvrrpd-arg")?),
                 "--floods" => {
                     floods = Some(
                         value("--floods")?
@@ -204,6 +213,7 @@ impl Opts {
             cpu_secs: cpu_secs.unwrap_or(if quick { 3.0 } else { 10.0 }),
             floods,
             rates,
+            xvrrpd_args,
         }))
     }
 

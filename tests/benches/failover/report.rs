@@ -264,7 +264,7 @@ fn flood_rows(flood: &[FloodResult]) -> Vec<Row> {
     }
     keys.sort_unstable();
     type FloodPick = fn(&FloodResult) -> f64;
-    let metrics: [(&'static str, &'static str, FloodPick); 6] = [
+    let metrics: [(&'static str, &'static str, FloodPick); 7] = [
         ("master CPU", "% core", |f| f.master_cpu),
         ("backup CPU", "% core", |f| f.backup_cpu),
         ("adverts sent / expected", "%", |f| {
@@ -273,7 +273,10 @@ fn flood_rows(flood: &[FloodResult]) -> Vec<Row> {
         ("longest advert silence", "ms", |f| {
             f.longest_silence_ns as f64 / 1e6
         }),
-        ("false failovers", "count", |f| f.false_failovers as f64),
+        ("false failovers (backup → MASTER)", "count", |f| {
+            f.false_failovers as f64
+        }),
+        ("notify FIFO lines", "count", |f| f.transitions as f64),
         ("daemon log written", "KiB", |f| f.log_bytes as f64 / 1024.0),
     ];
     for (ki, rate) in keys {
@@ -676,7 +679,9 @@ pub fn json(r: &Results, header: &[(String, String)], targets: &[Target]) -> Val
             "master_sys_pct_core": w.master_sys_pct,
             "backup_sys_pct_core": w.backup_sys_pct,
             "window_s": w.secs,
-            "state_changes": w.transitions,
+            "fifo_lines": w.transitions,
+            "backup_took_over": w.takeovers,
+            "fifo": w.lines.iter().map(|(r, ms, l)| json!({"router": r, "ms": ms, "line": l})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "steady_cpu_errors": r.cpu_errors,
         "flood": r.flood.iter().map(|f| json!({
@@ -693,7 +698,8 @@ pub fn json(r: &Results, header: &[(String, String)], targets: &[Target]) -> Val
             "longest_silence_ns": f.longest_silence_ns,
             "false_failovers": f.false_failovers,
             "backup_adverts": f.backup_adverts,
-            "state_changes": f.transitions,
+            "fifo_lines": f.transitions,
+            "fifo": f.lines.iter().map(|(r, ms, l)| json!({"router": r, "ms": ms, "line": l})).collect::<Vec<_>>(),
             "log_bytes": f.log_bytes,
         })).collect::<Vec<_>>(),
         "flood_errors": r.flood_errors,

@@ -10,7 +10,7 @@ use xvrrpd_tests::{
 };
 
 use crate::{
-    lab::{BenchLab, pause},
+    lab::{BenchLab, fifo_since, pause},
     procstat::CpuMark,
 };
 
@@ -26,8 +26,13 @@ pub struct CpuWindow {
     pub master_sys_pct: f64,
     pub backup_sys_pct: f64,
     pub secs: f64,
-    /// Notify FIFO state changes of either router during the window.
+    /// Notify FIFO lines of either router during the window.
     pub transitions: usize,
+    /// Times the backup became master during the window.
+    pub takeovers: usize,
+    /// The FIFO lines of the window, (router, ms into the window, line);
+    /// the first 50.
+    pub lines: Vec<(String, f64, String)>,
 }
 
 /// `n` instances VI_1…VI_n, VRIDs 1…n, one VIP each (192.0.2.100 on), all
@@ -46,13 +51,18 @@ pub fn instances(n: usize, priority: u8) -> Vec<Instance> {
         .collect()
 }
 
-pub fn lab(n: usize) -> Result<BenchLab> {
+pub fn lab(n: usize, xvrrpd_args: &[String]) -> Result<BenchLab> {
     let template = instances(1, 100).remove(0);
-    BenchLab::new(&format!("bench-cpu-{n}"), template, move |_, cfg| {
-        let prio = cfg.instances[0].priority;
-        cfg.instances = instances(n, prio);
-        Ok(())
-    })
+    BenchLab::new(
+        &format!("bench-cpu-{n}"),
+        template,
+        xvrrpd_args,
+        move |_, cfg| {
+            let prio = cfg.instances[0].priority;
+            cfg.instances = instances(n, prio);
+            Ok(())
+        },
+    )
 }
 
 /// Starts `d`'s pair, lets it settle, measures both routers over `secs`.
@@ -74,6 +84,23 @@ pub fn measure(bl: &mut BenchLab, d: Daemon, secs: f64, settle: Duration) -> Res
             .flat_map(|r| r.fifo_lines())
             .filter(|l| l.subject == "INSTANCE" && l.at >= t0 && l.at <= t1)
             .count();
+        let takeovers = lo
+            .fifo_lines()
+            .iter()
+            .filter(|l| l.subject == "INSTANCE" && l.at >= t0 && l.at <= t1 && l.state == "MASTER")
+            .count();
+        let mut lines: Vec<(String, f64, String)> = [hi, lo]
+            .iter()
+            .flat_map(|r| {
+                fifo_since(r, t0)
+                    .into_iter()
+                    .map(|(ms, l)| (r.name.clone(), ms, l))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|(_, ms, _)| *ms <= (t1.mono_ns - t0.mono_ns) as f64 / 1e6)
+            .collect();
+        lines.sort_by(|a, b| a.1.total_cmp(&b.1));
+        lines.truncate(50);
         Ok(CpuWindow {
             instances: bl.vips.len(),
             daemon: d,
@@ -83,6 +110,8 @@ pub fn measure(bl: &mut BenchLab, d: Daemon, secs: f64, settle: Duration) -> Res
             backup_sys_pct: l0.sys_percent_to(&l1),
             secs: (t1.mono_ns - t0.mono_ns) as f64 / 1e9,
             transitions,
+            takeovers,
+            lines,
         })
     })();
     bl.stop_pair(d);
