@@ -41,10 +41,14 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         fuzz_seconds: u32,
     },
-    /// Benchmarks: datapath, sim.
+    /// Benchmarks: datapath, sim, failover (xvrrpd next to keepalived;
+    /// `cargo xtask bench failover -- --help` for its options).
     Bench {
-        #[arg(value_parser = ["datapath", "sim"])]
+        #[arg(value_parser = ["datapath", "sim", "failover"])]
         which: String,
+        /// Arguments for the benchmark, after `--`.
+        #[arg(last = true)]
+        args: Vec<String>,
     },
     /// Man pages and shell completions into target/dist/; with --deb also
     /// the Debian package (eBPF datapath embedded).
@@ -92,9 +96,9 @@ fn main() -> Result<()> {
             setup::run()?;
             tasks::test(fuzz_seconds)
         }
-        Command::Bench { which } => {
+        Command::Bench { which, args } => {
             setup::run()?;
-            tasks::bench(&which)
+            tasks::bench(&which, &args)
         }
         Command::Dist {
             deb,

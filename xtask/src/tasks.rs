@@ -206,7 +206,10 @@ fn fuzz_smoke(seconds: u32) -> Result<()> {
     Ok(())
 }
 
-pub fn bench(which: &str) -> Result<()> {
+pub fn bench(which: &str, args: &[String]) -> Result<()> {
+    if which != "failover" && !args.is_empty() {
+        bail!("`bench {which}` takes no arguments (got {args:?})");
+    }
     match which {
         "datapath" => {
             if !is_root() {
@@ -227,8 +230,52 @@ pub fn bench(which: &str) -> Result<()> {
         "sim" => cargo("stable")
             .args(["bench", "-p", "xvrrpd", "--bench", "sim"])
             .status_ok(),
+        "failover" => bench_failover(args),
         other => bail!("unknown benchmark {other}"),
     }
+}
+
+/// `bench failover`: the agent's release binary (eBPF embedded) against
+/// keepalived, in network namespaces; writes `target/bench/failover*.md`
+/// and `.json`.
+fn bench_failover(args: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!("`bench failover` runs daemons in network namespaces: run it as root");
+    }
+    let help = args.iter().any(|a| a == "--help" || a == "-h");
+    // CPU is compared with keepalived's optimised build: measure xvrrpd's
+    // release build too, built here with its eBPF object.
+    let bin = match std::env::var_os("XVRRPD_BIN") {
+        Some(b) => PathBuf::from(b),
+        None => {
+            if !help {
+                step("build the agent (release, eBPF embedded)");
+                cargo("stable")
+                    .args(["build", "-p", "xvrrpd", "--release"])
+                    .status_ok()?;
+            }
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join("target"))
+                .join("release")
+                .join("xvrrpd")
+        }
+    };
+    step("bench failover");
+    cargo("stable")
+        .args([
+            "bench",
+            "-p",
+            "xvrrpd-tests",
+            "--features",
+            "privileged",
+            "--bench",
+            "failover",
+            "--",
+        ])
+        .args(args)
+        .env("XVRRPD_BIN", &bin)
+        .status_ok()
 }
 
 /// The demo builds namespaces and loads eBPF programs: refuse early, before

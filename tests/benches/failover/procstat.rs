@@ -1,0 +1,209 @@
+//! CPU time of a daemon from /proc, and the CPU hog of `--load`.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use xvrrpd_tests::clock::Stamp;
+
+/// (utime, stime) in clock ticks of every live process in process group
+/// `pgid`. /proc/PID/stat adds up all threads of a process, so this is the
+/// daemon with all its threads and, for keepalived, its VRRP child too.
+pub fn group_ticks(pgid: i32) -> Result<(u64, u64)> {
+    let (mut user, mut sys) = (0, 0);
+    let mut found = 0;
+    for e in std::fs::read_dir("/proc")?.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+        // majflt cmajflt utime stime …; comm may hold spaces.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() < 13 || f[2].parse::<i32>().ok() != Some(pgid) {
+            continue;
+        }
+        let utime: u64 = f[11].parse().unwrap_or(0);
+        let stime: u64 = f[12].parse().unwrap_or(0);
+        user += utime;
+        sys += stime;
+        found += 1;
+    }
+    if found == 0 {
+        bail!("no process in group {pgid}");
+    }
+    Ok((user, sys))
+}
+
+/// Clock ticks per second.
+pub fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// A CPU reading of one daemon.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuMark {
+    pub user: u64,
+    pub sys: u64,
+    pub at: Stamp,
+}
+
+impl CpuMark {
+    pub fn take(pgid: i32) -> Result<CpuMark> {
+        let (user, sys) = group_ticks(pgid)?;
+        Ok(CpuMark {
+            user,
+            sys,
+            at: Stamp::now(),
+        })
+    }
+
+    fn pct(&self, later: &CpuMark, ticks: u64) -> f64 {
+        let wall = (later.at.mono_ns - self.at.mono_ns) as f64 / 1e9;
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        ticks as f64 / clk_tck() / wall * 100.0
+    }
+
+    /// Percent of one core (user + system) between `self` and `later`.
+    pub fn percent_to(&self, later: &CpuMark) -> f64 {
+        let t = (later.user + later.sys).saturating_sub(self.user + self.sys);
+        self.pct(later, t)
+    }
+
+    /// The system (kernel) part of [`percent_to`](Self::percent_to).
+    pub fn sys_percent_to(&self, later: &CpuMark) -> f64 {
+        self.pct(later, later.sys.saturating_sub(self.sys))
+    }
+}
+
+/// Busy-loop threads at normal priority, one per core, until dropped or
+/// their deadline passes.
+pub struct Hog {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<u64>>,
+}
+
+impl Hog {
+    pub fn start(threads: usize, max: Duration) -> Hog {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    let end = Instant::now() + max;
+                    let mut spins: u64 = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..10_000 {
+                            spins = std::hint::black_box(spins.wrapping_add(1));
+                        }
+                        if Instant::now() >= end {
+                            break;
+                        }
+                    }
+                    spins
+                })
+            })
+            .collect();
+        Hog { stop, threads }
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `f` with the calling thread on SCHED_RR priority `prio`, so that
+/// threads `f` spawns inherit it, then puts the thread back on the normal
+/// scheduler. Processes started meanwhile would inherit it too: `f` must
+/// only start threads.
+pub fn with_rt_threads<T>(prio: i32, f: impl FnOnce() -> T) -> T {
+    let rr = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: sched_setscheduler on the calling thread with a valid param.
+    let ok = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &rr) } == 0;
+    let out = f();
+    if ok {
+        let normal = libc::sched_param { sched_priority: 0 };
+        // SAFETY: as above.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) };
+    }
+    out
+}
+
+/// Wake-up lateness of a timer on this host, as xvrrpd's event loop sees
+/// it: a thread on SCHED_RR 10 with 1 ns timer slack waits in poll(2) on
+/// an absolute CLOCK_MONOTONIC timerfd, `samples` times `period` apart.
+/// Returns the lateness of each wake-up (ns), sorted.
+pub fn timer_lateness(samples: usize, period: Duration) -> Result<Vec<u64>> {
+    let h = thread::spawn(move || -> Result<Vec<u64>> {
+        let rr = libc::sched_param { sched_priority: 10 };
+        // SAFETY: plain libc calls on this thread and a descriptor it owns.
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &rr);
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0, 0, 0);
+        }
+        // SAFETY: as above.
+        let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC) };
+        if fd < 0 {
+            bail!("timerfd_create: {}", std::io::Error::last_os_error());
+        }
+        let mut late = Vec::with_capacity(samples);
+        let mut next = xvrrpd_tests::clock::mono_ns() + period.as_nanos() as u64;
+        for _ in 0..samples {
+            let spec = libc::itimerspec {
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+                it_value: libc::timespec {
+                    tv_sec: (next / 1_000_000_000) as libc::time_t,
+                    tv_nsec: (next % 1_000_000_000) as libc::c_long,
+                },
+            };
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let mut buf = [0u8; 8];
+            // SAFETY: valid descriptor, spec, pollfd and buffer.
+            unsafe {
+                libc::timerfd_settime(fd, libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut());
+                libc::poll(&mut pfd, 1, 1000);
+                libc::read(fd, buf.as_mut_ptr().cast(), 8);
+            }
+            let now = xvrrpd_tests::clock::mono_ns();
+            late.push(now.saturating_sub(next));
+            next = now + period.as_nanos() as u64;
+        }
+        // SAFETY: closing the descriptor opened above.
+        unsafe { libc::close(fd) };
+        late.sort_unstable();
+        Ok(late)
+    });
+    h.join()
+        .map_err(|_| anyhow::anyhow!("the timer probe thread panicked"))?
+}
