@@ -1201,7 +1201,15 @@ pub fn election(lab: &DemoLab, master: &str, started: Stamp) -> Result<()> {
             })?;
         }
     }
-    let d = &rep.daemon;
+    // xvrrpd starts on raw sockets and moves to eBPF once its programs are
+    // verified (a few hundred ms here): show the datapath it settles on.
+    let settled = lab.wait_status(master, Duration::from_secs(5), |r| {
+        !r.daemon
+            .datapath_fallback_reason
+            .as_deref()
+            .is_some_and(|why| why.contains("loading"))
+    })?;
+    let d = &settled.daemon;
     let attach = d
         .attachments
         .iter()
