@@ -81,6 +81,10 @@ pub struct StepResult {
     pub restart_backup_ns: Option<u64>,
     /// xvrrpd: the new master's own record of the takeover.
     pub xvrrpd_takeover: Option<Timeline>,
+    /// The canary thread's worst wake-up lateness between the old master's
+    /// last advert and the new master's first (0: never above 200 µs): a
+    /// host stall, whatever the daemon does.
+    pub host_stall_ns: u64,
 }
 
 /// Where an xvrrpd takeover's detection error goes, from the new master's
@@ -271,6 +275,12 @@ fn step_with_prober(
     if pair.daemon == Daemon::Xvrrpd {
         out.xvrrpd_takeover = takeover_timeline(bl, &pair.lo, &tk, out.theory_ns, event);
     }
+    if let Some(c) = &bl.canary {
+        out.host_stall_ns = c.worst_between(
+            event.rt_to_mono(tk.old_last.t_ns),
+            event.rt_to_mono(tk.new_first.t_ns),
+        );
+    }
     let log = prober.snapshot();
     out.outage_ns = Some(
         log.outage(event.rt_ns.saturating_sub(20_000_000), now.rt_ns)
@@ -411,11 +421,19 @@ pub fn run_trial(
         match run_step(bl, &pair, f, rng) {
             Ok(s) => {
                 progress(&format!(
-                    "{d} {}: gap {:.3} ms (theory {:.3}, error {:+.1} µs), outage {}, preempt gap {}{}{}",
+                    "{d} {}: gap {:.3} ms (theory {:.3}, error {:+.1} µs{}), outage {}, preempt gap {}{}{}",
                     f.name(),
                     s.gap_ns as f64 / 1e6,
                     s.theory_ns as f64 / 1e6,
                     s.detection_error_ns as f64 / 1e3,
+                    if s.host_stall_ns > 0 {
+                        format!(
+                            "; host stalled {:.1} ms meanwhile",
+                            s.host_stall_ns as f64 / 1e6
+                        )
+                    } else {
+                        String::new()
+                    },
                     fmt_ms(s.outage_ns),
                     fmt_ms(s.preempt_gap_ns),
                     match s.restart_over_mdi_ns {

@@ -48,6 +48,8 @@ pub struct BenchLab {
     /// Every VIP of the routers' config (one per instance).
     pub vips: Vec<IpAddr>,
     watch: Option<AdvertWatch>,
+    /// The host-stall canary of the failover trials (None elsewhere).
+    pub canary: Option<crate::procstat::Canary>,
 }
 
 /// A capture filter for the bridge: VRRP and ARP from the routers only
@@ -111,6 +113,7 @@ impl BenchLab {
             pairs,
             vips,
             watch: None,
+            canary: None,
         })
     }
 

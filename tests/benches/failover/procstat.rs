@@ -207,3 +207,81 @@ pub fn timer_lateness(samples: usize, period: Duration) -> Result<Vec<u64>> {
     h.join()
         .map_err(|_| anyhow::anyhow!("the timer probe thread panicked"))?
 }
+
+/// A thread that wakes every millisecond on SCHED_RR 10 (as xvrrpd's event
+/// loop) and records every wake-up later than 200 µs: when a daemon's timer
+/// fires late, the canary says whether the host stalled at the same time.
+pub struct Canary {
+    stop: Arc<AtomicBool>,
+    late: Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Canary {
+    pub fn start(max: Duration) -> Canary {
+        let stop = Arc::new(AtomicBool::new(false));
+        let late = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, l) = (stop.clone(), late.clone());
+        let handle = thread::spawn(move || {
+            let rr = libc::sched_param { sched_priority: 10 };
+            // SAFETY: plain libc calls on this thread.
+            unsafe {
+                libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &rr);
+                libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0, 0, 0);
+            }
+            let end = Instant::now() + max;
+            let mut next = xvrrpd_tests::clock::mono_ns() + 1_000_000;
+            while !s.load(Ordering::Relaxed) && Instant::now() < end {
+                let ts = libc::timespec {
+                    tv_sec: (next / 1_000_000_000) as libc::time_t,
+                    tv_nsec: (next % 1_000_000_000) as libc::c_long,
+                };
+                // SAFETY: a valid timespec; no remainder needed with TIMER_ABSTIME.
+                unsafe {
+                    libc::clock_nanosleep(
+                        libc::CLOCK_MONOTONIC,
+                        libc::TIMER_ABSTIME,
+                        &ts,
+                        std::ptr::null_mut(),
+                    );
+                }
+                let now = xvrrpd_tests::clock::mono_ns();
+                let lateness = now.saturating_sub(next);
+                if lateness > 200_000 {
+                    let mut v = l.lock().unwrap();
+                    if v.len() < 100_000 {
+                        v.push((next, lateness));
+                    }
+                }
+                next = now + 1_000_000;
+            }
+        });
+        Canary {
+            stop,
+            late,
+            handle: Some(handle),
+        }
+    }
+
+    /// The canary's worst lateness (ns) for wake-ups due in `[from, to]`
+    /// (CLOCK_MONOTONIC); 0 when it was never more than 200 µs late.
+    pub fn worst_between(&self, from: u64, to: u64) -> u64 {
+        self.late
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(due, _)| *due >= from && *due <= to)
+            .map(|(_, l)| *l)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

@@ -95,7 +95,7 @@ type Pick = fn(&crate::failures::StepResult) -> Option<f64>;
 fn failover_rows(c: &FailoverCase) -> Vec<Row> {
     let mut rows = Vec::new();
     const RESTARTS: &[Failure] = &[Failure::Crash, Failure::Sigterm];
-    let metrics: [(&'static str, &'static str, Pick, &[Failure]); 10] = [
+    let metrics: [(&'static str, &'static str, Pick, &[Failure]); 11] = [
         (
             "detection error",
             "µs",
@@ -121,6 +121,12 @@ fn failover_rows(c: &FailoverCase) -> Vec<Row> {
             "↳ xvrrpd: timer handled → advert on the bridge",
             "µs",
             |s| s.xvrrpd_takeover.map(|t| t.fired_to_wire as f64 / 1e3),
+            &Failure::ALL,
+        ),
+        (
+            "↳ host stall meanwhile (canary thread, > 200 µs)",
+            "ms",
+            |s| Some(s.host_stall_ns as f64 / 1e6),
             &Failure::ALL,
         ),
         (
@@ -224,25 +230,34 @@ fn cpu_rows(cpu: &[CpuWindow]) -> Vec<Row> {
                 fails: (0, 0),
             });
         }
-        let trans = |d: Daemon| -> Option<Summary> {
-            summarize(
-                &cpu.iter()
-                    .filter(|w| w.instances == n && w.daemon == d)
-                    .map(|w| w.transitions as f64)
-                    .collect::<Vec<_>>(),
-            )
-        };
-        rows.push(Row {
-            case: format!(
-                "steady, {n} instance{} at 0.01",
-                if n == 1 { "" } else { "s" }
-            ),
-            metric: "state changes in window",
-            unit: "count",
-            k: trans(Daemon::Keepalived),
-            x: trans(Daemon::Xvrrpd),
-            fails: (0, 0),
-        });
+        type CountPick = fn(&CpuWindow) -> usize;
+        let counts: [(&'static str, CountPick); 2] = [
+            ("false failovers (backup → MASTER) per window", |w| {
+                w.takeovers
+            }),
+            ("notify FIFO lines per window", |w| w.transitions),
+        ];
+        for (metric, pick) in counts {
+            let count = |d: Daemon| -> Option<Summary> {
+                summarize(
+                    &cpu.iter()
+                        .filter(|w| w.instances == n && w.daemon == d)
+                        .map(|w| pick(w) as f64)
+                        .collect::<Vec<_>>(),
+                )
+            };
+            rows.push(Row {
+                case: format!(
+                    "steady, {n} instance{} at 0.01",
+                    if n == 1 { "" } else { "s" }
+                ),
+                metric,
+                unit: "count",
+                k: count(Daemon::Keepalived),
+                x: count(Daemon::Xvrrpd),
+                fails: (0, 0),
+            });
+        }
     }
     rows
 }
@@ -642,6 +657,7 @@ pub fn json(r: &Results, header: &[(String, String)], targets: &[Target]) -> Val
             "restart_over_mdi_ns": s.restart_over_mdi_ns,
             "preemption_gap_ns": s.preempt_gap_ns,
             "restart_to_up_ns": s.restart_up_ns,
+            "host_stall_ns": s.host_stall_ns,
             "xvrrpd_restart_to_backup_ns": s.restart_backup_ns,
             "xvrrpd_takeover": s.xvrrpd_takeover.map(|t| json!({
                 "rx_stamp_after_wire_ns": t.rx_stamp_after_wire,
