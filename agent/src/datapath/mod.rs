@@ -62,6 +62,13 @@ enum Inner {
     },
 }
 
+/// eBPF programs loaded and attached off the event loop, with the sockets
+/// holding the multicast memberships, ready for [`Datapath::upgrade`].
+pub struct PreparedEbpf {
+    dp: EbpfDatapath,
+    joins: RawReceiver,
+}
+
 /// The receive side, whichever implementation runs.
 pub struct Datapath {
     inner: Inner,
@@ -116,7 +123,7 @@ impl Datapath {
     pub fn prepare_ebpf(
         specs: &[VridSpec],
         pref: AttachPreference,
-    ) -> Result<EbpfDatapath, DatapathError> {
+    ) -> Result<PreparedEbpf, DatapathError> {
         let mut dp = EbpfDatapath::load()?;
         let mut done: Vec<&str> = Vec::new();
         for s in specs {
@@ -130,7 +137,13 @@ impl Datapath {
             }
             dp.set_vrid(s.key, s.cfg)?;
         }
-        Ok(dp)
+        // Multicast memberships for NIC filters, held by sockets never read;
+        // joining takes the RTNL lock, so it happens here, off the loop.
+        let mut joins = RawReceiver::open()?;
+        for s in specs {
+            joins.set_vrid(s.key, s.cfg, s.group)?;
+        }
+        Ok(PreparedEbpf { dp, joins })
     }
 
     /// Switches a raw-socket datapath to programs from
@@ -140,15 +153,11 @@ impl Datapath {
     /// On error the raw sockets stay.
     pub fn upgrade(
         &mut self,
-        mut dp: EbpfDatapath,
+        prepared: PreparedEbpf,
         specs: &[VridSpec],
         out: &mut Vec<AdvertEvent>,
     ) -> Result<(), DatapathError> {
-        // Multicast memberships for NIC filters, held by sockets never read.
-        let mut joins = RawReceiver::open()?;
-        for s in specs {
-            joins.set_vrid(s.key, s.cfg, s.group)?;
-        }
+        let PreparedEbpf { mut dp, mut joins } = prepared;
         // SAFETY: the ring owns its fd and moves into the AsyncFd with it.
         let ring = unsafe { AsyncFd::register(dp.take_events()?) }
             .map_err(|e| DatapathError::Io(e.into()))?;
@@ -160,6 +169,7 @@ impl Datapath {
             if !dp.attachments().iter().any(|(i, _)| *i == s.ifname) {
                 let mode = dp.attach(&s.ifname, self.attach)?;
                 tracing::info!(interface = %s.ifname, mode = %mode, "datapath attached");
+                joins.set_vrid(s.key, s.cfg, s.group)?;
             }
             dp.set_vrid(s.key, s.cfg)?;
             dp.set_policy(s.key.ifindex, IfacePolicy::DEFAULT)?;

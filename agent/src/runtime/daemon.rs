@@ -30,7 +30,7 @@ use crate::{
         status::{self, InstanceCounters, StatusReport, TransitionRecord},
         systemd,
     },
-    datapath::{Datapath, DatapathOptions, ebpf::EbpfDatapath, rawsock::monotonic_ns},
+    datapath::{Datapath, DatapathOptions, PreparedEbpf, rawsock::monotonic_ns},
     net::{
         addr::{Vip, VipManager},
         advert_tx::AdvertSender,
@@ -127,11 +127,11 @@ pub struct Daemon {
 
 /// The eBPF programs being verified on a thread of their own.
 type EbpfLoading = (
-    tokio::sync::oneshot::Receiver<Result<EbpfDatapath, String>>,
+    tokio::sync::oneshot::Receiver<Result<Box<PreparedEbpf>, String>>,
     std::thread::JoinHandle<()>,
 );
 
-async fn ebpf_loaded(loading: &mut Option<EbpfLoading>) -> Result<EbpfDatapath, String> {
+async fn ebpf_loaded(loading: &mut Option<EbpfLoading>) -> Result<Box<PreparedEbpf>, String> {
     match loading {
         Some((rx, _)) => rx
             .await
@@ -172,7 +172,7 @@ enum Wake {
     Terminate(&'static str),
     Reload,
     Reloaded(PreparedReload),
-    EbpfLoaded(Result<EbpfDatapath, String>),
+    EbpfLoaded(Result<Box<PreparedEbpf>, String>),
     Housekeeping,
     Effect(Option<Report>),
 }
@@ -251,7 +251,7 @@ impl Daemon {
                     // SAFETY: sched_setscheduler on this thread with a valid param.
                     unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
                     let r = Datapath::prepare_ebpf(&loader_specs, attach);
-                    let _ = tx.send(r.map_err(|e| e.to_string()));
+                    let _ = tx.send(r.map(Box::new).map_err(|e| e.to_string()));
                 })
                 .context("starting the eBPF loader thread")?;
             let dp =
@@ -581,6 +581,18 @@ impl Daemon {
     /// VIP and GARP/NA effects go to the instance's queue, whose reports
     /// complete the timeline and release the transition's log line.
     async fn execute(&mut self, actions: Vec<(InstanceId, Action)>) {
+        // Adverts first: taking over is announced on the wire before the
+        // bookkeeping of the transition (record, metrics, log) that the
+        // state machine lists ahead of it. Nothing below depends on them.
+        for (inst, action) in &actions {
+            if let Action::SendAdvert {
+                priority,
+                interval_cs,
+            } = action
+            {
+                self.send_advert(*inst, *priority, *interval_cs);
+            }
+        }
         for (inst, action) in actions {
             match action {
                 Action::Transition(t) => {
@@ -594,10 +606,7 @@ impl Daemon {
                         }
                     }
                 }
-                Action::SendAdvert {
-                    priority,
-                    interval_cs,
-                } => self.send_advert(inst, priority, interval_cs),
+                Action::SendAdvert { .. } => {}
                 Action::AddVips => {
                     let vips = self.all_vips(inst);
                     self.push_effect(inst, Effect::AddVips(vips));
@@ -1223,15 +1232,15 @@ impl Daemon {
 
     /// The eBPF programs are verified: attach them and leave the raw
     /// sockets (or stay on them, saying why).
-    async fn on_ebpf_loaded(&mut self, r: Result<EbpfDatapath, String>) {
+    async fn on_ebpf_loaded(&mut self, r: Result<Box<PreparedEbpf>, String>) {
         if let Some((_, loader)) = self.ebpf_loading.take() {
             let _ = loader.join();
         }
         let specs: Vec<_> = self.plan.instances.iter().map(|i| i.vrid.clone()).collect();
         let mut queued = Vec::new();
-        let result = r.and_then(|dp| {
+        let result = r.and_then(|prepared| {
             self.datapath
-                .upgrade(dp, &specs, &mut queued)
+                .upgrade(*prepared, &specs, &mut queued)
                 .map_err(|e| e.to_string())
         });
         match result {
