@@ -164,7 +164,18 @@ pub fn test(fuzz_seconds: u32) -> Result<()> {
     )?;
     step("eBPF and network-namespace tests (root)");
     cargo_test(
-        cargo("stable").args(["test", "-p", "xvrrpd-tests", "--features", "privileged"]),
+        // One test at a time: these tests time daemons, processes and the
+        // kernel on two cores, and some share host-wide facilities (the
+        // process-events connector, RTNL).
+        cargo("stable").args([
+            "test",
+            "-p",
+            "xvrrpd-tests",
+            "--features",
+            "privileged",
+            "--",
+            "--test-threads=1",
+        ]),
         &mut totals,
     )?;
     fuzz_smoke(fuzz_seconds)?;
