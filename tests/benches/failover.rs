@@ -253,7 +253,11 @@ fn run(o: &Opts) -> Result<()> {
                 |_, _| Ok(()),
             )
             .with_context(|| format!("building the lab for {}", cfg.label()))?;
-            bl.canary = Some(procstat::Canary::start(Duration::from_secs(1800)));
+            // SCHED_RR 10, as xvrrpd's event loop: a stall there delays any daemon.
+            bl.canary = Some(xvrrpd_tests::stall::StallMonitor::start(
+                10,
+                Duration::from_secs(1800),
+            ));
             let mut case = FailoverCase {
                 config: cfg,
                 trials,

@@ -27,7 +27,9 @@
 //! * [`scenario`]: [`scenario::Cluster`] and its steps (election, crash,
 //!   SIGTERM, link failure, rejoin, preemption) checked on the wire, on the
 //!   hosts and from the client; [`scenario::interop_cycle`] for issue #6;
-//! * [`craft`]: hand-made adverts to probe a daemon with.
+//! * [`craft`]: hand-made adverts to probe a daemon with;
+//! * [`stall`]: a real-time thread that notices when the whole host
+//!   stalls, so a timing failure it caused is told from one of a daemon.
 //!
 //! Switches: `XVRRPD_LAB_DAEMON=keepalived` runs the xvrrpd scenarios with
 //! keepalived (to check the scenarios themselves); `XVRRPD_BIN` picks the
@@ -46,6 +48,7 @@ pub mod pcap;
 pub mod prober;
 pub mod router;
 pub mod scenario;
+pub mod stall;
 pub mod vrrp_lab;
 pub mod wire;
 

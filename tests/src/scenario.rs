@@ -291,6 +291,81 @@ impl Cluster {
     /// running router says BACKUP, and checks the wire, the hosts and the
     /// client over one settle time.
     pub fn expect_master(&mut self, name: &str, timeout: Duration) -> Result<()> {
+        let from = Stamp::now();
+        self.retry_after_host_stall(
+            &format!("{name} settling as master"),
+            from,
+            |c| c.expect_master_once(name, timeout),
+            |_| Ok(()),
+        )
+    }
+
+    /// The shortest whole-host stall that may explain a failed timing
+    /// check: one advert interval (at least 5 ms). Shorter ones cannot make
+    /// a backup miss a master.
+    pub fn explaining_stall(&self) -> Duration {
+        self.inst.advert_int.max(Duration::from_millis(5))
+    }
+
+    /// Runs `step`; when it fails and the stall monitor saw the whole host
+    /// stall (see [`crate::stall`]) for at least
+    /// [`Cluster::explaining_stall`] since `from`, says so, puts the
+    /// cluster back with `restore` and runs `step` once more. Otherwise the
+    /// error says whether the host stalled meanwhile.
+    pub fn retry_after_host_stall<T>(
+        &mut self,
+        what: &str,
+        from: Stamp,
+        mut step: impl FnMut(&mut Self) -> Result<T>,
+        restore: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<T> {
+        let first = match step(self) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let now = Stamp::now();
+        let min = self.explaining_stall();
+        // A stall just before the step still delays what it measures.
+        let window_from = from.mono_ns.saturating_sub(self.mdi_ns_max());
+        let Some(stall) = self
+            .lab
+            .stalls
+            .longest_overlapping(window_from, now.mono_ns, min)
+        else {
+            let worst = self.lab.stalls.worst_between(window_from, now.mono_ns);
+            return Err(first.context(format!(
+                "the stall monitor saw no host stall ≥ {min:?} meanwhile (worst {})",
+                ms(worst as i128)
+            )));
+        };
+        let at = (stall.due_mono as f64 - self.lab.origin.mono_ns as f64) / 1e6;
+        eprintln!(
+            "{what}: failed while the whole host stalled for {} at +{at:.1} ms (every router \
+             stopped at once: not a fault of a daemon); once more.\n  the failure: {first:#}",
+            ms(stall.late_ns as i128)
+        );
+        self.lab.mark(&format!("host stall: retrying {what}"));
+        restore(self).with_context(|| {
+            format!("putting the cluster back after a host stall, to retry {what}: {first:#}")
+        })?;
+        step(self).with_context(|| {
+            format!(
+                "{what}, retried after a host stall of {} at +{at:.1} ms",
+                ms(stall.late_ns as i128)
+            )
+        })
+    }
+
+    /// The longest `Master_Down_Interval` of the cluster's routers (ns).
+    fn mdi_ns_max(&self) -> u64 {
+        self.routers
+            .iter()
+            .map(|r| self.mdi_ns(&r.name))
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn expect_master_once(&mut self, name: &str, timeout: Duration) -> Result<()> {
         let m = self.idx(name);
         let inst = self.inst.name.clone();
         if !self.routers[m].wait_vip(self.vip, true, timeout) {
@@ -572,6 +647,16 @@ impl Cluster {
     /// kill -9 of `master`: `successor` must take over within its
     /// `Master_Down_Interval` (+ the daemon's tolerance).
     pub fn crash(&mut self, master: &str, successor: &str) -> Result<Failover> {
+        let from = Stamp::now();
+        self.retry_after_host_stall(
+            &format!("crash {master} → {successor}"),
+            from,
+            |c| c.crash_once(master, successor),
+            |c| c.rejoin(master, successor).map(|_| ()),
+        )
+    }
+
+    fn crash_once(&mut self, master: &str, successor: &str) -> Result<Failover> {
         let event = self.router_mut(master).kill9()?;
         self.lab.mark_at(&format!("kill -9 {master}"), event);
         let theory = self.mdi_ns(successor);
@@ -612,6 +697,16 @@ impl Cluster {
     /// SIGTERM to `master`: a priority-0 advert, its VIP removed, exit 0;
     /// `successor` takes over within its `Skew_Time`.
     pub fn terminate(&mut self, master: &str, successor: &str) -> Result<Failover> {
+        let from = Stamp::now();
+        self.retry_after_host_stall(
+            &format!("terminate {master} → {successor}"),
+            from,
+            |c| c.terminate_once(master, successor),
+            |c| c.rejoin(master, successor).map(|_| ()),
+        )
+    }
+
+    fn terminate_once(&mut self, master: &str, successor: &str) -> Result<Failover> {
         let (event, status) = self.router_mut(master).sigterm()?;
         self.lab.mark_at(&format!("SIGTERM {master}"), event);
         if !status.success() {
@@ -660,6 +755,21 @@ impl Cluster {
     /// Takes `master`'s link down: it goes FAULT and drops the VIP;
     /// `successor` takes over within its `Master_Down_Interval`.
     pub fn link_fail(&mut self, master: &str, successor: &str, side: LinkSide) -> Result<Failover> {
+        let from = Stamp::now();
+        self.retry_after_host_stall(
+            &format!("link down {master} → {successor}"),
+            from,
+            |c| c.link_fail_once(master, successor, side),
+            |c| c.link_restore(master, successor, side).map(|_| ()),
+        )
+    }
+
+    fn link_fail_once(
+        &mut self,
+        master: &str,
+        successor: &str,
+        side: LinkSide,
+    ) -> Result<Failover> {
         let event = self.router(master).link_down(side)?;
         self.lab
             .mark_at(&format!("link down {master} ({side:?})"), event);
@@ -709,6 +819,16 @@ impl Cluster {
     /// Starts `returning` again (after a crash or a SIGTERM): it removes a
     /// VIP left from a crash, then preempts `current` (higher priority).
     pub fn rejoin(&mut self, returning: &str, current: &str) -> Result<Failover> {
+        let from = Stamp::now();
+        self.retry_after_host_stall(
+            &format!("restart {returning}, preempting {current}"),
+            from,
+            |c| c.rejoin_once(returning, current),
+            |c| c.terminate_once(returning, current).map(|_| ()),
+        )
+    }
+
+    fn rejoin_once(&mut self, returning: &str, current: &str) -> Result<Failover> {
         let had_leftover = self.router(returning).has_vip(self.vip);
         let event = self.router_mut(returning).start()?;
         self.lab.mark_at(&format!("restart {returning}"), event);
@@ -733,6 +853,21 @@ impl Cluster {
 
     /// Brings `master`'s link back: it leaves FAULT and preempts `current`.
     pub fn link_restore(
+        &mut self,
+        master: &str,
+        current: &str,
+        side: LinkSide,
+    ) -> Result<Failover> {
+        let from = Stamp::now();
+        self.retry_after_host_stall(
+            &format!("link up {master}, preempting {current}"),
+            from,
+            |c| c.link_restore_once(master, current, side),
+            |c| c.link_fail_once(master, current, side).map(|_| ()),
+        )
+    }
+
+    fn link_restore_once(
         &mut self,
         master: &str,
         current: &str,

@@ -34,8 +34,13 @@ use crate::{
     lab::{Host, Lab},
     prober::{ProbeConfig, Prober},
     router::{Report, RouterNode},
+    stall::StallMonitor,
     wire::{BridgeCapture, DEFAULT_FILTER},
 };
+
+/// The stall monitor runs above the daemons' real-time priority (xvrrpd's
+/// event loop is SCHED_RR 10): a daemon cannot delay it, only the host.
+const STALL_MONITOR_PRIORITY: i32 = 50;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -49,6 +54,8 @@ pub struct VrrpLab {
     pub dir: PathBuf,
     /// When the lab was made.
     pub origin: Stamp,
+    /// Whole-host stalls while the lab runs.
+    pub stalls: StallMonitor,
     report: Report,
     marks: Mutex<Vec<(String, Stamp)>>,
     _serial: MutexGuard<'static, ()>,
@@ -73,6 +80,10 @@ impl VrrpLab {
             net,
             dir,
             origin: Stamp::now(),
+            stalls: StallMonitor::start(
+                STALL_MONITOR_PRIORITY,
+                std::time::Duration::from_secs(3600),
+            ),
             report: Arc::new(Mutex::new(Vec::new())),
             marks: Mutex::new(Vec::new()),
             _serial: serial,
@@ -186,6 +197,19 @@ impl Drop for VrrpLab {
                     "  mark {label}: +{:.3} ms (CLOCK_MONOTONIC {} ns)",
                     self.rel_ms(s.rt_ns),
                     s.mono_ns
+                );
+            }
+            let stalls = self.stalls.at_least(std::time::Duration::from_millis(2));
+            if !stalls.is_empty() {
+                eprintln!(
+                    "  host stalls ≥ 2 ms seen by the stall monitor (SCHED_RR {STALL_MONITOR_PRIORITY}):"
+                );
+            }
+            for s in stalls {
+                eprintln!(
+                    "    +{:.3} ms: {:.3} ms",
+                    (s.due_mono as f64 - self.origin.mono_ns as f64) / 1e6,
+                    s.late_ns as f64 / 1e6
                 );
             }
             for (label, path) in self.report.lock().unwrap().iter() {

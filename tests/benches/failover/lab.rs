@@ -49,7 +49,7 @@ pub struct BenchLab {
     pub vips: Vec<IpAddr>,
     watch: Option<AdvertWatch>,
     /// The host-stall canary of the failover trials (None elsewhere).
-    pub canary: Option<crate::procstat::Canary>,
+    pub canary: Option<xvrrpd_tests::stall::StallMonitor>,
 }
 
 /// A capture filter for the bridge: VRRP and ARP from the routers only
