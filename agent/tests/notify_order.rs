@@ -1,43 +1,22 @@
 //! Notify scripts run in order per instance; the FIFO gets keepalived's
 //! lines and never stalls the caller (no root needed).
 
+mod common;
+
 use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{TempDir, write_script};
 use xvrrpd::notify::{
     FifoConfig, Notifier, NotifierOptions, NotifyFifo, NotifyScripts, NotifyState, Subject,
 };
 use xvrrpd::tracker::security::{self, CheckedScript};
 use xvrrpd::tracker::{RunAs, ScriptCommand};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("xvt-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        Self(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn script(dir: &Path, name: &str, body: &str) -> CheckedScript {
-    let p = dir.join(name);
-    std::fs::write(&p, body).expect("write script");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let p = write_script(dir, name, body);
     security::check_script(
         &ScriptCommand::from_argv([p.into_os_string()]),
         &RunAs::current(),

@@ -1,33 +1,14 @@
 //! track_file watcher against a real directory (no root needed).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
+use common::TempDir;
 use tokio::sync::mpsc;
 use xvrrpd::tracker::file::{self, FileTracker, FileTrackerConfig, InitFile, TrackFileError};
 use xvrrpd::tracker::{TrackerEvent, TrackerId, TrackerState};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("xvt-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        Self(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn cfg(path: &Path) -> FileTrackerConfig {
     FileTrackerConfig {

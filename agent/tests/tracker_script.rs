@@ -1,45 +1,16 @@
 //! vrrp_script runner against real processes (no root needed).
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{TempDir, write_script};
 use tokio::sync::mpsc;
 use xvrrpd::tracker::exec::{self, RunLimits, ScriptOutcome};
 use xvrrpd::tracker::script::{self, ScriptTrackerConfig};
 use xvrrpd::tracker::security::{self, CheckedScript, ExecMode};
 use xvrrpd::tracker::{RunAs, ScriptCommand, TrackerEvent, TrackerId, TrackerState};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("xvt-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod temp dir");
-        Self(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, body).expect("write script");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
-    p
-}
 
 fn checked(path: &Path, args: &[&str]) -> CheckedScript {
     let mut argv = vec![path.as_os_str().to_owned()];
