@@ -291,10 +291,8 @@ impl Cluster {
     /// running router says BACKUP, and checks the wire, the hosts and the
     /// client over one settle time.
     pub fn expect_master(&mut self, name: &str, timeout: Duration) -> Result<()> {
-        let from = Stamp::now();
         self.retry_after_host_stall(
             &format!("{name} settling as master"),
-            from,
             |c| c.expect_master_once(name, timeout),
             |_| Ok(()),
         )
@@ -309,16 +307,16 @@ impl Cluster {
 
     /// Runs `step`; when it fails and the stall monitor saw the whole host
     /// stall (see [`crate::stall`]) for at least
-    /// [`Cluster::explaining_stall`] since `from`, says so, puts the
+    /// [`Cluster::explaining_stall`] meanwhile (or one MDI before), says so, puts the
     /// cluster back with `restore` and runs `step` once more. Otherwise the
     /// error says whether the host stalled meanwhile.
     pub fn retry_after_host_stall<T>(
         &mut self,
         what: &str,
-        from: Stamp,
         mut step: impl FnMut(&mut Self) -> Result<T>,
         restore: impl FnOnce(&mut Self) -> Result<()>,
     ) -> Result<T> {
+        let from = Stamp::now();
         let first = match step(self) {
             Ok(v) => return Ok(v),
             Err(e) => e,
@@ -647,10 +645,8 @@ impl Cluster {
     /// kill -9 of `master`: `successor` must take over within its
     /// `Master_Down_Interval` (+ the daemon's tolerance).
     pub fn crash(&mut self, master: &str, successor: &str) -> Result<Failover> {
-        let from = Stamp::now();
         self.retry_after_host_stall(
             &format!("crash {master} → {successor}"),
-            from,
             |c| c.crash_once(master, successor),
             |c| c.rejoin(master, successor).map(|_| ()),
         )
@@ -697,10 +693,8 @@ impl Cluster {
     /// SIGTERM to `master`: a priority-0 advert, its VIP removed, exit 0;
     /// `successor` takes over within its `Skew_Time`.
     pub fn terminate(&mut self, master: &str, successor: &str) -> Result<Failover> {
-        let from = Stamp::now();
         self.retry_after_host_stall(
             &format!("terminate {master} → {successor}"),
-            from,
             |c| c.terminate_once(master, successor),
             |c| c.rejoin(master, successor).map(|_| ()),
         )
@@ -755,10 +749,8 @@ impl Cluster {
     /// Takes `master`'s link down: it goes FAULT and drops the VIP;
     /// `successor` takes over within its `Master_Down_Interval`.
     pub fn link_fail(&mut self, master: &str, successor: &str, side: LinkSide) -> Result<Failover> {
-        let from = Stamp::now();
         self.retry_after_host_stall(
             &format!("link down {master} → {successor}"),
-            from,
             |c| c.link_fail_once(master, successor, side),
             |c| c.link_restore(master, successor, side).map(|_| ()),
         )
@@ -819,10 +811,8 @@ impl Cluster {
     /// Starts `returning` again (after a crash or a SIGTERM): it removes a
     /// VIP left from a crash, then preempts `current` (higher priority).
     pub fn rejoin(&mut self, returning: &str, current: &str) -> Result<Failover> {
-        let from = Stamp::now();
         self.retry_after_host_stall(
             &format!("restart {returning}, preempting {current}"),
-            from,
             |c| c.rejoin_once(returning, current),
             |c| c.terminate_once(returning, current).map(|_| ()),
         )
@@ -858,10 +848,8 @@ impl Cluster {
         current: &str,
         side: LinkSide,
     ) -> Result<Failover> {
-        let from = Stamp::now();
         self.retry_after_host_stall(
             &format!("link up {master}, preempting {current}"),
-            from,
             |c| c.link_restore_once(master, current, side),
             |c| c.link_fail_once(master, current, side).map(|_| ()),
         )
