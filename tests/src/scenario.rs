@@ -337,11 +337,11 @@ impl Cluster {
             )));
         };
         let at = (stall.due_mono as f64 - self.lab.origin.mono_ns as f64) / 1e6;
-        eprintln!(
+        crate::stall::say(&format!(
             "{what}: failed while the whole host stalled for {} at +{at:.1} ms (every router \
              stopped at once: not a fault of a daemon); once more.\n  the failure: {first:#}",
             ms(stall.late_ns as i128)
-        );
+        ));
         self.lab.mark(&format!("host stall: retrying {what}"));
         restore(self).with_context(|| {
             format!("putting the cluster back after a host stall, to retry {what}: {first:#}")

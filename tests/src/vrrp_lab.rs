@@ -34,13 +34,9 @@ use crate::{
     lab::{Host, Lab},
     prober::{ProbeConfig, Prober},
     router::{Report, RouterNode},
-    stall::StallMonitor,
+    stall::{self, HOST_MONITOR_PRIORITY, StallMonitor},
     wire::{BridgeCapture, DEFAULT_FILTER},
 };
-
-/// The stall monitor runs above the daemons' real-time priority (xvrrpd's
-/// event loop is SCHED_RR 10): a daemon cannot delay it, only the host.
-const STALL_MONITOR_PRIORITY: i32 = 50;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -55,7 +51,7 @@ pub struct VrrpLab {
     /// When the lab was made.
     pub origin: Stamp,
     /// Whole-host stalls while the lab runs.
-    pub stalls: StallMonitor,
+    pub stalls: &'static StallMonitor,
     report: Report,
     marks: Mutex<Vec<(String, Stamp)>>,
     _serial: MutexGuard<'static, ()>,
@@ -80,10 +76,7 @@ impl VrrpLab {
             net,
             dir,
             origin: Stamp::now(),
-            stalls: StallMonitor::start(
-                STALL_MONITOR_PRIORITY,
-                std::time::Duration::from_secs(3600),
-            ),
+            stalls: stall::host(),
             report: Arc::new(Mutex::new(Vec::new())),
             marks: Mutex::new(Vec::new()),
             _serial: serial,
@@ -199,10 +192,12 @@ impl Drop for VrrpLab {
                     s.mono_ns
                 );
             }
-            let stalls = self.stalls.at_least(std::time::Duration::from_millis(2));
+            let stalls = self
+                .stalls
+                .at_least(std::time::Duration::from_millis(2), self.origin.mono_ns);
             if !stalls.is_empty() {
                 eprintln!(
-                    "  host stalls ≥ 2 ms seen by the stall monitor (SCHED_RR {STALL_MONITOR_PRIORITY}):"
+                    "  host stalls ≥ 2 ms seen by the stall monitor (SCHED_RR {HOST_MONITOR_PRIORITY}):"
                 );
             }
             for s in stalls {

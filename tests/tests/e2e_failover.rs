@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use xvrrpd_tests::stall::retry_after_host_stall;
 use xvrrpd_tests::{
     kconf::Instance,
     router::LinkSide,
@@ -34,71 +35,82 @@ fn three_routers(test: &str) -> Cluster {
 
 #[test]
 fn initial_election_highest_priority_wins() {
-    let mut c = three_routers("election");
-    let d = c.routers[0].daemon;
-    if xvrrpd_only(d, "the status report and the VIP marker") {
-        c.check_xvrrpd_status("r1").or_fail();
-        c.check_vip_marker("r1").or_fail();
-    }
-    c.finish().or_fail();
+    retry_after_host_stall("initial_election_highest_priority_wins", || {
+        let mut c = three_routers("election");
+        let d = c.routers[0].daemon;
+        if xvrrpd_only(d, "the status report and the VIP marker") {
+            c.check_xvrrpd_status("r1").or_fail();
+            c.check_vip_marker("r1").or_fail();
+        }
+        c.finish().or_fail();
+    });
 }
 
 #[test]
 fn kill9_of_the_master_fails_over_and_restart_removes_the_leftover_vip() {
-    let mut c = three_routers("kill9");
-    let d = c.routers[0].daemon;
-    let f = c.crash("r1", "r2").or_fail();
-    println!("{}", f.summary());
-    if xvrrpd_only(d, "the transition timeline in the status report") {
-        c.check_xvrrpd_timeline("r2", &f).or_fail();
-        c.check_xvrrpd_status("r2").or_fail();
-    }
-    // r3 stayed a backup all along.
-    assert!(
-        !c.router("r3").has_vip(c.vip),
-        "r3 (priority 50) took the VIP although r2 (100) was there"
+    retry_after_host_stall(
+        "kill9_of_the_master_fails_over_and_restart_removes_the_leftover_vip",
+        || {
+            let mut c = three_routers("kill9");
+            let d = c.routers[0].daemon;
+            let f = c.crash("r1", "r2").or_fail();
+            println!("{}", f.summary());
+            if xvrrpd_only(d, "the transition timeline in the status report") {
+                c.check_xvrrpd_timeline("r2", &f).or_fail();
+                c.check_xvrrpd_status("r2").or_fail();
+            }
+            // r3 stayed a backup all along.
+            assert!(
+                !c.router("r3").has_vip(c.vip),
+                "r3 (priority 50) took the VIP although r2 (100) was there"
+            );
+            let back = c.rejoin("r1", "r2").or_fail();
+            println!("{}", back.summary());
+            let removed = back
+                .leftover_removed_ns
+                .expect("r1 was killed with the VIP: rejoin() checks its removal");
+            assert!(
+                removed < 1_000_000_000,
+                "r1 removed the VIP left by its crash only {removed} ns after restarting"
+            );
+            if xvrrpd_only(d, "the VIP marker after the restart") {
+                c.check_vip_marker("r1").or_fail();
+            }
+            c.finish().or_fail();
+        },
     );
-    let back = c.rejoin("r1", "r2").or_fail();
-    println!("{}", back.summary());
-    let removed = back
-        .leftover_removed_ns
-        .expect("r1 was killed with the VIP: rejoin() checks its removal");
-    assert!(
-        removed < 1_000_000_000,
-        "r1 removed the VIP left by its crash only {removed} ns after restarting"
-    );
-    if xvrrpd_only(d, "the VIP marker after the restart") {
-        c.check_vip_marker("r1").or_fail();
-    }
-    c.finish().or_fail();
 }
 
 #[test]
 fn sigterm_hands_over_within_skew() {
-    let mut c = three_routers("sigterm");
-    let f = c.terminate("r1", "r2").or_fail();
-    println!("{}", f.summary());
-    let d = c.routers[0].daemon;
-    if xvrrpd_only(d, "the status report after the hand-over") {
-        c.check_xvrrpd_status("r2").or_fail();
-    }
-    let back = c.rejoin("r1", "r2").or_fail();
-    println!("{}", back.summary());
-    c.finish().or_fail();
+    retry_after_host_stall("sigterm_hands_over_within_skew", || {
+        let mut c = three_routers("sigterm");
+        let f = c.terminate("r1", "r2").or_fail();
+        println!("{}", f.summary());
+        let d = c.routers[0].daemon;
+        if xvrrpd_only(d, "the status report after the hand-over") {
+            c.check_xvrrpd_status("r2").or_fail();
+        }
+        let back = c.rejoin("r1", "r2").or_fail();
+        println!("{}", back.summary());
+        c.finish().or_fail();
+    });
 }
 
 #[test]
 fn link_down_on_the_master_goes_fault_and_fails_over() {
-    let mut c = three_routers("linkdown");
-    // Carrier lost (the bridge port goes down), then back.
-    let f = c.link_fail("r1", "r2", LinkSide::Switch).or_fail();
-    println!("{}", f.summary());
-    let back = c.link_restore("r1", "r2", LinkSide::Switch).or_fail();
-    println!("{}", back.summary());
-    // The router's own interface goes down, then back.
-    let f = c.link_fail("r1", "r2", LinkSide::Host).or_fail();
-    println!("{}", f.summary());
-    let back = c.link_restore("r1", "r2", LinkSide::Host).or_fail();
-    println!("{}", back.summary());
-    c.finish().or_fail();
+    retry_after_host_stall("link_down_on_the_master_goes_fault_and_fails_over", || {
+        let mut c = three_routers("linkdown");
+        // Carrier lost (the bridge port goes down), then back.
+        let f = c.link_fail("r1", "r2", LinkSide::Switch).or_fail();
+        println!("{}", f.summary());
+        let back = c.link_restore("r1", "r2", LinkSide::Switch).or_fail();
+        println!("{}", back.summary());
+        // The router's own interface goes down, then back.
+        let f = c.link_fail("r1", "r2", LinkSide::Host).or_fail();
+        println!("{}", f.summary());
+        let back = c.link_restore("r1", "r2", LinkSide::Host).or_fail();
+        println!("{}", back.summary());
+        c.finish().or_fail();
+    });
 }

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use xvrrpd_tests::stall::retry_after_host_stall;
 use xvrrpd_tests::{
     clock::ms,
     kconf::{Daemon, Instance},
@@ -36,51 +37,54 @@ fn stats(label: &str, xs: &[i128]) {
 
 #[test]
 fn keepalived_pair_vrrpv3_ipv4_10ms() {
-    let mut c = Cluster::new(
-        "baseline-v3-ipv4",
-        Instance::new("VI_1", 51, &["192.0.2.100/24"]),
-        &[
-            ("r1", Daemon::Keepalived, 150),
-            ("r2", Daemon::Keepalived, 100),
-        ],
-        false,
-        |_, _| Ok(()),
-    )
-    .or_fail();
-    c.start_all().or_fail();
-    c.expect_master("r1", Duration::from_secs(10)).or_fail();
-    let mut crashes: Vec<Failover> = Vec::new();
-    let mut terms: Vec<Failover> = Vec::new();
-    let mut links: Vec<Failover> = Vec::new();
-    let mut rejoins: Vec<Failover> = Vec::new();
-    for _ in 0..ROUNDS {
-        crashes.push(c.crash("r1", "r2").or_fail());
-        rejoins.push(c.rejoin("r1", "r2").or_fail());
-        terms.push(c.terminate("r1", "r2").or_fail());
-        rejoins.push(c.rejoin("r1", "r2").or_fail());
-        links.push(c.link_fail("r1", "r2", LinkSide::Switch).or_fail());
-        rejoins.push(c.link_restore("r1", "r2", LinkSide::Switch).or_fail());
-    }
-    c.finish().or_fail();
-    for f in crashes.iter().chain(&terms).chain(&links).chain(&rejoins) {
-        println!("{}", f.summary());
-    }
-    let err = |fs: &[Failover]| -> Vec<i128> { fs.iter().filter_map(|f| f.error_ns()).collect() };
-    let out = |fs: &[Failover]| -> Vec<i128> {
-        fs.iter()
-            .map(|f| f.outage.map(|o| o.gap_ns as i128).unwrap_or(0))
-            .collect()
-    };
-    println!(
-        "keepalived 2.2.7, VRRPv3 10 ms, r2 priority 100 (down interval {}, skew {}):",
-        ms(c.mdi_ns("r2") as i128),
-        ms(c.skew_ns("r2") as i128)
-    );
-    stats("kill -9: detection − theory", &err(&crashes));
-    stats("kill -9: client outage", &out(&crashes));
-    stats("SIGTERM: hand-over − skew", &err(&terms));
-    stats("SIGTERM: client outage", &out(&terms));
-    stats("link down: detection − theory", &err(&links));
-    stats("link down: client outage", &out(&links));
-    stats("preemption back: client outage", &out(&rejoins));
+    retry_after_host_stall("keepalived_pair_vrrpv3_ipv4_10ms", || {
+        let mut c = Cluster::new(
+            "baseline-v3-ipv4",
+            Instance::new("VI_1", 51, &["192.0.2.100/24"]),
+            &[
+                ("r1", Daemon::Keepalived, 150),
+                ("r2", Daemon::Keepalived, 100),
+            ],
+            false,
+            |_, _| Ok(()),
+        )
+        .or_fail();
+        c.start_all().or_fail();
+        c.expect_master("r1", Duration::from_secs(10)).or_fail();
+        let mut crashes: Vec<Failover> = Vec::new();
+        let mut terms: Vec<Failover> = Vec::new();
+        let mut links: Vec<Failover> = Vec::new();
+        let mut rejoins: Vec<Failover> = Vec::new();
+        for _ in 0..ROUNDS {
+            crashes.push(c.crash("r1", "r2").or_fail());
+            rejoins.push(c.rejoin("r1", "r2").or_fail());
+            terms.push(c.terminate("r1", "r2").or_fail());
+            rejoins.push(c.rejoin("r1", "r2").or_fail());
+            links.push(c.link_fail("r1", "r2", LinkSide::Switch).or_fail());
+            rejoins.push(c.link_restore("r1", "r2", LinkSide::Switch).or_fail());
+        }
+        c.finish().or_fail();
+        for f in crashes.iter().chain(&terms).chain(&links).chain(&rejoins) {
+            println!("{}", f.summary());
+        }
+        let err =
+            |fs: &[Failover]| -> Vec<i128> { fs.iter().filter_map(|f| f.error_ns()).collect() };
+        let out = |fs: &[Failover]| -> Vec<i128> {
+            fs.iter()
+                .map(|f| f.outage.map(|o| o.gap_ns as i128).unwrap_or(0))
+                .collect()
+        };
+        println!(
+            "keepalived 2.2.7, VRRPv3 10 ms, r2 priority 100 (down interval {}, skew {}):",
+            ms(c.mdi_ns("r2") as i128),
+            ms(c.skew_ns("r2") as i128)
+        );
+        stats("kill -9: detection − theory", &err(&crashes));
+        stats("kill -9: client outage", &out(&crashes));
+        stats("SIGTERM: hand-over − skew", &err(&terms));
+        stats("SIGTERM: client outage", &out(&terms));
+        stats("link down: detection − theory", &err(&links));
+        stats("link down: client outage", &out(&links));
+        stats("preemption back: client outage", &out(&rejoins));
+    });
 }

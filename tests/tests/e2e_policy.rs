@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use xvrrpd_tests::stall::retry_after_host_stall;
 use xvrrpd_tests::{
     analysis::{
         EARLY_TOLERANCE, adverts, check_bound, check_sole_advertiser, last_advert_with,
@@ -24,166 +25,175 @@ fn vi_1() -> Instance {
 
 #[test]
 fn failing_script_with_negative_weight_fails_over_and_recovery_preempts_back() {
-    let d = scenario_daemon();
-    let mut c = Cluster::new(
-        "track-script",
-        vi_1(),
-        &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
-        false,
-        |r, cfg| {
-            if r.name == "r1" {
-                let path = r.check_script("chk")?;
-                cfg.scripts.push(VrrpScript::new("chk", &path));
-                cfg.instances[0].track_scripts.push(TrackScript {
-                    name: "chk".into(),
-                    weight: Some(-60),
-                });
+    retry_after_host_stall(
+        "failing_script_with_negative_weight_fails_over_and_recovery_preempts_back",
+        || {
+            let d = scenario_daemon();
+            let mut c = Cluster::new(
+                "track-script",
+                vi_1(),
+                &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
+                false,
+                |r, cfg| {
+                    if r.name == "r1" {
+                        let path = r.check_script("chk")?;
+                        cfg.scripts.push(VrrpScript::new("chk", &path));
+                        cfg.instances[0].track_scripts.push(TrackScript {
+                            name: "chk".into(),
+                            weight: Some(-60),
+                        });
+                    }
+                    Ok(())
+                },
+            )
+            .or_fail();
+            c.start_all().or_fail();
+            c.expect_master("r1", Duration::from_secs(10)).or_fail();
+
+            // The script fails: r1 runs at 150 − 60 = 90 < 100, and r2 preempts it.
+            let event = c.lab.mark("check fails on r1");
+            c.router("r1").set_check("chk", false).or_fail();
+            // The script runs every second: allow two runs, then r2's down timer.
+            let (tk, now) = c
+                .await_takeover("r1", "r2", event, Duration::from_secs(3))
+                .or_fail();
+            let events = c.wire().or_fail();
+            let ads = adverts(&events, 51, false);
+            let r1 = c.router("r1").mac;
+            assert!(
+                ads.iter()
+                    .any(|a| a.mac == r1 && a.priority == 90 && a.t_ns >= event.rt_ns),
+                "r1 never advertised its lowered priority 90 after its check failed"
+            );
+            // r2's down timer was last reset by r1's last advert at 150; the ones
+            // at 90 are below r2's priority and do not reset it.
+            let last150 = last_advert_with(&ads, r1, 150, tk.new_first.t_ns)
+                .expect("r1 advertised at 150 before the failure");
+            let theory = master_down_ns(3, 100, Duration::from_millis(10));
+            check_bound(
+                "r2 preempting r1 whose priority fell to 90",
+                tk.new_first.t_ns - last150.t_ns,
+                theory,
+                EARLY_TOLERANCE,
+                late_tolerance(d),
+            )
+            .or_fail();
+            c.check_after("r2", event, &tk, late_tolerance(d), now, &[])
+                .or_fail();
+            println!(
+                "check failed: r2 first advert {} after r1's last advert at 150 (theory {}), {} after the failure was made",
+                ms((tk.new_first.t_ns - last150.t_ns) as i128),
+                ms(theory as i128),
+                ms((tk.new_first.t_ns - event.rt_ns) as i128),
+            );
+            if xvrrpd_only(d, "the effective priority in the status report") {
+                let rep = c.router("r1").status().or_fail();
+                let st = &rep.instances[0];
+                assert_eq!(
+                    (st.base_priority, st.effective_priority, st.state.as_str()),
+                    (150, 90, "BACKUP"),
+                    "r1's status after its check failed"
+                );
             }
-            Ok(())
+
+            // The script passes again: r1 is back at 150 and preempts r2.
+            let event = c.lab.mark("check passes on r1");
+            c.router("r1").set_check("chk", true).or_fail();
+            let back = c.preempted_by("r1", "r2", event, "check passes").or_fail();
+            println!("{}", back.summary());
+            c.finish().or_fail();
         },
-    )
-    .or_fail();
-    c.start_all().or_fail();
-    c.expect_master("r1", Duration::from_secs(10)).or_fail();
-
-    // The script fails: r1 runs at 150 − 60 = 90 < 100, and r2 preempts it.
-    let event = c.lab.mark("check fails on r1");
-    c.router("r1").set_check("chk", false).or_fail();
-    // The script runs every second: allow two runs, then r2's down timer.
-    let (tk, now) = c
-        .await_takeover("r1", "r2", event, Duration::from_secs(3))
-        .or_fail();
-    let events = c.wire().or_fail();
-    let ads = adverts(&events, 51, false);
-    let r1 = c.router("r1").mac;
-    assert!(
-        ads.iter()
-            .any(|a| a.mac == r1 && a.priority == 90 && a.t_ns >= event.rt_ns),
-        "r1 never advertised its lowered priority 90 after its check failed"
     );
-    // r2's down timer was last reset by r1's last advert at 150; the ones
-    // at 90 are below r2's priority and do not reset it.
-    let last150 = last_advert_with(&ads, r1, 150, tk.new_first.t_ns)
-        .expect("r1 advertised at 150 before the failure");
-    let theory = master_down_ns(3, 100, Duration::from_millis(10));
-    check_bound(
-        "r2 preempting r1 whose priority fell to 90",
-        tk.new_first.t_ns - last150.t_ns,
-        theory,
-        EARLY_TOLERANCE,
-        late_tolerance(d),
-    )
-    .or_fail();
-    c.check_after("r2", event, &tk, late_tolerance(d), now, &[])
-        .or_fail();
-    println!(
-        "check failed: r2 first advert {} after r1's last advert at 150 (theory {}), {} after the failure was made",
-        ms((tk.new_first.t_ns - last150.t_ns) as i128),
-        ms(theory as i128),
-        ms((tk.new_first.t_ns - event.rt_ns) as i128),
-    );
-    if xvrrpd_only(d, "the effective priority in the status report") {
-        let rep = c.router("r1").status().or_fail();
-        let st = &rep.instances[0];
-        assert_eq!(
-            (st.base_priority, st.effective_priority, st.state.as_str()),
-            (150, 90, "BACKUP"),
-            "r1's status after its check failed"
-        );
-    }
-
-    // The script passes again: r1 is back at 150 and preempts r2.
-    let event = c.lab.mark("check passes on r1");
-    c.router("r1").set_check("chk", true).or_fail();
-    let back = c.preempted_by("r1", "r2", event, "check passes").or_fail();
-    println!("{}", back.summary());
-    c.finish().or_fail();
 }
 
 #[test]
 fn nopreempt_keeps_the_current_master_until_it_fails() {
-    let d = scenario_daemon();
-    let mut inst = vi_1();
-    inst.nopreempt = true;
-    let mut c = Cluster::new(
-        "nopreempt",
-        inst,
-        &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
-        false,
-        |_, _| Ok(()),
-    )
-    .or_fail();
-    c.start(&["r2"]).or_fail();
-    c.expect_master("r2", Duration::from_secs(10)).or_fail();
-    let since = c.lab.mark("r1 and r3 start");
-    c.start(&["r1", "r3"]).or_fail();
-    // Ten of r1's down intervals: it would have preempted long before.
-    std::thread::sleep(Duration::from_nanos(10 * c.mdi_ns("r1")) + Duration::from_millis(200));
-    let now = Stamp::now();
-    let ads = adverts(&c.wire().or_fail(), 51, false);
-    check_sole_advertiser(
-        &ads,
-        c.router("r2").mac,
-        since.rt_ns,
-        now.rt_ns,
-        c.lab.origin.rt_ns,
-    )
-    .or_fail();
-    c.check_holders("r2", since.mono_ns, now.mono_ns, &[])
+    retry_after_host_stall("nopreempt_keeps_the_current_master_until_it_fails", || {
+        let d = scenario_daemon();
+        let mut inst = vi_1();
+        inst.nopreempt = true;
+        let mut c = Cluster::new(
+            "nopreempt",
+            inst,
+            &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
+            false,
+            |_, _| Ok(()),
+        )
         .or_fail();
-    c.router("r1")
-        .wait_state("VI_1", "BACKUP", Duration::from_secs(1))
+        c.start(&["r2"]).or_fail();
+        c.expect_master("r2", Duration::from_secs(10)).or_fail();
+        let since = c.lab.mark("r1 and r3 start");
+        c.start(&["r1", "r3"]).or_fail();
+        // Ten of r1's down intervals: it would have preempted long before.
+        std::thread::sleep(Duration::from_nanos(10 * c.mdi_ns("r1")) + Duration::from_millis(200));
+        let now = Stamp::now();
+        let ads = adverts(&c.wire().or_fail(), 51, false);
+        check_sole_advertiser(
+            &ads,
+            c.router("r2").mac,
+            since.rt_ns,
+            now.rt_ns,
+            c.lab.origin.rt_ns,
+        )
         .or_fail();
-    // nopreempt does not stop r1 from taking over when r2 fails.
-    let f = c.crash("r2", "r1").or_fail();
-    println!("{}", f.summary());
-    c.finish().or_fail();
+        c.check_holders("r2", since.mono_ns, now.mono_ns, &[])
+            .or_fail();
+        c.router("r1")
+            .wait_state("VI_1", "BACKUP", Duration::from_secs(1))
+            .or_fail();
+        // nopreempt does not stop r1 from taking over when r2 fails.
+        let f = c.crash("r2", "r1").or_fail();
+        println!("{}", f.summary());
+        c.finish().or_fail();
+    });
 }
 
 #[test]
 fn preempt_delay_holds_preemption_back() {
-    let d = scenario_daemon();
-    let delay = Duration::from_millis(500);
-    let mut c = Cluster::new(
-        "preempt-delay",
-        vi_1(),
-        &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
-        false,
-        |r, cfg| {
-            if r.name == "r1" {
-                cfg.instances[0].preempt_delay = Some(delay);
-            }
-            Ok(())
-        },
-    )
-    .or_fail();
-    c.start(&["r2", "r3"]).or_fail();
-    c.expect_master("r2", Duration::from_secs(10)).or_fail();
-    let event = c.router_mut("r1").start().or_fail();
-    c.lab.mark_at("start r1", event);
-    let f = c.preempted_by("r1", "r2", event, "preempt_delay").or_fail();
-    let took = f.takeover.new_first.t_ns - event.rt_ns;
-    let mdi = c.mdi_ns("r1");
-    println!(
-        "{}; r1's first advert {} after its start (preempt_delay {delay:?}, down interval {})",
-        f.summary(),
-        ms(took as i128),
-        ms(mdi as i128)
-    );
-    assert!(
-        took >= delay.as_nanos() as u64,
-        "r1 preempted {} after its start, before its preempt_delay of {delay:?}",
-        ms(took as i128)
-    );
-    // The delay, then the down timer; the start itself takes some time.
-    let most = delay.as_nanos() as u64 + mdi + 300_000_000;
-    assert!(
-        took <= most,
-        "r1 preempted only {} after its start; preempt_delay {delay:?} + its down interval {} \
+    retry_after_host_stall("preempt_delay_holds_preemption_back", || {
+        let d = scenario_daemon();
+        let delay = Duration::from_millis(500);
+        let mut c = Cluster::new(
+            "preempt-delay",
+            vi_1(),
+            &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
+            false,
+            |r, cfg| {
+                if r.name == "r1" {
+                    cfg.instances[0].preempt_delay = Some(delay);
+                }
+                Ok(())
+            },
+        )
+        .or_fail();
+        c.start(&["r2", "r3"]).or_fail();
+        c.expect_master("r2", Duration::from_secs(10)).or_fail();
+        let event = c.router_mut("r1").start().or_fail();
+        c.lab.mark_at("start r1", event);
+        let f = c.preempted_by("r1", "r2", event, "preempt_delay").or_fail();
+        let took = f.takeover.new_first.t_ns - event.rt_ns;
+        let mdi = c.mdi_ns("r1");
+        println!(
+            "{}; r1's first advert {} after its start (preempt_delay {delay:?}, down interval {})",
+            f.summary(),
+            ms(took as i128),
+            ms(mdi as i128)
+        );
+        assert!(
+            took >= delay.as_nanos() as u64,
+            "r1 preempted {} after its start, before its preempt_delay of {delay:?}",
+            ms(took as i128)
+        );
+        // The delay, then the down timer; the start itself takes some time.
+        let most = delay.as_nanos() as u64 + mdi + 300_000_000;
+        assert!(
+            took <= most,
+            "r1 preempted only {} after its start; preempt_delay {delay:?} + its down interval {} \
          + 300 ms of startup allow {}",
-        ms(took as i128),
-        ms(mdi as i128),
-        ms(most as i128)
-    );
-    c.finish().or_fail();
+            ms(took as i128),
+            ms(mdi as i128),
+            ms(most as i128)
+        );
+        c.finish().or_fail();
+    });
 }

@@ -12,6 +12,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
+use xvrrpd_tests::stall::retry_after_host_stall;
 use xvrrpd_tests::{
     analysis::{adverts, announcements, check_sole_advertiser, held_throughout, max_advert_gap},
     clock::{Stamp, ms},
@@ -106,89 +107,96 @@ fn check_no_flap(c: &Cluster, inst: &str, vrid: u8, vip: &str, from: Stamp, to: 
 
 #[test]
 fn sighup_with_unchanged_and_changed_instances() {
-    let mut c = two_instances("reload");
-    let d = c.routers[0].daemon;
+    retry_after_host_stall("sighup_with_unchanged_and_changed_instances", || {
+        let mut c = two_instances("reload");
+        let d = c.routers[0].daemon;
 
-    // Unchanged config.
-    let hup = c.router_mut("r1").sighup().or_fail();
-    c.lab.mark_at("SIGHUP r1 (unchanged)", hup);
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(c.router_mut("r1").is_running(), "r1 exited on SIGHUP");
-    let now = Stamp::now();
-    check_no_flap(&c, "VI_1", 51, VIP1, hup, now);
-    check_no_flap(&c, "VI_2", 52, VIP2, hup, now);
-    if xvrrpd_only(d, "the reload counter in the status report") {
-        let rep = c.router("r1").status().or_fail();
-        assert_eq!(rep.daemon.reloads, 1, "status: reloads after one SIGHUP");
-    }
+        // Unchanged config.
+        let hup = c.router_mut("r1").sighup().or_fail();
+        c.lab.mark_at("SIGHUP r1 (unchanged)", hup);
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(c.router_mut("r1").is_running(), "r1 exited on SIGHUP");
+        let now = Stamp::now();
+        check_no_flap(&c, "VI_1", 51, VIP1, hup, now);
+        check_no_flap(&c, "VI_2", 52, VIP2, hup, now);
+        if xvrrpd_only(d, "the reload counter in the status report") {
+            let rep = c.router("r1").status().or_fail();
+            assert_eq!(rep.daemon.reloads, 1, "status: reloads after one SIGHUP");
+        }
 
-    // VI_2's priority drops to 90 on r1: VI_2 moves to r2, VI_1 stays.
-    let mut cfg: RouterConfig = c.router("r1").config().unwrap().clone();
-    cfg.instances[1].priority = 90;
-    c.router_mut("r1").write_config(&cfg).or_fail();
-    let hup = c.router_mut("r1").sighup().or_fail();
-    c.lab.mark_at("SIGHUP r1 (VI_2 at 90)", hup);
-    let vip2: IpAddr = VIP2.parse().unwrap();
-    assert!(
-        c.router("r2").wait_vip(vip2, true, Duration::from_secs(2)),
-        "r2 did not take VI_2 after r1's reload lowered its priority to 90"
-    );
-    assert!(
-        c.router("r1").wait_vip(vip2, false, Duration::from_secs(1)),
-        "r1 kept VI_2's VIP after r2 took over"
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let now = Stamp::now();
-    check_no_flap(&c, "VI_1", 51, VIP1, hup, now);
-    let ads2 = adverts(&c.wire().or_fail(), 52, false);
-    assert!(
-        ads2.iter()
-            .any(|a| a.mac == c.router("r1").mac && a.priority == 90 && a.t_ns >= hup.rt_ns),
-        "r1 never advertised VI_2 at its new priority 90"
-    );
-    c.router("r2")
-        .wait_state("VI_2", "MASTER", Duration::from_secs(1))
-        .or_fail();
-    c.finish().or_fail();
+        // VI_2's priority drops to 90 on r1: VI_2 moves to r2, VI_1 stays.
+        let mut cfg: RouterConfig = c.router("r1").config().unwrap().clone();
+        cfg.instances[1].priority = 90;
+        c.router_mut("r1").write_config(&cfg).or_fail();
+        let hup = c.router_mut("r1").sighup().or_fail();
+        c.lab.mark_at("SIGHUP r1 (VI_2 at 90)", hup);
+        let vip2: IpAddr = VIP2.parse().unwrap();
+        assert!(
+            c.router("r2").wait_vip(vip2, true, Duration::from_secs(2)),
+            "r2 did not take VI_2 after r1's reload lowered its priority to 90"
+        );
+        assert!(
+            c.router("r1").wait_vip(vip2, false, Duration::from_secs(1)),
+            "r1 kept VI_2's VIP after r2 took over"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let now = Stamp::now();
+        check_no_flap(&c, "VI_1", 51, VIP1, hup, now);
+        let ads2 = adverts(&c.wire().or_fail(), 52, false);
+        assert!(
+            ads2.iter()
+                .any(|a| a.mac == c.router("r1").mac && a.priority == 90 && a.t_ns >= hup.rt_ns),
+            "r1 never advertised VI_2 at its new priority 90"
+        );
+        c.router("r2")
+            .wait_state("VI_2", "MASTER", Duration::from_secs(1))
+            .or_fail();
+        c.finish().or_fail();
+    });
 }
 
 #[test]
 fn a_config_that_does_not_load_leaves_the_old_one_running() {
-    let mut c = two_instances("reload-bad");
-    let good = std::fs::read_to_string(&c.router("r1").config_path).unwrap();
-    // An out-of-range VRID and a block left open.
-    let bad = good.replacen("virtual_router_id 51", "virtual_router_id 300", 1)
-        + "\nvrrp_instance VI_9 {\n    interface eth0\n";
-    c.router_mut("r1").write_config_text(&bad).or_fail();
-    let hup = c.router_mut("r1").sighup().or_fail();
-    c.lab.mark_at("SIGHUP r1 (broken config)", hup);
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(
-        c.router_mut("r1").is_running(),
-        "r1 exited on a SIGHUP with a broken config; log {}",
-        c.router("r1").log_path.display()
+    retry_after_host_stall(
+        "a_config_that_does_not_load_leaves_the_old_one_running",
+        || {
+            let mut c = two_instances("reload-bad");
+            let good = std::fs::read_to_string(&c.router("r1").config_path).unwrap();
+            // An out-of-range VRID and a block left open.
+            let bad = good.replacen("virtual_router_id 51", "virtual_router_id 300", 1)
+                + "\nvrrp_instance VI_9 {\n    interface eth0\n";
+            c.router_mut("r1").write_config_text(&bad).or_fail();
+            let hup = c.router_mut("r1").sighup().or_fail();
+            c.lab.mark_at("SIGHUP r1 (broken config)", hup);
+            std::thread::sleep(Duration::from_secs(1));
+            assert!(
+                c.router_mut("r1").is_running(),
+                "r1 exited on a SIGHUP with a broken config; log {}",
+                c.router("r1").log_path.display()
+            );
+            let now = Stamp::now();
+            check_no_flap(&c, "VI_1", 51, VIP1, hup, now);
+            check_no_flap(&c, "VI_2", 52, VIP2, hup, now);
+            let d = c.routers[0].daemon;
+            if xvrrpd_only(d, "the status report after a failed reload") {
+                let rep = c.router("r1").status().or_fail();
+                let names: Vec<(&str, &str, u8)> = rep
+                    .instances
+                    .iter()
+                    .map(|i| (i.name.as_str(), i.state.as_str(), i.vrid))
+                    .collect();
+                assert_eq!(
+                    names,
+                    vec![("VI_1", "MASTER", 51), ("VI_2", "MASTER", 52)],
+                    "status after the failed reload"
+                );
+            }
+            // The file fixed, a reload is clean again.
+            c.router_mut("r1").write_config_text(&good).or_fail();
+            let hup = c.router_mut("r1").sighup().or_fail();
+            std::thread::sleep(Duration::from_millis(500));
+            check_no_flap(&c, "VI_1", 51, VIP1, hup, Stamp::now());
+            c.finish().or_fail();
+        },
     );
-    let now = Stamp::now();
-    check_no_flap(&c, "VI_1", 51, VIP1, hup, now);
-    check_no_flap(&c, "VI_2", 52, VIP2, hup, now);
-    let d = c.routers[0].daemon;
-    if xvrrpd_only(d, "the status report after a failed reload") {
-        let rep = c.router("r1").status().or_fail();
-        let names: Vec<(&str, &str, u8)> = rep
-            .instances
-            .iter()
-            .map(|i| (i.name.as_str(), i.state.as_str(), i.vrid))
-            .collect();
-        assert_eq!(
-            names,
-            vec![("VI_1", "MASTER", 51), ("VI_2", "MASTER", 52)],
-            "status after the failed reload"
-        );
-    }
-    // The file fixed, a reload is clean again.
-    c.router_mut("r1").write_config_text(&good).or_fail();
-    let hup = c.router_mut("r1").sighup().or_fail();
-    std::thread::sleep(Duration::from_millis(500));
-    check_no_flap(&c, "VI_1", 51, VIP1, hup, Stamp::now());
-    c.finish().or_fail();
 }

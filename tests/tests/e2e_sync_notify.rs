@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use xvrrpd_tests::stall::retry_after_host_stall;
 use xvrrpd_tests::{
     analysis::{adverts, check_sole_advertiser},
     clock::Stamp,
@@ -118,51 +119,54 @@ fn check_notify_calls(r: &RouterNode, states: &[&str], prio: u32, strict_pairs: 
 
 #[test]
 fn notify_scripts_and_fifo_in_order() {
-    let d = scenario_daemon();
-    let mut c = Cluster::new(
-        "notify",
-        Instance::new("VI_1", 51, &["192.0.2.100/24"]),
-        &[("r1", d, 150), ("r2", d, 100)],
-        false,
-        |r, cfg| {
-            cfg.instances[0].notify = Notify {
-                master: Some(r.notify_script("master")?),
-                backup: Some(r.notify_script("backup")?),
-                fault: Some(r.notify_script("fault")?),
-                stop: Some(r.notify_script("stop")?),
-                generic: Some(r.notify_script("notify")?),
-            };
-            Ok(())
-        },
-    )
-    .or_fail();
-    c.start_all().or_fail();
-    c.expect_master("r1", Duration::from_secs(10)).or_fail();
-    c.link_fail("r1", "r2", LinkSide::Switch).or_fail();
-    c.link_restore("r1", "r2", LinkSide::Switch).or_fail();
-    c.terminate("r1", "r2").or_fail();
-    // Notify scripts are not waited for: give the last ones time to write.
-    let r1_states = ["BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER", "STOP"];
-    let r2_states = ["BACKUP", "MASTER", "BACKUP", "MASTER"];
-    let done = xvrrpd_tests::wait_until(Duration::from_secs(3), Duration::from_millis(20), || {
-        c.router("r1").notify_calls().len() >= 2 * r1_states.len()
-            && c.router("r2").notify_calls().len() >= 2 * r2_states.len()
+    retry_after_host_stall("notify_scripts_and_fifo_in_order", || {
+        let d = scenario_daemon();
+        let mut c = Cluster::new(
+            "notify",
+            Instance::new("VI_1", 51, &["192.0.2.100/24"]),
+            &[("r1", d, 150), ("r2", d, 100)],
+            false,
+            |r, cfg| {
+                cfg.instances[0].notify = Notify {
+                    master: Some(r.notify_script("master")?),
+                    backup: Some(r.notify_script("backup")?),
+                    fault: Some(r.notify_script("fault")?),
+                    stop: Some(r.notify_script("stop")?),
+                    generic: Some(r.notify_script("notify")?),
+                };
+                Ok(())
+            },
+        )
+        .or_fail();
+        c.start_all().or_fail();
+        c.expect_master("r1", Duration::from_secs(10)).or_fail();
+        c.link_fail("r1", "r2", LinkSide::Switch).or_fail();
+        c.link_restore("r1", "r2", LinkSide::Switch).or_fail();
+        c.terminate("r1", "r2").or_fail();
+        // Notify scripts are not waited for: give the last ones time to write.
+        let r1_states = ["BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER", "STOP"];
+        let r2_states = ["BACKUP", "MASTER", "BACKUP", "MASTER"];
+        let done =
+            xvrrpd_tests::wait_until(Duration::from_secs(3), Duration::from_millis(20), || {
+                c.router("r1").notify_calls().len() >= 2 * r1_states.len()
+                    && c.router("r2").notify_calls().len() >= 2 * r2_states.len()
+            });
+        assert!(done, "the notify scripts did not all run within 3 s");
+        let strict = xvrrpd_only(d, "the order of the two scripts within one transition");
+        for (name, states, prio) in [("r1", &r1_states[..], 150), ("r2", &r2_states[..], 100)] {
+            let r = c.router(name);
+            let want: Vec<(String, Option<u32>)> =
+                states.iter().map(|s| (s.to_string(), Some(prio))).collect();
+            assert_eq!(
+                fifo_states(r, "INSTANCE", "VI_1"),
+                want,
+                "{name}: the notify FIFO's lines"
+            );
+            check_fifo_events(r, "VI_1", prio);
+            check_notify_calls(r, states, prio, strict);
+        }
+        c.finish().or_fail();
     });
-    assert!(done, "the notify scripts did not all run within 3 s");
-    let strict = xvrrpd_only(d, "the order of the two scripts within one transition");
-    for (name, states, prio) in [("r1", &r1_states[..], 150), ("r2", &r2_states[..], 100)] {
-        let r = c.router(name);
-        let want: Vec<(String, Option<u32>)> =
-            states.iter().map(|s| (s.to_string(), Some(prio))).collect();
-        assert_eq!(
-            fifo_states(r, "INSTANCE", "VI_1"),
-            want,
-            "{name}: the notify FIFO's lines"
-        );
-        check_fifo_events(r, "VI_1", prio);
-        check_notify_calls(r, states, prio, strict);
-    }
-    c.finish().or_fail();
 }
 
 /// A master that receives a lower-priority advert writes the event
@@ -170,167 +174,175 @@ fn notify_scripts_and_fifo_in_order() {
 /// (keepalived's `send_event_notify()`), and stays master.
 #[test]
 fn master_receiving_a_lower_priority_advert_reports_it_on_the_fifo() {
-    let d = scenario_daemon();
-    let mut lab = VrrpLab::new("rx-lower-pri").or_fail();
-    let mut r1 = lab.add_router("r1", d, &["192.0.2.11/24"]).or_fail();
-    let fake = lab.add_client("fake", &["192.0.2.99/24"]).or_fail();
-    r1.write_config(&RouterConfig::single(
-        Instance::new("VI_1", 51, &["192.0.2.100/24"]).with_priority(150),
-    ))
-    .or_fail();
-    r1.start().or_fail();
-    r1.wait_state("VI_1", "MASTER", Duration::from_secs(5))
-        .or_fail();
-    let inj = frame_injector(&fake, "eth0").or_fail();
-    let frame = vrrp_v3_ipv4_frame(
-        Mac([2, 0, 0, 0, 0, 0x63]),
-        Ipv4Addr::new(192, 0, 2, 99),
-        51,
-        50,
-        1,
-        &[Ipv4Addr::new(192, 0, 2, 100)],
-        ChecksumKind::PseudoHeader,
-    );
-    inj.send(&frame).or_fail();
-    let seen = xvrrpd_tests::wait_until(Duration::from_secs(1), Duration::from_millis(5), || {
-        r1.fifo_lines()
-            .iter()
-            .any(|l| l.state == "MASTER_RX_LOWER_PRI")
-    });
-    assert!(
-        seen,
-        "r1 wrote no MASTER_RX_LOWER_PRI line after a priority-50 advert; FIFO: {:?}",
-        r1.fifo_lines()
-            .iter()
-            .map(|l| l.raw.clone())
-            .collect::<Vec<_>>()
-    );
-    check_fifo_events(&r1, "VI_1", 150);
-    assert_eq!(
-        r1.fifo_state("VI_1").as_deref(),
-        Some("MASTER"),
-        "r1 left MASTER"
-    );
-    assert!(
-        r1.has_vip("192.0.2.100".parse().unwrap()),
-        "r1 dropped the VIP"
+    retry_after_host_stall(
+        "master_receiving_a_lower_priority_advert_reports_it_on_the_fifo",
+        || {
+            let d = scenario_daemon();
+            let mut lab = VrrpLab::new("rx-lower-pri").or_fail();
+            let mut r1 = lab.add_router("r1", d, &["192.0.2.11/24"]).or_fail();
+            let fake = lab.add_client("fake", &["192.0.2.99/24"]).or_fail();
+            r1.write_config(&RouterConfig::single(
+                Instance::new("VI_1", 51, &["192.0.2.100/24"]).with_priority(150),
+            ))
+            .or_fail();
+            r1.start().or_fail();
+            r1.wait_state("VI_1", "MASTER", Duration::from_secs(5))
+                .or_fail();
+            let inj = frame_injector(&fake, "eth0").or_fail();
+            let frame = vrrp_v3_ipv4_frame(
+                Mac([2, 0, 0, 0, 0, 0x63]),
+                Ipv4Addr::new(192, 0, 2, 99),
+                51,
+                50,
+                1,
+                &[Ipv4Addr::new(192, 0, 2, 100)],
+                ChecksumKind::PseudoHeader,
+            );
+            inj.send(&frame).or_fail();
+            let seen =
+                xvrrpd_tests::wait_until(Duration::from_secs(1), Duration::from_millis(5), || {
+                    r1.fifo_lines()
+                        .iter()
+                        .any(|l| l.state == "MASTER_RX_LOWER_PRI")
+                });
+            assert!(
+                seen,
+                "r1 wrote no MASTER_RX_LOWER_PRI line after a priority-50 advert; FIFO: {:?}",
+                r1.fifo_lines()
+                    .iter()
+                    .map(|l| l.raw.clone())
+                    .collect::<Vec<_>>()
+            );
+            check_fifo_events(&r1, "VI_1", 150);
+            assert_eq!(
+                r1.fifo_state("VI_1").as_deref(),
+                Some("MASTER"),
+                "r1 left MASTER"
+            );
+            assert!(
+                r1.has_vip("192.0.2.100".parse().unwrap()),
+                "r1 dropped the VIP"
+            );
+        },
     );
 }
 
 #[test]
 fn sync_group_members_move_together() {
-    let d = scenario_daemon();
-    let vip2: IpAddr = "198.51.100.100".parse().unwrap();
-    let mut c = Cluster::new(
-        "syncgroup",
-        Instance::new("VI_1", 51, &["192.0.2.100/24"]),
-        &[("r1", d, 150), ("r2", d, 100)],
-        false,
-        |r, cfg| {
-            let mut vi2 = cfg.instances[0].clone();
-            vi2.name = "VI_2".into();
-            vi2.vrid = 52;
-            vi2.vips = vec!["198.51.100.100/24".into()];
-            if r.name == "r1" {
-                // Only VI_2 tracks the script; its failure faults the group.
-                let path = r.check_script("chk")?;
-                cfg.scripts.push(VrrpScript::new("chk", &path));
-                vi2.track_scripts.push(TrackScript {
-                    name: "chk".into(),
-                    weight: None,
+    retry_after_host_stall("sync_group_members_move_together", || {
+        let d = scenario_daemon();
+        let vip2: IpAddr = "198.51.100.100".parse().unwrap();
+        let mut c = Cluster::new(
+            "syncgroup",
+            Instance::new("VI_1", 51, &["192.0.2.100/24"]),
+            &[("r1", d, 150), ("r2", d, 100)],
+            false,
+            |r, cfg| {
+                let mut vi2 = cfg.instances[0].clone();
+                vi2.name = "VI_2".into();
+                vi2.vrid = 52;
+                vi2.vips = vec!["198.51.100.100/24".into()];
+                if r.name == "r1" {
+                    // Only VI_2 tracks the script; its failure faults the group.
+                    let path = r.check_script("chk")?;
+                    cfg.scripts.push(VrrpScript::new("chk", &path));
+                    vi2.track_scripts.push(TrackScript {
+                        name: "chk".into(),
+                        weight: None,
+                    });
+                }
+                cfg.instances.push(vi2);
+                cfg.sync_groups.push(SyncGroup {
+                    name: "G1".into(),
+                    members: vec!["VI_1".into(), "VI_2".into()],
+                    notify: Notify::default(),
                 });
-            }
-            cfg.instances.push(vi2);
-            cfg.sync_groups.push(SyncGroup {
-                name: "G1".into(),
-                members: vec!["VI_1".into(), "VI_2".into()],
-                notify: Notify::default(),
-            });
-            Ok(())
-        },
-    )
-    .or_fail();
-    c.start_all().or_fail();
-    c.expect_master("r1", Duration::from_secs(10)).or_fail();
-    assert!(
-        c.router("r1").wait_vip(vip2, true, Duration::from_secs(2)),
-        "r1 is master of VI_1 but does not hold VI_2's VIP {vip2}"
-    );
-    assert!(
-        !c.router("r2").has_vip(vip2),
-        "r2 holds VI_2's VIP {vip2} while r1 is master"
-    );
+                Ok(())
+            },
+        )
+        .or_fail();
+        c.start_all().or_fail();
+        c.expect_master("r1", Duration::from_secs(10)).or_fail();
+        assert!(
+            c.router("r1").wait_vip(vip2, true, Duration::from_secs(2)),
+            "r1 is master of VI_1 but does not hold VI_2's VIP {vip2}"
+        );
+        assert!(
+            !c.router("r2").has_vip(vip2),
+            "r2 holds VI_2's VIP {vip2} while r1 is master"
+        );
 
-    // VI_2's script fails on r1: the whole group goes FAULT and both
-    // instances move to r2.
-    let event = c.lab.mark("VI_2's check fails on r1");
-    c.router("r1").set_check("chk", false).or_fail();
-    let (tk, now) = c
-        .await_takeover("r1", "r2", event, Duration::from_secs(3))
+        // VI_2's script fails on r1: the whole group goes FAULT and both
+        // instances move to r2.
+        let event = c.lab.mark("VI_2's check fails on r1");
+        c.router("r1").set_check("chk", false).or_fail();
+        let (tk, now) = c
+            .await_takeover("r1", "r2", event, Duration::from_secs(3))
+            .or_fail();
+        c.check_after("r2", event, &tk, Duration::from_millis(1), now, &[])
+            .or_fail();
+        assert!(
+            c.router("r2").wait_vip(vip2, true, Duration::from_secs(1)),
+            "VI_1 moved to r2 but VI_2's VIP {vip2} did not"
+        );
+        assert!(
+            c.router("r1").wait_vip(vip2, false, Duration::from_secs(1)),
+            "r1 is in FAULT but kept VI_2's VIP {vip2}"
+        );
+        let (a1, a2) = (
+            c.router("r2").watch.added_at(c.vip).unwrap(),
+            c.router("r2").watch.added_at(vip2).unwrap(),
+        );
+        assert!(
+            a1.abs_diff(a2) < 50_000_000,
+            "r2 took the two members' VIPs {} ms apart",
+            a1.abs_diff(a2) as f64 / 1e6
+        );
+        let ads2 = adverts(&c.wire().or_fail(), 52, false);
+        check_sole_advertiser(
+            &ads2,
+            c.router("r2").mac,
+            tk.new_first.t_ns + 20_000_000,
+            Stamp::now().rt_ns,
+            c.lab.origin.rt_ns,
+        )
         .or_fail();
-    c.check_after("r2", event, &tk, Duration::from_millis(1), now, &[])
-        .or_fail();
-    assert!(
-        c.router("r2").wait_vip(vip2, true, Duration::from_secs(1)),
-        "VI_1 moved to r2 but VI_2's VIP {vip2} did not"
-    );
-    assert!(
-        c.router("r1").wait_vip(vip2, false, Duration::from_secs(1)),
-        "r1 is in FAULT but kept VI_2's VIP {vip2}"
-    );
-    let (a1, a2) = (
-        c.router("r2").watch.added_at(c.vip).unwrap(),
-        c.router("r2").watch.added_at(vip2).unwrap(),
-    );
-    assert!(
-        a1.abs_diff(a2) < 50_000_000,
-        "r2 took the two members' VIPs {} ms apart",
-        a1.abs_diff(a2) as f64 / 1e6
-    );
-    let ads2 = adverts(&c.wire().or_fail(), 52, false);
-    check_sole_advertiser(
-        &ads2,
-        c.router("r2").mac,
-        tk.new_first.t_ns + 20_000_000,
-        Stamp::now().rt_ns,
-        c.lab.origin.rt_ns,
-    )
-    .or_fail();
-    let r1 = c.router("r1");
-    for inst in ["VI_1", "VI_2"] {
+        let r1 = c.router("r1");
+        for inst in ["VI_1", "VI_2"] {
+            assert_eq!(
+                fifo_states(r1, "INSTANCE", inst)
+                    .last()
+                    .map(|s| s.0.as_str()),
+                Some("FAULT"),
+                "r1: {inst}'s last FIFO state"
+            );
+        }
         assert_eq!(
-            fifo_states(r1, "INSTANCE", inst)
+            fifo_states(r1, "GROUP", "G1").last().map(|s| s.0.as_str()),
+            Some("FAULT"),
+            "r1: the group's last FIFO state"
+        );
+
+        // The script passes again: the group comes back and preempts, whole.
+        let event = c.lab.mark("VI_2's check passes on r1");
+        c.router("r1").set_check("chk", true).or_fail();
+        let back = c.preempted_by("r1", "r2", event, "group back").or_fail();
+        println!("{}", back.summary());
+        assert!(
+            c.router("r1").wait_vip(vip2, true, Duration::from_secs(1)),
+            "VI_1 came back to r1 but VI_2's VIP {vip2} did not"
+        );
+        assert!(
+            c.router("r2").wait_vip(vip2, false, Duration::from_secs(1)),
+            "r2 kept VI_2's VIP {vip2} after r1 took the group back"
+        );
+        assert_eq!(
+            fifo_states(c.router("r1"), "GROUP", "G1")
                 .last()
                 .map(|s| s.0.as_str()),
-            Some("FAULT"),
-            "r1: {inst}'s last FIFO state"
+            Some("MASTER"),
+            "r1: the group's last FIFO state"
         );
-    }
-    assert_eq!(
-        fifo_states(r1, "GROUP", "G1").last().map(|s| s.0.as_str()),
-        Some("FAULT"),
-        "r1: the group's last FIFO state"
-    );
-
-    // The script passes again: the group comes back and preempts, whole.
-    let event = c.lab.mark("VI_2's check passes on r1");
-    c.router("r1").set_check("chk", true).or_fail();
-    let back = c.preempted_by("r1", "r2", event, "group back").or_fail();
-    println!("{}", back.summary());
-    assert!(
-        c.router("r1").wait_vip(vip2, true, Duration::from_secs(1)),
-        "VI_1 came back to r1 but VI_2's VIP {vip2} did not"
-    );
-    assert!(
-        c.router("r2").wait_vip(vip2, false, Duration::from_secs(1)),
-        "r2 kept VI_2's VIP {vip2} after r1 took the group back"
-    );
-    assert_eq!(
-        fifo_states(c.router("r1"), "GROUP", "G1")
-            .last()
-            .map(|s| s.0.as_str()),
-        Some("MASTER"),
-        "r1: the group's last FIFO state"
-    );
-    c.finish().or_fail();
+        c.finish().or_fail();
+    });
 }

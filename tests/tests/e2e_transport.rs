@@ -4,6 +4,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
+use xvrrpd_tests::stall::retry_after_host_stall;
 use xvrrpd_tests::{
     analysis::adverts,
     kconf::Instance,
@@ -28,81 +29,85 @@ fn failover_cycle(c: &mut Cluster) {
 
 #[test]
 fn unicast_peers() {
-    let d = scenario_daemon();
-    let mut c = Cluster::new(
-        "unicast",
-        Instance::new("VI_1", 51, &["192.0.2.100/24"]),
-        &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
-        true,
-        |_, _| Ok(()),
-    )
-    .or_fail();
-    failover_cycle(&mut c);
-    // Every advert went to a peer's own address, never to 224.0.0.18.
-    let events = c.wire().or_fail();
-    let ads: Vec<_> = events
-        .iter()
-        .filter_map(|e| e.advert().map(|a| (e.src_mac, a)))
-        .collect();
-    assert!(!ads.is_empty(), "no adverts captured");
-    let peers: Vec<IpAddr> = c.routers.iter().map(|r| r.addr(false)).collect();
-    for (mac, a) in &ads {
-        assert!(
-            peers.contains(&a.dst) && a.dst != a.src,
-            "an advert from {mac} went to {}, not to a unicast peer",
-            a.dst
-        );
-    }
-    // r1 sends one copy to each of its two peers per interval.
-    let r1 = c.router("r1").mac;
-    for peer in [c.router("r2").addr(false), c.router("r3").addr(false)] {
-        assert!(
-            ads.iter().any(|(m, a)| *m == r1 && a.dst == peer),
-            "r1 never sent an advert to its peer {peer}"
-        );
-    }
-    c.finish().or_fail();
+    retry_after_host_stall("unicast_peers", || {
+        let d = scenario_daemon();
+        let mut c = Cluster::new(
+            "unicast",
+            Instance::new("VI_1", 51, &["192.0.2.100/24"]),
+            &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
+            true,
+            |_, _| Ok(()),
+        )
+        .or_fail();
+        failover_cycle(&mut c);
+        // Every advert went to a peer's own address, never to 224.0.0.18.
+        let events = c.wire().or_fail();
+        let ads: Vec<_> = events
+            .iter()
+            .filter_map(|e| e.advert().map(|a| (e.src_mac, a)))
+            .collect();
+        assert!(!ads.is_empty(), "no adverts captured");
+        let peers: Vec<IpAddr> = c.routers.iter().map(|r| r.addr(false)).collect();
+        for (mac, a) in &ads {
+            assert!(
+                peers.contains(&a.dst) && a.dst != a.src,
+                "an advert from {mac} went to {}, not to a unicast peer",
+                a.dst
+            );
+        }
+        // r1 sends one copy to each of its two peers per interval.
+        let r1 = c.router("r1").mac;
+        for peer in [c.router("r2").addr(false), c.router("r3").addr(false)] {
+            assert!(
+                ads.iter().any(|(m, a)| *m == r1 && a.dst == peer),
+                "r1 never sent an advert to its peer {peer}"
+            );
+        }
+        c.finish().or_fail();
+    });
 }
 
 #[test]
 fn vrrpv3_over_ipv6_with_an_ipv6_vip() {
-    let d = scenario_daemon();
-    let mut c = Cluster::new(
-        "ipv6",
-        Instance::new("VI_6", 61, &["2001:db8::100/64"]),
-        &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
-        false,
-        |_, _| Ok(()),
-    )
-    .or_fail();
-    failover_cycle(&mut c);
-    let events = c.wire().or_fail();
-    let ads = adverts(&events, 61, true);
-    assert!(!ads.is_empty(), "no VRRPv3/IPv6 adverts captured");
-    for a in &ads {
-        let IpAddr::V6(src) = a.src else {
-            unreachable!()
-        };
-        assert!(
-            src.is_unicast_link_local(),
-            "an IPv6 advert from {} has a source {src} that is not link-local",
-            a.mac
-        );
+    retry_after_host_stall("vrrpv3_over_ipv6_with_an_ipv6_vip", || {
+        let d = scenario_daemon();
+        let mut c = Cluster::new(
+            "ipv6",
+            Instance::new("VI_6", 61, &["2001:db8::100/64"]),
+            &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
+            false,
+            |_, _| Ok(()),
+        )
+        .or_fail();
+        failover_cycle(&mut c);
+        let events = c.wire().or_fail();
+        let ads = adverts(&events, 61, true);
+        assert!(!ads.is_empty(), "no VRRPv3/IPv6 adverts captured");
+        for a in &ads {
+            let IpAddr::V6(src) = a.src else {
+                unreachable!()
+            };
+            assert!(
+                src.is_unicast_link_local(),
+                "an IPv6 advert from {} has a source {src} that is not link-local",
+                a.mac
+            );
+            assert_eq!(
+                a.checksum,
+                ChecksumKind::PseudoHeader,
+                "an IPv6 advert from {} has a bad checksum",
+                a.mac
+            );
+        }
+        let dsts: std::collections::BTreeSet<String> = events
+            .iter()
+            .filter_map(|e| e.advert().map(|a| a.dst.to_string()))
+            .collect();
         assert_eq!(
-            a.checksum,
-            ChecksumKind::PseudoHeader,
-            "an IPv6 advert from {} has a bad checksum",
-            a.mac
+            dsts.into_iter().collect::<Vec<_>>(),
+            vec!["ff02::12".to_string()],
+            "IPv6 adverts go to ff02::12"
         );
-    }
-    let dsts: std::collections::BTreeSet<String> = events
-        .iter()
-        .filter_map(|e| e.advert().map(|a| a.dst.to_string()))
-        .collect();
-    assert_eq!(
-        dsts.into_iter().collect::<Vec<_>>(),
-        vec!["ff02::12".to_string()],
-        "IPv6 adverts go to ff02::12"
-    );
-    c.finish().or_fail();
+        c.finish().or_fail();
+    });
 }

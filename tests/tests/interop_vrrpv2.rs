@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use xvrrpd_tests::stall::retry_after_host_stall;
 use xvrrpd_tests::{
     kconf::{Daemon, Instance},
     scenario::interop_cycle,
@@ -51,30 +52,38 @@ fn run(test: &str, auth: Option<&str>, first: Daemon, second: Daemon) {
 
 #[test]
 fn v2_xvrrpd_master_keepalived_backup() {
-    run("v2-x-k", None, Daemon::Xvrrpd, Daemon::Keepalived);
+    retry_after_host_stall("v2_xvrrpd_master_keepalived_backup", || {
+        run("v2-x-k", None, Daemon::Xvrrpd, Daemon::Keepalived);
+    });
 }
 
 #[test]
 fn v2_keepalived_master_xvrrpd_backup() {
-    run("v2-k-x", None, Daemon::Keepalived, Daemon::Xvrrpd);
+    retry_after_host_stall("v2_keepalived_master_xvrrpd_backup", || {
+        run("v2-k-x", None, Daemon::Keepalived, Daemon::Xvrrpd);
+    });
 }
 
 #[test]
 fn v2_auth_pass_xvrrpd_master_keepalived_backup() {
-    run(
-        "v2auth-x-k",
-        Some("secret"),
-        Daemon::Xvrrpd,
-        Daemon::Keepalived,
-    );
+    retry_after_host_stall("v2_auth_pass_xvrrpd_master_keepalived_backup", || {
+        run(
+            "v2auth-x-k",
+            Some("secret"),
+            Daemon::Xvrrpd,
+            Daemon::Keepalived,
+        );
+    });
 }
 
 #[test]
 fn v2_auth_pass_keepalived_master_xvrrpd_backup() {
-    run(
-        "v2auth-k-x",
-        Some("secret"),
-        Daemon::Keepalived,
-        Daemon::Xvrrpd,
-    );
+    retry_after_host_stall("v2_auth_pass_keepalived_master_xvrrpd_backup", || {
+        run(
+            "v2auth-k-x",
+            Some("secret"),
+            Daemon::Keepalived,
+            Daemon::Xvrrpd,
+        );
+    });
 }

@@ -15,6 +15,7 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
+use xvrrpd_tests::stall::retry_after_host_stall;
 use xvrrpd_tests::{
     analysis::adverts,
     craft::vrrp_v3_ipv4_frame,
@@ -54,114 +55,131 @@ fn check_checksums(
 
 #[test]
 fn v3_ipv4_xvrrpd_master_keepalived_backup() {
-    let (mut c, _) = interop_cycle(
-        "v3-x-k",
-        v3_ipv4(),
-        false,
-        Daemon::Xvrrpd,
-        Daemon::Keepalived,
-        |_, _| Ok(()),
-    );
-    check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader);
-    check_checksums(&c, 31, false, "r2", ChecksumKind::PseudoHeader);
-    c.finish().or_fail();
+    retry_after_host_stall("v3_ipv4_xvrrpd_master_keepalived_backup", || {
+        let (mut c, _) = interop_cycle(
+            "v3-x-k",
+            v3_ipv4(),
+            false,
+            Daemon::Xvrrpd,
+            Daemon::Keepalived,
+            |_, _| Ok(()),
+        );
+        check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader);
+        check_checksums(&c, 31, false, "r2", ChecksumKind::PseudoHeader);
+        c.finish().or_fail();
+    });
 }
 
 #[test]
 fn v3_ipv4_keepalived_master_xvrrpd_backup() {
-    let (mut c, _) = interop_cycle(
-        "v3-k-x",
-        v3_ipv4(),
-        false,
-        Daemon::Keepalived,
-        Daemon::Xvrrpd,
-        |_, _| Ok(()),
-    );
-    check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader);
-    check_checksums(&c, 31, false, "r2", ChecksumKind::PseudoHeader);
-    c.finish().or_fail();
+    retry_after_host_stall("v3_ipv4_keepalived_master_xvrrpd_backup", || {
+        let (mut c, _) = interop_cycle(
+            "v3-k-x",
+            v3_ipv4(),
+            false,
+            Daemon::Keepalived,
+            Daemon::Xvrrpd,
+            |_, _| Ok(()),
+        );
+        check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader);
+        check_checksums(&c, 31, false, "r2", ChecksumKind::PseudoHeader);
+        c.finish().or_fail();
+    });
 }
 
 #[test]
 fn v3_ipv4_checksum_as_v2_xvrrpd_accepts_keepalived_form() {
-    assert!(
-        Daemon::for_scenarios() == Daemon::Xvrrpd,
-        "v3_checksum_as_v2 is an xvrrpd option: this test cannot run with keepalived standing \
+    retry_after_host_stall(
+        "v3_ipv4_checksum_as_v2_xvrrpd_accepts_keepalived_form",
+        || {
+            assert!(
+                Daemon::for_scenarios() == Daemon::Xvrrpd,
+                "v3_checksum_as_v2 is an xvrrpd option: this test cannot run with keepalived standing \
          in for xvrrpd (XVRRPD_LAB_DAEMON=keepalived)"
+            );
+            let set = |r: &xvrrpd_tests::router::RouterNode, cfg: &mut RouterConfig| {
+                if r.daemon == Daemon::Xvrrpd {
+                    cfg.global.v3_checksum_as_v2 = true;
+                }
+                Ok(())
+            };
+            let (mut c, _) = interop_cycle(
+                "v3csum-k-x",
+                v3_ipv4(),
+                false,
+                Daemon::Keepalived,
+                Daemon::Xvrrpd,
+                set,
+            );
+            check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader);
+            check_checksums(&c, 31, false, "r2", ChecksumKind::MessageOnly);
+            c.finish().or_fail();
+        },
     );
-    let set = |r: &xvrrpd_tests::router::RouterNode, cfg: &mut RouterConfig| {
-        if r.daemon == Daemon::Xvrrpd {
-            cfg.global.v3_checksum_as_v2 = true;
-        }
-        Ok(())
-    };
-    let (mut c, _) = interop_cycle(
-        "v3csum-k-x",
-        v3_ipv4(),
-        false,
-        Daemon::Keepalived,
-        Daemon::Xvrrpd,
-        set,
-    );
-    check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader);
-    check_checksums(&c, 31, false, "r2", ChecksumKind::MessageOnly);
-    c.finish().or_fail();
 }
 
 #[test]
 fn v3_ipv6_xvrrpd_master_keepalived_backup() {
-    let inst = Instance::new("VI_6", 61, &["2001:db8::100/64"]);
-    let (mut c, _) = interop_cycle(
-        "v3v6-x-k",
-        inst,
-        false,
-        Daemon::Xvrrpd,
-        Daemon::Keepalived,
-        |_, _| Ok(()),
-    );
-    check_checksums(&c, 61, true, "r1", ChecksumKind::PseudoHeader);
-    c.finish().or_fail();
+    retry_after_host_stall("v3_ipv6_xvrrpd_master_keepalived_backup", || {
+        let inst = Instance::new("VI_6", 61, &["2001:db8::100/64"]);
+        let (mut c, _) = interop_cycle(
+            "v3v6-x-k",
+            inst,
+            false,
+            Daemon::Xvrrpd,
+            Daemon::Keepalived,
+            |_, _| Ok(()),
+        );
+        check_checksums(&c, 61, true, "r1", ChecksumKind::PseudoHeader);
+        c.finish().or_fail();
+    });
 }
 
 #[test]
 fn v3_ipv6_keepalived_master_xvrrpd_backup() {
-    let inst = Instance::new("VI_6", 61, &["2001:db8::100/64"]);
-    let (mut c, _) = interop_cycle(
-        "v3v6-k-x",
-        inst,
-        false,
-        Daemon::Keepalived,
-        Daemon::Xvrrpd,
-        |_, _| Ok(()),
-    );
-    check_checksums(&c, 61, true, "r2", ChecksumKind::PseudoHeader);
-    c.finish().or_fail();
+    retry_after_host_stall("v3_ipv6_keepalived_master_xvrrpd_backup", || {
+        let inst = Instance::new("VI_6", 61, &["2001:db8::100/64"]);
+        let (mut c, _) = interop_cycle(
+            "v3v6-k-x",
+            inst,
+            false,
+            Daemon::Keepalived,
+            Daemon::Xvrrpd,
+            |_, _| Ok(()),
+        );
+        check_checksums(&c, 61, true, "r2", ChecksumKind::PseudoHeader);
+        c.finish().or_fail();
+    });
 }
 
 #[test]
 fn v3_unicast_xvrrpd_master_keepalived_backup() {
-    let (mut c, _) = interop_cycle(
-        "v3uc-x-k",
-        v3_ipv4(),
-        true,
-        Daemon::Xvrrpd,
-        Daemon::Keepalived,
-        |_, _| Ok(()),
-    );
-    c.finish().or_fail();
+    retry_after_host_stall("v3_unicast_xvrrpd_master_keepalived_backup", || {
+        let (mut c, _) = interop_cycle(
+            "v3uc-x-k",
+            v3_ipv4(),
+            true,
+            Daemon::Xvrrpd,
+            Daemon::Keepalived,
+            |_, _| Ok(()),
+        );
+        c.finish().or_fail();
+    });
 }
 
 #[test]
 fn v3_unicast_keepalived_master_xvrrpd_backup() {
-    let (mut c, _) = interop_cycle(
-        "v3uc-k-x",
-        v3_ipv4(),
-        true,
-        Daemon::Keepalived,
-        Daemon::Xvrrpd,
-        |_, _| Ok(()),
-    );
-    c.finish().or_fail();
+    retry_after_host_stall("v3_unicast_keepalived_master_xvrrpd_backup", || {
+        let (mut c, _) = interop_cycle(
+            "v3uc-k-x",
+            v3_ipv4(),
+            true,
+            Daemon::Keepalived,
+            Daemon::Xvrrpd,
+            |_, _| Ok(()),
+        );
+        c.finish().or_fail();
+    });
 }
 
 /// What keepalived 2.2.7 does with a VRRPv3/IPv4 advert whose checksum
@@ -170,92 +188,97 @@ fn v3_unicast_keepalived_master_xvrrpd_backup() {
 /// pseudo-header does.
 #[test]
 fn keepalived_drops_vrrpv3_ipv4_adverts_without_the_pseudo_header() {
-    let mut lab = VrrpLab::new("ka-v3-checksum").or_fail();
-    let mut r1 = lab
-        .add_router("r1", Daemon::Keepalived, &["192.0.2.11/24"])
-        .or_fail();
-    let fake = lab.add_client("fake", &["192.0.2.99/24"]).or_fail();
-    r1.write_config(&RouterConfig::single(v3_ipv4())).or_fail();
-    let mut cap = lab.capture().or_fail();
-    r1.start().or_fail();
-    let vip = "192.0.2.100".parse().unwrap();
-    assert!(
-        r1.wait_vip(vip, true, Duration::from_secs(5)),
-        "r1 did not become master alone"
-    );
-    let inj = frame_injector(&fake, "eth0").or_fail();
-    let fake_mac: Mac = String::from_utf8_lossy(
-        &fake
-            .exec(&["cat", "/sys/class/net/eth0/address"])
-            .or_fail()
-            .stdout,
-    )
-    .trim()
-    .parse()
-    .or_fail();
-    let send = |kind: ChecksumKind, n: usize| {
-        for _ in 0..n {
-            let f = vrrp_v3_ipv4_frame(
-                fake_mac,
-                Ipv4Addr::new(192, 0, 2, 99),
-                31,
-                200,
-                1,
-                &[Ipv4Addr::new(192, 0, 2, 100)],
-                kind,
+    retry_after_host_stall(
+        "keepalived_drops_vrrpv3_ipv4_adverts_without_the_pseudo_header",
+        || {
+            let mut lab = VrrpLab::new("ka-v3-checksum").or_fail();
+            let mut r1 = lab
+                .add_router("r1", Daemon::Keepalived, &["192.0.2.11/24"])
+                .or_fail();
+            let fake = lab.add_client("fake", &["192.0.2.99/24"]).or_fail();
+            r1.write_config(&RouterConfig::single(v3_ipv4())).or_fail();
+            let mut cap = lab.capture().or_fail();
+            r1.start().or_fail();
+            let vip = "192.0.2.100".parse().unwrap();
+            assert!(
+                r1.wait_vip(vip, true, Duration::from_secs(5)),
+                "r1 did not become master alone"
             );
-            inj.send(&f).or_fail();
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
-    // 300 ms of priority-200 adverts without the pseudo-header.
-    send(ChecksumKind::MessageOnly, 30);
-    assert_eq!(
-        r1.fifo_state("VI_1").as_deref(),
-        Some("MASTER"),
-        "keepalived yielded to adverts without the pseudo-header"
-    );
-    assert!(r1.has_vip(vip), "keepalived dropped the VIP");
-    // The same with the pseudo-header: keepalived yields.
-    send(ChecksumKind::PseudoHeader, 20);
-    assert_eq!(
-        r1.fifo_state("VI_1").as_deref(),
-        Some("BACKUP"),
-        "keepalived did not yield to a higher-priority master"
-    );
-    assert!(
-        r1.wait_vip(vip, false, Duration::from_secs(1)),
-        "keepalived kept the VIP as backup"
-    );
-    // The capture shows both forms as sent.
-    let log = cap.stop().or_fail();
-    let kinds: Vec<ChecksumKind> = adverts(&log.events, 31, false)
-        .iter()
-        .filter(|a| a.mac == fake_mac)
-        .map(|a| a.checksum)
-        .collect();
-    assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| **k == ChecksumKind::MessageOnly)
-            .count(),
-        30
-    );
-    assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| **k == ChecksumKind::PseudoHeader)
-            .count(),
-        20
-    );
-    // And it says why, once per advert.
-    let rejected = r1
-        .log()
-        .lines()
-        .filter(|l| l.contains("(VI_1) Invalid VRRPv3 checksum"))
-        .count();
-    assert_eq!(
-        rejected, 30,
-        "keepalived's log should report each advert without the pseudo-header as an invalid checksum"
+            let inj = frame_injector(&fake, "eth0").or_fail();
+            let fake_mac: Mac = String::from_utf8_lossy(
+                &fake
+                    .exec(&["cat", "/sys/class/net/eth0/address"])
+                    .or_fail()
+                    .stdout,
+            )
+            .trim()
+            .parse()
+            .or_fail();
+            let send = |kind: ChecksumKind, n: usize| {
+                for _ in 0..n {
+                    let f = vrrp_v3_ipv4_frame(
+                        fake_mac,
+                        Ipv4Addr::new(192, 0, 2, 99),
+                        31,
+                        200,
+                        1,
+                        &[Ipv4Addr::new(192, 0, 2, 100)],
+                        kind,
+                    );
+                    inj.send(&f).or_fail();
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            };
+            // 300 ms of priority-200 adverts without the pseudo-header.
+            send(ChecksumKind::MessageOnly, 30);
+            assert_eq!(
+                r1.fifo_state("VI_1").as_deref(),
+                Some("MASTER"),
+                "keepalived yielded to adverts without the pseudo-header"
+            );
+            assert!(r1.has_vip(vip), "keepalived dropped the VIP");
+            // The same with the pseudo-header: keepalived yields.
+            send(ChecksumKind::PseudoHeader, 20);
+            assert_eq!(
+                r1.fifo_state("VI_1").as_deref(),
+                Some("BACKUP"),
+                "keepalived did not yield to a higher-priority master"
+            );
+            assert!(
+                r1.wait_vip(vip, false, Duration::from_secs(1)),
+                "keepalived kept the VIP as backup"
+            );
+            // The capture shows both forms as sent.
+            let log = cap.stop().or_fail();
+            let kinds: Vec<ChecksumKind> = adverts(&log.events, 31, false)
+                .iter()
+                .filter(|a| a.mac == fake_mac)
+                .map(|a| a.checksum)
+                .collect();
+            assert_eq!(
+                kinds
+                    .iter()
+                    .filter(|k| **k == ChecksumKind::MessageOnly)
+                    .count(),
+                30
+            );
+            assert_eq!(
+                kinds
+                    .iter()
+                    .filter(|k| **k == ChecksumKind::PseudoHeader)
+                    .count(),
+                20
+            );
+            // And it says why, once per advert.
+            let rejected = r1
+                .log()
+                .lines()
+                .filter(|l| l.contains("(VI_1) Invalid VRRPv3 checksum"))
+                .count();
+            assert_eq!(
+                rejected, 30,
+                "keepalived's log should report each advert without the pseudo-header as an invalid checksum"
+            );
+        },
     );
 }
