@@ -160,9 +160,15 @@ pub fn retry_after_host_stall(name: &str, body: impl Fn()) {
     let Some(stall) = monitor.longest_overlapping(from, mono_ns(), TEST_RETRY_STALL) else {
         std::panic::resume_unwind(panic);
     };
+    let failure = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
     say(&format!(
         "{name}: failed while the whole host stalled for {:.3} ms ({:.1} s into the test; \
-         every router stopped at once, not a fault of a daemon): running it once more",
+         every router stopped at once, not a fault of a daemon): running it once more.\n  \
+         the failure: {failure}",
         stall.late_ns as f64 / 1e6,
         stall.due_mono.saturating_sub(from) as f64 / 1e9
     ));
