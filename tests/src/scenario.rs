@@ -71,6 +71,29 @@ pub struct Cluster {
     pub lab: VrrpLab,
 }
 
+/// A take-over later than its bound and tolerance allow, as an error
+/// context: where it happened, for telling a stall of the host from a slow
+/// daemon.
+#[derive(Clone, Copy, Debug)]
+pub struct LateTakeover {
+    /// Last advert of the old master + the bound (CLOCK_MONOTONIC).
+    pub deadline_mono: u64,
+    /// The new master's first advert (CLOCK_MONOTONIC).
+    pub first_advert_mono: u64,
+    /// Lateness beyond the tolerance (ns).
+    pub excess_ns: u64,
+}
+
+impl std::fmt::Display for LateTakeover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "take-over {} late beyond the tolerance",
+            ms(self.excess_ns as i128)
+        )
+    }
+}
+
 /// What one step measured.
 #[derive(Clone, Debug)]
 pub struct Failover {
@@ -306,10 +329,11 @@ impl Cluster {
     }
 
     /// Runs `step`; when it fails and the stall monitor saw the whole host
-    /// stall (see [`crate::stall`]) for at least
-    /// [`Cluster::explaining_stall`] meanwhile (or one MDI before), says so, puts the
+    /// stall (see [`crate::stall`]) long enough to explain the failure —
+    /// around the deadline of a [`LateTakeover`], at least
+    /// [`Cluster::explaining_stall`] for anything else — says so, puts the
     /// cluster back with `restore` and runs `step` once more. Otherwise the
-    /// error says whether the host stalled meanwhile.
+    /// error says the worst stall seen there.
     pub fn retry_after_host_stall<T>(
         &mut self,
         what: &str,
@@ -322,17 +346,31 @@ impl Cluster {
             Err(e) => e,
         };
         let now = Stamp::now();
-        let min = self.explaining_stall();
-        // A stall just before the step still delays what it measures.
-        let window_from = from.mono_ns.saturating_sub(self.mdi_ns_max());
+        // A late take-over is explained by a stall around its deadline at
+        // least as long as the lateness beyond the tolerance; any other
+        // failure by one of an advert interval, during the step or one MDI
+        // before it (that still delays what the step measures).
+        let (window_from, window_to, min) = match first.downcast_ref::<LateTakeover>() {
+            Some(l) => (
+                l.deadline_mono.saturating_sub(1_000_000),
+                l.first_advert_mono,
+                Duration::from_nanos(l.excess_ns.max(1_000_000)),
+            ),
+            None => (
+                from.mono_ns.saturating_sub(self.mdi_ns_max()),
+                now.mono_ns,
+                self.explaining_stall(),
+            ),
+        };
         let Some(stall) = self
             .lab
             .stalls
-            .longest_overlapping(window_from, now.mono_ns, min)
+            .longest_overlapping(window_from, window_to, min)
         else {
-            let worst = self.lab.stalls.worst_between(window_from, now.mono_ns);
+            let worst = self.lab.stalls.worst_between(window_from, window_to);
             return Err(first.context(format!(
-                "the stall monitor saw no host stall ≥ {min:?} meanwhile (worst {})",
+                "the stall monitor saw no host stall ≥ {} there (worst {})",
+                ms(min.as_nanos() as i128),
                 ms(worst as i128)
             )));
         };
@@ -351,6 +389,31 @@ impl Cluster {
                 "{what}, retried after a host stall of {} at +{at:.1} ms",
                 ms(stall.late_ns as i128)
             )
+        })
+    }
+
+    /// [`check_bound`] on a take-over; a late one fails with a
+    /// [`LateTakeover`], which a host stall around the deadline explains.
+    fn check_takeover_bound(
+        &self,
+        what: &str,
+        tk: &Takeover,
+        theory: u64,
+        successor: &str,
+        event: Stamp,
+    ) -> Result<()> {
+        let late = late_tolerance(self.router(successor).daemon);
+        check_bound(what, tk.gap_ns, theory, EARLY_TOLERANCE, late).map_err(|e| {
+            let excess = tk.gap_ns as i128 - theory as i128 - late.as_nanos() as i128;
+            if excess > 0 {
+                e.context(LateTakeover {
+                    deadline_mono: event.rt_to_mono(tk.old_last.t_ns + theory),
+                    first_advert_mono: event.rt_to_mono(tk.new_first.t_ns),
+                    excess_ns: excess as u64,
+                })
+            } else {
+                e
+            }
         })
     }
 
@@ -662,12 +725,12 @@ impl Cluster {
             event,
             Duration::from_nanos(theory * 3) + Duration::from_secs(2),
         )?;
-        check_bound(
+        self.check_takeover_bound(
             &format!("{successor} detecting {master}'s crash"),
-            tk.gap_ns,
+            &tk,
             theory,
-            EARLY_TOLERANCE,
-            late_tolerance(self.router(successor).daemon),
+            successor,
+            event,
         )?;
         // The dead daemon's VIP stays on its host (nobody removes it):
         // that host is left out of the holder check.
@@ -720,12 +783,12 @@ impl Cluster {
                 tk.old_last.priority
             );
         }
-        check_bound(
+        self.check_takeover_bound(
             &format!("{successor} taking over after {master}'s priority-0 advert"),
-            tk.gap_ns,
+            &tk,
             theory,
-            EARLY_TOLERANCE,
-            late_tolerance(self.router(successor).daemon),
+            successor,
+            event,
         )?;
         if self.router(master).has_vip(self.vip) {
             bail!(
@@ -772,12 +835,12 @@ impl Cluster {
             event,
             Duration::from_nanos(theory * 3) + Duration::from_secs(2),
         )?;
-        check_bound(
+        self.check_takeover_bound(
             &format!("{successor} detecting {master}'s link failure"),
-            tk.gap_ns,
+            &tk,
             theory,
-            EARLY_TOLERANCE,
-            late_tolerance(self.router(successor).daemon),
+            successor,
+            event,
         )?;
         let inst = self.inst.name.clone();
         self.router(master)
@@ -1127,4 +1190,34 @@ pub fn stand_in(d: Daemon) -> Daemon {
         return Daemon::Keepalived;
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_takeover_is_found_under_the_check_message() {
+        let late = LateTakeover {
+            deadline_mono: 10,
+            first_advert_mono: 20,
+            excess_ns: 5_000_000,
+        };
+        let e = check_bound(
+            "r2 detecting r1's crash",
+            42_000_000,
+            36_000_000,
+            EARLY_TOLERANCE,
+            Duration::from_millis(1),
+        )
+        .unwrap_err()
+        .context(late);
+        let found = e.downcast_ref::<LateTakeover>().map(|l| l.excess_ns);
+        assert_eq!(found, Some(5_000_000));
+        let text = format!("{e:#}");
+        assert!(
+            text.starts_with("take-over 5.000 ms late beyond the tolerance: r2 detecting"),
+            "{text}"
+        );
+    }
 }

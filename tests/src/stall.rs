@@ -29,8 +29,13 @@ use crate::clock::mono_ns;
 pub const HOST_MONITOR_PRIORITY: i32 = 50;
 
 /// A failed lab test is run once more when the host stalled at least this
-/// long while it ran: one advert interval of the labs' `advert_int 0.01`.
+/// long shortly before it failed: one advert interval of the labs'
+/// `advert_int 0.01`.
 pub const TEST_RETRY_STALL: Duration = Duration::from_millis(10);
+
+/// How shortly: the longest a lab check looks back (a settle time of one
+/// `advert_int 1` plus a take-over's margin).
+pub const TEST_RETRY_WINDOW: Duration = Duration::from_secs(2);
 
 /// Wake-ups later than this are recorded.
 const RECORD_FROM_NS: u64 = 200_000;
@@ -148,7 +153,8 @@ pub fn say(msg: &str) {
 }
 
 /// Runs the lab test `name`; when it fails and [`host`] saw the whole host
-/// stall for at least [`TEST_RETRY_STALL`] while it ran (a stall stops
+/// stall for at least [`TEST_RETRY_STALL`] within [`TEST_RETRY_WINDOW`]
+/// before the failure (a stall stops
 /// every router of a lab at once, which no daemon can tell from a dead
 /// master), says so and runs it once more: that run must pass.
 pub fn retry_after_host_stall(name: &str, body: impl Fn()) {
@@ -157,7 +163,11 @@ pub fn retry_after_host_stall(name: &str, body: impl Fn()) {
     let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&body)) else {
         return;
     };
-    let Some(stall) = monitor.longest_overlapping(from, mono_ns(), TEST_RETRY_STALL) else {
+    let failed_at = mono_ns();
+    let window_from = failed_at
+        .saturating_sub(TEST_RETRY_WINDOW.as_nanos() as u64)
+        .max(from);
+    let Some(stall) = monitor.longest_overlapping(window_from, failed_at, TEST_RETRY_STALL) else {
         std::panic::resume_unwind(panic);
     };
     let failure = panic
@@ -166,11 +176,11 @@ pub fn retry_after_host_stall(name: &str, body: impl Fn()) {
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("(no message)");
     say(&format!(
-        "{name}: failed while the whole host stalled for {:.3} ms ({:.1} s into the test; \
-         every router stopped at once, not a fault of a daemon): running it once more.\n  \
-         the failure: {failure}",
-        stall.late_ns as f64 / 1e6,
-        stall.due_mono.saturating_sub(from) as f64 / 1e9
+        "{name}: failed {:.2} s after the whole host stalled for {:.3} ms (every router \
+         stopped at once, not a fault of a daemon): running it once more.\n  the failure: \
+         {failure}",
+        failed_at.saturating_sub(stall.end_mono()) as f64 / 1e9,
+        stall.late_ns as f64 / 1e6
     ));
     body();
 }
