@@ -256,22 +256,7 @@ fn bench_failover(args: &[String]) -> Result<()> {
     let help = args.iter().any(|a| a == "--help" || a == "-h");
     // CPU is compared with keepalived's optimised build: measure xvrrpd's
     // release build too, built here with its eBPF object.
-    let bin = match std::env::var_os("XVRRPD_BIN") {
-        Some(b) => PathBuf::from(b),
-        None => {
-            if !help {
-                step("build the agent (release, eBPF embedded)");
-                cargo("stable")
-                    .args(["build", "-p", "xvrrpd", "--release"])
-                    .status_ok()?;
-            }
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root().join("target"))
-                .join("release")
-                .join("xvrrpd")
-        }
-    };
+    let bin = release_agent(!help)?;
     step("bench failover");
     cargo("stable")
         .args([
@@ -287,6 +272,21 @@ fn bench_failover(args: &[String]) -> Result<()> {
         .args(args)
         .env("XVRRPD_BIN", &bin)
         .status_ok()
+}
+
+/// `$XVRRPD_BIN` when set; otherwise the agent's release binary with its
+/// eBPF object, built first when `build` is set.
+fn release_agent(build: bool) -> Result<PathBuf> {
+    if let Some(b) = std::env::var_os("XVRRPD_BIN") {
+        return Ok(PathBuf::from(b));
+    }
+    if build {
+        step("build the agent (release, eBPF embedded)");
+        cargo("stable")
+            .args(["build", "-p", "xvrrpd", "--release"])
+            .status_ok()?;
+    }
+    Ok(target_dir().join("release").join("xvrrpd"))
 }
 
 /// The demo builds namespaces and loads eBPF programs: refuse early, before
@@ -308,14 +308,12 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-/// Builds the agent (eBPF required) and the demo, then becomes the demo
-/// (exec): it owns the terminal and takes Ctrl-C itself, to clean up.
+/// Builds the agent (release, eBPF required: the demo shows the daemon as
+/// it ships) and the demo, then becomes the demo (exec): it owns the
+/// terminal and takes Ctrl-C itself, to clean up.
 pub fn demo(args: &[OsString]) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    step("build the agent with its eBPF datapath");
-    cargo("stable")
-        .args(["build", "-p", "xvrrpd"])
-        .status_ok()?;
+    let agent = release_agent(true)?;
     step("build the demo");
     cargo("stable")
         .args([
@@ -330,6 +328,9 @@ pub fn demo(args: &[OsString]) -> Result<()> {
         .status_ok()?;
     let bin = target_dir().join("debug").join("xvrrpd-demo");
     eprintln!();
-    let err = cmd(&bin.to_string_lossy()).args(args).exec();
+    let err = cmd(&bin.to_string_lossy())
+        .args(args)
+        .env("XVRRPD_BIN", &agent)
+        .exec();
     Err(err).with_context(|| format!("running {}", bin.display()))
 }

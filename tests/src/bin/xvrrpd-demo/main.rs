@@ -44,7 +44,8 @@ Needs root. `cargo xtask demo` builds what it needs and runs it.
   --daemon-arg ARG   one more argument for every router's `xvrrpd run` (repeat it:
                      `--daemon-arg --no-ebpf`, `--daemon-arg --rt-priority=0`)
 
-XVRRPD_BIN=PATH runs another xvrrpd binary (default: target/debug/xvrrpd).";
+XVRRPD_BIN=PATH runs another xvrrpd binary (default: target/debug/xvrrpd; `cargo xtask demo`
+sets its release build).";
 
 struct Opts {
     quick: bool,
