@@ -543,12 +543,27 @@ impl Daemon {
 
     /// Feeds one input to the instance's router (or group) and runs the actions.
     async fn feed(&mut self, inst: InstanceId, now: u64, input: Input) {
+        let mut out: Vec<(InstanceId, Action)> = Vec::new();
+        let mut group_notifies = Vec::new();
+        self.decide(inst, now, input, &mut out, &mut group_notifies);
+        self.execute(out).await;
+        self.notify_groups(group_notifies);
+    }
+
+    /// Runs `input` through the instance's state machine (or its sync
+    /// group's); the actions and group notifies are appended, not executed.
+    fn decide(
+        &mut self,
+        inst: InstanceId,
+        now: u64,
+        input: Input,
+        out: &mut Vec<(InstanceId, Action)>,
+        group_notifies: &mut Vec<GroupNotify>,
+    ) {
         let Some(i) = self.instances.get(inst) else {
             return;
         };
         let (unit, member) = (i.unit, i.member);
-        let mut out: Vec<(InstanceId, Action)> = Vec::new();
-        let mut group_notifies = Vec::new();
         match self.units.get_mut(unit) {
             Some(Unit::Single(r)) => {
                 out.extend(r.handle(now, input).into_iter().map(|a| (inst, a)));
@@ -567,9 +582,11 @@ impl Daemon {
                     }
                 }
             }
-            None => return,
+            None => {}
         }
-        self.execute(out).await;
+    }
+
+    fn notify_groups(&mut self, group_notifies: Vec<GroupNotify>) {
         for (name, _from, to) in group_notifies {
             info!("sync group {name}: now {}", to.keepalived_name());
             self.notifier
@@ -1055,6 +1072,11 @@ impl Daemon {
         if let Err(e) = self.timers.pop_due(monotonic_ns(), &mut due) {
             error!("timers: {e}");
         }
+        // Every due timer is decided before any is executed: the adverts
+        // of all instances that take over together go out first, ahead of
+        // the bookkeeping of each take-over.
+        let mut out = Vec::new();
+        let mut group_notifies = Vec::new();
         for ((inst, kind), deadline) in due {
             let now = monotonic_ns();
             debug!(
@@ -1062,8 +1084,16 @@ impl Daemon {
                 self.name(inst),
                 now.saturating_sub(deadline)
             );
-            self.feed(inst, now, Input::TimerFired(kind)).await;
+            self.decide(
+                inst,
+                now,
+                Input::TimerFired(kind),
+                &mut out,
+                &mut group_notifies,
+            );
         }
+        self.execute(out).await;
+        self.notify_groups(group_notifies);
     }
 
     async fn on_tracker(&mut self, ev: TrackerEvent) {
@@ -1739,6 +1769,10 @@ impl Daemon {
         Ok(())
     }
 }
+
+/// A sync group's state change, notified once its members' actions ran:
+/// (group name, from, to).
+type GroupNotify = (String, State, State);
 
 /// Equal but for the trackers' assumed initial states, which only matter
 /// before a tracker's first report.
