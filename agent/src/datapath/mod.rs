@@ -84,7 +84,7 @@ impl Datapath {
         let reason = if opts.no_ebpf {
             "disabled with --no-ebpf".to_string()
         } else {
-            match EbpfDatapath::load().and_then(|dp| Self::ebpf_inner(dp, specs, opts.attach)) {
+            match Self::prepare_ebpf(specs, opts.attach).and_then(|p| Self::take_over(p, specs)) {
                 Ok(inner) => {
                     return Ok(Self {
                         inner,
@@ -158,9 +158,6 @@ impl Datapath {
         out: &mut Vec<AdvertEvent>,
     ) -> Result<(), DatapathError> {
         let PreparedEbpf { mut dp, mut joins } = prepared;
-        // SAFETY: the ring owns its fd and moves into the AsyncFd with it.
-        let ring = unsafe { AsyncFd::register(dp.take_events()?) }
-            .map_err(|e| DatapathError::Io(e.into()))?;
         if let Inner::Raw { rx, .. } = &mut self.inner {
             rx.drain(out)?;
         }
@@ -171,34 +168,19 @@ impl Datapath {
                 tracing::info!(interface = %s.ifname, mode = %mode, "datapath attached");
                 joins.set_vrid(s.key, s.cfg, s.group)?;
             }
-            dp.set_vrid(s.key, s.cfg)?;
-            dp.set_policy(s.key.ifindex, IfacePolicy::DEFAULT)?;
         }
-        self.inner = Inner::Ebpf {
-            dp: Box::new(dp),
-            ring,
-            _joins: joins,
-        };
+        self.inner = Self::take_over(PreparedEbpf { dp, joins }, specs)?;
         self.fallback_reason = None;
         Ok(())
     }
 
-    fn ebpf_inner(
-        mut dp: EbpfDatapath,
-        specs: &[VridSpec],
-        pref: AttachPreference,
-    ) -> Result<Inner, DatapathError> {
-        let mut joins = RawReceiver::open()?;
-        let mut done: Vec<&str> = Vec::new();
+    /// The attached programs take over: they consume the adverts they
+    /// deliver, and their ring is read on the event loop.
+    fn take_over(prepared: PreparedEbpf, specs: &[VridSpec]) -> Result<Inner, DatapathError> {
+        let PreparedEbpf { mut dp, joins } = prepared;
         for s in specs {
-            if !done.contains(&s.ifname.as_str()) {
-                let mode = dp.attach(&s.ifname, pref)?;
-                tracing::info!(interface = %s.ifname, mode = %mode, "datapath attached");
-                dp.set_policy(s.key.ifindex, IfacePolicy::DEFAULT)?;
-                done.push(&s.ifname);
-            }
             dp.set_vrid(s.key, s.cfg)?;
-            joins.set_vrid(s.key, s.cfg, s.group)?;
+            dp.set_policy(s.key.ifindex, IfacePolicy::DEFAULT)?;
         }
         // SAFETY: the ring owns its fd and moves into the AsyncFd with it.
         let ring = unsafe { AsyncFd::register(dp.take_events()?) }
