@@ -18,7 +18,7 @@ use xvrrpd_tests::{
 };
 
 use crate::{
-    lab::{BenchLab, fifo_since, pause},
+    lab::{BenchLab, FifoWindow, fifo_window, pause},
     procstat::CpuMark,
 };
 
@@ -249,27 +249,12 @@ pub fn run(bl: &mut BenchLab, d: Daemon, kind: Junk, rate: u64, secs: f64) -> Re
                 a.mac == lo.mac && a.priority > 0 && a.t_ns >= t0.rt_ns && a.t_ns <= settle_end
             })
             .count();
-        let transitions = [hi, lo]
-            .iter()
-            .flat_map(|r| r.fifo_lines())
-            .filter(|l| l.subject == "INSTANCE" && l.at >= t0)
-            .count();
-        let backup_took_over = lo
-            .fifo_lines()
-            .iter()
-            .filter(|l| l.subject == "INSTANCE" && l.at >= t0 && l.state == "MASTER")
-            .count();
-        let mut lines: Vec<(String, f64, String)> = [hi, lo]
-            .iter()
-            .flat_map(|r| {
-                fifo_since(r, t0)
-                    .into_iter()
-                    .map(|(ms, l)| (r.name.clone(), ms, l))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        lines.sort_by(|a, b| a.1.total_cmp(&b.1));
-        lines.truncate(50);
+        // Transitions until now: a failover late in the settle counts too.
+        let FifoWindow {
+            transitions,
+            takeovers: backup_took_over,
+            lines,
+        } = fifo_window(hi, lo, t0, Stamp::now());
         let window = (t1.rt_ns - t0.rt_ns) as f64 / 1e9;
         Ok(FloodResult {
             kind,

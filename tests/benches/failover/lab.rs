@@ -251,6 +251,47 @@ pub fn daemon_state(r: &RouterNode, inst: &str) -> Option<String> {
     }
 }
 
+/// What a pair's notify FIFOs said over `[from, to]`.
+pub struct FifoWindow {
+    /// INSTANCE lines of either router (state changes).
+    pub transitions: usize,
+    /// Times the backup `lo` became master.
+    pub takeovers: usize,
+    /// The first 50 lines: (router, ms after `from`, line).
+    pub lines: Vec<(String, f64, String)>,
+}
+
+pub fn fifo_window(hi: &RouterNode, lo: &RouterNode, from: Stamp, to: Stamp) -> FifoWindow {
+    let inside = |l: &xvrrpd_tests::router::FifoLine| l.at >= from && l.at <= to;
+    let transitions = [hi, lo]
+        .iter()
+        .flat_map(|r| r.fifo_lines())
+        .filter(|l| l.subject == "INSTANCE" && inside(l))
+        .count();
+    let takeovers = lo
+        .fifo_lines()
+        .iter()
+        .filter(|l| l.subject == "INSTANCE" && l.state == "MASTER" && inside(l))
+        .count();
+    let window_ms = (to.mono_ns - from.mono_ns) as f64 / 1e6;
+    let mut lines: Vec<(String, f64, String)> = [hi, lo]
+        .iter()
+        .flat_map(|r| {
+            fifo_since(r, from)
+                .into_iter()
+                .filter(|(ms, _)| *ms <= window_ms)
+                .map(|(ms, l)| (r.name.clone(), ms, l))
+        })
+        .collect();
+    lines.sort_by(|a, b| a.1.total_cmp(&b.1));
+    lines.truncate(50);
+    FifoWindow {
+        transitions,
+        takeovers,
+        lines,
+    }
+}
+
 /// Notify FIFO lines of a router at or after `from`: (ms after `from`,
 /// the line).
 pub fn fifo_since(r: &RouterNode, from: Stamp) -> Vec<(f64, String)> {

@@ -10,7 +10,7 @@ use xvrrpd_tests::{
 };
 
 use crate::{
-    lab::{BenchLab, fifo_since, pause},
+    lab::{BenchLab, FifoWindow, fifo_window, pause},
     procstat::CpuMark,
 };
 
@@ -79,28 +79,11 @@ pub fn measure(bl: &mut BenchLab, d: Daemon, secs: f64, settle: Duration) -> Res
         pause(Duration::from_secs_f64(secs));
         let (h1, l1) = (CpuMark::take(hpid)?, CpuMark::take(lpid)?);
         let t1 = Stamp::now();
-        let transitions = [hi, lo]
-            .iter()
-            .flat_map(|r| r.fifo_lines())
-            .filter(|l| l.subject == "INSTANCE" && l.at >= t0 && l.at <= t1)
-            .count();
-        let takeovers = lo
-            .fifo_lines()
-            .iter()
-            .filter(|l| l.subject == "INSTANCE" && l.at >= t0 && l.at <= t1 && l.state == "MASTER")
-            .count();
-        let mut lines: Vec<(String, f64, String)> = [hi, lo]
-            .iter()
-            .flat_map(|r| {
-                fifo_since(r, t0)
-                    .into_iter()
-                    .map(|(ms, l)| (r.name.clone(), ms, l))
-                    .collect::<Vec<_>>()
-            })
-            .filter(|(_, ms, _)| *ms <= (t1.mono_ns - t0.mono_ns) as f64 / 1e6)
-            .collect();
-        lines.sort_by(|a, b| a.1.total_cmp(&b.1));
-        lines.truncate(50);
+        let FifoWindow {
+            transitions,
+            takeovers,
+            lines,
+        } = fifo_window(hi, lo, t0, t1);
         Ok(CpuWindow {
             instances: bl.vips.len(),
             daemon: d,
