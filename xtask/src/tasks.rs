@@ -226,17 +226,7 @@ pub fn bench(which: &str, args: &[String]) -> Result<()> {
             if !is_root() {
                 bail!("`bench datapath` loads eBPF programs and builds namespaces: run it as root");
             }
-            cargo("stable")
-                .args([
-                    "bench",
-                    "-p",
-                    "xvrrpd-tests",
-                    "--features",
-                    "privileged",
-                    "--bench",
-                    "datapath",
-                ])
-                .status_ok()
+            privileged_bench("datapath").status_ok()
         }
         "sim" => cargo("stable")
             .args(["bench", "-p", "xvrrpd", "--bench", "sim"])
@@ -258,20 +248,26 @@ fn bench_failover(args: &[String]) -> Result<()> {
     // release build too, built here with its eBPF object.
     let bin = release_agent(!help)?;
     step("bench failover");
-    cargo("stable")
-        .args([
-            "bench",
-            "-p",
-            "xvrrpd-tests",
-            "--features",
-            "privileged",
-            "--bench",
-            "failover",
-            "--",
-        ])
+    privileged_bench("failover")
+        .arg("--")
         .args(args)
         .env("XVRRPD_BIN", &bin)
         .status_ok()
+}
+
+/// `cargo bench` of one of the privileged benchmarks in `tests/`.
+fn privileged_bench(name: &str) -> Command {
+    let mut c = cargo("stable");
+    c.args([
+        "bench",
+        "-p",
+        "xvrrpd-tests",
+        "--features",
+        "privileged",
+        "--bench",
+        name,
+    ]);
+    c
 }
 
 /// `$XVRRPD_BIN` when set; otherwise the agent's release binary with its
