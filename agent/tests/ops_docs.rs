@@ -4,12 +4,15 @@
 use std::{collections::BTreeMap, path::PathBuf};
 
 use serde_json::Value;
-use xvrrpd::control::{
-    metrics::METRIC_NAMES,
-    status::{
-        Attachment, DaemonStatus, InstanceCounters, InstanceStatus, SCHEMA_VERSION, StatusReport,
-        SyncGroupStatus, TrackerStatus, TransitionRecord,
+use xvrrpd::{
+    control::{
+        metrics::METRIC_NAMES,
+        status::{
+            Attachment, DaemonStatus, InstanceCounters, InstanceStatus, SCHEMA_VERSION,
+            StatusReport, SyncGroupStatus, TrackerStatus, TransitionRecord,
+        },
     },
+    vrrp::{DiscardReason, Reason, State},
 };
 
 fn doc(name: &str) -> String {
@@ -62,9 +65,9 @@ fn full_report() -> StatusReport {
                 ..InstanceCounters::default()
             },
             transitions: vec![TransitionRecord {
-                from: "BACKUP".into(),
-                to: "MASTER".into(),
-                reason: "MasterDown".into(),
+                from: State::Backup,
+                to: State::Master,
+                reason: Reason::MasterDown,
                 at_ns: 1,
                 last_advert_ns: Some(1),
                 deadline_ns: Some(1),
@@ -122,6 +125,29 @@ fn status_json_doc_names_every_field() {
         "docs/status-json.md has no table row for {missing:?}"
     );
     assert!(text.contains(&format!("currently `{SCHEMA_VERSION}`")));
+}
+
+#[test]
+fn status_json_doc_lists_every_discard_reason() {
+    let text = doc("status-json.md");
+    for label in DiscardReason::LABELS {
+        assert!(
+            text.contains(&format!("`{label}`")),
+            "docs/status-json.md does not list the discard reason {label}"
+        );
+    }
+}
+
+#[test]
+fn transition_records_read_back_with_keepalived_state_names() {
+    let report = full_report();
+    let json = serde_json::to_value(&report).expect("serializes");
+    let t = &json["instances"][0]["transitions"][0];
+    assert_eq!(t["from"], "BACKUP");
+    assert_eq!(t["to"], "MASTER");
+    assert_eq!(t["reason"], "MasterDown");
+    let back: StatusReport = serde_json::from_value(json).expect("reads back");
+    assert_eq!(back, report);
 }
 
 #[test]

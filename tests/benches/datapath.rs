@@ -183,7 +183,7 @@ fn latency_asyncfd() -> Result<Vec<u64>> {
             let deadline = Instant::now() + Duration::from_secs(15);
             while lat.len() < ADVERTS && Instant::now() < deadline {
                 events.clear();
-                if tokio::time::timeout(Duration::from_secs(1), dp.recv(&mut events))
+                if tokio::time::timeout(Duration::from_secs(1), dp.recv_events(&mut events))
                     .await
                     .is_err()
                 {

@@ -18,6 +18,7 @@
 use std::{net::IpAddr, thread, time::Duration};
 
 use anyhow::{Context, Result, bail};
+use xvrrpd::vrrp::State;
 
 use crate::{
     analysis::{
@@ -1092,7 +1093,7 @@ impl Cluster {
                 self.inst.name
             );
         };
-        let Some(t) = st.transitions.iter().rev().find(|t| t.to == "MASTER") else {
+        let Some(t) = st.transitions.iter().rev().find(|t| t.to == State::Master) else {
             bail!("{new}: no transition to MASTER in its status report");
         };
         let (Some(last), Some(deadline), Some(fired)) =

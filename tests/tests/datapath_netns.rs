@@ -82,11 +82,11 @@ fn run_case_set(opts: DatapathOptions) -> Result<Outcome> {
                 if left.is_zero() {
                     break;
                 }
-                let _ = tokio::time::timeout(left, dp.recv(&mut events)).await;
+                let _ = tokio::time::timeout(left, dp.recv_events(&mut events)).await;
             }
             // Junk sent after the last valid advert still has to be counted.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            dp.drain(&mut events)?;
+            dp.drain_events(&mut events)?;
             Ok(Outcome {
                 kind: dp.kind(),
                 attachments: dp.attachments(),

@@ -1,4 +1,4 @@
-//! VRRP adverts through `net::advert_tx`: multicast and unicast, IPv4 and
+//! VRRP adverts through `datapath::send`: multicast and unicast, IPv4 and
 //! IPv6, arrive on other hosts with TTL / hop limit 255 and bytes that
 //! decode; the sending socket joins the group and queues nothing.
 
@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use xvrrpd::{
-    net::advert_tx::{AdvertDest, AdvertSender, AdvertTxError, VRRP_GROUP_V4, VRRP_GROUP_V6},
+    datapath::send::{AdvertDest, AdvertSender, AdvertTxError, VRRP_GROUP_V4, VRRP_GROUP_V6},
     packet::{Advert, Auth, V3Ipv4Checksum, Version, decode, encode},
 };
 use xvrrpd_common::ChecksumForm;

@@ -383,7 +383,7 @@ impl Metrics {
         // Every series of the instance exists from the start (at zero), so a
         // scrape always shows every family and rates work from the first
         // event on.
-        for reason in DISCARD_LABELS {
+        for reason in DiscardReason::LABELS {
             let _ = i.discarded.get_or_create(&ReasonLabels {
                 instance: m.labels.clone(),
                 reason,
@@ -427,7 +427,7 @@ impl Metrics {
                 });
             }
         }
-        for reason in DISCARD_LABELS {
+        for reason in DiscardReason::LABELS {
             i.discarded.remove(&ReasonLabels {
                 instance: labels.clone(),
                 reason,
@@ -502,7 +502,7 @@ impl InstanceMetrics {
 
     /// An advert the state machine discarded (`Action::Discarded`).
     pub fn discarded(&self, reason: &DiscardReason) {
-        self.discarded_by(discard_label(reason));
+        self.discarded_by(reason.label());
     }
 
     /// An advert the runtime dropped before the state machine saw it, with a
@@ -599,45 +599,6 @@ fn family_label(f: Family) -> &'static str {
     match f {
         Family::V4 => "ipv4",
         Family::V6 => "ipv6",
-    }
-}
-
-/// Every label value [`discard_label`] can return.
-const DISCARD_LABELS: [&str; 14] = [
-    "not_running",
-    "wrong_vrid",
-    "wrong_version",
-    "wrong_family",
-    "bad_ttl",
-    "auth_type_mismatch",
-    "auth_pass_mismatch",
-    "auth_ah_unsupported",
-    "interval_mismatch",
-    "unicast_mismatch",
-    "address_count_mismatch",
-    "address_list_mismatch",
-    "unicast_source_not_peer",
-    "lower_priority",
-];
-
-/// The `reason` label of a discarded advert: the variant without its data,
-/// so the number of series stays fixed.
-pub fn discard_label(r: &DiscardReason) -> &'static str {
-    match r {
-        DiscardReason::NotRunning => "not_running",
-        DiscardReason::WrongVrid => "wrong_vrid",
-        DiscardReason::WrongVersion => "wrong_version",
-        DiscardReason::WrongFamily => "wrong_family",
-        DiscardReason::BadTtl(_) => "bad_ttl",
-        DiscardReason::AuthTypeMismatch { .. } => "auth_type_mismatch",
-        DiscardReason::AuthPassMismatch => "auth_pass_mismatch",
-        DiscardReason::AuthAhUnsupported => "auth_ah_unsupported",
-        DiscardReason::IntervalMismatch { .. } => "interval_mismatch",
-        DiscardReason::UnicastMismatch => "unicast_mismatch",
-        DiscardReason::AddressCountMismatch { .. } => "address_count_mismatch",
-        DiscardReason::AddressListMismatch => "address_list_mismatch",
-        DiscardReason::UnicastSourceNotPeer => "unicast_source_not_peer",
-        DiscardReason::LowerPriority => "lower_priority",
     }
 }
 
@@ -1140,8 +1101,8 @@ mod tests {
             DiscardReason::UnicastSourceNotPeer,
             DiscardReason::LowerPriority,
         ];
-        let labels: BTreeSet<&str> = all.iter().map(discard_label).collect();
-        let listed: BTreeSet<&str> = DISCARD_LABELS.into_iter().collect();
+        let labels: BTreeSet<&str> = all.iter().map(DiscardReason::label).collect();
+        let listed: BTreeSet<&str> = DiscardReason::LABELS.into_iter().collect();
         assert_eq!(labels, listed);
     }
 

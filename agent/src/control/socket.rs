@@ -4,6 +4,7 @@
 use std::{
     io,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -11,7 +12,7 @@ use thiserror::Error;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot},
+    sync::{Semaphore, mpsc, oneshot},
 };
 
 use super::status::StatusReport;
@@ -74,18 +75,45 @@ pub fn serve(
         let _ = std::fs::remove_file(path);
     }
     let listener = UnixListener::bind(path).map_err(listen_err)?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
+    Ok(tokio::spawn(accept_loop(listener, requests)))
+}
+
+/// Connections answered at once; more are closed as they come, so a client
+/// that opens many cannot use up the daemon's file descriptors.
+pub const MAX_CONNECTIONS: usize = 16;
+/// A failing accept (out of file descriptors, say) is tried again after
+/// this, doubling up to [`ACCEPT_RETRY_MAX`], instead of at once.
+const ACCEPT_RETRY_FIRST: Duration = Duration::from_millis(10);
+const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
+
+async fn accept_loop(listener: UnixListener, requests: mpsc::Sender<Request>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut retry = Duration::ZERO;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                retry = Duration::ZERO;
+                stream
+            }
+            Err(e) => {
+                retry = (retry * 2).clamp(ACCEPT_RETRY_FIRST, ACCEPT_RETRY_MAX);
+                tracing::warn!("control socket: accept: {e} (trying again in {retry:?})");
+                tokio::time::sleep(retry).await;
                 continue;
-            };
-            let requests = requests.clone();
-            tokio::spawn(async move {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), answer(stream, requests)).await;
-            });
-        }
-    }))
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(
+                "control socket: {MAX_CONNECTIONS} connections open: closing a new one"
+            );
+            continue;
+        };
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, requests)).await;
+            drop(slot);
+        });
+    }
 }
 
 async fn answer(stream: UnixStream, requests: mpsc::Sender<Request>) -> io::Result<()> {

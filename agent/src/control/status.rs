@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::vrrp::{Reason, State};
+
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -91,9 +93,12 @@ pub struct InstanceCounters {
 /// One state change and the times of its effects, in CLOCK_MONOTONIC ns.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TransitionRecord {
-    pub from: String,
-    pub to: String,
-    pub reason: String,
+    /// keepalived's state names in JSON (`MASTER`, `BACKUP`, `FAULT`, `STOP`).
+    #[serde(with = "keepalived_state")]
+    pub from: State,
+    #[serde(with = "keepalived_state")]
+    pub to: State,
+    pub reason: Reason,
     pub at_ns: u64,
     /// Kernel receive time of the last advert from the master.
     pub last_advert_ns: Option<u64>,
@@ -123,10 +128,32 @@ fn us(ns: u64) -> String {
     format!("{:.1} µs", ns as f64 / 1000.0)
 }
 
+/// A [`State`] as the word keepalived's notify scripts and FIFO use.
+mod keepalived_state {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::vrrp::State;
+
+    pub fn serialize<S: Serializer>(state: &State, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(state.keepalived_name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<State, D::Error> {
+        let name = String::deserialize(d)?;
+        State::from_keepalived_name(&name)
+            .ok_or_else(|| D::Error::custom(format!("unknown state {name:?}")))
+    }
+}
+
 impl TransitionRecord {
     /// One line: what happened and how long each step took.
     pub fn summary(&self) -> String {
-        let mut s = format!("{} → {} ({})", self.from, self.to, self.reason);
+        let mut s = format!(
+            "{} → {} ({:?})",
+            self.from.keepalived_name(),
+            self.to.keepalived_name(),
+            self.reason
+        );
         if let (Some(d), Some(f)) = (self.deadline_ns, self.fired_at_ns) {
             s.push_str(&format!(
                 ", timer {} after its deadline",

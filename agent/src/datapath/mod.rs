@@ -1,12 +1,18 @@
-//! The datapath: how VRRP adverts reach the agent.
+//! The datapath: VRRP adverts in and out.
 //!
-//! The eBPF programs (XDP, TC fallback) validate adverts in the kernel and
-//! push [`AdvertEvent`]s to a ring buffer; without eBPF a raw socket and the
-//! same rules in Rust ([`validate`]) produce the same events. The rest of the
-//! agent cannot tell which one runs: it sees a [`Datapath`].
+//! In: the eBPF programs (XDP, TC fallback) validate adverts in the kernel
+//! and push [`AdvertEvent`]s to a ring buffer; without eBPF a raw socket and
+//! the same rules in Rust ([`validate`]) produce the same records. [`event`]
+//! turns them into typed [`Received`] adverts, so the rest of the agent
+//! cannot tell which one runs: it sees a [`Datapath`].
+//!
+//! Out: [`send`] owns the raw sockets adverts leave through, and
+//! [`send::Outlet`] one instance's cached encoded advert.
 
 pub mod ebpf;
+pub mod event;
 pub mod rawsock;
+pub mod send;
 pub mod spec;
 pub mod validate;
 
@@ -16,6 +22,7 @@ use tokio::io::unix::AsyncFd;
 pub use xvrrpd_common::{AdvertEvent, Counter};
 use xvrrpd_common::{COUNTER_COUNT, IfacePolicy, VridConfig, VridKey};
 
+pub use self::event::Received;
 use self::{
     ebpf::{AttachMode, AttachPreference, DatapathError, EbpfDatapath, EventRing},
     rawsock::RawReceiver,
@@ -75,6 +82,8 @@ pub struct Datapath {
     attach: AttachPreference,
     /// Why eBPF is not in use, when it is not.
     pub fallback_reason: Option<String>,
+    /// Records read but not yet decoded (reused: no allocation per wake-up).
+    scratch: Vec<AdvertEvent>,
 }
 
 impl Datapath {
@@ -90,6 +99,7 @@ impl Datapath {
                         inner,
                         attach: opts.attach,
                         fallback_reason: None,
+                        scratch: Vec::new(),
                     });
                 }
                 Err(e) => e.to_string(),
@@ -112,6 +122,7 @@ impl Datapath {
             inner: Inner::Raw { v4, v6, rx },
             attach: opts.attach,
             fallback_reason: Some(reason),
+            scratch: Vec::new(),
         })
     }
 
@@ -155,11 +166,12 @@ impl Datapath {
         &mut self,
         prepared: PreparedEbpf,
         specs: &[VridSpec],
-        out: &mut Vec<AdvertEvent>,
+        out: &mut Vec<Received>,
     ) -> Result<(), DatapathError> {
         let PreparedEbpf { mut dp, mut joins } = prepared;
         if let Inner::Raw { rx, .. } = &mut self.inner {
-            rx.drain(out)?;
+            rx.drain(&mut self.scratch)?;
+            out.extend(self.scratch.drain(..).map(|e| event::decode(&e)));
         }
         // The configuration may have been reloaded while the programs loaded.
         for s in specs {
@@ -207,8 +219,29 @@ impl Datapath {
         }
     }
 
-    /// Waits until adverts may be pending, then appends them to `out`.
-    pub async fn recv(&mut self, out: &mut Vec<AdvertEvent>) -> io::Result<usize> {
+    /// Waits until adverts are pending, then appends them, decoded, to `out`.
+    pub async fn recv(&mut self, out: &mut Vec<Received>) -> io::Result<usize> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = self.recv_events(&mut scratch).await;
+        out.extend(scratch.drain(..).map(|e| event::decode(&e)));
+        self.scratch = scratch;
+        r
+    }
+
+    /// Appends pending adverts, decoded, without waiting: the runtime calls
+    /// it before acting on a timer, so an advert that arrived in time is
+    /// never missed.
+    pub fn drain(&mut self, out: &mut Vec<Received>) -> io::Result<usize> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = self.drain_events(&mut scratch);
+        out.extend(scratch.drain(..).map(|e| event::decode(&e)));
+        self.scratch = scratch;
+        r
+    }
+
+    /// [`Datapath::recv`] without decoding: the records as the kernel (or
+    /// the raw receiver) wrote them, for tests that check them byte for byte.
+    pub async fn recv_events(&mut self, out: &mut Vec<AdvertEvent>) -> io::Result<usize> {
         match &mut self.inner {
             Inner::Ebpf { ring, .. } => loop {
                 let mut guard = ring.readable_mut().await?;
@@ -231,9 +264,8 @@ impl Datapath {
         }
     }
 
-    /// Appends pending adverts without waiting: the runtime calls it before
-    /// acting on a timer, so an advert that arrived in time is never missed.
-    pub fn drain(&mut self, out: &mut Vec<AdvertEvent>) -> io::Result<usize> {
+    /// [`Datapath::drain`] without decoding.
+    pub fn drain_events(&mut self, out: &mut Vec<AdvertEvent>) -> io::Result<usize> {
         match &mut self.inner {
             Inner::Ebpf { ring, .. } => Ok(ring.get_mut().drain(out)),
             Inner::Raw { rx, .. } => rx.drain(out),

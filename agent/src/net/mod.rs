@@ -5,7 +5,6 @@
 //!   `kill -9` finds and removes what a dead instance left behind;
 //! * [`gratuitous`]: gratuitous ARP and unsolicited neighbour
 //!   advertisements on a packet socket;
-//! * [`advert_tx`]: the raw IP sockets VRRP adverts leave through;
 //! * [`link`]: link and address state from netlink notifications, and
 //!   look-ups of interface names and advert source addresses.
 //!
@@ -19,10 +18,10 @@
 //! use std::net::IpAddr;
 //! use xvrrpd::net::{
 //!     addr::{Vip, VipManager},
-//!     advert_tx::{AdvertDest, AdvertSender},
 //!     gratuitous::GratuitousSender,
 //!     link::{self, LinkWatcher, NetEvent, Watch},
 //! };
+//! use xvrrpd::datapath::send::{AdvertDest, AdvertSender};
 //! use xvrrpd::packet::{encode, Advert, V3Ipv4Checksum};
 //!
 //! async fn outline(advert: Advert, vips: Vec<Vip>) -> anyhow::Result<()> {
@@ -55,7 +54,6 @@
 //! ```
 
 pub mod addr;
-pub mod advert_tx;
 pub mod gratuitous;
 pub mod link;
 mod nl;

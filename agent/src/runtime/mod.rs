@@ -1,10 +1,26 @@
-//! The event loop: datapath events, timers, trackers and signals in; the
-//! state machines' actions out, executed in order.
+//! The daemon at run time: datapath events, timers, trackers and signals
+//! in; the state machines' actions out, executed in order.
+//!
+//! - [`plan`]: the keepalived model resolved against the host (interfaces,
+//!   addresses, scripts) into what runs;
+//! - [`daemon`]: what runs, start-up and shutdown;
+//! - [`event_loop`]: the loop and its wake-ups;
+//! - [`dispatch`]: inputs through the state machines, actions executed;
+//! - [`effects`]: VIP and GARP/NA work per instance, off the loop;
+//! - [`timers`]: every deadline on one timerfd;
+//! - [`reload`]: a new configuration as one transaction;
+//! - [`trackers`]: health checks started, kept and stopped;
+//! - [`reports`]: transition history, log lines, status.
 
 pub mod daemon;
+mod dispatch;
 pub mod effects;
+mod event_loop;
 pub mod plan;
+mod reload;
+mod reports;
 pub mod timers;
+mod trackers;
 
 use std::process::ExitCode;
 

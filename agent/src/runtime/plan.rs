@@ -16,10 +16,9 @@ use xvrrpd_common::{FAMILY_IPV4, FAMILY_IPV6, VRID_FLAG_CHECK_TTL, VridConfig, V
 
 use crate::{
     config::model::{self, Config, VirtualAddress, VrrpInstance},
-    datapath::VridSpec,
+    datapath::{VridSpec, send::AdvertDest},
     net::{
         addr::{Scope, Vip, ipv4_broadcast},
-        advert_tx::AdvertDest,
         link,
     },
     notify::NotifyScripts,
@@ -157,6 +156,43 @@ pub struct Plan {
     pub default_run_as: RunAs,
     pub script_security: bool,
     pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// This plan with no instance, group or tracker: what runs before the
+    /// first configuration is applied.
+    pub fn nothing_running(&self) -> Plan {
+        Plan {
+            instances: Vec::new(),
+            groups: Vec::new(),
+            scripts: Vec::new(),
+            files: Vec::new(),
+            processes: Vec::new(),
+            interfaces: BTreeMap::new(),
+            warnings: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn empty_for_tests() -> Plan {
+        Plan {
+            instances: Vec::new(),
+            groups: Vec::new(),
+            scripts: Vec::new(),
+            files: Vec::new(),
+            processes: Vec::new(),
+            interfaces: BTreeMap::new(),
+            startup_delay: Duration::ZERO,
+            default_run_as: RunAs {
+                uid: 0,
+                gid: 0,
+                groups: Vec::new(),
+            },
+            script_security: false,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 fn duration_ns(d: Duration) -> u64 {

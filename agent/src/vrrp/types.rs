@@ -27,6 +27,18 @@ impl State {
             State::Fault => "FAULT",
         }
     }
+
+    /// The state [`State::keepalived_name`] names.
+    pub fn from_keepalived_name(name: &str) -> Option<Self> {
+        [
+            State::Initialize,
+            State::Backup,
+            State::Master,
+            State::Fault,
+        ]
+        .into_iter()
+        .find(|s| s.keepalived_name() == name)
+    }
 }
 
 /// The timers a router asks its runtime to run. Each kind has at most one
@@ -120,7 +132,7 @@ pub enum Input {
 }
 
 /// Why a state changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Reason {
     /// Startup as a non-owner: wait in Backup for the down timer.
     Startup,
@@ -207,6 +219,46 @@ pub enum DiscardReason {
     /// Backup with preemption: lower-priority advert ignored so that the
     /// down timer runs out and we take over.
     LowerPriority,
+}
+
+impl DiscardReason {
+    /// Every value [`DiscardReason::label`] returns.
+    pub const LABELS: [&'static str; 14] = [
+        "not_running",
+        "wrong_vrid",
+        "wrong_version",
+        "wrong_family",
+        "bad_ttl",
+        "auth_type_mismatch",
+        "auth_pass_mismatch",
+        "auth_ah_unsupported",
+        "interval_mismatch",
+        "unicast_mismatch",
+        "address_count_mismatch",
+        "address_list_mismatch",
+        "unicast_source_not_peer",
+        "lower_priority",
+    ];
+
+    /// The name status and metrics count this reason under.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DiscardReason::NotRunning => "not_running",
+            DiscardReason::WrongVrid => "wrong_vrid",
+            DiscardReason::WrongVersion => "wrong_version",
+            DiscardReason::WrongFamily => "wrong_family",
+            DiscardReason::BadTtl(_) => "bad_ttl",
+            DiscardReason::AuthTypeMismatch { .. } => "auth_type_mismatch",
+            DiscardReason::AuthPassMismatch => "auth_pass_mismatch",
+            DiscardReason::AuthAhUnsupported => "auth_ah_unsupported",
+            DiscardReason::IntervalMismatch { .. } => "interval_mismatch",
+            DiscardReason::UnicastMismatch => "unicast_mismatch",
+            DiscardReason::AddressCountMismatch { .. } => "address_count_mismatch",
+            DiscardReason::AddressListMismatch => "address_list_mismatch",
+            DiscardReason::UnicastSourceNotPeer => "unicast_source_not_peer",
+            DiscardReason::LowerPriority => "lower_priority",
+        }
+    }
 }
 
 /// keepalived events that are not state changes.

@@ -8,6 +8,7 @@ use nix::{
     sys::signal::{Signal, killpg},
     unistd::Pid,
 };
+use xvrrpd::vrrp::State;
 use xvrrpd_tests::{
     analysis::{self, adverts, first_advert_from},
     clock::Stamp,
@@ -121,7 +122,11 @@ fn takeover_timeline(
         .instances
         .into_iter()
         .find(|i| i.name == bl.c.inst.name)?;
-    let t = st.transitions.iter().rev().find(|t| t.to == "MASTER")?;
+    let t = st
+        .transitions
+        .iter()
+        .rev()
+        .find(|t| t.to == State::Master)?;
     let (last, deadline, fired) = (t.last_advert_ns?, t.deadline_ns?, t.fired_at_ns?);
     let rt = |mono: u64| event.mono_to_rt(mono) as i64;
     Some(Timeline {
@@ -144,7 +149,7 @@ fn restart_backup_at(bl: &BenchLab, name: &str, back: Stamp) -> Option<u64> {
         .find(|i| i.name == bl.c.inst.name)?;
     st.transitions
         .iter()
-        .find(|t| t.to == "BACKUP" && t.at_ns >= back.mono_ns)
+        .find(|t| t.to == State::Backup && t.at_ns >= back.mono_ns)
         .map(|t| t.at_ns - back.mono_ns)
 }
 

@@ -21,7 +21,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use xvrrpd::control::status::TransitionRecord;
+use xvrrpd::{control::status::TransitionRecord, vrrp::State};
 use xvrrpd_tests::{
     analysis::{
         AdvertSeen, adverts, announcements, first_advert_from, held_during, last_advert_with,
@@ -478,7 +478,7 @@ fn transition(
 ) -> (Option<TransitionRecord>, Option<(String, u64)>) {
     let Some(pos) = transitions
         .iter()
-        .rposition(|t| t.to == "MASTER" && t.at_ns >= event.mono_ns)
+        .rposition(|t| t.to == State::Master && t.at_ns >= event.mono_ns)
     else {
         return (None, None);
     };
@@ -488,7 +488,7 @@ fn transition(
     let entered = pos
         .checked_sub(1)
         .map(|p| &transitions[p])
-        .filter(|p| p.to == "BACKUP" && p.at_ns >= event.mono_ns)
+        .filter(|p| p.to == State::Backup && p.at_ns >= event.mono_ns)
         .map(|p| p.at_ns);
     let preempting = t.master_priority.is_some_and(|p| p > 0 && p < t.priority);
     let armed = match (t.master_priority, t.last_advert_ns, entered) {
@@ -660,21 +660,21 @@ fn measure(
             match h.to {
                 Some(to) if to < settled_mono => {
                     // The daemon's own record of when it let go.
-                    let removed =
-                        r.status()
-                            .ok()
-                            .and_then(|rep| {
-                                rep.instances
-                                    .into_iter()
-                                    .find(|i| i.name == f.inst)
-                                    .and_then(|i| {
-                                        i.transitions.into_iter().rev().find(|t| {
-                                            t.from == "MASTER" && t.at_ns >= event.mono_ns
-                                        })
+                    let removed = r
+                        .status()
+                        .ok()
+                        .and_then(|rep| {
+                            rep.instances
+                                .into_iter()
+                                .find(|i| i.name == f.inst)
+                                .and_then(|i| {
+                                    i.transitions.into_iter().rev().find(|t| {
+                                        t.from == State::Master && t.at_ns >= event.mono_ns
                                     })
-                            })
-                            .and_then(|t| t.vips_done_ns)
-                            .unwrap_or(to);
+                                })
+                        })
+                        .and_then(|t| t.vips_done_ns)
+                        .unwrap_or(to);
                     let lag = removed.saturating_sub(new_first_mono);
                     if lag > HANDOVER_GRACE_NS {
                         overlaps.push(format!(
@@ -1237,12 +1237,12 @@ pub fn election(lab: &DemoLab, master: &str, started: Stamp) -> Result<()> {
         .instances
         .iter()
         .map(|i| {
-            let pos = i.transitions.iter().rposition(|t| t.to == "MASTER");
+            let pos = i.transitions.iter().rposition(|t| t.to == State::Master);
             let rec = pos.map(|p| i.transitions[p].clone());
             let armed = pos
                 .and_then(|p| p.checked_sub(1))
                 .map(|p| &i.transitions[p])
-                .filter(|b| b.to == "BACKUP")
+                .filter(|b| b.to == State::Backup)
                 .map(|b| ("became backup".to_string(), b.at_ns));
             (i.name.as_str(), rec, armed)
         })

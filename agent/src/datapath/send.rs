@@ -1,4 +1,5 @@
-//! The raw IP sockets VRRP adverts leave through.
+//! The raw IP sockets VRRP adverts leave through: the sending half of the
+//! datapath.
 //!
 //! One [`AdvertSender`] per interface, family, source and destination set.
 //! The socket is set up the way keepalived's is, so peers cannot tell the
@@ -33,7 +34,10 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, SockFilter, S
 use thiserror::Error;
 use xvrrpd_common::{IPPROTO_VRRP, MAX_MESSAGE_LEN, VRRP_TTL};
 
-use crate::packet::checksum;
+use crate::{
+    packet::{Advert, Auth, V3Ipv4Checksum, Version, checksum},
+    vrrp::RouterConfig,
+};
 
 /// The VRRP IPv4 multicast group (RFC 9568 §5.1.1.2).
 pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
@@ -302,7 +306,7 @@ fn open_socket(
             break;
         }
     }
-    let name = super::link::ifname_by_index(ifindex).map_err(|e| AdvertTxError::Open {
+    let name = crate::net::link::ifname_by_index(ifindex).map_err(|e| AdvertTxError::Open {
         ifindex,
         step: "interface name",
         reason: e.to_string(),
@@ -426,6 +430,89 @@ fn set_multicast_if_v4_index(sock: &Socket, ifindex: u32) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Why an advert did not leave.
+#[derive(Debug, Error)]
+pub enum OutletError {
+    #[error("cannot encode the advert: {0}")]
+    Encode(#[from] crate::packet::EncodeError),
+    #[error(transparent)]
+    Send(#[from] AdvertTxError),
+}
+
+/// One instance's way out: its socket (none while the interface has no
+/// source address) and its encoded advert, encoded again only when the
+/// priority or the interval changes.
+pub struct Outlet {
+    sender: Option<AdvertSender>,
+    checksum: V3Ipv4Checksum,
+    cached: Option<((u8, u16), Vec<u8>)>,
+}
+
+impl Outlet {
+    pub fn new(sender: Option<AdvertSender>, checksum: V3Ipv4Checksum) -> Self {
+        Self {
+            sender,
+            checksum,
+            cached: None,
+        }
+    }
+
+    pub fn sender(&self) -> Option<&AdvertSender> {
+        self.sender.as_ref()
+    }
+
+    /// The socket, for an outlet with another configuration.
+    pub fn take_sender(&mut self) -> Option<AdvertSender> {
+        self.cached = None;
+        self.sender.take()
+    }
+
+    /// A new socket (or none): the cached bytes carried the old source.
+    pub fn set_sender(&mut self, sender: Option<AdvertSender>) {
+        self.sender = sender;
+        self.cached = None;
+    }
+
+    /// Sends the advert `router` describes with `priority` and
+    /// `interval_cs`; `Ok(false)` when there is no socket to send it on.
+    pub fn send(
+        &mut self,
+        router: &RouterConfig,
+        priority: u8,
+        interval_cs: u16,
+    ) -> Result<bool, OutletError> {
+        let Some(sender) = &self.sender else {
+            return Ok(false);
+        };
+        let key = (priority, interval_cs);
+        let bytes = match &self.cached {
+            Some((k, bytes)) if *k == key => bytes,
+            _ => {
+                let advert = Advert {
+                    version: router.version,
+                    vrid: router.vrid,
+                    priority,
+                    interval_cs,
+                    addrs: router.vips.clone(),
+                    auth: match router.version {
+                        Version::V2 => router.auth,
+                        Version::V3 => Auth::None,
+                    },
+                };
+                let bytes = crate::packet::encode(
+                    &advert,
+                    sender.source(),
+                    sender.encode_destination(),
+                    self.checksum,
+                )?;
+                &self.cached.insert((key, bytes)).1
+            }
+        };
+        sender.send(bytes)?;
+        Ok(true)
     }
 }
 

@@ -1,0 +1,444 @@
+//! Decide, then execute: inputs go through the instance's state machine (or
+//! its sync group's), and the actions that come out are carried out in the
+//! order they were emitted — adverts first.
+
+use std::{net::IpAddr, time::Duration};
+
+use tracing::{debug, error, info, warn};
+
+use super::{
+    daemon::{Daemon, InstanceId, Unit},
+    effects::Effect,
+    plan,
+};
+use crate::{
+    datapath::{Received, rawsock::monotonic_ns},
+    net::link::NetEvent,
+    notify::{NotifyState, Subject},
+    tracker::{TrackerEvent, TrackerState},
+    vrrp::{Action, Input, State, SyncAction, TimerKind, TrackState, TrackerId},
+};
+
+/// How early the loop wakes for a master-down deadline and spins to it:
+/// waking a sleeping thread on a virtual machine takes 100–500 µs. Only the
+/// down timer gets it — in steady state an advert re-arms it long before,
+/// so the spin happens on failures only and costs no CPU otherwise.
+pub(super) const MASTER_DOWN_SPIN_LEAD_NS: u64 = 600_000;
+
+pub(super) fn spin_lead(kind: TimerKind) -> u64 {
+    match kind {
+        TimerKind::MasterDown => MASTER_DOWN_SPIN_LEAD_NS,
+        _ => 0,
+    }
+}
+
+/// A sync group's state change, notified once its members' actions ran:
+/// (group name, from, to).
+pub(super) type GroupNotify = (String, State, State);
+
+/// Actions decided in one turn of the loop, not yet executed.
+#[derive(Default)]
+pub(super) struct Decided {
+    pub(super) actions: Vec<(InstanceId, Action)>,
+    pub(super) group_notifies: Vec<GroupNotify>,
+}
+
+fn to_track(s: TrackerState) -> TrackState {
+    match s {
+        TrackerState::Ok => TrackState::Up,
+        TrackerState::Fail => TrackState::Down,
+        TrackerState::Value(v) => TrackState::Value(i64::from(v)),
+    }
+}
+
+pub(super) fn notify_state(s: State) -> NotifyState {
+    match s {
+        State::Master => NotifyState::Master,
+        State::Backup => NotifyState::Backup,
+        State::Fault => NotifyState::Fault,
+        State::Initialize => NotifyState::Stop,
+    }
+}
+
+impl Daemon {
+    /// Feeds one input to the instance's router (or group) and runs the actions.
+    pub(super) fn feed(&mut self, inst: InstanceId, now: u64, input: Input) {
+        let mut decided = Decided::default();
+        self.decide(inst, now, input, &mut decided);
+        self.execute(decided);
+    }
+
+    /// Runs `input` through the instance's state machine (or its sync
+    /// group's); the actions and group notifies are appended, not executed.
+    pub(super) fn decide(&mut self, inst: InstanceId, now: u64, input: Input, out: &mut Decided) {
+        let Some(i) = self.instances.get(inst) else {
+            return;
+        };
+        let (unit, member) = (i.unit, i.member);
+        match self.units.get_mut(unit) {
+            Some(Unit::Single(r)) => {
+                out.actions
+                    .extend(r.handle(now, input).into_iter().map(|a| (inst, a)));
+            }
+            Some(Unit::Group(g)) => {
+                let name = g.name().to_string();
+                for sa in g.handle(now, member, input) {
+                    self.collect_sync_action(unit, &name, sa, out);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn collect_sync_action(&self, unit: usize, group: &str, sa: SyncAction, out: &mut Decided) {
+        match sa {
+            SyncAction::Member { index, action } => {
+                if let Some(id) = self.instance_at(unit, index) {
+                    out.actions.push((id, action));
+                }
+            }
+            SyncAction::GroupNotify { from, to } => {
+                out.group_notifies.push((group.to_string(), from, to))
+            }
+        }
+    }
+
+    /// Starts a unit's state machine(s).
+    pub(super) fn start_unit(&mut self, unit: usize) {
+        let now = monotonic_ns();
+        let mut out = Decided::default();
+        match self.units.get_mut(unit) {
+            Some(Unit::Single(r)) => {
+                let actions = r.handle(now, Input::Startup);
+                if let Some(inst) = self.instances.iter().position(|i| i.unit == unit) {
+                    out.actions.extend(actions.into_iter().map(|a| (inst, a)));
+                }
+            }
+            Some(Unit::Group(g)) => {
+                let name = g.name().to_string();
+                let mut sa = Vec::new();
+                g.startup(now, &mut sa);
+                for a in sa {
+                    self.collect_sync_action(unit, &name, a, &mut out);
+                }
+            }
+            None => {}
+        }
+        self.execute(out);
+    }
+
+    /// Runs actions in order. Adverts, timers and notifies happen here;
+    /// VIP and GARP/NA effects go to the instance's queue, whose reports
+    /// complete the timeline and release the transition's log line.
+    pub(super) fn execute(&mut self, decided: Decided) {
+        // Adverts first: taking over is announced on the wire before the
+        // bookkeeping of the transition (record, metrics, log) that the
+        // state machine lists ahead of it. Nothing below depends on them.
+        for (inst, action) in &decided.actions {
+            if let Action::SendAdvert {
+                priority,
+                interval_cs,
+            } = action
+            {
+                self.send_advert(*inst, *priority, *interval_cs);
+            }
+        }
+        for (inst, action) in decided.actions {
+            self.execute_one(inst, action);
+        }
+        for inst in 0..self.instances.len() {
+            if matches!(self.instances[inst].pending_log, Some((_, 0))) {
+                self.flush_log(inst);
+            }
+        }
+        for (name, _from, to) in decided.group_notifies {
+            info!("sync group {name}: now {}", to.keepalived_name());
+            self.notifier
+                .state_change(Subject::Group, &name, notify_state(to), 0);
+        }
+    }
+
+    fn execute_one(&mut self, inst: InstanceId, action: Action) {
+        match action {
+            Action::Transition(t) => {
+                self.flush_log(inst);
+                self.record_transition(inst, &t);
+                if let Some(i) = self.instances.get_mut(inst) {
+                    i.metrics.transition(&t);
+                    i.pending_log = Some((t.at_ns, 0));
+                    if let Some(q) = &i.effects {
+                        q.new_transition();
+                    }
+                }
+            }
+            Action::SendAdvert { .. } | Action::SyncWantMaster => {}
+            Action::AddVips => {
+                if let Some(vips) = self.instances.get(inst).map(|i| i.all_vips()) {
+                    self.push_effect(inst, Effect::AddVips(vips));
+                }
+            }
+            Action::RemoveVips => {
+                if let Some(vips) = self.instances.get(inst).map(|i| i.all_vips()) {
+                    self.push_effect(inst, Effect::RemoveVips(vips));
+                }
+            }
+            Action::UpdateVips { added, removed } => {
+                if let Some(i) = self.instances.get(inst) {
+                    let add = i
+                        .plan
+                        .vips
+                        .iter()
+                        .filter(|v| added.contains(&v.addr))
+                        .cloned()
+                        .collect();
+                    let remove = removed.iter().map(|a| (i.plan.ifindex, *a)).collect();
+                    self.push_effect(inst, Effect::UpdateVips { add, remove });
+                }
+            }
+            Action::SendGratuitous { count, spacing_ns } => {
+                if let Some(effect) = self.gratuitous(inst, count, spacing_ns) {
+                    self.push_effect(inst, effect);
+                }
+            }
+            Action::Notify { from: _, to } => {
+                let prio = self.router(inst).map(|r| r.priority()).unwrap_or(0);
+                let name = self.name(inst).to_string();
+                self.notifier
+                    .state_change(Subject::Instance, &name, notify_state(to), prio);
+            }
+            Action::ArmTimer { kind, at_ns } => {
+                if let Err(e) = self.timers.arm_early((inst, kind), at_ns, spin_lead(kind)) {
+                    error!("{}: arming {kind:?}: {e}", self.name(inst));
+                }
+            }
+            Action::CancelTimer(kind) => {
+                let _ = self.timers.cancel((inst, kind));
+            }
+            Action::Discarded(reason) => {
+                debug!("{}: advert discarded: {reason:?}", self.name(inst));
+                if let Some(i) = self.instances.get_mut(inst) {
+                    *i.counters
+                        .discarded
+                        .entry(reason.label().to_string())
+                        .or_default() += 1;
+                    i.metrics.discarded(&reason);
+                }
+            }
+            Action::Event(ev) => self.on_router_event(inst, ev),
+            Action::ReloadRejected(e) => error!(
+                "{}: reload refused, keeping the running configuration: {e}",
+                self.name(inst)
+            ),
+        }
+    }
+
+    fn on_router_event(&mut self, inst: InstanceId, ev: crate::vrrp::Event) {
+        info!("{}: {ev:?}", self.name(inst));
+        match ev {
+            crate::vrrp::Event::PriorityChanged { to, .. } => {
+                if let Some(i) = self.instances.get(inst) {
+                    i.metrics.set_effective_priority(to);
+                }
+            }
+            crate::vrrp::Event::MasterRxLowerPriority { .. } => {
+                // keepalived reports its own effective priority here, not
+                // the received one.
+                let own = self.router(inst).map(|r| r.priority()).unwrap_or(0);
+                let name = self.name(inst).to_string();
+                self.notifier.master_rx_lower_pri(&name, own);
+            }
+            _ => {}
+        }
+    }
+
+    /// Queues an effect for the instance's last transition.
+    fn push_effect(&mut self, inst: InstanceId, effect: Effect) {
+        let Some(i) = self.instances.get_mut(inst) else {
+            return;
+        };
+        let at = i.history.back().map(|t| t.at_ns).unwrap_or(0);
+        if let Some((pending_at, n)) = &mut i.pending_log
+            && *pending_at == at
+        {
+            *n += 1;
+        }
+        if let Some(q) = &i.effects {
+            q.push(at, effect);
+        }
+    }
+
+    fn send_advert(&mut self, inst: InstanceId, priority: u8, interval_cs: u16) {
+        let Some(i) = self.instances.get_mut(inst) else {
+            return;
+        };
+        let router = match self.units.get(i.unit) {
+            Some(Unit::Single(r)) => Some(r.config()),
+            Some(Unit::Group(g)) => g.member(i.member).map(|r| r.config()),
+            None => None,
+        };
+        let Some(router) = router else {
+            return;
+        };
+        match i.outlet.send(router, priority, interval_cs) {
+            Ok(true) => {
+                i.counters.adverts_sent += 1;
+                i.metrics.advert_sent();
+                if priority == 0 {
+                    i.counters.priority_zero_sent += 1;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => warn!("{}: sending advert: {e}", i.plan.name),
+        }
+    }
+
+    /// The GARP/NA batch for every VIP of the instance (link-local IPv6
+    /// addresses are not announced).
+    fn gratuitous(&self, inst: InstanceId, count: u32, spacing_ns: u64) -> Option<Effect> {
+        let i = self.instances.get(inst)?;
+        let sender = self.host.garp.get(&i.plan.ifindex)?.clone();
+        let addrs: Vec<IpAddr> = i
+            .all_vips()
+            .into_iter()
+            .map(|v| v.addr)
+            .filter(|a| !matches!(a, IpAddr::V6(v6) if crate::net::addr::is_ipv6_link_local(v6)))
+            .collect();
+        Some(Effect::Gratuitous {
+            sender,
+            addrs,
+            count,
+            spacing: Duration::from_nanos(spacing_ns),
+        })
+    }
+
+    /// Valid adverts from the datapath, in arrival order.
+    pub(super) fn on_adverts(&mut self, adverts: impl IntoIterator<Item = Received>) {
+        for r in adverts {
+            let Some(&inst) = self.by_vrid.get(&r.key) else {
+                continue;
+            };
+            if let Some(i) = self.instances.get_mut(inst) {
+                i.counters.adverts_received += 1;
+                i.metrics.advert_received();
+                if r.advert.advert.priority == 0 {
+                    i.counters.priority_zero_received += 1;
+                }
+            }
+            self.feed(inst, monotonic_ns(), Input::Advert(r.advert));
+        }
+    }
+
+    /// Feeds a tracked object's new state to every instance that tracks it.
+    fn track(&mut self, id: TrackerId, state: TrackState, at_ns: u64) {
+        let targets: Vec<InstanceId> = self
+            .instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.plan.router.trackers.iter().any(|t| t.id == id))
+            .map(|(n, _)| n)
+            .collect();
+        for inst in targets {
+            self.feed(inst, at_ns, Input::Track { id, state });
+        }
+    }
+
+    pub(super) fn on_tracker(&mut self, ev: TrackerEvent) {
+        self.track(TrackerId(ev.id.0), to_track(ev.state), ev.at_ns.max(1));
+    }
+
+    pub(super) fn on_link(&mut self, ev: NetEvent) {
+        let (ifindex, up) = match ev {
+            NetEvent::Link(l) => (l.ifindex, l.up),
+            NetEvent::LinkRemoved { ifindex, .. } => (ifindex, false),
+            NetEvent::Addr(a) | NetEvent::AddrRemoved(a) => {
+                self.on_addresses(a.ifindex);
+                return;
+            }
+            NetEvent::Synced => return,
+        };
+        let state = if up { TrackState::Up } else { TrackState::Down };
+        let ids: Vec<u32> = self
+            .plan
+            .interfaces
+            .iter()
+            .filter(|(_, idx)| **idx == ifindex)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.track(TrackerId(id), state, monotonic_ns());
+        }
+    }
+
+    /// An address came or went on `ifindex`: instances that take their
+    /// source from the interface follow it (FAULT while there is none).
+    fn on_addresses(&mut self, ifindex: u32) {
+        let waiting: Vec<InstanceId> = (0..self.instances.len())
+            .filter(|&i| {
+                let p = &self.instances[i].plan;
+                p.ifindex == ifindex && p.source_tracker.is_some()
+            })
+            .collect();
+        for inst in waiting {
+            self.follow_source(inst);
+        }
+    }
+
+    fn follow_source(&mut self, inst: InstanceId) {
+        let (family, current, tracker, ifindex) = {
+            let p = &self.instances[inst].plan;
+            (p.router.family, p.source, p.source_tracker, p.ifindex)
+        };
+        let Some(tracker) = tracker else { return };
+        let found = plan::auto_source(family, self.link.addrs(ifindex));
+        let has_sender = self.instances[inst].outlet.sender().is_some();
+        let now = monotonic_ns();
+        match found {
+            Some(src) if src != current || !has_sender => {
+                let mut ip = self.instances[inst].plan.clone();
+                ip.source = src;
+                ip.router.primary_addr = src;
+                // Not yet usable (e.g. still tentative): the next address
+                // event tries again.
+                let sender = match super::reload::open_sender(&ip) {
+                    Ok(Some(s)) => s,
+                    Ok(None) => return,
+                    Err(e) => {
+                        debug!("{e:#}");
+                        return;
+                    }
+                };
+                info!("{}: source address {src} on {}", ip.name, ip.ifname);
+                let cfg = ip.router.clone();
+                let i = &mut self.instances[inst];
+                i.outlet.set_sender(Some(sender));
+                i.plan = ip;
+                self.feed(inst, now, Input::Reload(Box::new(cfg)));
+                self.feed(
+                    inst,
+                    now,
+                    Input::Track {
+                        id: tracker,
+                        state: TrackState::Up,
+                    },
+                );
+            }
+            None if has_sender => {
+                let i = &mut self.instances[inst];
+                warn!(
+                    "{}: no source address left on {}",
+                    i.plan.name, i.plan.ifname
+                );
+                i.outlet.set_sender(None);
+                self.feed(
+                    inst,
+                    now,
+                    Input::Track {
+                        id: tracker,
+                        state: TrackState::Down,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! A configuration change as one transaction.
+//!
+//! 1. [`diff`] compares what runs with the new plan — pure, no I/O: which
+//!    instances and sync groups continue, which leave, which are new, which
+//!    need a new advert socket or datapath entry, which trackers restart.
+//! 2. [`Daemon::prepare`] acquires everything the new configuration needs —
+//!    every state machine and sync group built, every advert socket opened,
+//!    the notify FIFOs opened, the datapath entries written (and written
+//!    back if a later one fails) — while what runs is untouched. Any
+//!    failure refuses the configuration and says what and why.
+//! 3. [`Daemon::apply`] cannot fail: instances that leave hand over as on
+//!    SIGTERM, the others move to their new places with their state, timers,
+//!    sockets and history; new ones start.
+//!
+//! The first configuration goes through the same steps from nothing.
+
+use std::{collections::HashMap, net::IpAddr, rc::Rc, time::Duration};
+
+use anyhow::{Context, Result};
+use tracing::{error, info, warn};
+use xvrrpd_common::VridKey;
+
+use super::{
+    daemon::{Daemon, Instance, InstanceId, Unit, register_notifies},
+    dispatch::spin_lead,
+    plan::{self, InstancePlan, Plan, TrackerIds},
+    trackers::{self, TrackerChanges},
+};
+use crate::{
+    control::systemd,
+    datapath::{
+        VridSpec,
+        rawsock::monotonic_ns,
+        send::{AdvertSender, Outlet},
+    },
+    net::gratuitous::GratuitousSender,
+    notify::{Notifier, NotifierOptions},
+    vrrp::{Input, Router, RouterConfig, SyncGroup, TimerKind, TrackState},
+};
+
+/// A configuration read and planned off the loop.
+pub(super) struct NewConfig {
+    pub(super) config: crate::config::Config,
+    pub(super) plan: Plan,
+    pub(super) ids: TrackerIds,
+}
+
+/// What the off-loop reader hands back: a new configuration, or why the
+/// file cannot be used.
+pub(super) type PreparedConfig = Result<Box<NewConfig>, String>;
+
+/// A running instance as [`diff`] sees it.
+pub(super) struct RunningInstance<'a> {
+    pub(super) plan: &'a InstancePlan,
+    pub(super) unit: usize,
+    /// The source of its advert socket, when it has one.
+    pub(super) sending_from: Option<IpAddr>,
+}
+
+/// What changes, decided before anything is touched.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct ReloadPlan {
+    /// For each instance of the new plan, the running instance it continues.
+    pub(super) continues: Vec<Option<InstanceId>>,
+    /// Running instances that are no longer configured.
+    pub(super) leaving: Vec<InstanceId>,
+    /// For each sync group of the new plan, the running unit it continues.
+    pub(super) groups_continue: Vec<Option<usize>>,
+    /// New-plan instances that continue with another state-machine
+    /// configuration: they are told in place.
+    pub(super) changed: Vec<usize>,
+    /// New-plan instances that need an advert socket of their own.
+    pub(super) new_sockets: Vec<usize>,
+    /// New-plan instances whose datapath entry is new or different.
+    pub(super) datapath: Vec<usize>,
+}
+
+/// Equal but for the trackers' assumed initial states, which only matter
+/// before a tracker's first report.
+fn same_router_config(a: &RouterConfig, b: &RouterConfig) -> bool {
+    let strip = |c: &RouterConfig| {
+        let mut c = c.clone();
+        for t in &mut c.trackers {
+            t.initial = TrackState::Up;
+        }
+        c
+    };
+    strip(a) == strip(b)
+}
+
+/// The members of sync group `name` in `plan`, by instance name.
+fn group_members<'a>(plan: &'a Plan, name: &str) -> Option<Vec<&'a str>> {
+    plan.groups.iter().find(|g| g.name == name).map(|g| {
+        g.members
+            .iter()
+            .filter_map(|&i| plan.instances.get(i).map(|p| p.name.as_str()))
+            .collect()
+    })
+}
+
+fn same_spec(a: &VridSpec, b: &VridSpec) -> bool {
+    a.ifname == b.ifname && a.key == b.key && a.cfg == b.cfg && a.group == b.group
+}
+
+/// Compares what runs (`running`, configured by `old`) with `new`. An
+/// instance continues when its name, interface, family and VRID are the
+/// same and it stays in the same sync group with the same members.
+pub(super) fn diff(running: &[RunningInstance], old: &Plan, new: &Plan) -> ReloadPlan {
+    let mut d = ReloadPlan::default();
+    for (n, ip) in new.instances.iter().enumerate() {
+        let continues = running.iter().position(|r| {
+            r.plan.identity() == ip.identity()
+                && r.plan.sync_group == ip.sync_group
+                && ip
+                    .sync_group
+                    .as_deref()
+                    .is_none_or(|g| group_members(old, g) == group_members(new, g))
+        });
+        match continues {
+            Some(o) => {
+                let r = &running[o];
+                if !same_router_config(&r.plan.router, &ip.router) {
+                    d.changed.push(n);
+                }
+                if r.sending_from != Some(ip.source) || r.plan.dest != ip.dest {
+                    d.new_sockets.push(n);
+                }
+            }
+            None => d.new_sockets.push(n),
+        }
+        let current = running.iter().find(|r| r.plan.vrid.key == ip.vrid.key);
+        if current.is_none_or(|r| !same_spec(&r.plan.vrid, &ip.vrid)) {
+            d.datapath.push(n);
+        }
+        d.continues.push(continues);
+    }
+    d.leaving = (0..running.len())
+        .filter(|o| !d.continues.contains(&Some(*o)))
+        .collect();
+    d.groups_continue = new
+        .groups
+        .iter()
+        .map(|g| {
+            g.members
+                .first()
+                .and_then(|&m| d.continues.get(m).copied().flatten())
+                .map(|o| running[o].unit)
+        })
+        .collect();
+    d
+}
+
+/// Everything a new configuration needs, acquired; nothing running changed.
+pub(super) struct Prepared {
+    new: NewConfig,
+    diff: ReloadPlan,
+    /// Per new-plan instance that does not continue and is in no new
+    /// group: its state machine.
+    singles: Vec<Option<Router>>,
+    /// Per new-plan group that does not continue.
+    groups: Vec<Option<SyncGroup>>,
+    /// Per new-plan instance in `diff.new_sockets`: its socket (none while
+    /// its interface has no source address).
+    sockets: HashMap<usize, Option<AdvertSender>>,
+    garp: Vec<(u32, Rc<GratuitousSender>)>,
+    notifier: Notifier,
+    trackers: TrackerChanges,
+}
+
+/// The advert socket of an instance; none while it has no source address.
+pub(super) fn open_sender(ip: &InstancePlan) -> Result<Option<AdvertSender>> {
+    if ip.source.is_unspecified() {
+        warn!(
+            "{}: no {} address on {} yet: FAULT until one appears",
+            ip.name,
+            match ip.router.family {
+                crate::vrrp::Family::V4 => "IPv4",
+                crate::vrrp::Family::V6 => "IPv6 link-local",
+            },
+            ip.ifname
+        );
+        return Ok(None);
+    }
+    AdvertSender::open(ip.ifindex, ip.source, ip.dest.clone())
+        .map(Some)
+        .with_context(|| format!("instance {}: advert socket", ip.name))
+}
+
+/// The notifier with the configured FIFOs and every notify script of `plan`.
+fn notifier_for(config: &crate::config::Config, plan: &Plan) -> Result<Notifier> {
+    let g = &config.global_defs;
+    let mut fifos = Vec::new();
+    for (fifo, script, kind) in [
+        (&g.notify_fifo, &g.notify_fifo_script, ""),
+        (&g.vrrp_notify_fifo, &g.vrrp_notify_fifo_script, "vrrp_"),
+    ] {
+        let Some(f) = fifo else { continue };
+        let checked = match script {
+            Some(s) => {
+                let cmd = crate::tracker::command::ScriptCommand::from_argv(s.argv.iter());
+                Some(
+                    crate::tracker::security::check_notify_script(
+                        &cmd,
+                        &plan.default_run_as,
+                        plan.script_security,
+                    )
+                    .map_err(|e| anyhow::anyhow!("{kind}notify_fifo_script: {e}"))?,
+                )
+            }
+            None => None,
+        };
+        let cfg = crate::notify::fifo::FifoConfig {
+            path: f.path.clone().into(),
+            kind: kind.to_string(),
+            owner_uid: plan.default_run_as.uid,
+            owner_gid: plan.default_run_as.gid,
+            script: checked,
+            queue: 1024,
+        };
+        fifos.push(
+            crate::notify::fifo::NotifyFifo::open(cfg)
+                .map_err(|e| anyhow::anyhow!("{kind}notify_fifo {}: {e}", f.path))?,
+        );
+    }
+    let mut notifier = Notifier::new(fifos, NotifierOptions::default());
+    register_notifies(&mut notifier, plan);
+    Ok(notifier)
+}
+
+impl Daemon {
+    /// SIGHUP: reads and plans the new configuration off the loop —
+    /// parsing, script checks and interface queries take time the running
+    /// instances' adverts cannot wait for.
+    pub(super) fn start_reload(&mut self) {
+        if self.pending_reload.is_some() {
+            info!("SIGHUP: a reload is already being prepared");
+            return;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let path = self.opts.config.clone();
+        let mut ids = self.ids.clone();
+        tokio::task::spawn_local(async move {
+            let result = match crate::config::load(&path) {
+                Err(e) => Err(e.to_string()),
+                Ok(loaded) => {
+                    for w in &loaded.warnings {
+                        warn!("{w}");
+                    }
+                    match plan::build(&loaded.config, &mut ids).await {
+                        Ok(plan) => Ok(Box::new(NewConfig {
+                            config: loaded.config,
+                            plan,
+                            ids,
+                        })),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            };
+            let _ = tx.send(result);
+        });
+        self.pending_reload = Some(rx);
+    }
+
+    /// The new configuration is read: a bad one, or one whose resources
+    /// cannot all be had, keeps the running configuration exactly as it is.
+    pub(super) async fn reload(&mut self, prepared: PreparedConfig) {
+        let result = prepared.and_then(|new| {
+            for w in &new.plan.warnings {
+                warn!("{w}");
+            }
+            self.prepare(new)
+        });
+        let prepared = match result {
+            Ok(p) => p,
+            Err(e) => {
+                error!("reload refused, keeping the running configuration:\n{e}");
+                return;
+            }
+        };
+        self.reloads += 1;
+        let d = &prepared.diff;
+        let (kept, changed, left) = (
+            d.continues.iter().flatten().count(),
+            d.changed.len(),
+            d.leaving.len(),
+        );
+        let new_units = self.apply(prepared).await;
+        for &unit in &new_units {
+            self.start_unit(unit);
+        }
+        let _ = systemd::ready_with_status(&format!("{} instance(s)", self.instances.len()));
+        info!(
+            "reloaded {}: {kept} kept ({changed} changed), {left} left, {} new",
+            self.opts.config.display(),
+            new_units.len()
+        );
+    }
+
+    fn running_view(&self) -> Vec<RunningInstance<'_>> {
+        self.instances
+            .iter()
+            .map(|i| RunningInstance {
+                plan: &i.plan,
+                unit: i.unit,
+                sending_from: i.outlet.sender().map(AdvertSender::source),
+            })
+            .collect()
+    }
+
+    /// Step 2: everything `new` needs, or why it cannot run. What runs is
+    /// left as it was either way (a datapath entry written here is written
+    /// back when a later step fails).
+    pub(super) fn prepare(&mut self, new: Box<NewConfig>) -> Result<Prepared, String> {
+        let new = *new;
+        let diff = diff(&self.running_view(), &self.plan, &new.plan);
+        let mut singles = Vec::new();
+        for (n, ip) in new.plan.instances.iter().enumerate() {
+            // Every state machine is built, the continuing ones too: a
+            // configuration they would refuse is refused here, whole.
+            let router =
+                Router::new(ip.router.clone()).map_err(|e| format!("instance {}: {e}", ip.name))?;
+            if diff.continues[n].is_none() {
+                for w in router.warnings() {
+                    warn!("{}: {w:?}", ip.name);
+                }
+            }
+            singles.push(diff.continues[n].is_none().then_some(router));
+        }
+        let mut groups = Vec::new();
+        for (g, gp) in new.plan.groups.iter().enumerate() {
+            if diff.groups_continue[g].is_some() {
+                groups.push(None);
+                continue;
+            }
+            let members: Vec<Router> = gp
+                .members
+                .iter()
+                .filter_map(|&i| singles.get_mut(i).and_then(Option::take))
+                .collect();
+            groups.push(Some(
+                SyncGroup::new(gp.name.clone(), members).map_err(|e| e.to_string())?,
+            ));
+        }
+        let mut sockets = HashMap::new();
+        for &n in &diff.new_sockets {
+            let sender = open_sender(&new.plan.instances[n]).map_err(|e| format!("{e:#}"))?;
+            sockets.insert(n, sender);
+        }
+        let garp = self.gratuitous_senders(&new.plan);
+        let notifier =
+            notifier_for(&new.config, &new.plan).map_err(|e| format!("notify: {e:#}"))?;
+        let trackers = trackers::changes(&self.plan, &new.plan);
+        // Last: the one step that changes something shared, undone on failure.
+        self.write_datapath(&new.plan, &diff.datapath)?;
+        Ok(Prepared {
+            new,
+            diff,
+            singles,
+            groups,
+            sockets,
+            garp,
+            notifier,
+            trackers,
+        })
+    }
+
+    /// A GARP/NA sender for every interface that has none yet. Without one
+    /// the VIPs still move (unannounced), as at start-up: say so.
+    fn gratuitous_senders(&self, plan: &Plan) -> Vec<(u32, Rc<GratuitousSender>)> {
+        let mut out: Vec<(u32, Rc<GratuitousSender>)> = Vec::new();
+        for ip in &plan.instances {
+            if self.host.garp.contains_key(&ip.ifindex) || out.iter().any(|(i, _)| *i == ip.ifindex)
+            {
+                continue;
+            }
+            match GratuitousSender::new(ip.ifindex) {
+                Ok(g) => out.push((ip.ifindex, Rc::new(g))),
+                Err(err) => warn!("{}: no gratuitous ARP/NA on {}: {err}", ip.name, ip.ifname),
+            }
+        }
+        out
+    }
+
+    /// Writes the datapath entries of `which`; on a failure writes back
+    /// what was there before and says which entry could not be written.
+    fn write_datapath(&mut self, plan: &Plan, which: &[usize]) -> Result<(), String> {
+        let mut written: Vec<(VridKey, Option<VridSpec>)> = Vec::new();
+        for &n in which {
+            let ip = &plan.instances[n];
+            let before = self
+                .instances
+                .iter()
+                .find(|i| i.plan.vrid.key == ip.vrid.key)
+                .map(|i| i.plan.vrid.clone());
+            if let Err(e) = self.datapath.set_vrid(&ip.vrid) {
+                for (key, before) in written.into_iter().rev() {
+                    let undone = match &before {
+                        Some(spec) => self.datapath.set_vrid(spec),
+                        None => self.datapath.remove_vrid(&key),
+                    };
+                    if let Err(e) = undone {
+                        error!(
+                            "datapath: cannot restore the entry of VRID {}: {e}",
+                            key.vrid
+                        );
+                    }
+                }
+                return Err(format!("instance {}: datapath: {e}", ip.name));
+            }
+            written.push((ip.vrid.key, before));
+        }
+        Ok(())
+    }
+
+    /// Step 3: makes `prepared` the running configuration; returns the
+    /// units that are new (the caller starts them). Cannot fail.
+    pub(super) async fn apply(&mut self, prepared: Prepared) -> Vec<usize> {
+        let Prepared {
+            mut new,
+            diff,
+            mut singles,
+            mut groups,
+            mut sockets,
+            garp,
+            notifier,
+            trackers,
+        } = prepared;
+        self.leave(&diff, &new.plan).await;
+        // Timers move with their instance to its new index.
+        let mut timers = Vec::new();
+        for old in 0..self.instances.len() {
+            for kind in TimerKind::ALL {
+                if let Some(at) = self.timers.deadline((old, kind)) {
+                    let _ = self.timers.cancel((old, kind));
+                    if let Some(n) = diff.continues.iter().position(|c| *c == Some(old)) {
+                        timers.push((n, kind, at));
+                    }
+                }
+            }
+        }
+        let mut old_units: Vec<Option<Unit>> = std::mem::take(&mut self.units)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut old_instances: Vec<Option<Instance>> = std::mem::take(&mut self.instances)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut new_units = Vec::new();
+        // Members of sync groups take the groups' places first, then single
+        // instances, in plan order.
+        let mut place: HashMap<usize, (usize, usize)> = HashMap::new();
+        for (g, gp) in new.plan.groups.iter().enumerate() {
+            let unit = self.units.len();
+            let group = match diff.groups_continue[g] {
+                Some(old) => old_units.get_mut(old).and_then(Option::take),
+                None => groups[g].take().map(|s| Unit::Group(Box::new(s))),
+            };
+            let Some(group) = group else { continue };
+            if diff.groups_continue[g].is_none() {
+                new_units.push(unit);
+            }
+            self.units.push(group);
+            for (m, &i) in gp.members.iter().enumerate() {
+                let member = diff.continues[i]
+                    .and_then(|o| old_instances[o].as_ref())
+                    .map_or(m, |o| o.member);
+                place.insert(i, (unit, member));
+            }
+        }
+        let instances = std::mem::take(&mut new.plan.instances);
+        for (n, ip) in instances.iter().cloned().enumerate() {
+            let (unit, member) = match place.get(&n) {
+                Some(&um) => um,
+                None => {
+                    let single = match diff.continues[n] {
+                        Some(o) => old_instances[o]
+                            .as_ref()
+                            .and_then(|i| old_units.get_mut(i.unit))
+                            .and_then(Option::take),
+                        None => singles[n].take().map(|r| Unit::Single(Box::new(r))),
+                    };
+                    let Some(single) = single else { continue };
+                    if diff.continues[n].is_none() {
+                        new_units.push(self.units.len());
+                    }
+                    self.units.push(single);
+                    (self.units.len() - 1, 0)
+                }
+            };
+            let socket = sockets.remove(&n);
+            let mut instance = match diff.continues[n].and_then(|o| old_instances[o].take()) {
+                Some(mut old) => {
+                    let sender = socket.unwrap_or_else(|| old.outlet.take_sender());
+                    old.outlet = Outlet::new(sender, ip.checksum);
+                    old.plan = ip;
+                    old
+                }
+                None => Instance::start(
+                    ip.clone(),
+                    Outlet::new(socket.flatten(), ip.checksum),
+                    &self.metrics,
+                    &self.host,
+                ),
+            };
+            instance.unit = unit;
+            instance.member = member;
+            self.instances.push(instance);
+        }
+        self.by_vrid = self
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(n, i)| (i.plan.vrid.key, n))
+            .collect();
+        self.host.garp.extend(garp);
+        let old_notifier = std::mem::replace(&mut self.notifier, notifier);
+        tokio::task::spawn_local(old_notifier.shutdown(Duration::from_secs(2)));
+        let reloading = self.reloads > 0;
+        self.trackers.apply(trackers, reloading);
+        new.plan.instances = instances;
+        self.plan = new.plan;
+        self.ids = new.ids;
+        for (n, kind, at) in timers {
+            let _ = self.timers.arm_early((n, kind), at, spin_lead(kind));
+        }
+        let now = monotonic_ns();
+        for &n in &diff.changed {
+            let cfg = self.instances[n].plan.router.clone();
+            self.feed(n, now, Input::Reload(Box::new(cfg)));
+        }
+        self.publish_priorities();
+        new_units
+    }
+
+    /// Instances no longer configured leave as on SIGTERM (priority 0, VIPs
+    /// removed) and their datapath entries go, unless a new instance took
+    /// the same one.
+    async fn leave(&mut self, diff: &ReloadPlan, new: &Plan) {
+        for &old in &diff.leaving {
+            info!(
+                "reload: {} is no longer configured: leaving",
+                self.name(old)
+            );
+            self.feed(old, monotonic_ns(), Input::Shutdown);
+            let key = self.instances[old].plan.vrid.key;
+            if !new.instances.iter().any(|i| i.vrid.key == key)
+                && let Err(e) = self.datapath.remove_vrid(&key)
+            {
+                warn!("reload: datapath: {e}");
+            }
+        }
+        let names: Vec<String> = diff
+            .leaving
+            .iter()
+            .map(|&i| self.instances[i].plan.name.clone())
+            .collect();
+        self.finish_effects(|i| names.contains(&i.plan.name)).await;
+    }
+
+    /// Base and effective priority gauges from the state machines, which
+    /// keep what trackers and owner conflicts made of the configured one.
+    fn publish_priorities(&self) {
+        for (n, i) in self.instances.iter().enumerate() {
+            if let Some(r) = self.router(n) {
+                i.metrics.set_priorities(r.base_priority(), r.priority());
+            }
+        }
+    }
+}
