@@ -312,6 +312,12 @@ fn family_name(f: Family) -> &'static str {
     }
 }
 
+type TrackerPlans = (
+    Vec<(ScriptPlan, CheckedScript)>,
+    Vec<FilePlan>,
+    Vec<ProcessPlan>,
+);
+
 /// Builds the plan; `ids` keeps tracker ids stable across reloads.
 pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanError> {
     let g = &config.global_defs;
@@ -338,6 +344,49 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
         checker.warnings.extend(default.warnings.iter().cloned());
     }
 
+    let (scripts, files, processes) = tracker_plans(config, ids, &mut checker)?;
+    let mut interfaces = BTreeMap::new();
+    let mut instances = Vec::new();
+    for inst in &config.vrrp_instance {
+        let plan = instance_plan(
+            config,
+            inst,
+            ids,
+            &mut interfaces,
+            (&scripts, &files, &processes),
+            &mut checker,
+        )
+        .await?;
+        instances.push(plan);
+    }
+    let groups = group_plans(config, &instances, &mut checker)?;
+    let mut warnings = checker.warnings;
+    if let Some(summary) = crate::tracker::security::security_summary(
+        g.enable_script_security,
+        scripts.iter().map(|(_, c)| c),
+    ) {
+        warnings.push(summary);
+    }
+    Ok(Plan {
+        instances,
+        groups,
+        scripts,
+        files,
+        processes,
+        interfaces,
+        startup_delay: g.vrrp_startup_delay,
+        default_run_as: checker.default,
+        script_security: g.enable_script_security,
+        warnings,
+    })
+}
+
+/// The health checks of the configuration, each with its stable id.
+fn tracker_plans(
+    config: &Config,
+    ids: &mut TrackerIds,
+    checker: &mut ScriptChecker,
+) -> Result<TrackerPlans, PlanError> {
     let mut scripts = Vec::new();
     for s in &config.vrrp_script {
         let checked = checker
@@ -395,20 +444,15 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
             reverse: p.weight_reverse,
         })
         .collect();
-    let mut interfaces = BTreeMap::new();
-    let mut instances = Vec::new();
-    for inst in &config.vrrp_instance {
-        let plan = instance_plan(
-            config,
-            inst,
-            ids,
-            &mut interfaces,
-            (&scripts, &files, &processes),
-            &mut checker,
-        )
-        .await?;
-        instances.push(plan);
-    }
+    Ok((scripts, files, processes))
+}
+
+/// The sync groups that have at least one configured member.
+fn group_plans(
+    config: &Config,
+    instances: &[InstancePlan],
+    checker: &mut ScriptChecker,
+) -> Result<Vec<GroupPlan>, PlanError> {
     let mut groups = Vec::new();
     for sg in &config.vrrp_sync_group {
         let members: Vec<usize> = sg
@@ -435,25 +479,7 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
             notify,
         });
     }
-    let mut warnings = checker.warnings;
-    if let Some(summary) = crate::tracker::security::security_summary(
-        g.enable_script_security,
-        scripts.iter().map(|(_, c)| c),
-    ) {
-        warnings.push(summary);
-    }
-    Ok(Plan {
-        instances,
-        groups,
-        scripts,
-        files,
-        processes,
-        interfaces,
-        startup_delay: g.vrrp_startup_delay,
-        default_run_as: checker.default,
-        script_security: g.enable_script_security,
-        warnings,
-    })
+    Ok(groups)
 }
 
 async fn instance_plan(
@@ -484,7 +510,6 @@ async fn instance_plan(
     } else {
         Version::V3
     };
-    let unicast = !inst.unicast_peer.is_empty();
     // With no usable source address yet (interface still coming up, IPv6
     // DAD running) the instance waits in FAULT, as keepalived does, instead
     // of keeping the daemon from starting: a "source" tracker with weight 0
@@ -515,6 +540,98 @@ async fn instance_plan(
         .map(|v| vip_of(v, ifindex, &inst.name))
         .collect::<Result<Vec<_>, _>>()?;
 
+    let mut router = router_config(inst, g, version, family, source, &vips);
+    let unicast = !router.unicast_peers.is_empty();
+    let (trackers, names) = instance_trackers(
+        config,
+        inst,
+        ids,
+        interfaces,
+        (scripts, files, processes),
+        (&ifname, family, source, source_tracker),
+    )
+    .await;
+    router.trackers = trackers;
+
+    let vrid = vrid_spec(g, inst, (&ifname, ifindex), &router);
+    let group_addr = vrid.group;
+    let notify = checker.notify_set(
+        &format!("vrrp_instance {}", inst.name),
+        [
+            &inst.notify_master,
+            &inst.notify_backup,
+            &inst.notify_fault,
+            &inst.notify_stop,
+            &inst.notify,
+        ],
+    )?;
+    Ok(InstancePlan {
+        name: inst.name.clone(),
+        ifname: ifname.clone(),
+        ifindex,
+        vrid,
+        dest: if unicast {
+            AdvertDest::Unicast(router.unicast_peers.clone())
+        } else {
+            AdvertDest::Multicast(group_addr)
+        },
+        checksum: if g.v3_checksum_as_v2 {
+            V3Ipv4Checksum::Plain
+        } else {
+            V3Ipv4Checksum::PseudoHeader
+        },
+        router,
+        vips,
+        excluded,
+        source,
+        notify,
+        sync_group: inst.sync_group.clone(),
+        tracker_names: names,
+        source_tracker,
+    })
+}
+
+/// The datapath entry of an instance: what the kernel checks its adverts
+/// against, and the multicast group it joins.
+fn vrid_spec(
+    g: &model::GlobalDefs,
+    inst: &VrrpInstance,
+    (ifname, ifindex): (&str, u32),
+    router: &RouterConfig,
+) -> VridSpec {
+    let unicast = !router.unicast_peers.is_empty();
+    let (key_family, group_addr) = match router.family {
+        Family::V4 => (FAMILY_IPV4, IpAddr::V4(g.vrrp_mcast_group4)),
+        Family::V6 => (FAMILY_IPV6, IpAddr::V6(g.vrrp_mcast_group6)),
+    };
+    let mut vcfg = VridConfig {
+        flags: if unicast { 0 } else { VRID_FLAG_CHECK_TTL },
+        auth_type: router.auth.type_code(),
+        v2_interval_s: 0,
+        _pad: [0; 5],
+        auth_data: router.auth.data(),
+    };
+    if router.version == Version::V2 {
+        vcfg.v2_interval_s = u8::try_from(inst.advert_int_centis / 100).unwrap_or(0);
+    }
+    VridSpec {
+        ifname: ifname.to_string(),
+        key: VridKey::new(ifindex, key_family, inst.virtual_router_id),
+        cfg: vcfg,
+        group: group_addr,
+    }
+}
+
+/// The state machine's configuration of one instance.
+fn router_config(
+    inst: &VrrpInstance,
+    g: &model::GlobalDefs,
+    version: Version,
+    family: Family,
+    source: IpAddr,
+    vips: &[Vip],
+) -> RouterConfig {
+    let unicast = !inst.unicast_peer.is_empty();
     let mut router = RouterConfig::new(
         inst.name.clone(),
         inst.virtual_router_id,
@@ -562,6 +679,20 @@ async fn instance_plan(
     router.unicast_peers = inst.unicast_peer.iter().map(|p| p.address).collect();
     router.check_ttl = !unicast;
 
+    router
+}
+
+/// The objects an instance tracks (its interface, others, its source
+/// address, scripts, files, processes, its sync group's), with names for
+/// status; interface trackers are also entered in `interfaces`.
+async fn instance_trackers(
+    config: &Config,
+    inst: &VrrpInstance,
+    ids: &mut TrackerIds,
+    interfaces: &mut BTreeMap<u32, u32>,
+    (scripts, files, processes): (&[(ScriptPlan, CheckedScript)], &[FilePlan], &[ProcessPlan]),
+    (ifname, family, source, source_tracker): (&str, Family, IpAddr, Option<TrackerId>),
+) -> (Vec<TrackerConfig>, Vec<(TrackerId, String, &'static str)>) {
     let mut names = Vec::new();
     let mut trackers = Vec::new();
     let binary = |id: TrackerId, weight: i32, reverse: bool, initial: TrackState| TrackerConfig {
@@ -575,7 +706,7 @@ async fn instance_plan(
     // `dont_track_primary`.
     let mut tracked_ifaces: Vec<(String, i32, bool)> = Vec::new();
     if !inst.dont_track_primary {
-        tracked_ifaces.push((ifname.clone(), 0, false));
+        tracked_ifaces.push((ifname.to_string(), 0, false));
     }
     let group = config
         .vrrp_sync_group
@@ -652,61 +783,7 @@ async fn instance_plan(
             names.push((pp.id, r.name.clone(), "process"));
         }
     }
-    router.trackers = trackers;
-
-    let (key_family, group_addr) = match family {
-        Family::V4 => (FAMILY_IPV4, IpAddr::V4(g.vrrp_mcast_group4)),
-        Family::V6 => (FAMILY_IPV6, IpAddr::V6(g.vrrp_mcast_group6)),
-    };
-    let mut vcfg = VridConfig {
-        flags: if unicast { 0 } else { VRID_FLAG_CHECK_TTL },
-        auth_type: router.auth.type_code(),
-        v2_interval_s: 0,
-        _pad: [0; 5],
-        auth_data: router.auth.data(),
-    };
-    if version == Version::V2 {
-        vcfg.v2_interval_s = u8::try_from(inst.advert_int_centis / 100).unwrap_or(0);
-    }
-    let notify = checker.notify_set(
-        &format!("vrrp_instance {}", inst.name),
-        [
-            &inst.notify_master,
-            &inst.notify_backup,
-            &inst.notify_fault,
-            &inst.notify_stop,
-            &inst.notify,
-        ],
-    )?;
-    Ok(InstancePlan {
-        name: inst.name.clone(),
-        ifname: ifname.clone(),
-        ifindex,
-        vrid: VridSpec {
-            ifname,
-            key: VridKey::new(ifindex, key_family, inst.virtual_router_id),
-            cfg: vcfg,
-            group: group_addr,
-        },
-        dest: if unicast {
-            AdvertDest::Unicast(router.unicast_peers.clone())
-        } else {
-            AdvertDest::Multicast(group_addr)
-        },
-        checksum: if g.v3_checksum_as_v2 {
-            V3Ipv4Checksum::Plain
-        } else {
-            V3Ipv4Checksum::PseudoHeader
-        },
-        router,
-        vips,
-        excluded,
-        source,
-        notify,
-        sync_group: inst.sync_group.clone(),
-        tracker_names: names,
-        source_tracker,
-    })
+    (trackers, names)
 }
 
 /// The advert source xvrrpd picks when none is configured: the interface's

@@ -1,0 +1,77 @@
+//! The status JSON a running xvrrpd serves is the one docs/status-json.md
+//! describes: checked on the daemon's own answer, not on a report built in
+//! the test.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use serde_json::Value;
+use xvrrpd::vrrp::DiscardReason;
+use xvrrpd_tests::{
+    kconf::{Daemon, Instance},
+    scenario::Cluster,
+    stall::retry_after_host_stall,
+    vrrp_lab::OrFail,
+};
+
+/// r1 runs VRID 51 as VRRPv3, r2 as VRRPv2: each one's state machine
+/// discards the other's adverts as `wrong_version`, and `status --json`
+/// counts them under the documented name.
+#[test]
+fn discards_are_counted_under_their_documented_names() {
+    retry_after_host_stall("discards_are_counted_under_their_documented_names", || {
+        let mut c = Cluster::new(
+            "status-json",
+            Instance::new("VI_1", 51, &["192.0.2.100/24"]),
+            &[("r1", Daemon::Xvrrpd, 150), ("r2", Daemon::Xvrrpd, 100)],
+            false,
+            |node, cfg| {
+                if node.name == "r2" {
+                    cfg.instances[0].version = 2;
+                    cfg.instances[0].advert_int = Duration::from_secs(1);
+                }
+                Ok(())
+            },
+        )
+        .or_fail();
+        c.start_all().or_fail();
+        std::thread::sleep(Duration::from_millis(2500));
+        let r1 = c.router("r1");
+        let out = std::process::Command::new(&r1.bin)
+            .args(["status", "--json", "--control-socket"])
+            .arg(&r1.control_socket)
+            .output()
+            .expect("run xvrrpd status --json");
+        assert!(out.status.success(), "xvrrpd status --json failed: {out:?}");
+        let json: Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+        let discarded = json["instances"][0]["counters"]["discarded"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            discarded
+                .get("wrong_version")
+                .and_then(Value::as_u64)
+                .is_some_and(|n| n > 0),
+            "r1 heard r2's VRRPv2 adverts for 2.5 s and counts no wrong_version discard: \
+             {discarded:?}"
+        );
+        let documented = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/status-json.md"),
+        )
+        .expect("read docs/status-json.md");
+        let labels: BTreeSet<&str> = DiscardReason::LABELS.into_iter().collect();
+        for key in discarded.keys() {
+            assert!(
+                labels.contains(key.as_str()) && documented.contains(&format!("`{key}`")),
+                "status --json counts a discard as {key:?}, which docs/status-json.md does \
+                 not list"
+            );
+        }
+        let t = &json["instances"][0]["transitions"][0];
+        assert!(
+            ["MASTER", "BACKUP", "FAULT", "STOP"].contains(&t["to"].as_str().unwrap_or("")),
+            "a transition's state is not named as keepalived names it: {t}"
+        );
+        c.finish().or_fail();
+    });
+}
