@@ -34,44 +34,51 @@ fn discards_are_counted_under_their_documented_names() {
         )
         .or_fail();
         c.start_all().or_fail();
-        std::thread::sleep(Duration::from_millis(2500));
-        let r1 = c.router("r1");
-        let out = std::process::Command::new(&r1.bin)
-            .args(["status", "--json", "--control-socket"])
-            .arg(&r1.control_socket)
-            .output()
-            .expect("run xvrrpd status --json");
-        assert!(out.status.success(), "xvrrpd status --json failed: {out:?}");
-        let json: Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
-        let discarded = json["instances"][0]["counters"]["discarded"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        assert!(
-            discarded
-                .get("wrong_version")
-                .and_then(Value::as_u64)
-                .is_some_and(|n| n > 0),
-            "r1 heard r2's VRRPv2 adverts for 2.5 s and counts no wrong_version discard: \
-             {discarded:?}"
-        );
+        // r2's own down timer (VRRPv2, 1 s, priority 100) runs out after
+        // 3.6 s: then both send, and each hears the other's version.
+        std::thread::sleep(Duration::from_millis(5000));
         let documented = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/status-json.md"),
         )
         .expect("read docs/status-json.md");
         let labels: BTreeSet<&str> = DiscardReason::LABELS.into_iter().collect();
-        for key in discarded.keys() {
+        for name in ["r1", "r2"] {
+            let r = c.router(name);
+            let out = std::process::Command::new(&r.bin)
+                .args(["status", "--json", "--control-socket"])
+                .arg(&r.control_socket)
+                .output()
+                .expect("run xvrrpd status --json");
             assert!(
-                labels.contains(key.as_str()) && documented.contains(&format!("`{key}`")),
-                "status --json counts a discard as {key:?}, which docs/status-json.md does \
-                 not list"
+                out.status.success(),
+                "{name}: xvrrpd status --json failed: {out:?}"
+            );
+            let json: Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+            let discarded = json["instances"][0]["counters"]["discarded"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                discarded
+                    .get("wrong_version")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|n| n > 0),
+                "{name} heard the other version's adverts and counts no wrong_version \
+                 discard: {discarded:?}"
+            );
+            for key in discarded.keys() {
+                assert!(
+                    labels.contains(key.as_str()) && documented.contains(&format!("`{key}`")),
+                    "{name}: status --json counts a discard as {key:?}, which \
+                     docs/status-json.md does not list"
+                );
+            }
+            let t = &json["instances"][0]["transitions"][0];
+            assert!(
+                ["MASTER", "BACKUP", "FAULT", "STOP"].contains(&t["to"].as_str().unwrap_or("")),
+                "{name}: a transition's state is not named as keepalived names it: {t}"
             );
         }
-        let t = &json["instances"][0]["transitions"][0];
-        assert!(
-            ["MASTER", "BACKUP", "FAULT", "STOP"].contains(&t["to"].as_str().unwrap_or("")),
-            "a transition's state is not named as keepalived names it: {t}"
-        );
         c.finish().or_fail();
     });
 }
