@@ -1,0 +1,324 @@
+//! `global_defs`: the defaults every instance starts from.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+    time::Duration,
+};
+
+use super::{
+    super::{
+        UnsupportedKind,
+        model::{GlobalDefs, ScriptUser},
+        tree::Node,
+    },
+    Builder,
+    keywords::{Shape, TIMER_MAX_SEC, Table, unchecked},
+};
+
+impl Builder<'_> {
+    /// Several `global_defs` blocks add up, as in keepalived.
+    pub(super) fn global_defs(&mut self, n: &Node) {
+        if !self.shape(n, Shape::Block) {
+            return;
+        }
+        let mut g = std::mem::take(&mut self.cfg.global_defs);
+        self.read_block(&GLOBAL_DEFS, &mut g, n.children());
+        self.default_lower_prio_garp(&mut g);
+        self.cfg.global_defs = g;
+    }
+
+    fn mcast_group<A: Multicast>(&mut self, n: &Node, family: &str, group: &str) -> Option<A> {
+        let t = self.word(n, "address")?;
+        match A::from_str(&t.text) {
+            Ok(a) if a.is_multicast() => Some(a),
+            _ => {
+                self.d
+                    .error(
+                        &t.loc,
+                        format!(
+                            "{} '{}' is not an {family} multicast address",
+                            n.name(),
+                            t.text
+                        ),
+                    )
+                    .hint(format!("the VRRP group is {group}"));
+                None
+            }
+        }
+    }
+
+    fn script_user(&mut self, n: &Node) -> Option<ScriptUser> {
+        let u = self.arg(n, 0, "user name")?.clone();
+        self.extra(n, 2);
+        if !self.host.user_exists(&u.text) {
+            self.d
+                .error(&u.loc, format!("script_user '{}' does not exist", u.text))
+                .hint("create the user or name an existing one (often root)");
+        }
+        let group = n.args.get(1);
+        if let Some(g) = group
+            && !self.host.group_exists(&g.text)
+        {
+            self.d
+                .error(
+                    &g.loc,
+                    format!("script_user group '{}' does not exist", g.text),
+                )
+                .hint("name an existing group, or leave it out to use the user's group");
+        }
+        Some(ScriptUser {
+            user: u.text,
+            group: group.map(|g| g.text.clone()),
+        })
+    }
+}
+
+/// The VRRP group addresses, checked the same way for both families.
+trait Multicast: FromStr {
+    fn is_multicast(&self) -> bool;
+}
+
+impl Multicast for Ipv4Addr {
+    fn is_multicast(&self) -> bool {
+        Ipv4Addr::is_multicast(self)
+    }
+}
+
+impl Multicast for Ipv6Addr {
+    fn is_multicast(&self) -> bool {
+        Ipv6Addr::is_multicast(self)
+    }
+}
+
+/// One GARP/NA burst of one message, no second burst.
+fn min_garp(b: &mut Builder<'_>, g: &mut GlobalDefs, n: &Node) {
+    let Some(on) = b.flag(n) else {
+        return;
+    };
+    g.vrrp_min_garp = on;
+    if on {
+        g.vrrp_garp_master_repeat = 1;
+        g.vrrp_garp_master_delay = Duration::ZERO;
+        g.vrrp_garp_lower_prio_repeat = 1;
+        g.vrrp_garp_lower_prio_delay = Duration::ZERO;
+        b.lp_delay_set = true;
+        b.lp_repeat_set = true;
+    }
+}
+
+fn v3_checksum_as_v2(b: &mut Builder<'_>, g: &mut GlobalDefs, n: &Node) {
+    if let Some(on) = b.flag(n) {
+        g.v3_checksum_as_v2 = on;
+        b.d.note(&n.key.loc, "'v3_checksum_as_v2' is an xvrrpd extension")
+            .hint("keepalived reports it as an unknown keyword");
+    }
+}
+
+static GLOBAL_DEFS: Table<GlobalDefs> = Table {
+    context: "global_defs",
+    unknown_leaf: false,
+    keywords: &[
+        unchecked(&["router_id"], |b, g, n| {
+            if let Some(t) = b.word(n, "name") {
+                g.router_id = Some(t.text);
+            }
+        }),
+        unchecked(&["vrrp_version"], |b, g, n| {
+            b.set_uint(n, 2, 3, &mut g.vrrp_version)
+        }),
+        unchecked(&["vrrp_mcast_group4"], |b, g, n| {
+            if let Some(a) = b.mcast_group(n, "IPv4", "224.0.0.18") {
+                g.vrrp_mcast_group4 = a;
+            }
+        }),
+        unchecked(&["vrrp_mcast_group6"], |b, g, n| {
+            if let Some(a) = b.mcast_group(n, "IPv6", "ff02::12") {
+                g.vrrp_mcast_group6 = a;
+            }
+        }),
+        unchecked(&["vrrp_garp_master_delay"], |b, g, n| {
+            b.set_whole_secs(n, &mut g.vrrp_garp_master_delay);
+        }),
+        unchecked(&["vrrp_garp_lower_prio_delay"], |b, g, n| {
+            if b.set_whole_secs(n, &mut g.vrrp_garp_lower_prio_delay) {
+                b.lp_delay_set = true;
+            }
+        }),
+        unchecked(&["vrrp_garp_master_refresh"], |b, g, n| {
+            b.set_whole_secs(n, &mut g.vrrp_garp_master_refresh);
+        }),
+        unchecked(&["vrrp_garp_master_repeat"], |b, g, n| {
+            b.set_repeat(n, &mut g.vrrp_garp_master_repeat);
+        }),
+        unchecked(&["vrrp_garp_lower_prio_repeat"], |b, g, n| {
+            if b.set_repeat(n, &mut g.vrrp_garp_lower_prio_repeat) {
+                b.lp_repeat_set = true;
+            }
+        }),
+        unchecked(&["vrrp_garp_master_refresh_repeat"], |b, g, n| {
+            b.set_repeat(n, &mut g.vrrp_garp_master_refresh_repeat);
+        }),
+        unchecked(&["vrrp_garp_interval"], |b, g, n| {
+            b.set_secs(n, 0.0, 2147.0, &mut g.vrrp_garp_interval);
+        }),
+        unchecked(&["vrrp_gna_interval"], |b, g, n| {
+            b.set_secs(n, 0.0, 2147.0, &mut g.vrrp_gna_interval);
+        }),
+        unchecked(&["vrrp_min_garp"], min_garp),
+        unchecked(&["vrrp_lower_prio_no_advert"], |b, g, n| {
+            b.set_flag(n, &mut g.vrrp_lower_prio_no_advert)
+        }),
+        unchecked(&["vrrp_higher_prio_send_advert"], |b, g, n| {
+            b.set_flag(n, &mut g.vrrp_higher_prio_send_advert)
+        }),
+        unchecked(&["vrrp_skip_check_adv_addr"], |b, g, n| {
+            b.set_flag(n, &mut g.vrrp_skip_check_adv_addr)
+        }),
+        unchecked(&["vrrp_strict"], |b, g, n| b.set_on(n, &mut g.vrrp_strict)),
+        unchecked(&["vrrp_check_unicast_src"], |b, g, n| {
+            b.set_on(n, &mut g.vrrp_check_unicast_src)
+        }),
+        unchecked(&["vrrp_startup_delay"], |b, g, n| {
+            b.set_secs(n, 0.0, TIMER_MAX_SEC as f64, &mut g.vrrp_startup_delay);
+        }),
+        unchecked(&["vrrp_down_timer_adverts"], |b, g, n| {
+            b.set_uint(n, 1, 100, &mut g.vrrp_down_timer_adverts)
+        }),
+        unchecked(&["v3_checksum_as_v2"], v3_checksum_as_v2),
+        unchecked(&["notify_fifo"], |b, g, n| g.notify_fifo = b.fifo(n)),
+        unchecked(&["vrrp_notify_fifo"], |b, g, n| {
+            g.vrrp_notify_fifo = b.fifo(n)
+        }),
+        unchecked(&["notify_fifo_script"], |b, g, n| {
+            g.notify_fifo_script = b.script(n, "notify_fifo_script", false)
+        }),
+        unchecked(&["vrrp_notify_fifo_script"], |b, g, n| {
+            g.vrrp_notify_fifo_script = b.script(n, "vrrp_notify_fifo_script", false)
+        }),
+        unchecked(&["script_user"], |b, g, n| {
+            if let Some(u) = b.script_user(n) {
+                g.script_user = Some(u);
+            }
+        }),
+        unchecked(&["enable_script_security"], |b, g, n| {
+            b.set_on(n, &mut g.enable_script_security)
+        }),
+        unchecked(MAIL, |b, _, n| {
+            b.unsupported(
+                n,
+                UnsupportedKind::Ignored,
+                "is ignored: xvrrpd sends no mail (use notify scripts or the notify FIFO)",
+            )
+        }),
+        unchecked(IGNORED_GLOBALS, |b, _, n| b.ignored(n)),
+    ],
+};
+
+/// Mail settings: xvrrpd sends no mail.
+const MAIL: &[&str] = &[
+    "notification_email",
+    "notification_email_from",
+    "smtp_server",
+    "smtp_helo",
+    "smtp_connect_timeout",
+    "smtp_alert",
+    "smtp_alert_vrrp",
+    "smtp_alert_checker",
+    "email_from",
+    "no_email_faults",
+];
+
+/// global_defs keywords keepalived knows that change nothing for xvrrpd.
+const IGNORED_GLOBALS: &[&str] = &[
+    "default_interface",
+    "dynamic_interfaces",
+    "allow_if_changes",
+    "vrrp_no_swap",
+    "vrrp_priority",
+    "vrrp_rt_priority",
+    "vrrp_rlimit_rttime",
+    "vrrp_rx_bufs_policy",
+    "vrrp_rx_bufs_multiplier",
+    "max_auto_priority",
+    "min_auto_priority_delay",
+    "process_names",
+    "process_name",
+    "vrrp_process_name",
+    "checker_process_name",
+    "bfd_process_name",
+    "checker_priority",
+    "checker_no_swap",
+    "checker_rt_priority",
+    "checker_rlimit_rttime",
+    "checker_log_all_failures",
+    "bfd_priority",
+    "bfd_no_swap",
+    "bfd_rt_priority",
+    "bfd_rlimit_rttime",
+    "lvs_sync_daemon",
+    "lvs_timeouts",
+    "lvs_flush",
+    "lvs_flush_on_stop",
+    "lvs_notify_fifo",
+    "lvs_notify_fifo_script",
+    "lvs_id",
+    "enable_snmp_vrrp",
+    "enable_snmp_keepalived",
+    "enable_snmp_checker",
+    "enable_snmp_rfc",
+    "enable_snmp_rfcv2",
+    "enable_snmp_rfcv3",
+    "enable_traps",
+    "snmp_socket",
+    "enable_dbus",
+    "dbus_service_name",
+    "vrrp_iptables",
+    "vrrp_ipsets",
+    "nftables",
+    "nftables_priority",
+    "nftables_counters",
+    "nftables_ifindex",
+    "nftables_ipvs",
+    "nftables_ipvs_priority",
+    "nftables_ipvs_start_fwmark",
+    "disable_local_igmp",
+    "vrrp_garp_extra_if",
+    "vrrp_notify_priority_changes",
+    "fifo_write_vrrp_states_on_reload",
+    "umask",
+    "log_unknown_vrids",
+    "vmac_prefix",
+    "vmac_addr_prefix",
+    "net_namespace",
+    "net_namespace_ipvs",
+    "namespace_with_ipsets",
+    "instance",
+    "use_pid_dir",
+    "linkbeat_use_polling",
+    "vrrp_netlink_cmd_rcv_bufs",
+    "vrrp_netlink_cmd_rcv_bufs_force",
+    "vrrp_netlink_monitor_rcv_bufs",
+    "vrrp_netlink_monitor_rcv_bufs_force",
+    "lvs_netlink_cmd_rcv_bufs",
+    "lvs_netlink_cmd_rcv_bufs_force",
+    "lvs_netlink_monitor_rcv_bufs",
+    "lvs_netlink_monitor_rcv_bufs_force",
+    "rs_init_notifies",
+    "no_checker_emails",
+    "vrrp_startup_delay_ms",
+    "random_seed",
+    "reload_time_file",
+    "reload_repeat",
+    "reload_file",
+    "startup_script",
+    "startup_script_timeout",
+    "shutdown_script",
+    "shutdown_script_timeout",
+    "data_use_instance",
+    "tmp_config_directory",
+    "config_save_dir",
+    "vrrp_owner_ignore_adverts",
+    "vrrp_garp_lower_prio_repeat_interval",
+    "notify_fifo_script_user",
+];

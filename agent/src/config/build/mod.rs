@@ -1,0 +1,134 @@
+//! The keyword tree → the typed model, validated and defaulted as keepalived
+//! does. Where keepalived reports a value and carries on with a default, the
+//! report here is an error (the file does not run as written); where it only
+//! warns, so does this.
+//!
+//! Each block kind reads its lines through a keyword table into a draft;
+//! checks between keywords of a block run once the block is read
+//! (`validate`), checks between blocks once the file is read (`resolve`).
+
+mod global_defs;
+mod instance_blocks;
+mod keywords;
+mod resolve;
+mod scripts;
+mod track_file;
+mod track_process;
+mod track_refs;
+mod tracking;
+mod validate;
+mod vrrp_instance;
+mod vrrp_script;
+mod vrrp_sync_group;
+
+use keywords::{Shape, Table, unchecked};
+
+use super::{
+    Unsupported, UnsupportedKind, diag::Diags, host::Host, lexer::Token, model::Config, tree::Node,
+};
+
+pub(crate) struct Builder<'a> {
+    host: &'a dyn Host,
+    d: &'a mut Diags,
+    unsupported: Vec<Unsupported>,
+    cfg: Config,
+    /// vrrp_garp_lower_prio_{delay,repeat} given: otherwise they follow the master values.
+    lp_delay_set: bool,
+    lp_repeat_set: bool,
+    inst_meta: Vec<vrrp_instance::InstMeta>,
+    group_meta: Vec<vrrp_sync_group::GroupMeta>,
+    scripts: Vec<scripts::PendingScript>,
+}
+
+impl<'a> Builder<'a> {
+    pub(crate) fn new(host: &'a dyn Host, d: &'a mut Diags) -> Self {
+        Self {
+            host,
+            d,
+            unsupported: Vec::new(),
+            cfg: Config::default(),
+            lp_delay_set: false,
+            lp_repeat_set: false,
+            inst_meta: Vec::new(),
+            group_meta: Vec::new(),
+            scripts: Vec::new(),
+        }
+    }
+
+    pub(crate) fn run(mut self, top: &[Node]) -> (Config, Vec<Unsupported>) {
+        self.read_block(&TOP, &mut (), top);
+        self.resolve();
+        (self.cfg, self.unsupported)
+    }
+
+    /// `KIND NAME {`: the name, if the block is well formed.
+    fn block_name(&mut self, n: &Node) -> Option<Token> {
+        if !self.shape(n, Shape::Block) {
+            return None;
+        }
+        let name = self.arg(n, 0, "name")?.clone();
+        self.extra(n, 1);
+        Some(name)
+    }
+
+    /// A second `KIND NAME {` block of a kind whose names must be unique.
+    fn defined_twice(&mut self, n: &Node, name: &Token) {
+        let kind = n.name();
+        self.d
+            .error(
+                &name.loc,
+                format!("{kind} '{}' is defined twice", name.text),
+            )
+            .hint(format!("give each {kind} its own name"));
+    }
+}
+
+static TOP: Table<()> = Table {
+    context: "the top level",
+    unknown_leaf: false,
+    keywords: &[
+        unchecked(&["global_defs"], |b, _, n| b.global_defs(n)),
+        unchecked(&["vrrp_script"], |b, _, n| b.vrrp_script(n)),
+        unchecked(&["vrrp_track_file", "track_file"], |b, _, n| {
+            b.track_file(n)
+        }),
+        unchecked(&["vrrp_track_process"], |b, _, n| b.track_process(n)),
+        unchecked(&["vrrp_instance"], |b, _, n| b.vrrp_instance(n)),
+        unchecked(&["vrrp_sync_group"], |b, _, n| b.vrrp_sync_group(n)),
+        unchecked(
+            &[
+                "virtual_server",
+                "virtual_server_group",
+                "real_server",
+                "SSL",
+            ],
+            |b, _, n| {
+                b.unsupported(
+                    n,
+                    UnsupportedKind::Ignored,
+                    "block not handled by xvrrpd (LVS/IPVS); the VRRP part still runs, as with keepalived --vrrp",
+                )
+            },
+        ),
+        unchecked(
+            &["static_ipaddress", "static_routes", "static_rules"],
+            |b, _, n| {
+                b.unsupported(
+                    n,
+                    UnsupportedKind::NotSupported,
+                    "is not supported by xvrrpd yet: these addresses/routes are not configured",
+                )
+            },
+        ),
+        unchecked(
+            &[
+                "garp_group",
+                "linkbeat_interfaces",
+                "interface_up_down_delays",
+                "bfd_instance",
+                "vrrp_track_bfd",
+            ],
+            |b, _, n| b.not_supported(n),
+        ),
+    ],
+};

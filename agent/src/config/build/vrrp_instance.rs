@@ -1,0 +1,425 @@
+//! `vrrp_instance NAME { ... }`: one virtual router.
+
+use std::time::Duration;
+
+use super::{
+    super::{UnsupportedKind, diag::Loc, lexer::Token, model::*, tree::Node},
+    Builder,
+    keywords::{Shape, TIMER_MAX_SEC, Table, leaf, unchecked},
+    track_refs::PendingTracks,
+    tracking::{self, NOTIFY, TRACK_REFS, Tracking},
+};
+
+/// What resolving the file needs about an instance beyond the model.
+pub(super) struct InstMeta {
+    pub(super) loc: Loc,
+    pub(super) tracks: PendingTracks,
+    /// A valid virtual_router_id was given.
+    pub(super) vrid_set: bool,
+}
+
+/// An instance as read, with what its cross-keyword checks need.
+pub(super) struct InstanceDraft {
+    pub(super) v: VrrpInstance,
+    pub(super) m: InstMeta,
+    /// "vrrp_instance NAME", as its notify scripts are checked under.
+    owner: String,
+    /// A virtual_router_id line was there, valid or not (one error is enough).
+    pub(super) vrid_line: bool,
+    pub(super) explicit_version: Option<(u8, Loc)>,
+    pub(super) explicit_accept: Option<bool>,
+    pub(super) advert: Option<(Duration, Loc)>,
+    pub(super) nopreempt_loc: Option<Loc>,
+    pub(super) preempt_delay_loc: Option<Loc>,
+    pub(super) auth_loc: Option<Loc>,
+    pub(super) strict_loc: Option<Loc>,
+    /// garp_lower_prio_{delay,repeat} given in the instance.
+    pub(super) lp_delay_set: bool,
+    pub(super) lp_repeat_set: bool,
+    /// Where each line of the virtual_ipaddress blocks is, parsed or not.
+    pub(super) vip_locs: Vec<Loc>,
+}
+
+impl Builder<'_> {
+    pub(super) fn vrrp_instance(&mut self, n: &Node) {
+        let Some(name) = self.block_name(n) else {
+            return;
+        };
+        if self.cfg.instance(&name.text).is_some() {
+            self.defined_twice(n, &name);
+            return;
+        }
+        let mut draft = InstanceDraft {
+            v: instance_from_globals(&name.text, &self.cfg.global_defs),
+            m: InstMeta {
+                loc: name.loc,
+                tracks: PendingTracks::default(),
+                vrid_set: false,
+            },
+            owner: format!("vrrp_instance {}", name.text),
+            vrid_line: false,
+            explicit_version: None,
+            explicit_accept: None,
+            advert: None,
+            nopreempt_loc: None,
+            preempt_delay_loc: None,
+            auth_loc: None,
+            strict_loc: None,
+            lp_delay_set: false,
+            lp_repeat_set: false,
+            vip_locs: Vec::new(),
+        };
+        self.read_block(&VRRP_INSTANCE, &mut draft, n.children());
+        self.validate_instance(&mut draft);
+        self.cfg.vrrp_instance.push(draft.v);
+        self.inst_meta.push(draft.m);
+    }
+}
+
+tracking::impl_tracking!(InstanceDraft, v);
+
+/// A new instance: keepalived's defaults, and the global_defs read so far.
+fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
+    VrrpInstance {
+        name: name.to_string(),
+        state: State::Backup,
+        interface: None,
+        virtual_router_id: 0,
+        priority: 100,
+        advert_int: Duration::from_secs(1),
+        advert_int_centis: 100,
+        version: g.vrrp_version,
+        family: Family::Inet,
+        nopreempt: false,
+        preempt_delay: Duration::ZERO,
+        virtual_ipaddress: Vec::new(),
+        virtual_ipaddress_excluded: Vec::new(),
+        unicast_src_ip: None,
+        mcast_src_ip: None,
+        unicast_peer: Vec::new(),
+        authentication: None,
+        track_interface: Vec::new(),
+        track_script: Vec::new(),
+        track_file: Vec::new(),
+        track_process: Vec::new(),
+        notify_master: None,
+        notify_backup: None,
+        notify_fault: None,
+        notify_stop: None,
+        notify: None,
+        accept: true,
+        dont_track_primary: false,
+        garp_master_delay: g.vrrp_garp_master_delay,
+        garp_master_repeat: g.vrrp_garp_master_repeat,
+        garp_lower_prio_delay: g.vrrp_garp_lower_prio_delay,
+        garp_lower_prio_repeat: g.vrrp_garp_lower_prio_repeat,
+        garp_master_refresh: g.vrrp_garp_master_refresh,
+        garp_master_refresh_repeat: g.vrrp_garp_master_refresh_repeat,
+        lower_prio_no_advert: g.vrrp_lower_prio_no_advert,
+        higher_prio_send_advert: g.vrrp_higher_prio_send_advert,
+        skip_check_adv_addr: g.vrrp_skip_check_adv_addr,
+        strict_mode: g.vrrp_strict,
+        check_unicast_src: g.vrrp_check_unicast_src,
+        down_timer_adverts: g.vrrp_down_timer_adverts,
+        use_vmac: None,
+        virtual_routes: Vec::new(),
+        virtual_rules: Vec::new(),
+        smtp_alert: false,
+        sync_group: None,
+    }
+}
+
+fn state(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    let Some(t) = b.word(n, "state") else {
+        return;
+    };
+    match t.text.as_str() {
+        "MASTER" => d.v.state = State::Master,
+        "BACKUP" => d.v.state = State::Backup,
+        other => {
+            b.d.error(&t.loc, format!("({}) unknown state '{other}'", d.v.name))
+                .hint("state is MASTER or BACKUP (upper case)");
+        }
+    }
+}
+
+fn interface(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    if let Some(t) = b.word(n, "interface name") {
+        d.v.interface = Some(t.text.clone());
+        b.check_interface(&t, &format!("vrrp_instance {}", d.v.name));
+    }
+}
+
+fn virtual_router_id(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    d.vrid_line = true;
+    let Some(t) = b.word(n, "VRID") else {
+        return;
+    };
+    match t.text.parse::<i64>() {
+        Ok(id) => match u8::try_from(id) {
+            Ok(id) if id >= 1 => {
+                d.v.virtual_router_id = id;
+                d.m.vrid_set = true;
+            }
+            _ => {
+                b.d.error(
+                    &t.loc,
+                    format!("virtual_router_id {id} is out of range 1..255"),
+                )
+                .hint("a VRID is 1..255 and must match on every router of the group");
+            }
+        },
+        Err(_) => {
+            b.d.error(
+                &t.loc,
+                format!("virtual_router_id '{}' is not a number", t.text),
+            )
+            .hint("a VRID is 1..255");
+        }
+    }
+}
+
+fn priority(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    let Some(t) = b.word(n, "priority") else {
+        return;
+    };
+    match t
+        .text
+        .parse::<i64>()
+        .ok()
+        .and_then(|p| u8::try_from(p).ok())
+    {
+        Some(p) if p >= 1 => d.v.priority = p,
+        _ => {
+            b.d.error(&t.loc, format!("({}) priority '{}' is out of range 1..255", d.v.name, t.text))
+                .hint("use 1..254 (255 only on the router that owns the addresses); keepalived falls back to 100");
+        }
+    }
+}
+
+/// Kept as given: the version decides how it is rounded.
+fn advert_int(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    if let Some(t) = b.word(n, "interval")
+        && let Some(secs) = b.secs_tok(&t, "advert_int", 0.01, 255.0)
+    {
+        d.advert = Some((secs, t.loc));
+    }
+}
+
+fn source_ip(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    let Some(t) = b.word(n, "address") else {
+        return;
+    };
+    if let Some(a) = b.ip(&t, n.name()) {
+        match n.name() {
+            "unicast_src_ip" => d.v.unicast_src_ip = Some(a),
+            _ => d.v.mcast_src_ip = Some(a),
+        }
+    }
+}
+
+fn unicast_peer(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    if b.shape(n, Shape::Block) {
+        for p in n.children() {
+            if let Some(peer) = b.peer(p, &mut d.v.check_unicast_src) {
+                d.v.unicast_peer.push(peer);
+            }
+        }
+    }
+}
+
+/// `use_vmac [IFNAME] [MAC]`: recorded, not acted on.
+fn use_vmac(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    b.extra(n, 2);
+    let mut u = UseVmac {
+        interface: None,
+        mac: None,
+    };
+    for a in &n.args {
+        if a.text.contains(':') && a.text.len() >= 14 {
+            u.mac = Some(a.text.clone());
+        } else {
+            u.interface = Some(a.text.clone());
+        }
+    }
+    d.v.use_vmac = Some(u);
+    b.unsupported(
+        n,
+        UnsupportedKind::NotSupported,
+        "is parsed but not supported by xvrrpd yet: addresses go on the physical interface",
+    );
+}
+
+/// `virtual_routes`/`virtual_rules`: each line kept as written, not acted on.
+fn routes_or_rules(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    if !b.shape(n, Shape::Block) {
+        return;
+    }
+    let lines: Vec<String> = n.children().iter().map(line_text).collect();
+    match n.name() {
+        "virtual_routes" => d.v.virtual_routes = lines,
+        _ => d.v.virtual_rules = lines,
+    }
+    b.unsupported(
+        n,
+        UnsupportedKind::NotSupported,
+        "is parsed but not supported by xvrrpd yet: these routes/rules are not installed",
+    );
+}
+
+fn line_text(l: &Node) -> String {
+    std::iter::once(&l.key)
+        .chain(&l.args)
+        .map(|t: &Token| t.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn native_ipv6(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    b.no_args(n);
+    d.v.family = Family::Inet6;
+    b.d.note(
+        &n.key.loc,
+        "'native_ipv6' is deprecated; the addresses set the family",
+    )
+    .hint("remove it");
+}
+
+static VRRP_INSTANCE: Table<InstanceDraft> = Table {
+    context: "vrrp_instance",
+    unknown_leaf: true,
+    keywords: &[
+        leaf(&["state"], state),
+        leaf(&["interface"], interface),
+        leaf(&["virtual_router_id"], virtual_router_id),
+        leaf(&["priority"], priority),
+        leaf(&["advert_int"], advert_int),
+        leaf(&["version"], |b, d, n| {
+            if let Some(ver) = b.uint(n, 2, 3) {
+                d.explicit_version = Some((ver as u8, n.key.loc.clone()));
+            }
+        }),
+        leaf(&["nopreempt", "no_preempt"], |b, d, n| {
+            b.set_on(n, &mut d.v.nopreempt);
+            d.nopreempt_loc = Some(n.key.loc.clone());
+        }),
+        leaf(&["preempt"], |b, d, n| {
+            b.no_args(n);
+            d.v.nopreempt = false;
+            d.nopreempt_loc = None;
+        }),
+        leaf(&["preempt_delay"], |b, d, n| {
+            if b.set_secs(n, 0.0, TIMER_MAX_SEC as f64, &mut d.v.preempt_delay) {
+                d.preempt_delay_loc = Some(n.key.loc.clone());
+            }
+        }),
+        unchecked(&["virtual_ipaddress"], |b, d, n| {
+            let lines = n.children().iter().map(|l| l.key.loc.clone());
+            d.vip_locs.extend(lines);
+            let a = b.addresses(n);
+            d.v.virtual_ipaddress.extend(a);
+        }),
+        unchecked(&["virtual_ipaddress_excluded"], |b, d, n| {
+            let a = b.addresses(n);
+            d.v.virtual_ipaddress_excluded.extend(a);
+        }),
+        leaf(&["unicast_src_ip", "mcast_src_ip"], source_ip),
+        unchecked(&["unicast_peer"], unicast_peer),
+        unchecked(&["authentication"], |b, d, n| {
+            if b.shape(n, Shape::Block) {
+                d.auth_loc = Some(n.key.loc.clone());
+                d.v.authentication = b.authentication(n, &d.v.name);
+            }
+        }),
+        unchecked(&["track_interface"], tracking::track_interface),
+        unchecked(TRACK_REFS, tracking::track_refs),
+        leaf(NOTIFY, tracking::notify),
+        leaf(&["accept"], |b, d, n| {
+            b.no_args(n);
+            d.explicit_accept = Some(true);
+        }),
+        leaf(&["no_accept"], |b, d, n| {
+            b.no_args(n);
+            d.explicit_accept = Some(false);
+        }),
+        leaf(&["dont_track_primary"], |b, d, n| {
+            b.set_on(n, &mut d.v.dont_track_primary)
+        }),
+        leaf(&["garp_master_delay"], |b, d, n| {
+            b.set_whole_secs(n, &mut d.v.garp_master_delay);
+        }),
+        leaf(&["garp_lower_prio_delay"], |b, d, n| {
+            if b.set_whole_secs(n, &mut d.v.garp_lower_prio_delay) {
+                d.lp_delay_set = true;
+            }
+        }),
+        leaf(&["garp_master_refresh"], |b, d, n| {
+            b.set_whole_secs(n, &mut d.v.garp_master_refresh);
+        }),
+        leaf(&["garp_master_repeat"], |b, d, n| {
+            b.set_repeat(n, &mut d.v.garp_master_repeat);
+        }),
+        leaf(&["garp_lower_prio_repeat"], |b, d, n| {
+            if b.set_repeat(n, &mut d.v.garp_lower_prio_repeat) {
+                d.lp_repeat_set = true;
+            }
+        }),
+        leaf(&["garp_master_refresh_repeat"], |b, d, n| {
+            b.set_repeat(n, &mut d.v.garp_master_refresh_repeat);
+        }),
+        leaf(&["lower_prio_no_advert"], |b, d, n| {
+            b.set_flag(n, &mut d.v.lower_prio_no_advert)
+        }),
+        leaf(&["higher_prio_send_advert"], |b, d, n| {
+            b.set_flag(n, &mut d.v.higher_prio_send_advert)
+        }),
+        leaf(&["skip_check_adv_addr"], |b, d, n| {
+            b.set_flag(n, &mut d.v.skip_check_adv_addr)
+        }),
+        leaf(&["strict_mode"], |b, d, n| {
+            if let Some(on) = b.flag(n) {
+                d.v.strict_mode = on;
+                d.strict_loc = Some(n.key.loc.clone());
+            }
+        }),
+        leaf(&["check_unicast_src"], |b, d, n| {
+            b.set_on(n, &mut d.v.check_unicast_src)
+        }),
+        leaf(&["down_timer_adverts"], |b, d, n| {
+            b.set_uint(n, 1, 100, &mut d.v.down_timer_adverts)
+        }),
+        leaf(&["use_vmac"], use_vmac),
+        unchecked(&["virtual_routes", "virtual_rules"], routes_or_rules),
+        leaf(&["smtp_alert"], tracking::smtp_alert),
+        leaf(&["native_ipv6"], native_ipv6),
+        leaf(
+            &[
+                "debug",
+                "notify_priority_changes",
+                "kernel_rx_buf_size",
+                "linkbeat_use_polling",
+            ],
+            |b, _, n| b.ignored(n),
+        ),
+        unchecked(&["track_bfd"], |b, _, n| b.not_supported(n)),
+        leaf(UNSUPPORTED_INSTANCE, |b, _, n| b.not_supported(n)),
+    ],
+};
+
+/// vrrp_instance keywords keepalived knows and xvrrpd does not implement.
+const UNSUPPORTED_INSTANCE: &[&str] = &[
+    "use_vmac_addr",
+    "vmac_xmit_base",
+    "use_ipvlan",
+    "vrf",
+    "track_src_ip",
+    "mcast_dst_ip",
+    "unicast_ttl",
+    "unicast_fault_no_peer",
+    "promote_secondaries",
+    "notify_deleted",
+    "notify_master_rx_lower_pri",
+    "old_unicast_checksum",
+    "garp_extra_if",
+    "garp_extra_if_vmac",
+];
