@@ -39,7 +39,7 @@ use crate::{
     },
     notify::{Notifier, NotifierOptions, NotifyState, Subject},
     packet::{self, Advert, Auth, Version},
-    tracker::{self, TrackerEvent, TrackerHandle, TrackerState},
+    tracker::{self, TrackerEvent, TrackerHandle},
     vrrp::{
         Action, AdvertMeta, Input, ReceivedAdvert, Router, State, SyncAction, SyncGroup, TimerKind,
         TrackState, TrackerId, Transition,
@@ -175,14 +175,6 @@ enum Wake {
     EbpfLoaded(Result<Box<PreparedEbpf>, String>),
     Housekeeping,
     Effect(Option<Report>),
-}
-
-fn to_track(s: TrackerState) -> TrackState {
-    match s {
-        TrackerState::Ok => TrackState::Up,
-        TrackerState::Fail => TrackState::Down,
-        TrackerState::Value(v) => TrackState::Value(i64::from(v)),
-    }
 }
 
 fn notify_state(s: State) -> NotifyState {
@@ -437,18 +429,13 @@ impl Daemon {
             if self.trackers.iter().any(|(id, _)| *id == sp.id) {
                 continue;
             }
-            let mut cfg = tracker::script::ScriptTrackerConfig::new(
-                tracker::TrackerId(sp.id.0),
-                sp.name.clone(),
-                checked.clone(),
-            );
+            let mut cfg =
+                tracker::script::ScriptTrackerConfig::new(sp.id, sp.name.clone(), checked.clone());
             cfg.interval = sp.interval;
             cfg.timeout = sp.timeout;
             cfg.rise = sp.rise;
             cfg.fall = sp.fall;
             cfg.init_fail = sp.init_fail;
-            cfg.weight = sp.weight;
-            cfg.reverse = sp.reverse;
             let handle = tracker::script::spawn(cfg, self.tracker_tx.clone());
             self.trackers.push((sp.id, handle));
         }
@@ -467,19 +454,17 @@ impl Daemon {
                 warn!("track_file {}: {e}", fp.name);
             }
             let cfg = tracker::file::FileTrackerConfig {
-                id: tracker::TrackerId(fp.id.0),
+                id: fp.id,
                 name: fp.name.clone(),
                 path: fp.path.clone(),
-                weight: fp.weight,
-                reverse: fp.reverse,
                 init: None,
             };
             match tracker::file::FileTracker::spawn(cfg, self.tracker_tx.clone()) {
                 Ok(ft) => {
                     // The file's value at start is this tracker's first report.
                     let _ = self.tracker_tx.try_send(TrackerEvent {
-                        id: tracker::TrackerId(fp.id.0),
-                        state: TrackerState::Value(ft.initial),
+                        id: fp.id,
+                        state: TrackState::Value(i64::from(ft.initial)),
                         at_ns: monotonic_ns(),
                     });
                     self.trackers.push((fp.id, ft.handle));
@@ -513,7 +498,7 @@ impl Daemon {
                     _ => None,
                 };
                 let mut c = ProcessTrackerConfig::new(
-                    tracker::TrackerId(p.id.0),
+                    p.id,
                     p.name.clone(),
                     ProcessMatch::new(&p.process, &p.params, pm, p.full_command),
                 );
@@ -521,8 +506,6 @@ impl Daemon {
                 c.quorum_max = p.quorum_max;
                 c.fork_delay = p.fork_delay;
                 c.terminate_delay = p.terminate_delay;
-                c.weight = p.weight;
-                c.reverse = p.reverse;
                 c
             })
             .collect();
@@ -1097,8 +1080,7 @@ impl Daemon {
     }
 
     async fn on_tracker(&mut self, ev: TrackerEvent) {
-        let id = TrackerId(ev.id.0);
-        let state = to_track(ev.state);
+        let TrackerEvent { id, state, .. } = ev;
         let targets: Vec<InstanceId> = self
             .instances
             .iter()

@@ -587,10 +587,7 @@ async fn instance_plan(
         if let Some((sp, checked)) = scripts.iter().find(|(s, _)| s.name == r.name) {
             let init = crate::tracker::script::RiseFall::new(sp.rise, sp.fall, sp.init_fail)
                 .initial_state();
-            let initial = match init {
-                Some(crate::tracker::TrackerState::Fail) => TrackState::Down,
-                _ => TrackState::Up,
-            };
+            let initial = init.unwrap_or(TrackState::Up);
             let _ = checked;
             trackers.push(binary(sp.id, r.weight, r.weight_reverse, initial));
             names.push((sp.id, r.name.clone(), "script"));

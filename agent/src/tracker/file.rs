@@ -19,7 +19,8 @@ use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{TrackerEvent, TrackerHandle, TrackerId, TrackerState, monotonic_ns};
+use super::{TrackerEvent, TrackerHandle, monotonic_ns};
+use crate::vrrp::{TrackState, TrackerId};
 
 #[derive(Debug, Error)]
 pub enum TrackFileError {
@@ -48,10 +49,6 @@ pub struct FileTrackerConfig {
     pub id: TrackerId,
     pub name: String,
     pub path: PathBuf,
-    /// keepalived's default weight for a track_file is 1; carried for the
-    /// state machine (`weight::file_effect`).
-    pub weight: i32,
-    pub reverse: bool,
     pub init: Option<InitFile>,
 }
 
@@ -293,7 +290,7 @@ async fn watch(
                 last = v;
                 let ev = TrackerEvent {
                     id,
-                    state: TrackerState::Value(v),
+                    state: TrackState::Value(i64::from(v)),
                     at_ns: monotonic_ns(),
                 };
                 if tx.send(ev).await.is_err() {

@@ -2,9 +2,10 @@
 //! keepalived's semantics.
 //!
 //! Trackers never touch VRRP state. Each runs as its own tokio task and sends
-//! [`TrackerEvent`]s (state changes only) on a channel; the runtime feeds them
-//! to the pure state machine, which applies weights with [`weight::status_effect`]
-//! and [`weight::file_effect`].
+//! [`TrackerEvent`]s (state changes only) on a channel, in the state machine's
+//! vocabulary ([`TrackerId`], [`TrackState`]); the runtime feeds them to the
+//! pure state machine, which applies the instances' weights
+//! ([`crate::vrrp::contribution`]).
 //!
 //! Script execution (`command`, `security`, `exec`) is shared with the notify
 //! scripts in [`crate::notify`].
@@ -27,7 +28,6 @@ pub mod file;
 pub mod process;
 pub mod script;
 pub mod security;
-pub mod weight;
 
 use std::time::Duration;
 
@@ -35,25 +35,13 @@ pub use command::{RunAs, ScriptCommand, UserSpec};
 pub use exec::ScriptOutcome;
 pub use security::CheckedScript;
 
-/// Identifies one tracker; assigned by the runtime when it maps the config.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TrackerId(pub u32);
-
-/// What a tracker reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TrackerState {
-    Ok,
-    Fail,
-    /// `track_file`: the integer read from the file. What it means for an
-    /// instance depends on that instance's weight: see [`weight::file_effect`].
-    Value(i32),
-}
+use crate::vrrp::{TrackState, TrackerId};
 
 /// One state change of one tracker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrackerEvent {
     pub id: TrackerId,
-    pub state: TrackerState,
+    pub state: TrackState,
     /// CLOCK_MONOTONIC nanoseconds when the change was observed.
     pub at_ns: u64,
 }
