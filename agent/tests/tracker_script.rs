@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use common::{TempDir, write_script};
 use tokio::sync::mpsc;
-use xvrrpd::tracker::exec::{self, RunLimits, ScriptOutcome};
+use xvrrpd::script::exec::{self, RunLimits, ScriptOutcome};
+use xvrrpd::script::security::{self, CheckedScript, ExecMode};
+use xvrrpd::script::{RunAs, ScriptCommand};
+use xvrrpd::tracker::TrackerEvent;
 use xvrrpd::tracker::script::{self, ScriptTrackerConfig};
-use xvrrpd::tracker::security::{self, CheckedScript, ExecMode};
-use xvrrpd::tracker::{RunAs, ScriptCommand, TrackerEvent};
 use xvrrpd::vrrp::{TrackState, TrackerId};
 
 fn checked(path: &Path, args: &[&str]) -> CheckedScript {

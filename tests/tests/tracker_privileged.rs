@@ -8,13 +8,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use xvrrpd::tracker::command::{self, CommandError, UserSpec};
-use xvrrpd::tracker::exec::{self, RunLimits, ScriptOutcome};
+use xvrrpd::script::command::{self, CommandError, UserSpec};
+use xvrrpd::script::exec::{self, RunLimits, ScriptOutcome};
+use xvrrpd::script::security::{self, ScriptRejected};
+use xvrrpd::script::{RunAs, ScriptCommand};
+use xvrrpd::tracker::TrackerEvent;
 use xvrrpd::tracker::process::{
     MonitorMode, MonitorOptions, ProcessMatch, ProcessMonitor, ProcessTrackerConfig,
 };
-use xvrrpd::tracker::security::{self, ScriptRejected};
-use xvrrpd::tracker::{RunAs, ScriptCommand, TrackerEvent};
 use xvrrpd::vrrp::{TrackState, TrackerId};
 use xvrrpd_tests::require_root;
 

@@ -24,13 +24,14 @@ use super::{
     timers::Timers,
 };
 use crate::{
+    clock::monotonic_ns,
     control::{
         metrics::{DatapathSnapshot, InstanceLabels, InstanceMetrics, Metrics, MetricsServer},
         socket::{self, Request},
         status::{self, InstanceCounters, StatusReport, TransitionRecord},
         systemd,
     },
-    datapath::{Datapath, DatapathOptions, PreparedEbpf, rawsock::monotonic_ns},
+    datapath::{Datapath, DatapathOptions, PreparedEbpf},
     net::{
         addr::{Vip, VipManager},
         advert_tx::AdvertSender,
@@ -1805,9 +1806,9 @@ fn notifier_for(config: &crate::config::Config, plan: &Plan) -> Result<Notifier>
         let Some(f) = fifo else { continue };
         let checked = match script {
             Some(s) => {
-                let cmd = crate::tracker::command::ScriptCommand::from_argv(s.argv.iter());
+                let cmd = crate::script::command::ScriptCommand::from_argv(s.argv.iter());
                 Some(
-                    crate::tracker::security::check_notify_script(
+                    crate::script::security::check_notify_script(
                         &cmd,
                         &plan.default_run_as,
                         plan.script_security,

@@ -24,7 +24,7 @@ use crate::{
     },
     notify::NotifyScripts,
     packet::{Auth, V3Ipv4Checksum, Version},
-    tracker::{
+    script::{
         command::{RunAs, ScriptCommand, UserSpec, default_script_user},
         security::{CheckedScript, check_notify_script, check_script},
     },
@@ -400,7 +400,7 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
         });
     }
     let mut warnings = checker.warnings;
-    if let Some(summary) = crate::tracker::security::security_summary(
+    if let Some(summary) = crate::script::security::security_summary(
         g.enable_script_security,
         scripts.iter().map(|(_, c)| c),
     ) {

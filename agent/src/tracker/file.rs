@@ -19,7 +19,9 @@ use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{TrackerEvent, TrackerHandle, monotonic_ns};
+use super::{TrackerEvent, TrackerHandle};
+use crate::clock::monotonic_ns;
+use crate::reactor::register_fd;
 use crate::vrrp::{TrackState, TrackerId};
 
 #[derive(Debug, Error)]
@@ -213,7 +215,7 @@ impl FileTracker {
                 AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVE,
             )
             .map_err(|e| TrackFileError::Watch(e.into()))?;
-        let fd = super::register_fd(InotifyFd(ino), tokio::io::Interest::READABLE)
+        let fd = register_fd(InotifyFd(ino), tokio::io::Interest::READABLE)
             .map_err(TrackFileError::Watch)?;
         // Read after the watch is in place so no write is missed in between.
         let initial = if resolved.full.exists() {

@@ -26,7 +26,9 @@ use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{TrackerEvent, TrackerHandle, monotonic_ns};
+use super::{TrackerEvent, TrackerHandle};
+use crate::clock::monotonic_ns;
+use crate::reactor::register_fd;
 use crate::vrrp::{TrackState, TrackerId};
 
 /// How parameters are compared (`param_match`).
@@ -690,7 +692,7 @@ impl Connector {
             return Err(std::io::Error::last_os_error());
         }
         Ok(Self {
-            fd: super::register_fd(fd, tokio::io::Interest::READABLE)?,
+            fd: register_fd(fd, tokio::io::Interest::READABLE)?,
         })
     }
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::exec::{self, RunLimits, ScriptOutcome};
-use super::security::CheckedScript;
-use super::{TrackerEvent, TrackerHandle, monotonic_ns, wait_slot};
+use super::{TrackerEvent, TrackerHandle, wait_slot};
+use crate::clock::monotonic_ns;
+use crate::script::exec::{self, RunLimits, ScriptOutcome};
+use crate::script::security::CheckedScript;
 use crate::vrrp::{TrackState, TrackerId};
 
 /// Where a script starts before its first result (keepalived's init_state).
