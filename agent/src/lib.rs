@@ -12,6 +12,11 @@
 //! `reactor` (descriptors registered with tokio), `packet` (the VRRP wire
 //! format). `vrrp` depends only on `packet`; its tracked-object vocabulary
 //! (`TrackerId`, `TrackState`) is what trackers report in.
+//!
+//! Test tooling is not part of the shipped daemon: `sim` (a LAN simulator
+//! driving the real state machines) and `datapath::spec` (the table of
+//! crafted frames both datapaths are checked against) exist with the
+//! `testkit` feature and in the crate's own tests.
 
 pub mod cli;
 pub mod clock;
@@ -24,6 +29,7 @@ pub mod packet;
 pub mod reactor;
 pub mod runtime;
 pub mod script;
+#[cfg(any(test, feature = "testkit"))]
 pub mod sim;
 pub mod tracker;
 pub mod vrrp;

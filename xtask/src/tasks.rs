@@ -229,7 +229,15 @@ pub fn bench(which: &str, args: &[String]) -> Result<()> {
             privileged_bench("datapath").status_ok()
         }
         "sim" => cargo("stable")
-            .args(["bench", "-p", "xvrrpd", "--bench", "sim"])
+            .args([
+                "bench",
+                "-p",
+                "xvrrpd",
+                "--features",
+                "testkit",
+                "--bench",
+                "sim",
+            ])
             .status_ok(),
         "failover" => bench_failover(args),
         other => bail!("unknown benchmark {other}"),

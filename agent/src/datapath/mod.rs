@@ -7,6 +7,7 @@
 
 pub mod ebpf;
 pub mod rawsock;
+#[cfg(any(test, feature = "testkit"))]
 pub mod spec;
 pub mod validate;
 
