@@ -10,9 +10,10 @@
 //! - `skip`: never build it.
 use std::{env, fs, path::PathBuf, process::Command};
 
-/// The nightly the eBPF crate builds with; `cargo xtask setup` installs its
-/// rust-src and a bpf-linker linked against its LLVM.
-const BPF_TOOLCHAIN: &str = "nightly";
+/// The nightly the eBPF crate builds with, named once in ebpf/toolchain
+/// (xtask reads the same file); `cargo xtask setup` installs its rust-src
+/// and a bpf-linker linked against its LLVM.
+const BPF_TOOLCHAIN: &str = include_str!("../ebpf/toolchain").trim_ascii();
 const OBJECT: &str = "xvrrpd-datapath";
 
 fn toolchain_ready() -> Result<(), String> {
@@ -41,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=XVRRPD_EBPF");
     println!("cargo:rerun-if-changed=../common/src");
     println!("cargo:rerun-if-changed=../ebpf/src");
+    println!("cargo:rerun-if-changed=../ebpf/toolchain");
     let out = PathBuf::from(env::var("OUT_DIR")?).join(OBJECT);
     let mode = env::var("XVRRPD_EBPF").unwrap_or_else(|_| "auto".into());
     let build = match mode.as_str() {

@@ -12,8 +12,8 @@ use common::{TempDir, write_script};
 use xvrrpd::notify::{
     FifoConfig, Notifier, NotifierOptions, NotifyFifo, NotifyScripts, NotifyState, Subject,
 };
-use xvrrpd::tracker::security::{self, CheckedScript};
-use xvrrpd::tracker::{RunAs, ScriptCommand};
+use xvrrpd::script::security::{self, CheckedScript};
+use xvrrpd::script::{RunAs, ScriptCommand};
 
 fn script(dir: &Path, name: &str, body: &str) -> CheckedScript {
     let p = write_script(dir, name, body);

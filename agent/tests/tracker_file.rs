@@ -7,25 +7,24 @@ use std::time::Duration;
 
 use common::TempDir;
 use tokio::sync::mpsc;
+use xvrrpd::tracker::TrackerEvent;
 use xvrrpd::tracker::file::{self, FileTracker, FileTrackerConfig, InitFile, TrackFileError};
-use xvrrpd::tracker::{TrackerEvent, TrackerId, TrackerState};
+use xvrrpd::vrrp::{TrackState, TrackerId};
 
 fn cfg(path: &Path) -> FileTrackerConfig {
     FileTrackerConfig {
         id: TrackerId(9),
         name: "tf".into(),
         path: path.to_owned(),
-        weight: 1,
-        reverse: false,
         init: None,
     }
 }
 
-async fn next_value(rx: &mut mpsc::Receiver<TrackerEvent>) -> Option<i32> {
+async fn next_value(rx: &mut mpsc::Receiver<TrackerEvent>) -> Option<i64> {
     match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
         Ok(Some(TrackerEvent {
             id: TrackerId(9),
-            state: TrackerState::Value(v),
+            state: TrackState::Value(v),
             ..
         })) => Some(v),
         _ => None,

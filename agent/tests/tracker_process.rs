@@ -7,10 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use xvrrpd::tracker::TrackerEvent;
 use xvrrpd::tracker::process::{
     MonitorMode, MonitorOptions, ProcessMatch, ProcessMonitor, ProcessTrackerConfig,
 };
-use xvrrpd::tracker::{TrackerEvent, TrackerId, TrackerState};
+use xvrrpd::vrrp::{TrackState, TrackerId};
 
 /// A copy of `sleep` under a name no other process has (comm is 15 bytes).
 struct UniqueSleep {
@@ -51,10 +52,7 @@ fn stop(mut c: Child) {
     let _ = c.wait();
 }
 
-async fn next_state(
-    rx: &mut mpsc::Receiver<TrackerEvent>,
-    limit: Duration,
-) -> Option<TrackerState> {
+async fn next_state(rx: &mut mpsc::Receiver<TrackerEvent>, limit: Duration) -> Option<TrackState> {
     tokio::time::timeout(limit, rx.recv())
         .await
         .ok()
@@ -77,17 +75,17 @@ async fn polling_sees_a_process_start_and_stop() {
     };
     let m = ProcessMonitor::spawn(vec![cfg], tx, opts).expect("monitor starts");
     assert_eq!(m.mode, MonitorMode::Polling(Duration::from_millis(50)));
-    assert_eq!(m.initial, [(TrackerId(4), TrackerState::Fail)]);
+    assert_eq!(m.initial, [(TrackerId(4), TrackState::Down)]);
 
     let child = s.start();
     assert_eq!(
         next_state(&mut rx, Duration::from_secs(5)).await,
-        Some(TrackerState::Ok)
+        Some(TrackState::Up)
     );
     stop(child);
     assert_eq!(
         next_state(&mut rx, Duration::from_secs(5)).await,
-        Some(TrackerState::Fail)
+        Some(TrackState::Down)
     );
     m.handle.shutdown(Duration::from_secs(2)).await;
 }
@@ -110,31 +108,31 @@ async fn quorum_and_full_command_with_params() {
     };
     let a = s.start();
     let m = ProcessMonitor::spawn(vec![cfg], tx, opts).expect("monitor starts");
-    assert_eq!(m.initial, [(TrackerId(5), TrackerState::Fail)]);
+    assert_eq!(m.initial, [(TrackerId(5), TrackState::Down)]);
     let b = s.start();
     assert_eq!(
         next_state(&mut rx, Duration::from_secs(5)).await,
-        Some(TrackerState::Ok)
+        Some(TrackState::Up)
     );
     // A third one breaks quorum_max.
     let c = s.start();
     assert_eq!(
         next_state(&mut rx, Duration::from_secs(5)).await,
-        Some(TrackerState::Fail)
+        Some(TrackState::Down)
     );
     // Different parameters do not count.
     let other = Command::new(&s.exe).arg("999").spawn().expect("spawn");
     stop(c);
     assert_eq!(
         next_state(&mut rx, Duration::from_secs(5)).await,
-        Some(TrackerState::Ok)
+        Some(TrackState::Up)
     );
     stop(other);
     stop(a);
     stop(b);
     assert_eq!(
         next_state(&mut rx, Duration::from_secs(5)).await,
-        Some(TrackerState::Fail)
+        Some(TrackState::Down)
     );
     m.handle.shutdown(Duration::from_secs(2)).await;
 }

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use common::{TempDir, write_script};
 use tokio::sync::mpsc;
-use xvrrpd::tracker::exec::{self, RunLimits, ScriptOutcome};
+use xvrrpd::script::exec::{self, RunLimits, ScriptOutcome};
+use xvrrpd::script::security::{self, CheckedScript, ExecMode};
+use xvrrpd::script::{RunAs, ScriptCommand};
+use xvrrpd::tracker::TrackerEvent;
 use xvrrpd::tracker::script::{self, ScriptTrackerConfig};
-use xvrrpd::tracker::security::{self, CheckedScript, ExecMode};
-use xvrrpd::tracker::{RunAs, ScriptCommand, TrackerEvent, TrackerId, TrackerState};
+use xvrrpd::vrrp::{TrackState, TrackerId};
 
 fn checked(path: &Path, args: &[&str]) -> CheckedScript {
     let mut argv = vec![path.as_os_str().to_owned()];
@@ -202,17 +204,17 @@ async fn tracker_reports_rise_and_fall_changes_only() {
     let ev = next_event(&mut rx, Duration::from_secs(5))
         .await
         .expect("first result");
-    assert_eq!((ev.id, ev.state), (TrackerId(7), TrackerState::Fail));
+    assert_eq!((ev.id, ev.state), (TrackerId(7), TrackState::Down));
     std::fs::write(&flag, "").expect("create flag");
     let ev = next_event(&mut rx, Duration::from_secs(5))
         .await
         .expect("rise");
-    assert_eq!(ev.state, TrackerState::Ok);
+    assert_eq!(ev.state, TrackState::Up);
     std::fs::remove_file(&flag).expect("remove flag");
     let ev = next_event(&mut rx, Duration::from_secs(5))
         .await
         .expect("fall");
-    assert_eq!(ev.state, TrackerState::Fail);
+    assert_eq!(ev.state, TrackState::Down);
     // Still failing: no further event.
     assert!(
         next_event(&mut rx, Duration::from_millis(400))
@@ -231,7 +233,7 @@ async fn init_fail_starts_failed_and_timeouts_count_as_failures() {
     cfg.timeout = Some(Duration::from_millis(100));
     cfg.kill_grace = Duration::from_millis(100);
     cfg.init_fail = true;
-    assert_eq!(cfg.initial_state(), Some(TrackerState::Fail));
+    assert_eq!(cfg.initial_state(), Some(TrackState::Down));
     let (tx, mut rx) = mpsc::channel(16);
     let handle = script::spawn(cfg, tx);
     // Already failed, failing again is no change.

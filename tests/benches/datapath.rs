@@ -11,10 +11,10 @@ use std::{
 
 use anyhow::{Context, Result};
 use xvrrpd::{
+    clock::monotonic_ns,
     datapath::{
         Datapath, DatapathOptions, VridSpec,
         ebpf::{AttachPreference, EbpfDatapath},
-        rawsock::monotonic_ns,
         spec,
     },
     packet::{Advert, Auth, V3Ipv4Checksum, Version, encode, frame::VrrpFrame},

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use xvrrpd::clock::monotonic_ns;
 use xvrrpd::datapath::{
     ebpf::{EbpfDatapath, EventRing},
     spec::{self, Expect, SPEC_IFINDEX},
@@ -21,11 +22,6 @@ const TC_ACT_SHOT: u32 = 2;
 enum Prog {
     Xdp,
     Tc,
-}
-
-fn monotonic_ns() -> u64 {
-    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
-    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
 fn loaded() -> (EbpfDatapath, EventRing) {

@@ -8,13 +8,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use xvrrpd::tracker::command::{self, CommandError, UserSpec};
-use xvrrpd::tracker::exec::{self, RunLimits, ScriptOutcome};
+use xvrrpd::script::command::{self, CommandError, UserSpec};
+use xvrrpd::script::exec::{self, RunLimits, ScriptOutcome};
+use xvrrpd::script::security::{self, ScriptRejected};
+use xvrrpd::script::{RunAs, ScriptCommand};
+use xvrrpd::tracker::TrackerEvent;
 use xvrrpd::tracker::process::{
     MonitorMode, MonitorOptions, ProcessMatch, ProcessMonitor, ProcessTrackerConfig,
 };
-use xvrrpd::tracker::security::{self, ScriptRejected};
-use xvrrpd::tracker::{RunAs, ScriptCommand, TrackerEvent, TrackerId, TrackerState};
+use xvrrpd::vrrp::{TrackState, TrackerId};
 use xvrrpd_tests::require_root;
 
 const NOBODY: u32 = 65534;
@@ -347,14 +349,14 @@ async fn connector_sees_processes_start_and_stop_at_once() {
         MonitorMode::Connector,
         "CONFIG_PROC_EVENTS missing?"
     );
-    assert_eq!(m.initial, [(TrackerId(1), TrackerState::Fail)]);
+    assert_eq!(m.initial, [(TrackerId(1), TrackState::Down)]);
 
     let mut child = start_named(dir.path(), &name);
     let t0 = Instant::now();
     let ev = next_event(&mut rx, Duration::from_secs(5))
         .await
         .expect("start seen");
-    assert_eq!(ev.state, TrackerState::Ok);
+    assert_eq!(ev.state, TrackState::Up);
     // Event driven: well under the 1 s polling fallback.
     assert!(
         t0.elapsed() < Duration::from_millis(900),
@@ -368,7 +370,7 @@ async fn connector_sees_processes_start_and_stop_at_once() {
     let ev = next_event(&mut rx, Duration::from_secs(5))
         .await
         .expect("exit seen");
-    assert_eq!(ev.state, TrackerState::Fail);
+    assert_eq!(ev.state, TrackState::Down);
     assert!(
         t0.elapsed() < Duration::from_millis(900),
         "{:?}",
@@ -392,7 +394,7 @@ async fn connector_terminate_delay_hides_a_quick_restart() {
     let (tx, mut rx) = mpsc::channel(16);
     let m =
         ProcessMonitor::spawn(vec![cfg], tx, MonitorOptions::default()).expect("monitor starts");
-    assert_eq!(m.initial, [(TrackerId(2), TrackerState::Ok)]);
+    assert_eq!(m.initial, [(TrackerId(2), TrackState::Up)]);
 
     let _ = first.kill();
     let _ = first.wait();
@@ -408,6 +410,6 @@ async fn connector_terminate_delay_hides_a_quick_restart() {
     let ev = next_event(&mut rx, Duration::from_secs(5))
         .await
         .expect("loss after delay");
-    assert_eq!(ev.state, TrackerState::Fail);
+    assert_eq!(ev.state, TrackState::Down);
     m.handle.shutdown(Duration::from_secs(2)).await;
 }

@@ -30,10 +30,7 @@ use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::{
-    setup::{StatusOk, is_root},
-    tasks::{cmd, output, root},
-};
+use crate::util::{StatusOk, cmd, is_root, output, root};
 
 /// cargo-deb is installed at this version (pinned: its config keys and
 /// output names are what the package metadata relies on).

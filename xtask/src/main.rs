@@ -6,6 +6,7 @@
 mod dist;
 mod setup;
 mod tasks;
+mod util;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

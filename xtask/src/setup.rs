@@ -14,10 +14,11 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::tasks::{cmd, output};
+use crate::util::{StatusOk, cmd, is_root, output};
 
-/// The toolchain the eBPF crate builds with (must match agent/build.rs).
-pub const BPF_TOOLCHAIN: &str = "nightly";
+/// The toolchain the eBPF crate builds with, named once in ebpf/toolchain
+/// (agent/build.rs reads the same file).
+pub const BPF_TOOLCHAIN: &str = include_str!("../../ebpf/toolchain").trim_ascii();
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const APT_PACKAGES: &[&str] = &[
@@ -224,10 +225,6 @@ fn apt_packages() -> Result<()> {
     Ok(())
 }
 
-pub fn is_root() -> bool {
-    output(cmd("id").arg("-u")).is_ok_and(|s| s.trim() == "0")
-}
-
 fn host_report() {
     let kernel = output(cmd("uname").arg("-r")).unwrap_or_default();
     let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
@@ -241,19 +238,4 @@ fn host_report() {
             "not root: privileged tests need root"
         }
     ));
-}
-
-/// `Command::status` that fails on a non-zero exit.
-pub trait StatusOk {
-    fn status_ok(&mut self) -> Result<()>;
-}
-
-impl StatusOk for Command {
-    fn status_ok(&mut self) -> Result<()> {
-        let status = self.status().with_context(|| format!("running {self:?}"))?;
-        if !status.success() {
-            bail!("{self:?} failed: {status}");
-        }
-        Ok(())
-    }
 }

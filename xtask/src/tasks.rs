@@ -1,40 +1,13 @@
 //! build, run, test, bench and demo.
 
-use std::{
-    ffi::OsString,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Instant,
-};
+use std::{ffi::OsString, path::PathBuf, process::Command, time::Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::setup::{BPF_TOOLCHAIN, StatusOk, is_root};
-
-/// The repository root (xtask lives one level below it).
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// A command run from the repository root, without the variables the outer
-/// cargo set that would pin the wrong toolchain for nested builds.
-pub fn cmd(program: &str) -> Command {
-    let mut c = Command::new(program);
-    c.current_dir(root());
-    for var in [
-        "RUSTC",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTUP_TOOLCHAIN",
-        "CARGO",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
+use crate::{
+    setup::BPF_TOOLCHAIN,
+    util::{StatusOk, cmd, is_root, root},
+};
 
 /// A cargo command building the agent with its eBPF object required.
 fn cargo(toolchain: &str) -> Command {
@@ -42,18 +15,6 @@ fn cargo(toolchain: &str) -> Command {
     c.args(["run", toolchain, "cargo"]);
     c.env("XVRRPD_EBPF", "require");
     c
-}
-
-/// Runs a command and returns its stdout; fails on a non-zero exit.
-pub fn output(c: &mut Command) -> Result<String> {
-    let out = c.output().with_context(|| format!("running {c:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{c:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn step(name: &str) {
@@ -229,7 +190,15 @@ pub fn bench(which: &str, args: &[String]) -> Result<()> {
             privileged_bench("datapath").status_ok()
         }
         "sim" => cargo("stable")
-            .args(["bench", "-p", "xvrrpd", "--bench", "sim"])
+            .args([
+                "bench",
+                "-p",
+                "xvrrpd",
+                "--features",
+                "testkit",
+                "--bench",
+                "sim",
+            ])
             .status_ok(),
         "failover" => bench_failover(args),
         other => bail!("unknown benchmark {other}"),

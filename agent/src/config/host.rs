@@ -69,7 +69,7 @@ impl Host for SystemHost {
             return ScriptStatus::NotExecutable;
         }
         // The same rule the daemon applies before it runs a script as root.
-        use crate::tracker::{
+        use crate::script::{
             command::{RunAs, ScriptCommand},
             security::{ScriptRejected, check_script},
         };

@@ -56,6 +56,7 @@ use tokio::{
 use xvrrpd_common::{COUNTER_COUNT, Counter as DpCounter};
 
 use crate::{
+    clock,
     datapath::{Datapath, DatapathKind, ebpf::AttachMode},
     vrrp::{DiscardReason, Family, State, Transition},
 };
@@ -571,26 +572,11 @@ fn seconds_between(from_ns: u64, to_ns: u64) -> f64 {
     to_ns.saturating_sub(from_ns) as f64 / 1e9
 }
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; both clocks always exist on Linux.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
-}
-
 /// Converts a CLOCK_MONOTONIC instant to Unix time in seconds with the
 /// current offset between the two clocks.
 fn realtime_seconds_of_monotonic(mono_ns: u64) -> f64 {
-    let now_mono = clock_ns(libc::CLOCK_MONOTONIC);
-    let now_real = clock_ns(libc::CLOCK_REALTIME);
+    let now_mono = clock::monotonic_ns();
+    let now_real = clock::realtime_ns();
     let age = now_mono.saturating_sub(mono_ns);
     now_real.saturating_sub(age) as f64 / 1e9
 }
@@ -1015,7 +1001,7 @@ mod tests {
         let m = metrics.instance(labels());
         let mut t = takeover();
         // One second ago on the monotonic clock.
-        t.at_ns = clock_ns(libc::CLOCK_MONOTONIC) - 1_000_000_000;
+        t.at_ns = clock::monotonic_ns() - 1_000_000_000;
         m.transition(&t);
         let text = metrics.encode().expect("encodes");
         let prefix = format!("xvrrpd_instance_last_transition_timestamp_seconds{{{SERIES}}} ");

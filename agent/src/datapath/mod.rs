@@ -13,6 +13,7 @@ pub mod ebpf;
 pub mod event;
 pub mod rawsock;
 pub mod send;
+#[cfg(any(test, feature = "testkit"))]
 pub mod spec;
 pub mod validate;
 

@@ -20,6 +20,7 @@ use nix::sys::{
 use xvrrpd_common::{AdvertEvent, COUNTER_COUNT, Counter, IPPROTO_VRRP, VridConfig, VridKey};
 
 use super::validate::{IpView, classify_ip, classify_ipv4_packet};
+use crate::clock::{monotonic_ns, realtime_ns};
 
 pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 pub const VRRP_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
@@ -99,26 +100,8 @@ fn realtime_to_monotonic(ts: &TimeSpec) -> u64 {
     // The socket stamps CLOCK_REALTIME; shift by the current offset between
     // the clocks (read back to back) to get CLOCK_MONOTONIC.
     let real = ts.tv_sec() as i128 * 1_000_000_000 + ts.tv_nsec() as i128;
-    let (mono_now, real_now) = (
-        monotonic_ns() as i128,
-        clock_ns(libc::CLOCK_REALTIME) as i128,
-    );
+    let (mono_now, real_now) = (monotonic_ns() as i128, realtime_ns() as i128);
     (real - real_now + mono_now).max(0) as u64
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of every timestamp in xvrrpd.
-pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 impl RawReceiver {

@@ -2,7 +2,8 @@
 //!
 //! Mirrors `ebpf/src/parse.rs` check for check and in the same order, so a
 //! packet gets the same verdict (and the same counter) on either path. The
-//! table in [`super::spec`] runs against both.
+//! table of crafted frames in `datapath::spec` (test tooling, feature
+//! `testkit`) runs against both.
 
 use std::{
     collections::HashMap,

@@ -28,8 +28,9 @@ use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::tracker::exec::GroupChild;
-use crate::tracker::security::CheckedScript;
+use crate::reactor::register_fd;
+use crate::script::exec::GroupChild;
+use crate::script::security::CheckedScript;
 
 /// Lines kept waiting for a slow reader before new ones are dropped.
 pub const DEFAULT_FIFO_QUEUE: usize = 1024;
@@ -167,14 +168,13 @@ impl NotifyFifo {
                 path: shown,
             }));
         }
-        let afd =
-            crate::tracker::register_fd(fd, tokio::io::Interest::WRITABLE).map_err(|err| {
-                fail(FifoError::Register {
-                    kind: cfg.kind.clone(),
-                    path: shown.clone(),
-                    err,
-                })
-            })?;
+        let afd = register_fd(fd, tokio::io::Interest::WRITABLE).map_err(|err| {
+            fail(FifoError::Register {
+                kind: cfg.kind.clone(),
+                path: shown.clone(),
+                err,
+            })
+        })?;
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let writer = tokio::spawn(write_lines(afd, rx, shown, dropped.clone()));

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::tracker::exec::{self, RunLimits};
-use crate::tracker::security::CheckedScript;
+use crate::script::exec::{self, RunLimits};
+use crate::script::security::CheckedScript;
 
 pub use fifo::{FifoConfig, FifoError, NotifyFifo};
 

@@ -300,11 +300,7 @@ impl Daemon {
     /// SIGTERM: masters send priority 0 and drop their VIPs; then exit.
     pub(super) async fn shutdown(&mut self) {
         for inst in 0..self.instances.len() {
-            self.feed(
-                inst,
-                crate::datapath::rawsock::monotonic_ns(),
-                Input::Shutdown,
-            );
+            self.feed(inst, crate::clock::monotonic_ns(), Input::Shutdown);
         }
         // The VIPs are gone before we go.
         self.finish_effects(|_| true).await;

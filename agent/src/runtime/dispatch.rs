@@ -12,10 +12,11 @@ use super::{
     plan,
 };
 use crate::{
-    datapath::{Received, rawsock::monotonic_ns},
+    clock::monotonic_ns,
+    datapath::Received,
     net::link::NetEvent,
     notify::{NotifyState, Subject},
-    tracker::{TrackerEvent, TrackerState},
+    tracker::TrackerEvent,
     vrrp::{Action, Input, State, SyncAction, TimerKind, TrackState, TrackerId},
 };
 
@@ -41,14 +42,6 @@ pub(super) type GroupNotify = (String, State, State);
 pub(super) struct Decided {
     pub(super) actions: Vec<(InstanceId, Action)>,
     pub(super) group_notifies: Vec<GroupNotify>,
-}
-
-fn to_track(s: TrackerState) -> TrackState {
-    match s {
-        TrackerState::Ok => TrackState::Up,
-        TrackerState::Fail => TrackState::Down,
-        TrackerState::Value(v) => TrackState::Value(i64::from(v)),
-    }
 }
 
 pub(super) fn notify_state(s: State) -> NotifyState {
@@ -343,7 +336,7 @@ impl Daemon {
     }
 
     pub(super) fn on_tracker(&mut self, ev: TrackerEvent) {
-        self.track(TrackerId(ev.id.0), to_track(ev.state), ev.at_ns.max(1));
+        self.track(ev.id, ev.state, ev.at_ns.max(1));
     }
 
     pub(super) fn on_link(&mut self, ev: NetEvent) {

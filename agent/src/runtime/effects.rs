@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use crate::{
-    datapath::rawsock::monotonic_ns,
+    clock::monotonic_ns,
     net::{
         addr::{Vip, VipManager},
         gratuitous::GratuitousSender,

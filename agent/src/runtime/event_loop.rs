@@ -20,8 +20,9 @@ use super::{
     reload::PreparedConfig,
 };
 use crate::{
+    clock::monotonic_ns,
     control::{metrics::DatapathSnapshot, socket::Request, systemd},
-    datapath::{PreparedEbpf, Received, rawsock::monotonic_ns},
+    datapath::{PreparedEbpf, Received},
     net::link::NetEvent,
     tracker::TrackerEvent,
     vrrp::Input,

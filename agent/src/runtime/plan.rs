@@ -23,7 +23,7 @@ use crate::{
     },
     notify::NotifyScripts,
     packet::{Auth, V3Ipv4Checksum, Version},
-    tracker::{
+    script::{
         command::{RunAs, ScriptCommand, UserSpec, default_script_user},
         security::{CheckedScript, check_notify_script, check_script},
     },
@@ -105,8 +105,6 @@ pub struct ScriptPlan {
     pub rise: u32,
     pub fall: u32,
     pub init_fail: bool,
-    pub weight: i32,
-    pub reverse: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -114,8 +112,6 @@ pub struct FilePlan {
     pub id: TrackerId,
     pub name: String,
     pub path: PathBuf,
-    pub weight: i32,
-    pub reverse: bool,
     pub init: Option<(i32, bool)>,
 }
 
@@ -131,8 +127,6 @@ pub struct ProcessPlan {
     pub quorum_max: u32,
     pub fork_delay: Duration,
     pub terminate_delay: Duration,
-    pub weight: i32,
-    pub reverse: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -361,7 +355,7 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
     }
     let groups = group_plans(config, &instances, &mut checker)?;
     let mut warnings = checker.warnings;
-    if let Some(summary) = crate::tracker::security::security_summary(
+    if let Some(summary) = crate::script::security::security_summary(
         g.enable_script_security,
         scripts.iter().map(|(_, c)| c),
     ) {
@@ -405,8 +399,6 @@ fn tracker_plans(
                 rise: s.rise,
                 fall: s.fall,
                 init_fail: s.init_fail,
-                weight: s.weight,
-                reverse: s.weight_reverse,
             },
             checked,
         ));
@@ -418,8 +410,6 @@ fn tracker_plans(
             id: ids.id(&format!("file:{}", f.name)),
             name: f.name.clone(),
             path: PathBuf::from(&f.file),
-            weight: f.weight,
-            reverse: f.weight_reverse,
             init: f
                 .init_file
                 .map(|(v, o)| (v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32, o)),
@@ -440,8 +430,6 @@ fn tracker_plans(
             quorum_max: p.quorum_max,
             fork_delay: p.fork_delay.unwrap_or_default(),
             terminate_delay: p.terminate_delay.unwrap_or_default(),
-            weight: p.weight,
-            reverse: p.weight_reverse,
         })
         .collect();
     Ok((scripts, files, processes))
@@ -751,14 +739,10 @@ async fn instance_trackers(
     }
     let group_scripts = group.map(|sg| sg.track_script.as_slice()).unwrap_or(&[]);
     for r in inst.track_script.iter().chain(group_scripts) {
-        if let Some((sp, checked)) = scripts.iter().find(|(s, _)| s.name == r.name) {
+        if let Some((sp, _)) = scripts.iter().find(|(s, _)| s.name == r.name) {
             let init = crate::tracker::script::RiseFall::new(sp.rise, sp.fall, sp.init_fail)
                 .initial_state();
-            let initial = match init {
-                Some(crate::tracker::TrackerState::Fail) => TrackState::Down,
-                _ => TrackState::Up,
-            };
-            let _ = checked;
+            let initial = init.unwrap_or(TrackState::Up);
             trackers.push(binary(sp.id, r.weight, r.weight_reverse, initial));
             names.push((sp.id, r.name.clone(), "script"));
         }

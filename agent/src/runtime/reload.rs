@@ -27,10 +27,10 @@ use super::{
     trackers::{self, TrackerChanges},
 };
 use crate::{
+    clock::monotonic_ns,
     control::systemd,
     datapath::{
         VridSpec,
-        rawsock::monotonic_ns,
         send::{AdvertSender, Outlet},
     },
     net::gratuitous::GratuitousSender,
@@ -197,9 +197,9 @@ fn notifier_for(config: &crate::config::Config, plan: &Plan) -> Result<Notifier>
         let Some(f) = fifo else { continue };
         let checked = match script {
             Some(s) => {
-                let cmd = crate::tracker::command::ScriptCommand::from_argv(s.argv.iter());
+                let cmd = crate::script::ScriptCommand::from_argv(s.argv.iter());
                 Some(
-                    crate::tracker::security::check_notify_script(
+                    crate::script::security::check_notify_script(
                         &cmd,
                         &plan.default_run_as,
                         plan.script_security,

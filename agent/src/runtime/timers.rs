@@ -181,7 +181,7 @@ impl<K: Copy + Ord + Hash> Timers<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datapath::rawsock::monotonic_ns;
+    use crate::clock::monotonic_ns;
 
     #[tokio::test]
     async fn fires_in_deadline_order_and_not_early() {

@@ -13,14 +13,15 @@ use tracing::warn;
 
 use super::plan::{FilePlan, Plan, ProcessPlan, ScriptPlan};
 use crate::{
-    datapath::rawsock::monotonic_ns,
+    clock::monotonic_ns,
+    script::CheckedScript,
     tracker::{
-        self, TrackerEvent, TrackerHandle, TrackerState,
+        self, TrackerEvent, TrackerHandle,
         file::{FileTracker, FileTrackerConfig, InitFile},
         process::{MonitorOptions, ParamMatch, ProcessMatch, ProcessMonitor, ProcessTrackerConfig},
         script::ScriptTrackerConfig,
     },
-    vrrp::TrackerId,
+    vrrp::{TrackState, TrackerId},
 };
 
 /// What a configuration change does to the trackers, decided before
@@ -64,8 +65,8 @@ pub(super) fn changes(old: &Plan, new: &Plan) -> TrackerChanges {
     c
 }
 
-fn script_config(sp: &ScriptPlan, checked: tracker::CheckedScript) -> ScriptTrackerConfig {
-    let mut cfg = ScriptTrackerConfig::new(tracker::TrackerId(sp.id.0), sp.name.clone(), checked);
+fn script_config(sp: &ScriptPlan, checked: CheckedScript) -> ScriptTrackerConfig {
+    let mut cfg = ScriptTrackerConfig::new(sp.id, sp.name.clone(), checked);
     cfg.interval = sp.interval;
     cfg.timeout = sp.timeout;
     cfg.rise = sp.rise;
@@ -76,11 +77,9 @@ fn script_config(sp: &ScriptPlan, checked: tracker::CheckedScript) -> ScriptTrac
 
 fn file_config(fp: &FilePlan) -> FileTrackerConfig {
     FileTrackerConfig {
-        id: tracker::TrackerId(fp.id.0),
+        id: fp.id,
         name: fp.name.clone(),
         path: fp.path.clone(),
-        weight: fp.weight,
-        reverse: fp.reverse,
         init: None,
     }
 }
@@ -92,7 +91,7 @@ fn process_config(p: &ProcessPlan) -> ProcessTrackerConfig {
         _ => None,
     };
     let mut c = ProcessTrackerConfig::new(
-        tracker::TrackerId(p.id.0),
+        p.id,
         p.name.clone(),
         ProcessMatch::new(&p.process, &p.params, pm, p.full_command),
     );
@@ -166,14 +165,14 @@ impl Trackers {
         match FileTracker::spawn(cfg, self.tx.clone()) {
             Ok(ft) => {
                 // The file's value at start is this tracker's first report.
-                self.report(tracker::TrackerId(fp.id.0), TrackerState::Value(ft.initial));
+                self.report(fp.id, TrackState::Value(i64::from(ft.initial)));
                 self.running.push((fp.id, ft.handle));
             }
             Err(e) => warn!("track_file {}: {e}", fp.name),
         }
     }
 
-    fn report(&self, id: tracker::TrackerId, state: TrackerState) {
+    fn report(&self, id: TrackerId, state: TrackState) {
         let _ = self.tx.try_send(TrackerEvent {
             id,
             state,
@@ -199,8 +198,6 @@ mod tests {
             id: TrackerId(id),
             name: format!("f{id}"),
             path: PathBuf::from(path),
-            weight: -10,
-            reverse: false,
             init: None,
         }
     }

@@ -19,7 +19,10 @@ use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{TrackerEvent, TrackerHandle, TrackerId, TrackerState, monotonic_ns};
+use super::{TrackerEvent, TrackerHandle};
+use crate::clock::monotonic_ns;
+use crate::reactor::register_fd;
+use crate::vrrp::{TrackState, TrackerId};
 
 #[derive(Debug, Error)]
 pub enum TrackFileError {
@@ -48,10 +51,6 @@ pub struct FileTrackerConfig {
     pub id: TrackerId,
     pub name: String,
     pub path: PathBuf,
-    /// keepalived's default weight for a track_file is 1; carried for the
-    /// state machine (`weight::file_effect`).
-    pub weight: i32,
-    pub reverse: bool,
     pub init: Option<InitFile>,
 }
 
@@ -216,7 +215,7 @@ impl FileTracker {
                 AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVE,
             )
             .map_err(|e| TrackFileError::Watch(e.into()))?;
-        let fd = super::register_fd(InotifyFd(ino), tokio::io::Interest::READABLE)
+        let fd = register_fd(InotifyFd(ino), tokio::io::Interest::READABLE)
             .map_err(TrackFileError::Watch)?;
         // Read after the watch is in place so no write is missed in between.
         let initial = if resolved.full.exists() {
@@ -293,7 +292,7 @@ async fn watch(
                 last = v;
                 let ev = TrackerEvent {
                     id,
-                    state: TrackerState::Value(v),
+                    state: TrackState::Value(i64::from(v)),
                     at_ns: monotonic_ns(),
                 };
                 if tx.send(ev).await.is_err() {

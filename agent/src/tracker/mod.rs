@@ -2,12 +2,15 @@
 //! keepalived's semantics.
 //!
 //! Trackers never touch VRRP state. Each runs as its own tokio task and sends
-//! [`TrackerEvent`]s (state changes only) on a channel; the runtime feeds them
-//! to the pure state machine, which applies weights with [`weight::status_effect`]
-//! and [`weight::file_effect`].
+//! [`TrackerEvent`]s (state changes only) on a channel, in the state machine's
+//! vocabulary ([`TrackerId`], [`TrackState`]); the runtime feeds them to the
+//! pure state machine, which applies the instances' weights
+//! ([`crate::vrrp::contribution`]).
 //!
-//! Script execution (`command`, `security`, `exec`) is shared with the notify
-//! scripts in [`crate::notify`].
+//! This module owns the trackers' tasks and their keepalived rules (rise and
+//! fall, quorum and delays, strtol file values). Running a script, and
+//! deciding whether it may run, belongs to [`crate::script`], which the
+//! notify scripts share.
 //!
 //! Wiring, for the runtime:
 //! 1. [`command::default_script_user`] once (global `script_user`,
@@ -21,54 +24,23 @@
 //!    `initial_state()` / `initial` values seed the state machine; events
 //!    report later changes.
 
-pub mod command;
-pub mod exec;
 pub mod file;
 pub mod process;
 pub mod script;
-pub mod security;
-pub mod weight;
 
 use std::time::Duration;
 
-pub use command::{RunAs, ScriptCommand, UserSpec};
-pub use exec::ScriptOutcome;
-pub use security::CheckedScript;
-
-/// Identifies one tracker; assigned by the runtime when it maps the config.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TrackerId(pub u32);
-
-/// What a tracker reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TrackerState {
-    Ok,
-    Fail,
-    /// `track_file`: the integer read from the file. What it means for an
-    /// instance depends on that instance's weight: see [`weight::file_effect`].
-    Value(i32),
-}
+#[cfg(doc)]
+use crate::script::{RunAs, ScriptCommand, command, security};
+use crate::vrrp::{TrackState, TrackerId};
 
 /// One state change of one tracker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrackerEvent {
     pub id: TrackerId,
-    pub state: TrackerState,
+    pub state: TrackState,
     /// CLOCK_MONOTONIC nanoseconds when the change was observed.
     pub at_ns: u64,
-}
-
-/// CLOCK_MONOTONIC in nanoseconds, the clock the whole daemon uses.
-pub fn monotonic_ns() -> u64 {
-    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
-        Ok(ts) => {
-            let secs = u64::try_from(ts.tv_sec()).unwrap_or(0);
-            let nanos = u64::try_from(ts.tv_nsec()).unwrap_or(0);
-            secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-        }
-        // CLOCK_MONOTONIC cannot fail on Linux; 0 keeps the type total.
-        Err(_) => 0,
-    }
 }
 
 /// Handle to a tracker task. Dropping it aborts the task, which kills any
@@ -116,18 +88,6 @@ impl Drop for TrackerHandle {
             task.abort();
         }
     }
-}
-
-/// Registers a descriptor-owning value with the tokio reactor.
-///
-/// Only for types that own their descriptor (OwnedFd, Inotify, File), so the
-/// fd stays open and unchanged for the AsyncFd's whole life.
-pub(crate) fn register_fd<T: std::os::fd::AsRawFd>(
-    inner: T,
-    interest: tokio::io::Interest,
-) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
-    // SAFETY: per the contract above, `inner` owns its descriptor.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, interest) }.map_err(Into::into)
 }
 
 /// Awaits the future in `slot`, or never resolves when the slot is empty, so a

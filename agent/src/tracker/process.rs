@@ -26,7 +26,10 @@ use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{TrackerEvent, TrackerHandle, TrackerId, TrackerState, monotonic_ns};
+use super::{TrackerEvent, TrackerHandle};
+use crate::clock::monotonic_ns;
+use crate::reactor::register_fd;
+use crate::vrrp::{TrackState, TrackerId};
 
 /// How parameters are compared (`param_match`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,9 +145,6 @@ pub struct ProcessTrackerConfig {
     pub quorum_max: u32,
     pub fork_delay: Duration,
     pub terminate_delay: Duration,
-    /// Carried for the state machine (`weight::status_effect`).
-    pub weight: i32,
-    pub reverse: bool,
 }
 
 impl ProcessTrackerConfig {
@@ -157,8 +157,6 @@ impl ProcessTrackerConfig {
             quorum_max: u32::MAX,
             fork_delay: Duration::ZERO,
             terminate_delay: Duration::ZERO,
-            weight: 0,
-            reverse: false,
         }
     }
 }
@@ -483,7 +481,7 @@ impl Default for MonitorOptions {
 pub struct ProcessMonitor {
     pub handle: TrackerHandle,
     /// State of every tracker after the initial scan.
-    pub initial: Vec<(TrackerId, TrackerState)>,
+    pub initial: Vec<(TrackerId, TrackState)>,
     pub mode: MonitorMode,
 }
 
@@ -521,9 +519,9 @@ impl ProcessMonitor {
                 (
                     c.id,
                     if q.reported() {
-                        TrackerState::Ok
+                        TrackState::Up
                     } else {
-                        TrackerState::Fail
+                        TrackState::Down
                     },
                 )
             })
@@ -598,11 +596,7 @@ async fn run_monitor(
         for (i, ok) in changes {
             let ev = TrackerEvent {
                 id: core.cfgs[i].id,
-                state: if ok {
-                    TrackerState::Ok
-                } else {
-                    TrackerState::Fail
-                },
+                state: if ok { TrackState::Up } else { TrackState::Down },
                 at_ns: monotonic_ns(),
             };
             if tx.send(ev).await.is_err() {
@@ -698,7 +692,7 @@ impl Connector {
             return Err(std::io::Error::last_os_error());
         }
         Ok(Self {
-            fd: super::register_fd(fd, tokio::io::Interest::READABLE)?,
+            fd: register_fd(fd, tokio::io::Interest::READABLE)?,
         })
     }
 }

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::exec::{self, RunLimits, ScriptOutcome};
-use super::security::CheckedScript;
-use super::{TrackerEvent, TrackerHandle, TrackerId, TrackerState, monotonic_ns, wait_slot};
+use super::{TrackerEvent, TrackerHandle, wait_slot};
+use crate::clock::monotonic_ns;
+use crate::script::exec::{self, RunLimits, ScriptOutcome};
+use crate::script::security::CheckedScript;
+use crate::vrrp::{TrackState, TrackerId};
 
 /// Where a script starts before its first result (keepalived's init_state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,24 +63,24 @@ impl RiseFall {
     }
 
     /// The state before any result: unknown, or FAIL with `init_fail`.
-    pub fn initial_state(&self) -> Option<TrackerState> {
+    pub fn initial_state(&self) -> Option<TrackState> {
         match self.init {
-            InitState::Failed => Some(TrackerState::Fail),
+            InitState::Failed => Some(TrackState::Down),
             InitState::Init | InitState::Done => None,
         }
     }
 
     /// Current state, None while no result has been seen (and no init_fail).
-    pub fn state(&self) -> Option<TrackerState> {
+    pub fn state(&self) -> Option<TrackState> {
         match self.init {
             InitState::Init => None,
-            _ if self.result >= self.rise => Some(TrackerState::Ok),
-            _ => Some(TrackerState::Fail),
+            _ if self.result >= self.rise => Some(TrackState::Up),
+            _ => Some(TrackState::Down),
         }
     }
 
     /// Feeds one result; returns the new state when it is to be reported.
-    pub fn record(&mut self, success: bool) -> Option<TrackerState> {
+    pub fn record(&mut self, success: bool) -> Option<TrackState> {
         let top = self.rise + self.fall - 1;
         let mut report = None;
         if success {
@@ -86,7 +88,7 @@ impl RiseFall {
                 self.result += 1;
             } else if self.result != top {
                 if self.result < self.rise {
-                    report = Some(TrackerState::Ok);
+                    report = Some(TrackState::Up);
                 }
                 self.result = top;
             }
@@ -94,7 +96,7 @@ impl RiseFall {
             self.result -= 1;
         } else {
             if self.result == self.rise || self.init == InitState::Init {
-                report = Some(TrackerState::Fail);
+                report = Some(TrackState::Down);
             }
             self.result = 0;
         }
@@ -117,9 +119,6 @@ pub struct ScriptTrackerConfig {
     pub rise: u32,
     pub fall: u32,
     pub init_fail: bool,
-    /// Not used here: carried for the state machine (`weight::status_effect`).
-    pub weight: i32,
-    pub reverse: bool,
     /// SIGTERM → SIGKILL delay for a timed-out run.
     pub kill_grace: Duration,
 }
@@ -136,14 +135,12 @@ impl ScriptTrackerConfig {
             rise: 1,
             fall: 1,
             init_fail: false,
-            weight: 0,
-            reverse: false,
             kill_grace: exec::DEFAULT_KILL_GRACE,
         }
     }
 
     /// State to assume before the first result.
-    pub fn initial_state(&self) -> Option<TrackerState> {
+    pub fn initial_state(&self) -> Option<TrackState> {
         RiseFall::new(self.rise, self.fall, self.init_fail).initial_state()
     }
 }
@@ -221,9 +218,9 @@ fn outcome_success(name: &str, outcome: &ScriptOutcome, last_status: &mut Option
     outcome.success()
 }
 
-fn log_change(name: &str, state: TrackerState, outcome: &ScriptOutcome) {
+fn log_change(name: &str, state: TrackState, outcome: &ScriptOutcome) {
     match (state, outcome) {
-        (TrackerState::Ok, _) => tracing::info!("VRRP_Script({name}) succeeded"),
+        (TrackState::Up, _) => tracing::info!("VRRP_Script({name}) succeeded"),
         (_, ScriptOutcome::TimedOut) => tracing::info!("VRRP_Script({name}) timed_out"),
         (_, ScriptOutcome::Exited(code)) => {
             tracing::info!("VRRP_Script({name}) failed (exited with status {code})")
@@ -238,9 +235,9 @@ fn log_change(name: &str, state: TrackerState, outcome: &ScriptOutcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use TrackerState::{Fail, Ok};
+    use TrackState::{Down, Up};
 
-    fn feed(rf: &mut RiseFall, results: &[bool]) -> Vec<Option<TrackerState>> {
+    fn feed(rf: &mut RiseFall, results: &[bool]) -> Vec<Option<TrackState>> {
         results.iter().map(|r| rf.record(*r)).collect()
     }
 
@@ -249,47 +246,47 @@ mod tests {
         let mut rf = RiseFall::new(3, 3, false);
         assert_eq!(rf.initial_state(), None);
         assert_eq!(rf.state(), None);
-        assert_eq!(rf.record(true), Some(Ok));
+        assert_eq!(rf.record(true), Some(Up));
         let mut rf = RiseFall::new(3, 3, false);
-        assert_eq!(rf.record(false), Some(Fail));
-        assert_eq!(rf.state(), Some(Fail));
+        assert_eq!(rf.record(false), Some(Down));
+        assert_eq!(rf.state(), Some(Down));
     }
 
     #[test]
     fn rise_needs_consecutive_successes_after_failure() {
         let mut rf = RiseFall::new(3, 2, false);
-        assert_eq!(rf.record(false), Some(Fail));
+        assert_eq!(rf.record(false), Some(Down));
         assert_eq!(feed(&mut rf, &[true, true]), [None, None]);
         // A failure in between restarts the count.
         assert_eq!(rf.record(false), None);
-        assert_eq!(feed(&mut rf, &[true, true, true]), [None, None, Some(Ok)]);
+        assert_eq!(feed(&mut rf, &[true, true, true]), [None, None, Some(Up)]);
         assert_eq!(rf.record(true), None);
     }
 
     #[test]
     fn fall_needs_consecutive_failures() {
         let mut rf = RiseFall::new(2, 3, false);
-        assert_eq!(rf.record(true), Some(Ok));
+        assert_eq!(rf.record(true), Some(Up));
         assert_eq!(feed(&mut rf, &[false, false]), [None, None]);
         // A success in between puts it back to the top.
         assert_eq!(rf.record(true), None);
         assert_eq!(
             feed(&mut rf, &[false, false, false]),
-            [None, None, Some(Fail)]
+            [None, None, Some(Down)]
         );
         assert_eq!(rf.record(false), None);
-        assert_eq!(rf.state(), Some(Fail));
+        assert_eq!(rf.state(), Some(Down));
     }
 
     #[test]
     fn init_fail_starts_failed_and_needs_rise() {
         let mut rf = RiseFall::new(2, 1, true);
-        assert_eq!(rf.initial_state(), Some(Fail));
-        assert_eq!(rf.state(), Some(Fail));
+        assert_eq!(rf.initial_state(), Some(Down));
+        assert_eq!(rf.state(), Some(Down));
         // Failures while already failed are not changes.
         assert_eq!(rf.record(false), None);
-        assert_eq!(feed(&mut rf, &[true, true]), [None, Some(Ok)]);
-        assert_eq!(rf.record(false), Some(Fail));
+        assert_eq!(feed(&mut rf, &[true, true]), [None, Some(Up)]);
+        assert_eq!(rf.record(false), Some(Down));
     }
 
     #[test]
@@ -297,14 +294,14 @@ mod tests {
         let mut rf = RiseFall::new(1, 1, false);
         assert_eq!(
             feed(&mut rf, &[true, true, false, false, true, false]),
-            [Some(Ok), None, Some(Fail), None, Some(Ok), Some(Fail)]
+            [Some(Up), None, Some(Down), None, Some(Up), Some(Down)]
         );
     }
 
     #[test]
     fn zero_rise_fall_treated_as_one() {
         let mut rf = RiseFall::new(0, 0, false);
-        assert_eq!(feed(&mut rf, &[false, true]), [Some(Fail), Some(Ok)]);
+        assert_eq!(feed(&mut rf, &[false, true]), [Some(Down), Some(Up)]);
     }
 
     #[test]

@@ -11,6 +11,8 @@ use thiserror::Error;
 
 use crate::packet::{Auth, Version};
 
+use super::tracked::{TrackState, TrackerId};
+
 /// Nanoseconds per second.
 pub const NS_PER_S: u64 = 1_000_000_000;
 /// Nanoseconds per centisecond.
@@ -100,10 +102,6 @@ impl GarpConfig {
     }
 }
 
-/// Identifies a tracked object within one router (the runtime assigns it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct TrackerId(pub u32);
-
 /// How a tracked object's state turns into priority.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrackerKind {
@@ -126,8 +124,6 @@ pub struct TrackerConfig {
     /// State assumed until the first report.
     pub initial: TrackState,
 }
-
-use super::types::TrackState;
 
 /// Pure configuration of one VRRP instance.
 #[derive(Clone, Debug, PartialEq)]

@@ -116,6 +116,7 @@ mod config;
 mod router;
 mod sync;
 mod track;
+mod tracked;
 mod types;
 
 #[cfg(test)]
@@ -123,13 +124,14 @@ mod tests;
 
 pub use config::{
     ConfigError, ConfigWarning, Family, GarpConfig, InitialState, NS_PER_CS, NS_PER_S,
-    PRIORITY_OWNER, PRIORITY_STOP, RouterConfig, TrackerConfig, TrackerId, TrackerKind,
-    master_down_ns, skew_ns,
+    PRIORITY_OWNER, PRIORITY_STOP, RouterConfig, TrackerConfig, TrackerKind, master_down_ns,
+    skew_ns,
 };
 pub use router::Router;
 pub use sync::{SyncAction, SyncGroup, SyncGroupError};
 pub use track::{Contribution, contribution, effective};
+pub use tracked::{TrackState, TrackerId};
 pub use types::{
     Action, AdvertMeta, DiscardReason, Event, Input, Reason, ReceivedAdvert, State, TimerKind,
-    TrackState, Transition,
+    Transition,
 };

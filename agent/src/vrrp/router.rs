@@ -8,12 +8,13 @@ use crate::packet::{Advert, Auth, Version};
 
 use super::config::{
     ConfigError, ConfigWarning, Family, NS_PER_CS, PRIORITY_OWNER, PRIORITY_STOP, RouterConfig,
-    TrackerId, master_down_ns, skew_ns,
+    master_down_ns, skew_ns,
 };
 use super::track;
+use super::tracked::{TrackState, TrackerId};
 use super::types::{
     Action, AdvertMeta, DiscardReason, Event, Input, Reason, ReceivedAdvert, State, TimerKind,
-    TrackState, Transition,
+    Transition,
 };
 
 /// A VRRP router (one keepalived `vrrp_instance`).
@@ -119,7 +120,7 @@ impl Router {
 
     /// In Fault because of its own trackers (not because of its sync group).
     /// The last reported state of tracked object `id`.
-    pub fn tracker_state(&self, id: super::config::TrackerId) -> Option<TrackState> {
+    pub fn tracker_state(&self, id: TrackerId) -> Option<TrackState> {
         self.trackers
             .iter()
             .find(|(t, _)| t.id == id)

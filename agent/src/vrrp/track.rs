@@ -13,7 +13,7 @@
 //! address owner (base 255) never moves.
 
 use super::config::{PRIORITY_OWNER, TrackerConfig, TrackerKind};
-use super::types::TrackState;
+use super::tracked::TrackState;
 
 /// What one tracked object currently does to the instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,8 @@ use std::net::IpAddr;
 
 use crate::packet::Advert;
 
-use super::config::{ConfigError, TrackerId};
+use super::config::ConfigError;
+use super::tracked::{TrackState, TrackerId};
 
 /// keepalived's instance states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -75,17 +76,6 @@ impl TimerKind {
     pub fn index(self) -> usize {
         self as usize
     }
-}
-
-/// What a tracked object reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum TrackState {
-    /// Interface up, script succeeding, process running, BFD up.
-    Up,
-    /// Interface down, script failing, process gone, BFD down.
-    Down,
-    /// `track_file`: the number the file holds.
-    Value(i64),
 }
 
 /// Everything about a received advert except the advert itself. `Copy`, so
