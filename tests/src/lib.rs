@@ -29,7 +29,9 @@
 //!   hosts and from the client; [`scenario::interop_cycle`] for issue #6;
 //! * [`craft`]: hand-made adverts to probe a daemon with;
 //! * [`stall`]: a real-time thread that notices when the whole host
-//!   stalls, so a timing failure it caused is told from one of a daemon.
+//!   stalls, so a timing failure it caused is told from one of a daemon;
+//! * [`retry`]: [`retry::lab_test`], which runs a lab test once more only
+//!   when such a stall explains its failure.
 //!
 //! Switches: `XVRRPD_LAB_DAEMON=keepalived` runs the xvrrpd scenarios with
 //! keepalived (to check the scenarios themselves); `XVRRPD_BIN` picks the
@@ -46,6 +48,7 @@ pub mod kconf;
 pub mod lab;
 pub mod pcap;
 pub mod prober;
+pub mod retry;
 pub mod router;
 pub mod scenario;
 pub mod stall;

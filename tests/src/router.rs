@@ -62,10 +62,24 @@ pub const KEEPALIVED: &str = "/usr/sbin/keepalived";
 /// privileged tests run); by hand, `cargo build -p xvrrpd`. A binary older
 /// than the agent's sources is refused rather than silently tested.
 pub fn xvrrpd_binary() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("XVRRPD_BIN") {
+    workspace_binary(
+        "xvrrpd",
+        "XVRRPD_BIN",
+        &["agent/src", "common/src", "ebpf/src"],
+        "`cargo build -p xvrrpd` (with its eBPF object, i.e. without XVRRPD_EBPF=skip), or run \
+         the suite with `cargo xtask test`, which builds the workspace before these tests",
+    )
+}
+
+/// A binary of this workspace that the tests run but cannot depend on:
+/// `$<env>` if set, else `target/debug/<name>` (`$CARGO_TARGET_DIR`
+/// honoured), refused when older than a file under `sources` (directories
+/// of the workspace). `build` says how to build it.
+pub fn workspace_binary(name: &str, env: &str, sources: &[&str], build: &str) -> Result<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
         let p = PathBuf::from(p);
         if !p.is_file() {
-            bail!("XVRRPD_BIN={} is not a file", p.display());
+            bail!("{env}={} is not a file", p.display());
         }
         return Ok(p);
     }
@@ -76,27 +90,25 @@ pub fn xvrrpd_binary() -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("debug").join("xvrrpd");
+    let bin = target.join("debug").join(name);
     let Ok(meta) = bin.metadata() else {
         bail!(
-            "the xvrrpd binary {} does not exist: build it first with `cargo build -p xvrrpd` \
-             (with its eBPF object, i.e. without XVRRPD_EBPF=skip), or run the suite with \
-             `cargo xtask test`, which builds the workspace before these tests; \
-             XVRRPD_BIN=PATH picks another binary",
+            "the {name} binary {} does not exist: build it first with {build}; {env}=PATH picks \
+             another binary",
             bin.display()
         );
     };
     let built = meta.modified()?;
     let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
-    for dir in ["agent/src", "common/src", "ebpf/src"] {
+    for dir in sources {
         newest_file(&root.join(dir), &mut newest, 0);
     }
     if let Some((t, f)) = newest
         && t > built
     {
         bail!(
-            "the xvrrpd binary {} is older than {}: rebuild it (`cargo build -p xvrrpd`) \
-             so the lab does not test stale code",
+            "the {name} binary {} is older than {}: rebuild it ({build}) so the lab does not \
+             test stale code",
             bin.display(),
             f.display()
         );

@@ -25,12 +25,13 @@ use crate::{
         self, EARLY_TOLERANCE, Takeover, adverts, check_bound, check_sole_advertiser, held_during,
         held_throughout, late_tolerance, master_down_ns, skew_ns,
     },
-    clock::{Stamp, ms},
+    clock::{Stamp, mono_ns, ms},
     kconf::{Daemon, Instance, RouterConfig},
     lab::{Host, wait_until},
     pcap::WireEvent,
     prober::{Outage, ProbeLog, Prober},
     router::{LinkSide, RouterNode},
+    stall::StallWindow,
     vrrp_lab::VrrpLab,
     wire::BridgeCapture,
 };
@@ -85,6 +86,19 @@ pub struct LateTakeover {
     pub excess_ns: u64,
 }
 
+impl LateTakeover {
+    /// A host stall explains it when it overlaps `[deadline − 1 ms, first
+    /// advert]` and lasts at least the lateness beyond the tolerance (and
+    /// 1 ms).
+    pub fn stall_window(&self) -> StallWindow {
+        StallWindow {
+            from_mono: self.deadline_mono.saturating_sub(1_000_000),
+            to_mono: self.first_advert_mono,
+            min: Duration::from_nanos(self.excess_ns.max(1_000_000)),
+        }
+    }
+}
+
 impl std::fmt::Display for LateTakeover {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -92,6 +106,20 @@ impl std::fmt::Display for LateTakeover {
             "take-over {} late beyond the tolerance",
             ms(self.excess_ns as i128)
         )
+    }
+}
+
+/// A failed step of a [`Cluster`], as an error context: what it did, and
+/// the host stall that may explain the failure.
+#[derive(Clone, Debug)]
+pub struct StepFailed {
+    pub what: String,
+    pub stall_window: StallWindow,
+}
+
+impl std::fmt::Display for StepFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
     }
 }
 
@@ -311,17 +339,6 @@ impl Cluster {
             .join("; ")
     }
 
-    /// Waits until `name` holds the VIP and says MASTER, every other
-    /// running router says BACKUP, and checks the wire, the hosts and the
-    /// client over one settle time.
-    pub fn expect_master(&mut self, name: &str, timeout: Duration) -> Result<()> {
-        self.retry_after_host_stall(
-            &format!("{name} settling as master"),
-            |c| c.expect_master_once(name, timeout),
-            |_| Ok(()),
-        )
-    }
-
     /// The shortest whole-host stall that may explain a failed timing
     /// check: one advert interval (at least 5 ms). Shorter ones cannot make
     /// a backup miss a master.
@@ -329,67 +346,19 @@ impl Cluster {
         self.inst.advert_int.max(Duration::from_millis(5))
     }
 
-    /// Runs `step`; when it fails and the stall monitor saw the whole host
-    /// stall (see [`crate::stall`]) long enough to explain the failure —
-    /// around the deadline of a [`LateTakeover`], at least
-    /// [`Cluster::explaining_stall`] for anything else — says so, puts the
-    /// cluster back with `restore` and runs `step` once more. Otherwise the
-    /// error says the worst stall seen there.
-    pub fn retry_after_host_stall<T>(
-        &mut self,
-        what: &str,
-        mut step: impl FnMut(&mut Self) -> Result<T>,
-        restore: impl FnOnce(&mut Self) -> Result<()>,
-    ) -> Result<T> {
-        let from = Stamp::now();
-        let first = match step(self) {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        let now = Stamp::now();
-        // A late take-over is explained by a stall around its deadline at
-        // least as long as the lateness beyond the tolerance; any other
-        // failure by one of an advert interval, during the step or one MDI
-        // before it (that still delays what the step measures).
-        let (window_from, window_to, min) = match first.downcast_ref::<LateTakeover>() {
-            Some(l) => (
-                l.deadline_mono.saturating_sub(1_000_000),
-                l.first_advert_mono,
-                Duration::from_nanos(l.excess_ns.max(1_000_000)),
-            ),
-            None => (
-                from.mono_ns.saturating_sub(self.mdi_ns_max()),
-                now.mono_ns,
-                self.explaining_stall(),
-            ),
-        };
-        let Some(stall) = self
-            .lab
-            .stalls
-            .longest_overlapping(window_from, window_to, min)
-        else {
-            let worst = self.lab.stalls.worst_between(window_from, window_to);
-            return Err(first.context(format!(
-                "the stall monitor saw no host stall ≥ {} there (worst {})",
-                ms(min.as_nanos() as i128),
-                ms(worst as i128)
-            )));
-        };
-        let at = (stall.due_mono as f64 - self.lab.origin.mono_ns as f64) / 1e6;
-        crate::stall::say(&format!(
-            "{what}: failed while the whole host stalled for {} at +{at:.1} ms (every router \
-             stopped at once: not a fault of a daemon); once more.\n  the failure: {first:#}",
-            ms(stall.late_ns as i128)
-        ));
-        self.lab.mark(&format!("host stall: retrying {what}"));
-        restore(self).with_context(|| {
-            format!("putting the cluster back after a host stall, to retry {what}: {first:#}")
-        })?;
-        step(self).with_context(|| {
-            format!(
-                "{what}, retried after a host stall of {} at +{at:.1} ms",
-                ms(stall.late_ns as i128)
-            )
+    /// Runs the step `what`. Its failure carries a [`StepFailed`]: a
+    /// whole-host stall of at least [`Cluster::explaining_stall`], during
+    /// the step or one `Master_Down_Interval` before it (that still delays
+    /// what the step measures), may explain it.
+    fn step<T>(&mut self, what: String, body: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let from = mono_ns().saturating_sub(self.mdi_ns_max());
+        body(self).map_err(|e| {
+            let stall_window = StallWindow {
+                from_mono: from,
+                to_mono: mono_ns(),
+                min: self.explaining_stall(),
+            };
+            e.context(StepFailed { what, stall_window })
         })
     }
 
@@ -427,79 +396,84 @@ impl Cluster {
             .unwrap_or(0)
     }
 
-    fn expect_master_once(&mut self, name: &str, timeout: Duration) -> Result<()> {
-        let m = self.idx(name);
-        let inst = self.inst.name.clone();
-        if !self.routers[m].wait_vip(self.vip, true, timeout) {
-            bail!(
-                "{name} did not take the VIP {} within {timeout:?}: {}",
-                self.vip,
-                self.state_report()
-            );
-        }
-        self.routers[m].wait_state(&inst, "MASTER", Duration::from_secs(2))?;
-        let since = Stamp::now();
-        for i in 0..self.routers.len() {
-            if i != m && self.routers[i].is_running() {
-                self.routers[i].wait_state(&inst, "BACKUP", Duration::from_secs(2))?;
-            }
-        }
-        for r in &mut self.routers {
-            if r.is_running() {
-                r.wait_datapath_settled(Duration::from_secs(5))?;
-            }
-        }
-        if self.prober.is_none() {
-            self.start_probe()?;
-        }
-        thread::sleep(self.settle() + Duration::from_millis(100));
-        let now = Stamp::now();
-        let events = self.wire()?;
-        let ads = adverts(&events, self.inst.vrid, self.vip.is_ipv6());
-        check_sole_advertiser(
-            &ads,
-            self.routers[m].mac,
-            since.rt_ns,
-            now.rt_ns,
-            self.lab.origin.rt_ns,
-        )
-        .with_context(|| format!("{name} should be the only master"))?;
-        // What the master puts in its adverts.
-        let mine: Vec<_> = ads
-            .iter()
-            .filter(|a| a.mac == self.routers[m].mac && a.t_ns >= since.rt_ns)
-            .collect();
-        let want_prio = self.priority(name);
-        for a in &mine {
-            if a.version != self.inst.version {
+    /// Waits until `name` holds the VIP and says MASTER, every other
+    /// running router says BACKUP, and checks the wire, the hosts and the
+    /// client over one settle time.
+    pub fn expect_master(&mut self, name: &str, timeout: Duration) -> Result<()> {
+        self.step(format!("{name} settling as master"), |c| {
+            let m = c.idx(name);
+            let inst = c.inst.name.clone();
+            if !c.routers[m].wait_vip(c.vip, true, timeout) {
                 bail!(
-                    "{name} advertises VRRPv{}, configured v{}",
-                    a.version,
-                    self.inst.version
+                    "{name} did not take the VIP {} within {timeout:?}: {}",
+                    c.vip,
+                    c.state_report()
                 );
             }
-            if a.ttl != 255 {
-                bail!("{name}'s advert has TTL/hop limit {}, not 255", a.ttl);
+            c.routers[m].wait_state(&inst, "MASTER", Duration::from_secs(2))?;
+            let since = Stamp::now();
+            for i in 0..c.routers.len() {
+                if i != m && c.routers[i].is_running() {
+                    c.routers[i].wait_state(&inst, "BACKUP", Duration::from_secs(2))?;
+                }
             }
-        }
-        if want_prio != 255
-            && let Some(a) = mine.iter().find(|a| a.priority != want_prio)
-        {
-            bail!(
-                "{name} advertises priority {}, configured {want_prio}",
-                a.priority
-            );
-        }
-        let want_cs = (self.inst.advert_int.as_millis() / 10) as u32;
-        if let Some(a) = mine.iter().find(|a| a.interval_cs != want_cs) {
-            bail!(
-                "{name} advertises an interval of {} cs, configured {want_cs} cs",
-                a.interval_cs
-            );
-        }
-        self.check_holders(name, since.mono_ns, now.mono_ns, &[])?;
-        self.check_client(name, since.rt_ns + 50_000_000, now.rt_ns)?;
-        Ok(())
+            for r in &mut c.routers {
+                if r.is_running() {
+                    r.wait_datapath_settled(Duration::from_secs(5))?;
+                }
+            }
+            if c.prober.is_none() {
+                c.start_probe()?;
+            }
+            thread::sleep(c.settle() + Duration::from_millis(100));
+            let now = Stamp::now();
+            let events = c.wire()?;
+            let ads = adverts(&events, c.inst.vrid, c.vip.is_ipv6());
+            check_sole_advertiser(
+                &ads,
+                c.routers[m].mac,
+                since.rt_ns,
+                now.rt_ns,
+                c.lab.origin.rt_ns,
+            )
+            .with_context(|| format!("{name} should be the only master"))?;
+            // What the master puts in its adverts.
+            let mine: Vec<_> = ads
+                .iter()
+                .filter(|a| a.mac == c.routers[m].mac && a.t_ns >= since.rt_ns)
+                .collect();
+            let want_prio = c.priority(name);
+            for a in &mine {
+                if a.version != c.inst.version {
+                    bail!(
+                        "{name} advertises VRRPv{}, configured v{}",
+                        a.version,
+                        c.inst.version
+                    );
+                }
+                if a.ttl != 255 {
+                    bail!("{name}'s advert has TTL/hop limit {}, not 255", a.ttl);
+                }
+            }
+            if want_prio != 255
+                && let Some(a) = mine.iter().find(|a| a.priority != want_prio)
+            {
+                bail!(
+                    "{name} advertises priority {}, configured {want_prio}",
+                    a.priority
+                );
+            }
+            let want_cs = (c.inst.advert_int.as_millis() / 10) as u32;
+            if let Some(a) = mine.iter().find(|a| a.interval_cs != want_cs) {
+                bail!(
+                    "{name} advertises an interval of {} cs, configured {want_cs} cs",
+                    a.interval_cs
+                );
+            }
+            c.check_holders(name, since.mono_ns, now.mono_ns, &[])?;
+            c.check_client(name, since.rt_ns + 50_000_000, now.rt_ns)?;
+            Ok(())
+        })
     }
 
     /// No router but `master` (and those in `dead`) holds the VIP at any
@@ -709,200 +683,171 @@ impl Cluster {
     /// kill -9 of `master`: `successor` must take over within its
     /// `Master_Down_Interval` (+ the daemon's tolerance).
     pub fn crash(&mut self, master: &str, successor: &str) -> Result<Failover> {
-        self.retry_after_host_stall(
-            &format!("crash {master} → {successor}"),
-            |c| c.crash_once(master, successor),
-            |c| c.rejoin(master, successor).map(|_| ()),
-        )
-    }
-
-    fn crash_once(&mut self, master: &str, successor: &str) -> Result<Failover> {
-        let event = self.router_mut(master).kill9()?;
-        self.lab.mark_at(&format!("kill -9 {master}"), event);
-        let theory = self.mdi_ns(successor);
-        let (tk, now) = self.await_takeover(
-            master,
-            successor,
-            event,
-            Duration::from_nanos(theory * 3) + Duration::from_secs(2),
-        )?;
-        self.check_takeover_bound(
-            &format!("{successor} detecting {master}'s crash"),
-            &tk,
-            theory,
-            successor,
-            event,
-        )?;
-        // The dead daemon's VIP stays on its host (nobody removes it):
-        // that host is left out of the holder check.
-        let vip_lag_ns = self.check_after(
-            successor,
-            event,
-            &tk,
-            Duration::from_millis(1),
-            now,
-            &[master],
-        )?;
-        Ok(Failover {
-            what: format!("kill -9 {master}"),
-            event,
-            takeover: tk,
-            theory_ns: Some(theory),
-            outage: self.outage(event, now),
-            leftover_removed_ns: None,
-            vip_lag_ns,
+        self.step(format!("crash {master} → {successor}"), |c| {
+            let event = c.router_mut(master).kill9()?;
+            c.lab.mark_at(&format!("kill -9 {master}"), event);
+            let theory = c.mdi_ns(successor);
+            let (tk, now) = c.await_takeover(
+                master,
+                successor,
+                event,
+                Duration::from_nanos(theory * 3) + Duration::from_secs(2),
+            )?;
+            c.check_takeover_bound(
+                &format!("{successor} detecting {master}'s crash"),
+                &tk,
+                theory,
+                successor,
+                event,
+            )?;
+            // The dead daemon's VIP stays on its host (nobody removes it):
+            // that host is left out of the holder check.
+            let vip_lag_ns = c.check_after(
+                successor,
+                event,
+                &tk,
+                Duration::from_millis(1),
+                now,
+                &[master],
+            )?;
+            Ok(Failover {
+                what: format!("kill -9 {master}"),
+                event,
+                takeover: tk,
+                theory_ns: Some(theory),
+                outage: c.outage(event, now),
+                leftover_removed_ns: None,
+                vip_lag_ns,
+            })
         })
     }
 
     /// SIGTERM to `master`: a priority-0 advert, its VIP removed, exit 0;
     /// `successor` takes over within its `Skew_Time`.
     pub fn terminate(&mut self, master: &str, successor: &str) -> Result<Failover> {
-        self.retry_after_host_stall(
-            &format!("terminate {master} → {successor}"),
-            |c| c.terminate_once(master, successor),
-            |c| c.rejoin(master, successor).map(|_| ()),
-        )
-    }
-
-    fn terminate_once(&mut self, master: &str, successor: &str) -> Result<Failover> {
-        let (event, status) = self.router_mut(master).sigterm()?;
-        self.lab.mark_at(&format!("SIGTERM {master}"), event);
-        if !status.success() {
-            bail!("{master} exited with {status} on SIGTERM, not 0");
-        }
-        let theory = self.skew_ns(successor);
-        let (tk, now) = self.await_takeover(
-            master,
-            successor,
-            event,
-            Duration::from_nanos(theory * 3) + Duration::from_secs(2),
-        )?;
-        if tk.old_last.priority != 0 {
-            bail!(
-                "{master}'s last advert before {successor} took over has priority {}, \
-                 not 0: no priority-0 advert on SIGTERM",
-                tk.old_last.priority
-            );
-        }
-        self.check_takeover_bound(
-            &format!("{successor} taking over after {master}'s priority-0 advert"),
-            &tk,
-            theory,
-            successor,
-            event,
-        )?;
-        if self.router(master).has_vip(self.vip) {
-            bail!(
-                "{master} exited on SIGTERM but left the VIP {} on its host",
-                self.vip
-            );
-        }
-        let vip_lag_ns =
-            self.check_after(successor, event, &tk, Duration::from_millis(1), now, &[])?;
-        Ok(Failover {
-            what: format!("SIGTERM {master}"),
-            event,
-            takeover: tk,
-            theory_ns: Some(theory),
-            outage: self.outage(event, now),
-            leftover_removed_ns: None,
-            vip_lag_ns,
+        self.step(format!("terminate {master} → {successor}"), |c| {
+            let (event, status) = c.router_mut(master).sigterm()?;
+            c.lab.mark_at(&format!("SIGTERM {master}"), event);
+            if !status.success() {
+                bail!("{master} exited with {status} on SIGTERM, not 0");
+            }
+            let theory = c.skew_ns(successor);
+            let (tk, now) = c.await_takeover(
+                master,
+                successor,
+                event,
+                Duration::from_nanos(theory * 3) + Duration::from_secs(2),
+            )?;
+            if tk.old_last.priority != 0 {
+                bail!(
+                    "{master}'s last advert before {successor} took over has priority {}, \
+                     not 0: no priority-0 advert on SIGTERM",
+                    tk.old_last.priority
+                );
+            }
+            c.check_takeover_bound(
+                &format!("{successor} taking over after {master}'s priority-0 advert"),
+                &tk,
+                theory,
+                successor,
+                event,
+            )?;
+            if c.router(master).has_vip(c.vip) {
+                bail!(
+                    "{master} exited on SIGTERM but left the VIP {} on its host",
+                    c.vip
+                );
+            }
+            let vip_lag_ns =
+                c.check_after(successor, event, &tk, Duration::from_millis(1), now, &[])?;
+            Ok(Failover {
+                what: format!("SIGTERM {master}"),
+                event,
+                takeover: tk,
+                theory_ns: Some(theory),
+                outage: c.outage(event, now),
+                leftover_removed_ns: None,
+                vip_lag_ns,
+            })
         })
     }
 
     /// Takes `master`'s link down: it goes FAULT and drops the VIP;
     /// `successor` takes over within its `Master_Down_Interval`.
     pub fn link_fail(&mut self, master: &str, successor: &str, side: LinkSide) -> Result<Failover> {
-        self.retry_after_host_stall(
-            &format!("link down {master} → {successor}"),
-            |c| c.link_fail_once(master, successor, side),
-            |c| c.link_restore(master, successor, side).map(|_| ()),
-        )
-    }
-
-    fn link_fail_once(
-        &mut self,
-        master: &str,
-        successor: &str,
-        side: LinkSide,
-    ) -> Result<Failover> {
-        let event = self.router(master).link_down(side)?;
-        self.lab
-            .mark_at(&format!("link down {master} ({side:?})"), event);
-        let theory = self.mdi_ns(successor);
-        let (tk, now) = self.await_takeover(
-            master,
-            successor,
-            event,
-            Duration::from_nanos(theory * 3) + Duration::from_secs(2),
-        )?;
-        self.check_takeover_bound(
-            &format!("{successor} detecting {master}'s link failure"),
-            &tk,
-            theory,
-            successor,
-            event,
-        )?;
-        let inst = self.inst.name.clone();
-        self.router(master)
-            .wait_state(&inst, "FAULT", Duration::from_secs(2))
-            .context("the router whose link went down should be in FAULT")?;
-        if !self
-            .router(master)
-            .wait_vip(self.vip, false, Duration::from_secs(1))
-        {
-            bail!("{master} is in FAULT but still holds the VIP {}", self.vip);
-        }
-        let vip_lag_ns = self.check_after(
-            successor,
-            event,
-            &tk,
-            Duration::from_millis(1),
-            now,
-            &[master],
-        )?;
-        Ok(Failover {
-            what: format!("link down {master} ({side:?})"),
-            event,
-            takeover: tk,
-            theory_ns: Some(theory),
-            outage: self.outage(event, now),
-            leftover_removed_ns: None,
-            vip_lag_ns,
+        self.step(format!("link down {master} → {successor}"), |c| {
+            let event = c.router(master).link_down(side)?;
+            c.lab
+                .mark_at(&format!("link down {master} ({side:?})"), event);
+            let theory = c.mdi_ns(successor);
+            let (tk, now) = c.await_takeover(
+                master,
+                successor,
+                event,
+                Duration::from_nanos(theory * 3) + Duration::from_secs(2),
+            )?;
+            c.check_takeover_bound(
+                &format!("{successor} detecting {master}'s link failure"),
+                &tk,
+                theory,
+                successor,
+                event,
+            )?;
+            let inst = c.inst.name.clone();
+            c.router(master)
+                .wait_state(&inst, "FAULT", Duration::from_secs(2))
+                .context("the router whose link went down should be in FAULT")?;
+            if !c
+                .router(master)
+                .wait_vip(c.vip, false, Duration::from_secs(1))
+            {
+                bail!("{master} is in FAULT but still holds the VIP {}", c.vip);
+            }
+            let vip_lag_ns = c.check_after(
+                successor,
+                event,
+                &tk,
+                Duration::from_millis(1),
+                now,
+                &[master],
+            )?;
+            Ok(Failover {
+                what: format!("link down {master} ({side:?})"),
+                event,
+                takeover: tk,
+                theory_ns: Some(theory),
+                outage: c.outage(event, now),
+                leftover_removed_ns: None,
+                vip_lag_ns,
+            })
         })
     }
 
     /// Starts `returning` again (after a crash or a SIGTERM): it removes a
     /// VIP left from a crash, then preempts `current` (higher priority).
     pub fn rejoin(&mut self, returning: &str, current: &str) -> Result<Failover> {
-        self.retry_after_host_stall(
-            &format!("restart {returning}, preempting {current}"),
-            |c| c.rejoin_once(returning, current),
-            |c| c.terminate_once(returning, current).map(|_| ()),
-        )
-    }
-
-    fn rejoin_once(&mut self, returning: &str, current: &str) -> Result<Failover> {
-        let had_leftover = self.router(returning).has_vip(self.vip);
-        let event = self.router_mut(returning).start()?;
-        self.lab.mark_at(&format!("restart {returning}"), event);
-        let mut f = self.preempted_by(returning, current, event, "rejoin")?;
-        if had_leftover {
-            let spans = self.router(returning).watch.held(self.vip);
-            let removed = spans
-                .iter()
-                .filter_map(|h| h.to)
-                .find(|t| *t >= event.mono_ns);
-            match removed {
-                Some(t) => f.leftover_removed_ns = Some(t - event.mono_ns),
-                None => bail!(
-                    "{returning} restarted with the VIP {} left from its crash and never removed \
-                     it before taking over again; spans {spans:?}",
-                    self.vip
-                ),
+        self.step(format!("restart {returning}, preempting {current}"), |c| {
+            let had_leftover = c.router(returning).has_vip(c.vip);
+            let event = c.router_mut(returning).start()?;
+            c.lab.mark_at(&format!("restart {returning}"), event);
+            let mut f = c.preempted_by(returning, current, event, "rejoin")?;
+            if had_leftover {
+                let spans = c.router(returning).watch.held(c.vip);
+                let removed = spans
+                    .iter()
+                    .filter_map(|h| h.to)
+                    .find(|t| *t >= event.mono_ns);
+                match removed {
+                    Some(t) => f.leftover_removed_ns = Some(t - event.mono_ns),
+                    None => bail!(
+                        "{returning} restarted with the VIP {} left from its crash and never removed \
+                         it before taking over again; spans {spans:?}",
+                        c.vip
+                    ),
+                }
             }
-        }
-        Ok(f)
+            Ok(f)
+        })
     }
 
     /// Brings `master`'s link back: it leaves FAULT and preempts `current`.
@@ -912,23 +857,12 @@ impl Cluster {
         current: &str,
         side: LinkSide,
     ) -> Result<Failover> {
-        self.retry_after_host_stall(
-            &format!("link up {master}, preempting {current}"),
-            |c| c.link_restore_once(master, current, side),
-            |c| c.link_fail_once(master, current, side).map(|_| ()),
-        )
-    }
-
-    fn link_restore_once(
-        &mut self,
-        master: &str,
-        current: &str,
-        side: LinkSide,
-    ) -> Result<Failover> {
-        let event = self.router(master).link_up(side)?;
-        self.lab
-            .mark_at(&format!("link up {master} ({side:?})"), event);
-        self.preempted_by(master, current, event, "link back")
+        self.step(format!("link up {master}, preempting {current}"), |c| {
+            let event = c.router(master).link_up(side)?;
+            c.lab
+                .mark_at(&format!("link up {master} ({side:?})"), event);
+            c.preempted_by(master, current, event, "link back")
+        })
     }
 
     /// `returning` (higher priority) takes the VIP back from `current`:
@@ -1142,9 +1076,8 @@ impl Cluster {
 /// within its down interval), r1 back (it drops its leftover VIP and
 /// preempts), SIGTERM of r1 (r2 takes over within its skew), r1 back
 /// again. Every step checks that after its bound only one router
-/// advertises, holds the VIP and answers the client. Panics on failure
-/// (with the lab's report); returns the cluster, still running, and the
-/// figures.
+/// advertises, holds the VIP and answers the client. Returns the cluster,
+/// still running, and the figures.
 pub fn interop_cycle(
     test: &str,
     inst: Instance,
@@ -1152,8 +1085,7 @@ pub fn interop_cycle(
     first: Daemon,
     second: Daemon,
     edit: impl FnMut(&RouterNode, &mut RouterConfig) -> Result<()>,
-) -> (Cluster, Vec<Failover>) {
-    use crate::vrrp_lab::OrFail;
+) -> Result<(Cluster, Vec<Failover>)> {
     let (first, second) = (stand_in(first), stand_in(second));
     let mut c = Cluster::new(
         test,
@@ -1161,25 +1093,24 @@ pub fn interop_cycle(
         &[("r1", first, 150), ("r2", second, 100)],
         unicast,
         edit,
-    )
-    .or_fail();
+    )?;
     let limit = Duration::from_nanos(c.mdi_ns("r1") * 2) + Duration::from_secs(5);
-    c.start_all().or_fail();
-    c.expect_master("r1", limit).or_fail();
-    c.check_xvrrpd_status("r1").or_fail();
+    c.start_all()?;
+    c.expect_master("r1", limit)?;
+    c.check_xvrrpd_status("r1")?;
     let mut steps = Vec::new();
-    steps.push(c.crash("r1", "r2").or_fail());
-    c.check_xvrrpd_status("r2").or_fail();
-    steps.push(c.rejoin("r1", "r2").or_fail());
-    c.check_xvrrpd_status("r1").or_fail();
-    steps.push(c.terminate("r1", "r2").or_fail());
-    c.check_xvrrpd_status("r2").or_fail();
-    steps.push(c.rejoin("r1", "r2").or_fail());
-    c.check_xvrrpd_status("r1").or_fail();
+    steps.push(c.crash("r1", "r2")?);
+    c.check_xvrrpd_status("r2")?;
+    steps.push(c.rejoin("r1", "r2")?);
+    c.check_xvrrpd_status("r1")?;
+    steps.push(c.terminate("r1", "r2")?);
+    c.check_xvrrpd_status("r2")?;
+    steps.push(c.rejoin("r1", "r2")?);
+    c.check_xvrrpd_status("r1")?;
     for s in &steps {
         println!("{test} (r1 {first}, r2 {second}): {}", s.summary());
     }
-    (c, steps)
+    Ok((c, steps))
 }
 
 /// The daemon an interop test runs in xvrrpd's place: xvrrpd, or keepalived

@@ -8,11 +8,10 @@
 //! over although no daemon did anything wrong. Run above the daemons'
 //! real-time priority (xvrrpd's event loop is SCHED_RR 10), the monitor is
 //! late only when nothing in user space could have run: a daemon that
-//! spins cannot delay it. The lab uses it to tell such a stall from a
-//! fault of the daemon under test, and says so in every timing failure.
+//! spins cannot delay it. [`crate::retry`] uses it to tell such a stall
+//! from a fault of the daemon under test.
 
 use std::{
-    io::Write,
     sync::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicBool, Ordering},
@@ -27,15 +26,6 @@ use crate::clock::mono_ns;
 /// priority (xvrrpd's event loop is SCHED_RR 10): a daemon cannot delay
 /// it, only the host.
 pub const HOST_MONITOR_PRIORITY: i32 = 50;
-
-/// A failed lab test is run once more when the host stalled at least this
-/// long shortly before it failed: one advert interval of the labs'
-/// `advert_int 0.01`.
-pub const TEST_RETRY_STALL: Duration = Duration::from_millis(10);
-
-/// How shortly: the longest a lab check looks back (a settle time of one
-/// `advert_int 1` plus a take-over's margin).
-pub const TEST_RETRY_WINDOW: Duration = Duration::from_secs(2);
 
 /// Wake-ups later than this are recorded.
 const RECORD_FROM_NS: u64 = 200_000;
@@ -54,6 +44,28 @@ pub struct Stall {
 impl Stall {
     pub fn end_mono(&self) -> u64 {
         self.due_mono + self.late_ns
+    }
+}
+
+/// Where and how long the whole host must have stalled to explain a
+/// failure: at least `min`, overlapping `[from_mono, to_mono]`
+/// (CLOCK_MONOTONIC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StallWindow {
+    pub from_mono: u64,
+    pub to_mono: u64,
+    pub min: Duration,
+}
+
+impl StallWindow {
+    /// The longest of `stalls` that explains the failure.
+    pub fn longest_explaining(&self, stalls: &[Stall]) -> Option<Stall> {
+        stalls
+            .iter()
+            .filter(|s| s.late_ns >= self.min.as_nanos() as u64)
+            .filter(|s| s.due_mono <= self.to_mono && s.end_mono() >= self.from_mono)
+            .max_by_key(|s| s.late_ns)
+            .copied()
     }
 }
 
@@ -115,16 +127,6 @@ impl StallMonitor {
             .unwrap_or(0)
     }
 
-    /// The longest stall of at least `min` that overlaps `[from, to]`
-    /// (CLOCK_MONOTONIC).
-    pub fn longest_overlapping(&self, from: u64, to: u64, min: Duration) -> Option<Stall> {
-        self.records()
-            .into_iter()
-            .filter(|s| s.late_ns >= min.as_nanos() as u64)
-            .filter(|s| s.due_mono <= to && s.end_mono() >= from)
-            .max_by_key(|s| s.late_ns)
-    }
-
     /// Every stall of at least `min` due from `since` (CLOCK_MONOTONIC) on,
     /// in order.
     pub fn at_least(&self, min: Duration, since: u64) -> Vec<Stall> {
@@ -134,7 +136,8 @@ impl StallMonitor {
             .collect()
     }
 
-    fn records(&self) -> Vec<Stall> {
+    /// Every late wake-up recorded so far, in order.
+    pub fn records(&self) -> Vec<Stall> {
         self.late.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -144,45 +147,6 @@ impl StallMonitor {
 pub fn host() -> &'static StallMonitor {
     static HOST: OnceLock<StallMonitor> = OnceLock::new();
     HOST.get_or_init(|| StallMonitor::start(HOST_MONITOR_PRIORITY, Duration::from_secs(24 * 3600)))
-}
-
-/// Writes past the test harness's output capture: a retry must show in the
-/// log of a run even when the test then passes.
-pub fn say(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "{msg}");
-}
-
-/// Runs the lab test `name`; when it fails and [`host`] saw the whole host
-/// stall for at least [`TEST_RETRY_STALL`] within [`TEST_RETRY_WINDOW`]
-/// before the failure (a stall stops
-/// every router of a lab at once, which no daemon can tell from a dead
-/// master), says so and runs it once more: that run must pass.
-pub fn retry_after_host_stall(name: &str, body: impl Fn()) {
-    let monitor = host();
-    let from = mono_ns();
-    let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&body)) else {
-        return;
-    };
-    let failed_at = mono_ns();
-    let window_from = failed_at
-        .saturating_sub(TEST_RETRY_WINDOW.as_nanos() as u64)
-        .max(from);
-    let Some(stall) = monitor.longest_overlapping(window_from, failed_at, TEST_RETRY_STALL) else {
-        std::panic::resume_unwind(panic);
-    };
-    let failure = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("(no message)");
-    say(&format!(
-        "{name}: failed {:.2} s after the whole host stalled for {:.3} ms (every router \
-         stopped at once, not a fault of a daemon): running it once more.\n  the failure: \
-         {failure}",
-        failed_at.saturating_sub(stall.end_mono()) as f64 / 1e9,
-        stall.late_ns as f64 / 1e6
-    ));
-    body();
 }
 
 fn watch(stop: &AtomicBool, late: &Mutex<Vec<Stall>>, max: Duration) {
@@ -243,21 +207,23 @@ mod tests {
                 late_ns: 40_000_000,
             },
         ]);
+        let longest = |from_mono, to_mono| {
+            StallWindow {
+                from_mono,
+                to_mono,
+                min: Duration::from_millis(5),
+            }
+            .longest_explaining(&m.records())
+        };
         assert_eq!(
-            m.longest_overlapping(45_000_000, 60_000_000, Duration::from_millis(5)),
+            longest(45_000_000, 60_000_000),
             Some(Stall {
                 due_mono: 10_000_000,
                 late_ns: 40_000_000
             })
         );
-        assert_eq!(
-            m.longest_overlapping(51_000_000, 60_000_000, Duration::from_millis(5)),
-            None
-        );
-        assert_eq!(
-            m.longest_overlapping(0, 2_000, Duration::from_millis(5)),
-            None
-        );
+        assert_eq!(longest(51_000_000, 60_000_000), None);
+        assert_eq!(longest(0, 2_000), None);
         assert_eq!(m.worst_between(0, 20_000_000), 40_000_000);
         assert_eq!(m.at_least(Duration::from_micros(250), 0).len(), 2);
         assert_eq!(m.at_least(Duration::from_micros(250), 5_000).len(), 1);

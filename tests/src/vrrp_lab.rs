@@ -10,7 +10,9 @@
 //! Files go to `/tmp/xvrrpd-lab/<lab tag>-<test name>/`: each router's
 //! config, daemon log, notify log and FIFO; the bridge capture. They are
 //! removed when the test passes (unless `XVRRPD_LAB_KEEP` is set) and kept
-//! (their paths printed, with the tail of every daemon log) when it fails.
+//! (their paths printed, with the tail of every daemon log) when it fails:
+//! by a panic, or, under [`crate::retry::lab_test`], by an error returned
+//! after the lab is gone.
 //!
 //! Labs in one test binary run one at a time (a process-wide lock), so
 //! timing measurements of one test are not disturbed by another's routers.
@@ -20,6 +22,7 @@
 //! before it runs these tests.
 
 use std::{
+    cell::RefCell,
     net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
@@ -177,52 +180,125 @@ fn remove_old_lab_dirs() {
     }
 }
 
-impl Drop for VrrpLab {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "\n===== VRRP lab {} failed: files kept in {} =====",
-                self.net.tag(),
-                self.dir.display()
+impl VrrpLab {
+    /// What a failed test prints about the lab: where its files are, the
+    /// marks, the host stalls and the tail of every daemon log.
+    fn failure_report(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n===== VRRP lab {} failed: files kept in {} =====",
+            self.net.tag(),
+            self.dir.display()
+        );
+        for (label, s) in self.marks.lock().unwrap().iter() {
+            let _ = writeln!(
+                out,
+                "  mark {label}: +{:.3} ms (CLOCK_MONOTONIC {} ns)",
+                self.rel_ms(s.rt_ns),
+                s.mono_ns
             );
-            for (label, s) in self.marks.lock().unwrap().iter() {
-                eprintln!(
-                    "  mark {label}: +{:.3} ms (CLOCK_MONOTONIC {} ns)",
-                    self.rel_ms(s.rt_ns),
-                    s.mono_ns
-                );
-            }
-            let stalls = self
-                .stalls
-                .at_least(std::time::Duration::from_millis(2), self.origin.mono_ns);
-            if !stalls.is_empty() {
-                eprintln!(
-                    "  host stalls ≥ 2 ms seen by the stall monitor (SCHED_RR {HOST_MONITOR_PRIORITY}):"
-                );
-            }
-            for s in stalls {
-                eprintln!(
-                    "    +{:.3} ms: {:.3} ms",
-                    (s.due_mono as f64 - self.origin.mono_ns as f64) / 1e6,
-                    s.late_ns as f64 / 1e6
-                );
-            }
-            for (label, path) in self.report.lock().unwrap().iter() {
-                eprintln!("  {label}: {}", path.display());
-                if label.ends_with(" log") {
-                    let text = std::fs::read_to_string(path).unwrap_or_default();
-                    let lines: Vec<&str> = text.lines().collect();
-                    for l in &lines[lines.len().saturating_sub(25)..] {
-                        eprintln!("    | {l}");
-                    }
+        }
+        let stalls = self
+            .stalls
+            .at_least(std::time::Duration::from_millis(2), self.origin.mono_ns);
+        if !stalls.is_empty() {
+            let _ = writeln!(
+                out,
+                "  host stalls ≥ 2 ms seen by the stall monitor (SCHED_RR {HOST_MONITOR_PRIORITY}):"
+            );
+        }
+        for s in stalls {
+            let _ = writeln!(
+                out,
+                "    +{:.3} ms: {:.3} ms",
+                (s.due_mono as f64 - self.origin.mono_ns as f64) / 1e6,
+                s.late_ns as f64 / 1e6
+            );
+        }
+        for (label, path) in self.report.lock().unwrap().iter() {
+            let _ = writeln!(out, "  {label}: {}", path.display());
+            if label.ends_with(" log") {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                for l in &lines[lines.len().saturating_sub(25)..] {
+                    let _ = writeln!(out, "    | {l}");
                 }
             }
+        }
+        out
+    }
+}
+
+impl Drop for VrrpLab {
+    fn drop(&mut self) {
+        EndedLab {
+            dir: self.dir.clone(),
+            report: self.failure_report(),
+        }
+        .hand_over();
+    }
+}
+
+/// A lab that is gone, its files not yet removed.
+pub struct EndedLab {
+    dir: PathBuf,
+    report: String,
+}
+
+impl EndedLab {
+    /// A lab test may fail by returning an error after its lab is gone:
+    /// under [`collect_ended`] the lab waits for the outcome; elsewhere
+    /// only a panic says the test failed.
+    fn hand_over(self) {
+        let unclaimed = ENDED.with_borrow_mut(|collected| match collected {
+            Some(labs) => {
+                labs.push(self);
+                None
+            }
+            None => Some(self),
+        });
+        if let Some(ended) = unclaimed {
+            ended.close(std::thread::panicking());
+        }
+    }
+
+    /// Keeps the files and prints the report when the test `failed`;
+    /// removes them otherwise (unless `XVRRPD_LAB_KEEP` is set).
+    pub fn close(self, failed: bool) {
+        if failed {
+            eprint!("{}", self.report);
         } else if std::env::var_os("XVRRPD_LAB_KEEP").is_some() {
             eprintln!("XVRRPD_LAB_KEEP: lab files kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+thread_local! {
+    /// The labs ended on this thread while [`collect_ended`] runs.
+    static ENDED: RefCell<Option<Vec<EndedLab>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, and returns with its result the labs that ended meanwhile on
+/// this thread, for the caller to [`EndedLab::close`].
+pub fn collect_ended<T>(f: impl FnOnce() -> T) -> (T, Vec<EndedLab>) {
+    struct Collecting(Option<Vec<EndedLab>>);
+    impl Drop for Collecting {
+        // Should `f` unwind, the labs it made are reported as failed.
+        fn drop(&mut self) {
+            for lab in ENDED.replace(self.0.take()).unwrap_or_default() {
+                lab.close(true);
+            }
+        }
+    }
+    let guard = Collecting(ENDED.replace(Some(Vec::new())));
+    let out = f();
+    let ended = ENDED.take().unwrap_or_default();
+    drop(guard);
+    (out, ended)
 }
 
 /// The daemon of the e2e scenarios ([`Daemon::for_scenarios`]), said once
@@ -258,18 +334,51 @@ pub fn names(routers: &[&RouterNode]) -> String {
         .join(", ")
 }
 
-/// Turns an error into a panic while the lab is still alive, so its files
-/// are kept and reported: `cluster.crash("r1", "r2").or_fail()`.
-pub trait OrFail<T> {
-    fn or_fail(self) -> T;
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<T> OrFail<T> for Result<T> {
-    #[track_caller]
-    fn or_fail(self) -> T {
-        match self {
-            Ok(v) => v,
-            Err(e) => panic!("{e:#}"),
+    fn ended_lab(name: &str) -> EndedLab {
+        let dir =
+            std::env::temp_dir().join(format!("xvrrpd-ended-lab-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        EndedLab {
+            dir,
+            report: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_ended_lab_waits_for_the_outcome_of_its_test() {
+        let lab = ended_lab("collected");
+        let dir = lab.dir.clone();
+        let ((), ended) = collect_ended(|| lab.hand_over());
+        assert!(dir.is_dir(), "removed before the outcome was known");
+        assert_eq!(ended.len(), 1);
+        for lab in ended {
+            lab.close(true);
+        }
+        assert!(dir.is_dir(), "a failed test's lab files must stay");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_ended_lab_of_a_passed_test_is_removed() {
+        let lab = ended_lab("passed");
+        let dir = lab.dir.clone();
+        let ((), ended) = collect_ended(|| lab.hand_over());
+        for lab in ended {
+            lab.close(false);
+        }
+        if std::env::var_os("XVRRPD_LAB_KEEP").is_none() {
+            assert!(!dir.exists());
+        }
+        // Outside a lab test, a lab ended without a panic is a passed one.
+        let lab = ended_lab("alone");
+        let dir = lab.dir.clone();
+        lab.hand_over();
+        if std::env::var_os("XVRRPD_LAB_KEEP").is_none() {
+            assert!(!dir.exists());
         }
     }
 }

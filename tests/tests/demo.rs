@@ -19,9 +19,8 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
-use xvrrpd_tests::require_root;
+use xvrrpd_tests::{require_root, router::workspace_binary};
 
-const DEMO: &str = env!("CARGO_BIN_EXE_xvrrpd-demo");
 /// One demo at a time: they would disturb each other's timing.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -33,11 +32,23 @@ struct Finished {
     took: Duration,
 }
 
+/// The demo, its own crate's binary, so built before this test runs (as
+/// `cargo xtask test` does); `XVRRPD_DEMO_BIN` picks another one.
+fn demo_binary() -> PathBuf {
+    workspace_binary(
+        "xvrrpd-demo",
+        "XVRRPD_DEMO_BIN",
+        &["tests/demo/src", "tests/src", "agent/src", "common/src"],
+        "`cargo build -p xvrrpd-demo`",
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
 /// Runs the demo with `args`; sends SIGINT once a stdout line contains
 /// `interrupt_at`. Kills it and fails the test if it runs past `limit`.
 fn run_demo(args: &[&str], interrupt_at: Option<&str>, limit: Duration) -> Finished {
     let started = Instant::now();
-    let mut child = Command::new(DEMO)
+    let mut child = Command::new(demo_binary())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

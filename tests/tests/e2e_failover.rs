@@ -9,15 +9,16 @@
 
 use std::time::Duration;
 
-use xvrrpd_tests::stall::retry_after_host_stall;
+use anyhow::Result;
 use xvrrpd_tests::{
     kconf::Instance,
+    retry::lab_test,
     router::LinkSide,
     scenario::Cluster,
-    vrrp_lab::{OrFail, scenario_daemon, xvrrpd_only},
+    vrrp_lab::{scenario_daemon, xvrrpd_only},
 };
 
-fn three_routers(test: &str) -> Cluster {
+fn three_routers(test: &str) -> Result<Cluster> {
     let d = scenario_daemon();
     let inst = Instance::new("VI_1", 51, &["192.0.2.100/24"]);
     let mut c = Cluster::new(
@@ -26,45 +27,44 @@ fn three_routers(test: &str) -> Cluster {
         &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
         false,
         |_, _| Ok(()),
-    )
-    .or_fail();
-    c.start_all().or_fail();
-    c.expect_master("r1", Duration::from_secs(10)).or_fail();
-    c
+    )?;
+    c.start_all()?;
+    c.expect_master("r1", Duration::from_secs(10))?;
+    Ok(c)
 }
 
 #[test]
-fn initial_election_highest_priority_wins() {
-    retry_after_host_stall("initial_election_highest_priority_wins", || {
-        let mut c = three_routers("election");
+fn initial_election_highest_priority_wins() -> Result<()> {
+    lab_test("initial_election_highest_priority_wins", || {
+        let mut c = three_routers("election")?;
         let d = c.routers[0].daemon;
         if xvrrpd_only(d, "the status report and the VIP marker") {
-            c.check_xvrrpd_status("r1").or_fail();
-            c.check_vip_marker("r1").or_fail();
+            c.check_xvrrpd_status("r1")?;
+            c.check_vip_marker("r1")?;
         }
-        c.finish().or_fail();
-    });
+        c.finish()
+    })
 }
 
 #[test]
-fn kill9_of_the_master_fails_over_and_restart_removes_the_leftover_vip() {
-    retry_after_host_stall(
+fn kill9_of_the_master_fails_over_and_restart_removes_the_leftover_vip() -> Result<()> {
+    lab_test(
         "kill9_of_the_master_fails_over_and_restart_removes_the_leftover_vip",
         || {
-            let mut c = three_routers("kill9");
+            let mut c = three_routers("kill9")?;
             let d = c.routers[0].daemon;
-            let f = c.crash("r1", "r2").or_fail();
+            let f = c.crash("r1", "r2")?;
             println!("{}", f.summary());
             if xvrrpd_only(d, "the transition timeline in the status report") {
-                c.check_xvrrpd_timeline("r2", &f).or_fail();
-                c.check_xvrrpd_status("r2").or_fail();
+                c.check_xvrrpd_timeline("r2", &f)?;
+                c.check_xvrrpd_status("r2")?;
             }
             // r3 stayed a backup all along.
             assert!(
                 !c.router("r3").has_vip(c.vip),
                 "r3 (priority 50) took the VIP although r2 (100) was there"
             );
-            let back = c.rejoin("r1", "r2").or_fail();
+            let back = c.rejoin("r1", "r2")?;
             println!("{}", back.summary());
             let removed = back
                 .leftover_removed_ns
@@ -74,43 +74,43 @@ fn kill9_of_the_master_fails_over_and_restart_removes_the_leftover_vip() {
                 "r1 removed the VIP left by its crash only {removed} ns after restarting"
             );
             if xvrrpd_only(d, "the VIP marker after the restart") {
-                c.check_vip_marker("r1").or_fail();
+                c.check_vip_marker("r1")?;
             }
-            c.finish().or_fail();
+            c.finish()
         },
-    );
+    )
 }
 
 #[test]
-fn sigterm_hands_over_within_skew() {
-    retry_after_host_stall("sigterm_hands_over_within_skew", || {
-        let mut c = three_routers("sigterm");
-        let f = c.terminate("r1", "r2").or_fail();
+fn sigterm_hands_over_within_skew() -> Result<()> {
+    lab_test("sigterm_hands_over_within_skew", || {
+        let mut c = three_routers("sigterm")?;
+        let f = c.terminate("r1", "r2")?;
         println!("{}", f.summary());
         let d = c.routers[0].daemon;
         if xvrrpd_only(d, "the status report after the hand-over") {
-            c.check_xvrrpd_status("r2").or_fail();
+            c.check_xvrrpd_status("r2")?;
         }
-        let back = c.rejoin("r1", "r2").or_fail();
+        let back = c.rejoin("r1", "r2")?;
         println!("{}", back.summary());
-        c.finish().or_fail();
-    });
+        c.finish()
+    })
 }
 
 #[test]
-fn link_down_on_the_master_goes_fault_and_fails_over() {
-    retry_after_host_stall("link_down_on_the_master_goes_fault_and_fails_over", || {
-        let mut c = three_routers("linkdown");
+fn link_down_on_the_master_goes_fault_and_fails_over() -> Result<()> {
+    lab_test("link_down_on_the_master_goes_fault_and_fails_over", || {
+        let mut c = three_routers("linkdown")?;
         // Carrier lost (the bridge port goes down), then back.
-        let f = c.link_fail("r1", "r2", LinkSide::Switch).or_fail();
+        let f = c.link_fail("r1", "r2", LinkSide::Switch)?;
         println!("{}", f.summary());
-        let back = c.link_restore("r1", "r2", LinkSide::Switch).or_fail();
+        let back = c.link_restore("r1", "r2", LinkSide::Switch)?;
         println!("{}", back.summary());
         // The router's own interface goes down, then back.
-        let f = c.link_fail("r1", "r2", LinkSide::Host).or_fail();
+        let f = c.link_fail("r1", "r2", LinkSide::Host)?;
         println!("{}", f.summary());
-        let back = c.link_restore("r1", "r2", LinkSide::Host).or_fail();
+        let back = c.link_restore("r1", "r2", LinkSide::Host)?;
         println!("{}", back.summary());
-        c.finish().or_fail();
-    });
+        c.finish()
+    })
 }

@@ -12,13 +12,13 @@
 
 use std::time::Duration;
 
-use xvrrpd_tests::stall::retry_after_host_stall;
+use anyhow::Result;
 use xvrrpd_tests::{
     clock::ms,
     kconf::{Daemon, Instance},
+    retry::lab_test,
     router::LinkSide,
     scenario::{Cluster, Failover},
-    vrrp_lab::OrFail,
 };
 
 const ROUNDS: usize = 3;
@@ -36,8 +36,8 @@ fn stats(label: &str, xs: &[i128]) {
 }
 
 #[test]
-fn keepalived_pair_vrrpv3_ipv4_10ms() {
-    retry_after_host_stall("keepalived_pair_vrrpv3_ipv4_10ms", || {
+fn keepalived_pair_vrrpv3_ipv4_10ms() -> Result<()> {
+    lab_test("keepalived_pair_vrrpv3_ipv4_10ms", || {
         let mut c = Cluster::new(
             "baseline-v3-ipv4",
             Instance::new("VI_1", 51, &["192.0.2.100/24"]),
@@ -47,23 +47,22 @@ fn keepalived_pair_vrrpv3_ipv4_10ms() {
             ],
             false,
             |_, _| Ok(()),
-        )
-        .or_fail();
-        c.start_all().or_fail();
-        c.expect_master("r1", Duration::from_secs(10)).or_fail();
+        )?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
         let mut crashes: Vec<Failover> = Vec::new();
         let mut terms: Vec<Failover> = Vec::new();
         let mut links: Vec<Failover> = Vec::new();
         let mut rejoins: Vec<Failover> = Vec::new();
         for _ in 0..ROUNDS {
-            crashes.push(c.crash("r1", "r2").or_fail());
-            rejoins.push(c.rejoin("r1", "r2").or_fail());
-            terms.push(c.terminate("r1", "r2").or_fail());
-            rejoins.push(c.rejoin("r1", "r2").or_fail());
-            links.push(c.link_fail("r1", "r2", LinkSide::Switch).or_fail());
-            rejoins.push(c.link_restore("r1", "r2", LinkSide::Switch).or_fail());
+            crashes.push(c.crash("r1", "r2")?);
+            rejoins.push(c.rejoin("r1", "r2")?);
+            terms.push(c.terminate("r1", "r2")?);
+            rejoins.push(c.rejoin("r1", "r2")?);
+            links.push(c.link_fail("r1", "r2", LinkSide::Switch)?);
+            rejoins.push(c.link_restore("r1", "r2", LinkSide::Switch)?);
         }
-        c.finish().or_fail();
+        c.finish()?;
         for f in crashes.iter().chain(&terms).chain(&links).chain(&rejoins) {
             println!("{}", f.summary());
         }
@@ -86,5 +85,6 @@ fn keepalived_pair_vrrpv3_ipv4_10ms() {
         stats("link down: detection − theory", &err(&links));
         stats("link down: client outage", &out(&links));
         stats("preemption back: client outage", &out(&rejoins));
-    });
+        Ok(())
+    })
 }

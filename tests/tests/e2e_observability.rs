@@ -8,31 +8,18 @@ use std::{
     time::Duration,
 };
 
+use anyhow::{Context, Result};
 use xvrrpd::control::metrics::METRIC_NAMES;
-
-trait OrFailWith<T> {
-    fn or_fail_with(self, what: &str) -> T;
-}
-
-impl<T, E: std::fmt::Display> OrFailWith<T> for Result<T, E> {
-    fn or_fail_with(self, what: &str) -> T {
-        match self {
-            Ok(v) => v,
-            Err(e) => panic!("{what}: {e}"),
-        }
-    }
-}
-use xvrrpd_tests::stall::retry_after_host_stall;
 use xvrrpd_tests::{
     kconf::{Daemon, Instance},
+    retry::lab_test,
     scenario::Cluster,
-    vrrp_lab::OrFail,
 };
 
 const METRICS_PORT: u16 = 9477;
 
 /// GET /metrics on the router's own loopback, from inside its namespace.
-fn scrape(c: &Cluster, router: &str) -> String {
+fn scrape(c: &Cluster, router: &str) -> Result<String> {
     let host = c.router(router).host.clone();
     host.run_in(move || {
         let mut s = TcpStream::connect(("127.0.0.1", METRICS_PORT))?;
@@ -42,12 +29,11 @@ fn scrape(c: &Cluster, router: &str) -> String {
         s.read_to_string(&mut body)?;
         Ok(body)
     })
-    .or_fail()
 }
 
 #[test]
-fn metrics_endpoint_serves_every_metric_and_status_agrees() {
-    retry_after_host_stall(
+fn metrics_endpoint_serves_every_metric_and_status_agrees() -> Result<()> {
+    lab_test(
         "metrics_endpoint_serves_every_metric_and_status_agrees",
         || {
             let mut c = Cluster::new(
@@ -56,17 +42,16 @@ fn metrics_endpoint_serves_every_metric_and_status_agrees() {
                 &[("r1", Daemon::Xvrrpd, 150), ("r2", Daemon::Xvrrpd, 100)],
                 false,
                 |_, _| Ok(()),
-            )
-            .or_fail();
+            )?;
             for r in &mut c.routers {
                 r.extra_args = vec![
                     "--metrics-listen".into(),
                     format!("127.0.0.1:{METRICS_PORT}"),
                 ];
             }
-            c.start_all().or_fail();
-            c.expect_master("r1", Duration::from_secs(10)).or_fail();
-            let text = scrape(&c, "r1");
+            c.start_all()?;
+            c.expect_master("r1", Duration::from_secs(10))?;
+            let text = scrape(&c, "r1")?;
             assert!(
                 text.starts_with("HTTP/1.1 200"),
                 "not a 200 answer: {}",
@@ -101,25 +86,25 @@ fn metrics_endpoint_serves_every_metric_and_status_agrees() {
                         && !l.ends_with(" 0")
                 })
             };
-            let mut backup = scrape(&c, "r2");
+            let mut backup = scrape(&c, "r2")?;
             for _ in 0..30 {
                 if accepted(&backup) {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(100));
-                backup = scrape(&c, "r2");
+                backup = scrape(&c, "r2")?;
             }
             assert!(
                 accepted(&backup),
                 "r2's datapath counters show no accepted advert after 3 s:\n{backup}"
             );
-            c.check_xvrrpd_status("r1").or_fail();
+            c.check_xvrrpd_status("r1")?;
             let r1 = c.router("r1");
             let out = std::process::Command::new(&r1.bin)
                 .args(["status", "--control-socket"])
                 .arg(&r1.control_socket)
                 .output()
-                .or_fail_with("running xvrrpd status");
+                .context("running xvrrpd status")?;
             assert!(out.status.success(), "xvrrpd status failed: {out:?}");
             let table = String::from_utf8_lossy(&out.stdout);
             assert!(
@@ -128,7 +113,7 @@ fn metrics_endpoint_serves_every_metric_and_status_agrees() {
                     && table.contains("192.0.2.100/24"),
                 "status table:\n{table}"
             );
-            c.finish().or_fail();
+            c.finish()
         },
-    );
+    )
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use xvrrpd_tests::stall::retry_after_host_stall;
+use anyhow::Result;
 use xvrrpd_tests::{
     analysis::{
         EARLY_TOLERANCE, adverts, check_bound, check_sole_advertiser, last_advert_with,
@@ -15,8 +15,9 @@ use xvrrpd_tests::{
     },
     clock::{Stamp, ms},
     kconf::{Instance, TrackScript, VrrpScript},
+    retry::lab_test,
     scenario::Cluster,
-    vrrp_lab::{OrFail, scenario_daemon, xvrrpd_only},
+    vrrp_lab::{scenario_daemon, xvrrpd_only},
 };
 
 fn vi_1() -> Instance {
@@ -24,8 +25,8 @@ fn vi_1() -> Instance {
 }
 
 #[test]
-fn failing_script_with_negative_weight_fails_over_and_recovery_preempts_back() {
-    retry_after_host_stall(
+fn failing_script_with_negative_weight_fails_over_and_recovery_preempts_back() -> Result<()> {
+    lab_test(
         "failing_script_with_negative_weight_fails_over_and_recovery_preempts_back",
         || {
             let d = scenario_daemon();
@@ -45,19 +46,16 @@ fn failing_script_with_negative_weight_fails_over_and_recovery_preempts_back() {
                     }
                     Ok(())
                 },
-            )
-            .or_fail();
-            c.start_all().or_fail();
-            c.expect_master("r1", Duration::from_secs(10)).or_fail();
+            )?;
+            c.start_all()?;
+            c.expect_master("r1", Duration::from_secs(10))?;
 
             // The script fails: r1 runs at 150 − 60 = 90 < 100, and r2 preempts it.
             let event = c.lab.mark("check fails on r1");
-            c.router("r1").set_check("chk", false).or_fail();
+            c.router("r1").set_check("chk", false)?;
             // The script runs every second: allow two runs, then r2's down timer.
-            let (tk, now) = c
-                .await_takeover("r1", "r2", event, Duration::from_secs(3))
-                .or_fail();
-            let events = c.wire().or_fail();
+            let (tk, now) = c.await_takeover("r1", "r2", event, Duration::from_secs(3))?;
+            let events = c.wire()?;
             let ads = adverts(&events, 51, false);
             let r1 = c.router("r1").mac;
             assert!(
@@ -76,10 +74,8 @@ fn failing_script_with_negative_weight_fails_over_and_recovery_preempts_back() {
                 theory,
                 EARLY_TOLERANCE,
                 late_tolerance(d),
-            )
-            .or_fail();
-            c.check_after("r2", event, &tk, late_tolerance(d), now, &[])
-                .or_fail();
+            )?;
+            c.check_after("r2", event, &tk, late_tolerance(d), now, &[])?;
             println!(
                 "check failed: r2 first advert {} after r1's last advert at 150 (theory {}), {} after the failure was made",
                 ms((tk.new_first.t_ns - last150.t_ns) as i128),
@@ -87,7 +83,7 @@ fn failing_script_with_negative_weight_fails_over_and_recovery_preempts_back() {
                 ms((tk.new_first.t_ns - event.rt_ns) as i128),
             );
             if xvrrpd_only(d, "the effective priority in the status report") {
-                let rep = c.router("r1").status().or_fail();
+                let rep = c.router("r1").status()?;
                 let st = &rep.instances[0];
                 assert_eq!(
                     (st.base_priority, st.effective_priority, st.state.as_str()),
@@ -98,17 +94,17 @@ fn failing_script_with_negative_weight_fails_over_and_recovery_preempts_back() {
 
             // The script passes again: r1 is back at 150 and preempts r2.
             let event = c.lab.mark("check passes on r1");
-            c.router("r1").set_check("chk", true).or_fail();
-            let back = c.preempted_by("r1", "r2", event, "check passes").or_fail();
+            c.router("r1").set_check("chk", true)?;
+            let back = c.preempted_by("r1", "r2", event, "check passes")?;
             println!("{}", back.summary());
-            c.finish().or_fail();
+            c.finish()
         },
-    );
+    )
 }
 
 #[test]
-fn nopreempt_keeps_the_current_master_until_it_fails() {
-    retry_after_host_stall("nopreempt_keeps_the_current_master_until_it_fails", || {
+fn nopreempt_keeps_the_current_master_until_it_fails() -> Result<()> {
+    lab_test("nopreempt_keeps_the_current_master_until_it_fails", || {
         let d = scenario_daemon();
         let mut inst = vi_1();
         inst.nopreempt = true;
@@ -118,39 +114,35 @@ fn nopreempt_keeps_the_current_master_until_it_fails() {
             &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
             false,
             |_, _| Ok(()),
-        )
-        .or_fail();
-        c.start(&["r2"]).or_fail();
-        c.expect_master("r2", Duration::from_secs(10)).or_fail();
+        )?;
+        c.start(&["r2"])?;
+        c.expect_master("r2", Duration::from_secs(10))?;
         let since = c.lab.mark("r1 and r3 start");
-        c.start(&["r1", "r3"]).or_fail();
+        c.start(&["r1", "r3"])?;
         // Ten of r1's down intervals: it would have preempted long before.
         std::thread::sleep(Duration::from_nanos(10 * c.mdi_ns("r1")) + Duration::from_millis(200));
         let now = Stamp::now();
-        let ads = adverts(&c.wire().or_fail(), 51, false);
+        let ads = adverts(&c.wire()?, 51, false);
         check_sole_advertiser(
             &ads,
             c.router("r2").mac,
             since.rt_ns,
             now.rt_ns,
             c.lab.origin.rt_ns,
-        )
-        .or_fail();
-        c.check_holders("r2", since.mono_ns, now.mono_ns, &[])
-            .or_fail();
+        )?;
+        c.check_holders("r2", since.mono_ns, now.mono_ns, &[])?;
         c.router("r1")
-            .wait_state("VI_1", "BACKUP", Duration::from_secs(1))
-            .or_fail();
+            .wait_state("VI_1", "BACKUP", Duration::from_secs(1))?;
         // nopreempt does not stop r1 from taking over when r2 fails.
-        let f = c.crash("r2", "r1").or_fail();
+        let f = c.crash("r2", "r1")?;
         println!("{}", f.summary());
-        c.finish().or_fail();
-    });
+        c.finish()
+    })
 }
 
 #[test]
-fn preempt_delay_holds_preemption_back() {
-    retry_after_host_stall("preempt_delay_holds_preemption_back", || {
+fn preempt_delay_holds_preemption_back() -> Result<()> {
+    lab_test("preempt_delay_holds_preemption_back", || {
         let d = scenario_daemon();
         let delay = Duration::from_millis(500);
         let mut c = Cluster::new(
@@ -164,13 +156,12 @@ fn preempt_delay_holds_preemption_back() {
                 }
                 Ok(())
             },
-        )
-        .or_fail();
-        c.start(&["r2", "r3"]).or_fail();
-        c.expect_master("r2", Duration::from_secs(10)).or_fail();
-        let event = c.router_mut("r1").start().or_fail();
+        )?;
+        c.start(&["r2", "r3"])?;
+        c.expect_master("r2", Duration::from_secs(10))?;
+        let event = c.router_mut("r1").start()?;
         c.lab.mark_at("start r1", event);
-        let f = c.preempted_by("r1", "r2", event, "preempt_delay").or_fail();
+        let f = c.preempted_by("r1", "r2", event, "preempt_delay")?;
         let took = f.takeover.new_first.t_ns - event.rt_ns;
         let mdi = c.mdi_ns("r1");
         println!(
@@ -194,6 +185,6 @@ fn preempt_delay_holds_preemption_back() {
             ms(mdi as i128),
             ms(most as i128)
         );
-        c.finish().or_fail();
-    });
+        c.finish()
+    })
 }

@@ -12,20 +12,21 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use xvrrpd_tests::stall::retry_after_host_stall;
+use anyhow::Result;
 use xvrrpd_tests::{
     analysis::{adverts, announcements, check_sole_advertiser, held_throughout, max_advert_gap},
     clock::{Stamp, ms},
     kconf::Instance,
     kconf::RouterConfig,
+    retry::lab_test,
     scenario::Cluster,
-    vrrp_lab::{OrFail, scenario_daemon, xvrrpd_only},
+    vrrp_lab::{scenario_daemon, xvrrpd_only},
 };
 
 const VIP1: &str = "192.0.2.100";
 const VIP2: &str = "198.51.100.100";
 
-fn two_instances(test: &str) -> Cluster {
+fn two_instances(test: &str) -> Result<Cluster> {
     let d = scenario_daemon();
     let mut c = Cluster::new(
         test,
@@ -41,10 +42,9 @@ fn two_instances(test: &str) -> Cluster {
             cfg.global.extra.push("vrrp_garp_master_delay 0".into());
             Ok(())
         },
-    )
-    .or_fail();
-    c.start_all().or_fail();
-    c.expect_master("r1", Duration::from_secs(10)).or_fail();
+    )?;
+    c.start_all()?;
+    c.expect_master("r1", Duration::from_secs(10))?;
     let vip2: IpAddr = VIP2.parse().unwrap();
     assert!(
         c.router("r1").wait_vip(vip2, true, Duration::from_secs(2)),
@@ -52,13 +52,20 @@ fn two_instances(test: &str) -> Cluster {
     );
     // Let the GARP bursts of the election pass.
     std::thread::sleep(Duration::from_millis(300));
-    c
+    Ok(c)
 }
 
 /// No sign of a flap of `inst` (VRID, VIP) on r1 in `[from, to]`: no FIFO
 /// line, no GARP, no priority-0 advert, adverts every interval, the VIP
 /// held all along, and nobody else advertising.
-fn check_no_flap(c: &Cluster, inst: &str, vrid: u8, vip: &str, from: Stamp, to: Stamp) {
+fn check_no_flap(
+    c: &Cluster,
+    inst: &str,
+    vrid: u8,
+    vip: &str,
+    from: Stamp,
+    to: Stamp,
+) -> Result<()> {
     let vip: IpAddr = vip.parse().unwrap();
     let r1 = c.router("r1");
     let lines: Vec<String> = r1
@@ -71,7 +78,7 @@ fn check_no_flap(c: &Cluster, inst: &str, vrid: u8, vip: &str, from: Stamp, to: 
         lines.is_empty(),
         "{inst} went through transitions on reload: {lines:?}"
     );
-    let events = c.wire().or_fail();
+    let events = c.wire()?;
     let garps = announcements(&events, vip, r1.mac, from.rt_ns, to.rt_ns);
     assert!(
         garps.is_empty(),
@@ -89,7 +96,7 @@ fn check_no_flap(c: &Cluster, inst: &str, vrid: u8, vip: &str, from: Stamp, to: 
             ms(z.t_ns as i128 - from.rt_ns as i128)
         );
     }
-    check_sole_advertiser(&ads, r1.mac, from.rt_ns, to.rt_ns, c.lab.origin.rt_ns).or_fail();
+    check_sole_advertiser(&ads, r1.mac, from.rt_ns, to.rt_ns, c.lab.origin.rt_ns)?;
     let gap = max_advert_gap(&ads, r1.mac, from.rt_ns, to.rt_ns).unwrap_or(u64::MAX);
     // Two intervals and a little: one late advert is no flap, a missing
     // one would make the backups start counting.
@@ -103,32 +110,33 @@ fn check_no_flap(c: &Cluster, inst: &str, vrid: u8, vip: &str, from: Stamp, to: 
         "{inst}: r1 did not hold {vip} throughout the reload: {:?}",
         r1.watch.held(vip)
     );
+    Ok(())
 }
 
 #[test]
-fn sighup_with_unchanged_and_changed_instances() {
-    retry_after_host_stall("sighup_with_unchanged_and_changed_instances", || {
-        let mut c = two_instances("reload");
+fn sighup_with_unchanged_and_changed_instances() -> Result<()> {
+    lab_test("sighup_with_unchanged_and_changed_instances", || {
+        let mut c = two_instances("reload")?;
         let d = c.routers[0].daemon;
 
         // Unchanged config.
-        let hup = c.router_mut("r1").sighup().or_fail();
+        let hup = c.router_mut("r1").sighup()?;
         c.lab.mark_at("SIGHUP r1 (unchanged)", hup);
         std::thread::sleep(Duration::from_secs(1));
         assert!(c.router_mut("r1").is_running(), "r1 exited on SIGHUP");
         let now = Stamp::now();
-        check_no_flap(&c, "VI_1", 51, VIP1, hup, now);
-        check_no_flap(&c, "VI_2", 52, VIP2, hup, now);
+        check_no_flap(&c, "VI_1", 51, VIP1, hup, now)?;
+        check_no_flap(&c, "VI_2", 52, VIP2, hup, now)?;
         if xvrrpd_only(d, "the reload counter in the status report") {
-            let rep = c.router("r1").status().or_fail();
+            let rep = c.router("r1").status()?;
             assert_eq!(rep.daemon.reloads, 1, "status: reloads after one SIGHUP");
         }
 
         // VI_2's priority drops to 90 on r1: VI_2 moves to r2, VI_1 stays.
         let mut cfg: RouterConfig = c.router("r1").config().unwrap().clone();
         cfg.instances[1].priority = 90;
-        c.router_mut("r1").write_config(&cfg).or_fail();
-        let hup = c.router_mut("r1").sighup().or_fail();
+        c.router_mut("r1").write_config(&cfg)?;
+        let hup = c.router_mut("r1").sighup()?;
         c.lab.mark_at("SIGHUP r1 (VI_2 at 90)", hup);
         let vip2: IpAddr = VIP2.parse().unwrap();
         assert!(
@@ -141,32 +149,31 @@ fn sighup_with_unchanged_and_changed_instances() {
         );
         std::thread::sleep(Duration::from_millis(300));
         let now = Stamp::now();
-        check_no_flap(&c, "VI_1", 51, VIP1, hup, now);
-        let ads2 = adverts(&c.wire().or_fail(), 52, false);
+        check_no_flap(&c, "VI_1", 51, VIP1, hup, now)?;
+        let ads2 = adverts(&c.wire()?, 52, false);
         assert!(
             ads2.iter()
                 .any(|a| a.mac == c.router("r1").mac && a.priority == 90 && a.t_ns >= hup.rt_ns),
             "r1 never advertised VI_2 at its new priority 90"
         );
         c.router("r2")
-            .wait_state("VI_2", "MASTER", Duration::from_secs(1))
-            .or_fail();
-        c.finish().or_fail();
-    });
+            .wait_state("VI_2", "MASTER", Duration::from_secs(1))?;
+        c.finish()
+    })
 }
 
 #[test]
-fn a_config_that_does_not_load_leaves_the_old_one_running() {
-    retry_after_host_stall(
+fn a_config_that_does_not_load_leaves_the_old_one_running() -> Result<()> {
+    lab_test(
         "a_config_that_does_not_load_leaves_the_old_one_running",
         || {
-            let mut c = two_instances("reload-bad");
+            let mut c = two_instances("reload-bad")?;
             let good = std::fs::read_to_string(&c.router("r1").config_path).unwrap();
             // An out-of-range VRID and a block left open.
             let bad = good.replacen("virtual_router_id 51", "virtual_router_id 300", 1)
                 + "\nvrrp_instance VI_9 {\n    interface eth0\n";
-            c.router_mut("r1").write_config_text(&bad).or_fail();
-            let hup = c.router_mut("r1").sighup().or_fail();
+            c.router_mut("r1").write_config_text(&bad)?;
+            let hup = c.router_mut("r1").sighup()?;
             c.lab.mark_at("SIGHUP r1 (broken config)", hup);
             std::thread::sleep(Duration::from_secs(1));
             assert!(
@@ -175,11 +182,11 @@ fn a_config_that_does_not_load_leaves_the_old_one_running() {
                 c.router("r1").log_path.display()
             );
             let now = Stamp::now();
-            check_no_flap(&c, "VI_1", 51, VIP1, hup, now);
-            check_no_flap(&c, "VI_2", 52, VIP2, hup, now);
+            check_no_flap(&c, "VI_1", 51, VIP1, hup, now)?;
+            check_no_flap(&c, "VI_2", 52, VIP2, hup, now)?;
             let d = c.routers[0].daemon;
             if xvrrpd_only(d, "the status report after a failed reload") {
-                let rep = c.router("r1").status().or_fail();
+                let rep = c.router("r1").status()?;
                 let names: Vec<(&str, &str, u8)> = rep
                     .instances
                     .iter()
@@ -192,11 +199,11 @@ fn a_config_that_does_not_load_leaves_the_old_one_running() {
                 );
             }
             // The file fixed, a reload is clean again.
-            c.router_mut("r1").write_config_text(&good).or_fail();
-            let hup = c.router_mut("r1").sighup().or_fail();
+            c.router_mut("r1").write_config_text(&good)?;
+            let hup = c.router_mut("r1").sighup()?;
             std::thread::sleep(Duration::from_millis(500));
-            check_no_flap(&c, "VI_1", 51, VIP1, hup, Stamp::now());
-            c.finish().or_fail();
+            check_no_flap(&c, "VI_1", 51, VIP1, hup, Stamp::now())?;
+            c.finish()
         },
-    );
+    )
 }

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use xvrrpd_tests::stall::retry_after_host_stall;
+use anyhow::Result;
 use xvrrpd_tests::{
     analysis::{adverts, check_sole_advertiser},
     clock::Stamp,
@@ -14,9 +14,10 @@ use xvrrpd_tests::{
     frame_injector,
     kconf::{Instance, Notify, RouterConfig, SyncGroup, TrackScript, VrrpScript},
     pcap::{ChecksumKind, Mac},
+    retry::lab_test,
     router::{FIFO_EVENTS, LinkSide, NotifyCall, RouterNode},
     scenario::Cluster,
-    vrrp_lab::{OrFail, VrrpLab, scenario_daemon, xvrrpd_only},
+    vrrp_lab::{VrrpLab, scenario_daemon, xvrrpd_only},
 };
 
 /// The states a router reported on its FIFO, with priorities (event lines
@@ -118,8 +119,8 @@ fn check_notify_calls(r: &RouterNode, states: &[&str], prio: u32, strict_pairs: 
 }
 
 #[test]
-fn notify_scripts_and_fifo_in_order() {
-    retry_after_host_stall("notify_scripts_and_fifo_in_order", || {
+fn notify_scripts_and_fifo_in_order() -> Result<()> {
+    lab_test("notify_scripts_and_fifo_in_order", || {
         let d = scenario_daemon();
         let mut c = Cluster::new(
             "notify",
@@ -136,13 +137,12 @@ fn notify_scripts_and_fifo_in_order() {
                 };
                 Ok(())
             },
-        )
-        .or_fail();
-        c.start_all().or_fail();
-        c.expect_master("r1", Duration::from_secs(10)).or_fail();
-        c.link_fail("r1", "r2", LinkSide::Switch).or_fail();
-        c.link_restore("r1", "r2", LinkSide::Switch).or_fail();
-        c.terminate("r1", "r2").or_fail();
+        )?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        c.link_fail("r1", "r2", LinkSide::Switch)?;
+        c.link_restore("r1", "r2", LinkSide::Switch)?;
+        c.terminate("r1", "r2")?;
         // Notify scripts are not waited for: give the last ones time to write.
         let r1_states = ["BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER", "STOP"];
         let r2_states = ["BACKUP", "MASTER", "BACKUP", "MASTER"];
@@ -165,30 +165,28 @@ fn notify_scripts_and_fifo_in_order() {
             check_fifo_events(r, "VI_1", prio);
             check_notify_calls(r, states, prio, strict);
         }
-        c.finish().or_fail();
-    });
+        c.finish()
+    })
 }
 
 /// A master that receives a lower-priority advert writes the event
 /// `INSTANCE "VI_1" MASTER_RX_LOWER_PRI <its own priority>` on the FIFO
 /// (keepalived's `send_event_notify()`), and stays master.
 #[test]
-fn master_receiving_a_lower_priority_advert_reports_it_on_the_fifo() {
-    retry_after_host_stall(
+fn master_receiving_a_lower_priority_advert_reports_it_on_the_fifo() -> Result<()> {
+    lab_test(
         "master_receiving_a_lower_priority_advert_reports_it_on_the_fifo",
         || {
             let d = scenario_daemon();
-            let mut lab = VrrpLab::new("rx-lower-pri").or_fail();
-            let mut r1 = lab.add_router("r1", d, &["192.0.2.11/24"]).or_fail();
-            let fake = lab.add_client("fake", &["192.0.2.99/24"]).or_fail();
+            let mut lab = VrrpLab::new("rx-lower-pri")?;
+            let mut r1 = lab.add_router("r1", d, &["192.0.2.11/24"])?;
+            let fake = lab.add_client("fake", &["192.0.2.99/24"])?;
             r1.write_config(&RouterConfig::single(
                 Instance::new("VI_1", 51, &["192.0.2.100/24"]).with_priority(150),
-            ))
-            .or_fail();
-            r1.start().or_fail();
-            r1.wait_state("VI_1", "MASTER", Duration::from_secs(5))
-                .or_fail();
-            let inj = frame_injector(&fake, "eth0").or_fail();
+            ))?;
+            r1.start()?;
+            r1.wait_state("VI_1", "MASTER", Duration::from_secs(5))?;
+            let inj = frame_injector(&fake, "eth0")?;
             let frame = vrrp_v3_ipv4_frame(
                 Mac([2, 0, 0, 0, 0, 0x63]),
                 Ipv4Addr::new(192, 0, 2, 99),
@@ -198,7 +196,7 @@ fn master_receiving_a_lower_priority_advert_reports_it_on_the_fifo() {
                 &[Ipv4Addr::new(192, 0, 2, 100)],
                 ChecksumKind::PseudoHeader,
             );
-            inj.send(&frame).or_fail();
+            inj.send(&frame)?;
             let seen =
                 xvrrpd_tests::wait_until(Duration::from_secs(1), Duration::from_millis(5), || {
                     r1.fifo_lines()
@@ -223,13 +221,14 @@ fn master_receiving_a_lower_priority_advert_reports_it_on_the_fifo() {
                 r1.has_vip("192.0.2.100".parse().unwrap()),
                 "r1 dropped the VIP"
             );
+            Ok(())
         },
-    );
+    )
 }
 
 #[test]
-fn sync_group_members_move_together() {
-    retry_after_host_stall("sync_group_members_move_together", || {
+fn sync_group_members_move_together() -> Result<()> {
+    lab_test("sync_group_members_move_together", || {
         let d = scenario_daemon();
         let vip2: IpAddr = "198.51.100.100".parse().unwrap();
         let mut c = Cluster::new(
@@ -259,10 +258,9 @@ fn sync_group_members_move_together() {
                 });
                 Ok(())
             },
-        )
-        .or_fail();
-        c.start_all().or_fail();
-        c.expect_master("r1", Duration::from_secs(10)).or_fail();
+        )?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
         assert!(
             c.router("r1").wait_vip(vip2, true, Duration::from_secs(2)),
             "r1 is master of VI_1 but does not hold VI_2's VIP {vip2}"
@@ -275,12 +273,9 @@ fn sync_group_members_move_together() {
         // VI_2's script fails on r1: the whole group goes FAULT and both
         // instances move to r2.
         let event = c.lab.mark("VI_2's check fails on r1");
-        c.router("r1").set_check("chk", false).or_fail();
-        let (tk, now) = c
-            .await_takeover("r1", "r2", event, Duration::from_secs(3))
-            .or_fail();
-        c.check_after("r2", event, &tk, Duration::from_millis(1), now, &[])
-            .or_fail();
+        c.router("r1").set_check("chk", false)?;
+        let (tk, now) = c.await_takeover("r1", "r2", event, Duration::from_secs(3))?;
+        c.check_after("r2", event, &tk, Duration::from_millis(1), now, &[])?;
         assert!(
             c.router("r2").wait_vip(vip2, true, Duration::from_secs(1)),
             "VI_1 moved to r2 but VI_2's VIP {vip2} did not"
@@ -298,15 +293,14 @@ fn sync_group_members_move_together() {
             "r2 took the two members' VIPs {} ms apart",
             a1.abs_diff(a2) as f64 / 1e6
         );
-        let ads2 = adverts(&c.wire().or_fail(), 52, false);
+        let ads2 = adverts(&c.wire()?, 52, false);
         check_sole_advertiser(
             &ads2,
             c.router("r2").mac,
             tk.new_first.t_ns + 20_000_000,
             Stamp::now().rt_ns,
             c.lab.origin.rt_ns,
-        )
-        .or_fail();
+        )?;
         let r1 = c.router("r1");
         for inst in ["VI_1", "VI_2"] {
             assert_eq!(
@@ -325,8 +319,8 @@ fn sync_group_members_move_together() {
 
         // The script passes again: the group comes back and preempts, whole.
         let event = c.lab.mark("VI_2's check passes on r1");
-        c.router("r1").set_check("chk", true).or_fail();
-        let back = c.preempted_by("r1", "r2", event, "group back").or_fail();
+        c.router("r1").set_check("chk", true)?;
+        let back = c.preempted_by("r1", "r2", event, "group back")?;
         println!("{}", back.summary());
         assert!(
             c.router("r1").wait_vip(vip2, true, Duration::from_secs(1)),
@@ -343,6 +337,6 @@ fn sync_group_members_move_together() {
             Some("MASTER"),
             "r1: the group's last FIFO state"
         );
-        c.finish().or_fail();
-    });
+        c.finish()
+    })
 }

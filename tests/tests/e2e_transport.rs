@@ -4,32 +4,30 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use xvrrpd_tests::stall::retry_after_host_stall;
+use anyhow::Result;
 use xvrrpd_tests::{
-    analysis::adverts,
-    kconf::Instance,
-    pcap::ChecksumKind,
-    scenario::Cluster,
-    vrrp_lab::{OrFail, scenario_daemon},
+    analysis::adverts, kconf::Instance, pcap::ChecksumKind, retry::lab_test, scenario::Cluster,
+    vrrp_lab::scenario_daemon,
 };
 
 /// Election, kill -9 and rejoin, SIGTERM and rejoin; prints the figures.
-fn failover_cycle(c: &mut Cluster) {
-    c.start_all().or_fail();
-    c.expect_master("r1", Duration::from_secs(10)).or_fail();
+fn failover_cycle(c: &mut Cluster) -> Result<()> {
+    c.start_all()?;
+    c.expect_master("r1", Duration::from_secs(10))?;
     for step in [
-        c.crash("r1", "r2").or_fail(),
-        c.rejoin("r1", "r2").or_fail(),
-        c.terminate("r1", "r2").or_fail(),
-        c.rejoin("r1", "r2").or_fail(),
+        c.crash("r1", "r2")?,
+        c.rejoin("r1", "r2")?,
+        c.terminate("r1", "r2")?,
+        c.rejoin("r1", "r2")?,
     ] {
         println!("{}", step.summary());
     }
+    Ok(())
 }
 
 #[test]
-fn unicast_peers() {
-    retry_after_host_stall("unicast_peers", || {
+fn unicast_peers() -> Result<()> {
+    lab_test("unicast_peers", || {
         let d = scenario_daemon();
         let mut c = Cluster::new(
             "unicast",
@@ -37,11 +35,10 @@ fn unicast_peers() {
             &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
             true,
             |_, _| Ok(()),
-        )
-        .or_fail();
-        failover_cycle(&mut c);
+        )?;
+        failover_cycle(&mut c)?;
         // Every advert went to a peer's own address, never to 224.0.0.18.
-        let events = c.wire().or_fail();
+        let events = c.wire()?;
         let ads: Vec<_> = events
             .iter()
             .filter_map(|e| e.advert().map(|a| (e.src_mac, a)))
@@ -63,13 +60,13 @@ fn unicast_peers() {
                 "r1 never sent an advert to its peer {peer}"
             );
         }
-        c.finish().or_fail();
-    });
+        c.finish()
+    })
 }
 
 #[test]
-fn vrrpv3_over_ipv6_with_an_ipv6_vip() {
-    retry_after_host_stall("vrrpv3_over_ipv6_with_an_ipv6_vip", || {
+fn vrrpv3_over_ipv6_with_an_ipv6_vip() -> Result<()> {
+    lab_test("vrrpv3_over_ipv6_with_an_ipv6_vip", || {
         let d = scenario_daemon();
         let mut c = Cluster::new(
             "ipv6",
@@ -77,10 +74,9 @@ fn vrrpv3_over_ipv6_with_an_ipv6_vip() {
             &[("r1", d, 150), ("r2", d, 100), ("r3", d, 50)],
             false,
             |_, _| Ok(()),
-        )
-        .or_fail();
-        failover_cycle(&mut c);
-        let events = c.wire().or_fail();
+        )?;
+        failover_cycle(&mut c)?;
+        let events = c.wire()?;
         let ads = adverts(&events, 61, true);
         assert!(!ads.is_empty(), "no VRRPv3/IPv6 adverts captured");
         for a in &ads {
@@ -108,6 +104,6 @@ fn vrrpv3_over_ipv6_with_an_ipv6_vip() {
             vec!["ff02::12".to_string()],
             "IPv6 adverts go to ff02::12"
         );
-        c.finish().or_fail();
-    });
+        c.finish()
+    })
 }

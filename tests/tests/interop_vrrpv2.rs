@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
-use xvrrpd_tests::stall::retry_after_host_stall;
+use anyhow::Result;
 use xvrrpd_tests::{
     kconf::{Daemon, Instance},
+    retry::lab_test,
     scenario::interop_cycle,
-    vrrp_lab::OrFail,
 };
 
 fn v2(auth: Option<&str>) -> Instance {
@@ -23,9 +23,9 @@ fn v2(auth: Option<&str>) -> Instance {
     i
 }
 
-fn run(test: &str, auth: Option<&str>, first: Daemon, second: Daemon) {
-    let (mut c, _) = interop_cycle(test, v2(auth), false, first, second, |_, _| Ok(()));
-    let events = c.wire().or_fail();
+fn run(test: &str, auth: Option<&str>, first: Daemon, second: Daemon) -> Result<()> {
+    let (mut c, _) = interop_cycle(test, v2(auth), false, first, second, |_, _| Ok(()))?;
+    let events = c.wire()?;
     let ads: Vec<_> = events
         .iter()
         .filter_map(|e| e.advert().map(|a| (e.src_mac, a.clone())))
@@ -47,43 +47,47 @@ fn run(test: &str, auth: Option<&str>, first: Daemon, second: Daemon) {
             None => assert_eq!(a.auth_type, 0, "an advert from {mac} has authentication"),
         }
     }
-    c.finish().or_fail();
+    c.finish()
 }
 
 #[test]
-fn v2_xvrrpd_master_keepalived_backup() {
-    retry_after_host_stall("v2_xvrrpd_master_keepalived_backup", || {
-        run("v2-x-k", None, Daemon::Xvrrpd, Daemon::Keepalived);
-    });
+fn v2_xvrrpd_master_keepalived_backup() -> Result<()> {
+    lab_test("v2_xvrrpd_master_keepalived_backup", || {
+        run("v2-x-k", None, Daemon::Xvrrpd, Daemon::Keepalived)?;
+        Ok(())
+    })
 }
 
 #[test]
-fn v2_keepalived_master_xvrrpd_backup() {
-    retry_after_host_stall("v2_keepalived_master_xvrrpd_backup", || {
-        run("v2-k-x", None, Daemon::Keepalived, Daemon::Xvrrpd);
-    });
+fn v2_keepalived_master_xvrrpd_backup() -> Result<()> {
+    lab_test("v2_keepalived_master_xvrrpd_backup", || {
+        run("v2-k-x", None, Daemon::Keepalived, Daemon::Xvrrpd)?;
+        Ok(())
+    })
 }
 
 #[test]
-fn v2_auth_pass_xvrrpd_master_keepalived_backup() {
-    retry_after_host_stall("v2_auth_pass_xvrrpd_master_keepalived_backup", || {
+fn v2_auth_pass_xvrrpd_master_keepalived_backup() -> Result<()> {
+    lab_test("v2_auth_pass_xvrrpd_master_keepalived_backup", || {
         run(
             "v2auth-x-k",
             Some("secret"),
             Daemon::Xvrrpd,
             Daemon::Keepalived,
-        );
-    });
+        )?;
+        Ok(())
+    })
 }
 
 #[test]
-fn v2_auth_pass_keepalived_master_xvrrpd_backup() {
-    retry_after_host_stall("v2_auth_pass_keepalived_master_xvrrpd_backup", || {
+fn v2_auth_pass_keepalived_master_xvrrpd_backup() -> Result<()> {
+    lab_test("v2_auth_pass_keepalived_master_xvrrpd_backup", || {
         run(
             "v2auth-k-x",
             Some("secret"),
             Daemon::Keepalived,
             Daemon::Xvrrpd,
-        );
-    });
+        )?;
+        Ok(())
+    })
 }

@@ -15,15 +15,16 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use xvrrpd_tests::stall::retry_after_host_stall;
+use anyhow::Result;
 use xvrrpd_tests::{
     analysis::adverts,
     craft::vrrp_v3_ipv4_frame,
     frame_injector,
     kconf::{Daemon, Instance, RouterConfig},
     pcap::{ChecksumKind, Mac},
+    retry::lab_test,
     scenario::interop_cycle,
-    vrrp_lab::{OrFail, VrrpLab},
+    vrrp_lab::VrrpLab,
 };
 
 fn v3_ipv4() -> Instance {
@@ -37,8 +38,8 @@ fn check_checksums(
     v6: bool,
     name: &str,
     want: ChecksumKind,
-) {
-    let ads = adverts(&c.wire().or_fail(), vrid, v6);
+) -> Result<()> {
+    let ads = adverts(&c.wire()?, vrid, v6);
     let mac = c.router(name).mac;
     let mine: Vec<_> = ads.iter().filter(|a| a.mac == mac).collect();
     assert!(!mine.is_empty(), "no adverts from {name} captured");
@@ -51,11 +52,12 @@ fn check_checksums(
             a.checksum
         );
     }
+    Ok(())
 }
 
 #[test]
-fn v3_ipv4_xvrrpd_master_keepalived_backup() {
-    retry_after_host_stall("v3_ipv4_xvrrpd_master_keepalived_backup", || {
+fn v3_ipv4_xvrrpd_master_keepalived_backup() -> Result<()> {
+    lab_test("v3_ipv4_xvrrpd_master_keepalived_backup", || {
         let (mut c, _) = interop_cycle(
             "v3-x-k",
             v3_ipv4(),
@@ -63,16 +65,16 @@ fn v3_ipv4_xvrrpd_master_keepalived_backup() {
             Daemon::Xvrrpd,
             Daemon::Keepalived,
             |_, _| Ok(()),
-        );
-        check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader);
-        check_checksums(&c, 31, false, "r2", ChecksumKind::PseudoHeader);
-        c.finish().or_fail();
-    });
+        )?;
+        check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader)?;
+        check_checksums(&c, 31, false, "r2", ChecksumKind::PseudoHeader)?;
+        c.finish()
+    })
 }
 
 #[test]
-fn v3_ipv4_keepalived_master_xvrrpd_backup() {
-    retry_after_host_stall("v3_ipv4_keepalived_master_xvrrpd_backup", || {
+fn v3_ipv4_keepalived_master_xvrrpd_backup() -> Result<()> {
+    lab_test("v3_ipv4_keepalived_master_xvrrpd_backup", || {
         let (mut c, _) = interop_cycle(
             "v3-k-x",
             v3_ipv4(),
@@ -80,16 +82,16 @@ fn v3_ipv4_keepalived_master_xvrrpd_backup() {
             Daemon::Keepalived,
             Daemon::Xvrrpd,
             |_, _| Ok(()),
-        );
-        check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader);
-        check_checksums(&c, 31, false, "r2", ChecksumKind::PseudoHeader);
-        c.finish().or_fail();
-    });
+        )?;
+        check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader)?;
+        check_checksums(&c, 31, false, "r2", ChecksumKind::PseudoHeader)?;
+        c.finish()
+    })
 }
 
 #[test]
-fn v3_ipv4_checksum_as_v2_xvrrpd_accepts_keepalived_form() {
-    retry_after_host_stall(
+fn v3_ipv4_checksum_as_v2_xvrrpd_accepts_keepalived_form() -> Result<()> {
+    lab_test(
         "v3_ipv4_checksum_as_v2_xvrrpd_accepts_keepalived_form",
         || {
             assert!(
@@ -110,17 +112,17 @@ fn v3_ipv4_checksum_as_v2_xvrrpd_accepts_keepalived_form() {
                 Daemon::Keepalived,
                 Daemon::Xvrrpd,
                 set,
-            );
-            check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader);
-            check_checksums(&c, 31, false, "r2", ChecksumKind::MessageOnly);
-            c.finish().or_fail();
+            )?;
+            check_checksums(&c, 31, false, "r1", ChecksumKind::PseudoHeader)?;
+            check_checksums(&c, 31, false, "r2", ChecksumKind::MessageOnly)?;
+            c.finish()
         },
-    );
+    )
 }
 
 #[test]
-fn v3_ipv6_xvrrpd_master_keepalived_backup() {
-    retry_after_host_stall("v3_ipv6_xvrrpd_master_keepalived_backup", || {
+fn v3_ipv6_xvrrpd_master_keepalived_backup() -> Result<()> {
+    lab_test("v3_ipv6_xvrrpd_master_keepalived_backup", || {
         let inst = Instance::new("VI_6", 61, &["2001:db8::100/64"]);
         let (mut c, _) = interop_cycle(
             "v3v6-x-k",
@@ -129,15 +131,15 @@ fn v3_ipv6_xvrrpd_master_keepalived_backup() {
             Daemon::Xvrrpd,
             Daemon::Keepalived,
             |_, _| Ok(()),
-        );
-        check_checksums(&c, 61, true, "r1", ChecksumKind::PseudoHeader);
-        c.finish().or_fail();
-    });
+        )?;
+        check_checksums(&c, 61, true, "r1", ChecksumKind::PseudoHeader)?;
+        c.finish()
+    })
 }
 
 #[test]
-fn v3_ipv6_keepalived_master_xvrrpd_backup() {
-    retry_after_host_stall("v3_ipv6_keepalived_master_xvrrpd_backup", || {
+fn v3_ipv6_keepalived_master_xvrrpd_backup() -> Result<()> {
+    lab_test("v3_ipv6_keepalived_master_xvrrpd_backup", || {
         let inst = Instance::new("VI_6", 61, &["2001:db8::100/64"]);
         let (mut c, _) = interop_cycle(
             "v3v6-k-x",
@@ -146,15 +148,15 @@ fn v3_ipv6_keepalived_master_xvrrpd_backup() {
             Daemon::Keepalived,
             Daemon::Xvrrpd,
             |_, _| Ok(()),
-        );
-        check_checksums(&c, 61, true, "r2", ChecksumKind::PseudoHeader);
-        c.finish().or_fail();
-    });
+        )?;
+        check_checksums(&c, 61, true, "r2", ChecksumKind::PseudoHeader)?;
+        c.finish()
+    })
 }
 
 #[test]
-fn v3_unicast_xvrrpd_master_keepalived_backup() {
-    retry_after_host_stall("v3_unicast_xvrrpd_master_keepalived_backup", || {
+fn v3_unicast_xvrrpd_master_keepalived_backup() -> Result<()> {
+    lab_test("v3_unicast_xvrrpd_master_keepalived_backup", || {
         let (mut c, _) = interop_cycle(
             "v3uc-x-k",
             v3_ipv4(),
@@ -162,14 +164,14 @@ fn v3_unicast_xvrrpd_master_keepalived_backup() {
             Daemon::Xvrrpd,
             Daemon::Keepalived,
             |_, _| Ok(()),
-        );
-        c.finish().or_fail();
-    });
+        )?;
+        c.finish()
+    })
 }
 
 #[test]
-fn v3_unicast_keepalived_master_xvrrpd_backup() {
-    retry_after_host_stall("v3_unicast_keepalived_master_xvrrpd_backup", || {
+fn v3_unicast_keepalived_master_xvrrpd_backup() -> Result<()> {
+    lab_test("v3_unicast_keepalived_master_xvrrpd_backup", || {
         let (mut c, _) = interop_cycle(
             "v3uc-k-x",
             v3_ipv4(),
@@ -177,9 +179,9 @@ fn v3_unicast_keepalived_master_xvrrpd_backup() {
             Daemon::Keepalived,
             Daemon::Xvrrpd,
             |_, _| Ok(()),
-        );
-        c.finish().or_fail();
-    });
+        )?;
+        c.finish()
+    })
 }
 
 /// What keepalived 2.2.7 does with a VRRPv3/IPv4 advert whose checksum
@@ -187,33 +189,27 @@ fn v3_unicast_keepalived_master_xvrrpd_backup() {
 /// that form does not make it a backup); the same advert with the
 /// pseudo-header does.
 #[test]
-fn keepalived_drops_vrrpv3_ipv4_adverts_without_the_pseudo_header() {
-    retry_after_host_stall(
+fn keepalived_drops_vrrpv3_ipv4_adverts_without_the_pseudo_header() -> Result<()> {
+    lab_test(
         "keepalived_drops_vrrpv3_ipv4_adverts_without_the_pseudo_header",
         || {
-            let mut lab = VrrpLab::new("ka-v3-checksum").or_fail();
-            let mut r1 = lab
-                .add_router("r1", Daemon::Keepalived, &["192.0.2.11/24"])
-                .or_fail();
-            let fake = lab.add_client("fake", &["192.0.2.99/24"]).or_fail();
-            r1.write_config(&RouterConfig::single(v3_ipv4())).or_fail();
-            let mut cap = lab.capture().or_fail();
-            r1.start().or_fail();
+            let mut lab = VrrpLab::new("ka-v3-checksum")?;
+            let mut r1 = lab.add_router("r1", Daemon::Keepalived, &["192.0.2.11/24"])?;
+            let fake = lab.add_client("fake", &["192.0.2.99/24"])?;
+            r1.write_config(&RouterConfig::single(v3_ipv4()))?;
+            let mut cap = lab.capture()?;
+            r1.start()?;
             let vip = "192.0.2.100".parse().unwrap();
             assert!(
                 r1.wait_vip(vip, true, Duration::from_secs(5)),
                 "r1 did not become master alone"
             );
-            let inj = frame_injector(&fake, "eth0").or_fail();
+            let inj = frame_injector(&fake, "eth0")?;
             let fake_mac: Mac = String::from_utf8_lossy(
-                &fake
-                    .exec(&["cat", "/sys/class/net/eth0/address"])
-                    .or_fail()
-                    .stdout,
+                &fake.exec(&["cat", "/sys/class/net/eth0/address"])?.stdout,
             )
             .trim()
-            .parse()
-            .or_fail();
+            .parse()?;
             let send = |kind: ChecksumKind, n: usize| {
                 for _ in 0..n {
                     let f = vrrp_v3_ipv4_frame(
@@ -225,12 +221,13 @@ fn keepalived_drops_vrrpv3_ipv4_adverts_without_the_pseudo_header() {
                         &[Ipv4Addr::new(192, 0, 2, 100)],
                         kind,
                     );
-                    inj.send(&f).or_fail();
+                    inj.send(&f)?;
                     std::thread::sleep(Duration::from_millis(10));
                 }
+                anyhow::Ok(())
             };
             // 300 ms of priority-200 adverts without the pseudo-header.
-            send(ChecksumKind::MessageOnly, 30);
+            send(ChecksumKind::MessageOnly, 30)?;
             assert_eq!(
                 r1.fifo_state("VI_1").as_deref(),
                 Some("MASTER"),
@@ -238,7 +235,7 @@ fn keepalived_drops_vrrpv3_ipv4_adverts_without_the_pseudo_header() {
             );
             assert!(r1.has_vip(vip), "keepalived dropped the VIP");
             // The same with the pseudo-header: keepalived yields.
-            send(ChecksumKind::PseudoHeader, 20);
+            send(ChecksumKind::PseudoHeader, 20)?;
             assert_eq!(
                 r1.fifo_state("VI_1").as_deref(),
                 Some("BACKUP"),
@@ -249,7 +246,7 @@ fn keepalived_drops_vrrpv3_ipv4_adverts_without_the_pseudo_header() {
                 "keepalived kept the VIP as backup"
             );
             // The capture shows both forms as sent.
-            let log = cap.stop().or_fail();
+            let log = cap.stop()?;
             let kinds: Vec<ChecksumKind> = adverts(&log.events, 31, false)
                 .iter()
                 .filter(|a| a.mac == fake_mac)
@@ -279,6 +276,7 @@ fn keepalived_drops_vrrpv3_ipv4_adverts_without_the_pseudo_header() {
                 rejected, 30,
                 "keepalived's log should report each advert without the pseudo-header as an invalid checksum"
             );
+            Ok(())
         },
-    );
+    )
 }

@@ -123,6 +123,8 @@ pub fn test(fuzz_seconds: u32) -> Result<()> {
         cargo("stable").args(["test", "--workspace", "--exclude", "xvrrpd-ebpf"]),
         &mut totals,
     )?;
+    // The demo's test runs its binary, which no test build makes.
+    build_demo()?;
     step("eBPF and network-namespace tests (root)");
     cargo_test(
         // One test at a time: these tests time daemons, processes and the
@@ -273,25 +275,22 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
+/// Builds the demo (its own crate, `tests/demo`); returns its binary.
+fn build_demo() -> Result<PathBuf> {
+    step("build the demo");
+    cargo("stable")
+        .args(["build", "-p", "xvrrpd-demo"])
+        .status_ok()?;
+    Ok(target_dir().join("debug").join("xvrrpd-demo"))
+}
+
 /// Builds the agent (release, eBPF required: the demo shows the daemon as
 /// it ships) and the demo, then becomes the demo (exec): it owns the
 /// terminal and takes Ctrl-C itself, to clean up.
 pub fn demo(args: &[OsString]) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let agent = release_agent(true)?;
-    step("build the demo");
-    cargo("stable")
-        .args([
-            "build",
-            "-p",
-            "xvrrpd-tests",
-            "--features",
-            "privileged",
-            "--bin",
-            "xvrrpd-demo",
-        ])
-        .status_ok()?;
-    let bin = target_dir().join("debug").join("xvrrpd-demo");
+    let bin = build_demo()?;
     eprintln!();
     let err = cmd(&bin.to_string_lossy())
         .args(args)
