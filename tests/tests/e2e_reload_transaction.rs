@@ -6,59 +6,57 @@
 
 use std::{net::IpAddr, path::Path, time::Duration};
 
+use anyhow::{Context, Result};
 use xvrrpd_tests::{
     analysis::{adverts, held_throughout, max_advert_gap},
     clock::{Stamp, ms},
     kconf::{Daemon, Instance, RouterConfig},
+    retry::lab_test,
     scenario::Cluster,
-    stall::retry_after_host_stall,
-    vrrp_lab::OrFail,
 };
 
 const VIP: &str = "192.0.2.100";
 const METRICS_PORT: u16 = 9478;
 
-fn pair(test: &str, metrics: bool) -> Cluster {
+fn pair(test: &str, metrics: bool) -> Result<Cluster> {
     let mut c = Cluster::new(
         test,
         Instance::new("VI_1", 51, &["192.0.2.100/24"]),
         &[("r1", Daemon::Xvrrpd, 150), ("r2", Daemon::Xvrrpd, 100)],
         false,
         |_, _| Ok(()),
-    )
-    .or_fail();
+    )?;
     if metrics {
         c.router_mut("r1").extra_args = vec![
             "--metrics-listen".into(),
             format!("127.0.0.1:{METRICS_PORT}"),
         ];
     }
-    c
+    Ok(c)
 }
 
 /// r1's configuration text with `blocks` added at the top level.
-fn with_blocks(cfg: &RouterConfig, blocks: &str) -> String {
-    cfg.render(Daemon::Xvrrpd).or_fail() + blocks
+fn with_blocks(cfg: &RouterConfig, blocks: &str) -> Result<String> {
+    Ok(cfg.render(Daemon::Xvrrpd)? + blocks)
 }
 
 /// One gauge of r1's VI_1 from its metrics endpoint.
-fn gauge(c: &Cluster, name: &str) -> Option<f64> {
+fn gauge(c: &Cluster, name: &str) -> Result<Option<f64>> {
     let host = c.router("r1").host.clone();
-    let text = host
-        .run_in(move || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        })
-        .or_fail();
-    text.lines()
+    let text = host.run_in(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    })?;
+    Ok(text
+        .lines()
         .find(|l| l.starts_with(&format!("{name}{{")) && l.contains("instance=\"VI_1\""))
         .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.parse().ok()))
 }
 
 /// A new instance whose advert socket cannot be opened (its source is no
@@ -66,12 +64,12 @@ fn gauge(c: &Cluster, name: &str) -> Option<f64> {
 /// as master — no transition, no priority-0 advert, adverts every
 /// interval, the VIP held — and status still lists exactly VI_1.
 #[test]
-fn a_reload_that_cannot_open_a_socket_changes_nothing() {
-    retry_after_host_stall("a_reload_that_cannot_open_a_socket_changes_nothing", || {
-        let mut c = pair("reload-refused", false);
-        c.start_all().or_fail();
-        c.expect_master("r1", Duration::from_secs(10)).or_fail();
-        let mut cfg = c.router("r1").config().unwrap().clone();
+fn a_reload_that_cannot_open_a_socket_changes_nothing() -> Result<()> {
+    lab_test("a_reload_that_cannot_open_a_socket_changes_nothing", || {
+        let mut c = pair("reload-refused", false)?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        let mut cfg = c.router("r1").config().context("r1 has a config")?.clone();
         let mut vi2 = cfg.instances[0].clone();
         vi2.name = "VI_2".into();
         vi2.vrid = 52;
@@ -79,8 +77,8 @@ fn a_reload_that_cannot_open_a_socket_changes_nothing() {
         // TEST-NET-3: never an address of the lab's hosts.
         vi2.extra.push("mcast_src_ip 203.0.113.250".into());
         cfg.instances.push(vi2);
-        c.router_mut("r1").write_config(&cfg).or_fail();
-        let hup = c.router_mut("r1").sighup().or_fail();
+        c.router_mut("r1").write_config(&cfg)?;
+        let hup = c.router_mut("r1").sighup()?;
         c.lab
             .mark_at("SIGHUP r1 (VI_2 cannot open its socket)", hup);
         std::thread::sleep(Duration::from_secs(1));
@@ -94,7 +92,7 @@ fn a_reload_that_cannot_open_a_socket_changes_nothing() {
         );
         let now = Stamp::now();
         let r1 = c.router("r1");
-        let rep = r1.status().or_fail();
+        let rep = r1.status()?;
         let names: Vec<(&str, &str)> = rep
             .instances
             .iter()
@@ -116,7 +114,7 @@ fn a_reload_that_cannot_open_a_socket_changes_nothing() {
             "r1 did not hold {vip} throughout the refused reload: {:?}",
             r1.watch.held(vip)
         );
-        let ads = adverts(&c.wire().or_fail(), 51, false);
+        let ads = adverts(&c.wire()?, 51, false);
         assert!(
             !ads.iter()
                 .any(|a| a.mac == r1.mac && a.priority == 0 && a.t_ns >= hup.rt_ns),
@@ -128,28 +126,29 @@ fn a_reload_that_cannot_open_a_socket_changes_nothing() {
             "r1's adverts stopped for {} around the refused reload",
             ms(gap as i128)
         );
-        c.finish().or_fail();
-    });
+        c.finish()?;
+        Ok(())
+    })
 }
 
-fn write_value(path: &Path, v: i32) {
-    std::fs::write(path, format!("{v}\n")).expect("write the tracked file");
+fn write_value(path: &Path, v: i32) -> Result<()> {
+    std::fs::write(path, format!("{v}\n")).with_context(|| format!("writing {}", path.display()))
 }
 
 /// A `track_file` whose path changes on reload follows the new file (and
 /// leaves the old one), and the priority it makes survives the reload in
 /// status and in the effective-priority gauge.
 #[test]
-fn a_reload_moves_a_track_file_and_keeps_the_priority_it_makes() {
-    retry_after_host_stall(
+fn a_reload_moves_a_track_file_and_keeps_the_priority_it_makes() -> Result<()> {
+    lab_test(
         "a_reload_moves_a_track_file_and_keeps_the_priority_it_makes",
         || {
-            let mut c = pair("reload-track-file", true);
+            let mut c = pair("reload-track-file", true)?;
             let dir = c.router("r1").dir.clone();
             let (a, b) = (dir.join("weight-a"), dir.join("weight-b"));
-            write_value(&a, 0);
-            write_value(&b, 0);
-            let mut cfg = c.router("r1").config().unwrap().clone();
+            write_value(&a, 0)?;
+            write_value(&b, 0)?;
+            let mut cfg = c.router("r1").config().context("r1 has a config")?.clone();
             cfg.instances[0].extra.extend([
                 "track_file {".into(),
                 "    level weight 1".into(),
@@ -157,58 +156,59 @@ fn a_reload_moves_a_track_file_and_keeps_the_priority_it_makes() {
             ]);
             let block =
                 |p: &Path| format!("vrrp_track_file level {{\n    file {}\n}}\n", p.display());
-            let text_a = with_blocks(&cfg, &block(&a));
-            c.router_mut("r1").write_config_text(&text_a).or_fail();
-            c.start_all().or_fail();
-            c.expect_master("r1", Duration::from_secs(10)).or_fail();
+            let text_a = with_blocks(&cfg, &block(&a))?;
+            c.router_mut("r1").write_config_text(&text_a)?;
+            c.start_all()?;
+            c.expect_master("r1", Duration::from_secs(10))?;
 
             // The same configuration but for the file's path.
-            let text_b = with_blocks(&cfg, &block(&b));
-            c.router_mut("r1").write_config_text(&text_b).or_fail();
-            let hup = c.router_mut("r1").sighup().or_fail();
+            let text_b = with_blocks(&cfg, &block(&b))?;
+            c.router_mut("r1").write_config_text(&text_b)?;
+            let hup = c.router_mut("r1").sighup()?;
             c.lab
                 .mark_at("SIGHUP r1 (track_file moved to weight-b)", hup);
             std::thread::sleep(Duration::from_millis(500));
             // The old file no longer counts...
-            write_value(&a, -80);
+            write_value(&a, -80)?;
             std::thread::sleep(Duration::from_millis(500));
-            let rep = c.router("r1").status().or_fail();
+            let rep = c.router("r1").status()?;
             assert_eq!(
                 rep.instances[0].effective_priority, 150,
                 "r1 still follows the track_file's old path after the reload"
             );
             // ...the new one does: 150 - 60 = 90 < 100, r2 takes over.
-            write_value(&b, -60);
+            write_value(&b, -60)?;
             let vip: IpAddr = VIP.parse().unwrap();
             assert!(
                 c.router("r2").wait_vip(vip, true, Duration::from_secs(3)),
                 "r2 did not take over when r1's new track_file lowered it to 90: {}",
                 c.router("r1").log_tail(10)
             );
-            let rep = c.router("r1").status().or_fail();
+            let rep = c.router("r1").status()?;
             assert_eq!(
                 rep.instances[0].effective_priority, 90,
                 "status after the file changed"
             );
-            assert_eq!(gauge(&c, "xvrrpd_instance_effective_priority"), Some(90.0));
+            assert_eq!(gauge(&c, "xvrrpd_instance_effective_priority")?, Some(90.0));
 
             // An unchanged reload keeps the priority the tracker made.
-            let hup = c.router_mut("r1").sighup().or_fail();
+            let hup = c.router_mut("r1").sighup()?;
             c.lab.mark_at("SIGHUP r1 (unchanged)", hup);
             std::thread::sleep(Duration::from_millis(500));
-            let rep = c.router("r1").status().or_fail();
+            let rep = c.router("r1").status()?;
             assert_eq!(rep.daemon.reloads, 2);
             assert_eq!(
                 rep.instances[0].effective_priority, 90,
                 "status after the reload"
             );
             assert_eq!(
-                gauge(&c, "xvrrpd_instance_effective_priority"),
+                gauge(&c, "xvrrpd_instance_effective_priority")?,
                 Some(90.0),
                 "the effective-priority gauge after an unchanged reload"
             );
-            assert_eq!(gauge(&c, "xvrrpd_instance_base_priority"), Some(150.0));
-            c.finish().or_fail();
+            assert_eq!(gauge(&c, "xvrrpd_instance_base_priority")?, Some(150.0));
+            c.finish()?;
+            Ok(())
         },
-    );
+    )
 }

@@ -4,21 +4,21 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
+use anyhow::{Context, Result};
 use serde_json::Value;
 use xvrrpd::vrrp::DiscardReason;
 use xvrrpd_tests::{
     kconf::{Daemon, Instance},
+    retry::lab_test,
     scenario::Cluster,
-    stall::retry_after_host_stall,
-    vrrp_lab::OrFail,
 };
 
 /// r1 runs VRID 51 as VRRPv3, r2 as VRRPv2: each one's state machine
 /// discards the other's adverts as `wrong_version`, and `status --json`
 /// counts them under the documented name.
 #[test]
-fn discards_are_counted_under_their_documented_names() {
-    retry_after_host_stall("discards_are_counted_under_their_documented_names", || {
+fn discards_are_counted_under_their_documented_names() -> Result<()> {
+    lab_test("discards_are_counted_under_their_documented_names", || {
         let mut c = Cluster::new(
             "status-json",
             Instance::new("VI_1", 51, &["192.0.2.100/24"]),
@@ -31,16 +31,15 @@ fn discards_are_counted_under_their_documented_names() {
                 }
                 Ok(())
             },
-        )
-        .or_fail();
-        c.start_all().or_fail();
+        )?;
+        c.start_all()?;
         // r2's own down timer (VRRPv2, 1 s, priority 100) runs out after
         // 3.6 s: then both send, and each hears the other's version.
         std::thread::sleep(Duration::from_millis(5000));
         let documented = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/status-json.md"),
         )
-        .expect("read docs/status-json.md");
+        .context("reading docs/status-json.md")?;
         let labels: BTreeSet<&str> = DiscardReason::LABELS.into_iter().collect();
         for name in ["r1", "r2"] {
             let r = c.router(name);
@@ -48,12 +47,13 @@ fn discards_are_counted_under_their_documented_names() {
                 .args(["status", "--json", "--control-socket"])
                 .arg(&r.control_socket)
                 .output()
-                .expect("run xvrrpd status --json");
+                .context("running xvrrpd status --json")?;
             assert!(
                 out.status.success(),
                 "{name}: xvrrpd status --json failed: {out:?}"
             );
-            let json: Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+            let json: Value =
+                serde_json::from_slice(&out.stdout).context("status --json is not JSON")?;
             let discarded = json["instances"][0]["counters"]["discarded"]
                 .as_object()
                 .cloned()
@@ -79,6 +79,7 @@ fn discards_are_counted_under_their_documented_names() {
                 "{name}: a transition's state is not named as keepalived names it: {t}"
             );
         }
-        c.finish().or_fail();
-    });
+        c.finish()?;
+        Ok(())
+    })
 }
