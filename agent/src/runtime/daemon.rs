@@ -20,8 +20,7 @@ use xvrrpd_common::VridKey;
 
 use super::{
     effects::{EffectQueue, Report},
-    plan::{self, InstancePlan, Plan, TrackerIds},
-    reload::{NewConfig, PreparedConfig},
+    plan::{self, InstancePlan, NewConfig, Plan, PreparedConfig, TrackerIds},
     timers::Timers,
     trackers::Trackers,
 };
@@ -32,7 +31,10 @@ use crate::{
         status::{InstanceCounters, TransitionRecord},
         systemd,
     },
-    datapath::{Datapath, DatapathOptions, PreparedEbpf, send::Outlet},
+    datapath::{
+        Datapath, DatapathOptions, PreparedEbpf,
+        send::{AdvertSender, Outlet},
+    },
     net::{
         addr::{Vip, VipManager},
         gratuitous::GratuitousSender,
@@ -376,6 +378,25 @@ fn open_datapath(plan: &Plan, opts: DatapathOptions) -> Result<(Datapath, Option
     let dp = Datapath::open_raw(&specs, opts, "the eBPF datapath is loading".into())
         .context("opening the datapath")?;
     Ok((dp, Some((rx, loader))))
+}
+
+/// The advert socket of an instance; none while it has no source address.
+pub(super) fn open_sender(ip: &InstancePlan) -> Result<Option<AdvertSender>> {
+    if ip.source.is_unspecified() {
+        warn!(
+            "{}: no {} address on {} yet: FAULT until one appears",
+            ip.name,
+            match ip.router.family {
+                crate::vrrp::Family::V4 => "IPv4",
+                crate::vrrp::Family::V6 => "IPv6 link-local",
+            },
+            ip.ifname
+        );
+        return Ok(None);
+    }
+    AdvertSender::open(ip.ifindex, ip.source, ip.dest.clone())
+        .map(Some)
+        .with_context(|| format!("instance {}: advert socket", ip.name))
 }
 
 /// Subjects notify scripts are registered for, in the order keepalived runs them.

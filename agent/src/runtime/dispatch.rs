@@ -392,7 +392,7 @@ impl Daemon {
                 ip.router.primary_addr = src;
                 // Not yet usable (e.g. still tentative): the next address
                 // event tries again.
-                let sender = match super::reload::open_sender(&ip) {
+                let sender = match super::daemon::open_sender(&ip) {
                     Ok(Some(s)) => s,
                     Ok(None) => return,
                     Err(e) => {

@@ -17,7 +17,7 @@ use super::{
     daemon::{Daemon, EbpfLoading},
     dispatch::{Decided, MASTER_DOWN_SPIN_LEAD_NS},
     effects::Report,
-    reload::PreparedConfig,
+    plan::PreparedConfig,
 };
 use crate::{
     clock::monotonic_ns,

@@ -33,6 +33,17 @@ use crate::{
     },
 };
 
+/// A configuration read and planned off the loop.
+pub struct NewConfig {
+    pub config: crate::config::Config,
+    pub plan: Plan,
+    pub ids: TrackerIds,
+}
+
+/// What the off-loop reader hands back: a new configuration, or why the
+/// file cannot be used.
+pub type PreparedConfig = Result<Box<NewConfig>, String>;
+
 #[derive(Debug, Error)]
 pub enum PlanError {
     #[error("instance {instance}: interface {ifname}: {source}")]

@@ -16,14 +16,14 @@
 
 use std::{collections::HashMap, net::IpAddr, rc::Rc, time::Duration};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tracing::{error, info, warn};
 use xvrrpd_common::VridKey;
 
 use super::{
-    daemon::{Daemon, Instance, InstanceId, Unit, register_notifies},
+    daemon::{Daemon, Instance, InstanceId, Unit, open_sender, register_notifies},
     dispatch::spin_lead,
-    plan::{self, InstancePlan, Plan, TrackerIds},
+    plan::{self, InstancePlan, NewConfig, Plan, PreparedConfig},
     trackers::{self, TrackerChanges},
 };
 use crate::{
@@ -37,17 +37,6 @@ use crate::{
     notify::{Notifier, NotifierOptions},
     vrrp::{Input, Router, RouterConfig, SyncGroup, TimerKind, TrackState},
 };
-
-/// A configuration read and planned off the loop.
-pub(super) struct NewConfig {
-    pub(super) config: crate::config::Config,
-    pub(super) plan: Plan,
-    pub(super) ids: TrackerIds,
-}
-
-/// What the off-loop reader hands back: a new configuration, or why the
-/// file cannot be used.
-pub(super) type PreparedConfig = Result<Box<NewConfig>, String>;
 
 /// A running instance as [`diff`] sees it.
 pub(super) struct RunningInstance<'a> {
@@ -165,25 +154,6 @@ pub(super) struct Prepared {
     garp: Vec<(u32, Rc<GratuitousSender>)>,
     notifier: Notifier,
     trackers: TrackerChanges,
-}
-
-/// The advert socket of an instance; none while it has no source address.
-pub(super) fn open_sender(ip: &InstancePlan) -> Result<Option<AdvertSender>> {
-    if ip.source.is_unspecified() {
-        warn!(
-            "{}: no {} address on {} yet: FAULT until one appears",
-            ip.name,
-            match ip.router.family {
-                crate::vrrp::Family::V4 => "IPv4",
-                crate::vrrp::Family::V6 => "IPv6 link-local",
-            },
-            ip.ifname
-        );
-        return Ok(None);
-    }
-    AdvertSender::open(ip.ifindex, ip.source, ip.dest.clone())
-        .map(Some)
-        .with_context(|| format!("instance {}: advert socket", ip.name))
 }
 
 /// The notifier with the configured FIFOs and every notify script of `plan`.
