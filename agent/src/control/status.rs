@@ -128,6 +128,15 @@ fn us(ns: u64) -> String {
     format!("{:.1} µs", ns as f64 / 1000.0)
 }
 
+/// A duration for a log line: ms from one millisecond on, else µs.
+fn us_or_ms(ns: u64) -> String {
+    if ns >= 1_000_000 {
+        format!("{:.1} ms", ns as f64 / 1e6)
+    } else {
+        format!("{} µs", ns / 1000)
+    }
+}
+
 /// A [`State`] as the word keepalived's notify scripts and FIFO use.
 mod keepalived_state {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
@@ -146,6 +155,64 @@ mod keepalived_state {
 }
 
 impl TransitionRecord {
+    /// One line per transition: what happened, why, and how long each step took.
+    pub fn log_line(&self, instance: &str) -> String {
+        let t = self;
+        let mut line = format!(
+            "{instance}: {} → {}",
+            t.from.keepalived_name(),
+            t.to.keepalived_name()
+        );
+        let master = t.master_address.as_deref().unwrap_or("the master");
+        match (t.reason, t.last_advert_ns, t.deadline_ns, t.fired_at_ns) {
+            (Reason::MasterDown, _, Some(deadline), Some(fired))
+                if t.master_priority.is_some_and(|p| p < t.priority && p > 0) =>
+            {
+                line.push_str(&format!(
+                    ": preempts {master} (priority {} < {}) (deadline +{})",
+                    t.master_priority.unwrap_or(0),
+                    t.priority,
+                    us_or_ms(fired.saturating_sub(deadline))
+                ))
+            }
+            (Reason::MasterDown, Some(last), Some(deadline), Some(fired))
+                if t.master_priority == Some(0) =>
+            {
+                line.push_str(&format!(
+                    ": {master} left (priority 0) {} ago (deadline +{})",
+                    us_or_ms(fired.saturating_sub(last)),
+                    us_or_ms(fired.saturating_sub(deadline))
+                ))
+            }
+            (Reason::MasterDown, Some(last), Some(deadline), Some(fired)) => {
+                line.push_str(&format!(
+                    ": no advert from {master} for {} (deadline +{})",
+                    us_or_ms(fired.saturating_sub(last)),
+                    us_or_ms(fired.saturating_sub(deadline))
+                ))
+            }
+            (reason, ..) => line.push_str(&format!(": {reason:?}")),
+        }
+        if let Some(v) = t.vips_done_ns {
+            let verb = if t.to == State::Master {
+                "added"
+            } else {
+                "removed"
+            };
+            line.push_str(&format!(
+                "; VIPs {verb} in {}",
+                us_or_ms(v.saturating_sub(t.at_ns))
+            ));
+        }
+        if let Some(g) = t.first_garp_ns {
+            line.push_str(&format!(
+                "; GARP sent after {}",
+                us_or_ms(g.saturating_sub(t.at_ns))
+            ));
+        }
+        line
+    }
+
     /// One line: what happened and how long each step took.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -267,5 +334,62 @@ impl StatusReport {
         }
         out.push('\n');
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(reason: Reason, master_priority: Option<u8>) -> TransitionRecord {
+        TransitionRecord {
+            from: State::Backup,
+            to: State::Master,
+            reason,
+            at_ns: 1_000_000_000,
+            last_advert_ns: Some(963_700_000),
+            deadline_ns: Some(999_766_000),
+            fired_at_ns: Some(1_000_000_000),
+            vips_done_ns: Some(1_000_369_000),
+            first_garp_ns: Some(1_000_432_000),
+            priority: 100,
+            master_address: Some("192.0.2.11".into()),
+            master_priority,
+        }
+    }
+
+    #[test]
+    fn a_take_over_after_silence_reads_as_its_timeline() {
+        assert_eq!(
+            record(Reason::MasterDown, Some(150)).log_line("VI_1"),
+            "VI_1: BACKUP → MASTER: no advert from 192.0.2.11 for 36.3 ms (deadline +234 µs); \
+             VIPs added in 369 µs; GARP sent after 432 µs"
+        );
+    }
+
+    #[test]
+    fn priority_zero_and_preemption_are_told_apart() {
+        assert!(
+            record(Reason::MasterDown, Some(0))
+                .log_line("VI_1")
+                .contains(": 192.0.2.11 left (priority 0) 36.3 ms ago (deadline +234 µs)")
+        );
+        assert!(
+            record(Reason::MasterDown, Some(50))
+                .log_line("VI_1")
+                .contains(": preempts 192.0.2.11 (priority 50 < 100) (deadline +234 µs)")
+        );
+    }
+
+    #[test]
+    fn other_reasons_are_named() {
+        let mut r = record(Reason::HigherPriority, Some(200));
+        r.from = State::Master;
+        r.to = State::Backup;
+        r.first_garp_ns = None;
+        assert_eq!(
+            r.log_line("VI_1"),
+            "VI_1: MASTER → BACKUP: HigherPriority; VIPs removed in 369 µs"
+        );
     }
 }

@@ -164,9 +164,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// This plan with no instance, group or tracker: what runs before the
-    /// first configuration is applied.
-    pub fn nothing_running(&self) -> Plan {
+    /// A plan that runs nothing.
+    pub fn empty(default_run_as: RunAs, script_security: bool, startup_delay: Duration) -> Plan {
         Plan {
             instances: Vec::new(),
             groups: Vec::new(),
@@ -174,29 +173,21 @@ impl Plan {
             files: Vec::new(),
             processes: Vec::new(),
             interfaces: BTreeMap::new(),
+            startup_delay,
+            default_run_as,
+            script_security,
             warnings: Vec::new(),
-            ..self.clone()
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn empty_for_tests() -> Plan {
-        Plan {
-            instances: Vec::new(),
-            groups: Vec::new(),
-            scripts: Vec::new(),
-            files: Vec::new(),
-            processes: Vec::new(),
-            interfaces: BTreeMap::new(),
-            startup_delay: Duration::ZERO,
-            default_run_as: RunAs {
-                uid: 0,
-                gid: 0,
-                groups: Vec::new(),
-            },
-            script_security: false,
-            warnings: Vec::new(),
-        }
+    /// This plan with no instance, group or tracker: what runs before the
+    /// first configuration is applied.
+    pub fn nothing_running(&self) -> Plan {
+        Plan::empty(
+            self.default_run_as.clone(),
+            self.script_security,
+            self.startup_delay,
+        )
     }
 }
 

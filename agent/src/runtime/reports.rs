@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     control::status::{self, InstanceStatus, StatusReport, TransitionRecord},
-    vrrp::{Family, Reason, State, TrackState, Transition},
+    vrrp::{Family, State, TrackState, Transition},
 };
 
 /// Transitions kept per instance for status.
@@ -23,69 +23,6 @@ fn family_word(f: Family) -> &'static str {
         Family::V4 => "ipv4",
         Family::V6 => "ipv6",
     }
-}
-
-fn us(ns: u64) -> String {
-    if ns >= 1_000_000 {
-        format!("{:.1} ms", ns as f64 / 1e6)
-    } else {
-        format!("{} µs", ns / 1000)
-    }
-}
-
-/// One line per transition: what happened, why, and how long each step took.
-pub(super) fn transition_line(name: &str, t: &TransitionRecord) -> String {
-    let mut line = format!(
-        "{name}: {} → {}",
-        t.from.keepalived_name(),
-        t.to.keepalived_name()
-    );
-    let master = t.master_address.as_deref().unwrap_or("the master");
-    match (t.reason, t.last_advert_ns, t.deadline_ns, t.fired_at_ns) {
-        (Reason::MasterDown, _, Some(deadline), Some(fired))
-            if t.master_priority.is_some_and(|p| p < t.priority && p > 0) =>
-        {
-            line.push_str(&format!(
-                ": preempts {master} (priority {} < {}) (deadline +{})",
-                t.master_priority.unwrap_or(0),
-                t.priority,
-                us(fired.saturating_sub(deadline))
-            ))
-        }
-        (Reason::MasterDown, Some(last), Some(deadline), Some(fired))
-            if t.master_priority == Some(0) =>
-        {
-            line.push_str(&format!(
-                ": {master} left (priority 0) {} ago (deadline +{})",
-                us(fired.saturating_sub(last)),
-                us(fired.saturating_sub(deadline))
-            ))
-        }
-        (Reason::MasterDown, Some(last), Some(deadline), Some(fired)) => line.push_str(&format!(
-            ": no advert from {master} for {} (deadline +{})",
-            us(fired.saturating_sub(last)),
-            us(fired.saturating_sub(deadline))
-        )),
-        (reason, ..) => line.push_str(&format!(": {reason:?}")),
-    }
-    if let Some(v) = t.vips_done_ns {
-        let verb = if t.to == State::Master {
-            "added"
-        } else {
-            "removed"
-        };
-        line.push_str(&format!(
-            "; VIPs {verb} in {}",
-            us(v.saturating_sub(t.at_ns))
-        ));
-    }
-    if let Some(g) = t.first_garp_ns {
-        line.push_str(&format!(
-            "; GARP sent after {}",
-            us(g.saturating_sub(t.at_ns))
-        ));
-    }
-    line
 }
 
 impl Daemon {
@@ -122,7 +59,7 @@ impl Daemon {
             return;
         };
         if let Some(t) = i.history.iter().rev().find(|t| t.at_ns == at) {
-            info!("{}", transition_line(&i.plan.name, t));
+            info!("{}", t.log_line(&i.plan.name));
         }
     }
 
@@ -296,60 +233,5 @@ impl Daemon {
                 Unit::Single(_) => None,
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(reason: Reason, master_priority: Option<u8>) -> TransitionRecord {
-        TransitionRecord {
-            from: State::Backup,
-            to: State::Master,
-            reason,
-            at_ns: 1_000_000_000,
-            last_advert_ns: Some(963_700_000),
-            deadline_ns: Some(999_766_000),
-            fired_at_ns: Some(1_000_000_000),
-            vips_done_ns: Some(1_000_369_000),
-            first_garp_ns: Some(1_000_432_000),
-            priority: 100,
-            master_address: Some("192.0.2.11".into()),
-            master_priority,
-        }
-    }
-
-    #[test]
-    fn a_take_over_after_silence_reads_as_its_timeline() {
-        assert_eq!(
-            transition_line("VI_1", &record(Reason::MasterDown, Some(150))),
-            "VI_1: BACKUP → MASTER: no advert from 192.0.2.11 for 36.3 ms (deadline +234 µs); \
-             VIPs added in 369 µs; GARP sent after 432 µs"
-        );
-    }
-
-    #[test]
-    fn priority_zero_and_preemption_are_told_apart() {
-        assert!(
-            transition_line("VI_1", &record(Reason::MasterDown, Some(0)))
-                .contains(": 192.0.2.11 left (priority 0) 36.3 ms ago (deadline +234 µs)")
-        );
-        assert!(
-            transition_line("VI_1", &record(Reason::MasterDown, Some(50)))
-                .contains(": preempts 192.0.2.11 (priority 50 < 100) (deadline +234 µs)")
-        );
-    }
-
-    #[test]
-    fn other_reasons_are_named() {
-        let mut r = record(Reason::HigherPriority, Some(200));
-        r.from = State::Master;
-        r.to = State::Backup;
-        r.first_garp_ns = None;
-        assert_eq!(
-            transition_line("VI_1", &r),
-            "VI_1: MASTER → BACKUP: HigherPriority; VIPs removed in 369 µs"
-        );
     }
 }

@@ -203,9 +203,14 @@ mod tests {
     }
 
     fn plan_with_files(files: Vec<FilePlan>) -> Plan {
+        let root = crate::script::RunAs {
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+        };
         Plan {
             files,
-            ..Plan::empty_for_tests()
+            ..Plan::empty(root, false, std::time::Duration::ZERO)
         }
     }
 
