@@ -680,6 +680,56 @@ impl Cluster {
             .map(|l| l.outage(event.rt_ns.saturating_sub(20_000_000), now.rt_ns))
     }
 
+    /// Waits for `successor` to take over from `master` after `event` and
+    /// checks the take-over against the protocol's bound `theory`.
+    fn expect_takeover(
+        &mut self,
+        master: &str,
+        successor: &str,
+        event: Stamp,
+        theory: u64,
+        what: &str,
+    ) -> Result<(Takeover, Stamp)> {
+        let (tk, now) = self.await_takeover(
+            master,
+            successor,
+            event,
+            Duration::from_nanos(theory * 3) + Duration::from_secs(2),
+        )?;
+        self.check_takeover_bound(what, &tk, theory, successor, event)?;
+        Ok((tk, now))
+    }
+
+    /// The checks after a take-over (who holds the VIP, the client) and
+    /// its record; `dead` hosts keep a VIP nobody removes.
+    fn failover(
+        &self,
+        what: String,
+        successor: &str,
+        event: Stamp,
+        theory: u64,
+        (takeover, now): (Takeover, Stamp),
+        dead: &[&str],
+    ) -> Result<Failover> {
+        let vip_lag_ns = self.check_after(
+            successor,
+            event,
+            &takeover,
+            Duration::from_millis(1),
+            now,
+            dead,
+        )?;
+        Ok(Failover {
+            what,
+            event,
+            takeover,
+            theory_ns: Some(theory),
+            outage: self.outage(event, now),
+            leftover_removed_ns: None,
+            vip_lag_ns,
+        })
+    }
+
     /// kill -9 of `master`: `successor` must take over within its
     /// `Master_Down_Interval` (+ the daemon's tolerance).
     pub fn crash(&mut self, master: &str, successor: &str) -> Result<Failover> {
@@ -687,38 +737,12 @@ impl Cluster {
             let event = c.router_mut(master).kill9()?;
             c.lab.mark_at(&format!("kill -9 {master}"), event);
             let theory = c.mdi_ns(successor);
-            let (tk, now) = c.await_takeover(
-                master,
-                successor,
-                event,
-                Duration::from_nanos(theory * 3) + Duration::from_secs(2),
-            )?;
-            c.check_takeover_bound(
-                &format!("{successor} detecting {master}'s crash"),
-                &tk,
-                theory,
-                successor,
-                event,
-            )?;
+            let what = format!("{successor} detecting {master}'s crash");
+            let taken = c.expect_takeover(master, successor, event, theory, &what)?;
             // The dead daemon's VIP stays on its host (nobody removes it):
             // that host is left out of the holder check.
-            let vip_lag_ns = c.check_after(
-                successor,
-                event,
-                &tk,
-                Duration::from_millis(1),
-                now,
-                &[master],
-            )?;
-            Ok(Failover {
-                what: format!("kill -9 {master}"),
-                event,
-                takeover: tk,
-                theory_ns: Some(theory),
-                outage: c.outage(event, now),
-                leftover_removed_ns: None,
-                vip_lag_ns,
-            })
+            let what = format!("kill -9 {master}");
+            c.failover(what, successor, event, theory, taken, &[master])
         })
     }
 
@@ -732,43 +756,23 @@ impl Cluster {
                 bail!("{master} exited with {status} on SIGTERM, not 0");
             }
             let theory = c.skew_ns(successor);
-            let (tk, now) = c.await_takeover(
-                master,
-                successor,
-                event,
-                Duration::from_nanos(theory * 3) + Duration::from_secs(2),
-            )?;
-            if tk.old_last.priority != 0 {
+            let what = format!("{successor} taking over after {master}'s priority-0 advert");
+            let taken = c.expect_takeover(master, successor, event, theory, &what)?;
+            if taken.0.old_last.priority != 0 {
                 bail!(
                     "{master}'s last advert before {successor} took over has priority {}, \
                      not 0: no priority-0 advert on SIGTERM",
-                    tk.old_last.priority
+                    taken.0.old_last.priority
                 );
             }
-            c.check_takeover_bound(
-                &format!("{successor} taking over after {master}'s priority-0 advert"),
-                &tk,
-                theory,
-                successor,
-                event,
-            )?;
             if c.router(master).has_vip(c.vip) {
                 bail!(
                     "{master} exited on SIGTERM but left the VIP {} on its host",
                     c.vip
                 );
             }
-            let vip_lag_ns =
-                c.check_after(successor, event, &tk, Duration::from_millis(1), now, &[])?;
-            Ok(Failover {
-                what: format!("SIGTERM {master}"),
-                event,
-                takeover: tk,
-                theory_ns: Some(theory),
-                outage: c.outage(event, now),
-                leftover_removed_ns: None,
-                vip_lag_ns,
-            })
+            let what = format!("SIGTERM {master}");
+            c.failover(what, successor, event, theory, taken, &[])
         })
     }
 
@@ -780,19 +784,8 @@ impl Cluster {
             c.lab
                 .mark_at(&format!("link down {master} ({side:?})"), event);
             let theory = c.mdi_ns(successor);
-            let (tk, now) = c.await_takeover(
-                master,
-                successor,
-                event,
-                Duration::from_nanos(theory * 3) + Duration::from_secs(2),
-            )?;
-            c.check_takeover_bound(
-                &format!("{successor} detecting {master}'s link failure"),
-                &tk,
-                theory,
-                successor,
-                event,
-            )?;
+            let what = format!("{successor} detecting {master}'s link failure");
+            let taken = c.expect_takeover(master, successor, event, theory, &what)?;
             let inst = c.inst.name.clone();
             c.router(master)
                 .wait_state(&inst, "FAULT", Duration::from_secs(2))
@@ -803,23 +796,8 @@ impl Cluster {
             {
                 bail!("{master} is in FAULT but still holds the VIP {}", c.vip);
             }
-            let vip_lag_ns = c.check_after(
-                successor,
-                event,
-                &tk,
-                Duration::from_millis(1),
-                now,
-                &[master],
-            )?;
-            Ok(Failover {
-                what: format!("link down {master} ({side:?})"),
-                event,
-                takeover: tk,
-                theory_ns: Some(theory),
-                outage: c.outage(event, now),
-                leftover_removed_ns: None,
-                vip_lag_ns,
-            })
+            let what = format!("link down {master} ({side:?})");
+            c.failover(what, successor, event, theory, taken, &[master])
         })
     }
 
