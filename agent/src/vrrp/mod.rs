@@ -28,8 +28,11 @@
 //!
 //! # Rules and their tests
 //!
-//! Every rule below has one test of that name in `vrrp::tests` (or, for the
-//! timer formulas, `vrrp::tests::timers`).
+//! Every rule below has one test of that name in a topic module of
+//! `vrrp::tests`: rules 1–6 in `timers`, 7–10 in `startup`, 11–21 in
+//! `backup`, 22–37 in `master`, 38–49 in `receive`, 50–58 in `tracking`,
+//! 59–65 in `configuration`, 66–69 in `gratuitous`, 70–73 in `reload` and
+//! 74–78 in `sync_groups`.
 //!
 //! | # | Rule | Source | Test |
 //! |---|---|---|---|

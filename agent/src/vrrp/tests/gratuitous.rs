@@ -1,0 +1,83 @@
+//! Rules 66–69: gratuitous ARP / unsolicited NA batches.
+
+use super::*;
+
+#[test]
+fn keepalived_garp_master_delay_sends_second_batch() {
+    let (mut r, t0) = master(cfg(Version::V3, 100));
+    let at = r.deadline(TimerKind::GarpDelay).expect("second batch");
+    assert_eq!(at, t0 + 5 * S);
+    let a = r.handle(at, Input::TimerFired(TimerKind::GarpDelay));
+    assert_eq!(
+        a,
+        vec![Action::SendGratuitous {
+            count: 5,
+            spacing_ns: 0
+        }]
+    );
+}
+
+#[test]
+fn keepalived_garp_master_refresh_repeats() {
+    let mut c = cfg(Version::V3, 100);
+    c.garp.master_refresh_ns = 60 * S;
+    c.garp.master_refresh_repeat = 2;
+    let (mut r, t0) = master(c);
+    let at = r.deadline(TimerKind::GarpRefresh).expect("refresh");
+    assert_eq!(at, t0 + 60 * S);
+    let a = r.handle(at, Input::TimerFired(TimerKind::GarpRefresh));
+    assert!(has(
+        &a,
+        &Action::SendGratuitous {
+            count: 2,
+            spacing_ns: 0
+        }
+    ));
+    assert_eq!(armed(&a, TimerKind::GarpRefresh), Some(at + 60 * S));
+}
+
+#[test]
+fn keepalived_min_garp_sends_one_message() {
+    let mut c = cfg(Version::V3, 100);
+    c.garp = GarpConfig::min_garp();
+    let mut r = started(c);
+    let t = r.deadline(TimerKind::MasterDown).expect("armed");
+    let a = r.handle(t, Input::TimerFired(TimerKind::MasterDown));
+    assert!(has(
+        &a,
+        &Action::SendGratuitous {
+            count: 1,
+            spacing_ns: 0
+        }
+    ));
+    assert_eq!(r.deadline(TimerKind::GarpDelay), None);
+    assert_eq!(r.deadline(TimerKind::GarpRefresh), None);
+}
+
+#[test]
+fn keepalived_gratuitous_spacing_per_family() {
+    let mut c = cfg(Version::V3, 255);
+    c.garp.interval_ns = 2 * MS;
+    c.garp.na_interval_ns = 3 * MS;
+    let mut r = router(c);
+    let a = r.handle(0, Input::Startup);
+    assert!(has(
+        &a,
+        &Action::SendGratuitous {
+            count: 5,
+            spacing_ns: 2 * MS
+        }
+    ));
+    let mut c = cfg6(255);
+    c.garp.interval_ns = 2 * MS;
+    c.garp.na_interval_ns = 3 * MS;
+    let mut r = router(c);
+    let a = r.handle(0, Input::Startup);
+    assert!(has(
+        &a,
+        &Action::SendGratuitous {
+            count: 5,
+            spacing_ns: 3 * MS
+        }
+    ));
+}
