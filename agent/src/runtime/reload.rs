@@ -139,10 +139,8 @@ pub(super) fn diff(running: &[RunningInstance], old: &Plan, new: &Plan) -> Reloa
     d
 }
 
-/// Everything a new configuration needs, acquired; nothing running changed.
-pub(super) struct Prepared {
-    new: NewConfig,
-    diff: ReloadPlan,
+/// The state machines and sockets `prepare` acquired for what is new.
+struct Acquired {
     /// Per new-plan instance that does not continue and is in no new
     /// group: its state machine.
     singles: Vec<Option<Router>>,
@@ -151,6 +149,13 @@ pub(super) struct Prepared {
     /// Per new-plan instance in `diff.new_sockets`: its socket (none while
     /// its interface has no source address).
     sockets: HashMap<usize, Option<AdvertSender>>,
+}
+
+/// Everything a new configuration needs, acquired; nothing running changed.
+pub(super) struct Prepared {
+    new: NewConfig,
+    diff: ReloadPlan,
+    acquired: Acquired,
     garp: Vec<(u32, Rc<GratuitousSender>)>,
     notifier: Notifier,
     trackers: TrackerChanges,
@@ -325,9 +330,11 @@ impl Daemon {
         Ok(Prepared {
             new,
             diff,
-            singles,
-            groups,
-            sockets,
+            acquired: Acquired {
+                singles,
+                groups,
+                sockets,
+            },
             garp,
             notifier,
             trackers,
@@ -386,17 +393,38 @@ impl Daemon {
     /// units that are new (the caller starts them). Cannot fail.
     pub(super) async fn apply(&mut self, prepared: Prepared) -> Vec<usize> {
         let Prepared {
-            mut new,
+            new,
             diff,
-            mut singles,
-            mut groups,
-            mut sockets,
+            acquired,
             garp,
             notifier,
             trackers,
         } = prepared;
         self.leave(&diff, &new.plan).await;
-        // Timers move with their instance to its new index.
+        let timers = self.take_timers(&diff);
+        let new_units = self.install(&new.plan, &diff, acquired);
+        self.host.garp.extend(garp);
+        let old_notifier = std::mem::replace(&mut self.notifier, notifier);
+        tokio::task::spawn_local(old_notifier.shutdown(Duration::from_secs(2)));
+        let reloading = self.reloads > 0;
+        self.trackers.apply(trackers, reloading);
+        self.plan = new.plan;
+        self.ids = new.ids;
+        for (n, kind, at) in timers {
+            let _ = self.timers.arm_early((n, kind), at, spin_lead(kind));
+        }
+        let now = monotonic_ns();
+        for &n in &diff.changed {
+            let cfg = self.instances[n].plan.router.clone();
+            self.feed(n, now, Input::Reload(Box::new(cfg)));
+        }
+        self.publish_priorities();
+        new_units
+    }
+
+    /// Cancels every timer; returns those of continuing instances with
+    /// their new index, to be armed again once the instances moved.
+    fn take_timers(&mut self, diff: &ReloadPlan) -> Vec<(usize, TimerKind, u64)> {
         let mut timers = Vec::new();
         for old in 0..self.instances.len() {
             for kind in TimerKind::ALL {
@@ -408,6 +436,14 @@ impl Daemon {
                 }
             }
         }
+        timers
+    }
+
+    /// Puts the instances and units of `plan` in place: continuing ones
+    /// moved with their state, new ones from what `prepare` acquired.
+    /// Members of sync groups take the groups' places first, then single
+    /// instances, in plan order. Returns the new units.
+    fn install(&mut self, plan: &Plan, diff: &ReloadPlan, mut acquired: Acquired) -> Vec<usize> {
         let mut old_units: Vec<Option<Unit>> = std::mem::take(&mut self.units)
             .into_iter()
             .map(Some)
@@ -417,14 +453,12 @@ impl Daemon {
             .map(Some)
             .collect();
         let mut new_units = Vec::new();
-        // Members of sync groups take the groups' places first, then single
-        // instances, in plan order.
         let mut place: HashMap<usize, (usize, usize)> = HashMap::new();
-        for (g, gp) in new.plan.groups.iter().enumerate() {
+        for (g, gp) in plan.groups.iter().enumerate() {
             let unit = self.units.len();
             let group = match diff.groups_continue[g] {
                 Some(old) => old_units.get_mut(old).and_then(Option::take),
-                None => groups[g].take().map(|s| Unit::Group(Box::new(s))),
+                None => acquired.groups[g].take().map(|s| Unit::Group(Box::new(s))),
             };
             let Some(group) = group else { continue };
             if diff.groups_continue[g].is_none() {
@@ -438,8 +472,7 @@ impl Daemon {
                 place.insert(i, (unit, member));
             }
         }
-        let instances = std::mem::take(&mut new.plan.instances);
-        for (n, ip) in instances.iter().cloned().enumerate() {
+        for (n, ip) in plan.instances.iter().enumerate() {
             let (unit, member) = match place.get(&n) {
                 Some(&um) => um,
                 None => {
@@ -448,7 +481,9 @@ impl Daemon {
                             .as_ref()
                             .and_then(|i| old_units.get_mut(i.unit))
                             .and_then(Option::take),
-                        None => singles[n].take().map(|r| Unit::Single(Box::new(r))),
+                        None => acquired.singles[n]
+                            .take()
+                            .map(|r| Unit::Single(Box::new(r))),
                     };
                     let Some(single) = single else { continue };
                     if diff.continues[n].is_none() {
@@ -458,12 +493,12 @@ impl Daemon {
                     (self.units.len() - 1, 0)
                 }
             };
-            let socket = sockets.remove(&n);
+            let socket = acquired.sockets.remove(&n);
             let mut instance = match diff.continues[n].and_then(|o| old_instances[o].take()) {
                 Some(mut old) => {
                     let sender = socket.unwrap_or_else(|| old.outlet.take_sender());
                     old.outlet = Outlet::new(sender, ip.checksum);
-                    old.plan = ip;
+                    old.plan = ip.clone();
                     old
                 }
                 None => Instance::start(
@@ -483,23 +518,6 @@ impl Daemon {
             .enumerate()
             .map(|(n, i)| (i.plan.vrid.key, n))
             .collect();
-        self.host.garp.extend(garp);
-        let old_notifier = std::mem::replace(&mut self.notifier, notifier);
-        tokio::task::spawn_local(old_notifier.shutdown(Duration::from_secs(2)));
-        let reloading = self.reloads > 0;
-        self.trackers.apply(trackers, reloading);
-        new.plan.instances = instances;
-        self.plan = new.plan;
-        self.ids = new.ids;
-        for (n, kind, at) in timers {
-            let _ = self.timers.arm_early((n, kind), at, spin_lead(kind));
-        }
-        let now = monotonic_ns();
-        for &n in &diff.changed {
-            let cfg = self.instances[n].plan.router.clone();
-            self.feed(n, now, Input::Reload(Box::new(cfg)));
-        }
-        self.publish_priorities();
         new_units
     }
 
