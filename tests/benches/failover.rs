@@ -213,18 +213,7 @@ fn run(o: &Opts) -> Result<()> {
         progress("starting the CPU hog: 2 busy-loop threads");
         Hog::start(2, Duration::from_secs(if o.quick { 900 } else { 3600 }))
     });
-    // The platform's floor for timer-driven latency.
-    let late =
-        procstat::timer_lateness(if o.quick { 500 } else { 2000 }, Duration::from_millis(1))?;
-    let pct = |p: f64| late[((late.len() - 1) as f64 * p) as usize] as f64 / 1e3;
-    let timer_line = format!(
-        "median {:.1} µs, p99 {:.1} µs, max {:.1} µs over {} wake-ups (SCHED_RR 10 thread, 1 ns slack, \
-         absolute timerfd in poll(2), 1 ms apart: the floor of any timer-driven detection here)",
-        pct(0.5),
-        pct(0.99),
-        pct(1.0),
-        late.len()
-    );
+    let timer_line = timer_floor(o)?;
     progress(&format!(
         "timer wake-up lateness on this host: {timer_line}"
     ));
@@ -240,171 +229,13 @@ fn run(o: &Opts) -> Result<()> {
     };
 
     if o.failover {
-        for &cfg in &o.configs {
-            let trials = o.trials_for(cfg);
-            progress(&format!(
-                "failover {}: {trials} trial(s) per daemon",
-                cfg.label()
-            ));
-            let mut bl = BenchLab::new(
-                &format!("bench-{}", cfg.name()),
-                failover_instance(cfg),
-                &o.xvrrpd_args,
-                |_, _| Ok(()),
-            )
-            .with_context(|| format!("building the lab for {}", cfg.label()))?;
-            // SCHED_RR 10, as xvrrpd's event loop: a stall there delays any daemon.
-            bl.canary = Some(xvrrpd_tests::stall::StallMonitor::start(
-                10,
-                Duration::from_secs(1800),
-            ));
-            let mut case = FailoverCase {
-                config: cfg,
-                trials,
-                keepalived: CaseResults::default(),
-                xvrrpd: CaseResults::default(),
-                mdi_lo_ns: bl.mdi("k2"),
-                mdi_hi_ns: bl.mdi("k1"),
-                skew_lo_ns: bl.c.skew_ns("k2"),
-            };
-            for t in 0..trials {
-                let order = if rng.next_u64() & 1 == 0 {
-                    [Daemon::Keepalived, Daemon::Xvrrpd]
-                } else {
-                    [Daemon::Xvrrpd, Daemon::Keepalived]
-                };
-                for d in order {
-                    progress(&format!("{} trial {}/{trials}: {d}", cfg.name(), t + 1));
-                    let res = match d {
-                        Daemon::Keepalived => &mut case.keepalived,
-                        Daemon::Xvrrpd => &mut case.xvrrpd,
-                    };
-                    run_trial(&mut bl, d, &mut rng, res, &|m| progress(&format!("  {m}")));
-                }
-            }
-            results.failover.push(case);
-        }
+        failover_cases(o, &mut rng, &mut results, &progress)?;
     }
-
     if o.cpu {
-        let windows = if o.quick { 1 } else { 2 };
-        for n in [1usize, 100] {
-            progress(&format!(
-                "steady CPU: {n} instance(s) at advert_int 0.01, {windows} window(s) of {} s per daemon",
-                o.cpu_secs
-            ));
-            let mut bl = steady::lab(n, &o.xvrrpd_args)
-                .with_context(|| format!("building the lab for {n} instances"))?;
-            let settle = Duration::from_secs(if o.quick { 1 } else { 2 });
-            for w in 0..windows {
-                let order = if w % 2 == 0 {
-                    [Daemon::Keepalived, Daemon::Xvrrpd]
-                } else {
-                    [Daemon::Xvrrpd, Daemon::Keepalived]
-                };
-                for d in order {
-                    match steady::measure(&mut bl, d, o.cpu_secs, settle) {
-                        Ok(cw) => {
-                            progress(&format!(
-                                "  {d} {n}: master {:.2} % ({:.2} % kernel), backup {:.2} % ({:.2} % kernel) of a core, {} state change(s)",
-                                cw.master_pct,
-                                cw.master_sys_pct,
-                                cw.backup_pct,
-                                cw.backup_sys_pct,
-                                cw.transitions
-                            ));
-                            results.cpu.push(cw);
-                        }
-                        Err(e) => {
-                            progress(&format!("  {d} {n}: FAILED: {e:#}"));
-                            results
-                                .cpu_errors
-                                .push(format!("{d} steady {n} instance(s): {e:#}"));
-                        }
-                    }
-                }
-            }
-        }
+        steady_cpu(o, &mut results, &progress)?;
     }
-
     if o.flood {
-        progress(&format!(
-            "junk floods: {} s each at {:?} frames/s",
-            o.flood_secs, o.rates
-        ));
-        if let Some(names) = &o.floods
-            && let Some(bad) = names
-                .iter()
-                .find(|n| !Junk::ALL.iter().any(|k| k.name() == n.as_str()))
-        {
-            anyhow::bail!("--floods: unknown junk kind {bad:?}");
-        }
-        for v2 in [false, true] {
-            let kinds: Vec<Junk> = Junk::ALL
-                .into_iter()
-                .filter(|k| k.needs_v2() == v2)
-                .filter(|k| {
-                    o.floods
-                        .as_ref()
-                        .is_none_or(|n| n.iter().any(|n| n == k.name()))
-                })
-                .collect();
-            if kinds.is_empty() {
-                continue;
-            }
-            let mut bl = BenchLab::new(
-                if v2 {
-                    "bench-flood-v2"
-                } else {
-                    "bench-flood-v3"
-                },
-                flood::instance(v2),
-                &o.xvrrpd_args,
-                |_, _| Ok(()),
-            )?;
-            for &rate in &o.rates {
-                // A VRRPv2 pair takes ~4 s to elect: --quick floods it
-                // at the highest rate only.
-                if v2 && o.quick && Some(&rate) != o.rates.iter().max() {
-                    progress(&format!(
-                        "  --quick: bad-auth at {rate}/s left out (highest rate only)"
-                    ));
-                    continue;
-                }
-                for &kind in &kinds {
-                    let order = if rng.next_u64() & 1 == 0 {
-                        [Daemon::Keepalived, Daemon::Xvrrpd]
-                    } else {
-                        [Daemon::Xvrrpd, Daemon::Keepalived]
-                    };
-                    for d in order {
-                        match flood::run(&mut bl, d, kind, rate, o.flood_secs) {
-                            Ok(f) => {
-                                progress(&format!(
-                                    "  {d} {} {rate}/s (sent {:.0}/s): CPU master {:.2} % backup {:.2} %, adverts {}/{:.0}, silence {:.1} ms, false failovers {}, state changes {}",
-                                    kind.name(),
-                                    f.sent.frames as f64 / f.sent.secs,
-                                    f.master_cpu,
-                                    f.backup_cpu,
-                                    f.adverts_sent,
-                                    f.adverts_expected,
-                                    f.longest_silence_ns as f64 / 1e6,
-                                    f.false_failovers,
-                                    f.transitions
-                                ));
-                                results.flood.push(f);
-                            }
-                            Err(e) => {
-                                progress(&format!("  {d} {} {rate}/s: FAILED: {e:#}", kind.name()));
-                                results
-                                    .flood_errors
-                                    .push(format!("{d} flood {} {rate}/s: {e:#}", kind.name()));
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        floods(o, &mut rng, &mut results, &progress)?;
     }
 
     header.push((
@@ -418,9 +249,228 @@ fn run(o: &Opts) -> Result<()> {
         "run time".into(),
         format!("{:.0} s", started.elapsed().as_secs_f64()),
     ));
-    let targets = report::targets(&results, o.load);
-    let md = report::markdown(&results, &header, &targets);
-    let js = report::json(&results, &header, &targets);
+    write_report(o, &results, &header, &progress)
+}
+
+/// The platform's floor for timer-driven latency, as a line for the header.
+fn timer_floor(o: &Opts) -> Result<String> {
+    let late =
+        procstat::timer_lateness(if o.quick { 500 } else { 2000 }, Duration::from_millis(1))?;
+    let pct = |p: f64| late[((late.len() - 1) as f64 * p) as usize] as f64 / 1e3;
+    Ok(format!(
+        "median {:.1} µs, p99 {:.1} µs, max {:.1} µs over {} wake-ups (SCHED_RR 10 thread, 1 ns slack, \
+         absolute timerfd in poll(2), 1 ms apart: the floor of any timer-driven detection here)",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        late.len()
+    ))
+}
+
+/// Which daemon goes first, drawn from `rng` so neither is always first.
+fn random_order(rng: &mut Rng) -> [Daemon; 2] {
+    if rng.next_u64() & 1 == 0 {
+        [Daemon::Keepalived, Daemon::Xvrrpd]
+    } else {
+        [Daemon::Xvrrpd, Daemon::Keepalived]
+    }
+}
+
+/// The failover trials of every config, the daemons alternating.
+fn failover_cases(
+    o: &Opts,
+    rng: &mut Rng,
+    results: &mut Results,
+    progress: &dyn Fn(&str),
+) -> Result<()> {
+    for &cfg in &o.configs {
+        let trials = o.trials_for(cfg);
+        progress(&format!(
+            "failover {}: {trials} trial(s) per daemon",
+            cfg.label()
+        ));
+        let mut bl = BenchLab::new(
+            &format!("bench-{}", cfg.name()),
+            failover_instance(cfg),
+            &o.xvrrpd_args,
+            |_, _| Ok(()),
+        )
+        .with_context(|| format!("building the lab for {}", cfg.label()))?;
+        // SCHED_RR 10, as xvrrpd's event loop: a stall there delays any daemon.
+        bl.canary = Some(xvrrpd_tests::stall::StallMonitor::start(
+            10,
+            Duration::from_secs(1800),
+        ));
+        let mut case = FailoverCase {
+            config: cfg,
+            trials,
+            keepalived: CaseResults::default(),
+            xvrrpd: CaseResults::default(),
+            mdi_lo_ns: bl.mdi("k2"),
+            mdi_hi_ns: bl.mdi("k1"),
+            skew_lo_ns: bl.c.skew_ns("k2"),
+        };
+        for t in 0..trials {
+            for d in random_order(rng) {
+                progress(&format!("{} trial {}/{trials}: {d}", cfg.name(), t + 1));
+                let res = match d {
+                    Daemon::Keepalived => &mut case.keepalived,
+                    Daemon::Xvrrpd => &mut case.xvrrpd,
+                };
+                run_trial(&mut bl, d, rng, res, &|m| progress(&format!("  {m}")));
+            }
+        }
+        results.failover.push(case);
+    }
+    Ok(())
+}
+
+/// Steady-state CPU with 1 and 100 instances; a failed window is recorded,
+/// not fatal.
+fn steady_cpu(o: &Opts, results: &mut Results, progress: &dyn Fn(&str)) -> Result<()> {
+    let windows = if o.quick { 1 } else { 2 };
+    for n in [1usize, 100] {
+        progress(&format!(
+            "steady CPU: {n} instance(s) at advert_int 0.01, {windows} window(s) of {} s per daemon",
+            o.cpu_secs
+        ));
+        let mut bl = steady::lab(n, &o.xvrrpd_args)
+            .with_context(|| format!("building the lab for {n} instances"))?;
+        let settle = Duration::from_secs(if o.quick { 1 } else { 2 });
+        for w in 0..windows {
+            let order = if w % 2 == 0 {
+                [Daemon::Keepalived, Daemon::Xvrrpd]
+            } else {
+                [Daemon::Xvrrpd, Daemon::Keepalived]
+            };
+            for d in order {
+                match steady::measure(&mut bl, d, o.cpu_secs, settle) {
+                    Ok(cw) => {
+                        progress(&format!(
+                            "  {d} {n}: master {:.2} % ({:.2} % kernel), backup {:.2} % ({:.2} % kernel) of a core, {} state change(s)",
+                            cw.master_pct,
+                            cw.master_sys_pct,
+                            cw.backup_pct,
+                            cw.backup_sys_pct,
+                            cw.transitions
+                        ));
+                        results.cpu.push(cw);
+                    }
+                    Err(e) => {
+                        progress(&format!("  {d} {n}: FAILED: {e:#}"));
+                        results
+                            .cpu_errors
+                            .push(format!("{d} steady {n} instance(s): {e:#}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The junk floods chosen, VRRPv3 kinds then VRRPv2 ones, each in its own lab.
+fn floods(o: &Opts, rng: &mut Rng, results: &mut Results, progress: &dyn Fn(&str)) -> Result<()> {
+    progress(&format!(
+        "junk floods: {} s each at {:?} frames/s",
+        o.flood_secs, o.rates
+    ));
+    if let Some(names) = &o.floods
+        && let Some(bad) = names
+            .iter()
+            .find(|n| !Junk::ALL.iter().any(|k| k.name() == n.as_str()))
+    {
+        anyhow::bail!("--floods: unknown junk kind {bad:?}");
+    }
+    for v2 in [false, true] {
+        let kinds: Vec<Junk> = Junk::ALL
+            .into_iter()
+            .filter(|k| k.needs_v2() == v2)
+            .filter(|k| {
+                o.floods
+                    .as_ref()
+                    .is_none_or(|n| n.iter().any(|n| n == k.name()))
+            })
+            .collect();
+        if kinds.is_empty() {
+            continue;
+        }
+        let mut bl = BenchLab::new(
+            if v2 {
+                "bench-flood-v2"
+            } else {
+                "bench-flood-v3"
+            },
+            flood::instance(v2),
+            &o.xvrrpd_args,
+            |_, _| Ok(()),
+        )?;
+        for &rate in &o.rates {
+            // A VRRPv2 pair takes ~4 s to elect: --quick floods it
+            // at the highest rate only.
+            if v2 && o.quick && Some(&rate) != o.rates.iter().max() {
+                progress(&format!(
+                    "  --quick: bad-auth at {rate}/s left out (highest rate only)"
+                ));
+                continue;
+            }
+            for &kind in &kinds {
+                for d in random_order(rng) {
+                    flood_one(o, &mut bl, d, kind, rate, results, progress);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One daemon under one junk kind at one rate; a failure is recorded, not
+/// fatal.
+fn flood_one(
+    o: &Opts,
+    bl: &mut BenchLab,
+    d: Daemon,
+    kind: Junk,
+    rate: u64,
+    results: &mut Results,
+    progress: &dyn Fn(&str),
+) {
+    match flood::run(bl, d, kind, rate, o.flood_secs) {
+        Ok(f) => {
+            progress(&format!(
+                "  {d} {} {rate}/s (sent {:.0}/s): CPU master {:.2} % backup {:.2} %, adverts {}/{:.0}, silence {:.1} ms, false failovers {}, state changes {}",
+                kind.name(),
+                f.sent.frames as f64 / f.sent.secs,
+                f.master_cpu,
+                f.backup_cpu,
+                f.adverts_sent,
+                f.adverts_expected,
+                f.longest_silence_ns as f64 / 1e6,
+                f.false_failovers,
+                f.transitions
+            ));
+            results.flood.push(f);
+        }
+        Err(e) => {
+            progress(&format!("  {d} {} {rate}/s: FAILED: {e:#}", kind.name()));
+            results
+                .flood_errors
+                .push(format!("{d} flood {} {rate}/s: {e:#}", kind.name()));
+        }
+    }
+}
+
+/// Writes the markdown and JSON reports under `target/bench/` and prints
+/// the markdown.
+fn write_report(
+    o: &Opts,
+    results: &Results,
+    header: &[(String, String)],
+    progress: &dyn Fn(&str),
+) -> Result<()> {
+    let targets = report::targets(results, o.load);
+    let md = report::markdown(results, header, &targets);
+    let js = report::json(results, header, &targets);
     let dir = out_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stem = format!(

@@ -244,6 +244,41 @@ fn watch_loop(
     stop: &AtomicBool,
     ready: std::sync::mpsc::Sender<()>,
 ) -> Result<()> {
+    let fd = open_netlink()?;
+    request_dump(&fd)?;
+    let started = Instant::now();
+    let mut dumping = true;
+    let mut ready = Some(ready);
+    let mut buf = vec![0u8; 1 << 16];
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+                Some(libc::ENOBUFS) => {
+                    shared.lock().unwrap().overrun = true;
+                    continue;
+                }
+                _ => return Err(e).context("reading netlink"),
+            }
+        }
+        let mut got = Vec::new();
+        parse_batch(&buf[..n as usize], &mut dumping, &mut got)?;
+        if !got.is_empty() {
+            shared.lock().unwrap().events.extend(got);
+        }
+        if !dumping && let Some(r) = ready.take() {
+            let _ = r.send(());
+        }
+    }
+    Ok(())
+}
+
+/// A netlink socket subscribed to IPv4 and IPv6 address changes, with a
+/// large queue and a 50 ms read timeout so the loop sees `stop` in time.
+fn open_netlink() -> Result<OwnedFd> {
     // SAFETY: plain socket calls; the descriptor is owned at once.
     let fd = unsafe {
         libc::socket(
@@ -293,6 +328,12 @@ fn watch_loop(
     {
         return Err(std::io::Error::last_os_error()).context("binding the netlink socket");
     }
+    Ok(fd)
+}
+
+/// Asks for every address already there (sequence number 1), after the
+/// subscription so that no change falls between the dump and the watch.
+fn request_dump(fd: &OwnedFd) -> Result<()> {
     // Dump request: nlmsghdr + ifaddrmsg (AF_UNSPEC).
     let mut req = [0u8; 24];
     req[0..4].copy_from_slice(&24u32.to_ne_bytes());
@@ -303,61 +344,40 @@ fn watch_loop(
     if unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
         return Err(std::io::Error::last_os_error()).context("sending the address dump request");
     }
-    let started = Instant::now();
-    let mut dumping = true;
-    let mut ready = Some(ready);
-    let mut buf = vec![0u8; 1 << 16];
-    while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
-        // SAFETY: buf is valid for its length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
-                Some(libc::ENOBUFS) => {
-                    shared.lock().unwrap().overrun = true;
-                    continue;
-                }
-                _ => return Err(e).context("reading netlink"),
+    Ok(())
+}
+
+/// Parses one read's netlink messages into `got`; clears `dumping` at the
+/// end of the initial dump.
+fn parse_batch(data: &[u8], dumping: &mut bool, got: &mut Vec<AddrEvent>) -> Result<()> {
+    let mut o = 0;
+    while o + 16 <= data.len() {
+        let len = u32::from_ne_bytes(data[o..o + 4].try_into().unwrap()) as usize;
+        let ty = u16::from_ne_bytes([data[o + 4], data[o + 5]]);
+        let seq = u32::from_ne_bytes(data[o + 8..o + 12].try_into().unwrap());
+        if len < 16 || o + len > data.len() {
+            break;
+        }
+        let body = &data[o + 16..o + len];
+        match ty {
+            RTM_NEWADDR | RTM_DELADDR => {
+                parse_addr_msg(ty, body, *dumping && seq == 1, got);
             }
-        }
-        let data = &buf[..n as usize];
-        let mut got = Vec::new();
-        let mut o = 0;
-        while o + 16 <= data.len() {
-            let len = u32::from_ne_bytes(data[o..o + 4].try_into().unwrap()) as usize;
-            let ty = u16::from_ne_bytes([data[o + 4], data[o + 5]]);
-            let seq = u32::from_ne_bytes(data[o + 8..o + 12].try_into().unwrap());
-            if len < 16 || o + len > data.len() {
-                break;
+            NLMSG_DONE if *dumping && seq == 1 => {
+                *dumping = false;
             }
-            let body = &data[o + 16..o + len];
-            match ty {
-                RTM_NEWADDR | RTM_DELADDR => {
-                    parse_addr_msg(ty, body, dumping && seq == 1, &mut got);
+            NLMSG_ERROR if seq == 1 => {
+                let code = body
+                    .get(0..4)
+                    .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
+                    .unwrap_or(0);
+                if code != 0 {
+                    bail!("the address dump failed: errno {}", -code);
                 }
-                NLMSG_DONE if dumping && seq == 1 => {
-                    dumping = false;
-                }
-                NLMSG_ERROR if seq == 1 => {
-                    let code = body
-                        .get(0..4)
-                        .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
-                        .unwrap_or(0);
-                    if code != 0 {
-                        bail!("the address dump failed: errno {}", -code);
-                    }
-                }
-                _ => {}
             }
-            o += nla_align(len);
+            _ => {}
         }
-        if !got.is_empty() {
-            shared.lock().unwrap().events.extend(got);
-        }
-        if !dumping && let Some(r) = ready.take() {
-            let _ = r.send(());
-        }
+        o += nla_align(len);
     }
     Ok(())
 }

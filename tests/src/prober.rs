@@ -342,20 +342,214 @@ fn probe_loop(
     log: &Mutex<ProbeLog>,
     ready: std::sync::mpsc::Sender<()>,
 ) -> Result<()> {
-    let cname = std::ffi::CString::new(ifname)?;
-    // SAFETY: plain libc calls on values owned here; descriptors are owned
-    // by OwnedFd at once.
-    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if ifindex == 0 {
-        bail!("no interface {ifname} in the prober's namespace");
+    let sock = ProbeSockets::open(ifname, target)?;
+    let _ = ready.send(());
+
+    let start = Instant::now();
+    let mut next = start;
+    let mut seq: u64 = 0;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        if stop.load(Ordering::Relaxed)
+            || start.elapsed() >= cfg.max_duration
+            || seq >= cfg.max_count
+        {
+            break;
+        }
+        let now = Instant::now();
+        if now >= next {
+            sock.send_probe(seq, log);
+            seq += 1;
+            next += cfg.interval;
+            if next + cfg.interval * 20 < now {
+                // Far behind (the thread was not scheduled): do not burst.
+                next = now + cfg.interval;
+            }
+        }
+        // Wait for a reply until the next probe is due.
+        if !sock.wait_readable(next) {
+            continue;
+        }
+        sock.drain_replies(&mut buf, log);
     }
-    let v6 = target.is_ipv6();
+    Ok(())
+}
+
+/// The prober's two sockets and what every probe is addressed with: a raw
+/// ICMP socket sends, an AF_PACKET socket on the interface reads replies
+/// with their Ethernet source.
+struct ProbeSockets {
+    tx: OwnedFd,
+    rx: OwnedFd,
+    target: IpAddr,
+    v6: bool,
+    dst4: libc::sockaddr_in,
+    dst6: libc::sockaddr_in6,
+    /// The ICMP echo identifier of this prober.
+    id: u16,
+}
+
+impl ProbeSockets {
+    fn open(ifname: &str, target: IpAddr) -> Result<ProbeSockets> {
+        let cname = std::ffi::CString::new(ifname)?;
+        // SAFETY: plain libc calls on values owned here; descriptors are owned
+        // by OwnedFd at once.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            bail!("no interface {ifname} in the prober's namespace");
+        }
+        let v6 = target.is_ipv6();
+        let tx = open_icmp_tx(v6)?;
+        let rx = open_packet_rx(ifindex)?;
+
+        // Destination.
+        let mut dst4: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut dst6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        match target {
+            IpAddr::V4(a) => {
+                dst4.sin_family = libc::AF_INET as u16;
+                dst4.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+            }
+            IpAddr::V6(a) => {
+                dst6.sin6_family = libc::AF_INET6 as u16;
+                dst6.sin6_addr.s6_addr = a.octets();
+            }
+        }
+        let id: u16 = (std::process::id() as u16) ^ 0x5a5a;
+        Ok(ProbeSockets {
+            tx,
+            rx,
+            target,
+            v6,
+            dst4,
+            dst6,
+            id,
+        })
+    }
+
+    /// Sends probe `seq` and records it (and a failed send) in `log`.
+    #[inline]
+    fn send_probe(&self, seq: u64, log: &Mutex<ProbeLog>) {
+        let (v6, id) = (self.v6, self.id);
+        let mut pkt = vec![0u8; 8 + 24];
+        pkt[0] = if v6 { 128 } else { 8 };
+        pkt[4..6].copy_from_slice(&id.to_be_bytes());
+        pkt[6..8].copy_from_slice(&(seq as u16).to_be_bytes());
+        pkt[8..16].copy_from_slice(PROBE_MAGIC);
+        pkt[16..24].copy_from_slice(&seq.to_be_bytes());
+        let at = Stamp::now();
+        pkt[24..32].copy_from_slice(&at.mono_ns.to_be_bytes());
+        if !v6 {
+            let c = checksum(&pkt);
+            pkt[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+        // SAFETY: pkt and the destination are valid for the sizes given.
+        let rc = unsafe {
+            if v6 {
+                libc::sendto(
+                    self.tx.as_raw_fd(),
+                    pkt.as_ptr().cast(),
+                    pkt.len(),
+                    libc::MSG_DONTWAIT,
+                    (&self.dst6 as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as u32,
+                )
+            } else {
+                libc::sendto(
+                    self.tx.as_raw_fd(),
+                    pkt.as_ptr().cast(),
+                    pkt.len(),
+                    libc::MSG_DONTWAIT,
+                    (&self.dst4 as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as u32,
+                )
+            }
+        };
+        // A send can fail while the neighbour is unresolved (EAGAIN,
+        // EHOSTUNREACH): that probe simply gets no reply.
+        let mut l = log.lock().unwrap();
+        if rc < 0 {
+            l.send_errors += 1;
+            l.last_send_error = Some(std::io::Error::last_os_error().to_string());
+        }
+        l.sent.push((seq, at));
+    }
+
+    /// Waits until a frame can be read or `next` is reached; whether one
+    /// can be read.
+    #[inline]
+    fn wait_readable(&self, next: Instant) -> bool {
+        let wait = next.saturating_duration_since(Instant::now());
+        let ts = libc::timespec {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        };
+        let mut pfd = libc::pollfd {
+            fd: self.rx.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; no signal mask.
+        let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        n > 0
+    }
+
+    /// Drains the packet socket (bounded per round), logging this prober's
+    /// echo replies.
+    #[inline]
+    fn drain_replies(&self, buf: &mut [u8], log: &Mutex<ProbeLog>) {
+        for _ in 0..256 {
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut flen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            // SAFETY: buffer and address are valid for the sizes given.
+            let got = unsafe {
+                libc::recvfrom(
+                    self.rx.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut flen,
+                )
+            };
+            if got <= 0 {
+                break;
+            }
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            let at = Stamp::now();
+            let frame = &buf[..got as usize];
+            let ev = decode_frame(at.rt_ns, frame);
+            let WireKind::EchoReply {
+                id: rid, src: rsrc, ..
+            } = ev.kind
+            else {
+                continue;
+            };
+            if rid != self.id || rsrc != self.target {
+                continue;
+            }
+            if let Some((rseq, sent_mono)) = payload(frame) {
+                log.lock().unwrap().replies.push(Reply {
+                    seq: rseq,
+                    at,
+                    src_mac: ev.src_mac,
+                    rtt_ns: mono_ns().saturating_sub(sent_mono),
+                });
+            }
+        }
+    }
+}
+
+/// The raw ICMP (or ICMPv6) socket probes are sent on.
+fn open_icmp_tx(v6: bool) -> Result<OwnedFd> {
     let (family, proto) = if v6 {
         (libc::AF_INET6, libc::IPPROTO_ICMPV6)
     } else {
         (libc::AF_INET, libc::IPPROTO_ICMP)
     };
-    // SAFETY: as above.
+    // SAFETY: plain libc call; the descriptor is owned by OwnedFd at once.
     let tx = unsafe {
         OwnedFd::from_raw_fd(cvt(
             libc::socket(family, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto),
@@ -374,8 +568,13 @@ fn probe_loop(
             4,
         );
     }
+    Ok(tx)
+}
+
+/// A non-blocking AF_PACKET socket bound to `ifindex`, with a large queue.
+fn open_packet_rx(ifindex: libc::c_uint) -> Result<OwnedFd> {
     let eth_all = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: as above.
+    // SAFETY: plain libc call; the descriptor is owned by OwnedFd at once.
     let rx = unsafe {
         OwnedFd::from_raw_fd(cvt(
             libc::socket(
@@ -412,147 +611,7 @@ fn probe_loop(
             4,
         );
     }
-
-    // Destination.
-    let mut dst4: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    let mut dst6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-    match target {
-        IpAddr::V4(a) => {
-            dst4.sin_family = libc::AF_INET as u16;
-            dst4.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
-        }
-        IpAddr::V6(a) => {
-            dst6.sin6_family = libc::AF_INET6 as u16;
-            dst6.sin6_addr.s6_addr = a.octets();
-        }
-    }
-    let id: u16 = (std::process::id() as u16) ^ 0x5a5a;
-    let _ = ready.send(());
-
-    let start = Instant::now();
-    let mut next = start;
-    let mut seq: u64 = 0;
-    let mut buf = vec![0u8; 2048];
-    loop {
-        if stop.load(Ordering::Relaxed)
-            || start.elapsed() >= cfg.max_duration
-            || seq >= cfg.max_count
-        {
-            break;
-        }
-        let now = Instant::now();
-        if now >= next {
-            let mut pkt = vec![0u8; 8 + 24];
-            pkt[0] = if v6 { 128 } else { 8 };
-            pkt[4..6].copy_from_slice(&id.to_be_bytes());
-            pkt[6..8].copy_from_slice(&(seq as u16).to_be_bytes());
-            pkt[8..16].copy_from_slice(PROBE_MAGIC);
-            pkt[16..24].copy_from_slice(&seq.to_be_bytes());
-            let at = Stamp::now();
-            pkt[24..32].copy_from_slice(&at.mono_ns.to_be_bytes());
-            if !v6 {
-                let c = checksum(&pkt);
-                pkt[2..4].copy_from_slice(&c.to_be_bytes());
-            }
-            // SAFETY: pkt and the destination are valid for the sizes given.
-            let rc = unsafe {
-                if v6 {
-                    libc::sendto(
-                        tx.as_raw_fd(),
-                        pkt.as_ptr().cast(),
-                        pkt.len(),
-                        libc::MSG_DONTWAIT,
-                        (&dst6 as *const libc::sockaddr_in6).cast(),
-                        std::mem::size_of::<libc::sockaddr_in6>() as u32,
-                    )
-                } else {
-                    libc::sendto(
-                        tx.as_raw_fd(),
-                        pkt.as_ptr().cast(),
-                        pkt.len(),
-                        libc::MSG_DONTWAIT,
-                        (&dst4 as *const libc::sockaddr_in).cast(),
-                        std::mem::size_of::<libc::sockaddr_in>() as u32,
-                    )
-                }
-            };
-            // A send can fail while the neighbour is unresolved (EAGAIN,
-            // EHOSTUNREACH): that probe simply gets no reply.
-            {
-                let mut l = log.lock().unwrap();
-                if rc < 0 {
-                    l.send_errors += 1;
-                    l.last_send_error = Some(std::io::Error::last_os_error().to_string());
-                }
-                l.sent.push((seq, at));
-            }
-            seq += 1;
-            next += cfg.interval;
-            if next + cfg.interval * 20 < now {
-                // Far behind (the thread was not scheduled): do not burst.
-                next = now + cfg.interval;
-            }
-        }
-        // Wait for a reply until the next probe is due.
-        let wait = next.saturating_duration_since(Instant::now());
-        let ts = libc::timespec {
-            tv_sec: wait.as_secs() as libc::time_t,
-            tv_nsec: wait.subsec_nanos() as libc::c_long,
-        };
-        let mut pfd = libc::pollfd {
-            fd: rx.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; no signal mask.
-        let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
-        if n <= 0 {
-            continue;
-        }
-        // Drain the packet socket (bounded per round).
-        for _ in 0..256 {
-            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut flen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            // SAFETY: buffer and address are valid for the sizes given.
-            let got = unsafe {
-                libc::recvfrom(
-                    rx.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                    (&mut from as *mut libc::sockaddr_ll).cast(),
-                    &mut flen,
-                )
-            };
-            if got <= 0 {
-                break;
-            }
-            if from.sll_pkttype == libc::PACKET_OUTGOING {
-                continue;
-            }
-            let at = Stamp::now();
-            let frame = &buf[..got as usize];
-            let ev = decode_frame(at.rt_ns, frame);
-            let WireKind::EchoReply {
-                id: rid, src: rsrc, ..
-            } = ev.kind
-            else {
-                continue;
-            };
-            if rid != id || rsrc != target {
-                continue;
-            }
-            if let Some((rseq, sent_mono)) = payload(frame) {
-                log.lock().unwrap().replies.push(Reply {
-                    seq: rseq,
-                    at,
-                    src_mac: ev.src_mac,
-                    rtt_ns: mono_ns().saturating_sub(sent_mono),
-                });
-            }
-        }
-    }
-    Ok(())
+    Ok(rx)
 }
 
 /// The sequence number and send time carried in a reply's payload.

@@ -157,6 +157,51 @@ fn vrid(index: u32, id: u8) -> (VridKey, VridConfig) {
 }
 
 fn child() {
+    let (mut dp, k) = namespace_with_datapath();
+    refused_with_another_thread();
+    ok("refused-with-another-thread");
+    let kept = drop_and_check_report();
+    ok("report");
+    check_own_sets(kept);
+    ok("own-sets");
+    check_root_child_bounded(kept);
+    ok("root-child-bounded");
+
+    let err = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .expect_err("a mount namespace needs CAP_SYS_ADMIN, which is gone");
+    assert_eq!(err, nix::errno::Errno::EPERM);
+    ok("no-sys-admin");
+
+    assert!(
+        EbpfDatapath::load().is_err(),
+        "loading programs must fail without CAP_BPF"
+    );
+    ok("no-bpf-load");
+
+    check_net_raw();
+    ok("net-raw");
+    check_net_admin();
+    ok("net-admin");
+    check_setuid_setgid();
+    ok("setuid-setgid");
+    check_kill();
+    ok("kill");
+    check_bpf_maps(&mut dp, &k);
+    ok("bpf-maps");
+
+    let mode = dp
+        .attach("xo1", AttachPreference::Auto)
+        .expect("attach the loaded program to another interface after the drop");
+    dp.set_policy(ifindex("xo1"), IfacePolicy::DEFAULT)
+        .expect("policy for xo1");
+    println!("attached xo1 in mode {mode}");
+    ok("attach-another-interface");
+}
+
+/// Enters a network namespace of its own with a veth pair, loads the
+/// datapath and attaches it to `xo0` with VRID 51 set (its key returned),
+/// all before the drop.
+fn namespace_with_datapath() -> (EbpfDatapath, VridKey) {
     // A namespace of our own: interfaces and addresses vanish with us.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
         .expect("unshare a network namespace (needs CAP_SYS_ADMIN)");
@@ -176,8 +221,12 @@ fn child() {
     let (k, v) = vrid(ifindex("xo0"), 51);
     dp.set_vrid(k, v).expect("VRID before the drop");
 
-    // Another thread that still holds everything: the call must refuse and
-    // change nothing.
+    (dp, k)
+}
+
+/// Another thread that still holds everything: the call must refuse and
+/// change nothing.
+fn refused_with_another_thread() {
     let before = std::fs::read_to_string("/proc/self/status").expect("own status");
     let (tx, rx) = mpsc::channel::<()>();
     let other = std::thread::spawn(move || {
@@ -195,8 +244,10 @@ fn child() {
     assert_eq!(mask(&before, "CapBnd:"), mask(&after, "CapBnd:"));
     let _ = tx.send(());
     other.join().expect("the other thread ends");
-    ok("refused-with-another-thread");
+}
 
+/// Drops the capabilities; the report must match `KEPT`. Returns its bits.
+fn drop_and_check_report() -> u64 {
     let report = privileges::drop_after_attach().expect("drop capabilities");
     println!("report: {report}");
     let kept = bits(&KEPT);
@@ -220,17 +271,20 @@ fn child() {
         report.note.is_none(),
         "this kernel needs no extra capability"
     );
-    ok("report");
+    kept
+}
 
+fn check_own_sets(kept: u64) {
     let status = std::fs::read_to_string("/proc/self/status").expect("own status");
     assert_eq!(mask(&status, "CapEff:"), kept, "effective");
     assert_eq!(mask(&status, "CapPrm:"), kept, "permitted");
     assert_eq!(mask(&status, "CapBnd:"), kept, "bounding");
     assert_eq!(mask(&status, "CapInh:") & !kept, 0, "inheritable");
     assert_eq!(mask(&status, "CapAmb:") & !kept, 0, "ambient");
-    ok("own-sets");
+}
 
-    // A script running as root gets the bounding set at exec, no more.
+/// A script running as root gets the bounding set at exec, no more.
+fn check_root_child_bounded(kept: u64) {
     let out = Command::new("cat")
         .arg("/proc/self/status")
         .output()
@@ -241,19 +295,9 @@ fn child() {
         kept,
         "a root script's effective set"
     );
-    ok("root-child-bounded");
+}
 
-    let err = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .expect_err("a mount namespace needs CAP_SYS_ADMIN, which is gone");
-    assert_eq!(err, nix::errno::Errno::EPERM);
-    ok("no-sys-admin");
-
-    assert!(
-        EbpfDatapath::load().is_err(),
-        "loading programs must fail without CAP_BPF"
-    );
-    ok("no-bpf-load");
-
+fn check_net_raw() {
     // SAFETY: plain socket(2); the fd is closed right after.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, 112) };
     assert!(
@@ -263,8 +307,9 @@ fn child() {
     );
     // SAFETY: `fd` is ours and open.
     unsafe { libc::close(fd) };
-    ok("net-raw");
+}
 
+fn check_net_admin() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -283,8 +328,9 @@ fn child() {
         vips.remove_vip(&vip).await.expect("remove the VIP");
     });
     drop(rt);
-    ok("net-admin");
+}
 
+fn check_setuid_setgid() {
     let out = Command::new("id")
         .args(["-u"])
         .uid(NOBODY)
@@ -296,8 +342,10 @@ fn child() {
         String::from_utf8_lossy(&out.stdout).trim(),
         NOBODY.to_string()
     );
-    ok("setuid-setgid");
+}
 
+/// A script run as another user can be killed with CAP_KILL.
+fn check_kill() {
     let mut sleeper = Command::new("sleep")
         .arg("30")
         .uid(NOBODY)
@@ -312,21 +360,14 @@ fn child() {
     killed.expect("kill another user's process with CAP_KILL");
     let st = sleeper.wait().expect("reap it");
     assert_eq!(st.signal(), Some(9), "killed by SIGKILL");
-    ok("kill");
+}
 
+/// The maps still take updates (a reload) and counters can be read.
+fn check_bpf_maps(dp: &mut EbpfDatapath, k: &VridKey) {
     let (k2, v2) = vrid(ifindex("xo0"), 52);
     dp.set_vrid(k2, v2)
         .expect("update the VRID map after the drop (reload)");
-    dp.remove_vrid(&k).expect("delete from the VRID map");
+    dp.remove_vrid(k).expect("delete from the VRID map");
     dp.counters()
         .expect("read the kernel counters after the drop");
-    ok("bpf-maps");
-
-    let mode = dp
-        .attach("xo1", AttachPreference::Auto)
-        .expect("attach the loaded program to another interface after the drop");
-    dp.set_policy(ifindex("xo1"), IfacePolicy::DEFAULT)
-        .expect("policy for xo1");
-    println!("attached xo1 in mode {mode}");
-    ok("attach-another-interface");
 }

@@ -13,6 +13,7 @@ use xvrrpd_tests::{
     analysis::{self, adverts, first_advert_from},
     clock::Stamp,
     kconf::Daemon,
+    pcap::Mac,
     prober::{ProbeLog, Prober},
     router::LinkSide,
 };
@@ -171,186 +172,255 @@ pub fn run_step(
     // Long enough for the failure, the return and their margins.
     let max = Duration::from_nanos(mdi_lo * 3 + mdi_hi * 3) + Duration::from_secs(20);
     let prober = bl.probe(max)?;
-    let result = step_with_prober(
-        bl, pair, failure, rng, &prober, interval, vrid, vip, hi_mac, lo_mac, mdi_lo, mdi_hi,
+    let step = Step {
+        bl,
+        pair,
+        failure,
+        prober: &prober,
+        interval,
+        vrid,
+        vip,
+        hi_mac,
+        lo_mac,
+        mdi_lo,
+        mdi_hi,
         skew_lo,
-    );
+    };
+    let result = step.run(rng);
     let _ = prober.stop();
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-fn step_with_prober(
-    bl: &mut BenchLab,
-    pair: &Pair,
+/// One step under way: what its phases share.
+struct Step<'a> {
+    bl: &'a mut BenchLab,
+    pair: &'a Pair,
     failure: Failure,
-    rng: &mut Rng,
-    prober: &Prober,
+    prober: &'a Prober,
     interval: Duration,
     vrid: u8,
     vip: std::net::IpAddr,
-    hi_mac: xvrrpd_tests::pcap::Mac,
-    lo_mac: xvrrpd_tests::pcap::Mac,
+    hi_mac: Mac,
+    lo_mac: Mac,
     mdi_lo: u64,
     mdi_hi: u64,
     skew_lo: u64,
-) -> Result<StepResult> {
-    let mut out = StepResult::default();
-    // The client must be talking to the master before the failure.
-    let since = Stamp::now();
-    if !poll_until(Duration::from_secs(3), || {
-        answered_by(&prober.snapshot(), hi_mac, since.rt_ns) >= 20
-    }) {
-        bail!(
-            "the client's pings are not answered by {} before the failure",
-            pair.hi
-        );
-    }
-    // A random point of the advert cycle.
-    out.phase = rng.unit();
-    let seen = bl
-        .advert_watch()?
-        .next_from(hi_mac, vrid, interval * 3 + Duration::from_secs(1))?;
-    let wait = interval.mul_f64(out.phase);
-    let elapsed = Stamp::now().mono_ns - seen.mono_ns;
-    pause(wait.saturating_sub(Duration::from_nanos(elapsed)));
+}
 
-    let event = match failure {
-        Failure::Crash => {
-            // The host goes away: its bridge port first (that is when the
-            // client loses it), then SIGKILL to the daemon's group right
-            // after, so whatever the daemon makes of the carrier loss in
-            // between cannot reach the wire. Killing first would let the
-            // dying process hold the RTNL lock (an exiting xvrrpd detaches
-            // its XDP program) and delay the port going down by tens of ms,
-            // during which the host would still answer.
-            let r = bl.c.router_mut(&pair.hi);
-            let pgid = r.pid().context("the master is not running")? as i32;
-            let at = r.link_down(LinkSide::Switch)?;
-            killpg(Pid::from_raw(pgid), Signal::SIGKILL).context("killpg")?;
-            r.kill9()?;
-            at
+impl Step<'_> {
+    fn run(mut self, rng: &mut Rng) -> Result<StepResult> {
+        let mut out = StepResult::default();
+        // The client must be talking to the master before the failure.
+        let since = Stamp::now();
+        if !self.client_answered(self.hi_mac, since.rt_ns, 20) {
+            bail!(
+                "the client's pings are not answered by {} before the failure",
+                self.pair.hi
+            );
         }
-        Failure::Sigterm => {
-            let (at, status) = bl.c.router_mut(&pair.hi).sigterm()?;
-            if !status.success() {
-                bail!("{} exited with {status} on SIGTERM", pair.hi);
-            }
-            at
-        }
-        Failure::LinkDown => bl.c.router(&pair.hi).link_down(LinkSide::Switch)?,
-    };
+        // A random point of the advert cycle.
+        out.phase = rng.unit();
+        self.pause_until_phase(out.phase)?;
+        let event = self.inject()?;
+        self.wait_backup_serving(event)?;
+        self.measure_takeover(event, &mut out)?;
 
-    // The backup takes over.
-    let lo = bl.c.router(&pair.lo);
-    let timeout = Duration::from_nanos(mdi_lo * 3) + Duration::from_secs(2);
-    if !poll_until(timeout, || {
-        lo.watch
-            .held(vip)
-            .iter()
-            .any(|h| h.from >= event.mono_ns && h.to.is_none())
-    }) {
-        bail!(
-            "{} did not take the VIP within {timeout:?} of the {}",
-            pair.lo,
-            failure.name()
-        );
+        // The master comes back.
+        let (back, up_at) = self.bring_back()?;
+        self.wait_master_serving(back)?;
+        self.measure_return(back, up_at, &mut out)?;
+        let p = self.pair.clone();
+        self.bl
+            .wait_settled(&p, Duration::from_secs(3))
+            .context("after the master came back")?;
+        Ok(out)
     }
-    // The client follows it.
-    if !poll_until(Duration::from_secs(3), || {
-        answered_by(&prober.snapshot(), lo_mac, event.rt_ns) >= 5
-    }) {
-        bail!(
-            "the client's pings are not answered by {} after the {}",
-            pair.lo,
-            failure.name()
-        );
-    }
-    let tk = wait_takeover(bl, hi_mac, lo_mac, event.rt_ns)?;
-    pause(Duration::from_millis(10));
-    let now = Stamp::now();
-    out.gap_ns = tk.gap_ns;
-    out.last_was_p0 = tk.old_last.priority == 0;
-    out.theory_ns = match failure {
-        Failure::Sigterm if out.last_was_p0 => skew_lo,
-        _ => mdi_lo,
-    };
-    out.detection_error_ns = tk.gap_ns as i64 - out.theory_ns as i64;
-    out.garp_after_ns = tk.announce_ns.map(|a| a - tk.new_first.t_ns);
-    if pair.daemon == Daemon::Xvrrpd {
-        out.xvrrpd_takeover = takeover_timeline(bl, &pair.lo, &tk, out.theory_ns, event);
-    }
-    if let Some(c) = &bl.canary {
-        out.host_stall_ns = c.worst_between(
-            event.rt_to_mono(tk.old_last.t_ns),
-            event.rt_to_mono(tk.new_first.t_ns),
-        );
-    }
-    let log = prober.snapshot();
-    out.outage_ns = Some(
-        log.outage(event.rt_ns.saturating_sub(20_000_000), now.rt_ns)
-            .gap_ns,
-    );
 
-    // The master comes back.
-    let mut up_at = None;
-    let back = match failure {
-        Failure::Crash => {
-            let r = bl.c.router(&pair.hi);
-            if r.has_vip(vip) {
-                remove_vip(r, vip).context("removing the crashed host's leftover VIP")?;
+    /// Whether the client gets `n` replies from `mac` after `from_rt`
+    /// within 3 s.
+    fn client_answered(&self, mac: Mac, from_rt: u64, n: usize) -> bool {
+        poll_until(Duration::from_secs(3), || {
+            answered_by(&self.prober.snapshot(), mac, from_rt) >= n
+        })
+    }
+
+    /// Waits for the master's next advert, then `phase` of an interval.
+    fn pause_until_phase(&mut self, phase: f64) -> Result<()> {
+        let seen = self.bl.advert_watch()?.next_from(
+            self.hi_mac,
+            self.vrid,
+            self.interval * 3 + Duration::from_secs(1),
+        )?;
+        let wait = self.interval.mul_f64(phase);
+        let elapsed = Stamp::now().mono_ns - seen.mono_ns;
+        pause(wait.saturating_sub(Duration::from_nanos(elapsed)));
+        Ok(())
+    }
+
+    /// Injects the failure into the master; when it took effect.
+    fn inject(&mut self) -> Result<Stamp> {
+        let pair = self.pair;
+        Ok(match self.failure {
+            Failure::Crash => {
+                // The host goes away: its bridge port first (that is when the
+                // client loses it), then SIGKILL to the daemon's group right
+                // after, so whatever the daemon makes of the carrier loss in
+                // between cannot reach the wire. Killing first would let the
+                // dying process hold the RTNL lock (an exiting xvrrpd detaches
+                // its XDP program) and delay the port going down by tens of ms,
+                // during which the host would still answer.
+                let r = self.bl.c.router_mut(&pair.hi);
+                let pgid = r.pid().context("the master is not running")? as i32;
+                let at = r.link_down(LinkSide::Switch)?;
+                killpg(Pid::from_raw(pgid), Signal::SIGKILL).context("killpg")?;
+                r.kill9()?;
+                at
             }
-            r.link_up(LinkSide::Switch)?;
-            let at = bl.c.router_mut(&pair.hi).start()?;
-            up_at = Some(Stamp::now());
-            at
-        }
-        Failure::Sigterm => {
-            let at = bl.c.router_mut(&pair.hi).start()?;
-            up_at = Some(Stamp::now());
-            at
-        }
-        Failure::LinkDown => bl.c.router(&pair.hi).link_up(LinkSide::Switch)?,
-    };
-    let timeout = Duration::from_nanos(mdi_hi * 3) + Duration::from_secs(3);
-    let (hi, lo) = (bl.c.router(&pair.hi), bl.c.router(&pair.lo));
-    if !poll_until(timeout, || hi.has_vip(vip) && !lo.has_vip(vip)) {
-        bail!(
-            "{} did not take the VIP back from {} within {timeout:?} after the {}",
-            pair.hi,
-            pair.lo,
-            if failure == Failure::LinkDown {
-                "link came back"
-            } else {
-                "restart"
+            Failure::Sigterm => {
+                let (at, status) = self.bl.c.router_mut(&pair.hi).sigterm()?;
+                if !status.success() {
+                    bail!("{} exited with {status} on SIGTERM", pair.hi);
+                }
+                at
             }
-        );
+            Failure::LinkDown => self.bl.c.router(&pair.hi).link_down(LinkSide::Switch)?,
+        })
     }
-    if !poll_until(Duration::from_secs(3), || {
-        answered_by(&prober.snapshot(), hi_mac, back.rt_ns) >= 10
-    }) {
-        bail!(
-            "the client's pings are not answered by {} after it came back",
-            pair.hi
-        );
-    }
-    let first = wait_first_advert(bl, hi_mac, back.rt_ns)?;
-    pause(Duration::from_millis(10));
-    let now = Stamp::now();
-    if failure != Failure::LinkDown {
-        let d = first.saturating_sub(back.rt_ns);
-        out.restart_to_advert_ns = Some(d);
-        out.restart_over_mdi_ns = Some(d as i64 - mdi_hi as i64);
-        out.restart_up_ns = up_at.map(|u| u.mono_ns.saturating_sub(back.mono_ns));
-        if pair.daemon == Daemon::Xvrrpd {
-            out.restart_backup_ns = restart_backup_at(bl, &pair.hi, back);
+
+    /// The backup takes the VIP and the client follows it.
+    fn wait_backup_serving(&self, event: Stamp) -> Result<()> {
+        let (pair, failure, vip) = (self.pair, self.failure, self.vip);
+        let lo = self.bl.c.router(&pair.lo);
+        let timeout = Duration::from_nanos(self.mdi_lo * 3) + Duration::from_secs(2);
+        if !poll_until(timeout, || {
+            lo.watch
+                .held(vip)
+                .iter()
+                .any(|h| h.from >= event.mono_ns && h.to.is_none())
+        }) {
+            bail!(
+                "{} did not take the VIP within {timeout:?} of the {}",
+                pair.lo,
+                failure.name()
+            );
         }
+        if !self.client_answered(self.lo_mac, event.rt_ns, 5) {
+            bail!(
+                "the client's pings are not answered by {} after the {}",
+                pair.lo,
+                failure.name()
+            );
+        }
+        Ok(())
     }
-    out.preempt_gap_ns = Some(prober.snapshot().outage(back.rt_ns, now.rt_ns).gap_ns);
-    let p = pair.clone();
-    bl.wait_settled(&p, Duration::from_secs(3))
-        .context("after the master came back")?;
-    Ok(out)
+
+    /// The takeover's figures from the capture, the daemon, the canary and
+    /// the client.
+    fn measure_takeover(&self, event: Stamp, out: &mut StepResult) -> Result<()> {
+        let bl = &*self.bl;
+        let tk = wait_takeover(bl, self.hi_mac, self.lo_mac, event.rt_ns)?;
+        pause(Duration::from_millis(10));
+        let now = Stamp::now();
+        out.gap_ns = tk.gap_ns;
+        out.last_was_p0 = tk.old_last.priority == 0;
+        out.theory_ns = match self.failure {
+            Failure::Sigterm if out.last_was_p0 => self.skew_lo,
+            _ => self.mdi_lo,
+        };
+        out.detection_error_ns = tk.gap_ns as i64 - out.theory_ns as i64;
+        out.garp_after_ns = tk.announce_ns.map(|a| a - tk.new_first.t_ns);
+        if self.pair.daemon == Daemon::Xvrrpd {
+            out.xvrrpd_takeover = takeover_timeline(bl, &self.pair.lo, &tk, out.theory_ns, event);
+        }
+        if let Some(c) = &bl.canary {
+            out.host_stall_ns = c.worst_between(
+                event.rt_to_mono(tk.old_last.t_ns),
+                event.rt_to_mono(tk.new_first.t_ns),
+            );
+        }
+        let log = self.prober.snapshot();
+        out.outage_ns = Some(
+            log.outage(event.rt_ns.saturating_sub(20_000_000), now.rt_ns)
+                .gap_ns,
+        );
+        Ok(())
+    }
+
+    /// Restarts the old master (or brings its link back): when, and when
+    /// a restarted daemon's start returned.
+    fn bring_back(&mut self) -> Result<(Stamp, Option<Stamp>)> {
+        let (pair, vip) = (self.pair, self.vip);
+        let mut up_at = None;
+        let back = match self.failure {
+            Failure::Crash => {
+                let r = self.bl.c.router(&pair.hi);
+                if r.has_vip(vip) {
+                    remove_vip(r, vip).context("removing the crashed host's leftover VIP")?;
+                }
+                r.link_up(LinkSide::Switch)?;
+                let at = self.bl.c.router_mut(&pair.hi).start()?;
+                up_at = Some(Stamp::now());
+                at
+            }
+            Failure::Sigterm => {
+                let at = self.bl.c.router_mut(&pair.hi).start()?;
+                up_at = Some(Stamp::now());
+                at
+            }
+            Failure::LinkDown => self.bl.c.router(&pair.hi).link_up(LinkSide::Switch)?,
+        };
+        Ok((back, up_at))
+    }
+
+    /// The old master takes the VIP back and the client follows it.
+    fn wait_master_serving(&self, back: Stamp) -> Result<()> {
+        let (pair, failure, vip) = (self.pair, self.failure, self.vip);
+        let timeout = Duration::from_nanos(self.mdi_hi * 3) + Duration::from_secs(3);
+        let (hi, lo) = (self.bl.c.router(&pair.hi), self.bl.c.router(&pair.lo));
+        if !poll_until(timeout, || hi.has_vip(vip) && !lo.has_vip(vip)) {
+            bail!(
+                "{} did not take the VIP back from {} within {timeout:?} after the {}",
+                pair.hi,
+                pair.lo,
+                if failure == Failure::LinkDown {
+                    "link came back"
+                } else {
+                    "restart"
+                }
+            );
+        }
+        if !self.client_answered(self.hi_mac, back.rt_ns, 10) {
+            bail!(
+                "the client's pings are not answered by {} after it came back",
+                pair.hi
+            );
+        }
+        Ok(())
+    }
+
+    /// The return's figures: startup cost after a restart, preemption gap.
+    fn measure_return(
+        &self,
+        back: Stamp,
+        up_at: Option<Stamp>,
+        out: &mut StepResult,
+    ) -> Result<()> {
+        let bl = &*self.bl;
+        let first = wait_first_advert(bl, self.hi_mac, back.rt_ns)?;
+        pause(Duration::from_millis(10));
+        let now = Stamp::now();
+        if self.failure != Failure::LinkDown {
+            let d = first.saturating_sub(back.rt_ns);
+            out.restart_to_advert_ns = Some(d);
+            out.restart_over_mdi_ns = Some(d as i64 - self.mdi_hi as i64);
+            out.restart_up_ns = up_at.map(|u| u.mono_ns.saturating_sub(back.mono_ns));
+            if self.pair.daemon == Daemon::Xvrrpd {
+                out.restart_backup_ns = restart_backup_at(bl, &self.pair.hi, back);
+            }
+        }
+        out.preempt_gap_ns = Some(self.prober.snapshot().outage(back.rt_ns, now.rt_ns).gap_ns);
+        Ok(())
+    }
 }
 
 /// How many replies from `mac` the client got after `from_rt`.

@@ -344,153 +344,175 @@ pub fn targets(r: &Results, load: bool) -> Vec<Target> {
     // Detection error at advert_int 0.01.
     let c10 = case(Config::V3ms10);
     for f in Failure::ALL {
-        let s = c10.and_then(|c| xv_summary(c, f, |s| Some(s.detection_error_ns as f64 / 1e3)));
-        let abs_max = c10.and_then(|c| {
-            c.xvrrpd
-                .steps
-                .iter()
-                .filter(|(g, _)| *g == f)
-                .map(|(_, s)| (s.detection_error_ns as f64 / 1e3).abs())
-                .max_by(f64::total_cmp)
-        });
-        let failed = c10
-            .map(|c| c.xvrrpd.failed.iter().filter(|(g, _)| *g == f).count())
-            .unwrap_or(0);
-        let fail_note = if failed > 0 {
-            format!("; {failed} step(s) failed")
-        } else {
-            String::new()
-        };
-        if load {
-            t.push(Target {
-                what: format!(
-                    "detection error max ≤ 1 ms at advert_int 0.01 under load ({})",
-                    f.name()
-                ),
-                measured: match (s, abs_max) {
-                    (Some(s), Some(m)) => format!(
-                        "max |error| {m:.1} µs (median {:.1} µs){fail_note}",
-                        s.median
-                    ),
-                    _ => format!("not measured{fail_note}"),
-                },
-                met: abs_max.map(|m| m <= 1000.0 && failed == 0),
-            });
-        } else {
-            t.push(Target {
-                what: format!(
-                    "detection error median ≤ 50 µs at advert_int 0.01 ({})",
-                    f.name()
-                ),
-                measured: match s {
-                    Some(s) => format!("median {:.1} µs{fail_note}", s.median),
-                    None => format!("not measured{fail_note}"),
-                },
-                met: s.map(|s| s.median <= 50.0 && failed == 0),
-            });
-            t.push(Target {
-                what: format!(
-                    "detection error max ≤ 200 µs at advert_int 0.01 ({})",
-                    f.name()
-                ),
-                measured: match abs_max {
-                    Some(m) => format!("max |error| {m:.1} µs{fail_note}"),
-                    None => format!("not measured{fail_note}"),
-                },
-                met: abs_max.map(|m| m <= 200.0 && failed == 0),
-            });
-        }
+        detection_targets(c10, f, load, &mut t);
     }
     for cfg in Config::ALL {
         let c = case(cfg);
-        // Outage after a crash ≤ MDI + 1 ms; after SIGTERM ≤ skew + 1 ms.
-        for (f, bound_name) in [(Failure::Crash, "MDI"), (Failure::Sigterm, "skew")] {
-            let s = c.and_then(|c| xv_summary(c, f, |s| s.outage_ns.map(|v| v as f64 / 1e6)));
-            let bound = c.map(|c| {
-                (if f == Failure::Crash {
-                    c.mdi_lo_ns
-                } else {
-                    c.skew_lo_ns
-                }) as f64
-                    / 1e6
-                    + 1.0
-            });
-            t.push(Target {
-                what: format!(
-                    "client outage after {} ≤ {bound_name} + 1 ms ({})",
-                    f.name(),
-                    cfg.label()
-                ),
-                measured: match (s, bound) {
-                    (Some(s), Some(b)) => format!(
-                        "max {:.2} ms, bound {b:.2} ms (median {:.2} ms)",
-                        s.max, s.median
-                    ),
-                    _ => "not measured".into(),
-                },
-                met: match (s, bound) {
-                    (Some(s), Some(b)) => Some(s.max <= b),
-                    _ => None,
-                },
-            });
-        }
-        // Restart → first advert: the startup cost beyond the protocol's wait.
-        let vals: Vec<f64> = c
-            .map(|c| {
-                c.xvrrpd
-                    .steps
-                    .iter()
-                    .filter_map(|(_, s)| s.restart_over_mdi_ns.map(|v| v as f64 / 1e6))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let s = summarize(&vals);
+        outage_targets(cfg, c, &mut t);
+        restart_target(cfg, c, &mut t);
+    }
+    for n in [1usize, 100] {
+        steady_cpu_target(r, n, &mut t);
+    }
+    flood_targets(r, &mut t);
+    t
+}
+
+/// The detection error targets of one failure at advert_int 0.01: the
+/// median and the max when idle, only the max (looser) under load.
+fn detection_targets(c10: Option<&FailoverCase>, f: Failure, load: bool, t: &mut Vec<Target>) {
+    let s = c10.and_then(|c| xv_summary(c, f, |s| Some(s.detection_error_ns as f64 / 1e3)));
+    let abs_max = c10.and_then(|c| {
+        c.xvrrpd
+            .steps
+            .iter()
+            .filter(|(g, _)| *g == f)
+            .map(|(_, s)| (s.detection_error_ns as f64 / 1e3).abs())
+            .max_by(f64::total_cmp)
+    });
+    let failed = c10
+        .map(|c| c.xvrrpd.failed.iter().filter(|(g, _)| *g == f).count())
+        .unwrap_or(0);
+    let fail_note = if failed > 0 {
+        format!("; {failed} step(s) failed")
+    } else {
+        String::new()
+    };
+    if load {
         t.push(Target {
             what: format!(
-                "restart → first advert ≤ 10 ms beyond the restarted router's MDI ({})",
-                cfg.label()
+                "detection error max ≤ 1 ms at advert_int 0.01 under load ({})",
+                f.name()
+            ),
+            measured: match (s, abs_max) {
+                (Some(s), Some(m)) => format!(
+                    "max |error| {m:.1} µs (median {:.1} µs){fail_note}",
+                    s.median
+                ),
+                _ => format!("not measured{fail_note}"),
+            },
+            met: abs_max.map(|m| m <= 1000.0 && failed == 0),
+        });
+    } else {
+        t.push(Target {
+            what: format!(
+                "detection error median ≤ 50 µs at advert_int 0.01 ({})",
+                f.name()
             ),
             measured: match s {
-                Some(s) => format!("max {:.2} ms (median {:.2} ms)", s.max, s.median),
-                None => "not measured".into(),
+                Some(s) => format!("median {:.1} µs{fail_note}", s.median),
+                None => format!("not measured{fail_note}"),
             },
-            met: s.map(|s| s.max <= 10.0),
+            met: s.map(|s| s.median <= 50.0 && failed == 0),
         });
-    }
-    // Steady CPU ≤ 0.5 × keepalived.
-    for n in [1usize, 100] {
-        let tot = |d: Daemon| -> Option<f64> {
-            let v: Vec<f64> = r
-                .cpu
-                .iter()
-                .filter(|w| w.instances == n && w.daemon == d)
-                .map(|w| w.master_pct + w.backup_pct)
-                .collect();
-            summarize(&v).map(|s| s.median)
-        };
-        let (k, x) = (tot(Daemon::Keepalived), tot(Daemon::Xvrrpd));
         t.push(Target {
             what: format!(
-                "steady CPU (master + backup) ≤ 0.5 × keepalived, {n} instance(s) at 0.01"
+                "detection error max ≤ 200 µs at advert_int 0.01 ({})",
+                f.name()
             ),
-            measured: match (k, x) {
-                (Some(k), Some(x)) => format!(
-                    "xvrrpd {x:.2} %, keepalived {k:.2} %, ratio {}",
-                    if k > 0.0 {
-                        format!("{:.3}", x / k)
-                    } else {
-                        "n/a".into()
-                    }
+            measured: match abs_max {
+                Some(m) => format!("max |error| {m:.1} µs{fail_note}"),
+                None => format!("not measured{fail_note}"),
+            },
+            met: abs_max.map(|m| m <= 200.0 && failed == 0),
+        });
+    }
+}
+
+/// Outage after a crash ≤ MDI + 1 ms; after SIGTERM ≤ skew + 1 ms.
+fn outage_targets(cfg: Config, c: Option<&FailoverCase>, t: &mut Vec<Target>) {
+    for (f, bound_name) in [(Failure::Crash, "MDI"), (Failure::Sigterm, "skew")] {
+        let s = c.and_then(|c| xv_summary(c, f, |s| s.outage_ns.map(|v| v as f64 / 1e6)));
+        let bound = c.map(|c| {
+            (if f == Failure::Crash {
+                c.mdi_lo_ns
+            } else {
+                c.skew_lo_ns
+            }) as f64
+                / 1e6
+                + 1.0
+        });
+        t.push(Target {
+            what: format!(
+                "client outage after {} ≤ {bound_name} + 1 ms ({})",
+                f.name(),
+                cfg.label()
+            ),
+            measured: match (s, bound) {
+                (Some(s), Some(b)) => format!(
+                    "max {:.2} ms, bound {b:.2} ms (median {:.2} ms)",
+                    s.max, s.median
                 ),
                 _ => "not measured".into(),
             },
-            met: match (k, x) {
-                (Some(k), Some(x)) => Some(x <= 0.5 * k),
+            met: match (s, bound) {
+                (Some(s), Some(b)) => Some(s.max <= b),
                 _ => None,
             },
         });
     }
-    // Floods.
+}
+
+fn restart_target(cfg: Config, c: Option<&FailoverCase>, t: &mut Vec<Target>) {
+    // Restart → first advert: the startup cost beyond the protocol's wait.
+    let vals: Vec<f64> = c
+        .map(|c| {
+            c.xvrrpd
+                .steps
+                .iter()
+                .filter_map(|(_, s)| s.restart_over_mdi_ns.map(|v| v as f64 / 1e6))
+                .collect()
+        })
+        .unwrap_or_default();
+    let s = summarize(&vals);
+    t.push(Target {
+        what: format!(
+            "restart → first advert ≤ 10 ms beyond the restarted router's MDI ({})",
+            cfg.label()
+        ),
+        measured: match s {
+            Some(s) => format!("max {:.2} ms (median {:.2} ms)", s.max, s.median),
+            None => "not measured".into(),
+        },
+        met: s.map(|s| s.max <= 10.0),
+    });
+}
+
+/// Steady CPU of `n` instances (master + backup) ≤ 0.5 × keepalived's.
+fn steady_cpu_target(r: &Results, n: usize, t: &mut Vec<Target>) {
+    let tot = |d: Daemon| -> Option<f64> {
+        let v: Vec<f64> = r
+            .cpu
+            .iter()
+            .filter(|w| w.instances == n && w.daemon == d)
+            .map(|w| w.master_pct + w.backup_pct)
+            .collect();
+        summarize(&v).map(|s| s.median)
+    };
+    let (k, x) = (tot(Daemon::Keepalived), tot(Daemon::Xvrrpd));
+    t.push(Target {
+        what: format!("steady CPU (master + backup) ≤ 0.5 × keepalived, {n} instance(s) at 0.01"),
+        measured: match (k, x) {
+            (Some(k), Some(x)) => format!(
+                "xvrrpd {x:.2} %, keepalived {k:.2} %, ratio {}",
+                if k > 0.0 {
+                    format!("{:.3}", x / k)
+                } else {
+                    "n/a".into()
+                }
+            ),
+            _ => "not measured".into(),
+        },
+        met: match (k, x) {
+            (Some(k), Some(x)) => Some(x <= 0.5 * k),
+            _ => None,
+        },
+    });
+}
+
+/// Floods: no false failover, adverts kept up, CPU bounded; a failed
+/// flood run counts against each.
+fn flood_targets(r: &Results, t: &mut Vec<Target>) {
     let xf: Vec<&FloodResult> = r
         .flood
         .iter()
@@ -555,7 +577,6 @@ pub fn targets(r: &Results, load: bool) -> Vec<Target> {
         },
         met: worst_cpu.map(|(p, _)| p <= 5.0 && flood_errs == 0),
     });
-    t
 }
 
 /// The markdown report.

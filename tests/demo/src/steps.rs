@@ -16,6 +16,7 @@
 //! longer than 20 ms, are reported; they fail the demo only with `--strict`.
 
 use std::{
+    net::IpAddr,
     thread,
     time::{Duration, Instant},
 };
@@ -23,13 +24,14 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xvrrpd::{control::status::TransitionRecord, vrrp::State};
 use xvrrpd_tests::{
+    addr_watch::Held,
     analysis::{
         AdvertSeen, adverts, announcements, first_advert_from, held_during, last_advert_with,
     },
     clock::Stamp,
-    pcap::WireEvent,
+    pcap::{Mac, WireEvent},
     prober::{Outage, ProbeLog},
-    router::LinkSide,
+    router::{LinkSide, RouterNode},
 };
 
 use crate::{
@@ -516,7 +518,6 @@ fn measure(
     transitions: &[TransitionRecord],
 ) -> Result<FamilyResult> {
     let new = lab.router(s.new);
-    let old = lab.router(s.old);
     let ads = adverts(events, f.vrid, f.v6());
     let Some(new_first) = first_advert_from(&ads, new.mac, event.rt_ns) else {
         bail!(
@@ -527,175 +528,18 @@ fn measure(
             f.vrid
         );
     };
-    let before_new = |pred: &dyn Fn(&AdvertSeen) -> bool| {
-        ads.iter()
-            .rev()
-            .find(|a| a.mac == old.mac && a.t_ns < new_first.t_ns && pred(a))
-            .copied()
+    let m = FamilyCheck {
+        lab,
+        s,
+        f,
+        event,
+        now,
+        ads,
+        new_first,
+        transitions,
     };
-    let mut wire_armed = None;
-    let (wire_ns, handover_ns) = match s.inject {
-        Inject::Kill9 | Inject::LinkDown => {
-            let last = before_new(&|_| true).with_context(|| {
-                format!("{}: no advert from {} before {}'s", f.inst, s.old, s.new)
-            })?;
-            (Some(new_first.t_ns - last.t_ns), None)
-        }
-        Inject::Sigterm => {
-            let last = before_new(&|_| true).with_context(|| {
-                format!("{}: no advert from {} before {}'s", f.inst, s.old, s.new)
-            })?;
-            if last.priority != 0 {
-                bail!(
-                    "{}: {}'s last advert before {} took over has priority {}, not 0: \
-                     no priority-0 advert on SIGTERM",
-                    f.inst,
-                    s.old,
-                    s.new,
-                    last.priority
-                );
-            }
-            (Some(new_first.t_ns - last.t_ns), None)
-        }
-        Inject::HealthFail => {
-            let full = last_advert_with(&ads, old.mac, lab.priority(s.old), new_first.t_ns)
-                .with_context(|| {
-                    format!(
-                        "{}: no advert from {} at priority {} before {}'s",
-                        f.inst,
-                        s.old,
-                        lab.priority(s.old),
-                        s.new
-                    )
-                })?;
-            wire_armed = Some((
-                format!("{}'s {} advert (wire)", s.old, full.priority),
-                event.rt_to_mono(full.t_ns),
-            ));
-            (Some(new_first.t_ns - full.t_ns), None)
-        }
-        Inject::Restart | Inject::LinkUp | Inject::HealthBack => {
-            let old_last = ads
-                .iter()
-                .rev()
-                .find(|a| a.mac == old.mac && a.priority > 0 && a.t_ns <= now.rt_ns)
-                .map(|a| a.t_ns as i128 - new_first.t_ns as i128);
-            (Some(new_first.t_ns.saturating_sub(event.rt_ns)), old_last)
-        }
-    };
-    // Who holds and who advertises, from the hand-over on: the new master
-    // all along; any other router may overlap a little (measured, a
-    // warning past the grace) but must be done well before the window ends.
-    let mut overlaps = Vec::new();
-    let new_first_mono = event.rt_to_mono(new_first.t_ns);
-    let settled_rt = now.rt_ns.saturating_sub(SETTLED_NS);
-    let settled_mono = now.mono_ns.saturating_sub(SETTLED_NS);
-    for r in &lab.routers {
-        let spans = r.watch.held(f.vip());
-        r.watch.check_complete()?;
-        if r.name == s.new {
-            // It holds the VIP from when it added it to the end.
-            if !spans
-                .last()
-                .is_some_and(|h| h.to.is_none() && h.from <= settled_mono)
-            {
-                bail!(
-                    "{} did not keep {} after taking over; spans {spans:?}",
-                    s.new,
-                    f.vip()
-                );
-            }
-            // When the daemon says the VIP was in place (its own record:
-            // the address watch reads notifications on a thread that may
-            // be scheduled late on a busy host).
-            if let Some(added) = transition(transitions, event)
-                .0
-                .and_then(|t| t.vips_done_ns)
-                && added > new_first_mono
-                && added - new_first_mono > HANDOVER_GRACE_NS
-            {
-                overlaps.push(format!(
-                    "{}: {} added {} only {} after its first advert",
-                    f.inst,
-                    s.new,
-                    f.vip(),
-                    ms(added - new_first_mono)
-                ));
-            }
-            continue;
-        }
-        if let Some(last) = ads
-            .iter()
-            .rev()
-            .find(|a| a.mac == r.mac && a.priority > 0 && a.t_ns > new_first.t_ns)
-        {
-            if last.t_ns >= settled_rt {
-                bail!(
-                    "{}: {} still advertises as master {} after {} took over",
-                    f.inst,
-                    r.name,
-                    ms(last.t_ns - new_first.t_ns),
-                    s.new
-                );
-            }
-            let lag = last.t_ns - new_first.t_ns;
-            if lag > HANDOVER_GRACE_NS {
-                overlaps.push(format!(
-                    "{}: {} advertised as master until {} after {}'s first advert",
-                    f.inst,
-                    r.name,
-                    ms(lag),
-                    s.new
-                ));
-            }
-        }
-        if r.pid().is_none() {
-            // A killed daemon's host keeps its VIP; nobody removes it.
-            continue;
-        }
-        if let Some(h) = spans
-            .iter()
-            .find(|h| held_during(&[**h], new_first_mono, now.mono_ns))
-        {
-            match h.to {
-                Some(to) if to < settled_mono => {
-                    // The daemon's own record of when it let go.
-                    let removed = r
-                        .status()
-                        .ok()
-                        .and_then(|rep| {
-                            rep.instances
-                                .into_iter()
-                                .find(|i| i.name == f.inst)
-                                .and_then(|i| {
-                                    i.transitions.into_iter().rev().find(|t| {
-                                        t.from == State::Master && t.at_ns >= event.mono_ns
-                                    })
-                                })
-                        })
-                        .and_then(|t| t.vips_done_ns)
-                        .unwrap_or(to);
-                    let lag = removed.saturating_sub(new_first_mono);
-                    if lag > HANDOVER_GRACE_NS {
-                        overlaps.push(format!(
-                            "{}: {} still held {} {} after {}'s first advert",
-                            f.inst,
-                            r.name,
-                            f.vip(),
-                            ms(lag),
-                            s.new
-                        ));
-                    }
-                }
-                _ => bail!(
-                    "{} still holds {} after {} took over; spans {spans:?}",
-                    r.name,
-                    f.vip(),
-                    s.new
-                ),
-            }
-        }
-    }
+    let (wire_ns, handover_ns, wire_armed) = m.wire_gap()?;
+    let overlaps = m.overlaps()?;
     // The client follows (checked again, at length, by the caller if not).
     let (outage, client_followed) = match probes {
         Some(log) => {
@@ -709,32 +553,7 @@ fn measure(
     };
     let (rec, armed) = transition(transitions, event);
     let armed = wire_armed.or(armed);
-    // A third router that advertised as master in between.
-    let mut notes = Vec::new();
-    for r in &lab.routers {
-        if r.name == s.new || r.name == s.old {
-            continue;
-        }
-        let theirs: Vec<&AdvertSeen> = ads
-            .iter()
-            .filter(|a| a.mac == r.mac && a.priority > 0 && a.t_ns >= event.rt_ns)
-            .collect();
-        if let (Some(first), Some(last)) = (theirs.first(), theirs.last()) {
-            let upto = last.t_ns as i128 - new_first.t_ns as i128;
-            notes.push(format!(
-                "{}: {} also advertised as master: {} advert(s) from {} after the event, {}",
-                f.inst,
-                r.name,
-                theirs.len(),
-                rel(first.t_ns as i128 - event.rt_ns as i128),
-                if upto < 0 {
-                    format!("the last {} before {}'s first", ms((-upto) as u64), s.new)
-                } else {
-                    format!("the last {} after {}'s first", ms(upto as u64), s.new)
-                }
-            ));
-        }
-    }
+    let notes = m.third_router_notes();
     if rec.is_none() {
         bail!(
             "{}: {}'s status report has no transition to MASTER after the event",
@@ -764,6 +583,273 @@ fn measure(
         overlaps,
         new_first_rt: new_first.t_ns,
     })
+}
+
+/// What [`measure`]'s checks of one family share: the step, its window
+/// (`event` to `now`) and the adverts of the family's VRID.
+struct FamilyCheck<'a> {
+    lab: &'a DemoLab,
+    s: &'a Step,
+    f: Family,
+    event: Stamp,
+    now: Stamp,
+    ads: Vec<AdvertSeen>,
+    /// The new master's first advert after the event.
+    new_first: AdvertSeen,
+    transitions: &'a [TransitionRecord],
+}
+
+/// A wire gap, a hand-over overlap, and what armed the timer as the wire
+/// shows it.
+type WireGap = (Option<u64>, Option<i128>, Option<(String, u64)>);
+
+impl FamilyCheck<'_> {
+    /// The take-over on the wire: from the old master's last advert (of the
+    /// kind the failure makes) to the new one's first; for a recovery from
+    /// the event, and how long the old master went on advertising.
+    fn wire_gap(&self) -> Result<WireGap> {
+        let (lab, s, f, event) = (self.lab, self.s, self.f, self.event);
+        let (ads, new_first) = (&self.ads, self.new_first);
+        let old = lab.router(s.old);
+        let before_new = |pred: &dyn Fn(&AdvertSeen) -> bool| {
+            ads.iter()
+                .rev()
+                .find(|a| a.mac == old.mac && a.t_ns < new_first.t_ns && pred(a))
+                .copied()
+        };
+        let mut wire_armed = None;
+        let (wire_ns, handover_ns) = match s.inject {
+            Inject::Kill9 | Inject::LinkDown => {
+                let last = before_new(&|_| true).with_context(|| {
+                    format!("{}: no advert from {} before {}'s", f.inst, s.old, s.new)
+                })?;
+                (Some(new_first.t_ns - last.t_ns), None)
+            }
+            Inject::Sigterm => {
+                let last = before_new(&|_| true).with_context(|| {
+                    format!("{}: no advert from {} before {}'s", f.inst, s.old, s.new)
+                })?;
+                if last.priority != 0 {
+                    bail!(
+                        "{}: {}'s last advert before {} took over has priority {}, not 0: \
+                         no priority-0 advert on SIGTERM",
+                        f.inst,
+                        s.old,
+                        s.new,
+                        last.priority
+                    );
+                }
+                (Some(new_first.t_ns - last.t_ns), None)
+            }
+            Inject::HealthFail => {
+                let full = last_advert_with(ads, old.mac, lab.priority(s.old), new_first.t_ns)
+                    .with_context(|| {
+                        format!(
+                            "{}: no advert from {} at priority {} before {}'s",
+                            f.inst,
+                            s.old,
+                            lab.priority(s.old),
+                            s.new
+                        )
+                    })?;
+                wire_armed = Some((
+                    format!("{}'s {} advert (wire)", s.old, full.priority),
+                    event.rt_to_mono(full.t_ns),
+                ));
+                (Some(new_first.t_ns - full.t_ns), None)
+            }
+            Inject::Restart | Inject::LinkUp | Inject::HealthBack => {
+                let old_last = ads
+                    .iter()
+                    .rev()
+                    .find(|a| a.mac == old.mac && a.priority > 0 && a.t_ns <= self.now.rt_ns)
+                    .map(|a| a.t_ns as i128 - new_first.t_ns as i128);
+                (Some(new_first.t_ns.saturating_sub(event.rt_ns)), old_last)
+            }
+        };
+        Ok((wire_ns, handover_ns, wire_armed))
+    }
+
+    /// Who holds and who advertises, from the hand-over on: the new master
+    /// all along; any other router may overlap a little (measured, a
+    /// warning past the grace) but must be done well before the window ends.
+    fn overlaps(&self) -> Result<Vec<String>> {
+        let mut overlaps = Vec::new();
+        for r in &self.lab.routers {
+            let spans = r.watch.held(self.f.vip());
+            r.watch.check_complete()?;
+            if r.name == self.s.new {
+                self.check_new_master_keeps(&spans, &mut overlaps)?;
+            } else {
+                self.check_other_let_go(r, &spans, &mut overlaps)?;
+            }
+        }
+        Ok(overlaps)
+    }
+
+    fn new_first_mono(&self) -> u64 {
+        self.event.rt_to_mono(self.new_first.t_ns)
+    }
+
+    fn settled_mono(&self) -> u64 {
+        self.now.mono_ns.saturating_sub(SETTLED_NS)
+    }
+
+    /// The new master holds the VIP from when it added it to the end.
+    fn check_new_master_keeps(&self, spans: &[Held], overlaps: &mut Vec<String>) -> Result<()> {
+        let (s, f) = (self.s, self.f);
+        let new_first_mono = self.new_first_mono();
+        if !spans
+            .last()
+            .is_some_and(|h| h.to.is_none() && h.from <= self.settled_mono())
+        {
+            bail!(
+                "{} did not keep {} after taking over; spans {spans:?}",
+                s.new,
+                f.vip()
+            );
+        }
+        // When the daemon says the VIP was in place (its own record:
+        // the address watch reads notifications on a thread that may
+        // be scheduled late on a busy host).
+        if let Some(added) = transition(self.transitions, self.event)
+            .0
+            .and_then(|t| t.vips_done_ns)
+            && added > new_first_mono
+            && added - new_first_mono > HANDOVER_GRACE_NS
+        {
+            overlaps.push(format!(
+                "{}: {} added {} only {} after its first advert",
+                f.inst,
+                s.new,
+                f.vip(),
+                ms(added - new_first_mono)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Any other router stops advertising as master and lets go of the
+    /// VIP (a killed daemon's host excepted) before the window's end.
+    fn check_other_let_go(
+        &self,
+        r: &RouterNode,
+        spans: &[Held],
+        overlaps: &mut Vec<String>,
+    ) -> Result<()> {
+        let (s, f, new_first) = (self.s, self.f, self.new_first);
+        let new_first_mono = self.new_first_mono();
+        let settled_rt = self.now.rt_ns.saturating_sub(SETTLED_NS);
+        if let Some(last) = self
+            .ads
+            .iter()
+            .rev()
+            .find(|a| a.mac == r.mac && a.priority > 0 && a.t_ns > new_first.t_ns)
+        {
+            if last.t_ns >= settled_rt {
+                bail!(
+                    "{}: {} still advertises as master {} after {} took over",
+                    f.inst,
+                    r.name,
+                    ms(last.t_ns - new_first.t_ns),
+                    s.new
+                );
+            }
+            let lag = last.t_ns - new_first.t_ns;
+            if lag > HANDOVER_GRACE_NS {
+                overlaps.push(format!(
+                    "{}: {} advertised as master until {} after {}'s first advert",
+                    f.inst,
+                    r.name,
+                    ms(lag),
+                    s.new
+                ));
+            }
+        }
+        if r.pid().is_none() {
+            // A killed daemon's host keeps its VIP; nobody removes it.
+            return Ok(());
+        }
+        if let Some(h) = spans
+            .iter()
+            .find(|h| held_during(&[**h], new_first_mono, self.now.mono_ns))
+        {
+            match h.to {
+                Some(to) if to < self.settled_mono() => {
+                    let removed = self.vips_removed_at(r).unwrap_or(to);
+                    let lag = removed.saturating_sub(new_first_mono);
+                    if lag > HANDOVER_GRACE_NS {
+                        overlaps.push(format!(
+                            "{}: {} still held {} {} after {}'s first advert",
+                            f.inst,
+                            r.name,
+                            f.vip(),
+                            ms(lag),
+                            s.new
+                        ));
+                    }
+                }
+                _ => bail!(
+                    "{} still holds {} after {} took over; spans {spans:?}",
+                    r.name,
+                    f.vip(),
+                    s.new
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// The daemon's own record of when it let go: the VIPs removed on
+    /// leaving MASTER after the event.
+    fn vips_removed_at(&self, r: &RouterNode) -> Option<u64> {
+        r.status()
+            .ok()
+            .and_then(|rep| {
+                rep.instances
+                    .into_iter()
+                    .find(|i| i.name == self.f.inst)
+                    .and_then(|i| {
+                        i.transitions
+                            .into_iter()
+                            .rev()
+                            .find(|t| t.from == State::Master && t.at_ns >= self.event.mono_ns)
+                    })
+            })
+            .and_then(|t| t.vips_done_ns)
+    }
+
+    /// A third router that advertised as master in between.
+    fn third_router_notes(&self) -> Vec<String> {
+        let (s, f, event, new_first) = (self.s, self.f, self.event, self.new_first);
+        let mut notes = Vec::new();
+        for r in &self.lab.routers {
+            if r.name == s.new || r.name == s.old {
+                continue;
+            }
+            let theirs: Vec<&AdvertSeen> = self
+                .ads
+                .iter()
+                .filter(|a| a.mac == r.mac && a.priority > 0 && a.t_ns >= event.rt_ns)
+                .collect();
+            if let (Some(first), Some(last)) = (theirs.first(), theirs.last()) {
+                let upto = last.t_ns as i128 - new_first.t_ns as i128;
+                notes.push(format!(
+                    "{}: {} also advertised as master: {} advert(s) from {} after the event, {}",
+                    f.inst,
+                    r.name,
+                    theirs.len(),
+                    rel(first.t_ns as i128 - event.rt_ns as i128),
+                    if upto < 0 {
+                        format!("the last {} before {}'s first", ms((-upto) as u64), s.new)
+                    } else {
+                        format!("the last {} after {}'s first", ms(upto as u64), s.new)
+                    }
+                ));
+            }
+        }
+        notes
+    }
 }
 
 /// One event loop serves every instance: when one instance's VIP change
@@ -863,6 +949,23 @@ fn print(lab: &DemoLab, res: &StepResult, bound_text: &str) {
             .collect::<Vec<_>>(),
     );
     say!("  {} {bound_text}", label("bound"));
+    print_wire(lab, res);
+    print_client(res);
+    for n in res.fams.iter().flat_map(|f| &f.notes) {
+        say_wrapped(&format!("  {} ", yellow("note")), n);
+    }
+    for w in &res.warnings {
+        say_wrapped(&format!("  {}    ", yellow("!")), w);
+    }
+    for p in &res.problems {
+        say_wrapped(&format!("  {}    ", red(&bold("✗"))), p);
+    }
+}
+
+/// The `wire` line: the take-over gap of each family and how it compares
+/// with the bound (a recovery: whether the old master fell silent).
+fn print_wire(lab: &DemoLab, res: &StepResult) {
+    let s = &res.step;
     let wire: Vec<String> = res
         .fams
         .iter()
@@ -919,6 +1022,11 @@ fn print(lab: &DemoLab, res: &StepResult, bound_text: &str) {
         &format!("  {} ", label("wire")),
         &format!("{what} {}{verdict}", wire.join(", ")),
     );
+}
+
+/// The `client` line: the longest gap without a reply, per family.
+fn print_client(res: &StepResult) {
+    let s = &res.step;
     let client: Vec<String> = res
         .fams
         .iter()
@@ -955,15 +1063,6 @@ fn print(lab: &DemoLab, res: &StepResult, bound_text: &str) {
                 )),
             );
         }
-    }
-    for n in res.fams.iter().flat_map(|f| &f.notes) {
-        say_wrapped(&format!("  {} ", yellow("note")), n);
-    }
-    for w in &res.warnings {
-        say_wrapped(&format!("  {}    ", yellow("!")), w);
-    }
-    for p in &res.problems {
-        say_wrapped(&format!("  {}    ", red(&bold("✗"))), p);
     }
 }
 
@@ -1075,6 +1174,49 @@ fn follow_client(
         s.new,
         CLIENT_RECOVERY.as_secs()
     );
+    let ok = wait_client_recovered(lab, &lagging, new_mac)?;
+    let now = Stamp::now();
+    let events = lab
+        .capture
+        .as_ref()
+        .context("the capture is not running")?
+        .snapshot()?
+        .events;
+    let logs = lab.probe_logs();
+    let mut problems = Vec::new();
+    for i in lagging {
+        let f = &mut fams[i];
+        let vip = f.fam.vip();
+        let outage = logs
+            .get(i)
+            .map(|l| l.outage(event.rt_ns.saturating_sub(20_000_000), now.rt_ns));
+        f.outage = outage;
+        let until = outage
+            .and_then(|o| o.after)
+            .map_or(now.rt_ns, |r| r.at.rt_ns);
+        let why = why_client_lagged(lab, s, event, &events, vip, f.new_first_rt, until);
+        let gap = outage
+            .map(|o| format!("{} ({} pings lost)", ms(o.gap_ns), o.lost))
+            .unwrap_or_else(|| "?".into());
+        if !ok {
+            bail!(
+                "the client's pings to {vip} were still not answered by {} {} s after the take-over{why}; \
+                 longest gap {gap}",
+                s.new,
+                CLIENT_RECOVERY.as_secs()
+            );
+        }
+        problems.push(format!(
+            "{}: the client lost {vip} for {gap} although {} had taken over{why}",
+            f.fam.inst, s.new
+        ));
+    }
+    Ok(problems)
+}
+
+/// Waits (at most [`CLIENT_RECOVERY`]) until the client is answered by
+/// the new master for every lagging family; whether it was.
+fn wait_client_recovered(lab: &DemoLab, lagging: &[usize], new_mac: Mac) -> Result<bool> {
     // Recovered: the last 50 replies came from the new master, the last
     // one within 20 ms.
     let end = Instant::now() + CLIENT_RECOVERY;
@@ -1101,90 +1243,68 @@ fn follow_client(
         }
         thread::sleep(Duration::from_millis(50));
     }
-    let now = Stamp::now();
-    let events = lab
-        .capture
-        .as_ref()
-        .context("the capture is not running")?
-        .snapshot()?
-        .events;
-    let logs = lab.probe_logs();
-    let mut problems = Vec::new();
-    for i in lagging {
-        let f = &mut fams[i];
-        let vip = f.fam.vip();
-        let outage = logs
-            .get(i)
-            .map(|l| l.outage(event.rt_ns.saturating_sub(20_000_000), now.rt_ns));
-        f.outage = outage;
-        // The GARP/NA burst of the take-over: whose came last (the client
-        // follows the last one), and what ended the outage.
-        let burst_end = f.new_first_rt + 100_000_000;
-        let until = outage
-            .and_then(|o| o.after)
-            .map_or(now.rt_ns, |r| r.at.rt_ns);
-        let sent_by = |from: u64, to: u64| {
-            lab.routers
+    Ok(ok)
+}
+
+/// Why the client did not follow the new master at once: the GARP/NA of
+/// the take-over that came last (the client follows the last one), and
+/// what ended the outage (until `until`).
+fn why_client_lagged(
+    lab: &DemoLab,
+    s: &Step,
+    event: Stamp,
+    events: &[WireEvent],
+    vip: IpAddr,
+    new_first_rt: u64,
+    until: u64,
+) -> String {
+    let burst_end = new_first_rt + 100_000_000;
+    let sent_by = |from: u64, to: u64| {
+        lab.routers
+            .iter()
+            .flat_map(|r| {
+                announcements(events, vip, r.mac, from, to)
+                    .into_iter()
+                    .map(move |t| (t, r.name.as_str()))
+            })
+            .collect::<Vec<_>>()
+    };
+    let last = sent_by(event.rt_ns, burst_end)
+        .into_iter()
+        .max_by_key(|(t, _)| *t);
+    let mended = sent_by(burst_end, until)
+        .into_iter()
+        .filter(|(_, who)| *who == s.new)
+        .max_by_key(|(t, _)| *t);
+    let mut why = match last {
+        Some((t, who)) if who != s.new => {
+            let m = event.rt_to_mono(t);
+            let held = lab
+                .router(who)
+                .watch
+                .held(vip)
                 .iter()
-                .flat_map(|r| {
-                    announcements(&events, vip, r.mac, from, to)
-                        .into_iter()
-                        .map(move |t| (t, r.name.as_str()))
-                })
-                .collect::<Vec<_>>()
-        };
-        let last = sent_by(event.rt_ns, burst_end)
-            .into_iter()
-            .max_by_key(|(t, _)| *t);
-        let mended = sent_by(burst_end, until)
-            .into_iter()
-            .filter(|(_, who)| *who == s.new)
-            .max_by_key(|(t, _)| *t);
-        let mut why = match last {
-            Some((t, who)) if who != s.new => {
-                let m = event.rt_to_mono(t);
-                let held = lab
-                    .router(who)
-                    .watch
-                    .held(vip)
-                    .iter()
-                    .any(|h| h.from <= m && h.to.is_none_or(|to| to >= m));
-                format!(
-                    ": it followed {who}'s GARP/NA at {} (the last of the take-over){}",
-                    rel(t as i128 - event.rt_ns as i128),
-                    if held {
-                        String::new()
-                    } else {
-                        format!(", sent when {who} no longer held {vip}")
-                    }
-                )
-            }
-            _ => String::new(),
-        };
-        if let Some((t, _)) = mended {
-            why.push_str(&format!(
-                "; {}'s next GARP/NA at {} set it right",
-                s.new,
-                rel(t as i128 - event.rt_ns as i128)
-            ));
+                .any(|h| h.from <= m && h.to.is_none_or(|to| to >= m));
+            format!(
+                ": it followed {who}'s GARP/NA at {} (the last of the take-over){}",
+                rel(t as i128 - event.rt_ns as i128),
+                if held {
+                    String::new()
+                } else {
+                    format!(", sent when {who} no longer held {vip}")
+                }
+            )
         }
-        let gap = outage
-            .map(|o| format!("{} ({} pings lost)", ms(o.gap_ns), o.lost))
-            .unwrap_or_else(|| "?".into());
-        if !ok {
-            bail!(
-                "the client's pings to {vip} were still not answered by {} {} s after the take-over{why}; \
-                 longest gap {gap}",
-                s.new,
-                CLIENT_RECOVERY.as_secs()
-            );
-        }
-        problems.push(format!(
-            "{}: the client lost {vip} for {gap} although {} had taken over{why}",
-            f.fam.inst, s.new
+        _ => String::new(),
+    };
+    if let Some((t, _)) = mended {
+        why.push_str(&format!(
+            "; {}'s next GARP/NA at {} set it right",
+            s.new,
+            rel(t as i128 - event.rt_ns as i128)
         ));
     }
-    Ok(problems)
+    why
 }
 
 /// The election at start: `master` holds both VIPs, says MASTER, the
