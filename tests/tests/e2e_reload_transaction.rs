@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use xvrrpd_tests::{
     analysis::{adverts, held_throughout, max_advert_gap},
     clock::{Stamp, ms},
-    kconf::{Daemon, Instance, RouterConfig},
+    kconf::{Daemon, Instance, RouterConfig, TrackScript, VrrpScript},
     retry::lab_test,
     scenario::Cluster,
 };
@@ -207,6 +207,64 @@ fn a_reload_moves_a_track_file_and_keeps_the_priority_it_makes() -> Result<()> {
                 "the effective-priority gauge after an unchanged reload"
             );
             assert_eq!(gauge(&c, "xvrrpd_instance_base_priority")?, Some(150.0));
+            c.finish()?;
+            Ok(())
+        },
+    )
+}
+
+/// A failing health check lowers r1 to 150 − 60 = 90; an unchanged reload
+/// keeps that priority in status and in the effective-priority gauge
+/// instead of resetting the gauge to the configured 150.
+#[test]
+fn an_unchanged_reload_keeps_the_effective_priority_gauge() -> Result<()> {
+    lab_test(
+        "an_unchanged_reload_keeps_the_effective_priority_gauge",
+        || {
+            let mut c = Cluster::new(
+                "reload-priority-gauge",
+                Instance::new("VI_1", 51, &["192.0.2.100/24"]),
+                &[("r1", Daemon::Xvrrpd, 150), ("r2", Daemon::Xvrrpd, 100)],
+                false,
+                |r, cfg| {
+                    if r.name == "r1" {
+                        let path = r.check_script("chk")?;
+                        cfg.scripts.push(VrrpScript::new("chk", &path));
+                        cfg.instances[0].track_scripts.push(TrackScript {
+                            name: "chk".into(),
+                            weight: Some(-60),
+                        });
+                    }
+                    Ok(())
+                },
+            )?;
+            c.router_mut("r1").extra_args = vec![
+                "--metrics-listen".into(),
+                format!("127.0.0.1:{METRICS_PORT}"),
+            ];
+            c.start_all()?;
+            c.expect_master("r1", Duration::from_secs(10))?;
+            c.router("r1").set_check("chk", false)?;
+            let vip: IpAddr = VIP.parse().unwrap();
+            assert!(
+                c.router("r2").wait_vip(vip, true, Duration::from_secs(3)),
+                "r2 did not take over when r1's check failed (150 - 60 = 90 < 100)"
+            );
+            assert_eq!(gauge(&c, "xvrrpd_instance_effective_priority")?, Some(90.0));
+            let hup = c.router_mut("r1").sighup()?;
+            c.lab.mark_at("SIGHUP r1 (unchanged)", hup);
+            std::thread::sleep(Duration::from_millis(500));
+            let rep = c.router("r1").status()?;
+            assert_eq!(rep.daemon.reloads, 1);
+            assert_eq!(
+                rep.instances[0].effective_priority, 90,
+                "status after the reload"
+            );
+            assert_eq!(
+                gauge(&c, "xvrrpd_instance_effective_priority")?,
+                Some(90.0),
+                "the effective-priority gauge after an unchanged reload"
+            );
             c.finish()?;
             Ok(())
         },
