@@ -35,6 +35,7 @@ pub fn decode(ev: &AdvertEvent) -> Received {
         Version::V3
     };
     let addr_bytes = usize::from(ev.addr_bytes).min(ev.addrs.len());
+    let carried = (addr_bytes / if ipv4 { 4 } else { 16 }) as u8;
     Received {
         key: VridKey::new(ev.ifindex, ev.family, ev.vrid),
         advert: ReceivedAdvert {
@@ -43,6 +44,7 @@ pub fn decode(ev: &AdvertEvent) -> Received {
                 src,
                 ttl: ev.ttl,
                 unicast: ev.flags & EVENT_FLAG_UNICAST != 0,
+                addrs_not_carried: ev.addr_count.saturating_sub(carried),
             },
             advert: Advert {
                 version,
@@ -79,6 +81,7 @@ mod tests {
         ev.src[..4].copy_from_slice(&[192, 0, 2, 11]);
         ev.addrs[..8].copy_from_slice(&[192, 0, 2, 100, 192, 0, 2, 101]);
         ev.addr_bytes = 8;
+        ev.addr_count = 2;
         ev
     }
 
@@ -101,6 +104,16 @@ mod tests {
     }
 
     #[test]
+    fn addresses_beyond_the_record_are_counted() {
+        let mut ev = event_v4();
+        ev.addr_count = 200;
+        ev.addr_bytes = xvrrpd_common::EVENT_ADDR_BYTES as u16;
+        let r = decode(&ev);
+        assert_eq!(r.advert.advert.addrs.len(), 64);
+        assert_eq!(r.advert.meta.addrs_not_carried, 136);
+    }
+
+    #[test]
     fn unicast_flag_and_other_flags() {
         let mut ev = event_v4();
         ev.flags = EVENT_FLAG_ADDRS_TRUNCATED;
@@ -118,7 +131,9 @@ mod tests {
         ev.addrs[..16].copy_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
         // A record claiming more bytes than it carries is cut, not trusted.
         ev.addr_bytes = u16::MAX;
+        ev.addr_count = 1;
         let r = decode(&ev);
+        assert_eq!(r.advert.meta.addrs_not_carried, 0);
         assert_eq!(r.advert.advert.version, Version::V3);
         assert_eq!(r.advert.advert.auth, Auth::None);
         assert_eq!(r.advert.meta.src, "fe80::1".parse::<IpAddr>().unwrap());

@@ -405,6 +405,7 @@ impl Sim {
             src: self.nodes[from].cfg.primary_addr,
             ttl: xvrrpd_common::VRRP_TTL,
             unicast: false,
+            addrs_not_carried: 0,
         };
         let advert = &mut self.adverts[from];
         advert.priority = priority;

@@ -475,13 +475,21 @@ impl Router {
         }
         let known_master = self.state == State::Backup && self.master_addr == Some(meta.src);
         if !(cfg.skip_check_adv_addr && known_master) {
-            if adv.addrs.len() != cfg.vips.len() {
+            let theirs = adv.addrs.len() + usize::from(meta.addrs_not_carried);
+            if theirs != cfg.vips.len() {
                 return Err(DiscardReason::AddressCountMismatch {
                     ours: cfg.vips.len(),
-                    theirs: adv.addrs.len(),
+                    theirs,
                 });
             }
-            if !cfg.vips.iter().all(|v| adv.addrs.contains(v)) {
+            // With every address at hand, each of ours must be there; with
+            // only the first ones (a large advert), each of those must be ours.
+            let listed = if meta.addrs_not_carried == 0 {
+                cfg.vips.iter().all(|v| adv.addrs.contains(v))
+            } else {
+                adv.addrs.iter().all(|a| cfg.vips.contains(a))
+            };
+            if !listed {
                 return Err(DiscardReason::AddressListMismatch);
             }
         }

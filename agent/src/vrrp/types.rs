@@ -93,6 +93,11 @@ pub struct AdvertMeta {
     pub ttl: u8,
     /// The destination was not the VRRP multicast group.
     pub unicast: bool,
+    /// Addresses the advert carries beyond those in `Advert::addrs`: the
+    /// datapath's record holds the first 64 IPv4 / 16 IPv6 addresses of a
+    /// larger advert (its checksum covered them all). They are counted, not
+    /// compared.
+    pub addrs_not_carried: u8,
 }
 
 /// A decoded advert with its reception metadata.

@@ -76,6 +76,7 @@ fn meta(ts: u64, src: &str) -> AdvertMeta {
         src: ip(src),
         ttl: 255,
         unicast: false,
+        addrs_not_carried: 0,
     }
 }
 

@@ -102,6 +102,36 @@ fn keepalived_address_list_mismatch_discarded() {
 }
 
 #[test]
+fn large_advert_counted_from_header_and_carried_addresses_checked() {
+    let mut c = cfg(Version::V3, 100);
+    c.vips = (1..=200u8).map(|n| ip(&format!("198.18.0.{n}"))).collect();
+    let mut r = started(c);
+    // The datapath carried the first 64 of 200 addresses.
+    let mut adv = advert_for(&r, 200);
+    adv.addrs.truncate(64);
+    let mut m = meta(S, "192.0.2.20");
+    m.addrs_not_carried = 136;
+    let a = rx_adv(&mut r, S, m, adv.clone());
+    assert_eq!(discarded(&a), None, "a complete advert cut by the datapath");
+    assert!(armed(&a, TimerKind::MasterDown).is_some());
+    // One address fewer in the header: the count is wrong.
+    m.addrs_not_carried = 135;
+    let a = rx_adv(&mut r, 2 * S, m, adv.clone());
+    assert_eq!(
+        discarded(&a),
+        Some(DiscardReason::AddressCountMismatch {
+            ours: 200,
+            theirs: 199
+        })
+    );
+    // A carried address that is not ours.
+    m.addrs_not_carried = 136;
+    adv.addrs[3] = ip("203.0.113.1");
+    let a = rx_adv(&mut r, 3 * S, m, adv);
+    assert_eq!(discarded(&a), Some(DiscardReason::AddressListMismatch));
+}
+
+#[test]
 fn keepalived_skip_check_adv_addr_for_known_master() {
     let mut c = cfg(Version::V3, 100);
     c.skip_check_adv_addr = true;
