@@ -85,6 +85,9 @@ pub struct InstanceCounters {
     pub adverts_received: u64,
     pub priority_zero_sent: u64,
     pub priority_zero_received: u64,
+    /// VIPs someone else deleted while master, added back.
+    #[serde(default)]
+    pub vips_restored: u64,
     /// Adverts the state machine discarded, by reason.
     pub discarded: BTreeMap<String, u64>,
     pub transitions: u64,

@@ -14,7 +14,7 @@ use super::{
 use crate::{
     clock::monotonic_ns,
     datapath::Received,
-    net::link::NetEvent,
+    net::{addr::AddrInfo, link::NetEvent},
     notify::{NotifyState, Subject},
     tracker::TrackerEvent,
     vrrp::{Action, Input, State, SyncAction, TimerKind, TrackState, TrackerId},
@@ -189,7 +189,13 @@ impl Daemon {
                 }
             }
             Action::SendGratuitous { count, spacing_ns } => {
-                if let Some(effect) = self.gratuitous(inst, count, spacing_ns) {
+                let addrs = self
+                    .instances
+                    .get(inst)
+                    .map(|i| i.all_vips())
+                    .unwrap_or_default();
+                let addrs = addrs.into_iter().map(|v| v.addr);
+                if let Some(effect) = self.gratuitous(inst, addrs, count, spacing_ns) {
                     self.push_effect(inst, effect);
                 }
             }
@@ -285,15 +291,19 @@ impl Daemon {
         }
     }
 
-    /// The GARP/NA batch for every VIP of the instance (link-local IPv6
+    /// A GARP/NA batch for `addrs` of the instance (link-local IPv6
     /// addresses are not announced).
-    fn gratuitous(&self, inst: InstanceId, count: u32, spacing_ns: u64) -> Option<Effect> {
+    fn gratuitous(
+        &self,
+        inst: InstanceId,
+        addrs: impl IntoIterator<Item = IpAddr>,
+        count: u32,
+        spacing_ns: u64,
+    ) -> Option<Effect> {
         let i = self.instances.get(inst)?;
         let sender = self.host.garp.get(&i.plan.ifindex)?.clone();
-        let addrs: Vec<IpAddr> = i
-            .all_vips()
+        let addrs: Vec<IpAddr> = addrs
             .into_iter()
-            .map(|v| v.addr)
             .filter(|a| !matches!(a, IpAddr::V6(v6) if crate::net::addr::is_ipv6_link_local(v6)))
             .collect();
         Some(Effect::Gratuitous {
@@ -343,7 +353,13 @@ impl Daemon {
         let (ifindex, up) = match ev {
             NetEvent::Link(l) => (l.ifindex, l.up),
             NetEvent::LinkRemoved { ifindex, .. } => (ifindex, false),
-            NetEvent::Addr(a) | NetEvent::AddrRemoved(a) => {
+            NetEvent::Addr(a) => {
+                self.vip_appeared(&a);
+                self.on_addresses(a.ifindex);
+                return;
+            }
+            NetEvent::AddrRemoved(a) => {
+                self.restore_vip(&a);
                 self.on_addresses(a.ifindex);
                 return;
             }
@@ -359,6 +375,84 @@ impl Daemon {
             .collect();
         for id in ids {
             self.track(TrackerId(id), state, monotonic_ns());
+        }
+    }
+
+    /// The masters that own `a`: instances in MASTER with it among their
+    /// VIPs on its interface.
+    fn owners(&self, a: &AddrInfo) -> Vec<InstanceId> {
+        (0..self.instances.len())
+            .filter(|&n| {
+                let i = &self.instances[n];
+                i.plan.ifindex == a.ifindex
+                    && i.plan
+                        .vips
+                        .iter()
+                        .chain(&i.plan.excluded)
+                        .any(|v| v.addr == a.addr)
+                    && self.router(n).is_some_and(|r| r.state() == State::Master)
+            })
+            .collect()
+    }
+
+    /// Someone else (a network manager, an admin) deleted a VIP a master
+    /// holds: it is added back and announced at once, unless `no_track`.
+    /// The daemon's own removals happen after its state left MASTER.
+    fn restore_vip(&mut self, a: &AddrInfo) {
+        for inst in self.owners(a) {
+            let Some(i) = self.instances.get_mut(inst) else {
+                continue;
+            };
+            if i.plan.no_track.contains(&a.addr) {
+                continue;
+            }
+            let Some(vip) = i.all_vips().into_iter().find(|v| v.addr == a.addr) else {
+                continue;
+            };
+            warn!(
+                "{}: VIP {} was deleted by someone else on {}: adding it back",
+                i.plan.name, a.addr, i.plan.ifname
+            );
+            i.counters.vips_restored += 1;
+            i.metrics.vip_restored();
+            self.push_effect(inst, Effect::AddVips(vec![vip]));
+            let garp = self.router(inst).map(|r| {
+                let g = &r.config().garp;
+                let spacing = if a.addr.is_ipv4() {
+                    g.interval_ns
+                } else {
+                    g.na_interval_ns
+                };
+                (g.master_repeat.max(1), spacing)
+            });
+            if let Some((count, spacing_ns)) = garp
+                && let Some(announce) = self.gratuitous(inst, [a.addr], count, spacing_ns)
+            {
+                self.push_effect(inst, announce);
+            }
+        }
+    }
+
+    /// A VIP of an instance that is not master appeared on its interface:
+    /// someone else added it. Reported; the address is not ours to remove.
+    fn vip_appeared(&self, a: &AddrInfo) {
+        for (n, i) in self.instances.iter().enumerate() {
+            let ours = i.plan.ifindex == a.ifindex
+                && i.plan
+                    .vips
+                    .iter()
+                    .chain(&i.plan.excluded)
+                    .any(|v| v.addr == a.addr);
+            let state = self.router(n).map(|r| r.state());
+            if ours && state.is_some_and(|s| s != State::Master) {
+                warn!(
+                    "{}: VIP {} appeared on {} while {}: another program added it",
+                    i.plan.name,
+                    a.addr,
+                    i.plan.ifname,
+                    state.map(State::keepalived_name).unwrap_or("?")
+                );
+            }
         }
     }
 

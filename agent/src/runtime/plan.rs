@@ -81,6 +81,8 @@ pub struct InstancePlan {
     pub vips: Vec<Vip>,
     /// `virtual_ipaddress_excluded`: moved with the VIPs, never advertised.
     pub excluded: Vec<Vip>,
+    /// VIPs marked `no_track`: not added back when someone deletes them.
+    pub no_track: Vec<IpAddr>,
     pub source: IpAddr,
     pub dest: AdvertDest,
     pub checksum: V3Ipv4Checksum,
@@ -571,6 +573,13 @@ async fn instance_plan(
             V3Ipv4Checksum::PseudoHeader
         },
         router,
+        no_track: inst
+            .virtual_ipaddress
+            .iter()
+            .chain(&inst.virtual_ipaddress_excluded)
+            .filter(|v| v.no_track)
+            .map(|v| v.address)
+            .collect(),
         vips,
         excluded,
         source,

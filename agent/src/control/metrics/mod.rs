@@ -77,6 +77,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "xvrrpd_instance_base_priority",
     "xvrrpd_instance_transitions",
     "xvrrpd_instance_adverts_sent",
+    "xvrrpd_instance_vips_restored",
     "xvrrpd_instance_adverts_received",
     "xvrrpd_instance_adverts_discarded",
     "xvrrpd_instance_last_transition_timestamp_seconds",
@@ -212,6 +213,7 @@ struct Inner {
     transitions: MetricFamily<TransitionLabels, Counter>,
     adverts_sent: MetricFamily<InstanceLabels, Counter>,
     adverts_received: MetricFamily<InstanceLabels, Counter>,
+    vips_restored: MetricFamily<InstanceLabels, Counter>,
     discarded: MetricFamily<ReasonLabels, Counter>,
     last_transition: MetricFamily<InstanceLabels, F64Gauge>,
     timer_lateness: HistogramFamily,
@@ -271,6 +273,7 @@ struct InstanceFamilies {
     transitions: MetricFamily<TransitionLabels, Counter>,
     adverts_sent: MetricFamily<InstanceLabels, Counter>,
     adverts_received: MetricFamily<InstanceLabels, Counter>,
+    vips_restored: MetricFamily<InstanceLabels, Counter>,
     discarded: MetricFamily<ReasonLabels, Counter>,
     last_transition: MetricFamily<InstanceLabels, F64Gauge>,
 }
@@ -315,6 +318,12 @@ impl InstanceFamilies {
             "VRRP adverts received for this instance (before the state machine's checks)",
             adverts_received.clone(),
         );
+        let vips_restored = MetricFamily::default();
+        registry.register(
+            "xvrrpd_instance_vips_restored",
+            "VIPs someone else deleted while the instance was master, added back",
+            vips_restored.clone(),
+        );
         let discarded = MetricFamily::default();
         registry.register(
             "xvrrpd_instance_adverts_discarded",
@@ -335,6 +344,7 @@ impl InstanceFamilies {
             transitions,
             adverts_sent,
             adverts_received,
+            vips_restored,
             discarded,
             last_transition,
         }
@@ -412,6 +422,7 @@ impl Metrics {
             transitions,
             adverts_sent,
             adverts_received,
+            vips_restored,
             discarded,
             last_transition,
         } = InstanceFamilies::register(&mut registry);
@@ -432,6 +443,7 @@ impl Metrics {
                 transitions,
                 adverts_sent,
                 adverts_received,
+                vips_restored,
                 discarded,
                 last_transition,
                 timer_lateness,
@@ -453,6 +465,7 @@ impl Metrics {
             base_priority: i.base_priority.get_or_create_owned(&labels),
             adverts_sent: i.adverts_sent.get_or_create_owned(&labels),
             adverts_received: i.adverts_received.get_or_create_owned(&labels),
+            vips_restored: i.vips_restored.get_or_create_owned(&labels),
             state: STATES.map(|s| {
                 i.state.get_or_create_owned(&StateLabels {
                     instance: labels.clone(),
@@ -490,6 +503,7 @@ impl Metrics {
         i.base_priority.remove(labels);
         i.adverts_sent.remove(labels);
         i.adverts_received.remove(labels);
+        i.vips_restored.remove(labels);
         i.last_transition.remove(labels);
         i.timer_lateness.remove(labels);
         i.advert_to_deadline.remove(labels);
@@ -548,6 +562,7 @@ pub struct InstanceMetrics {
     base_priority: Gauge,
     adverts_sent: Counter,
     adverts_received: Counter,
+    vips_restored: Counter,
     /// Indexed like [`STATES`].
     state: [Gauge; 4],
 }
@@ -579,6 +594,11 @@ impl InstanceMetrics {
 
     pub fn advert_received(&self) {
         self.adverts_received.inc();
+    }
+
+    /// A VIP someone else deleted was added back.
+    pub fn vip_restored(&self) {
+        self.vips_restored.inc();
     }
 
     /// An advert the state machine discarded (`Action::Discarded`).
