@@ -44,6 +44,10 @@ pub struct Router {
     master_priority: Option<u8>,
     preempt_delay_expired: bool,
     last_transition: Option<Transition>,
+    /// When the last re-announce for a lower-priority advert went out: one
+    /// per advert interval at most, so a router that keeps believing it is
+    /// master (a one-way partition) cannot make this one flood the segment.
+    last_lower_prio_garp_ns: Option<u64>,
 }
 
 impl Router {
@@ -74,6 +78,7 @@ impl Router {
             master_priority: None,
             preempt_delay_expired: false,
             last_transition: None,
+            last_lower_prio_garp_ns: None,
         })
     }
 
@@ -608,7 +613,11 @@ impl Router {
                     interval_cs: self.cfg.advert_int_cs,
                 });
             }
-            if self.cfg.garp.lower_prio_repeat > 0 {
+            let due = self
+                .last_lower_prio_garp_ns
+                .is_none_or(|t| now.saturating_sub(t) >= self.advert_int_ns());
+            if self.cfg.garp.lower_prio_repeat > 0 && due {
+                self.last_lower_prio_garp_ns = Some(now);
                 out.push(Action::SendGratuitous {
                     count: self.cfg.garp.lower_prio_repeat,
                     spacing_ns: self.gratuitous_spacing_ns(),

@@ -137,6 +137,38 @@ fn keepalived_lower_priority_advert_reannounces_vips() {
 }
 
 #[test]
+fn lower_priority_reannounce_at_most_once_per_interval() {
+    let (mut r, t0) = master(cfg(Version::V3, 100));
+    let interval = u64::from(r.config().advert_int_cs) * 10_000_000;
+    let batches = |a: &[Action]| {
+        a.iter()
+            .filter(|x| matches!(x, Action::SendGratuitous { .. }))
+            .count()
+    };
+    let a = rx(&mut r, t0 + 1, t0 + 1, "192.0.2.20", 50);
+    assert_eq!(batches(&a), 1);
+    // The other router keeps advertising within the same interval: adverts
+    // are answered, the VIPs not announced again.
+    let a = rx(
+        &mut r,
+        t0 + interval / 2,
+        t0 + interval / 2,
+        "192.0.2.20",
+        50,
+    );
+    assert_eq!(batches(&a), 0);
+    assert_eq!(adverts_sent(&a), vec![100]);
+    let a = rx(
+        &mut r,
+        t0 + 1 + interval,
+        t0 + 1 + interval,
+        "192.0.2.20",
+        50,
+    );
+    assert_eq!(batches(&a), 1);
+}
+
+#[test]
 fn keepalived_higher_prio_send_advert_sends_before_backup() {
     let mut c = cfg(Version::V3, 100);
     c.higher_prio_send_advert = true;
