@@ -1,6 +1,7 @@
-//! A VIP deleted under a master by someone else (a network manager, an
-//! admin) comes back at once and is announced; a `no_track` VIP is left
-//! as it is, as keepalived does.
+//! The owner keeps its VIPs and its clients: a VIP deleted under a master
+//! by someone else (a network manager, an admin) comes back at once and is
+//! announced (a `no_track` VIP is left as it is, as keepalived does), and
+//! a split brain heals with the client's neighbour entry on the owner.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -9,6 +10,7 @@ use xvrrpd_tests::{
     analysis::announcements,
     clock::{Stamp, ms},
     kconf::{Daemon, Instance},
+    lab::wait_until,
     retry::lab_test,
     scenario::Cluster,
 };
@@ -99,4 +101,98 @@ fn a_vip_deleted_under_a_master_comes_back_and_is_announced() -> Result<()> {
             c.finish()
         },
     )
+}
+
+/// The MAC the client's neighbour entry for `vip` points at.
+fn client_neighbour(c: &Cluster, vip: &str) -> Result<String> {
+    let out = c.client.exec(&["ip", "neigh", "show", vip])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    Ok(words
+        .by_ref()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// r2 stops hearing r1 (its bridge port drops r1's adverts) while the
+/// client reaches both: r2 believes it is master and announces the VIP,
+/// r1 hears r2's lower priority and re-announces, bounded, so the client
+/// stays on r1. When the partition heals r2 steps down and never announces
+/// again, and the client is on r1.
+#[test]
+fn a_split_brain_heals_with_the_client_on_the_owner() -> Result<()> {
+    lab_test("a_split_brain_heals_with_the_client_on_the_owner", || {
+        let mut c = Cluster::new(
+            "split-brain",
+            Instance::new("VI_1", 51, &["192.0.2.100/24"]),
+            &[("r1", Daemon::Xvrrpd, 150), ("r2", Daemon::Xvrrpd, 100)],
+            false,
+            |_, _| Ok(()),
+        )?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        let (r1_mac, r2_mac) = (c.router("r1").mac, c.router("r2").mac);
+        let r1_addr = c.router("r1").addr(false).to_string();
+        let port = c
+            .lab
+            .net
+            .switch_port(&c.router("r2").host)
+            .context("r2's bridge port")?;
+        let tc = |args: &[&str]| -> Result<()> {
+            let out = c.lab.net.switch_cmd(args).output()?;
+            ensure!(out.status.success(), "{args:?}: {out:?}");
+            Ok(())
+        };
+        tc(&[
+            "tc", "qdisc", "add", "dev", &port, "root", "handle", "1:", "prio",
+        ])?;
+        tc(&[
+            "tc", "filter", "add", "dev", &port, "parent", "1:", "protocol", "ip", "u32", "match",
+            "ip", "protocol", "112", "0xff", "match", "ip", "src", &r1_addr, "action", "drop",
+        ])?;
+        let cut = c.lab.mark("r2 stops hearing r1");
+        c.router("r2")
+            .wait_state("VI_1", "MASTER", Duration::from_secs(2))
+            .context("r2 did not take over without r1's adverts")?;
+        std::thread::sleep(Duration::from_millis(300));
+        let during = client_neighbour(&c, VIP)?;
+        ensure!(
+            during == r1_mac.to_string(),
+            "during the split brain the client's neighbour entry is {during}, not the owner r1 \
+             ({r1_mac}; r2 is {r2_mac})"
+        );
+        let wire = c.wire()?;
+        let vip: IpAddr = VIP.parse()?;
+        let reannounced = announcements(&wire, vip, r1_mac, cut.rt_ns, u64::MAX);
+        // One batch of garp_lower_prio_repeat (5) per advert interval at most.
+        let window_ms = (Stamp::now().rt_ns - cut.rt_ns) / 1_000_000;
+        ensure!(
+            !reannounced.is_empty() && reannounced.len() as u64 <= 5 * (window_ms / 10 + 1),
+            "r1 sent {} announcements in {window_ms} ms of split brain",
+            reannounced.len()
+        );
+        tc(&["tc", "qdisc", "del", "dev", &port, "root"])?;
+        let healed = c.lab.mark("partition healed");
+        c.router("r2")
+            .wait_state("VI_1", "BACKUP", Duration::from_secs(2))
+            .context("r2 did not step down once it heard r1 again")?;
+        // r2's delayed second batch would come 5 s after its take-over.
+        std::thread::sleep(Duration::from_millis(5500));
+        let wire = c.wire()?;
+        let late = announcements(&wire, vip, r2_mac, healed.rt_ns + 50_000_000, u64::MAX);
+        ensure!(
+            late.is_empty(),
+            "r2 stepped down but announced the VIP {} more time(s)",
+            late.len()
+        );
+        ensure!(
+            wait_until(Duration::from_secs(1), Duration::from_millis(20), || {
+                client_neighbour(&c, VIP).is_ok_and(|m| m == r1_mac.to_string())
+            }),
+            "after the split brain the client's neighbour entry is not r1 ({r1_mac})"
+        );
+        c.finish()
+    })
 }
