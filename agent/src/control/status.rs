@@ -88,6 +88,15 @@ pub struct InstanceCounters {
     /// Adverts the state machine discarded, by reason.
     pub discarded: BTreeMap<String, u64>,
     pub transitions: u64,
+    /// Claims of our VIPs by other MACs seen as master (conflict guard).
+    #[serde(default)]
+    pub vip_claims: u64,
+    /// Of those, the ones answered with a re-announce.
+    #[serde(default)]
+    pub vip_reannounced: u64,
+    /// The MAC of the last claimant, `aa:bb:cc:dd:ee:ff`.
+    #[serde(default)]
+    pub last_claimant: Option<String>,
 }
 
 /// One state change and the times of its effects, in CLOCK_MONOTONIC ns.

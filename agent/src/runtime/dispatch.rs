@@ -2,7 +2,7 @@
 //! its sync group's), and the actions that come out are carried out in the
 //! order they were emitted — adverts first.
 
-use std::{net::IpAddr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use tracing::{debug, error, info, warn};
 
@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     clock::monotonic_ns,
-    datapath::Received,
+    datapath::{Received, event::mac_string},
     net::link::NetEvent,
     notify::{NotifyState, Subject},
     tracker::TrackerEvent,
@@ -144,6 +144,9 @@ impl Daemon {
                 self.flush_log(inst);
             }
         }
+        // After the effects are queued: a take-over's GARPs do not wait
+        // for the map updates.
+        self.sync_guards();
         for (name, _from, to) in decided.group_notifies {
             info!("sync group {name}: now {}", to.keepalived_name());
             self.notifier
@@ -154,6 +157,9 @@ impl Daemon {
     fn execute_one(&mut self, inst: InstanceId, action: Action) {
         match action {
             Action::Transition(t) => {
+                if t.from == State::Master || t.to == State::Master {
+                    self.guards_dirty = true;
+                }
                 self.flush_log(inst);
                 self.record_transition(inst, &t);
                 if let Some(i) = self.instances.get_mut(inst) {
@@ -176,6 +182,7 @@ impl Daemon {
                 }
             }
             Action::UpdateVips { added, removed } => {
+                self.guards_dirty = true;
                 if let Some(i) = self.instances.get(inst) {
                     let add = i
                         .plan
@@ -193,6 +200,7 @@ impl Daemon {
                     self.push_effect(inst, effect);
                 }
             }
+            Action::Reannounce { addr } => self.reannounce(inst, addr),
             Action::Notify { from: _, to } => {
                 let prio = self.router(inst).map(|r| r.priority()).unwrap_or(0);
                 let name = self.name(inst).to_string();
@@ -226,6 +234,15 @@ impl Daemon {
     }
 
     fn on_router_event(&mut self, inst: InstanceId, ev: crate::vrrp::Event) {
+        if let crate::vrrp::Event::VipClaimed {
+            addr,
+            mac,
+            reannounced,
+        } = ev
+        {
+            self.on_vip_claimed(inst, addr, mac, reannounced);
+            return;
+        }
         info!("{}: {ev:?}", self.name(inst));
         match ev {
             crate::vrrp::Event::PriorityChanged { to, .. } => {
@@ -304,6 +321,124 @@ impl Daemon {
         })
     }
 
+    fn on_vip_claimed(&mut self, inst: InstanceId, addr: IpAddr, mac: [u8; 6], reannounced: bool) {
+        let Some(i) = self.instances.get_mut(inst) else {
+            return;
+        };
+        let claimant = mac_string(&mac);
+        i.counters.vip_claims += 1;
+        i.metrics.vip_claimed(reannounced);
+        if reannounced {
+            i.counters.vip_reannounced += 1;
+            warn!(
+                "{}: VIP {addr} claimed by {claimant}: re-announcing it",
+                i.plan.name
+            );
+        } else {
+            // Already answered within this advert interval: a flood of
+            // claims logs one line per interval, not one per claim.
+            debug!(
+                "{}: VIP {addr} claimed by {claimant} again within the advert interval",
+                i.plan.name
+            );
+        }
+        i.counters.last_claimant = Some(claimant);
+    }
+
+    /// One GARP/NA for `addr` at once, outside any transition's timeline
+    /// (stamped 0: it matches no transition record).
+    fn reannounce(&mut self, inst: InstanceId, addr: IpAddr) {
+        let Some(i) = self.instances.get(inst) else {
+            return;
+        };
+        let Some(sender) = self.host.garp.get(&i.plan.ifindex).cloned() else {
+            return;
+        };
+        if let Some(q) = &i.effects {
+            q.push(
+                0,
+                Effect::Gratuitous {
+                    sender,
+                    addrs: vec![addr],
+                    count: 1,
+                    spacing: Duration::ZERO,
+                },
+            );
+        }
+    }
+
+    /// Claims the datapath reported: each goes to the master instance
+    /// guarding that address.
+    fn on_claims(&mut self) {
+        let mut claims = Vec::new();
+        self.datapath.take_claims(&mut claims);
+        for c in claims {
+            let Some(&inst) = self.guarded.get(&(c.ifindex, c.addr)) else {
+                continue;
+            };
+            let input = Input::Conflict {
+                addr: c.addr,
+                mac: c.mac,
+                at_ns: c.ts_ns,
+            };
+            self.feed(inst, monotonic_ns(), input);
+        }
+    }
+
+    /// Brings the datapath's guard map to the VIPs of the instances in
+    /// MASTER (IPv6 link-local ones aside, as for GARP/NA), when a
+    /// transition, VIP update or reload may have changed them.
+    pub(super) fn sync_guards(&mut self) {
+        if !std::mem::take(&mut self.guards_dirty) {
+            return;
+        }
+        let mut want: HashMap<(u32, IpAddr), (InstanceId, [u8; 6], u64)> = HashMap::new();
+        for (inst, i) in self.instances.iter().enumerate() {
+            let Some(router) = self.router(inst) else {
+                continue;
+            };
+            if router.state() != State::Master {
+                continue;
+            }
+            let Some(mac) = self
+                .host
+                .garp
+                .get(&i.plan.ifindex)
+                .and_then(|s| s.mac().ok())
+            else {
+                continue;
+            };
+            let interval_ns = u64::from(router.config().advert_int_cs) * 10_000_000;
+            for v in i.all_vips() {
+                if matches!(v.addr, IpAddr::V6(a) if crate::net::addr::is_ipv6_link_local(&a)) {
+                    continue;
+                }
+                want.insert((i.plan.ifindex, v.addr), (inst, mac, interval_ns));
+            }
+        }
+        let stale: Vec<(u32, IpAddr)> = self
+            .guarded
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .copied()
+            .collect();
+        for (ifindex, addr) in stale {
+            self.guarded.remove(&(ifindex, addr));
+            if let Err(e) = self.datapath.unguard(ifindex, addr) {
+                warn!("conflict guard: releasing {addr}: {e}");
+            }
+        }
+        for ((ifindex, addr), (inst, mac, interval_ns)) in want {
+            // Entries already in place keep their kernel rate-limit state.
+            if self.guarded.insert((ifindex, addr), inst).is_some() {
+                continue;
+            }
+            if let Err(e) = self.datapath.guard(ifindex, addr, mac, interval_ns) {
+                warn!("conflict guard: guarding {addr}: {e}");
+            }
+        }
+    }
+
     /// Valid adverts from the datapath, in arrival order.
     pub(super) fn on_adverts(&mut self, adverts: impl IntoIterator<Item = Received>) {
         for r in adverts {
@@ -319,6 +454,7 @@ impl Daemon {
             }
             self.feed(inst, monotonic_ns(), Input::Advert(r.advert));
         }
+        self.on_claims();
     }
 
     /// Feeds a tracked object's new state to every instance that tracks it.

@@ -32,7 +32,7 @@
 //! `vrrp::tests`: rules 1–6 in `timers`, 7–10 in `startup`, 11–21 in
 //! `backup`, 22–37 in `master`, 38–49 in `receive`, 50–58 in `tracking`,
 //! 59–65 in `configuration`, 66–69 in `gratuitous`, 70–73 in `reload` and
-//! 74–78 in `sync_groups`.
+//! 74–78 in `sync_groups`, 79 in `gratuitous`.
 //!
 //! | # | Rule | Source | Test |
 //! |---|---|---|---|
@@ -114,6 +114,7 @@
 //! | 76 | Sync group: one Master → Backup → all Backup | keepalived `vrrp_sync_group` | `keepalived_sync_group_backup_propagates` |
 //! | 77 | Sync group: Master only when all members can | keepalived `vrrp_sync_group` | `keepalived_sync_group_master_only_when_all_can` |
 //! | 78 | Sync group: group notifies on group state changes | keepalived `vrrp_sync_group` | `keepalived_sync_group_notifies` |
+//! | 79 | Master, a VIP claimed by another MAC: re-announce it at once, at most once per advert interval; not Master: ignore | design (conflict guard) | `conflict_master_reannounces_once_per_interval` |
 
 mod config;
 mod router;

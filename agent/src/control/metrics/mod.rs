@@ -79,6 +79,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "xvrrpd_instance_adverts_sent",
     "xvrrpd_instance_adverts_received",
     "xvrrpd_instance_adverts_discarded",
+    "xvrrpd_instance_vip_claims",
     "xvrrpd_instance_last_transition_timestamp_seconds",
     "xvrrpd_master_down_timer_lateness_seconds",
     "xvrrpd_master_down_advert_to_deadline_seconds",
@@ -186,6 +187,16 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    #[prometheus(flatten)]
+    instance: InstanceLabels,
+    outcome: &'static str,
+}
+
+/// `outcome` values of `xvrrpd_instance_vip_claims`.
+const CLAIM_OUTCOMES: [&str; 2] = ["reannounced", "suppressed"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
 }
@@ -213,6 +224,7 @@ struct Inner {
     adverts_sent: MetricFamily<InstanceLabels, Counter>,
     adverts_received: MetricFamily<InstanceLabels, Counter>,
     discarded: MetricFamily<ReasonLabels, Counter>,
+    vip_claims: MetricFamily<OutcomeLabels, Counter>,
     last_transition: MetricFamily<InstanceLabels, F64Gauge>,
     timer_lateness: HistogramFamily,
     advert_to_deadline: HistogramFamily,
@@ -272,6 +284,7 @@ struct InstanceFamilies {
     adverts_sent: MetricFamily<InstanceLabels, Counter>,
     adverts_received: MetricFamily<InstanceLabels, Counter>,
     discarded: MetricFamily<ReasonLabels, Counter>,
+    vip_claims: MetricFamily<OutcomeLabels, Counter>,
     last_transition: MetricFamily<InstanceLabels, F64Gauge>,
 }
 
@@ -321,6 +334,13 @@ impl InstanceFamilies {
             "Received adverts the state machine did not act on, by reason",
             discarded.clone(),
         );
+        let vip_claims = MetricFamily::default();
+        registry.register(
+            "xvrrpd_instance_vip_claims",
+            "Claims of one of the instance's VIPs by another MAC seen as master, by outcome \
+             (reannounced, or suppressed: already re-announced within the advert interval)",
+            vip_claims.clone(),
+        );
         let last_transition = MetricFamily::default();
         registry.register_with_unit(
             "xvrrpd_instance_last_transition_timestamp",
@@ -336,6 +356,7 @@ impl InstanceFamilies {
             adverts_sent,
             adverts_received,
             discarded,
+            vip_claims,
             last_transition,
         }
     }
@@ -413,6 +434,7 @@ impl Metrics {
             adverts_sent,
             adverts_received,
             discarded,
+            vip_claims,
             last_transition,
         } = InstanceFamilies::register(&mut registry);
         let FailoverHistograms {
@@ -433,6 +455,7 @@ impl Metrics {
                 adverts_sent,
                 adverts_received,
                 discarded,
+                vip_claims,
                 last_transition,
                 timer_lateness,
                 advert_to_deadline,
@@ -478,6 +501,12 @@ impl Metrics {
         ] {
             let _ = family.get_or_create(&m.labels);
         }
+        for outcome in CLAIM_OUTCOMES {
+            let _ = i.vip_claims.get_or_create(&OutcomeLabels {
+                instance: m.labels.clone(),
+                outcome,
+            });
+        }
         let _ = i.last_transition.get_or_create(&m.labels);
         m.set_state(State::Initialize);
         m
@@ -512,6 +541,12 @@ impl Metrics {
             i.discarded.remove(&ReasonLabels {
                 instance: labels.clone(),
                 reason,
+            });
+        }
+        for outcome in CLAIM_OUTCOMES {
+            i.vip_claims.remove(&OutcomeLabels {
+                instance: labels.clone(),
+                outcome,
             });
         }
     }
@@ -579,6 +614,19 @@ impl InstanceMetrics {
 
     pub fn advert_received(&self) {
         self.adverts_received.inc();
+    }
+
+    /// A claim of a VIP by another MAC, answered or not.
+    pub fn vip_claimed(&self, reannounced: bool) {
+        let outcome = CLAIM_OUTCOMES[usize::from(!reannounced)];
+        self.metrics
+            .inner
+            .vip_claims
+            .get_or_create(&OutcomeLabels {
+                instance: self.labels.clone(),
+                outcome,
+            })
+            .inc();
     }
 
     /// An advert the state machine discarded (`Action::Discarded`).
