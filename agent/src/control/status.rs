@@ -331,11 +331,18 @@ impl StatusReport {
             if let Some(last) = i.transitions.last() {
                 out.push_str(&format!("\n{} last: {}", i.name, last.summary()));
             }
+            if let Some(who) = &i.counters.last_claimant {
+                out.push_str(&format!(
+                    "\n{} VIP claims: {} by other MACs, {} re-announced, last by {who}",
+                    i.name, i.counters.vip_claims, i.counters.vip_reannounced
+                ));
+            }
         }
         let drops: Vec<String> = self
             .datapath_counters
             .iter()
-            .filter(|(k, v)| **v > 0 && k.as_str() != "accepted")
+            // Claims are ARP/NA the kernel passed on, not drops.
+            .filter(|(k, v)| **v > 0 && k.as_str() != "accepted" && !k.starts_with("claim_"))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         if !drops.is_empty() {

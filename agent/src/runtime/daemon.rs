@@ -109,6 +109,15 @@ impl Instance {
     }
 }
 
+/// A VIP in the guard map: the master instance holding it, our MAC and the
+/// report interval the kernel was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Guard {
+    pub(super) inst: InstanceId,
+    pub(super) mac: [u8; 6],
+    pub(super) interval_ns: u64,
+}
+
 /// What effects on the host need: the VIP manager, a GARP/NA sender per
 /// interface, and the channel effect reports come back on.
 pub(super) struct HostEffects {
@@ -155,7 +164,7 @@ pub struct Daemon {
     pub(super) pending_reload: Option<oneshot::Receiver<PreparedConfig>>,
     /// VIPs in the datapath's guard map, (ifindex, address) → the master
     /// instance holding them (see `dispatch::sync_guards`).
-    pub(super) guarded: HashMap<(u32, std::net::IpAddr), InstanceId>,
+    pub(super) guarded: HashMap<(u32, std::net::IpAddr), Guard>,
     /// An instance entered or left MASTER, or instances moved: the guard
     /// map is brought up to date at the end of the turn.
     pub(super) guards_dirty: bool,

@@ -7,7 +7,7 @@ use std::{collections::HashMap, net::IpAddr, time::Duration};
 use tracing::{debug, error, info, warn};
 
 use super::{
-    daemon::{Daemon, InstanceId, Unit},
+    daemon::{Daemon, Guard, InstanceId, Unit},
     effects::Effect,
     plan,
 };
@@ -373,7 +373,7 @@ impl Daemon {
         let mut claims = Vec::new();
         self.datapath.take_claims(&mut claims);
         for c in claims {
-            let Some(&inst) = self.guarded.get(&(c.ifindex, c.addr)) else {
+            let Some(inst) = self.guarded.get(&(c.ifindex, c.addr)).map(|g| g.inst) else {
                 continue;
             };
             let input = Input::Conflict {
@@ -392,7 +392,7 @@ impl Daemon {
         if !std::mem::take(&mut self.guards_dirty) {
             return;
         }
-        let mut want: HashMap<(u32, IpAddr), (InstanceId, [u8; 6], u64)> = HashMap::new();
+        let mut want: HashMap<(u32, IpAddr), Guard> = HashMap::new();
         for (inst, i) in self.instances.iter().enumerate() {
             let Some(router) = self.router(inst) else {
                 continue;
@@ -413,7 +413,12 @@ impl Daemon {
                 if matches!(v.addr, IpAddr::V6(a) if crate::net::addr::is_ipv6_link_local(&a)) {
                     continue;
                 }
-                want.insert((i.plan.ifindex, v.addr), (inst, mac, interval_ns));
+                let guard = Guard {
+                    inst,
+                    mac,
+                    interval_ns,
+                };
+                want.insert((i.plan.ifindex, v.addr), guard);
             }
         }
         let stale: Vec<(u32, IpAddr)> = self
@@ -428,12 +433,14 @@ impl Daemon {
                 warn!("conflict guard: releasing {addr}: {e}");
             }
         }
-        for ((ifindex, addr), (inst, mac, interval_ns)) in want {
-            // Entries already in place keep their kernel rate-limit state.
-            if self.guarded.insert((ifindex, addr), inst).is_some() {
+        for ((ifindex, addr), g) in want {
+            let old = self.guarded.insert((ifindex, addr), g);
+            // Only a new VIP, MAC or interval goes to the kernel (an update
+            // keeps the kernel's last report time).
+            if old.is_some_and(|o| (o.mac, o.interval_ns) == (g.mac, g.interval_ns)) {
                 continue;
             }
-            if let Err(e) = self.datapath.guard(ifindex, addr, mac, interval_ns) {
+            if let Err(e) = self.datapath.guard(ifindex, addr, g.mac, g.interval_ns) {
                 warn!("conflict guard: guarding {addr}: {e}");
             }
         }
