@@ -202,9 +202,13 @@ pub enum Counter {
     BadAuth = 11,
     /// IPv4 fragment carrying VRRP: never valid.
     Fragment = 12,
+    /// A foreign MAC claimed a guarded VIP; reported to the agent.
+    ClaimReported = 13,
+    /// Such a claim within the VIP's report interval: not reported again.
+    ClaimLimited = 14,
 }
 
-pub const COUNTER_COUNT: u32 = 13;
+pub const COUNTER_COUNT: u32 = 15;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -221,6 +225,8 @@ impl Counter {
         Counter::BadInterval,
         Counter::BadAuth,
         Counter::Fragment,
+        Counter::ClaimReported,
+        Counter::ClaimLimited,
     ];
 
     /// Stable snake_case name used in status output and metrics.
@@ -239,6 +245,8 @@ impl Counter {
             Counter::BadInterval => "bad_interval",
             Counter::BadAuth => "bad_auth",
             Counter::Fragment => "fragment",
+            Counter::ClaimReported => "claim_reported",
+            Counter::ClaimLimited => "claim_limited",
         }
     }
 
@@ -246,25 +254,99 @@ impl Counter {
     pub const fn is_invalid(self) -> bool {
         !matches!(
             self,
-            Counter::Accepted | Counter::Passed | Counter::UnknownVrid | Counter::RingbufFull
+            Counter::Accepted
+                | Counter::Passed
+                | Counter::UnknownVrid
+                | Counter::RingbufFull
+                | Counter::ClaimReported
+                | Counter::ClaimLimited
         )
     }
 }
+
+/// Key of the guard map: one of our VIPs on an interface the datapath
+/// watches. IPv4 in the first four bytes of `addr`, rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct GuardKey {
+    pub ifindex: u32,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    pub _pad: [u8; 3],
+    pub addr: [u8; 16],
+}
+
+impl GuardKey {
+    pub const fn new(ifindex: u32, family: u8, addr: [u8; 16]) -> Self {
+        Self {
+            ifindex,
+            family,
+            _pad: [0; 3],
+            addr,
+        }
+    }
+}
+
+/// A guarded VIP: whose MAC may claim it, and how often the kernel may
+/// report a foreign claim (the agent writes the first two, the kernel the
+/// third).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct GuardValue {
+    /// The MAC our own announcements carry.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+    /// At most one report per this many nanoseconds (the advert interval).
+    pub min_interval_ns: u64,
+    /// `bpf_ktime_get_ns` of the last report (0: none yet).
+    pub last_report_ns: u64,
+}
+
+/// A claim of a guarded VIP by a foreign MAC (gratuitous ARP, ARP reply, or
+/// neighbour advertisement), pushed to the same ring as [`AdvertEvent`]s.
+/// The agent tells the two apart by record length (this one is far shorter),
+/// so advert readers that skip unknown records keep working.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct ClaimEvent {
+    /// CLOCK_MONOTONIC nanoseconds at reception.
+    pub ts_ns: u64,
+    pub ifindex: u32,
+    /// [`FAMILY_IPV4`] (ARP) or [`FAMILY_IPV6`] (NA).
+    pub family: u8,
+    pub _pad0: [u8; 3],
+    /// The claimed address; IPv4 in the first four bytes.
+    pub addr: [u8; 16],
+    /// The claimant: ARP sender hardware address, or the NA's target
+    /// link-layer address option (the Ethernet source without one).
+    pub mac: [u8; 6],
+    pub _pad1: [u8; 2],
+}
+
+// The agent's record demultiplexing relies on these two sizes differing.
+const _: () = assert!(core::mem::size_of::<ClaimEvent>() != core::mem::size_of::<AdvertEvent>());
 
 /// Map names in the eBPF object.
 pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_VRIDS: &str = "VRIDS";
 pub const MAP_POLICY: &str = "POLICY";
+pub const MAP_GUARDS: &str = "GUARDS";
 /// Program names in the eBPF object.
 pub const PROG_XDP: &str = "xvrrpd_xdp";
 pub const PROG_TC: &str = "xvrrpd_tc";
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: all four are #[repr(C)], Copy, and bytemuck::Pod (no padding, any bit pattern valid).
+    // SAFETY: all of them are #[repr(C)], Copy, and bytemuck::Pod (no padding, any bit pattern valid).
     unsafe impl aya::Pod for super::AdvertEvent {}
     unsafe impl aya::Pod for super::VridKey {}
     unsafe impl aya::Pod for super::VridConfig {}
     unsafe impl aya::Pod for super::IfacePolicy {}
+    unsafe impl aya::Pod for super::GuardKey {}
+    unsafe impl aya::Pod for super::GuardValue {}
+    unsafe impl aya::Pod for super::ClaimEvent {}
 }

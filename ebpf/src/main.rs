@@ -20,8 +20,10 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
-use parse::{Frame, Outcome, classify};
-use xvrrpd_common::{COUNTER_COUNT, Counter, IfacePolicy, VridConfig, VridKey};
+use parse::{Frame, Maps, Outcome, classify};
+use xvrrpd_common::{
+    COUNTER_COUNT, Counter, GuardKey, GuardValue, IfacePolicy, VridConfig, VridKey,
+};
 
 /// Adverts for the agent. 256 KiB holds ~780 events: seconds of backlog at any
 /// sane advert rate, so `ringbuf_full` only counts a stalled agent.
@@ -34,6 +36,11 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT,
 /// `(ifindex, family, vrid)` the agent runs, with what to check for each.
 #[map(name = "VRIDS")]
 static VRIDS: HashMap<VridKey, VridConfig> = HashMap::with_max_entries(4096, 0);
+
+/// VIPs this daemon holds as master, per interface: claims of them by
+/// another MAC are reported (see `parse::report`).
+#[map(name = "GUARDS")]
+static GUARDS: HashMap<GuardKey, GuardValue> = HashMap::with_max_entries(4096, 0);
 
 /// Per-interface drop/pass policy; absent means [`IfacePolicy::DEFAULT`].
 #[map(name = "POLICY")]
@@ -50,7 +57,12 @@ fn count(counter: Counter) {
 /// Whether the packet goes on to the stack (`true`) or is dropped here.
 #[inline(always)]
 fn verdict<F: Frame>(frame: &F, ifindex: u32) -> bool {
-    let outcome = classify(frame, ifindex, &VRIDS, &EVENTS);
+    let maps = Maps {
+        vrids: &VRIDS,
+        guards: &GUARDS,
+        events: &EVENTS,
+    };
+    let outcome = classify(frame, ifindex, &maps, count);
     let counter = match outcome {
         Outcome::NotVrrp => return true,
         Outcome::Counted(counter) => counter,

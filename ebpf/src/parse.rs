@@ -8,9 +8,10 @@ use aya_ebpf::{
     maps::{HashMap, RingBuf},
 };
 use xvrrpd_common::{
-    AdvertEvent, ChecksumForm, Counter, EVENT_ADDR_BYTES, EVENT_FLAG_ADDRS_TRUNCATED,
-    EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6, IPPROTO_VRRP, MAX_MESSAGE_LEN,
-    VRID_FLAG_CHECK_TTL, VRRP_AUTH_LEN, VRRP_HEADER_LEN, VRRP_TTL, VridConfig, VridKey,
+    AdvertEvent, ChecksumForm, ClaimEvent, Counter, EVENT_ADDR_BYTES, EVENT_FLAG_ADDRS_TRUNCATED,
+    EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, IPPROTO_VRRP,
+    MAX_MESSAGE_LEN, VRID_FLAG_CHECK_TTL, VRRP_AUTH_LEN, VRRP_HEADER_LEN, VRRP_TTL, VridConfig,
+    VridKey,
 };
 
 const ETH_HLEN: usize = 14;
@@ -18,6 +19,9 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_P_ARP: u16 = 0x0806;
+const IPPROTO_ICMPV6: u8 = 58;
+const ICMPV6_NA: u8 = 136;
 const IPV6_HLEN: usize = 40;
 const MAX_MESSAGE_WORDS: usize = MAX_MESSAGE_LEN / 4;
 const EVENT_ADDR_WORDS: usize = EVENT_ADDR_BYTES / 4;
@@ -25,6 +29,15 @@ const EVENT_ADDR_WORDS: usize = EVENT_ADDR_BYTES / 4;
 pub enum Outcome {
     NotVrrp,
     Counted(Counter),
+}
+
+/// What the L2/L3 dispatch found worth a closer look.
+enum L3 {
+    Vrrp(Result<IpInfo, Counter>),
+    /// An ARP packet at this offset.
+    Arp(usize),
+    /// An ICMPv6 packet; the offset is its IPv6 header's.
+    Icmp6(usize),
 }
 
 /// Where the VRRP message sits and what the IP header said about it.
@@ -64,13 +77,15 @@ fn word(data: usize, data_end: usize, off: usize) -> Option<u32> {
     ptr_at::<u32>(data, data_end, off).map(|p| unsafe { p.read_unaligned() })
 }
 
-/// L2 + L3 parse. `None` for anything that is not VRRP.
+/// L2 + L3 parse. `None` for anything that is neither VRRP, ARP nor ICMPv6:
+/// IPv4 pays what it always did, IPv6 one compare more, ARP is found only
+/// after both IP EtherTypes missed.
 #[inline(always)]
-fn ip_header(data: usize, data_end: usize) -> Option<Result<IpInfo, Counter>> {
+fn ip_header(data: usize, data_end: usize) -> Option<L3> {
     let mut off = ETH_HLEN;
     let mut proto = be16(data, data_end, 12)?;
     if proto == ETH_P_IP {
-        return ipv4_header(data, data_end, off);
+        return ipv4_header(data, data_end, off).map(L3::Vrrp);
     }
     if proto == ETH_P_IPV6 {
         return ipv6_header(data, data_end, off);
@@ -84,11 +99,14 @@ fn ip_header(data: usize, data_end: usize) -> Option<Result<IpInfo, Counter>> {
             off += 4;
         }
         if proto == ETH_P_IP {
-            return ipv4_header(data, data_end, off);
+            return ipv4_header(data, data_end, off).map(L3::Vrrp);
         }
         if proto == ETH_P_IPV6 {
             return ipv6_header(data, data_end, off);
         }
+    }
+    if proto == ETH_P_ARP {
+        return Some(L3::Arp(off));
     }
     None
 }
@@ -126,34 +144,42 @@ fn ipv4_header(data: usize, data_end: usize, off: usize) -> Option<Result<IpInfo
 }
 
 #[inline(always)]
-fn ipv6_header(data: usize, data_end: usize, off: usize) -> Option<Result<IpInfo, Counter>> {
-    // Only VRRP directly after the fixed header; extension headers are not
-    // used by VRRP senders and are left to the stack.
-    if byte(data, data_end, off + 6)? != IPPROTO_VRRP {
+fn ipv6_header(data: usize, data_end: usize, off: usize) -> Option<L3> {
+    // Only VRRP (or a neighbour advertisement) directly after the fixed
+    // header; extension headers are not used by their senders and are left
+    // to the stack.
+    let next = byte(data, data_end, off + 6)?;
+    if next != IPPROTO_VRRP {
+        if next == IPPROTO_ICMPV6 {
+            return Some(L3::Icmp6(off));
+        }
         return None;
     }
     if ptr_at::<[u8; IPV6_HLEN]>(data, data_end, off).is_none() {
-        return Some(Err(Counter::BadLength));
+        return Some(L3::Vrrp(Err(Counter::BadLength)));
     }
     let payload = be16(data, data_end, off + 4)? as usize;
     let ttl = byte(data, data_end, off + 7)?;
     if data + off + IPV6_HLEN + payload > data_end {
-        return Some(Err(Counter::BadLength));
+        return Some(L3::Vrrp(Err(Counter::BadLength)));
     }
-    Some(Ok(IpInfo {
+    Some(L3::Vrrp(Ok(IpInfo {
         family: FAMILY_IPV6,
         ttl,
         addr_off: off + 8,
         vrrp_off: off + IPV6_HLEN,
         msg_len: payload,
-    }))
+    })))
 }
 
 /// TC only: whether a non-linear skb should be pulled before classifying
 /// (it looks like VRRP but the linear part is too short to judge).
 #[inline(always)]
 pub fn needs_pull(data: usize, data_end: usize) -> bool {
-    matches!(ip_header(data, data_end), Some(Err(Counter::BadLength)))
+    matches!(
+        ip_header(data, data_end),
+        Some(L3::Vrrp(Err(Counter::BadLength)))
+    )
 }
 
 /// Ones' complement sum of `len` bytes (a multiple of 4) as 32-bit words.
@@ -219,20 +245,42 @@ struct Checked {
     cfg: VridConfig,
 }
 
+/// The maps the classifier reads and writes.
+pub struct Maps<'a> {
+    pub vrids: &'a HashMap<VridKey, VridConfig>,
+    pub guards: &'a HashMap<GuardKey, GuardValue>,
+    pub events: &'a RingBuf,
+}
+
 /// Validates a VRRP packet and delivers it; returns the counter to bump.
+/// ARP and neighbour advertisements are looked at for claims of guarded
+/// VIPs and always go on to the stack (`NotVrrp`).
 #[inline(always)]
 pub fn classify<F: Frame>(
     frame: &F,
     ifindex: u32,
-    vrids: &HashMap<VridKey, VridConfig>,
-    events: &RingBuf,
+    maps: &Maps,
+    count: impl Fn(Counter),
 ) -> Outcome {
     let (data, data_end) = frame.bounds();
     let ip = match ip_header(data, data_end) {
         None => return Outcome::NotVrrp,
-        Some(Err(c)) => return Outcome::Counted(c),
-        Some(Ok(ip)) => ip,
+        Some(L3::Arp(off)) => {
+            if let Some(claim) = arp_claim(data, data_end, off) {
+                report(ifindex, claim, maps, count);
+            }
+            return Outcome::NotVrrp;
+        }
+        Some(L3::Icmp6(off)) => {
+            if let Some(claim) = na_claim(data, data_end, off) {
+                report(ifindex, claim, maps, count);
+            }
+            return Outcome::NotVrrp;
+        }
+        Some(L3::Vrrp(Err(c))) => return Outcome::Counted(c),
+        Some(L3::Vrrp(Ok(ip))) => ip,
     };
+    let (vrids, events) = (maps.vrids, maps.events);
     let checked = match check(data, data_end, ifindex, &ip, vrids) {
         Ok(c) => c,
         Err(c) => return Outcome::Counted(c),
@@ -439,4 +487,141 @@ fn deliver(
     }
     entry.submit(0);
     Some(Counter::Accepted)
+}
+
+/// Who announced which address (an ARP or NA parsed, not yet checked
+/// against the guard map).
+struct Claimant {
+    family: u8,
+    addr: [u8; 16],
+    mac: [u8; 6],
+}
+
+/// An ARP request or reply whose sender protocol address is a guarded VIP
+/// (a gratuitous ARP, or an answer for the address) is a claim by its
+/// sender hardware address. Requests from other hosts carry their own
+/// address as sender and are not claims.
+#[inline(always)]
+fn arp_claim(data: usize, data_end: usize, off: usize) -> Option<Claimant> {
+    // htype, ptype, hlen, plen, oper, sha, spa (tha, tpa unused).
+    ptr_at::<[u8; 18]>(data, data_end, off)?;
+    if be16(data, data_end, off)? != 1
+        || be16(data, data_end, off + 2)? != ETH_P_IP
+        || be16(data, data_end, off + 4)? != 0x0604
+    {
+        return None;
+    }
+    let op = be16(data, data_end, off + 6)?;
+    if op != 1 && op != 2 {
+        return None;
+    }
+    let mac = mac_at(data, data_end, off + 8)?;
+    let spa = word(data, data_end, off + 14)?;
+    // SAFETY: same size, both plain bytes.
+    let addr = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>([spa, 0, 0, 0]) };
+    Some(Claimant {
+        family: FAMILY_IPV4,
+        addr,
+        mac,
+    })
+}
+
+/// A neighbour advertisement (hop limit 255, as the stack requires) for a
+/// guarded VIP is a claim by its target link-layer address option, or by
+/// the Ethernet source when it has none. The ICMPv6 checksum is left to the
+/// stack: a forged NA costs at most one rate-limited re-announce.
+#[inline(always)]
+fn na_claim(data: usize, data_end: usize, off: usize) -> Option<Claimant> {
+    let icmp = off + IPV6_HLEN;
+    // Type, code, checksum, flags, target.
+    ptr_at::<[u8; 24]>(data, data_end, icmp)?;
+    if byte(data, data_end, icmp)? != ICMPV6_NA
+        || byte(data, data_end, icmp + 1)? != 0
+        || byte(data, data_end, off + 7)? != VRRP_TTL
+    {
+        return None;
+    }
+    let mut target = [0u32; 4];
+    for (i, w) in target.iter_mut().enumerate() {
+        *w = word(data, data_end, icmp + 8 + i * 4)?;
+    }
+    // SAFETY: same size, both plain bytes.
+    let addr = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(target) };
+    let tlla = icmp + 24;
+    let mac = if ptr_at::<[u8; 8]>(data, data_end, tlla).is_some()
+        && byte(data, data_end, tlla)? == 2
+        && byte(data, data_end, tlla + 1)? == 1
+    {
+        mac_at(data, data_end, tlla + 2)?
+    } else {
+        mac_at(data, data_end, 6)?
+    };
+    Some(Claimant {
+        family: FAMILY_IPV6,
+        addr,
+        mac,
+    })
+}
+
+#[inline(always)]
+fn mac_at(data: usize, data_end: usize, off: usize) -> Option<[u8; 6]> {
+    let p = ptr_at::<[u8; 6]>(data, data_end, off)?;
+    // SAFETY: bounds checked by ptr_at; byte array, no alignment needed.
+    Some(unsafe { p.read_unaligned() })
+}
+
+/// A MAC as one integer: compared without a `bcmp` call the BPF target
+/// cannot link.
+#[inline(always)]
+fn mac_bits(m: [u8; 6]) -> u64 {
+    (m[0] as u64) << 40
+        | (m[1] as u64) << 32
+        | (m[2] as u64) << 24
+        | (m[3] as u64) << 16
+        | (m[4] as u64) << 8
+        | m[5] as u64
+}
+
+/// Reports a claim of a guarded VIP by a MAC other than ours, at most once
+/// per the VIP's interval: a flood of claims wakes the agent a bounded
+/// number of times.
+#[inline(always)]
+fn report(ifindex: u32, claim: Claimant, maps: &Maps, count: impl Fn(Counter)) {
+    let Claimant { family, addr, mac } = claim;
+    let key = GuardKey::new(ifindex, family, addr);
+    let Some(guard) = maps.guards.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: a helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: a map value pointer, valid for this run. Two CPUs racing here
+    // may both report once: the agent's own rule bounds re-announces anyway.
+    unsafe {
+        if mac_bits((*guard).mac) == mac_bits(mac) {
+            return;
+        }
+        let last = (*guard).last_report_ns;
+        if last != 0 && now.wrapping_sub(last) < (*guard).min_interval_ns {
+            count(Counter::ClaimLimited);
+            return;
+        }
+        (*guard).last_report_ns = now;
+    }
+    let Some(mut entry) = maps.events.reserve::<ClaimEvent>(0) else {
+        count(Counter::RingbufFull);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: a reserved, exclusively owned slot; every field written.
+    unsafe {
+        (*ev).ts_ns = now;
+        (*ev).ifindex = ifindex;
+        (*ev).family = family;
+        (*ev)._pad0 = [0; 3];
+        (*ev).addr = addr;
+        (*ev).mac = mac;
+        (*ev)._pad1 = [0; 2];
+    }
+    entry.submit(0);
+    count(Counter::ClaimReported);
 }

@@ -1,16 +1,23 @@
 //! The eBPF programs on crafted frames through `BPF_PROG_TEST_RUN`: every
 //! case of the shared table, on XDP and on TC, checking verdict, counters and
-//! the delivered event against the Rust validator.
+//! the delivered event against the Rust validator; and the conflict guard's
+//! claims of guarded VIPs in ARP and neighbour advertisements.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use xvrrpd::clock::monotonic_ns;
 use xvrrpd::datapath::{
     ebpf::{EbpfDatapath, EventRing},
+    event::decode_claim,
+    guard_key,
     spec::{self, Expect, SPEC_IFINDEX},
     validate::classify_frame,
 };
-use xvrrpd_common::{AdvertEvent, Counter, IfacePolicy};
+use xvrrpd::net::gratuitous::{garp_frame, unsolicited_na_frame};
+use xvrrpd_common::{AdvertEvent, ClaimEvent, Counter, GuardValue, IfacePolicy};
 use xvrrpd_tests::require_root;
 
 const XDP_DROP: u32 = 1;
@@ -213,4 +220,168 @@ fn full_ring_buffer_is_counted_and_passed() {
         acc,
         "every accepted advert is in the ring"
     );
+}
+
+// ----- conflict guard: claims of guarded VIPs in ARP and NA -----
+
+const OURS: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const THEIRS: [u8; 6] = [0x02, 0, 0, 0, 0, 0x66];
+const VIP4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+
+/// The datapath with `VIP4` and `VIP6` guarded on the test-run interface.
+fn guarded(min_interval_ns: u64) -> (EbpfDatapath, EventRing) {
+    let (mut dp, ring) = loaded();
+    for addr in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        let value = GuardValue {
+            mac: OURS,
+            _pad: [0; 2],
+            min_interval_ns,
+            last_report_ns: 0,
+        };
+        dp.set_guard(guard_key(SPEC_IFINDEX, addr), value)
+            .expect("guard");
+    }
+    (dp, ring)
+}
+
+/// Runs `frame` on `prog`: it must pass; returns the claims it reported
+/// and the (reported, limited) counter deltas.
+fn claims(
+    dp: &mut EbpfDatapath,
+    ring: &mut EventRing,
+    prog: Prog,
+    frame: &[u8],
+) -> (Vec<ClaimEvent>, u64, u64) {
+    let before = dp.counters().expect("counters");
+    assert_eq!(
+        run(dp, prog, frame),
+        pass_code(prog, true),
+        "ARP and NA always go on to the stack"
+    );
+    let after = dp.counters().expect("counters");
+    let mut adverts = Vec::new();
+    ring.drain(&mut adverts);
+    assert!(adverts.is_empty(), "a claim is not an advert");
+    let mut out = Vec::new();
+    ring.take_claims(&mut out);
+    let d = |c: Counter| after[c as usize] - before[c as usize];
+    (out, d(Counter::ClaimReported), d(Counter::ClaimLimited))
+}
+
+fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr) -> Vec<u8> {
+    let mut f = garp_frame(sha, spa).to_vec();
+    f[20..22].copy_from_slice(&op.to_be_bytes());
+    f
+}
+
+fn vlan_tagged(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a]);
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+fn guard_claims_match(prog: Prog) {
+    let (mut dp, mut ring) = guarded(0);
+    let t0 = monotonic_ns();
+    // Gratuitous ARP, ARP reply, tagged GARP and NA from a foreign MAC: one claim each.
+    let foreign = [
+        (garp_frame(THEIRS, VIP4).to_vec(), IpAddr::V4(VIP4)),
+        (arp(2, THEIRS, VIP4), IpAddr::V4(VIP4)),
+        (vlan_tagged(&garp_frame(THEIRS, VIP4)), IpAddr::V4(VIP4)),
+        (
+            unsolicited_na_frame(THEIRS, VIP6, false).to_vec(),
+            IpAddr::V6(VIP6),
+        ),
+    ];
+    for (frame, addr) in &foreign {
+        let (got, reported, limited) = claims(&mut dp, &mut ring, prog, frame);
+        assert_eq!((reported, limited), (1, 0), "{addr}: counters");
+        assert_eq!(got.len(), 1, "{addr}: one claim");
+        let c = decode_claim(&got[0]);
+        assert_eq!((c.addr, c.mac, c.ifindex), (*addr, THEIRS, SPEC_IFINDEX));
+        assert!(t0 <= c.ts_ns && c.ts_ns <= monotonic_ns(), "kernel clock");
+    }
+    // Our own announcements, unguarded addresses, a host asking for the
+    // VIP, and an NA the stack would refuse (hop limit 64): nothing.
+    let mut na_hop64 = unsolicited_na_frame(THEIRS, VIP6, false).to_vec();
+    na_hop64[14 + 7] = 64;
+    let mut query = arp(1, THEIRS, Ipv4Addr::new(192, 0, 2, 7)).to_vec();
+    query[38..42].copy_from_slice(&VIP4.octets());
+    let quiet = [
+        ("own GARP", garp_frame(OURS, VIP4).to_vec()),
+        ("own NA", unsolicited_na_frame(OURS, VIP6, false).to_vec()),
+        (
+            "unguarded GARP",
+            garp_frame(THEIRS, Ipv4Addr::new(192, 0, 2, 200)).to_vec(),
+        ),
+        (
+            "unguarded NA",
+            unsolicited_na_frame(THEIRS, "2001:db8::200".parse().expect("addr"), false).to_vec(),
+        ),
+        ("ARP request for the VIP", query),
+        ("NA with hop limit 64", na_hop64),
+    ];
+    for (what, frame) in &quiet {
+        let (got, reported, limited) = claims(&mut dp, &mut ring, prog, frame);
+        assert!(got.is_empty(), "{what}: no claim");
+        assert_eq!((reported, limited), (0, 0), "{what}: not counted");
+    }
+}
+
+#[test]
+fn xdp_reports_foreign_claims_of_guarded_vips_only() {
+    guard_claims_match(Prog::Xdp);
+}
+
+#[test]
+fn tc_reports_foreign_claims_of_guarded_vips_only() {
+    guard_claims_match(Prog::Tc);
+}
+
+#[test]
+fn claims_are_rate_limited_per_vip_in_the_kernel() {
+    let interval = 50_000_000;
+    let (mut dp, mut ring) = guarded(interval);
+    let garp = garp_frame(THEIRS, VIP4);
+    let na = unsolicited_na_frame(THEIRS, VIP6, false);
+    let t0 = monotonic_ns();
+    let (got, reported, _) = claims(&mut dp, &mut ring, Prog::Xdp, &garp);
+    assert_eq!((got.len(), reported), (1, 1), "first claim reported");
+    // A flood within the interval: counted, not reported.
+    let before = dp.counters().expect("counters");
+    let (verdict, _) = dp.test_run_xdp(&garp, 1000).expect("test run");
+    assert_eq!(verdict, XDP_PASS);
+    let after = dp.counters().expect("counters");
+    let mut adverts = Vec::new();
+    ring.drain(&mut adverts);
+    let mut flood = Vec::new();
+    ring.take_claims(&mut flood);
+    let limited = after[Counter::ClaimLimited as usize] - before[Counter::ClaimLimited as usize];
+    if monotonic_ns() - t0 < interval {
+        assert!(flood.is_empty(), "flood within the interval: no claim");
+        assert_eq!(limited, 1000);
+    }
+    // The other VIP has its own budget.
+    let (got, reported, _) = claims(&mut dp, &mut ring, Prog::Xdp, &na);
+    assert_eq!((got.len(), reported), (1, 1), "other VIP reported");
+    // After the interval the VIP is reported again.
+    std::thread::sleep(std::time::Duration::from_nanos(interval));
+    let (got, reported, _) = claims(&mut dp, &mut ring, Prog::Xdp, &garp);
+    assert_eq!(
+        (got.len(), reported),
+        (1, 1),
+        "reported again after the interval"
+    );
+}
+
+#[test]
+fn the_claims_of_an_unguarded_vip_stop() {
+    let (mut dp, mut ring) = guarded(0);
+    let garp = garp_frame(THEIRS, VIP4);
+    assert_eq!(claims(&mut dp, &mut ring, Prog::Xdp, &garp).0.len(), 1);
+    dp.remove_guard(&guard_key(SPEC_IFINDEX, IpAddr::V4(VIP4)))
+        .expect("unguard");
+    assert!(claims(&mut dp, &mut ring, Prog::Xdp, &garp).0.is_empty());
 }

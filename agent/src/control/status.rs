@@ -91,6 +91,15 @@ pub struct InstanceCounters {
     /// Adverts the state machine discarded, by reason.
     pub discarded: BTreeMap<String, u64>,
     pub transitions: u64,
+    /// Claims of our VIPs by other MACs seen as master (conflict guard).
+    #[serde(default)]
+    pub vip_claims: u64,
+    /// Of those, the ones answered with a re-announce.
+    #[serde(default)]
+    pub vip_reannounced: u64,
+    /// The MAC of the last claimant, `aa:bb:cc:dd:ee:ff`.
+    #[serde(default)]
+    pub last_claimant: Option<String>,
 }
 
 /// One state change and the times of its effects, in CLOCK_MONOTONIC ns.
@@ -325,11 +334,18 @@ impl StatusReport {
             if let Some(last) = i.transitions.last() {
                 out.push_str(&format!("\n{} last: {}", i.name, last.summary()));
             }
+            if let Some(who) = &i.counters.last_claimant {
+                out.push_str(&format!(
+                    "\n{} VIP claims: {} by other MACs, {} re-announced, last by {who}",
+                    i.name, i.counters.vip_claims, i.counters.vip_reannounced
+                ));
+            }
         }
         let drops: Vec<String> = self
             .datapath_counters
             .iter()
-            .filter(|(k, v)| **v > 0 && k.as_str() != "accepted")
+            // Claims are ARP/NA the kernel passed on, not drops.
+            .filter(|(k, v)| **v > 0 && k.as_str() != "accepted" && !k.starts_with("claim_"))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         if !drops.is_empty() {

@@ -16,8 +16,9 @@ use aya::{
 };
 use thiserror::Error;
 use xvrrpd_common::{
-    AdvertEvent, COUNTER_COUNT, Counter, IfacePolicy, MAP_COUNTERS, MAP_EVENTS, MAP_POLICY,
-    MAP_VRIDS, PROG_TC, PROG_XDP, VridConfig, VridKey,
+    AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, GuardKey, GuardValue, IfacePolicy,
+    MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_POLICY, MAP_VRIDS, PROG_TC, PROG_XDP, VridConfig,
+    VridKey,
 };
 
 /// The eBPF object built by `build.rs`; empty when built without bpf-linker.
@@ -224,6 +225,31 @@ impl EbpfDatapath {
         }
     }
 
+    fn guards(&mut self) -> Result<BpfHashMap<&mut MapData, GuardKey, GuardValue>, DatapathError> {
+        let map = self
+            .bpf
+            .map_mut(MAP_GUARDS)
+            .ok_or(DatapathError::Missing(MAP_GUARDS))?;
+        BpfHashMap::try_from(map).map_err(map_err(MAP_GUARDS))
+    }
+
+    /// Starts (or updates) watching claims of a VIP by MACs other than
+    /// `value.mac`. An update keeps the kernel's last report time.
+    pub fn set_guard(&mut self, key: GuardKey, mut value: GuardValue) -> Result<(), DatapathError> {
+        let mut map = self.guards()?;
+        if let Ok(old) = map.get(&key, 0) {
+            value.last_report_ns = old.last_report_ns;
+        }
+        map.insert(key, value, 0).map_err(map_err(MAP_GUARDS))
+    }
+
+    pub fn remove_guard(&mut self, key: &GuardKey) -> Result<(), DatapathError> {
+        match self.guards()?.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(MAP_GUARDS)(e)),
+        }
+    }
+
     pub fn set_policy(&mut self, ifindex: u32, policy: IfacePolicy) -> Result<(), DatapathError> {
         let map = self
             .bpf
@@ -258,6 +284,7 @@ impl EbpfDatapath {
             .ok_or(DatapathError::Missing(MAP_EVENTS))?;
         Ok(EventRing {
             ring: RingBuf::try_from(map).map_err(map_err(MAP_EVENTS))?,
+            claims: Vec::new(),
         })
     }
 
@@ -335,19 +362,31 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// The kernel → agent ring buffer.
 pub struct EventRing {
     ring: RingBuf<aya::maps::MapData>,
+    /// Claims read by [`EventRing::drain`], waiting for [`EventRing::take_claims`].
+    claims: Vec<ClaimEvent>,
 }
 
 impl EventRing {
-    /// Appends every pending event to `out` without blocking.
+    /// Appends every pending advert to `out` without blocking; claims are
+    /// kept for [`EventRing::take_claims`]. Returns how many records of
+    /// either kind were read. The two are told apart by length.
     pub fn drain(&mut self, out: &mut Vec<AdvertEvent>) -> usize {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
             if let Ok(ev) = bytemuck::try_pod_read_unaligned::<AdvertEvent>(&item) {
                 out.push(ev);
                 n += 1;
+            } else if let Ok(ev) = bytemuck::try_pod_read_unaligned::<ClaimEvent>(&item) {
+                self.claims.push(ev);
+                n += 1;
             }
         }
         n
+    }
+
+    /// Moves the claims read so far to `out`.
+    pub fn take_claims(&mut self, out: &mut Vec<ClaimEvent>) {
+        out.append(&mut self.claims);
     }
 
     /// The fd to poll for readability.

@@ -3,11 +3,12 @@
 //! The kernel programs and the raw-socket receiver both produce
 //! [`AdvertEvent`]s (a `#[repr(C)]` record with flag bits); everything past
 //! the datapath sees a [`Received`] advert: which instance it is for, the
-//! decoded message and its receive metadata.
+//! decoded message and its receive metadata. The kernel's [`ClaimEvent`]s
+//! (a foreign MAC announcing one of our VIPs) become [`Claim`]s.
 
 use std::net::IpAddr;
 
-use xvrrpd_common::{AdvertEvent, EVENT_FLAG_UNICAST, FAMILY_IPV4, VridKey};
+use xvrrpd_common::{AdvertEvent, ClaimEvent, EVENT_FLAG_UNICAST, FAMILY_IPV4, VridKey};
 
 use crate::{
     packet::{self, Advert, Auth, Version},
@@ -56,6 +57,37 @@ pub fn decode(ev: &AdvertEvent) -> Received {
             },
         },
     }
+}
+
+/// Another MAC claimed one of the VIPs we hold as master on `ifindex`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub ifindex: u32,
+    pub addr: IpAddr,
+    pub mac: [u8; 6],
+    /// Kernel receive time (CLOCK_MONOTONIC ns).
+    pub ts_ns: u64,
+}
+
+/// Decodes one claim record.
+pub fn decode_claim(ev: &ClaimEvent) -> Claim {
+    let addr = if ev.family == FAMILY_IPV4 {
+        IpAddr::from([ev.addr[0], ev.addr[1], ev.addr[2], ev.addr[3]])
+    } else {
+        IpAddr::from(ev.addr)
+    };
+    Claim {
+        ifindex: ev.ifindex,
+        addr,
+        mac: ev.mac,
+        ts_ns: ev.ts_ns,
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`, for logs and status.
+pub fn mac_string(mac: &[u8; 6]) -> String {
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
 #[cfg(test)]
@@ -139,6 +171,30 @@ mod tests {
         assert_eq!(r.advert.meta.src, "fe80::1".parse::<IpAddr>().unwrap());
         assert_eq!(
             r.advert.advert.addrs[0],
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn claims_of_both_families() {
+        let mut ev = ClaimEvent {
+            ts_ns: 9,
+            ifindex: 3,
+            family: FAMILY_IPV4,
+            _pad0: [0; 3],
+            addr: [0; 16],
+            mac: [2, 0, 0, 0, 0, 0xab],
+            _pad1: [0; 2],
+        };
+        ev.addr[..4].copy_from_slice(&[192, 0, 2, 100]);
+        let c = decode_claim(&ev);
+        assert_eq!(c.addr, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)));
+        assert_eq!((c.ifindex, c.ts_ns), (3, 9));
+        assert_eq!(mac_string(&c.mac), "02:00:00:00:00:ab");
+        ev.family = FAMILY_IPV6;
+        ev.addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(
+            decode_claim(&ev).addr,
             "2001:db8::1".parse::<IpAddr>().unwrap()
         );
     }

@@ -6,6 +6,12 @@
 //! turns them into typed [`Received`] adverts, so the rest of the agent
 //! cannot tell which one runs: it sees a [`Datapath`].
 //!
+//! Conflict guard (eBPF only): the kernel also watches ARP and neighbour
+//! advertisements for the VIPs the agent guards ([`Datapath::guard`]) and
+//! reports claims of them by other MACs as [`Claim`]s. The raw-socket
+//! receiver does not watch for claims: [`Datapath::guards_claims`] says
+//! which one runs.
+//!
 //! Out: [`send`] owns the raw sockets adverts leave through, and
 //! [`send::Outlet`] one instance's cached encoded advert.
 
@@ -21,9 +27,12 @@ use std::{io, net::IpAddr, os::fd::RawFd};
 
 use tokio::io::unix::AsyncFd;
 pub use xvrrpd_common::{AdvertEvent, Counter};
-use xvrrpd_common::{COUNTER_COUNT, IfacePolicy, VridConfig, VridKey};
+use xvrrpd_common::{
+    COUNTER_COUNT, ClaimEvent, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, IfacePolicy,
+    VridConfig, VridKey,
+};
 
-pub use self::event::Received;
+pub use self::event::{Claim, Received};
 use self::{
     ebpf::{AttachMode, AttachPreference, DatapathError, EbpfDatapath, EventRing},
     rawsock::RawReceiver,
@@ -85,6 +94,9 @@ pub struct Datapath {
     pub fallback_reason: Option<String>,
     /// Records read but not yet decoded (reused: no allocation per wake-up).
     scratch: Vec<AdvertEvent>,
+    claim_scratch: Vec<ClaimEvent>,
+    /// Claims decoded by `recv`/`drain`, for [`Datapath::take_claims`].
+    claims: Vec<Claim>,
 }
 
 impl Datapath {
@@ -101,6 +113,8 @@ impl Datapath {
                         attach: opts.attach,
                         fallback_reason: None,
                         scratch: Vec::new(),
+                        claim_scratch: Vec::new(),
+                        claims: Vec::new(),
                     });
                 }
                 Err(e) => e.to_string(),
@@ -124,6 +138,8 @@ impl Datapath {
             attach: opts.attach,
             fallback_reason: Some(reason),
             scratch: Vec::new(),
+            claim_scratch: Vec::new(),
+            claims: Vec::new(),
         })
     }
 
@@ -220,13 +236,67 @@ impl Datapath {
         }
     }
 
-    /// Waits until adverts are pending, then appends them, decoded, to `out`.
+    /// Waits until adverts or claims are pending, then appends the adverts,
+    /// decoded, to `out`; the claims wait for [`Datapath::take_claims`].
     pub async fn recv(&mut self, out: &mut Vec<Received>) -> io::Result<usize> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let r = self.recv_events(&mut scratch).await;
         out.extend(scratch.drain(..).map(|e| event::decode(&e)));
         self.scratch = scratch;
+        self.collect_claims();
         r
+    }
+
+    fn collect_claims(&mut self) {
+        if let Inner::Ebpf { ring, .. } = &mut self.inner {
+            ring.get_mut().take_claims(&mut self.claim_scratch);
+            self.claims.extend(
+                self.claim_scratch
+                    .drain(..)
+                    .map(|e| event::decode_claim(&e)),
+            );
+        }
+    }
+
+    /// Moves the claims received so far to `out`.
+    pub fn take_claims(&mut self, out: &mut Vec<Claim>) {
+        out.append(&mut self.claims);
+    }
+
+    /// Whether claims of guarded VIPs are reported (the eBPF datapath).
+    pub fn guards_claims(&self) -> bool {
+        matches!(self.inner, Inner::Ebpf { .. })
+    }
+
+    /// Guards `addr` on `ifindex`: claims by any MAC but `mac` are
+    /// reported, at most once per `min_interval_ns`. No-op on the raw path.
+    pub fn guard(
+        &mut self,
+        ifindex: u32,
+        addr: IpAddr,
+        mac: [u8; 6],
+        min_interval_ns: u64,
+    ) -> io::Result<()> {
+        if let Inner::Ebpf { dp, .. } = &mut self.inner {
+            let value = GuardValue {
+                mac,
+                _pad: [0; 2],
+                min_interval_ns,
+                last_report_ns: 0,
+            };
+            dp.set_guard(guard_key(ifindex, addr), value)
+                .map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    /// Stops guarding `addr` on `ifindex`.
+    pub fn unguard(&mut self, ifindex: u32, addr: IpAddr) -> io::Result<()> {
+        if let Inner::Ebpf { dp, .. } = &mut self.inner {
+            dp.remove_guard(&guard_key(ifindex, addr))
+                .map_err(io::Error::other)?;
+        }
+        Ok(())
     }
 
     /// Appends pending adverts, decoded, without waiting: the runtime calls
@@ -237,6 +307,7 @@ impl Datapath {
         let r = self.drain_events(&mut scratch);
         out.extend(scratch.drain(..).map(|e| event::decode(&e)));
         self.scratch = scratch;
+        self.collect_claims();
         r
     }
 
@@ -312,5 +383,17 @@ impl Datapath {
                 Ok(())
             }
         }
+    }
+}
+
+/// The guard map's key for a VIP.
+pub fn guard_key(ifindex: u32, addr: IpAddr) -> GuardKey {
+    match addr {
+        IpAddr::V4(a) => {
+            let mut bytes = [0u8; 16];
+            bytes[..4].copy_from_slice(&a.octets());
+            GuardKey::new(ifindex, FAMILY_IPV4, bytes)
+        }
+        IpAddr::V6(a) => GuardKey::new(ifindex, FAMILY_IPV6, a.octets()),
     }
 }

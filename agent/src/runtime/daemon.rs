@@ -109,6 +109,15 @@ impl Instance {
     }
 }
 
+/// A VIP in the guard map: the master instance holding it, our MAC and the
+/// report interval the kernel was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Guard {
+    pub(super) inst: InstanceId,
+    pub(super) mac: [u8; 6],
+    pub(super) interval_ns: u64,
+}
+
 /// What effects on the host need: the VIP manager, a GARP/NA sender per
 /// interface, and the channel effect reports come back on.
 pub(super) struct HostEffects {
@@ -153,6 +162,12 @@ pub struct Daemon {
     pub(super) reports_rx: mpsc::UnboundedReceiver<Report>,
     pub(super) ebpf_loading: Option<EbpfLoading>,
     pub(super) pending_reload: Option<oneshot::Receiver<PreparedConfig>>,
+    /// VIPs in the datapath's guard map, (ifindex, address) → the master
+    /// instance holding them (see `dispatch::sync_guards`).
+    pub(super) guarded: HashMap<(u32, std::net::IpAddr), Guard>,
+    /// An instance entered or left MASTER, or instances moved: the guard
+    /// map is brought up to date at the end of the turn.
+    pub(super) guards_dirty: bool,
 }
 
 impl Daemon {
@@ -206,6 +221,8 @@ impl Daemon {
             reports_rx,
             ebpf_loading,
             pending_reload: None,
+            guarded: HashMap::new(),
+            guards_dirty: false,
         };
         // The first configuration is a reload of an empty one: the same
         // validation, the same resources, nothing running to keep.
@@ -266,7 +283,11 @@ impl Daemon {
                 self.datapath.fallback_reason = Some(e);
             }
         }
+        // Guards set while on raw sockets went nowhere: set them all again.
+        self.guarded.clear();
+        self.guards_dirty = true;
         self.on_adverts(queued);
+        self.sync_guards();
         self.datapath_settled();
     }
 

@@ -2,18 +2,18 @@
 //! its sync group's), and the actions that come out are carried out in the
 //! order they were emitted — adverts first.
 
-use std::{net::IpAddr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use tracing::{debug, error, info, warn};
 
 use super::{
-    daemon::{Daemon, InstanceId, Unit},
+    daemon::{Daemon, Guard, InstanceId, Unit},
     effects::Effect,
     plan,
 };
 use crate::{
     clock::monotonic_ns,
-    datapath::Received,
+    datapath::{Received, event::mac_string},
     net::{addr::AddrInfo, link::NetEvent},
     notify::{NotifyState, Subject},
     tracker::TrackerEvent,
@@ -144,6 +144,9 @@ impl Daemon {
                 self.flush_log(inst);
             }
         }
+        // After the effects are queued: a take-over's GARPs do not wait
+        // for the map updates.
+        self.sync_guards();
         for (name, _from, to) in decided.group_notifies {
             info!("sync group {name}: now {}", to.keepalived_name());
             self.notifier
@@ -154,6 +157,9 @@ impl Daemon {
     fn execute_one(&mut self, inst: InstanceId, action: Action) {
         match action {
             Action::Transition(t) => {
+                if t.from == State::Master || t.to == State::Master {
+                    self.guards_dirty = true;
+                }
                 self.flush_log(inst);
                 self.record_transition(inst, &t);
                 if let Some(i) = self.instances.get_mut(inst) {
@@ -176,6 +182,7 @@ impl Daemon {
                 }
             }
             Action::UpdateVips { added, removed } => {
+                self.guards_dirty = true;
                 if let Some(i) = self.instances.get(inst) {
                     let add = i
                         .plan
@@ -199,6 +206,7 @@ impl Daemon {
                     self.push_effect(inst, effect);
                 }
             }
+            Action::Reannounce { addr } => self.reannounce(inst, addr),
             Action::Notify { from: _, to } => {
                 let prio = self.router(inst).map(|r| r.priority()).unwrap_or(0);
                 let name = self.name(inst).to_string();
@@ -232,6 +240,15 @@ impl Daemon {
     }
 
     fn on_router_event(&mut self, inst: InstanceId, ev: crate::vrrp::Event) {
+        if let crate::vrrp::Event::VipClaimed {
+            addr,
+            mac,
+            reannounced,
+        } = ev
+        {
+            self.on_vip_claimed(inst, addr, mac, reannounced);
+            return;
+        }
         info!("{}: {ev:?}", self.name(inst));
         match ev {
             crate::vrrp::Event::PriorityChanged { to, .. } => {
@@ -314,6 +331,126 @@ impl Daemon {
         })
     }
 
+    fn on_vip_claimed(&mut self, inst: InstanceId, addr: IpAddr, mac: [u8; 6], reannounced: bool) {
+        let Some(i) = self.instances.get_mut(inst) else {
+            return;
+        };
+        let claimant = mac_string(&mac);
+        i.counters.vip_claims += 1;
+        i.metrics.vip_claimed(reannounced);
+        if reannounced {
+            i.counters.vip_reannounced += 1;
+            warn!(
+                "{}: VIP {addr} claimed by {claimant}: re-announcing it",
+                i.plan.name
+            );
+        } else {
+            // Already answered within this advert interval: a flood of
+            // claims logs one line per interval, not one per claim.
+            debug!(
+                "{}: VIP {addr} claimed by {claimant} again within the advert interval",
+                i.plan.name
+            );
+        }
+        i.counters.last_claimant = Some(claimant);
+    }
+
+    /// One GARP/NA for `addr` at once, outside any transition's timeline
+    /// (stamped 0: it matches no transition record).
+    fn reannounce(&mut self, inst: InstanceId, addr: IpAddr) {
+        if let Some(announce) = self.gratuitous(inst, [addr], 1, 0) {
+            self.push_untimed(inst, announce);
+        }
+    }
+
+    /// Queues an effect that belongs to no transition (a re-announce, a
+    /// restored VIP): the last transition's timeline and log line are left
+    /// alone.
+    fn push_untimed(&self, inst: InstanceId, effect: Effect) {
+        if let Some(q) = self.instances.get(inst).and_then(|i| i.effects.as_ref()) {
+            q.push(0, effect);
+        }
+    }
+
+    /// Claims the datapath reported: each goes to the master instance
+    /// guarding that address.
+    fn on_claims(&mut self) {
+        let mut claims = Vec::new();
+        self.datapath.take_claims(&mut claims);
+        for c in claims {
+            let Some(inst) = self.guarded.get(&(c.ifindex, c.addr)).map(|g| g.inst) else {
+                continue;
+            };
+            let input = Input::Conflict {
+                addr: c.addr,
+                mac: c.mac,
+                at_ns: c.ts_ns,
+            };
+            self.feed(inst, monotonic_ns(), input);
+        }
+    }
+
+    /// Brings the datapath's guard map to the VIPs of the instances in
+    /// MASTER (IPv6 link-local ones aside, as for GARP/NA), when a
+    /// transition, VIP update or reload may have changed them.
+    pub(super) fn sync_guards(&mut self) {
+        if !std::mem::take(&mut self.guards_dirty) {
+            return;
+        }
+        let mut want: HashMap<(u32, IpAddr), Guard> = HashMap::new();
+        for (inst, i) in self.instances.iter().enumerate() {
+            let Some(router) = self.router(inst) else {
+                continue;
+            };
+            if router.state() != State::Master {
+                continue;
+            }
+            let Some(mac) = self
+                .host
+                .garp
+                .get(&i.plan.ifindex)
+                .and_then(|s| s.mac().ok())
+            else {
+                continue;
+            };
+            let interval_ns = u64::from(router.config().advert_int_cs) * 10_000_000;
+            for v in i.all_vips() {
+                if matches!(v.addr, IpAddr::V6(a) if crate::net::addr::is_ipv6_link_local(&a)) {
+                    continue;
+                }
+                let guard = Guard {
+                    inst,
+                    mac,
+                    interval_ns,
+                };
+                want.insert((i.plan.ifindex, v.addr), guard);
+            }
+        }
+        let stale: Vec<(u32, IpAddr)> = self
+            .guarded
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .copied()
+            .collect();
+        for (ifindex, addr) in stale {
+            self.guarded.remove(&(ifindex, addr));
+            if let Err(e) = self.datapath.unguard(ifindex, addr) {
+                warn!("conflict guard: releasing {addr}: {e}");
+            }
+        }
+        for ((ifindex, addr), g) in want {
+            let old = self.guarded.insert((ifindex, addr), g);
+            // Only a new VIP, MAC or interval goes to the kernel (an update
+            // keeps the kernel's last report time).
+            if old.is_some_and(|o| (o.mac, o.interval_ns) == (g.mac, g.interval_ns)) {
+                continue;
+            }
+            if let Err(e) = self.datapath.guard(ifindex, addr, g.mac, g.interval_ns) {
+                warn!("conflict guard: guarding {addr}: {e}");
+            }
+        }
+    }
+
     /// Valid adverts from the datapath, in arrival order.
     pub(super) fn on_adverts(&mut self, adverts: impl IntoIterator<Item = Received>) {
         for r in adverts {
@@ -329,6 +466,7 @@ impl Daemon {
             }
             self.feed(inst, monotonic_ns(), Input::Advert(r.advert));
         }
+        self.on_claims();
     }
 
     /// Feeds a tracked object's new state to every instance that tracks it.
@@ -415,7 +553,7 @@ impl Daemon {
             );
             i.counters.vips_restored += 1;
             i.metrics.vip_restored();
-            self.push_effect(inst, Effect::AddVips(vec![vip]));
+            self.push_untimed(inst, Effect::AddVips(vec![vip]));
             let garp = self.router(inst).map(|r| {
                 let g = &r.config().garp;
                 let spacing = if a.addr.is_ipv4() {
@@ -428,7 +566,7 @@ impl Daemon {
             if let Some((count, spacing_ns)) = garp
                 && let Some(announce) = self.gratuitous(inst, [a.addr], count, spacing_ns)
             {
-                self.push_effect(inst, announce);
+                self.push_untimed(inst, announce);
             }
         }
     }

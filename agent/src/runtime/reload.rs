@@ -263,6 +263,9 @@ impl Daemon {
         for &unit in &new_units {
             self.start_unit(unit);
         }
+        // Instances moved, left or changed their VIPs.
+        self.guards_dirty = true;
+        self.sync_guards();
         let _ = systemd::ready_with_status(&format!("{} instance(s)", self.instances.len()));
         info!(
             "reloaded {}: {kept} kept ({changed} changed), {left} left, {} new",

@@ -48,6 +48,9 @@ pub struct Router {
     /// per advert interval at most, so a router that keeps believing it is
     /// master (a one-way partition) cannot make this one flood the segment.
     last_lower_prio_garp_ns: Option<u64>,
+    /// VIPs re-announced after a claim, and when: at most one per advert
+    /// interval each, so two confused masters cannot start a storm.
+    reannounced: Vec<(IpAddr, u64)>,
 }
 
 impl Router {
@@ -79,6 +82,7 @@ impl Router {
             preempt_delay_expired: false,
             last_transition: None,
             last_lower_prio_garp_ns: None,
+            reannounced: Vec::new(),
         })
     }
 
@@ -181,7 +185,49 @@ impl Router {
             Input::Track { id, state } => self.on_track(now_ns, id, state, out),
             Input::Shutdown => self.shutdown(now_ns, out),
             Input::Reload(cfg) => self.reload(now_ns, *cfg, out),
+            Input::Conflict { addr, mac, at_ns } => {
+                // The kernel's receive time, as for adverts (0 or a time
+                // after `now`: unknown): the kernel limits its reports on
+                // the same clock, so a late reader does not suppress one.
+                let at = if at_ns == 0 || at_ns > now_ns {
+                    now_ns
+                } else {
+                    at_ns
+                };
+                self.on_conflict(at, addr, mac, out)
+            }
         }
+    }
+
+    /// A claim of one of our VIPs by another MAC, received at `now`. As
+    /// Master: announce that VIP at once, unless a claim received less than
+    /// one advert interval earlier made us announce it. Otherwise the VIP
+    /// is not ours to defend.
+    fn on_conflict(&mut self, now: u64, addr: IpAddr, mac: [u8; 6], out: &mut Vec<Action>) {
+        if self.state != State::Master {
+            return;
+        }
+        let interval = self.advert_int_ns();
+        let last = self.reannounced.iter_mut().find(|(a, _)| *a == addr);
+        let reannounced = match last {
+            Some((_, at)) if now.saturating_sub(*at) < interval => false,
+            Some((_, at)) => {
+                *at = now;
+                true
+            }
+            None => {
+                self.reannounced.push((addr, now));
+                true
+            }
+        };
+        if reannounced {
+            out.push(Action::Reannounce { addr });
+        }
+        out.push(Action::Event(Event::VipClaimed {
+            addr,
+            mac,
+            reannounced,
+        }));
     }
 
     // ----- timers -----
@@ -261,6 +307,7 @@ impl Router {
         self.master_adver_int_cs = self.cfg.advert_int_cs;
         self.master_addr = Some(self.cfg.primary_addr);
         self.master_priority = Some(self.priority);
+        self.reannounced.clear();
         out.push(Action::SendAdvert {
             priority: self.priority,
             interval_cs: self.cfg.advert_int_cs,

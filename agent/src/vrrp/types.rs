@@ -124,6 +124,13 @@ pub enum Input {
     /// SIGHUP with a new configuration for this instance (same instance
     /// identity; the runtime decides what is the same instance).
     Reload(Box<super::config::RouterConfig>),
+    /// Another MAC announced `addr`, one of this instance's VIPs (the
+    /// datapath's conflict guard). `at_ns` is the kernel receive time.
+    Conflict {
+        addr: IpAddr,
+        mac: [u8; 6],
+        at_ns: u64,
+    },
 }
 
 /// Why a state changed.
@@ -269,6 +276,13 @@ pub enum Event {
     OwnerConflict { other: IpAddr },
     /// Equal-priority advert carrying our own primary address.
     OwnAddressSeen,
+    /// As Master, another MAC claimed one of our VIPs; `reannounced` says
+    /// whether we answered (at most once per advert interval per VIP).
+    VipClaimed {
+        addr: IpAddr,
+        mac: [u8; 6],
+        reannounced: bool,
+    },
 }
 
 /// What the runtime must do, in order.
@@ -298,6 +312,11 @@ pub enum Action {
     SendGratuitous {
         count: u32,
         spacing_ns: u64,
+    },
+    /// Announce one VIP once, now (a claim of it by another MAC): one
+    /// gratuitous ARP or unsolicited NA.
+    Reannounce {
+        addr: IpAddr,
     },
     /// Run notify scripts / write the notify FIFO, in order.
     Notify {

@@ -80,6 +80,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "xvrrpd_instance_vips_restored",
     "xvrrpd_instance_adverts_received",
     "xvrrpd_instance_adverts_discarded",
+    "xvrrpd_instance_vip_claims",
     "xvrrpd_instance_last_transition_timestamp_seconds",
     "xvrrpd_master_down_timer_lateness_seconds",
     "xvrrpd_master_down_advert_to_deadline_seconds",
@@ -187,6 +188,16 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    #[prometheus(flatten)]
+    instance: InstanceLabels,
+    outcome: &'static str,
+}
+
+/// `outcome` values of `xvrrpd_instance_vip_claims`.
+const CLAIM_OUTCOMES: [&str; 2] = ["reannounced", "suppressed"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
 }
@@ -215,6 +226,7 @@ struct Inner {
     adverts_received: MetricFamily<InstanceLabels, Counter>,
     vips_restored: MetricFamily<InstanceLabels, Counter>,
     discarded: MetricFamily<ReasonLabels, Counter>,
+    vip_claims: MetricFamily<OutcomeLabels, Counter>,
     last_transition: MetricFamily<InstanceLabels, F64Gauge>,
     timer_lateness: HistogramFamily,
     advert_to_deadline: HistogramFamily,
@@ -275,6 +287,7 @@ struct InstanceFamilies {
     adverts_received: MetricFamily<InstanceLabels, Counter>,
     vips_restored: MetricFamily<InstanceLabels, Counter>,
     discarded: MetricFamily<ReasonLabels, Counter>,
+    vip_claims: MetricFamily<OutcomeLabels, Counter>,
     last_transition: MetricFamily<InstanceLabels, F64Gauge>,
 }
 
@@ -330,6 +343,13 @@ impl InstanceFamilies {
             "Received adverts the state machine did not act on, by reason",
             discarded.clone(),
         );
+        let vip_claims = MetricFamily::default();
+        registry.register(
+            "xvrrpd_instance_vip_claims",
+            "Claims of one of the instance's VIPs by another MAC seen as master, by outcome \
+             (reannounced, or suppressed: already re-announced within the advert interval)",
+            vip_claims.clone(),
+        );
         let last_transition = MetricFamily::default();
         registry.register_with_unit(
             "xvrrpd_instance_last_transition_timestamp",
@@ -346,6 +366,7 @@ impl InstanceFamilies {
             adverts_received,
             vips_restored,
             discarded,
+            vip_claims,
             last_transition,
         }
     }
@@ -424,6 +445,7 @@ impl Metrics {
             adverts_received,
             vips_restored,
             discarded,
+            vip_claims,
             last_transition,
         } = InstanceFamilies::register(&mut registry);
         let FailoverHistograms {
@@ -445,6 +467,7 @@ impl Metrics {
                 adverts_received,
                 vips_restored,
                 discarded,
+                vip_claims,
                 last_transition,
                 timer_lateness,
                 advert_to_deadline,
@@ -491,6 +514,12 @@ impl Metrics {
         ] {
             let _ = family.get_or_create(&m.labels);
         }
+        for outcome in CLAIM_OUTCOMES {
+            let _ = i.vip_claims.get_or_create(&OutcomeLabels {
+                instance: m.labels.clone(),
+                outcome,
+            });
+        }
         let _ = i.last_transition.get_or_create(&m.labels);
         m.set_state(State::Initialize);
         m
@@ -526,6 +555,12 @@ impl Metrics {
             i.discarded.remove(&ReasonLabels {
                 instance: labels.clone(),
                 reason,
+            });
+        }
+        for outcome in CLAIM_OUTCOMES {
+            i.vip_claims.remove(&OutcomeLabels {
+                instance: labels.clone(),
+                outcome,
             });
         }
     }
@@ -599,6 +634,19 @@ impl InstanceMetrics {
     /// A VIP someone else deleted was added back.
     pub fn vip_restored(&self) {
         self.vips_restored.inc();
+    }
+
+    /// A claim of a VIP by another MAC, answered or not.
+    pub fn vip_claimed(&self, reannounced: bool) {
+        let outcome = CLAIM_OUTCOMES[usize::from(!reannounced)];
+        self.metrics
+            .inner
+            .vip_claims
+            .get_or_create(&OutcomeLabels {
+                instance: self.labels.clone(),
+                outcome,
+            })
+            .inc();
     }
 
     /// An advert the state machine discarded (`Action::Discarded`).

@@ -38,6 +38,7 @@ fn populated() -> (Metrics, InstanceMetrics) {
     m.advert_received();
     m.advert_received();
     m.discarded(&DiscardReason::BadTtl(64));
+    m.vip_claimed(true);
     m.transition(&takeover());
     m.failover_vips_added(10_000_000_000, 10_000_400_000);
     m.failover_first_garp(10_000_000_000, 10_000_500_000);

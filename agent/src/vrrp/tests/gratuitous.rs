@@ -81,3 +81,50 @@ fn keepalived_gratuitous_spacing_per_family() {
         }
     ));
 }
+
+#[test]
+fn conflict_master_reannounces_once_per_interval() {
+    let vip = ip("192.0.2.100");
+    let mac = [2, 0, 0, 0, 0, 0x66];
+    let claim = |at_ns| Input::Conflict {
+        addr: vip,
+        mac,
+        at_ns,
+    };
+    let claimed = |reannounced| {
+        Action::Event(Event::VipClaimed {
+            addr: vip,
+            mac,
+            reannounced,
+        })
+    };
+    // Not master: the VIP is not ours to defend.
+    let mut b = started(cfg(Version::V3, 100));
+    assert_eq!(b.handle(MS, claim(MS)), vec![]);
+    let (mut r, t0) = master(cfg(Version::V3, 100));
+    let interval = u64::from(r.config().advert_int_cs) * 10 * MS;
+    let a = r.handle(t0 + MS, claim(t0 + MS));
+    assert_eq!(a, vec![Action::Reannounce { addr: vip }, claimed(true)]);
+    // A flood within the interval is counted, not answered.
+    let a = r.handle(t0 + interval, claim(t0 + interval));
+    assert_eq!(a, vec![claimed(false)]);
+    let a = r.handle(t0 + MS + interval, claim(t0 + MS + interval));
+    assert_eq!(a, vec![Action::Reannounce { addr: vip }, claimed(true)]);
+    // The rule runs on the kernel's receive time, not on when it was read.
+    let late = t0 + 3 * interval;
+    let a = r.handle(late + 5 * MS, claim(late));
+    assert!(has(&a, &Action::Reannounce { addr: vip }));
+    let a = r.handle(late + interval + 5 * MS, claim(late + interval));
+    assert!(has(&a, &Action::Reannounce { addr: vip }));
+    // Another VIP has its own budget.
+    let other = ip("192.0.2.101");
+    let a = r.handle(
+        late + interval + 5 * MS,
+        Input::Conflict {
+            addr: other,
+            mac,
+            at_ns: late + interval,
+        },
+    );
+    assert!(has(&a, &Action::Reannounce { addr: other }));
+}
