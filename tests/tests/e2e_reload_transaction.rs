@@ -131,6 +131,28 @@ fn a_reload_that_cannot_open_a_socket_changes_nothing() -> Result<()> {
     })
 }
 
+/// SIGHUP with the file unchanged: r1 keeps the `effective` priority its
+/// trackers made, in status and in the gauge, and the configured 150 as its
+/// base; `reloads` counts this one.
+fn unchanged_reload_keeps(c: &mut Cluster, effective: u8, reloads: u64) -> Result<()> {
+    let hup = c.router_mut("r1").sighup()?;
+    c.lab.mark_at("SIGHUP r1 (unchanged)", hup);
+    std::thread::sleep(Duration::from_millis(500));
+    let rep = c.router("r1").status()?;
+    assert_eq!(rep.daemon.reloads, reloads);
+    assert_eq!(
+        rep.instances[0].effective_priority, effective,
+        "status after the reload"
+    );
+    assert_eq!(
+        gauge(c, "xvrrpd_instance_effective_priority")?,
+        Some(f64::from(effective)),
+        "the effective-priority gauge after an unchanged reload"
+    );
+    assert_eq!(gauge(c, "xvrrpd_instance_base_priority")?, Some(150.0));
+    Ok(())
+}
+
 fn write_value(path: &Path, v: i32) -> Result<()> {
     std::fs::write(path, format!("{v}\n")).with_context(|| format!("writing {}", path.display()))
 }
@@ -192,21 +214,7 @@ fn a_reload_moves_a_track_file_and_keeps_the_priority_it_makes() -> Result<()> {
             assert_eq!(gauge(&c, "xvrrpd_instance_effective_priority")?, Some(90.0));
 
             // An unchanged reload keeps the priority the tracker made.
-            let hup = c.router_mut("r1").sighup()?;
-            c.lab.mark_at("SIGHUP r1 (unchanged)", hup);
-            std::thread::sleep(Duration::from_millis(500));
-            let rep = c.router("r1").status()?;
-            assert_eq!(rep.daemon.reloads, 2);
-            assert_eq!(
-                rep.instances[0].effective_priority, 90,
-                "status after the reload"
-            );
-            assert_eq!(
-                gauge(&c, "xvrrpd_instance_effective_priority")?,
-                Some(90.0),
-                "the effective-priority gauge after an unchanged reload"
-            );
-            assert_eq!(gauge(&c, "xvrrpd_instance_base_priority")?, Some(150.0));
+            unchanged_reload_keeps(&mut c, 90, 2)?;
             c.finish()?;
             Ok(())
         },
@@ -251,20 +259,7 @@ fn an_unchanged_reload_keeps_the_effective_priority_gauge() -> Result<()> {
                 "r2 did not take over when r1's check failed (150 - 60 = 90 < 100)"
             );
             assert_eq!(gauge(&c, "xvrrpd_instance_effective_priority")?, Some(90.0));
-            let hup = c.router_mut("r1").sighup()?;
-            c.lab.mark_at("SIGHUP r1 (unchanged)", hup);
-            std::thread::sleep(Duration::from_millis(500));
-            let rep = c.router("r1").status()?;
-            assert_eq!(rep.daemon.reloads, 1);
-            assert_eq!(
-                rep.instances[0].effective_priority, 90,
-                "status after the reload"
-            );
-            assert_eq!(
-                gauge(&c, "xvrrpd_instance_effective_priority")?,
-                Some(90.0),
-                "the effective-priority gauge after an unchanged reload"
-            );
+            unchanged_reload_keeps(&mut c, 90, 1)?;
             c.finish()?;
             Ok(())
         },

@@ -46,7 +46,7 @@ use prometheus_client::{
         gauge::{ConstGauge, Gauge},
         histogram::Histogram,
     },
-    registry::{Registry, Unit},
+    registry::{Metric, Registry, Unit},
 };
 use thiserror::Error;
 use xvrrpd_common::{COUNTER_COUNT, Counter as DpCounter};
@@ -211,6 +211,16 @@ fn lateness_histogram() -> Histogram {
 fn interval_histogram() -> Histogram {
     Histogram::new(INTERVAL_BUCKETS)
 }
+/// A metric family registered under `name` with `help`.
+fn family<S, M>(registry: &mut Registry, name: &str, help: &str) -> MetricFamily<S, M>
+where
+    MetricFamily<S, M>: Metric + Clone + Default,
+{
+    let f = MetricFamily::default();
+    registry.register(name, help, f.clone());
+    f
+}
+
 fn failover_histogram() -> Histogram {
     Histogram::new(FAILOVER_BUCKETS)
 }
@@ -294,61 +304,52 @@ struct InstanceFamilies {
 impl InstanceFamilies {
     /// Registers the `xvrrpd_instance_*` families.
     fn register(registry: &mut Registry) -> Self {
-        let state = MetricFamily::default();
-        registry.register(
+        let state = family(
+            registry,
             "xvrrpd_instance_state",
             "1 for the state the instance is in, 0 for the others \
              (state: STOP, BACKUP, MASTER, FAULT)",
-            state.clone(),
         );
-        let effective_priority = MetricFamily::default();
-        registry.register(
+        let effective_priority = family(
+            registry,
             "xvrrpd_instance_effective_priority",
             "Priority advertised now: the configured one plus tracking weights",
-            effective_priority.clone(),
         );
-        let base_priority = MetricFamily::default();
-        registry.register(
+        let base_priority = family(
+            registry,
             "xvrrpd_instance_base_priority",
             "Priority as configured",
-            base_priority.clone(),
         );
-        let transitions = MetricFamily::default();
-        registry.register(
+        let transitions = family(
+            registry,
             "xvrrpd_instance_transitions",
             "State changes by previous and new state",
-            transitions.clone(),
         );
-        let adverts_sent = MetricFamily::default();
-        registry.register(
+        let adverts_sent = family(
+            registry,
             "xvrrpd_instance_adverts_sent",
             "VRRP adverts sent",
-            adverts_sent.clone(),
         );
-        let adverts_received = MetricFamily::default();
-        registry.register(
+        let adverts_received = family(
+            registry,
             "xvrrpd_instance_adverts_received",
             "VRRP adverts received for this instance (before the state machine's checks)",
-            adverts_received.clone(),
         );
-        let vips_restored = MetricFamily::default();
-        registry.register(
+        let vips_restored = family(
+            registry,
             "xvrrpd_instance_vips_restored",
             "VIPs someone else deleted while the instance was master, added back",
-            vips_restored.clone(),
         );
-        let discarded = MetricFamily::default();
-        registry.register(
+        let discarded = family(
+            registry,
             "xvrrpd_instance_adverts_discarded",
             "Received adverts the state machine did not act on, by reason",
-            discarded.clone(),
         );
-        let vip_claims = MetricFamily::default();
-        registry.register(
+        let vip_claims = family(
+            registry,
             "xvrrpd_instance_vip_claims",
             "Claims of one of the instance's VIPs by another MAC seen as master, by outcome \
              (reannounced, or suppressed: already re-announced within the advert interval)",
-            vip_claims.clone(),
         );
         let last_transition = MetricFamily::default();
         registry.register_with_unit(
