@@ -649,7 +649,12 @@ fn router_config(
     router.preempt_delay_ns = duration_ns(inst.preempt_delay);
     router.accept = inst.accept;
     router.lower_prio_no_advert = inst.lower_prio_no_advert;
-    router.higher_prio_send_advert = inst.higher_prio_send_advert;
+    // A master that steps down for a higher priority tells it so with one
+    // advert of its own: after a split brain the owner then hears a lower
+    // priority and re-announces the VIPs, whichever advert crosses first.
+    // keepalived leaves this off unless `higher_prio_send_advert`; strict
+    // mode keeps the RFC's silence.
+    router.higher_prio_send_advert = inst.higher_prio_send_advert || !inst.strict_mode;
     router.down_timer_adverts = inst.down_timer_adverts;
     router.auth = match &inst.authentication {
         Some(a) if version == Version::V2 => match a.auth_type {
