@@ -214,6 +214,7 @@ fn schedule(seed: u64, seconds: u64) -> Vec<Planned> {
 #[derive(Clone, Debug)]
 struct Done {
     kind: Kind,
+    router: usize,
     start: u64,
     end: u64,
 }
@@ -451,6 +452,7 @@ fn run_daemon(
         let end = Stamp::now().mono_ns;
         done.push(Done {
             kind: p.kind,
+            router: p.router,
             start,
             end,
         });
@@ -507,6 +509,10 @@ struct Figures {
     /// ms with two or more hosts holding the VIP, by the fault active then
     /// (or whose grace was running; "none" otherwise).
     dual_by_cause: BTreeMap<String, f64>,
+    /// ms of the client's entry on a non-owner, by cause (as above).
+    non_owner_by_cause: BTreeMap<String, f64>,
+    /// Lost probes by the cause in force when they were sent.
+    lost_by_cause: BTreeMap<String, f64>,
     /// ms of dual ownership outside every fault's start/undo grace, partitions
     /// left out (a partitioned backup is right to take over).
     dual_outside_grace: f64,
@@ -520,6 +526,9 @@ struct Figures {
     wrong_master: f64,
     final_owners: String,
     unexpected_exits: usize,
+    /// Per fault, in order: (kind, priority of its router, ms from its start
+    /// to its undo, probes sent in that time + grace and lost).
+    per_fault: Vec<(&'static str, u8, f64, u64)>,
     sigterm_nonzero: usize,
 }
 
@@ -563,6 +572,13 @@ fn analyse(r: &Recorded, vip: IpAddr, grace: u64, bound: u64) -> Figures {
         sigterm_nonzero: r.sigterm_status.len(),
         ..Default::default()
     };
+    let cause_at = |t: u64| -> &'static str {
+        r.done
+            .iter()
+            .rev()
+            .find(|d| d.start <= t && t < d.end + grace)
+            .map_or("none", |d| d.kind.name())
+    };
     let mut ai = 0;
     let mut entry: Option<Mac> = None;
     let mut no_owner_run = 0u64;
@@ -583,20 +599,13 @@ fn analyse(r: &Recorded, vip: IpAddr, grace: u64, bound: u64) -> Figures {
         let holders = holds.iter().filter(|h| **h).count();
         let live_holders: Vec<usize> = (0..3).filter(|&i| holds[i] && !dead(i, t)).collect();
         // The fault in force (or in its grace after the undo).
-        let cause = r
-            .done
-            .iter()
-            .rev()
-            .find(|d| d.start <= t && t < d.end + grace)
-            .map(|d| d.kind);
+        let cause = cause_at(t);
         let in_grace = r
             .done
             .iter()
             .any(|d| (d.start <= t && t < d.start + grace) || (d.end <= t && t < d.end + grace));
         if holders >= 2 {
-            *f.dual_by_cause
-                .entry(cause.map_or("none", |k| k.name()).to_string())
-                .or_default() += ms;
+            *f.dual_by_cause.entry(cause.to_string()).or_default() += ms;
             let partition = r
                 .done
                 .iter()
@@ -610,6 +619,7 @@ fn analyse(r: &Recorded, vip: IpAddr, grace: u64, bound: u64) -> Figures {
             && !holds[i]
         {
             f.client_non_owner += ms;
+            *f.non_owner_by_cause.entry(cause.to_string()).or_default() += ms;
         }
         for i in 0..3 {
             if dead(i, t) && holds[i] {
@@ -649,9 +659,33 @@ fn analyse(r: &Recorded, vip: IpAddr, grace: u64, bound: u64) -> Figures {
             f.probes_sent += 1;
             if !answered.contains(seq) {
                 f.lost_probes += 1;
+                *f.lost_by_cause
+                    .entry(cause_at(at.mono_ns).to_string())
+                    .or_default() += 1.0;
             }
         }
     }
+    f.per_fault = r
+        .done
+        .iter()
+        .map(|d| {
+            let (from, to) = (r.t0.mono_to_rt(d.start), r.t0.mono_to_rt(d.end + grace));
+            let lost = r
+                .probes
+                .sent
+                .iter()
+                .filter(|(seq, at)| {
+                    at.rt_ns >= from && at.rt_ns < to.min(window_end) && !answered.contains(seq)
+                })
+                .count() as u64;
+            (
+                d.kind.name(),
+                PRIOS[d.router],
+                (d.end - d.start) as f64 / 1e6,
+                lost,
+            )
+        })
+        .collect();
     f.dead_answered_probes = r
         .probes
         .replies
@@ -710,8 +744,14 @@ fn sum(figs: &[Figures]) -> Figures {
     let mut s = Figures::default();
     for f in figs {
         s.faults += f.faults;
-        for (k, v) in &f.dual_by_cause {
-            *s.dual_by_cause.entry(k.clone()).or_default() += v;
+        for (into, from) in [
+            (&mut s.dual_by_cause, &f.dual_by_cause),
+            (&mut s.non_owner_by_cause, &f.non_owner_by_cause),
+            (&mut s.lost_by_cause, &f.lost_by_cause),
+        ] {
+            for (k, v) in from {
+                *into.entry(k.clone()).or_default() += v;
+            }
         }
         s.dual_outside_grace += f.dual_outside_grace;
         s.client_non_owner += f.client_non_owner;
@@ -742,23 +782,36 @@ fn table(title: &str, k: &Figures, x: &Figures) -> String {
             ratio(xv, kv)
         ));
     }
-    let causes: std::collections::BTreeSet<&String> = k
-        .dual_by_cause
-        .keys()
-        .chain(x.dual_by_cause.keys())
-        .collect();
-    for c in causes {
-        let kv = k.dual_by_cause.get(c).copied().unwrap_or(0.0);
-        let xv = x.dual_by_cause.get(c).copied().unwrap_or(0.0);
-        md.push_str(&format!(
-            "| dual ownership, cause {c} (ms, grace included) | {kv:.1} | {xv:.1} | {} |\n",
-            ratio(xv, kv)
-        ));
-    }
     md.push_str(&format!(
         "| VIP holder(s) at the end | {} | {} | |\n\n",
         k.final_owners, x.final_owners
     ));
+    md.push_str(
+        "By cause (the fault in force, or in its grace after the undo; grace included):\n\n\
+         | cause | dual ms keepalived | dual ms xvrrpd | non-owner ms keepalived | non-owner ms xvrrpd \
+         | ratio | lost keepalived | lost xvrrpd | ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let causes: std::collections::BTreeSet<&String> = [k, x]
+        .iter()
+        .flat_map(|f| {
+            f.dual_by_cause
+                .keys()
+                .chain(f.non_owner_by_cause.keys())
+                .chain(f.lost_by_cause.keys())
+        })
+        .collect();
+    let get = |m: &BTreeMap<String, f64>, c: &str| m.get(c).copied().unwrap_or(0.0);
+    for c in causes {
+        let (dk, dx) = (get(&k.dual_by_cause, c), get(&x.dual_by_cause, c));
+        let (nk, nx) = (get(&k.non_owner_by_cause, c), get(&x.non_owner_by_cause, c));
+        let (lk, lx) = (get(&k.lost_by_cause, c), get(&x.lost_by_cause, c));
+        md.push_str(&format!(
+            "| {c} | {dk:.1} | {dx:.1} | {nk:.1} | {nx:.1} | {} | {lk:.0} | {lx:.0} | {} |\n",
+            ratio(nx, nk),
+            ratio(lx, lk)
+        ));
+    }
+    md.push('\n');
     md
 }
 
@@ -818,6 +871,8 @@ fn fig_json(f: &Figures) -> serde_json::Value {
     json!({
         "faults": f.faults,
         "dual_ownership_by_cause_ms": f.dual_by_cause,
+        "client_arp_on_non_owner_by_cause_ms": f.non_owner_by_cause,
+        "lost_probes_by_cause": f.lost_by_cause,
         "dual_ownership_outside_grace_ms": f.dual_outside_grace,
         "client_arp_on_non_owner_ms": f.client_non_owner,
         "probes_sent": f.probes_sent,
@@ -830,6 +885,9 @@ fn fig_json(f: &Figures) -> serde_json::Value {
         "final_owners": f.final_owners,
         "unexpected_exits": f.unexpected_exits,
         "sigterm_nonzero_exits": f.sigterm_nonzero,
+        "per_fault": f.per_fault.iter().map(|(k, p, ms, lost)| json!({
+            "kind": k, "router_priority": p, "held_ms": ms, "lost_probes_until_grace_end": lost,
+        })).collect::<Vec<_>>(),
     })
 }
 
