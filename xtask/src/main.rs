@@ -42,10 +42,11 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         fuzz_seconds: u32,
     },
-    /// Benchmarks: datapath, sim, failover (xvrrpd next to keepalived;
-    /// `cargo xtask bench failover -- --help` for its options).
+    /// Benchmarks: datapath, sim, failover, chaos (xvrrpd next to
+    /// keepalived; `cargo xtask bench failover -- --help` and
+    /// `cargo xtask bench chaos -- --help` for their options).
     Bench {
-        #[arg(value_parser = ["datapath", "sim", "failover"])]
+        #[arg(value_parser = ["datapath", "sim", "failover", "chaos"])]
         which: String,
         /// Arguments for the benchmark, after `--`.
         #[arg(last = true)]

@@ -181,7 +181,7 @@ fn fuzz_smoke(seconds: u32) -> Result<()> {
 }
 
 pub fn bench(which: &str, args: &[String]) -> Result<()> {
-    if which != "failover" && !args.is_empty() {
+    if which != "failover" && which != "chaos" && !args.is_empty() {
         bail!("`bench {which}` takes no arguments (got {args:?})");
     }
     match which {
@@ -202,24 +202,25 @@ pub fn bench(which: &str, args: &[String]) -> Result<()> {
                 "sim",
             ])
             .status_ok(),
-        "failover" => bench_failover(args),
+        "failover" => bench_daemons("failover", args),
+        "chaos" => bench_daemons("chaos", args),
         other => bail!("unknown benchmark {other}"),
     }
 }
 
-/// `bench failover`: the agent's release binary (eBPF embedded) against
-/// keepalived, in network namespaces; writes `target/bench/failover*.md`
-/// and `.json`.
-fn bench_failover(args: &[String]) -> Result<()> {
+/// `bench failover` and `bench chaos`: the agent's release binary (eBPF
+/// embedded) against keepalived, in network namespaces; writes
+/// `target/bench/<name>*.md` and `.json`.
+fn bench_daemons(name: &str, args: &[String]) -> Result<()> {
     if !is_root() {
-        bail!("`bench failover` runs daemons in network namespaces: run it as root");
+        bail!("`bench {name}` runs daemons in network namespaces: run it as root");
     }
     let help = args.iter().any(|a| a == "--help" || a == "-h");
     // CPU is compared with keepalived's optimised build: measure xvrrpd's
     // release build too, built here with its eBPF object.
     let bin = release_agent(!help)?;
-    step("bench failover");
-    privileged_bench("failover")
+    step(&format!("bench {name}"));
+    privileged_bench(name)
         .arg("--")
         .args(args)
         .env("XVRRPD_BIN", &bin)
