@@ -361,6 +361,60 @@ struct Recorded {
     sigterm_status: Vec<String>,
 }
 
+/// Applies fault `p` to router `name`, holds it, undoes it. For a killed or
+/// stopped daemon, returns when it was started again.
+fn inject(
+    c: &mut Cluster,
+    d: Daemon,
+    name: &str,
+    p: &Planned,
+    sigterm_status: &mut Vec<String>,
+) -> Result<Option<u64>> {
+    match p.kind {
+        Kind::Kill9 | Kind::Term => {
+            let r = c.router_mut(name);
+            if p.kind == Kind::Kill9 {
+                r.kill9()?;
+            } else {
+                let (_, st) = r.sigterm()?;
+                if !st.success() {
+                    sigterm_status.push(format!("{name}: {st}"));
+                }
+            }
+            thread::sleep(p.hold);
+            let back = c.router_mut(name).start()?;
+            return Ok(Some(back.mono_ns));
+        }
+        Kind::LinkDown => {
+            c.router(name).link_down(LinkSide::Switch)?;
+            thread::sleep(p.hold);
+            c.router(name).link_up(LinkSide::Switch)?;
+        }
+        Kind::Loss => {
+            let end = Instant::now() + p.hold;
+            for &(block, pass) in &p.bursts {
+                if Instant::now() >= end {
+                    break;
+                }
+                port_state(c, name, true)?;
+                thread::sleep(Duration::from_millis(block));
+                port_state(c, name, false)?;
+                thread::sleep(Duration::from_millis(pass));
+            }
+        }
+        Kind::Partition => {
+            isolate(c, d, true)?;
+            thread::sleep(p.hold);
+            isolate(c, d, false)?;
+        }
+        Kind::Hup => {
+            c.router_mut(name).sighup()?;
+            thread::sleep(p.hold);
+        }
+    }
+    Ok(None)
+}
+
 /// Runs `plan` against daemon `d`'s trio.
 fn run_daemon(
     c: &mut Cluster,
@@ -407,47 +461,8 @@ fn run_daemon(
         }
         let name = n[p.router];
         let start = Stamp::now().mono_ns;
-        match p.kind {
-            Kind::Kill9 | Kind::Term => {
-                let r = c.router_mut(name);
-                if p.kind == Kind::Kill9 {
-                    r.kill9()?;
-                } else {
-                    let (_, st) = r.sigterm()?;
-                    if !st.success() {
-                        sigterm_status.push(format!("{name}: {st}"));
-                    }
-                }
-                thread::sleep(p.hold);
-                let back = c.router_mut(name).start()?;
-                dead[p.router].push((start, back.mono_ns));
-            }
-            Kind::LinkDown => {
-                c.router(name).link_down(LinkSide::Switch)?;
-                thread::sleep(p.hold);
-                c.router(name).link_up(LinkSide::Switch)?;
-            }
-            Kind::Loss => {
-                let end = Instant::now() + p.hold;
-                for &(block, pass) in &p.bursts {
-                    if Instant::now() >= end {
-                        break;
-                    }
-                    port_state(c, name, true)?;
-                    thread::sleep(Duration::from_millis(block));
-                    port_state(c, name, false)?;
-                    thread::sleep(Duration::from_millis(pass));
-                }
-            }
-            Kind::Partition => {
-                isolate(c, d, true)?;
-                thread::sleep(p.hold);
-                isolate(c, d, false)?;
-            }
-            Kind::Hup => {
-                c.router_mut(name).sighup()?;
-                thread::sleep(p.hold);
-            }
+        if let Some(back) = inject(c, d, name, p, &mut sigterm_status)? {
+            dead[p.router].push((start, back));
         }
         let end = Stamp::now().mono_ns;
         done.push(Done {
@@ -538,15 +553,11 @@ fn in_spans(spans: &[Held], t: u64) -> bool {
         .any(|h| h.from <= t && h.to.is_none_or(|to| t < to))
 }
 
-fn analyse(r: &Recorded, vip: IpAddr, grace: u64, bound: u64) -> Figures {
-    let step = 1_000_000u64;
+/// The client's ARP entry for the VIP over time (mono ns, MAC): each ARP
+/// frame a router sent with the VIP as sender (GARP or reply), and each
+/// echo reply (its source MAC is the entry the probe was sent to).
+fn client_arp_entries(r: &Recorded, vip4: std::net::Ipv4Addr) -> Vec<(u64, Mac)> {
     let to_mono = |rt: u64| r.t0.rt_to_mono(rt);
-    let IpAddr::V4(vip4) = vip else {
-        unreachable!("the chaos lab's VIP is IPv4")
-    };
-    // The client's ARP entry for the VIP over time: each ARP frame a
-    // router sent with the VIP as sender (GARP or reply), and each echo
-    // reply (its source MAC is the entry the probe was sent to).
     let mut arp: Vec<(u64, Mac)> = r
         .wire
         .iter()
@@ -565,6 +576,86 @@ fn analyse(r: &Recorded, vip: IpAddr, grace: u64, bound: u64) -> Figures {
         .collect();
     arp.extend(r.probes.replies.iter().map(|p| (p.at.mono_ns, p.src_mac)));
     arp.sort_by_key(|a| a.0);
+    arp
+}
+
+/// Who holds the VIP at the end ("prio 150", "prio 150+prio 100", "none").
+fn final_owners(r: &Recorded) -> String {
+    let last: Vec<usize> = (0..3)
+        .filter(|&i| in_spans(&r.held[i], r.end.saturating_sub(1)))
+        .collect();
+    if last.is_empty() {
+        "none".into()
+    } else {
+        last.iter()
+            .map(|i| format!("prio {}", PRIOS[*i]))
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+}
+
+/// Probes sent and lost (by cause and per fault), and those a dead
+/// daemon's host answered: every probe from t0 until 50 ms before the end.
+fn count_probes(
+    r: &Recorded,
+    grace: u64,
+    cause_at: &dyn Fn(u64) -> &'static str,
+    dead: &dyn Fn(usize, u64) -> bool,
+    f: &mut Figures,
+) {
+    let answered: std::collections::HashSet<u64> = r.probes.replies.iter().map(|p| p.seq).collect();
+    let window_end = r.t0.mono_to_rt(r.end.saturating_sub(50_000_000));
+    for (seq, at) in &r.probes.sent {
+        if at.rt_ns >= r.t0.rt_ns && at.rt_ns <= window_end {
+            f.probes_sent += 1;
+            if !answered.contains(seq) {
+                f.lost_probes += 1;
+                *f.lost_by_cause
+                    .entry(cause_at(at.mono_ns).to_string())
+                    .or_default() += 1.0;
+            }
+        }
+    }
+    f.per_fault = r
+        .done
+        .iter()
+        .map(|d| {
+            let (from, to) = (r.t0.mono_to_rt(d.start), r.t0.mono_to_rt(d.end + grace));
+            let lost = r
+                .probes
+                .sent
+                .iter()
+                .filter(|(seq, at)| {
+                    at.rt_ns >= from && at.rt_ns < to.min(window_end) && !answered.contains(seq)
+                })
+                .count() as u64;
+            (
+                d.kind.name(),
+                PRIOS[d.router],
+                (d.end - d.start) as f64 / 1e6,
+                lost,
+            )
+        })
+        .collect();
+    f.dead_answered_probes = r
+        .probes
+        .replies
+        .iter()
+        .filter(|p| {
+            r.macs
+                .iter()
+                .position(|m| *m == p.src_mac)
+                .is_some_and(|i| dead(i, p.at.mono_ns))
+        })
+        .count() as u64;
+}
+
+fn analyse(r: &Recorded, vip: IpAddr, grace: u64, bound: u64) -> Figures {
+    let step = 1_000_000u64;
+    let IpAddr::V4(vip4) = vip else {
+        unreachable!("the chaos lab's VIP is IPv4")
+    };
+    let arp = client_arp_entries(r, vip4);
     let dead = |i: usize, t: u64| r.dead[i].iter().any(|&(a, b)| a <= t && t < b);
     let mut f = Figures {
         faults: r.done.len(),
@@ -640,63 +731,8 @@ fn analyse(r: &Recorded, vip: IpAddr, grace: u64, bound: u64) -> Figures {
         t += step;
     }
     flush_run(&mut no_owner_run, &mut f);
-    let last: Vec<usize> = (0..3)
-        .filter(|&i| in_spans(&r.held[i], r.end.saturating_sub(1)))
-        .collect();
-    f.final_owners = if last.is_empty() {
-        "none".into()
-    } else {
-        last.iter()
-            .map(|i| format!("prio {}", PRIOS[*i]))
-            .collect::<Vec<_>>()
-            .join("+")
-    };
-    // Probes: every one sent from t0 until 50 ms before the end.
-    let answered: std::collections::HashSet<u64> = r.probes.replies.iter().map(|p| p.seq).collect();
-    let window_end = r.t0.mono_to_rt(r.end.saturating_sub(50_000_000));
-    for (seq, at) in &r.probes.sent {
-        if at.rt_ns >= r.t0.rt_ns && at.rt_ns <= window_end {
-            f.probes_sent += 1;
-            if !answered.contains(seq) {
-                f.lost_probes += 1;
-                *f.lost_by_cause
-                    .entry(cause_at(at.mono_ns).to_string())
-                    .or_default() += 1.0;
-            }
-        }
-    }
-    f.per_fault = r
-        .done
-        .iter()
-        .map(|d| {
-            let (from, to) = (r.t0.mono_to_rt(d.start), r.t0.mono_to_rt(d.end + grace));
-            let lost = r
-                .probes
-                .sent
-                .iter()
-                .filter(|(seq, at)| {
-                    at.rt_ns >= from && at.rt_ns < to.min(window_end) && !answered.contains(seq)
-                })
-                .count() as u64;
-            (
-                d.kind.name(),
-                PRIOS[d.router],
-                (d.end - d.start) as f64 / 1e6,
-                lost,
-            )
-        })
-        .collect();
-    f.dead_answered_probes = r
-        .probes
-        .replies
-        .iter()
-        .filter(|p| {
-            r.macs
-                .iter()
-                .position(|m| *m == p.src_mac)
-                .is_some_and(|i| dead(i, p.at.mono_ns))
-        })
-        .count() as u64;
+    f.final_owners = final_owners(r);
+    count_probes(r, grace, &cause_at, &dead, &mut f);
     f
 }
 
@@ -916,15 +952,9 @@ fn version(program: &str) -> String {
 
 // ---------------------------------------------------------------- main
 
-fn run(o: &Opts) -> Result<()> {
-    let xv = xvrrpd_binary()?;
-    keepalived_binary()?;
-    let started = Instant::now();
-    let progress = move |m: &str| eprintln!("[{:>6.1} s] {m}", started.elapsed().as_secs_f64());
-    let mdi_low = master_down_ns(3, PRIOS[2], ADVERT);
-    let grace = mdi_low + 200_000_000;
-    let bound = mdi_low + 150_000_000;
-    let header = vec![
+/// What the report says about the setup, as (key, text).
+fn header(o: &Opts, xv: &std::path::Path, grace: u64, bound: u64) -> Vec<(String, String)> {
+    vec![
         ("xvrrpd".to_string(), xv.display().to_string()),
         (
             "keepalived".into(),
@@ -969,7 +999,18 @@ fn run(o: &Opts) -> Result<()> {
              not modelled"
                 .into(),
         ),
-    ];
+    ]
+}
+
+fn run(o: &Opts) -> Result<()> {
+    let xv = xvrrpd_binary()?;
+    keepalived_binary()?;
+    let started = Instant::now();
+    let progress = move |m: &str| eprintln!("[{:>6.1} s] {m}", started.elapsed().as_secs_f64());
+    let mdi_low = master_down_ns(3, PRIOS[2], ADVERT);
+    let grace = mdi_low + 200_000_000;
+    let bound = mdi_low + 150_000_000;
+    let header = header(o, &xv, grace, bound);
     for (k, v) in &header {
         eprintln!("{k}: {v}");
     }
@@ -1016,6 +1057,21 @@ fn run(o: &Opts) -> Result<()> {
         }
         per_seed.push((seed, plan, figs));
     }
+    write_report(o, &header, &per_seed, started)
+}
+
+/// One seed: its fault plan and each daemon's figures.
+type SeedRun<'a> = (u64, Vec<Planned>, BTreeMap<&'a str, Figures>);
+
+/// The tables (per seed, all seeds, targets) to stdout and
+/// `target/bench/chaos[-quick].{md,json}`.
+fn write_report(
+    o: &Opts,
+    header: &[(String, String)],
+    per_seed: &[SeedRun],
+    started: Instant,
+) -> Result<()> {
+    let progress = |m: &str| eprintln!("[{:>6.1} s] {m}", started.elapsed().as_secs_f64());
     let k_all = sum(&per_seed
         .iter()
         .map(|s| s.2["keepalived"].clone())
@@ -1026,7 +1082,7 @@ fn run(o: &Opts) -> Result<()> {
         .collect::<Vec<_>>());
     let tg = targets(&k_all, &x_all);
     let mut md = String::from("# Chaos benchmark: xvrrpd next to keepalived\n\n");
-    for (k, v) in &header {
+    for (k, v) in header {
         md.push_str(&format!("- **{k}**: {v}\n"));
     }
     md.push_str(&format!(
@@ -1043,7 +1099,7 @@ fn run(o: &Opts) -> Result<()> {
         &k_all,
         &x_all,
     ));
-    for (seed, plan, figs) in &per_seed {
+    for (seed, plan, figs) in per_seed {
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         for p in plan {
             *counts.entry(p.kind.name()).or_default() += 1;
