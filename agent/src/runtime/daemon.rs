@@ -373,16 +373,18 @@ async fn remove_leftovers(vips: &VipManager) {
 /// Verifying the eBPF programs takes ~100 ms: the instances start at once
 /// on raw sockets and move to eBPF when a loader thread has it ready.
 fn open_datapath(plan: &Plan, opts: DatapathOptions) -> Result<(Datapath, Option<EbpfLoading>)> {
-    let specs: Vec<_> = plan.instances.iter().map(|i| i.vrid.clone()).collect();
+    // The receivers open empty: the first configuration's `prepare` writes
+    // every instance's entry, as a reload does. The loader attaches to the
+    // interfaces the plan names.
     if opts.no_ebpf || !crate::datapath::ebpf::object_embedded() {
-        let dp = Datapath::open(&specs, opts).context("opening the datapath")?;
+        let dp = Datapath::open(&[], opts).context("opening the datapath")?;
         if let Some(why) = &dp.fallback_reason {
             warn!("datapath: raw sockets ({why})");
         }
         return Ok((dp, None));
     }
     let (tx, rx) = oneshot::channel();
-    let loader_specs = specs.clone();
+    let loader_specs: Vec<_> = plan.instances.iter().map(|i| i.vrid.clone()).collect();
     let attach = opts.attach;
     let loader = std::thread::Builder::new()
         .name("ebpf-load".into())
@@ -396,7 +398,7 @@ fn open_datapath(plan: &Plan, opts: DatapathOptions) -> Result<(Datapath, Option
             let _ = tx.send(r.map(Box::new).map_err(|e| e.to_string()));
         })
         .context("starting the eBPF loader thread")?;
-    let dp = Datapath::open_raw(&specs, opts, "the eBPF datapath is loading".into())
+    let dp = Datapath::open_raw(&[], opts, "the eBPF datapath is loading".into())
         .context("opening the datapath")?;
     Ok((dp, Some((rx, loader))))
 }

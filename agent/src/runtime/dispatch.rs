@@ -357,7 +357,7 @@ impl Daemon {
 
     /// One GARP/NA for `addr` at once, outside any transition's timeline
     /// (stamped 0: it matches no transition record).
-    fn reannounce(&mut self, inst: InstanceId, addr: IpAddr) {
+    fn reannounce(&self, inst: InstanceId, addr: IpAddr) {
         if let Some(announce) = self.gratuitous(inst, [addr], 1, 0) {
             self.push_untimed(inst, announce);
         }
