@@ -67,7 +67,8 @@ pub enum Command {
         dump_json: bool,
     },
     /// Remove the virtual addresses a stopped or crashed xvrrpd left on this
-    /// host (they carry xvrrpd's address marker). For `ExecStopPost=`.
+    /// host (they carry xvrrpd's address marker) and the datapath it left
+    /// pinned (same --control-socket and --bpf-pin-dir). For `ExecStopPost=`.
     Cleanup,
     /// Ask the running daemon for its state: instances, masters, VIPs,
     /// trackers, counters and the last transitions with their timelines.
@@ -101,6 +102,22 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on this address (off by default).
     #[arg(long, value_name = "ADDR", global = true)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Directory on a BPF filesystem where the XDP links are pinned, so
+    /// that if xvrrpd dies its host stops claiming VIPs another router has
+    /// taken over. Each daemon uses its own subdirectory (network namespace
+    /// and control socket). `none` turns pinning off.
+    #[arg(long, value_name = "DIR", default_value = crate::datapath::pin::DEFAULT_PIN_ROOT, global = true)]
+    pub bpf_pin_dir: PathBuf,
+}
+
+impl RunArgs {
+    /// This daemon's pin directory, unless pinning is off.
+    pub fn pins(&self) -> Option<crate::datapath::pin::PinDir> {
+        if self.bpf_pin_dir.as_os_str() == "none" {
+            return None;
+        }
+        crate::datapath::pin::PinDir::for_daemon(&self.bpf_pin_dir, &self.control_socket).ok()
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::Cleanup) => xvrrpd::runtime::cleanup_main(),
+        Some(Command::Cleanup) => xvrrpd::runtime::cleanup_main(&cli),
         Some(Command::Run) | None => xvrrpd::runtime::daemon_main(&cli),
     }
 }

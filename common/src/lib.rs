@@ -206,9 +206,17 @@ pub enum Counter {
     ClaimReported = 13,
     /// Such a claim within the VIP's report interval: not reported again.
     ClaimLimited = 14,
+    /// Another router's advert for a VRID whose lease had lapsed (the agent
+    /// died or hung while MASTER): its VIPs are fenced towards that router.
+    FenceEngaged = 15,
+    /// An ARP request, neighbour solicitation or packet for a fenced VIP
+    /// dropped (packets that could not be turned into an announcement).
+    FenceDropped = 16,
+    /// A packet for a fenced VIP answered with an announcement of the owner.
+    FenceRedirected = 17,
 }
 
-pub const COUNTER_COUNT: u32 = 15;
+pub const COUNTER_COUNT: u32 = 18;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -227,6 +235,9 @@ impl Counter {
         Counter::Fragment,
         Counter::ClaimReported,
         Counter::ClaimLimited,
+        Counter::FenceEngaged,
+        Counter::FenceDropped,
+        Counter::FenceRedirected,
     ];
 
     /// Stable snake_case name used in status output and metrics.
@@ -247,6 +258,9 @@ impl Counter {
             Counter::Fragment => "fragment",
             Counter::ClaimReported => "claim_reported",
             Counter::ClaimLimited => "claim_limited",
+            Counter::FenceEngaged => "fence_engaged",
+            Counter::FenceDropped => "fence_dropped",
+            Counter::FenceRedirected => "fence_redirected",
         }
     }
 
@@ -260,6 +274,9 @@ impl Counter {
                 | Counter::RingbufFull
                 | Counter::ClaimReported
                 | Counter::ClaimLimited
+                | Counter::FenceEngaged
+                | Counter::FenceDropped
+                | Counter::FenceRedirected
         )
     }
 }
@@ -297,7 +314,10 @@ impl GuardKey {
 pub struct GuardValue {
     /// The MAC our own announcements carry.
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The VRID and family of the instance holding the VIP: its lease
+    /// (keyed like the VRID map) decides the fence.
+    pub vrid: u8,
+    pub family: u8,
     /// At most one report per this many nanoseconds (the advert interval).
     pub min_interval_ns: u64,
     /// `bpf_ktime_get_ns` of the last report (0: none yet).
@@ -326,6 +346,28 @@ pub struct ClaimEvent {
     pub _pad1: [u8; 2],
 }
 
+/// The router the kernel saw advertising a VRID after this daemon's lease
+/// for it lapsed (written by the kernel only). While `valid_until_ns` is
+/// ahead, the VRID's guarded VIPs are fenced: ARP requests and neighbour
+/// solicitations for them are dropped, and packets sent to them are answered
+/// with an announcement that the VIP is at `mac`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct FenceOwner {
+    /// CLOCK_MONOTONIC ns until which the owner counts as alive (four of its
+    /// advert intervals after its last advert).
+    pub valid_until_ns: u64,
+    /// The advert's Ethernet source.
+    pub mac: [u8; 6],
+    pub priority: u8,
+    pub _pad: u8,
+}
+
+/// Four advert intervals: the owner's adverts refresh the fence well before
+/// it lifts, and a fence outlives a dead owner by about a master-down interval.
+pub const FENCE_OWNER_INTERVALS: u64 = 4;
+
 // The agent's record demultiplexing relies on these two sizes differing.
 const _: () = assert!(core::mem::size_of::<ClaimEvent>() != core::mem::size_of::<AdvertEvent>());
 
@@ -335,6 +377,9 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_VRIDS: &str = "VRIDS";
 pub const MAP_POLICY: &str = "POLICY";
 pub const MAP_GUARDS: &str = "GUARDS";
+pub const MAP_LEASES: &str = "LEASES";
+pub const MAP_OWNERS: &str = "OWNERS";
+pub const MAP_ARMED: &str = "ARMED";
 /// Program names in the eBPF object.
 pub const PROG_XDP: &str = "xvrrpd_xdp";
 pub const PROG_TC: &str = "xvrrpd_tc";
@@ -349,4 +394,5 @@ mod user {
     unsafe impl aya::Pod for super::GuardKey {}
     unsafe impl aya::Pod for super::GuardValue {}
     unsafe impl aya::Pod for super::ClaimEvent {}
+    unsafe impl aya::Pod for super::FenceOwner {}
 }

@@ -12,17 +12,18 @@
 #![no_std]
 #![no_main]
 
+mod answer;
 mod parse;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
     macros::{classifier, map, xdp},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
-use parse::{Frame, Maps, Outcome, classify};
+use parse::{Frame, Maps, Outcome, Redirect, classify};
 use xvrrpd_common::{
-    COUNTER_COUNT, Counter, GuardKey, GuardValue, IfacePolicy, VridConfig, VridKey,
+    COUNTER_COUNT, Counter, FenceOwner, GuardKey, GuardValue, IfacePolicy, VridConfig, VridKey,
 };
 
 /// Adverts for the agent. 256 KiB holds ~780 events: seconds of backlog at any
@@ -42,6 +43,19 @@ static VRIDS: HashMap<VridKey, VridConfig> = HashMap::with_max_entries(4096, 0);
 #[map(name = "GUARDS")]
 static GUARDS: HashMap<GuardKey, GuardValue> = HashMap::with_max_entries(4096, 0);
 
+/// Per VRID: CLOCK_MONOTONIC ns until which the agent vouches for being
+/// MASTER (renewed with each advert it sends; see `parse`'s fence).
+#[map(name = "LEASES")]
+static LEASES: HashMap<VridKey, u64> = HashMap::with_max_entries(4096, 0);
+
+/// Per VRID: the router seen advertising it after our lease lapsed.
+#[map(name = "OWNERS")]
+static OWNERS: HashMap<VridKey, FenceOwner> = HashMap::with_max_entries(4096, 0);
+
+/// Slot 0: until when any fence may hold (0: none).
+#[map(name = "ARMED")]
+static ARMED: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Per-interface drop/pass policy; absent means [`IfacePolicy::DEFAULT`].
 #[map(name = "POLICY")]
 static POLICY: HashMap<u32, IfacePolicy> = HashMap::with_max_entries(1024, 0);
@@ -54,19 +68,44 @@ fn count(counter: Counter) {
     }
 }
 
-/// Whether the packet goes on to the stack (`true`) or is dropped here.
+/// What happens to a packet.
+enum Verdict {
+    Pass,
+    Drop,
+    /// Answer it with the owner's announcement (XDP; TC drops it).
+    Redirect(Redirect),
+}
+
 #[inline(always)]
-fn verdict<F: Frame>(frame: &F, ifindex: u32) -> bool {
+fn verdict<F: Frame>(frame: &F, ifindex: u32) -> Verdict {
     let maps = Maps {
         vrids: &VRIDS,
         guards: &GUARDS,
         events: &EVENTS,
+        leases: &LEASES,
+        owners: &OWNERS,
+        armed: &ARMED,
     };
-    let outcome = classify(frame, ifindex, &maps, count);
-    let counter = match outcome {
-        Outcome::NotVrrp => return true,
+    let counter = match classify(frame, ifindex, &maps, count) {
+        Outcome::NotVrrp => return Verdict::Pass,
+        Outcome::Fenced => {
+            count(Counter::FenceDropped);
+            return Verdict::Drop;
+        }
+        Outcome::Redirect(r) => return Verdict::Redirect(r),
         Outcome::Counted(counter) => counter,
     };
+    if advert_passes(counter, ifindex) {
+        Verdict::Pass
+    } else {
+        Verdict::Drop
+    }
+}
+
+/// Whether an advert (or VRRP junk) goes on to the stack (`true`) or is
+/// dropped here.
+#[inline(always)]
+fn advert_passes(counter: Counter, ifindex: u32) -> bool {
     count(counter);
     // SAFETY: read-only lookup of a plain value type.
     let policy = unsafe { POLICY.get(ifindex) }
@@ -118,10 +157,18 @@ impl Frame for TcFrame<'_> {
 
 #[xdp]
 pub fn xvrrpd_xdp(ctx: XdpContext) -> u32 {
-    if verdict(&XdpFrame(&ctx), ctx.ingress_ifindex() as u32) {
-        xdp_action::XDP_PASS
-    } else {
-        xdp_action::XDP_DROP
+    match verdict(&XdpFrame(&ctx), ctx.ingress_ifindex() as u32) {
+        Verdict::Pass => xdp_action::XDP_PASS,
+        Verdict::Drop => xdp_action::XDP_DROP,
+        Verdict::Redirect(r) => {
+            if answer::announce_owner(&ctx, &r) {
+                count(Counter::FenceRedirected);
+                xdp_action::XDP_TX
+            } else {
+                count(Counter::FenceDropped);
+                xdp_action::XDP_DROP
+            }
+        }
     }
 }
 
@@ -138,10 +185,15 @@ pub fn xvrrpd_tc(ctx: TcContext) -> i32 {
             return TC_ACT_OK;
         }
     }
-    if verdict(&TcFrame(&ctx), ifindex) {
-        TC_ACT_OK
-    } else {
-        TC_ACT_SHOT
+    match verdict(&TcFrame(&ctx), ifindex) {
+        Verdict::Pass => TC_ACT_OK,
+        Verdict::Drop => TC_ACT_SHOT,
+        // TC cannot answer in place: the sender finds the owner when it
+        // asks again, and only the owner answers.
+        Verdict::Redirect(_) => {
+            count(Counter::FenceDropped);
+            TC_ACT_SHOT
+        }
     }
 }
 

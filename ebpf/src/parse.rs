@@ -5,13 +5,13 @@
 
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
-    maps::{HashMap, RingBuf},
+    maps::{Array, HashMap, RingBuf},
 };
 use xvrrpd_common::{
     AdvertEvent, ChecksumForm, ClaimEvent, Counter, EVENT_ADDR_BYTES, EVENT_FLAG_ADDRS_TRUNCATED,
-    EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, IPPROTO_VRRP,
-    MAX_MESSAGE_LEN, VRID_FLAG_CHECK_TTL, VRRP_AUTH_LEN, VRRP_HEADER_LEN, VRRP_TTL, VridConfig,
-    VridKey,
+    EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6, FENCE_OWNER_INTERVALS, FenceOwner, GuardKey,
+    GuardValue, IPPROTO_VRRP, MAX_MESSAGE_LEN, VRID_FLAG_CHECK_TTL, VRRP_AUTH_LEN, VRRP_HEADER_LEN,
+    VRRP_TTL, VridConfig, VridKey,
 };
 
 const ETH_HLEN: usize = 14;
@@ -21,6 +21,7 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const ETH_P_ARP: u16 = 0x0806;
 const IPPROTO_ICMPV6: u8 = 58;
+const ICMPV6_NS: u8 = 135;
 const ICMPV6_NA: u8 = 136;
 const IPV6_HLEN: usize = 40;
 const MAX_MESSAGE_WORDS: usize = MAX_MESSAGE_LEN / 4;
@@ -29,6 +30,25 @@ const EVENT_ADDR_WORDS: usize = EVENT_ADDR_BYTES / 4;
 pub enum Outcome {
     NotVrrp,
     Counted(Counter),
+    /// Dropped by the fence (see [`fence_owner`]).
+    Fenced,
+    /// A packet for a fenced VIP: the XDP program answers it with an
+    /// announcement of the owner, the TC program drops it.
+    Redirect(Redirect),
+}
+
+/// What the answer to a packet sent to a fenced VIP needs.
+pub struct Redirect {
+    pub family: u8,
+    /// Offset of the L3 header (after any VLAN tags, which are kept).
+    pub l3_off: usize,
+    /// The VIP, as it sits in the packet (IPv4 in the first word).
+    pub vip: [u32; 4],
+    /// The sender's IPv6 address (the NA goes back to it); unused for IPv4.
+    pub peer: [u32; 4],
+    /// Our MAC (the frame's source) and the owner's (what the announcement says).
+    pub ours: [u8; 6],
+    pub owner: [u8; 6],
 }
 
 /// What the L2/L3 dispatch found worth a closer look.
@@ -38,6 +58,9 @@ enum L3 {
     Arp(usize),
     /// An ICMPv6 packet; the offset is its IPv6 header's.
     Icmp6(usize),
+    /// Any other IP packet (looked at only while a fence is armed); the
+    /// offset is its IP header's.
+    Other(u8, usize),
 }
 
 /// Where the VRRP message sits and what the IP header said about it.
@@ -85,7 +108,7 @@ fn ip_header(data: usize, data_end: usize) -> Option<L3> {
     let mut off = ETH_HLEN;
     let mut proto = be16(data, data_end, 12)?;
     if proto == ETH_P_IP {
-        return ipv4_header(data, data_end, off).map(L3::Vrrp);
+        return ipv4_header(data, data_end, off);
     }
     if proto == ETH_P_IPV6 {
         return ipv6_header(data, data_end, off);
@@ -99,7 +122,7 @@ fn ip_header(data: usize, data_end: usize) -> Option<L3> {
             off += 4;
         }
         if proto == ETH_P_IP {
-            return ipv4_header(data, data_end, off).map(L3::Vrrp);
+            return ipv4_header(data, data_end, off);
         }
         if proto == ETH_P_IPV6 {
             return ipv6_header(data, data_end, off);
@@ -112,10 +135,15 @@ fn ip_header(data: usize, data_end: usize) -> Option<L3> {
 }
 
 #[inline(always)]
-fn ipv4_header(data: usize, data_end: usize, off: usize) -> Option<Result<IpInfo, Counter>> {
+fn ipv4_header(data: usize, data_end: usize, off: usize) -> Option<L3> {
     if byte(data, data_end, off + 9)? != IPPROTO_VRRP {
-        return None;
+        return Some(L3::Other(FAMILY_IPV4, off));
     }
+    ipv4_vrrp(data, data_end, off).map(L3::Vrrp)
+}
+
+#[inline(always)]
+fn ipv4_vrrp(data: usize, data_end: usize, off: usize) -> Option<Result<IpInfo, Counter>> {
     // One constant-size check for the fixed header: later reads need no
     // per-field check the compiler could fold away behind the verifier's back.
     ptr_at::<[u8; 20]>(data, data_end, off)?;
@@ -153,7 +181,7 @@ fn ipv6_header(data: usize, data_end: usize, off: usize) -> Option<L3> {
         if next == IPPROTO_ICMPV6 {
             return Some(L3::Icmp6(off));
         }
-        return None;
+        return Some(L3::Other(FAMILY_IPV6, off));
     }
     if ptr_at::<[u8; IPV6_HLEN]>(data, data_end, off).is_none() {
         return Some(L3::Vrrp(Err(Counter::BadLength)));
@@ -250,6 +278,14 @@ pub struct Maps<'a> {
     pub vrids: &'a HashMap<VridKey, VridConfig>,
     pub guards: &'a HashMap<GuardKey, GuardValue>,
     pub events: &'a RingBuf,
+    /// Per VRID: until when the agent vouches for being MASTER (it renews
+    /// this with every advert it sends).
+    pub leases: &'a HashMap<VridKey, u64>,
+    /// Per VRID: who advertised it after the lease lapsed.
+    pub owners: &'a HashMap<VridKey, FenceOwner>,
+    /// Slot 0: until when any fence may hold (0: none). Traffic other than
+    /// VRRP, ARP and NA pays one array read while it is 0.
+    pub armed: &'a Array<u64>,
 }
 
 /// Validates a VRRP packet and delivers it; returns the counter to bump.
@@ -265,30 +301,36 @@ pub fn classify<F: Frame>(
     let (data, data_end) = frame.bounds();
     let ip = match ip_header(data, data_end) {
         None => return Outcome::NotVrrp,
+        Some(L3::Other(family, off)) => {
+            return match armed(maps) {
+                None => Outcome::NotVrrp,
+                Some(now) => fence_packet(data, data_end, ifindex, family, off, maps, now),
+            };
+        }
         Some(L3::Arp(off)) => {
             if let Some(claim) = arp_claim(data, data_end, off) {
                 report(ifindex, claim, maps, count);
             }
-            return Outcome::NotVrrp;
+            return fence_arp(data, data_end, ifindex, off, maps);
         }
         Some(L3::Icmp6(off)) => {
             if let Some(claim) = na_claim(data, data_end, off) {
                 report(ifindex, claim, maps, count);
+                return Outcome::NotVrrp;
             }
-            return Outcome::NotVrrp;
+            return fence_icmp6(data, data_end, ifindex, off, maps);
         }
         Some(L3::Vrrp(Err(c))) => return Outcome::Counted(c),
         Some(L3::Vrrp(Ok(ip))) => ip,
     };
-    let (vrids, events) = (maps.vrids, maps.events);
-    let checked = match check(data, data_end, ifindex, &ip, vrids) {
+    let checked = match check(data, data_end, ifindex, &ip, maps.vrids) {
         Ok(c) => c,
         Err(c) => return Outcome::Counted(c),
     };
     let (data, data_end) = frame.bounds();
     // A read past data_end after the length checks means the packet lied.
     Outcome::Counted(
-        deliver(data, data_end, ifindex, &checked, events).unwrap_or(Counter::BadLength),
+        deliver(data, data_end, ifindex, &checked, maps, count).unwrap_or(Counter::BadLength),
     )
 }
 
@@ -386,7 +428,8 @@ fn deliver(
     data_end: usize,
     ifindex: u32,
     c: &Checked,
-    events: &RingBuf,
+    maps: &Maps,
+    count: impl Fn(Counter),
 ) -> Option<Counter> {
     let v = c.vrrp_off;
     let mut auth_type = 0u8;
@@ -412,6 +455,13 @@ fn deliver(
         }
     }
     let priority = byte(data, data_end, v + 2)?;
+    // SAFETY: a helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // Before the ring: with the agent dead the ring is full, and this is
+    // exactly when the fence must still learn the owner.
+    if priority != 0 {
+        note_owner(data, data_end, ifindex, c, priority, now, maps, count);
+    }
     let awords = c.alen / 4;
     let mut src = [0u32; 4];
     let mut dst = [0u32; 4];
@@ -441,14 +491,14 @@ fn deliver(
         flags |= EVENT_FLAG_UNICAST;
     }
 
-    let Some(mut entry) = events.reserve::<AdvertEvent>(0) else {
+    let Some(mut entry) = maps.events.reserve::<AdvertEvent>(0) else {
         return Some(Counter::RingbufFull);
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer slot;
     // every field is written before submit.
     unsafe {
-        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).ts_ns = now;
         (*ev).ifindex = ifindex;
         (*ev).family = c.family;
         (*ev).version = c.version;
@@ -624,4 +674,228 @@ fn report(ifindex: u32, claim: Claimant, maps: &Maps, count: impl Fn(Counter)) {
     }
     entry.submit(0);
     count(Counter::ClaimReported);
+}
+
+// ---------------------------------------------------------------- fence
+//
+// The agent renews a lease per VRID with every advert it sends as MASTER.
+// When it dies or hangs the lease lapses; the first advert of another
+// router for that VRID then records that router as the owner, and until the
+// owner goes quiet this host stops claiming the VRID's VIPs: no ARP or ND
+// answers, and a packet still sent here for a VIP is answered with an
+// announcement that the VIP lives at the owner's MAC, so its sender moves
+// there at once. Nothing changes while no other router advertises the VRID.
+
+/// An advert from another router (priority > 0): if our lease for its VRID
+/// has lapsed, that router owns the VRID now.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn note_owner(
+    data: usize,
+    data_end: usize,
+    ifindex: u32,
+    c: &Checked,
+    priority: u8,
+    now: u64,
+    maps: &Maps,
+    count: impl Fn(Counter),
+) {
+    let key = VridKey::new(ifindex, c.family, c.vrid);
+    // SAFETY: read-only lookup of a plain value.
+    let Some(lease) = (unsafe { maps.leases.get(key) }).copied() else {
+        return;
+    };
+    if now <= lease {
+        return;
+    }
+    let Some(mac) = mac_at(data, data_end, 6) else {
+        return;
+    };
+    let until = now + FENCE_OWNER_INTERVALS * c.interval_cs as u64 * 10_000_000;
+    let owner = FenceOwner {
+        valid_until_ns: until,
+        mac,
+        priority,
+        _pad: 0,
+    };
+    if maps.owners.insert(key, owner, 0).is_err() {
+        return;
+    }
+    if let Some(slot) = maps.armed.get_ptr_mut(0) {
+        // SAFETY: a map value pointer valid for this run; a racing CPU
+        // writes a time as good as ours.
+        unsafe {
+            if *slot < until {
+                *slot = until;
+            }
+        }
+    }
+    count(Counter::FenceEngaged);
+}
+
+/// `Some(now)` while a fence may hold; disarms once every fence has lifted.
+#[inline(always)]
+fn armed(maps: &Maps) -> Option<u64> {
+    let slot = maps.armed.get_ptr_mut(0)?;
+    // SAFETY: a map value pointer valid for this run.
+    let until = unsafe { *slot };
+    if until == 0 {
+        return None;
+    }
+    // SAFETY: a helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now > until {
+        // SAFETY: as above; a racing re-arm is at most one advert late.
+        unsafe { *slot = 0 };
+        return None;
+    }
+    Some(now)
+}
+
+/// Our MAC and the owner's when `addr` is a VIP this daemon guarded whose
+/// lease lapsed while another router advertises its VRID.
+#[inline(always)]
+fn fence_owner(
+    ifindex: u32,
+    family: u8,
+    addr: [u8; 16],
+    maps: &Maps,
+    now: u64,
+) -> Option<([u8; 6], [u8; 6])> {
+    // SAFETY: read-only lookups of plain values.
+    let guard = unsafe { maps.guards.get(GuardKey::new(ifindex, family, addr)) }?;
+    let key = VridKey::new(ifindex, guard.family, guard.vrid);
+    // SAFETY: as above.
+    let lease = unsafe { maps.leases.get(key) }.copied().unwrap_or(0);
+    if now <= lease {
+        return None;
+    }
+    // SAFETY: as above.
+    let owner = unsafe { maps.owners.get(key) }?;
+    if now > owner.valid_until_ns {
+        return None;
+    }
+    Some((guard.mac, owner.mac))
+}
+
+#[inline(always)]
+fn addr4(w: u32) -> [u8; 16] {
+    // SAFETY: same size, both plain bytes.
+    unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>([w, 0, 0, 0]) }
+}
+
+#[inline(always)]
+fn addr6(data: usize, data_end: usize, off: usize) -> Option<[u32; 4]> {
+    let mut a = [0u32; 4];
+    for (i, w) in a.iter_mut().enumerate() {
+        *w = word(data, data_end, off + i * 4)?;
+    }
+    Some(a)
+}
+
+/// An IP packet (not VRRP, ARP or ICMPv6) while a fence is armed: one sent
+/// to a fenced VIP is answered with the owner's announcement.
+#[inline(always)]
+fn fence_packet(
+    data: usize,
+    data_end: usize,
+    ifindex: u32,
+    family: u8,
+    off: usize,
+    maps: &Maps,
+    now: u64,
+) -> Outcome {
+    let redirect = if family == FAMILY_IPV4 {
+        redirect4(data, data_end, ifindex, off, maps, now)
+    } else {
+        redirect6(data, data_end, ifindex, off, maps, now)
+    };
+    match redirect {
+        Some(r) => Outcome::Redirect(r),
+        None => Outcome::NotVrrp,
+    }
+}
+
+#[inline(always)]
+fn redirect4(
+    data: usize,
+    data_end: usize,
+    ifindex: u32,
+    off: usize,
+    maps: &Maps,
+    now: u64,
+) -> Option<Redirect> {
+    let dst = word(data, data_end, off + 16)?;
+    let (ours, owner) = fence_owner(ifindex, FAMILY_IPV4, addr4(dst), maps, now)?;
+    Some(Redirect {
+        family: FAMILY_IPV4,
+        l3_off: off,
+        vip: [dst, 0, 0, 0],
+        peer: [0; 4],
+        ours,
+        owner,
+    })
+}
+
+#[inline(always)]
+fn redirect6(
+    data: usize,
+    data_end: usize,
+    ifindex: u32,
+    off: usize,
+    maps: &Maps,
+    now: u64,
+) -> Option<Redirect> {
+    let dst = addr6(data, data_end, off + 24)?;
+    // SAFETY: same size, both plain bytes.
+    let key = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(dst) };
+    let (ours, owner) = fence_owner(ifindex, FAMILY_IPV6, key, maps, now)?;
+    Some(Redirect {
+        family: FAMILY_IPV6,
+        l3_off: off,
+        vip: dst,
+        peer: addr6(data, data_end, off + 8)?,
+        ours,
+        owner,
+    })
+}
+
+/// An ARP request for a fenced VIP gets no answer from this host.
+#[inline(always)]
+fn fence_arp(data: usize, data_end: usize, ifindex: u32, off: usize, maps: &Maps) -> Outcome {
+    let Some(now) = armed(maps) else {
+        return Outcome::NotVrrp;
+    };
+    if be16(data, data_end, off + 6) != Some(1) {
+        return Outcome::NotVrrp;
+    }
+    let Some(tpa) = word(data, data_end, off + 24) else {
+        return Outcome::NotVrrp;
+    };
+    match fence_owner(ifindex, FAMILY_IPV4, addr4(tpa), maps, now) {
+        Some(_) => Outcome::Fenced,
+        None => Outcome::NotVrrp,
+    }
+}
+
+/// A neighbour solicitation for a fenced VIP gets no answer; any other
+/// ICMPv6 sent to one (an echo request) is answered like other traffic.
+#[inline(always)]
+fn fence_icmp6(data: usize, data_end: usize, ifindex: u32, off: usize, maps: &Maps) -> Outcome {
+    let Some(now) = armed(maps) else {
+        return Outcome::NotVrrp;
+    };
+    let icmp = off + IPV6_HLEN;
+    if byte(data, data_end, icmp) == Some(ICMPV6_NS) {
+        let Some(target) = addr6(data, data_end, icmp + 8) else {
+            return Outcome::NotVrrp;
+        };
+        // SAFETY: same size, both plain bytes.
+        let key = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(target) };
+        return match fence_owner(ifindex, FAMILY_IPV6, key, maps, now) {
+            Some(_) => Outcome::Fenced,
+            None => Outcome::NotVrrp,
+        };
+    }
+    fence_packet(data, data_end, ifindex, FAMILY_IPV6, off, maps, now)
 }

@@ -17,7 +17,9 @@ use xvrrpd::datapath::{
     validate::classify_frame,
 };
 use xvrrpd::net::gratuitous::{garp_frame, unsolicited_na_frame};
-use xvrrpd_common::{AdvertEvent, ClaimEvent, Counter, GuardValue, IfacePolicy};
+use xvrrpd_common::{
+    AdvertEvent, ClaimEvent, Counter, FAMILY_IPV4, FAMILY_IPV6, GuardValue, IfacePolicy, VridKey,
+};
 use xvrrpd_tests::require_root;
 
 const XDP_DROP: u32 = 1;
@@ -235,7 +237,12 @@ fn guarded(min_interval_ns: u64) -> (EbpfDatapath, EventRing) {
     for addr in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
         let value = GuardValue {
             mac: OURS,
-            _pad: [0; 2],
+            vrid: FENCE_VRID,
+            family: if addr.is_ipv4() {
+                FAMILY_IPV4
+            } else {
+                FAMILY_IPV6
+            },
             min_interval_ns,
             last_report_ns: 0,
         };
@@ -384,4 +391,205 @@ fn the_claims_of_an_unguarded_vip_stop() {
     dp.remove_guard(&guard_key(SPEC_IFINDEX, IpAddr::V4(VIP4)))
         .expect("unguard");
     assert!(claims(&mut dp, &mut ring, Prog::Xdp, &garp).0.is_empty());
+}
+
+// ----- fence: a dead agent's VIPs point at the router that took over -----
+
+/// The VRID of the spec's valid adverts (both families).
+const FENCE_VRID: u8 = 10;
+const CLIENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0x33];
+const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9);
+const XDP_TX: u32 = 3;
+
+fn echo4(dst: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&OURS);
+    f.extend_from_slice(&CLIENT);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[0x45, 0, 0, 84, 0, 1, 0x40, 0, 64, 1, 0, 0]);
+    f.extend_from_slice(&CLIENT4.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+    f.resize(14 + 84, 0xa5);
+    f
+}
+
+fn echo6(dst: Ipv6Addr) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&OURS);
+    f.extend_from_slice(&CLIENT);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 64, 58, 64]);
+    f.extend_from_slice(&CLIENT6.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&[128, 0, 0, 0, 0, 1, 0, 1]);
+    f.resize(14 + 40 + 64, 0xa5);
+    f
+}
+
+fn who_has(target: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&CLIENT);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&CLIENT);
+    f.extend_from_slice(&CLIENT4.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f.resize(60, 0);
+    f
+}
+
+fn solicit(target: Ipv6Addr) -> Vec<u8> {
+    let mut f = vec![0x33, 0x33, 0xff, 0, 1, 0];
+    f.extend_from_slice(&CLIENT);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 32, 58, 255]);
+    f.extend_from_slice(&CLIENT6.octets());
+    f.extend_from_slice(&"ff02::1:ff00:100".parse::<Ipv6Addr>().unwrap().octets());
+    f.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&target.octets());
+    f.extend_from_slice(&[1, 1]);
+    f.extend_from_slice(&CLIENT);
+    f
+}
+
+fn ones_complement(chunks: &[&[u8]]) -> u16 {
+    let mut sum = 0u32;
+    for c in chunks {
+        for pair in c.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The guarded datapath with both VIPs' instance lease at `lease_ns`.
+fn fenced_setup(lease_ns: u64) -> (EbpfDatapath, EventRing) {
+    let (mut dp, ring) = guarded(0);
+    for family in [FAMILY_IPV4, FAMILY_IPV6] {
+        dp.set_lease(VridKey::new(SPEC_IFINDEX, family, FENCE_VRID), lease_ns)
+            .expect("lease");
+    }
+    (dp, ring)
+}
+
+fn counter_delta(dp: &EbpfDatapath, before: &[u64], c: Counter) -> u64 {
+    dp.counters().expect("counters")[c as usize] - before[c as usize]
+}
+
+#[test]
+fn a_lapsed_lease_and_another_routers_advert_fence_the_vips() {
+    let (dp, mut ring) = fenced_setup(1);
+    let before = dp.counters().expect("counters");
+    // No other router has advertised yet: nothing is fenced.
+    assert_eq!(dp.test_run_xdp(&echo4(VIP4), 1).unwrap().0, XDP_PASS);
+    assert_eq!(dp.test_run_xdp(&who_has(VIP4), 1).unwrap().0, XDP_PASS);
+    for name in ["v3_ipv4_pseudo_header_checksum", "v3_ipv6_valid"] {
+        let advert = case(name);
+        assert_eq!(dp.test_run_xdp(&advert, 1).unwrap().0, XDP_DROP, "{name}");
+    }
+    assert_eq!(counter_delta(&dp, &before, Counter::FenceEngaged), 2);
+    let owner: [u8; 6] = case("v3_ipv4_pseudo_header_checksum")[6..12]
+        .try_into()
+        .unwrap();
+
+    // ARP and ND questions for the VIPs get no answer from this host.
+    assert_eq!(dp.test_run_xdp(&who_has(VIP4), 1).unwrap().0, XDP_DROP);
+    assert_eq!(dp.test_run_xdp(&solicit(VIP6), 1).unwrap().0, XDP_DROP);
+    // Another address is not fenced.
+    let other = Ipv4Addr::new(192, 0, 2, 101);
+    assert_eq!(dp.test_run_xdp(&who_has(other), 1).unwrap().0, XDP_PASS);
+    assert_eq!(dp.test_run_xdp(&echo4(other), 1).unwrap().0, XDP_PASS);
+
+    // A packet for the IPv4 VIP comes back as a gratuitous ARP naming the owner.
+    let (verdict, out) = dp.test_run_xdp_out(&echo4(VIP4)).unwrap();
+    assert_eq!(verdict, XDP_TX);
+    assert_eq!(out.len(), 60, "{out:02x?}");
+    assert_eq!(&out[0..6], &CLIENT, "back to its sender");
+    assert_eq!(
+        &out[6..12],
+        &OURS,
+        "from our MAC (the bridge must not learn the owner here)"
+    );
+    assert_eq!(&out[12..22], &[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    assert_eq!(&out[22..28], &owner, "sender hardware address: the owner");
+    assert_eq!(&out[28..32], &VIP4.octets());
+    assert_eq!(&out[38..42], &VIP4.octets(), "gratuitous: target = sender");
+    assert!(out[42..].iter().all(|b| *b == 0), "padding is zeroed");
+
+    // A packet for the IPv6 VIP comes back as an unsolicited NA, override set.
+    let (verdict, out) = dp.test_run_xdp_out(&echo6(VIP6)).unwrap();
+    assert_eq!(verdict, XDP_TX);
+    assert_eq!(out.len(), 14 + 72);
+    assert_eq!(&out[0..6], &CLIENT);
+    assert_eq!(&out[6..12], &OURS);
+    let ip = &out[14..];
+    assert_eq!(&ip[..8], &[0x60, 0, 0, 0, 0, 32, 58, 255]);
+    assert_eq!(&ip[8..24], &VIP6.octets());
+    assert_eq!(&ip[24..40], &CLIENT6.octets());
+    let icmp = &ip[40..];
+    assert_eq!(&icmp[..2], &[136, 0]);
+    assert_eq!(&icmp[4..8], &[0x20, 0, 0, 0], "override, not solicited");
+    assert_eq!(&icmp[8..24], &VIP6.octets());
+    assert_eq!(&icmp[24..26], &[2, 1]);
+    let owner6: [u8; 6] = case("v3_ipv6_valid")[6..12].try_into().unwrap();
+    assert_eq!(&icmp[26..32], &owner6);
+    let pseudo_tail = [0, 0, 0, 32, 0, 0, 0, 58];
+    assert_eq!(
+        ones_complement(&[&ip[8..40], &pseudo_tail, icmp]),
+        0xffff,
+        "ICMPv6 checksum"
+    );
+    assert_eq!(counter_delta(&dp, &before, Counter::FenceRedirected), 2);
+    assert_eq!(counter_delta(&dp, &before, Counter::FenceDropped), 2);
+    let mut events = Vec::new();
+    ring.drain(&mut events);
+    assert_eq!(events.len(), 2, "the adverts still reach the agent");
+}
+
+#[test]
+fn a_live_lease_or_a_silent_owner_fences_nothing() {
+    // The agent renewed its lease: another router's advert changes nothing.
+    let (dp, _ring) = fenced_setup(monotonic_ns() + 60_000_000_000);
+    let before = dp.counters().expect("counters");
+    dp.test_run_xdp(&case("v3_ipv4_pseudo_header_checksum"), 1)
+        .unwrap();
+    assert_eq!(counter_delta(&dp, &before, Counter::FenceEngaged), 0);
+    assert_eq!(dp.test_run_xdp(&who_has(VIP4), 1).unwrap().0, XDP_PASS);
+    assert_eq!(dp.test_run_xdp(&echo4(VIP4), 1).unwrap().0, XDP_PASS);
+
+    // Lapsed lease, owner seen, then the owner falls silent: after four of
+    // its advert intervals (10 ms each here) this host serves again.
+    let (mut dp, _ring) = fenced_setup(1);
+    dp.test_run_xdp(&case("v3_ipv4_pseudo_header_checksum"), 1)
+        .unwrap();
+    assert_eq!(dp.test_run_xdp(&who_has(VIP4), 1).unwrap().0, XDP_DROP);
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    assert_eq!(dp.test_run_xdp(&who_has(VIP4), 1).unwrap().0, XDP_PASS);
+    assert_eq!(dp.test_run_xdp(&echo4(VIP4), 1).unwrap().0, XDP_PASS);
+
+    // The agent comes back and renews: the fence lifts at once.
+    dp.test_run_xdp(&case("v3_ipv4_pseudo_header_checksum"), 1)
+        .unwrap();
+    assert_eq!(dp.test_run_xdp(&echo4(VIP4), 1).unwrap().0, XDP_TX);
+    dp.set_lease(
+        VridKey::new(SPEC_IFINDEX, FAMILY_IPV4, FENCE_VRID),
+        monotonic_ns() + 60_000_000_000,
+    )
+    .unwrap();
+    assert_eq!(dp.test_run_xdp(&echo4(VIP4), 1).unwrap().0, XDP_PASS);
+}
+
+#[test]
+fn tc_drops_what_it_cannot_answer() {
+    let (mut dp, _ring) = fenced_setup(1);
+    run(&mut dp, Prog::Tc, &case("v3_ipv4_pseudo_header_checksum"));
+    assert_eq!(run(&mut dp, Prog::Tc, &who_has(VIP4)), TC_ACT_SHOT);
+    assert_eq!(run(&mut dp, Prog::Tc, &echo4(VIP4)), TC_ACT_SHOT);
+    assert_eq!(
+        run(&mut dp, Prog::Tc, &echo4(Ipv4Addr::new(192, 0, 2, 101))),
+        TC_ACT_OK
+    );
 }

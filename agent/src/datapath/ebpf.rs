@@ -11,15 +11,18 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
         tc::qdisc_add_clsact,
     },
 };
 use thiserror::Error;
 use xvrrpd_common::{
     AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, GuardKey, GuardValue, IfacePolicy,
-    MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_POLICY, MAP_VRIDS, PROG_TC, PROG_XDP, VridConfig,
-    VridKey,
+    MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_LEASES, MAP_POLICY, MAP_VRIDS, PROG_TC, PROG_XDP,
+    VridConfig, VridKey,
 };
+
+use super::pin::PinDir;
 
 /// The eBPF object built by `build.rs`; empty when built without bpf-linker.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xvrrpd-datapath"));
@@ -97,10 +100,14 @@ pub enum AttachPreference {
     Only(AttachMode),
 }
 
-/// The loaded programs and their maps. Dropping it detaches everything.
+/// The loaded programs and their maps. Dropping it detaches everything
+/// but the pinned XDP links (see [`EbpfDatapath::pin_links`]).
 pub struct EbpfDatapath {
     bpf: Ebpf,
     attached: Vec<(String, AttachMode)>,
+    /// Where XDP links are pinned; `None`: not pinned.
+    pins: Option<PinDir>,
+    pinned: Vec<PinnedLink>,
 }
 
 fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> DatapathError {
@@ -129,7 +136,77 @@ impl EbpfDatapath {
         Ok(Self {
             bpf,
             attached: Vec::new(),
+            pins: None,
+            pinned: Vec::new(),
         })
+    }
+
+    /// XDP links attached from now on are pinned in `pins`: the program,
+    /// its maps and the fence stay in the kernel if this process dies.
+    pub fn pin_links(&mut self, pins: PinDir) {
+        self.pins = Some(pins);
+    }
+
+    /// The pin directory, when links are pinned.
+    pub fn pin_dir(&self) -> Option<&PinDir> {
+        self.pins.as_ref()
+    }
+
+    /// A clean stop: unpins the links, so they detach when dropped.
+    pub fn release_pins(&mut self) {
+        for link in self.pinned.drain(..) {
+            if let Err(e) = link.unpin() {
+                tracing::warn!("datapath: unpinning a link: {e}");
+            }
+        }
+        if let Some(dir) = &self.pins
+            && let Err(e) = dir.clear()
+        {
+            tracing::warn!("datapath: removing {}: {e}", dir.path().display());
+        }
+    }
+
+    /// Pins the XDP link just attached to `ifname`. A link that cannot be
+    /// pinned (no BPF link support, a pin error) is attached again unpinned:
+    /// the datapath then lives as long as the process, as without pins.
+    fn pin_xdp(
+        &mut self,
+        ifname: &str,
+        xmode: XdpMode,
+        id: aya::programs::xdp::XdpLinkId,
+    ) -> Result<(), DatapathError> {
+        let Some(dir) = self.pins.clone() else {
+            return Ok(());
+        };
+        let ifindex = ifindex_of(ifname);
+        let xdp: &mut Xdp = self
+            .bpf
+            .program_mut(PROG_XDP)
+            .ok_or(DatapathError::Missing(PROG_XDP))?
+            .try_into()
+            .map_err(prog_err(PROG_XDP))?;
+        let link = xdp.take_link(id).map_err(prog_err(PROG_XDP))?;
+        let pinned = match (ifindex, FdLink::try_from(link)) {
+            (Some(ifindex), Ok(fd)) => {
+                let path = dir.xdp_link(ifindex);
+                let _ = std::fs::remove_file(&path);
+                fd.pin(&path).map_err(|e| e.to_string())
+            }
+            (None, _) => Err(format!("no interface {ifname}")),
+            (_, Err(e)) => Err(e.to_string()),
+        };
+        match pinned {
+            Ok(p) => self.pinned.push(p),
+            Err(why) => {
+                tracing::warn!(
+                    interface = ifname,
+                    "datapath: cannot pin the XDP link ({why}); if xvrrpd dies, this host keeps \
+                     answering for its VIPs until it starts again"
+                );
+                xdp.attach(ifname, xmode).map_err(prog_err(PROG_XDP))?;
+            }
+        }
+        Ok(())
     }
 
     /// Attaches to `ifname`: XDP native, then XDP generic, then TC ingress.
@@ -156,7 +233,8 @@ impl EbpfDatapath {
                 .try_into()
                 .map_err(prog_err(PROG_XDP))?;
             match xdp.attach(ifname, xmode) {
-                Ok(_) => {
+                Ok(id) => {
+                    self.pin_xdp(ifname, xmode, id)?;
                     self.attached.push((ifname.to_string(), mode));
                     return Ok(mode);
                 }
@@ -219,10 +297,29 @@ impl EbpfDatapath {
     }
 
     pub fn remove_vrid(&mut self, key: &VridKey) -> Result<(), DatapathError> {
+        match self.leases()?.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(MAP_LEASES)(e)),
+        }
         match self.vrids()?.remove(key) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(map_err(MAP_VRIDS)(e)),
         }
+    }
+
+    fn leases(&mut self) -> Result<BpfHashMap<&mut MapData, VridKey, u64>, DatapathError> {
+        let map = self
+            .bpf
+            .map_mut(MAP_LEASES)
+            .ok_or(DatapathError::Missing(MAP_LEASES))?;
+        BpfHashMap::try_from(map).map_err(map_err(MAP_LEASES))
+    }
+
+    /// The agent vouches for being MASTER of `key` until `until_ns`.
+    pub fn set_lease(&mut self, key: VridKey, until_ns: u64) -> Result<(), DatapathError> {
+        self.leases()?
+            .insert(key, until_ns, 0)
+            .map_err(map_err(MAP_LEASES))
     }
 
     fn guards(&mut self) -> Result<BpfHashMap<&mut MapData, GuardKey, GuardValue>, DatapathError> {
@@ -304,6 +401,26 @@ impl EbpfDatapath {
         run(prog, frame, repeat).map_err(prog_err(PROG_XDP))
     }
 
+    /// Runs the XDP program once on `frame`; returns the verdict and the
+    /// frame as the program left it (for `XDP_TX` answers).
+    pub fn test_run_xdp_out(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
+        let prog: &Xdp = self
+            .bpf
+            .program(PROG_XDP)
+            .ok_or(DatapathError::Missing(PROG_XDP))?
+            .try_into()
+            .map_err(prog_err(PROG_XDP))?;
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::new()
+        };
+        let res = prog.test_run(opts).map_err(prog_err(PROG_XDP))?;
+        out.truncate(res.data_size_out as usize);
+        Ok((res.return_value, out))
+    }
+
     /// Runs one of the object's benchmark reference programs
     /// (`xvrrpd_bench_pass`, `xvrrpd_bench_count`), loading it on first use.
     pub fn test_run_reference(
@@ -346,6 +463,13 @@ where
     };
     let res = prog.test_run(opts)?;
     Ok((res.return_value, res.duration))
+}
+
+fn ifindex_of(ifname: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(ifname).ok()?;
+    // SAFETY: a NUL-terminated name.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -17,6 +17,7 @@
 
 pub mod ebpf;
 pub mod event;
+pub mod pin;
 pub mod rawsock;
 pub mod send;
 #[cfg(any(test, feature = "testkit"))]
@@ -106,7 +107,9 @@ impl Datapath {
         let reason = if opts.no_ebpf {
             "disabled with --no-ebpf".to_string()
         } else {
-            match Self::prepare_ebpf(specs, opts.attach).and_then(|p| Self::take_over(p, specs)) {
+            match Self::prepare_ebpf(specs, opts.attach, None)
+                .and_then(|p| Self::take_over(p, specs))
+            {
                 Ok(inner) => {
                     return Ok(Self {
                         inner,
@@ -151,8 +154,12 @@ impl Datapath {
     pub fn prepare_ebpf(
         specs: &[VridSpec],
         pref: AttachPreference,
+        pins: Option<pin::PinDir>,
     ) -> Result<PreparedEbpf, DatapathError> {
         let mut dp = EbpfDatapath::load()?;
+        if let Some(pins) = pins {
+            dp.pin_links(pins);
+        }
         let mut done: Vec<&str> = Vec::new();
         for s in specs {
             if !done.contains(&s.ifname.as_str()) {
@@ -268,19 +275,23 @@ impl Datapath {
         matches!(self.inner, Inner::Ebpf { .. })
     }
 
-    /// Guards `addr` on `ifindex`: claims by any MAC but `mac` are
-    /// reported, at most once per `min_interval_ns`. No-op on the raw path.
+    /// Guards `addr` on `ifindex` for the instance `owner` (its VRID key):
+    /// claims by any MAC but `mac` are reported, at most once per
+    /// `min_interval_ns`, and the VIP is fenced when the instance's lease
+    /// lapses (see [`Datapath::renew_lease`]). No-op on the raw path.
     pub fn guard(
         &mut self,
         ifindex: u32,
         addr: IpAddr,
+        owner: VridKey,
         mac: [u8; 6],
         min_interval_ns: u64,
     ) -> io::Result<()> {
         if let Inner::Ebpf { dp, .. } = &mut self.inner {
             let value = GuardValue {
                 mac,
-                _pad: [0; 2],
+                vrid: owner.vrid,
+                family: owner.family,
                 min_interval_ns,
                 last_report_ns: 0,
             };
@@ -288,6 +299,34 @@ impl Datapath {
                 .map_err(io::Error::other)?;
         }
         Ok(())
+    }
+
+    /// The agent vouches for being MASTER of `key` until `until_ns`
+    /// (CLOCK_MONOTONIC); renewed with every advert it sends. Once it lapses
+    /// and another router advertises the VRID, the kernel fences the
+    /// instance's guarded VIPs, even after this process is gone. No-op on
+    /// the raw path, which does not outlive the process.
+    pub fn renew_lease(&mut self, key: VridKey, until_ns: u64) -> io::Result<()> {
+        if let Inner::Ebpf { dp, .. } = &mut self.inner {
+            dp.set_lease(key, until_ns).map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    /// A clean stop: the pinned links are released (they detach when the
+    /// datapath is dropped). Without it the kernel half outlives the process.
+    pub fn release_pins(&mut self) {
+        if let Inner::Ebpf { dp, .. } = &mut self.inner {
+            dp.release_pins();
+        }
+    }
+
+    /// Where the XDP links are pinned, when they are.
+    pub fn pin_dir(&self) -> Option<&std::path::Path> {
+        match &self.inner {
+            Inner::Ebpf { dp, .. } => dp.pin_dir().map(|d| d.path()),
+            Inner::Raw { .. } => None,
+        }
     }
 
     /// Stops guarding `addr` on `ifindex`.

@@ -33,6 +33,7 @@ use crate::{
     },
     datapath::{
         Datapath, DatapathOptions, PreparedEbpf,
+        pin::PinDir,
         send::{AdvertSender, Outlet},
     },
     net::{
@@ -114,6 +115,8 @@ impl Instance {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Guard {
     pub(super) inst: InstanceId,
+    /// The instance's VRID key: its lease decides the kernel fence.
+    pub(super) owner: VridKey,
     pub(super) mac: [u8; 6],
     pub(super) interval_ns: u64,
 }
@@ -131,6 +134,8 @@ pub struct DaemonOptions {
     pub datapath: DatapathOptions,
     pub control_socket: PathBuf,
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where the XDP links are pinned (`None`: not pinned).
+    pub pins: Option<PinDir>,
 }
 
 /// The eBPF programs being verified on a thread of their own.
@@ -180,7 +185,9 @@ impl Daemon {
         }
         let vips = Rc::new(VipManager::new().context("opening rtnetlink for VIPs")?);
         remove_leftovers(&vips).await;
-        let (datapath, ebpf_loading) = open_datapath(&plan, opts.datapath)?;
+        // After the VIPs: the previous run's fence guards them until then.
+        let pins = usable_pins(opts.pins.as_ref());
+        let (datapath, ebpf_loading) = open_datapath(&plan, opts.datapath, pins)?;
         let link = LinkWatcher::new(Watch::LinksAndAddresses)
             .context("watching links and addresses over netlink")?;
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
@@ -333,6 +340,7 @@ impl Daemon {
             Notifier::new(Vec::new(), NotifierOptions::default()),
         );
         notifier.shutdown(Duration::from_secs(2)).await;
+        self.datapath.release_pins();
     }
 
     /// Runs every queued effect to its end (shutdown, removed instances).
@@ -370,9 +378,38 @@ async fn remove_leftovers(vips: &VipManager) {
     }
 }
 
+/// Clears what a previous run pinned (its links detach) and makes the
+/// directory for this run; `None`, with the reason logged, when pinning is
+/// off or impossible: the datapath then lives as long as the process.
+fn usable_pins(pins: Option<&PinDir>) -> Option<PinDir> {
+    let pins = pins?;
+    match pins.clear() {
+        Ok(0) => {}
+        Ok(n) => warn!(
+            "released {n} datapath link(s) a previous xvrrpd left pinned in {}",
+            pins.path().display()
+        ),
+        Err(e) => warn!("could not clear {}: {e}", pins.path().display()),
+    }
+    match pins.create() {
+        Ok(()) => Some(pins.clone()),
+        Err(e) => {
+            warn!(
+                "datapath links not pinned: {e}; if xvrrpd dies, this host keeps answering for \
+                 its VIPs until it starts again"
+            );
+            None
+        }
+    }
+}
+
 /// Verifying the eBPF programs takes ~100 ms: the instances start at once
 /// on raw sockets and move to eBPF when a loader thread has it ready.
-fn open_datapath(plan: &Plan, opts: DatapathOptions) -> Result<(Datapath, Option<EbpfLoading>)> {
+fn open_datapath(
+    plan: &Plan,
+    opts: DatapathOptions,
+    pins: Option<PinDir>,
+) -> Result<(Datapath, Option<EbpfLoading>)> {
     // The receivers open empty: the first configuration's `prepare` writes
     // every instance's entry, as a reload does. The loader attaches to the
     // interfaces the plan names.
@@ -394,7 +431,7 @@ fn open_datapath(plan: &Plan, opts: DatapathOptions) -> Result<(Datapath, Option
             let param = libc::sched_param { sched_priority: 0 };
             // SAFETY: sched_setscheduler on this thread with a valid param.
             unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
-            let r = Datapath::prepare_ebpf(&loader_specs, attach);
+            let r = Datapath::prepare_ebpf(&loader_specs, attach, pins);
             let _ = tx.send(r.map(Box::new).map_err(|e| e.to_string()));
         })
         .context("starting the eBPF loader thread")?;

@@ -302,6 +302,15 @@ impl Daemon {
                 if priority == 0 {
                     i.counters.priority_zero_sent += 1;
                 }
+                // Each advert renews the lease the kernel fence checks:
+                // three intervals, about when a backup would take over.
+                let until = match priority {
+                    0 => 0,
+                    _ => monotonic_ns() + 3 * u64::from(interval_cs) * 10_000_000,
+                };
+                if let Err(e) = self.datapath.renew_lease(i.plan.vrid.key, until) {
+                    warn!("{}: renewing the datapath lease: {e}", i.plan.name);
+                }
             }
             Ok(false) => {}
             Err(e) => warn!("{}: sending advert: {e}", i.plan.name),
@@ -420,6 +429,7 @@ impl Daemon {
                 }
                 let guard = Guard {
                     inst,
+                    owner: i.plan.vrid.key,
                     mac,
                     interval_ns,
                 };
@@ -442,10 +452,15 @@ impl Daemon {
             let old = self.guarded.insert((ifindex, addr), g);
             // Only a new VIP, MAC or interval goes to the kernel (an update
             // keeps the kernel's last report time).
-            if old.is_some_and(|o| (o.mac, o.interval_ns) == (g.mac, g.interval_ns)) {
+            if old
+                .is_some_and(|o| (o.owner, o.mac, o.interval_ns) == (g.owner, g.mac, g.interval_ns))
+            {
                 continue;
             }
-            if let Err(e) = self.datapath.guard(ifindex, addr, g.mac, g.interval_ns) {
+            if let Err(e) = self
+                .datapath
+                .guard(ifindex, addr, g.owner, g.mac, g.interval_ns)
+            {
                 warn!("conflict guard: guarding {addr}: {e}");
             }
         }

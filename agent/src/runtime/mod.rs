@@ -128,6 +128,7 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
         },
         control_socket: cli.run.control_socket.clone(),
         metrics_listen: cli.run.metrics_listen,
+        pins: cli.run.pins(),
     };
     let rt_priority = cli.run.rt_priority;
     let local = tokio::task::LocalSet::new();
@@ -151,7 +152,7 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
 }
 
 /// `xvrrpd cleanup`: removes every address carrying xvrrpd's marker.
-pub fn cleanup_main() -> ExitCode {
+pub fn cleanup_main(cli: &Cli) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -170,7 +171,23 @@ pub fn cleanup_main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match vips.remove_stale_marked(&[]).await {
+        // VIPs first: the pinned fence guards them until they are gone.
+        let removed = vips.remove_stale_marked(&[]).await;
+        let unpinned = match cli.run.pins().map(|p| (p.clear(), p)) {
+            Some((Ok(n), p)) if n > 0 => {
+                println!(
+                    "released {n} pinned datapath link(s) in {}",
+                    p.path().display()
+                );
+                true
+            }
+            Some((Err(e), p)) => {
+                eprintln!("could not release {}: {e}", p.path().display());
+                false
+            }
+            _ => true,
+        };
+        match removed {
             Ok(c) => {
                 for a in &c.removed {
                     println!(
@@ -181,7 +198,7 @@ pub fn cleanup_main() -> ExitCode {
                 for (a, e) in &c.failed {
                     eprintln!("could not remove {}: {e}", a.addr);
                 }
-                if c.failed.is_empty() {
+                if c.failed.is_empty() && unpinned {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE

@@ -1,0 +1,129 @@
+//! Where the datapath's XDP links are pinned, so that the kernel half — and
+//! with it the fence for a dead agent's VIPs — outlives the process.
+//!
+//! One directory per daemon: `<root>/net<netns inode>-<control socket path>`.
+//! Daemons in other network namespaces, or beside this one with their own
+//! control socket, never share it. A clean stop and `xvrrpd cleanup` remove
+//! it (the links detach); a start removes what a killed predecessor left
+//! after it has removed that predecessor's VIPs.
+
+use std::{
+    io,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+/// Where systemd mounts the BPF filesystem.
+pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/xvrrpd";
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// This daemon's pin directory (created on demand).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinDir(PathBuf);
+
+impl PinDir {
+    /// The directory for the daemon answering on `control_socket` in this
+    /// network namespace, under `root`.
+    pub fn for_daemon(root: &Path, control_socket: &Path) -> io::Result<Self> {
+        let netns = std::fs::metadata("/proc/self/ns/net")?.ino();
+        let socket: String = control_socket
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Ok(Self(root.join(format!("net{netns}-{socket}"))))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Creates the directory; fails unless it lies on a BPF filesystem.
+    pub fn create(&self) -> io::Result<()> {
+        let mut mount = self.0.as_path();
+        while !mount.exists() {
+            mount = mount.parent().unwrap_or(Path::new("/"));
+        }
+        if !is_bpffs(mount)? {
+            return Err(io::Error::other(format!(
+                "{} is not on a BPF filesystem (mount one: `mount -t bpf bpf /sys/fs/bpf`, \
+                 or choose one with --bpf-pin-dir)",
+                mount.display()
+            )));
+        }
+        std::fs::create_dir_all(&self.0)
+    }
+
+    /// The pin of the XDP link on `ifindex`.
+    pub fn xdp_link(&self, ifindex: u32) -> PathBuf {
+        self.0.join(format!("xdp-{ifindex}"))
+    }
+
+    /// Unpins everything a previous run left and removes the directory: its
+    /// links detach. Returns how many pins were removed.
+    pub fn clear(&self) -> io::Result<usize> {
+        let entries = match std::fs::read_dir(&self.0) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            std::fs::remove_file(entry?.path())?;
+            removed += 1;
+        }
+        match std::fs::remove_dir(&self.0) {
+            Ok(()) => Ok(removed),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(removed),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn is_bpffs(path: &Path) -> io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statfs on a NUL-terminated path into a zeroed struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64 == BPF_FS_MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_directory_per_namespace_and_control_socket() {
+        let root = Path::new("/sys/fs/bpf/xvrrpd");
+        let a = PinDir::for_daemon(root, Path::new("/run/xvrrpd/xvrrpd.sock")).unwrap();
+        let b = PinDir::for_daemon(root, Path::new("/run/xvrrpd/lb2.sock")).unwrap();
+        assert_ne!(a, b);
+        let name = a.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("net"), "{name}");
+        assert!(name.ends_with("-run_xvrrpd_xvrrpd.sock"), "{name}");
+        assert_eq!(a.xdp_link(7), a.path().join("xdp-7"));
+    }
+
+    #[test]
+    fn a_directory_off_bpffs_is_refused_with_what_to_do() {
+        let dir = std::env::temp_dir().join(format!("xvrrpd-pin-{}", std::process::id()));
+        let pins = PinDir::for_daemon(&dir, Path::new("/run/x.sock")).unwrap();
+        let err = pins.create().unwrap_err().to_string();
+        assert!(err.contains("not on a BPF filesystem"), "{err}");
+        assert!(!dir.exists());
+        assert_eq!(pins.clear().unwrap(), 0);
+    }
+}
