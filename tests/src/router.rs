@@ -374,6 +374,9 @@ impl RouterNode {
             host,
             dir,
         };
+        if daemon == Daemon::Xvrrpd {
+            node.mount_bpffs()?;
+        }
         report.lock().unwrap().push((
             format!("{} ({}) log", node.name, node.daemon),
             node.log_path.clone(),
@@ -498,6 +501,51 @@ impl RouterNode {
         self.fifo.lines.lock().unwrap().clone()
     }
 
+    /// The router's own BPF filesystem, where xvrrpd pins its datapath
+    /// (`ip netns exec` hides the host's /sys/fs/bpf). Mounted on the host,
+    /// so it outlives the daemon's process and mount namespace.
+    pub fn bpf_dir(&self) -> PathBuf {
+        self.dir.join("bpf")
+    }
+
+    fn mount_bpffs(&self) -> Result<()> {
+        let dir = self.bpf_dir();
+        std::fs::create_dir_all(&dir)?;
+        crate::lab::run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&dir)).with_context(
+            || {
+                format!(
+                    "{}: mounting a BPF filesystem on {}",
+                    self.name,
+                    dir.display()
+                )
+            },
+        )?;
+        Ok(())
+    }
+
+    /// SIGSTOP to the daemon's process group: a hung agent.
+    pub fn sigstop(&self) -> Result<Stamp> {
+        self.signal_group(Signal::SIGSTOP)
+    }
+
+    /// SIGCONT after [`RouterNode::sigstop`].
+    pub fn sigcont(&self) -> Result<Stamp> {
+        self.signal_group(Signal::SIGCONT)
+    }
+
+    fn signal_group(&self, sig: Signal) -> Result<Stamp> {
+        let Some(child) = &self.child else {
+            bail!("{}: {sig} while {} is not running", self.name, self.daemon);
+        };
+        let at = Stamp::now();
+        killpg(Pid::from_raw(child.id() as i32), sig)?;
+        self.log_line(&format!(
+            "===== lab: {sig} to the process group at CLOCK_MONOTONIC {} ns =====",
+            at.mono_ns
+        ))?;
+        Ok(at)
+    }
+
     /// The daemon's process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -523,7 +571,9 @@ impl RouterNode {
                     .arg("-f")
                     .arg(&self.config_path)
                     .arg("--control-socket")
-                    .arg(&self.control_socket);
+                    .arg(&self.control_socket)
+                    .arg("--bpf-pin-dir")
+                    .arg(self.bpf_dir());
             }
             Daemon::Keepalived => {
                 c.arg(&self.bin)
@@ -924,5 +974,10 @@ fn live_members(pgid: i32) -> usize {
 impl Drop for RouterNode {
     fn drop(&mut self) {
         self.kill_quietly();
+        // Releases whatever the daemon left pinned there.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.bpf_dir())
+            .status();
     }
 }

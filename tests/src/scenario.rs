@@ -537,6 +537,20 @@ impl Cluster {
         Ok(())
     }
 
+    /// The MAC the client's neighbour entry for `vip` points at (empty
+    /// without one).
+    pub fn client_neighbour(&self, vip: &str) -> Result<String> {
+        let out = self.client.exec(&["ip", "neigh", "show", vip])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        Ok(words
+            .by_ref()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string())
+    }
+
     /// The client's pings in `[from_rt, to_rt]` were answered, all by
     /// `master`'s MAC.
     pub fn check_client(&self, master: &str, from_rt: u64, to_rt: u64) -> Result<()> {

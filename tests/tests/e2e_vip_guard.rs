@@ -103,19 +103,6 @@ fn a_vip_deleted_under_a_master_comes_back_and_is_announced() -> Result<()> {
     )
 }
 
-/// The MAC the client's neighbour entry for `vip` points at.
-fn client_neighbour(c: &Cluster, vip: &str) -> Result<String> {
-    let out = c.client.exec(&["ip", "neigh", "show", vip])?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut words = text.split_whitespace();
-    Ok(words
-        .by_ref()
-        .skip_while(|w| *w != "lladdr")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string())
-}
-
 /// r1 and r2 stop hearing each other (isolated bridge ports) while the
 /// client reaches both: r2 believes it is master and takes the client.
 /// When the partition heals, r1 hears r2's lower priority and re-announces
@@ -161,7 +148,7 @@ fn a_split_brain_heals_with_the_client_on_the_owner() -> Result<()> {
             .wait_state("VI_1", "MASTER", Duration::from_secs(2))
             .context("r2 did not take over without r1's adverts")?;
         std::thread::sleep(Duration::from_millis(300));
-        let during = client_neighbour(&c, VIP)?;
+        let during = c.client_neighbour(VIP)?;
         println!("during the partition the client is on {during} (r1 {r1_mac}, r2 {r2_mac})");
         isolate("off")?;
         let healed = c.lab.mark("partition healed");
@@ -170,7 +157,8 @@ fn a_split_brain_heals_with_the_client_on_the_owner() -> Result<()> {
             .context("r2 did not step down once it heard r1 again")?;
         ensure!(
             wait_until(Duration::from_secs(1), Duration::from_millis(5), || {
-                client_neighbour(&c, VIP).is_ok_and(|m| m == r1_mac.to_string())
+                c.client_neighbour(VIP)
+                    .is_ok_and(|m| m == r1_mac.to_string())
             }),
             "after the partition healed the client's neighbour entry is not r1 ({r1_mac})"
         );

@@ -31,7 +31,8 @@ impl PinDir {
             .trim_start_matches('/')
             .chars()
             .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                // bpffs refuses names with dots.
+                if c.is_ascii_alphanumeric() || c == '-' {
                     c
                 } else {
                     '_'
@@ -113,7 +114,7 @@ mod tests {
         assert_ne!(a, b);
         let name = a.path().file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.starts_with("net"), "{name}");
-        assert!(name.ends_with("-run_xvrrpd_xvrrpd.sock"), "{name}");
+        assert!(name.ends_with("-run_xvrrpd_xvrrpd_sock"), "{name}");
         assert_eq!(a.xdp_link(7), a.path().join("xdp-7"));
     }
 

@@ -1,0 +1,285 @@
+//! A dead or hung agent's host lets go (eBPF datapath). The master's agent
+//! is killed (-9) or stopped (SIGSTOP): its VIP stays in the address table,
+//! but once the backup has taken over and advertises, the pinned kernel
+//! half fences it: the dead host answers no ARP for the VIP, and a client
+//! still sending to it is answered with a gratuitous ARP naming the new
+//! owner, so it moves there at once. A restart releases what the dead run
+//! left (VIPs, then the pinned links); a clean stop and `xvrrpd cleanup`
+//! leave nothing behind.
+//!
+//! The routers attach XDP in generic mode here: on a veth, a native XDP
+//! program's `XDP_TX` reaches the other end only when that end runs NAPI,
+//! which this lab's bridge ports do not.
+//!
+//! The raw-socket fallback has no kernel half to outlive the process: with
+//! it, a dead agent's host keeps the VIP until xvrrpd starts again.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use anyhow::{Context, Result, ensure};
+use xvrrpd_tests::{
+    clock::{Stamp, ms},
+    kconf::{Daemon, Instance},
+    lab::wait_until,
+    pcap::WireKind,
+    retry::lab_test,
+    scenario::Cluster,
+};
+
+const VIP: &str = "192.0.2.100";
+
+fn cluster(name: &str) -> Result<Cluster> {
+    let mut c = Cluster::new(
+        name,
+        Instance::new("VI_1", 51, &["192.0.2.100/24"]),
+        &[("r1", Daemon::Xvrrpd, 150), ("r2", Daemon::Xvrrpd, 100)],
+        false,
+        |_, _| Ok(()),
+    )?;
+    // XDP_TX on a veth in native mode reaches the bridge only when the
+    // peer runs NAPI; generic XDP answers on any device.
+    for r in ["r1", "r2"] {
+        c.router_mut(r)
+            .extra_args
+            .extend(["--attach".to_string(), "xdp-generic".to_string()]);
+    }
+    c.start_all()?;
+    c.expect_master("r1", Duration::from_secs(10))?;
+    c.router("r1")
+        .wait_datapath_settled(Duration::from_secs(5))?;
+    c.start_probe()?;
+    // Let the take-over's GARP batches pass.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(c)
+}
+
+/// What xvrrpd pinned in the router's BPF filesystem (its daemon
+/// directories, not the filesystem's own `*.debug` files).
+fn pins(c: &Cluster, r: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(c.router(r).bpf_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+fn xdp_attached(c: &Cluster, r: &str) -> Result<bool> {
+    let out = c.router(r).host.exec(&["ip", "link", "show", "eth0"])?;
+    Ok(String::from_utf8_lossy(&out.stdout).contains("xdp"))
+}
+
+/// With r1's agent gone (dead or stopped) and r2 master: r1 still holds
+/// the VIP, answers no ARP for it, and a client sent to r1 ends on r2.
+fn dead_host_lets_go(c: &mut Cluster, how: &str) -> Result<()> {
+    let r1_mac = c.router("r1").mac;
+    let r2_mac = c.router("r2").mac;
+    let vip4: Ipv4Addr = VIP.parse()?;
+    c.router("r2")
+        .wait_state("VI_1", "MASTER", Duration::from_secs(2))
+        .with_context(|| format!("r2 did not take over from the {how} r1"))?;
+    ensure!(
+        c.router("r1").has_vip(vip4.into()),
+        "r1's VIP is gone: this test is about the host that still holds it"
+    );
+    ensure!(
+        pins(c, "r1").iter().any(|p| p.contains("xdp-")),
+        "r1's XDP link is not pinned: {:?}",
+        pins(c, "r1")
+    );
+    // r2's adverts reach r1's datapath: the fence is up.
+    std::thread::sleep(Duration::from_millis(100));
+    let from = c.lab.mark("client sent to r1");
+    c.client
+        .exec(&[
+            "ip",
+            "neigh",
+            "replace",
+            VIP,
+            "lladdr",
+            &r1_mac.to_string(),
+            "dev",
+            "eth0",
+            "nud",
+            "reachable",
+        ])
+        .context("pointing the client at r1")?;
+    ensure!(
+        wait_until(Duration::from_secs(1), Duration::from_millis(1), || {
+            c.client_neighbour(VIP)
+                .is_ok_and(|m| m == r2_mac.to_string())
+        }),
+        "the client sent to the {how} r1 still points at {} after 1 s, not r2 ({r2_mac})",
+        c.client_neighbour(VIP)?
+    );
+    let moved = Stamp::now();
+    let took = moved.rt_ns as i128 - from.rt_ns as i128;
+    println!("{how} r1: client sent to it → on r2 within {}", ms(took));
+    ensure!(
+        took <= 200_000_000,
+        "the client took {} to reach the owner",
+        ms(took)
+    );
+    // Ask everyone for the VIP: only r2 may answer.
+    c.client
+        .exec(&["ip", "neigh", "del", VIP, "dev", "eth0"])
+        .context("flushing the client's entry")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let wire = c.wire()?;
+    let arp_from_r1 = wire
+        .iter()
+        .filter(|e| e.t_ns >= from.rt_ns && e.src_mac == r1_mac)
+        .filter(|e| {
+            matches!(e.kind, WireKind::Arp { op: 2, sender_ip, .. } if sender_ip == vip4)
+                || matches!(e.kind, WireKind::Garp { ip, sender_mac, .. }
+                    if ip == vip4 && sender_mac == r1_mac)
+        })
+        .count();
+    ensure!(
+        arp_from_r1 == 0,
+        "the {how} r1 claimed the VIP {arp_from_r1} time(s) after r2 took over"
+    );
+    let for_owner = wire
+        .iter()
+        .filter(|e| e.t_ns >= from.rt_ns && e.src_mac == r1_mac)
+        .filter(|e| {
+            matches!(e.kind, WireKind::Garp { ip, sender_mac, .. }
+                if ip == vip4 && sender_mac == r2_mac)
+        })
+        .count();
+    ensure!(
+        for_owner >= 1,
+        "r1's datapath did not answer the client with r2's address"
+    );
+    ensure!(
+        c.client_neighbour(VIP)? == r2_mac.to_string(),
+        "after asking again the client is on {}, not r2",
+        c.client_neighbour(VIP)?
+    );
+    Ok(())
+}
+
+#[test]
+fn a_killed_masters_host_lets_go_and_a_restart_clears_it() -> Result<()> {
+    lab_test(
+        "a_killed_masters_host_lets_go_and_a_restart_clears_it",
+        || {
+            let mut c = cluster("dead-agent")?;
+            c.router_mut("r1").kill9()?;
+            c.lab.mark("r1 killed");
+            dead_host_lets_go(&mut c, "killed")?;
+
+            // A restart removes the leftover VIP, then the old pins, and
+            // takes the VIP back (r1 has the higher priority).
+            c.router_mut("r1").start()?;
+            c.expect_master("r1", Duration::from_secs(5))?;
+            let log = c.router("r1").log();
+            ensure!(
+                log.contains("left by a previous xvrrpd") && log.contains("left pinned"),
+                "r1's restart did not report clearing the dead run's VIP and pins"
+            );
+            c.router("r1")
+                .wait_datapath_settled(Duration::from_secs(5))?;
+            ensure!(
+                pins(&c, "r1").len() == 1,
+                "after the restart r1 pins {:?}",
+                pins(&c, "r1")
+            );
+
+            // A clean stop leaves nothing: no pin, no XDP, no VIP.
+            let (_, st) = c.router_mut("r1").sigterm()?;
+            ensure!(st.success(), "r1 exited {st} on SIGTERM");
+            ensure!(
+                pins(&c, "r1").is_empty(),
+                "left pinned: {:?}",
+                pins(&c, "r1")
+            );
+            ensure!(
+                !xdp_attached(&c, "r1")?,
+                "XDP still attached after a clean stop"
+            );
+            ensure!(
+                !c.router("r1").has_vip(VIP.parse()?),
+                "VIP left after a clean stop"
+            );
+
+            // `xvrrpd cleanup` after a crash does the same.
+            c.router_mut("r1").start()?;
+            c.expect_master("r1", Duration::from_secs(5))?;
+            c.router("r1")
+                .wait_datapath_settled(Duration::from_secs(5))?;
+            c.router_mut("r1").kill9()?;
+            ensure!(
+                xdp_attached(&c, "r1")?,
+                "the killed r1's datapath is not pinned"
+            );
+            let r1 = c.router("r1");
+            let bin = r1.bin.display().to_string();
+            let sock = r1.control_socket.display().to_string();
+            let pin_dir = r1.bpf_dir().display().to_string();
+            let out = r1.host.exec(&[
+                &bin,
+                "cleanup",
+                "--control-socket",
+                &sock,
+                "--bpf-pin-dir",
+                &pin_dir,
+            ])?;
+            ensure!(out.status.success(), "xvrrpd cleanup failed: {out:?}");
+            ensure!(
+                pins(&c, "r1").is_empty(),
+                "cleanup left {:?}",
+                pins(&c, "r1")
+            );
+            ensure!(!xdp_attached(&c, "r1")?, "XDP still attached after cleanup");
+            ensure!(
+                !c.router("r1").has_vip(VIP.parse()?),
+                "VIP left after cleanup"
+            );
+            c.router_mut("r1").start()?;
+            c.finish()
+        },
+    )
+}
+
+#[test]
+fn a_hung_masters_host_lets_go_and_takes_over_again_when_it_resumes() -> Result<()> {
+    lab_test(
+        "a_hung_masters_host_lets_go_and_takes_over_again_when_it_resumes",
+        || {
+            let mut c = cluster("hung-agent")?;
+            c.router("r1").sigstop()?;
+            c.lab.mark("r1 stopped");
+            let result = dead_host_lets_go(&mut c, "stopped");
+            c.router("r1").sigcont()?;
+            result?;
+            c.lab.mark("r1 resumed");
+            // r1 renews its lease, hears r2's lower priority and preempts.
+            c.expect_master("r1", Duration::from_secs(5))?;
+            c.router("r2")
+                .wait_state("VI_1", "BACKUP", Duration::from_secs(2))?;
+            let r1_mac = c.router("r1").mac.to_string();
+            ensure!(
+                wait_until(Duration::from_secs(2), Duration::from_millis(5), || {
+                    c.client_neighbour(VIP)
+                        .is_ok_and(|m| m.is_empty() || m == r1_mac)
+                }),
+                "after r1 resumed the client stays on {}",
+                c.client_neighbour(VIP)?
+            );
+            c.finish()
+        },
+    )
+}
