@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xvrrpd/xvrrpd.sock";
+/// Where the XDP links are pinned (systemd mounts the BPF filesystem).
+pub const DEFAULT_BPF_PIN_DIR: &str = "/sys/fs/bpf/xvrrpd";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -106,18 +108,8 @@ pub struct RunArgs {
     /// that if xvrrpd dies its host stops claiming VIPs another router has
     /// taken over. Each daemon uses its own subdirectory (network namespace
     /// and control socket). `none` turns pinning off.
-    #[arg(long, value_name = "DIR", default_value = crate::datapath::pin::DEFAULT_PIN_ROOT, global = true)]
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_BPF_PIN_DIR, global = true)]
     pub bpf_pin_dir: PathBuf,
-}
-
-impl RunArgs {
-    /// This daemon's pin directory, unless pinning is off.
-    pub fn pins(&self) -> Option<crate::datapath::pin::PinDir> {
-        if self.bpf_pin_dir.as_os_str() == "none" {
-            return None;
-        }
-        crate::datapath::pin::PinDir::for_daemon(&self.bpf_pin_dir, &self.control_socket).ok()
-    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

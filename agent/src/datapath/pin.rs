@@ -13,8 +13,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// Where systemd mounts the BPF filesystem.
-pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/xvrrpd";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// This daemon's pin directory (created on demand).
@@ -22,6 +20,15 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub struct PinDir(PathBuf);
 
 impl PinDir {
+    /// This daemon's directory from its command line, unless pinning is
+    /// off (`--bpf-pin-dir none`).
+    pub fn from_args(run: &crate::cli::RunArgs) -> Option<Self> {
+        if run.bpf_pin_dir.as_os_str() == "none" {
+            return None;
+        }
+        Self::for_daemon(&run.bpf_pin_dir, &run.control_socket).ok()
+    }
+
     /// The directory for the daemon answering on `control_socket` in this
     /// network namespace, under `root`.
     pub fn for_daemon(root: &Path, control_socket: &Path) -> io::Result<Self> {

@@ -128,7 +128,7 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
         },
         control_socket: cli.run.control_socket.clone(),
         metrics_listen: cli.run.metrics_listen,
-        pins: cli.run.pins(),
+        pins: crate::datapath::pin::PinDir::from_args(&cli.run),
     };
     let rt_priority = cli.run.rt_priority;
     let local = tokio::task::LocalSet::new();
@@ -173,20 +173,21 @@ pub fn cleanup_main(cli: &Cli) -> ExitCode {
         };
         // VIPs first: the pinned fence guards them until they are gone.
         let removed = vips.remove_stale_marked(&[]).await;
-        let unpinned = match cli.run.pins().map(|p| (p.clear(), p)) {
-            Some((Ok(n), p)) if n > 0 => {
-                println!(
-                    "released {n} pinned datapath link(s) in {}",
-                    p.path().display()
-                );
-                true
-            }
-            Some((Err(e), p)) => {
-                eprintln!("could not release {}: {e}", p.path().display());
-                false
-            }
-            _ => true,
-        };
+        let unpinned =
+            match crate::datapath::pin::PinDir::from_args(&cli.run).map(|p| (p.clear(), p)) {
+                Some((Ok(n), p)) if n > 0 => {
+                    println!(
+                        "released {n} pinned datapath link(s) in {}",
+                        p.path().display()
+                    );
+                    true
+                }
+                Some((Err(e), p)) => {
+                    eprintln!("could not release {}: {e}", p.path().display());
+                    false
+                }
+                _ => true,
+            };
         match removed {
             Ok(c) => {
                 for a in &c.removed {
