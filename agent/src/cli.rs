@@ -72,6 +72,15 @@ pub enum Command {
     /// host (they carry xvrrpd's address marker) and the datapath it left
     /// pinned (same --control-socket and --bpf-pin-dir). For `ExecStopPost=`.
     Cleanup,
+    /// Started by the daemon beside itself: if the daemon dies, removes
+    /// each VIP it held once another router owns it.
+    #[command(hide = true)]
+    Warden {
+        #[arg(long)]
+        agent_pid: u32,
+        #[arg(long)]
+        pin_dir: PathBuf,
+    },
     /// Ask the running daemon for its state: instances, masters, VIPs,
     /// trackers, counters and the last transitions with their timelines.
     Status {

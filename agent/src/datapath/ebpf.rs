@@ -18,8 +18,8 @@ use aya::{
 use thiserror::Error;
 use xvrrpd_common::{
     AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, GuardKey, GuardValue, IfacePolicy,
-    MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_LEASES, MAP_POLICY, MAP_VRIDS, PROG_TC, PROG_XDP,
-    VridConfig, VridKey,
+    MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_LEASES, MAP_OWNERS, MAP_POLICY, MAP_VRIDS, PROG_TC,
+    PROG_XDP, VridConfig, VridKey,
 };
 
 use super::pin::PinDir;
@@ -70,7 +70,17 @@ pub enum DatapathError {
     },
     #[error("reading the ring buffer: {0}")]
     Io(#[from] io::Error),
+    #[error("pinning {path}: {reason}")]
+    Pin { path: String, reason: String },
 }
+
+/// The fence's maps and their file names in the pin directory (bpffs
+/// names cannot contain dots).
+pub const PINNED_MAPS: [(&str, &str); 3] = [
+    (MAP_GUARDS, "map_guards"),
+    (MAP_LEASES, "map_leases"),
+    (MAP_OWNERS, "map_owners"),
+];
 
 /// How the datapath got attached to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -142,9 +152,21 @@ impl EbpfDatapath {
     }
 
     /// XDP links attached from now on are pinned in `pins`: the program,
-    /// its maps and the fence stay in the kernel if this process dies.
-    pub fn pin_links(&mut self, pins: PinDir) {
+    /// its maps and the fence stay in the kernel if this process dies. The
+    /// fence's maps are pinned beside them for the warden
+    /// ([`super::fence::FenceView`]).
+    pub fn pin_links(&mut self, pins: PinDir) -> Result<(), DatapathError> {
+        for (name, file) in PINNED_MAPS {
+            let map = self.bpf.map(name).ok_or(DatapathError::Missing(name))?;
+            let path = pins.path().join(file);
+            let _ = std::fs::remove_file(&path);
+            map.pin(&path).map_err(|e| DatapathError::Pin {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
         self.pins = Some(pins);
+        Ok(())
     }
 
     /// The pin directory, when links are pinned.

@@ -17,6 +17,7 @@
 
 pub mod ebpf;
 pub mod event;
+pub mod fence;
 pub mod pin;
 pub mod rawsock;
 pub mod send;
@@ -158,7 +159,7 @@ impl Datapath {
     ) -> Result<PreparedEbpf, DatapathError> {
         let mut dp = EbpfDatapath::load()?;
         if let Some(pins) = pins {
-            dp.pin_links(pins);
+            dp.pin_links(pins)?;
         }
         let mut done: Vec<&str> = Vec::new();
         for s in specs {

@@ -49,6 +49,11 @@ impl PinDir {
         Ok(Self(root.join(format!("net{netns}-{socket}"))))
     }
 
+    /// The directory at `path` (as given to the warden).
+    pub fn at(path: &Path) -> Self {
+        Self(path.to_path_buf())
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }

@@ -173,6 +173,9 @@ pub struct Daemon {
     /// An instance entered or left MASTER, or instances moved: the guard
     /// map is brought up to date at the end of the turn.
     pub(super) guards_dirty: bool,
+    /// Removes our VIPs if we die and another router takes over (pinned
+    /// eBPF datapath only).
+    pub(super) warden: Option<std::process::Child>,
 }
 
 impl Daemon {
@@ -230,6 +233,7 @@ impl Daemon {
             pending_reload: None,
             guarded: HashMap::new(),
             guards_dirty: false,
+            warden: None,
         };
         // The first configuration is a reload of an empty one: the same
         // validation, the same resources, nothing running to keep.
@@ -283,6 +287,15 @@ impl Daemon {
             Ok(()) => {
                 for (ifname, mode) in self.datapath.attachments() {
                     info!("datapath: eBPF attached to {ifname} as {mode}");
+                }
+                // Before capabilities are dropped: it reads pinned maps.
+                if let Some(dir) = self.datapath.pin_dir() {
+                    match super::warden::spawn(&PinDir::at(dir)) {
+                        Ok(child) => self.warden = Some(child),
+                        Err(e) => warn!(
+                            "datapath: no warden ({e}): if xvrrpd dies, its VIPs stay until it starts again, answered by no one once another router owns them"
+                        ),
+                    }
                 }
             }
             Err(e) => {
@@ -340,6 +353,10 @@ impl Daemon {
             Notifier::new(Vec::new(), NotifierOptions::default()),
         );
         notifier.shutdown(Duration::from_secs(2)).await;
+        if let Some(mut w) = self.warden.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
         self.datapath.release_pins();
     }
 

@@ -21,6 +21,7 @@ mod reload;
 mod reports;
 pub mod timers;
 mod trackers;
+mod warden;
 
 use std::process::ExitCode;
 
@@ -149,6 +150,12 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `xvrrpd warden` (started by the daemon; see `warden`).
+pub fn warden_main(cli: &Cli, agent_pid: u32, pin_dir: &std::path::Path) -> ExitCode {
+    init_logging(cli);
+    warden::warden_main(agent_pid, pin_dir)
 }
 
 /// `xvrrpd cleanup`: removes every address carrying xvrrpd's marker.
