@@ -705,9 +705,11 @@ fn analyse(r: &Recorded, vip: IpAddr, grace: u64, bound: u64) -> Figures {
                 f.dual_outside_grace += ms;
             }
         }
+        // On a non-owner: a router without the VIP, or a dead daemon's
+        // host while a live router holds it (the client is stranded there).
         if let Some(m) = entry
             && let Some(i) = r.macs.iter().position(|x| *x == m)
-            && !holds[i]
+            && (!holds[i] || (dead(i, t) && live_holders.iter().any(|&j| j != i)))
         {
             f.client_non_owner += ms;
             *f.non_owner_by_cause.entry(cause.to_string()).or_default() += ms;

@@ -194,7 +194,7 @@ fn quick_demo_runs_every_step_and_cleans_up() {
         "↺ recovery: r1 starts again",
         "↺ recovery: link up r1",
         "↺ recovery: health check passes again on r1",
-        "r1 removed the IPv4 VIP its crash left behind",
+        "r1's warden removed the IPv4 VIP its dead daemon left",
         "r1's xvrrpd exited with status 0",
         "Master_Down_Interval(r2) = 3 × 10 ms + (256 − 100)/256 × 10 ms = 36.094 ms",
         "Skew_Time(r2) = (256 − 100)/256 × 10 ms = 6.094 ms",

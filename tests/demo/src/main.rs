@@ -435,7 +435,9 @@ fn copy_files(from: &Path, to: &Path) -> Result<()> {
         for e in std::fs::read_dir(from)?.flatten() {
             let ft = e.file_type()?;
             let dst = to.join(e.file_name());
-            if ft.is_dir() {
+            // Each router's `bpf` directory is its BPF filesystem: kernel
+            // objects, not logs.
+            if ft.is_dir() && e.file_name() != "bpf" {
                 walk(&e.path(), &dst, depth + 1)?;
             } else if ft.is_file() {
                 std::fs::copy(e.path(), &dst)

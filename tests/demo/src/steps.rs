@@ -106,6 +106,9 @@ pub struct FamilyResult {
     pub outage: Option<Outage>,
     /// After a restart: when the VIP its crash left was removed.
     pub leftover_removed_ns: Option<u64>,
+    /// After a kill -9: how long after the new master added the VIP the
+    /// dead daemon's warden removed it from the old master's host.
+    pub released_after_ns: Option<i128>,
     /// Things worth saying (another router advertised as master meanwhile).
     pub notes: Vec<String>,
     /// Whether the client's pings were answered by the new master once it
@@ -251,6 +254,25 @@ pub fn run(lab: &mut DemoLab, step: Step, label: &str) -> Result<StepResult> {
                 .map(|s| s.transitions.as_slice())
                 .unwrap_or_default(),
         )?;
+        if step.inject == Inject::Kill9 {
+            let added = lab
+                .router(step.new)
+                .watch
+                .held(f.vip())
+                .iter()
+                .map(|h| h.from)
+                .find(|t| *t >= event.mono_ns);
+            let removed = lab
+                .router(step.old)
+                .watch
+                .held(f.vip())
+                .iter()
+                .filter_map(|h| h.to)
+                .find(|t| *t >= event.mono_ns);
+            if let (Some(a), Some(r)) = (added, removed) {
+                fr.released_after_ns = Some(r as i128 - a as i128);
+            }
+        }
         if step.inject == Inject::Restart && had_leftover[i] {
             let spans = lab.router(step.new).watch.held(f.vip());
             fr.leftover_removed_ns = spans
@@ -346,7 +368,11 @@ fn inject(lab: &mut DemoLab, s: &Step) -> Result<(Stamp, [bool; 2], Duration)> {
     let (event, timeout) = match s.inject {
         Inject::Kill9 => {
             say!(
-                "  SIGKILL to {target}'s xvrrpd: no goodbye advert, its VIPs stay behind on its host."
+                "  SIGKILL to {target}'s xvrrpd: no goodbye advert, its VIPs stay behind on its host"
+            );
+            say!(
+                "  until another router owns them: then its pinned datapath stops answering for them \
+                 and its warden removes them."
             );
             say!(
                 "  The backups hear silence; the first whose down timer runs out ({}) takes over.",
@@ -578,6 +604,7 @@ fn measure(
         handover_ns,
         outage,
         leftover_removed_ns: None,
+        released_after_ns: None,
         notes,
         client_followed,
         overlaps,
@@ -932,6 +959,15 @@ fn cell(v: Option<i128>) -> String {
 fn print(lab: &DemoLab, res: &StepResult, bound_text: &str) {
     let s = &res.step;
     for f in &res.fams {
+        if let Some(l) = f.released_after_ns {
+            say!(
+                "  {}'s warden removed the {} VIP its dead daemon left {} after {} added it",
+                s.old,
+                f.fam.label,
+                ms(l.max(0) as u64),
+                s.new
+            );
+        }
         if let Some(l) = f.leftover_removed_ns {
             say!(
                 "  {} removed the {} VIP its crash left behind {} after starting",
