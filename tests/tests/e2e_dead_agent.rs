@@ -8,8 +8,8 @@
 //! leave nothing behind.
 //!
 //! The routers attach XDP in generic mode here: on a veth, a native XDP
-//! program's `XDP_TX` reaches the other end only when that end runs NAPI,
-//! which this lab's bridge ports do not.
+//! program's `XDP_TX` reaches the other end only when that end has an XDP
+//! program too, which this lab's bridge ports do not (docs/datapath.md).
 //!
 //! The raw-socket fallback has no kernel half to outlive the process: with
 //! it, a dead agent's host keeps the VIP until xvrrpd starts again.
@@ -37,7 +37,7 @@ fn cluster(name: &str) -> Result<Cluster> {
         |_, _| Ok(()),
     )?;
     // XDP_TX on a veth in native mode reaches the bridge only when the
-    // peer runs NAPI; generic XDP answers on any device.
+    // peer has an XDP program; generic XDP answers on any device.
     for r in ["r1", "r2"] {
         c.router_mut(r)
             .extra_args
