@@ -50,7 +50,8 @@ fn the_unit_has_what_the_daemon_relies_on() {
     assert_eq!(one(&u, "Restart"), "on-failure");
     assert_eq!(one(&u, "WatchdogSec"), "5s");
     assert_eq!(one(&u, "RuntimeDirectory"), "xvrrpd");
-    assert_eq!(one(&u, "ReadWritePaths"), "/run/xvrrpd");
+    // The control socket, and the datapath's pins (optional: no bpffs, no pins).
+    assert_eq!(one(&u, "ReadWritePaths"), "/run/xvrrpd -/sys/fs/bpf");
     assert_eq!(one(&u, "LimitMEMLOCK"), "infinity");
     for (k, v) in [
         ("NoNewPrivileges", "yes"),
