@@ -975,9 +975,12 @@ impl Drop for RouterNode {
     fn drop(&mut self) {
         self.kill_quietly();
         // Releases whatever the daemon left pinned there.
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.bpf_dir())
-            .status();
+        if self.daemon == Daemon::Xvrrpd {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.bpf_dir())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }

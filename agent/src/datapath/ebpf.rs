@@ -319,14 +319,8 @@ impl EbpfDatapath {
     }
 
     pub fn remove_vrid(&mut self, key: &VridKey) -> Result<(), DatapathError> {
-        match self.leases()?.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(e) => return Err(map_err(MAP_LEASES)(e)),
-        }
-        match self.vrids()?.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_err(MAP_VRIDS)(e)),
-        }
+        absent_ok(self.leases()?.remove(key)).map_err(map_err(MAP_LEASES))?;
+        absent_ok(self.vrids()?.remove(key)).map_err(map_err(MAP_VRIDS))
     }
 
     fn leases(&mut self) -> Result<BpfHashMap<&mut MapData, VridKey, u64>, DatapathError> {
@@ -363,10 +357,7 @@ impl EbpfDatapath {
     }
 
     pub fn remove_guard(&mut self, key: &GuardKey) -> Result<(), DatapathError> {
-        match self.guards()?.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_err(MAP_GUARDS)(e)),
-        }
+        absent_ok(self.guards()?.remove(key)).map_err(map_err(MAP_GUARDS))
     }
 
     pub fn set_policy(&mut self, ifindex: u32, policy: IfacePolicy) -> Result<(), DatapathError> {
@@ -485,6 +476,15 @@ where
     };
     let res = prog.test_run(opts)?;
     Ok((res.return_value, res.duration))
+}
+
+/// A removal of a key that is not there is done (the kernel says ENOENT).
+fn absent_ok(r: Result<(), MapError>) -> Result<(), MapError> {
+    match r {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
 }
 
 fn ifindex_of(ifname: &str) -> Option<u32> {
