@@ -306,8 +306,8 @@ impl GuardKey {
 }
 
 /// A guarded VIP: whose MAC may claim it, and how often the kernel may
-/// report a foreign claim (the agent writes the first two, the kernel the
-/// third).
+/// report a foreign claim (the agent writes those, the kernel the times
+/// and the last claimant).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -322,6 +322,12 @@ pub struct GuardValue {
     pub min_interval_ns: u64,
     /// `bpf_ktime_get_ns` of the last report (0: none yet).
     pub last_report_ns: u64,
+    /// `bpf_ktime_get_ns` of the last foreign claim, reported or not (0:
+    /// none): the agent looks at it one interval after a re-announce.
+    pub last_claim_ns: u64,
+    /// Who made that claim.
+    pub last_claim_mac: [u8; 6],
+    pub _pad2: [u8; 2],
 }
 
 /// A claim of a guarded VIP by a foreign MAC (gratuitous ARP, ARP reply, or

@@ -650,6 +650,8 @@ fn report(ifindex: u32, claim: Claimant, maps: &Maps, count: impl Fn(Counter)) {
         if mac_bits((*guard).mac) == mac_bits(mac) {
             return;
         }
+        (*guard).last_claim_ns = now;
+        (*guard).last_claim_mac = mac;
         let last = (*guard).last_report_ns;
         if last != 0 && now.wrapping_sub(last) < (*guard).min_interval_ns {
             count(Counter::ClaimLimited);

@@ -254,3 +254,53 @@ fn the_raw_socket_datapath_does_not_watch_claims() -> Result<()> {
         c.finish()
     })
 }
+
+/// Two claims 3 ms apart: the first is answered at once, the second falls
+/// inside the interval and is answered when the interval ends, so the last
+/// announcement on the segment is the owner's (a client that took the
+/// second claim is moved back).
+#[test]
+fn a_claim_inside_the_interval_is_answered_when_it_ends() -> Result<()> {
+    lab_test(
+        "a_claim_inside_the_interval_is_answered_when_it_ends",
+        || {
+            let mut c = pair("last-word", V4_VIP, false)?;
+            let inj = frame_injector(&c.client, "eth0")?;
+            let r1 = c.router("r1").mac;
+            let frame = claim_frame(&c);
+            let from = rt_ns();
+            inj.send(&frame)?;
+            thread::sleep(Duration::from_millis(3));
+            inj.send(&frame)?;
+            thread::sleep(Duration::from_millis(100));
+            let ev = c.wire()?;
+            let seen = claims_on_wire(&ev, c.vip, from, rt_ns());
+            ensure!(seen.len() == 2, "capture saw {} claims", seen.len());
+            let answers = announcements(&ev, c.vip, r1, from, rt_ns());
+            println!(
+                "claims at +0 and +{:.3} ms; r1 announced at {:?} ms",
+                (seen[1] - seen[0]) as f64 / 1e6,
+                answers
+                    .iter()
+                    .map(|a| format!("{:+.3}", (*a as i128 - seen[0] as i128) as f64 / 1e6))
+                    .collect::<Vec<_>>()
+            );
+            ensure!(
+                answers.len() == 2,
+                "r1 announced {} time(s), want 2 (one per claim, the second \
+             when the interval ended)",
+                answers.len()
+            );
+            ensure!(
+                answers[1] > seen[1],
+                "r1's last announcement came before the last claim"
+            );
+            let gap = answers[1] - answers[0];
+            ensure!(
+                gap >= INTERVAL_NS * 9 / 10 && gap <= INTERVAL_NS * 3,
+                "second announcement {gap} ns after the first, want one interval"
+            );
+            c.finish()
+        },
+    )
+}

@@ -245,6 +245,9 @@ fn guarded(min_interval_ns: u64) -> (EbpfDatapath, EventRing) {
             },
             min_interval_ns,
             last_report_ns: 0,
+            last_claim_ns: 0,
+            last_claim_mac: [0; 6],
+            _pad2: [0; 2],
         };
         dp.set_guard(guard_key(SPEC_IFINDEX, addr), value)
             .expect("guard");
@@ -370,6 +373,14 @@ fn claims_are_rate_limited_per_vip_in_the_kernel() {
         assert!(flood.is_empty(), "flood within the interval: no claim");
         assert_eq!(limited, 1000);
     }
+    // Unreported claims still leave their time and claimant, for the
+    // agent's check at the end of the interval.
+    let g = dp
+        .guard_entry(&guard_key(SPEC_IFINDEX, IpAddr::V4(VIP4)))
+        .expect("guard map")
+        .expect("guarded");
+    assert!(g.last_claim_ns > g.last_report_ns, "{g:?}");
+    assert_eq!(g.last_claim_mac, THEIRS);
     // The other VIP has its own budget.
     let (got, reported, _) = claims(&mut dp, &mut ring, Prog::Xdp, &na);
     assert_eq!((got.len(), reported), (1, 1), "other VIP reported");

@@ -352,8 +352,22 @@ impl EbpfDatapath {
         let mut map = self.guards()?;
         if let Ok(old) = map.get(&key, 0) {
             value.last_report_ns = old.last_report_ns;
+            value.last_claim_ns = old.last_claim_ns;
+            value.last_claim_mac = old.last_claim_mac;
         }
         map.insert(key, value, 0).map_err(map_err(MAP_GUARDS))
+    }
+
+    /// The guard map's entry for `key` (the kernel's claim times in it).
+    pub fn guard_entry(&mut self, key: &GuardKey) -> Result<Option<GuardValue>, DatapathError> {
+        match self.guards()?.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(None)
+            }
+            Err(e) => Err(map_err(MAP_GUARDS)(e)),
+        }
     }
 
     pub fn remove_guard(&mut self, key: &GuardKey) -> Result<(), DatapathError> {

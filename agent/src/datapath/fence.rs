@@ -97,6 +97,9 @@ mod tests {
             family: FAMILY_IPV4,
             min_interval_ns: 0,
             last_report_ns: 0,
+            last_claim_ns: 0,
+            last_claim_mac: [0; 6],
+            _pad2: [0; 2],
         };
         let mut v = FenceView::default();
         // Both VIPs belong to the IPv4 instance (VRID 51) on ifindex 3.

@@ -295,6 +295,9 @@ impl Datapath {
                 family: owner.family,
                 min_interval_ns,
                 last_report_ns: 0,
+                last_claim_ns: 0,
+                last_claim_mac: [0; 6],
+                _pad2: [0; 2],
             };
             dp.set_guard(guard_key(ifindex, addr), value)
                 .map_err(io::Error::other)?;
@@ -328,6 +331,17 @@ impl Datapath {
             Inner::Ebpf { dp, .. } => dp.pin_dir().map(|d| d.path()),
             Inner::Raw { .. } => None,
         }
+    }
+
+    /// The last claim of a guarded VIP by another MAC the kernel saw
+    /// (reported or not): its CLOCK_MONOTONIC time and the claimant. None
+    /// on the raw path or when unguarded.
+    pub fn last_claim(&mut self, ifindex: u32, addr: IpAddr) -> Option<(u64, [u8; 6])> {
+        let Inner::Ebpf { dp, .. } = &mut self.inner else {
+            return None;
+        };
+        let g = dp.guard_entry(&guard_key(ifindex, addr)).ok()??;
+        (g.last_claim_ns != 0).then_some((g.last_claim_ns, g.last_claim_mac))
     }
 
     /// Stops guarding `addr` on `ifindex`.

@@ -176,6 +176,8 @@ pub struct Daemon {
     /// Removes our VIPs if we die and another router takes over (pinned
     /// eBPF datapath only).
     pub(super) warden: Option<std::process::Child>,
+    /// Claims found by a claim check, fed back after the turn's actions.
+    pub(super) rechecked_claims: Vec<(InstanceId, Input)>,
 }
 
 impl Daemon {
@@ -234,6 +236,7 @@ impl Daemon {
             guarded: HashMap::new(),
             guards_dirty: false,
             warden: None,
+            rechecked_claims: Vec::new(),
         };
         // The first configuration is a reload of an empty one: the same
         // validation, the same resources, nothing running to keep.

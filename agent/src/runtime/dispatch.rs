@@ -147,6 +147,9 @@ impl Daemon {
         // After the effects are queued: a take-over's GARPs do not wait
         // for the map updates.
         self.sync_guards();
+        for (inst, input) in std::mem::take(&mut self.rechecked_claims) {
+            self.feed(inst, monotonic_ns(), input);
+        }
         for (name, _from, to) in decided.group_notifies {
             info!("sync group {name}: now {}", to.keepalived_name());
             self.notifier
@@ -207,6 +210,7 @@ impl Daemon {
                 }
             }
             Action::Reannounce { addr } => self.reannounce(inst, addr),
+            Action::CheckClaims { since } => self.check_claims(inst, since),
             Action::Notify { from: _, to } => {
                 let prio = self.router(inst).map(|r| r.priority()).unwrap_or(0);
                 let name = self.name(inst).to_string();
@@ -369,6 +373,29 @@ impl Daemon {
     fn reannounce(&self, inst: InstanceId, addr: IpAddr) {
         if let Some(announce) = self.gratuitous(inst, [addr], 1, 0) {
             self.push_untimed(inst, announce);
+        }
+    }
+
+    /// Claims the kernel saw after a VIP's re-announce but did not report
+    /// (inside its report interval) go back to the state machine, after
+    /// the current actions.
+    fn check_claims(&mut self, inst: InstanceId, since: Vec<(IpAddr, u64)>) {
+        let Some(ifindex) = self.instances.get(inst).map(|i| i.plan.ifindex) else {
+            return;
+        };
+        for (addr, at) in since {
+            if let Some((claimed, mac)) = self.datapath.last_claim(ifindex, addr)
+                && claimed > at
+            {
+                // Answered now: its own time lies inside the interval
+                // that just ended.
+                let input = Input::Conflict {
+                    addr,
+                    mac,
+                    at_ns: 0,
+                };
+                self.rechecked_claims.push((inst, input));
+            }
         }
     }
 

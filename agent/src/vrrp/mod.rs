@@ -31,7 +31,7 @@
 //! Every rule below has one test of that name in a topic module of
 //! `vrrp::tests`: rules 1–6 in `timers`, 7–10 in `startup`, 11–21 in
 //! `backup`, 22–37 in `master`, 38–49 in `receive`, 50–58 in `tracking`,
-//! 59–65 in `configuration`, 66–69 and 81 in `gratuitous`, 70–73 in
+//! 59–65 in `configuration`, 66–69, 81 and 82 in `gratuitous`, 70–73 in
 //! `reload`, 74–78 in `sync_groups`, 79 in `receive` and 80 in `master`.
 //!
 //! | # | Rule | Source | Test |
@@ -117,6 +117,7 @@
 //! | 79 | More addresses than the datapath carries: counted from the header, those carried must be ours | design (up to 255 VIPs) | `large_advert_counted_from_header_and_carried_addresses_checked` |
 //! | 80 | Lower-priority adverts re-announce the VIPs at most once per advert interval | design (no storm in a one-way partition) | `lower_priority_reannounce_at_most_once_per_interval` |
 //! | 81 | Master, a VIP claimed by another MAC: re-announce it at once, at most once per advert interval; not Master: ignore | design (conflict guard) | `conflict_master_reannounces_once_per_interval` |
+//! | 82 | Master, one advert interval after a re-announce: ask whether the VIP was claimed again meanwhile (those claims were not answered); such a claim is answered then — the owner has the last word, still at most once per interval | design (conflict guard) | `conflict_claims_inside_the_interval_are_checked_when_it_ends` |
 
 mod config;
 mod router;

@@ -51,6 +51,9 @@ pub struct Router {
     /// VIPs re-announced after a claim, and when: at most one per advert
     /// interval each, so two confused masters cannot start a storm.
     reannounced: Vec<(IpAddr, u64)>,
+    /// Re-announces whose interval has not been checked for later claims
+    /// yet (see [`TimerKind::ClaimCheck`]).
+    claim_checks: Vec<(IpAddr, u64)>,
 }
 
 impl Router {
@@ -83,6 +86,7 @@ impl Router {
             last_transition: None,
             last_lower_prio_garp_ns: None,
             reannounced: Vec::new(),
+            claim_checks: Vec::new(),
         })
     }
 
@@ -222,12 +226,27 @@ impl Router {
         };
         if reannounced {
             out.push(Action::Reannounce { addr });
+            // A claim inside the interval that follows is not answered at
+            // once; look for one when it ends, so the last announcement on
+            // the segment is ours.
+            self.claim_checks.retain(|(a, _)| *a != addr);
+            self.claim_checks.push((addr, now));
+            self.arm_claim_check(out);
         }
         out.push(Action::Event(Event::VipClaimed {
             addr,
             mac,
             reannounced,
         }));
+    }
+
+    /// Arms the claim check for the earliest pending re-announce.
+    fn arm_claim_check(&mut self, out: &mut Vec<Action>) {
+        let interval = self.advert_int_ns();
+        match self.claim_checks.iter().map(|(_, at)| *at).min() {
+            Some(first) => self.arm(TimerKind::ClaimCheck, first.saturating_add(interval), out),
+            None => self.cancel(TimerKind::ClaimCheck, out),
+        }
     }
 
     // ----- timers -----
@@ -308,6 +327,7 @@ impl Router {
         self.master_addr = Some(self.cfg.primary_addr);
         self.master_priority = Some(self.priority);
         self.reannounced.clear();
+        self.claim_checks.clear();
         out.push(Action::SendAdvert {
             priority: self.priority,
             interval_cs: self.cfg.advert_int_cs,
@@ -475,6 +495,19 @@ impl Router {
                 count: self.cfg.garp.lower_prio_repeat,
                 spacing_ns: self.gratuitous_spacing_ns(),
             }),
+            (State::Master, TimerKind::ClaimCheck) => {
+                let interval = self.advert_int_ns();
+                let (due, later): (Vec<_>, Vec<_>) = self
+                    .claim_checks
+                    .drain(..)
+                    .partition(|(_, at)| at.saturating_add(interval) <= now);
+                self.claim_checks = later;
+                if !due.is_empty() {
+                    out.push(Action::CheckClaims { since: due });
+                }
+                self.arm_claim_check(out);
+            }
+            (_, TimerKind::ClaimCheck) => self.claim_checks.clear(),
             _ => {}
         }
     }

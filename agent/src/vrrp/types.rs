@@ -60,16 +60,21 @@ pub enum TimerKind {
     /// Master: delayed GARP/NA batch after a lower-priority advert
     /// (`garp_lower_prio_delay`).
     GarpLowerPrio,
+    /// Master: one advert interval after a re-announce, look whether the VIP
+    /// was claimed again meanwhile (claims inside the interval are not
+    /// answered at once): the owner has the last word.
+    ClaimCheck,
 }
 
 impl TimerKind {
-    pub const ALL: [TimerKind; 6] = [
+    pub const ALL: [TimerKind; 7] = [
         TimerKind::Advert,
         TimerKind::MasterDown,
         TimerKind::PreemptDelay,
         TimerKind::GarpDelay,
         TimerKind::GarpRefresh,
         TimerKind::GarpLowerPrio,
+        TimerKind::ClaimCheck,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -317,6 +322,12 @@ pub enum Action {
     /// gratuitous ARP or unsolicited NA.
     Reannounce {
         addr: IpAddr,
+    },
+    /// For each VIP, whether another MAC claimed it after the time given
+    /// (when it was last re-announced); the runtime answers each such claim
+    /// with an [`Input::Conflict`] carrying its time.
+    CheckClaims {
+        since: Vec<(IpAddr, u64)>,
     },
     /// Run notify scripts / write the notify FIFO, in order.
     Notify {
