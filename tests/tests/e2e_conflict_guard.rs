@@ -297,7 +297,7 @@ fn a_claim_inside_the_interval_is_answered_when_it_ends() -> Result<()> {
             );
             let gap = answers[1] - answers[0];
             ensure!(
-                gap >= INTERVAL_NS * 9 / 10 && gap <= INTERVAL_NS * 3,
+                (INTERVAL_NS * 9 / 10..=INTERVAL_NS * 3).contains(&gap),
                 "second announcement {gap} ns after the first, want one interval"
             );
             c.finish()
