@@ -978,7 +978,7 @@ fn header(o: &Opts, xv: &std::path::Path, grace: u64, bound: u64) -> Vec<(String
             "faults".into(),
             "one at a time, held 0.2–2 s, 0.1–1.5 s apart, all drawn from the seed before either daemon \
              runs: kill-9 (SIGKILL to the process group, restarted after the hold; the host keeps \
-             whatever the dead daemon left), sigterm (restarted after the hold), link-down (the router's \
+             whatever the dead daemon left, xvrrpd's pinned datapath and warden act on it), sigterm (restarted after the hold), link-down (the router's \
              bridge port), loss (no netem on this kernel: bursts of 10–80 ms with the router's bridge port \
              in STP blocking state, 20–200 ms apart — bursty loss both ways, carrier stays up), partition \
              (bridge port isolation on the three routers' ports: no router hears another, the client \
