@@ -303,12 +303,25 @@ impl EbpfDatapath {
         &self.attached
     }
 
+    /// One of the object's hash maps, typed.
+    fn hash_map<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<BpfHashMap<&mut MapData, K, V>, DatapathError> {
+        let map = self.bpf.map_mut(name).ok_or(DatapathError::Missing(name))?;
+        BpfHashMap::try_from(map).map_err(map_err(name))
+    }
+
     fn vrids(&mut self) -> Result<BpfHashMap<&mut MapData, VridKey, VridConfig>, DatapathError> {
-        let map = self
-            .bpf
-            .map_mut(MAP_VRIDS)
-            .ok_or(DatapathError::Missing(MAP_VRIDS))?;
-        BpfHashMap::try_from(map).map_err(map_err(MAP_VRIDS))
+        self.hash_map(MAP_VRIDS)
+    }
+
+    fn leases(&mut self) -> Result<BpfHashMap<&mut MapData, VridKey, u64>, DatapathError> {
+        self.hash_map(MAP_LEASES)
+    }
+
+    fn guards(&mut self) -> Result<BpfHashMap<&mut MapData, GuardKey, GuardValue>, DatapathError> {
+        self.hash_map(MAP_GUARDS)
     }
 
     /// Tells the kernel to deliver adverts for `key`, checked per `cfg`.
@@ -323,27 +336,11 @@ impl EbpfDatapath {
         absent_ok(self.vrids()?.remove(key)).map_err(map_err(MAP_VRIDS))
     }
 
-    fn leases(&mut self) -> Result<BpfHashMap<&mut MapData, VridKey, u64>, DatapathError> {
-        let map = self
-            .bpf
-            .map_mut(MAP_LEASES)
-            .ok_or(DatapathError::Missing(MAP_LEASES))?;
-        BpfHashMap::try_from(map).map_err(map_err(MAP_LEASES))
-    }
-
     /// The agent vouches for being MASTER of `key` until `until_ns`.
     pub fn set_lease(&mut self, key: VridKey, until_ns: u64) -> Result<(), DatapathError> {
         self.leases()?
             .insert(key, until_ns, 0)
             .map_err(map_err(MAP_LEASES))
-    }
-
-    fn guards(&mut self) -> Result<BpfHashMap<&mut MapData, GuardKey, GuardValue>, DatapathError> {
-        let map = self
-            .bpf
-            .map_mut(MAP_GUARDS)
-            .ok_or(DatapathError::Missing(MAP_GUARDS))?;
-        BpfHashMap::try_from(map).map_err(map_err(MAP_GUARDS))
     }
 
     /// Starts (or updates) watching claims of a VIP by MACs other than
@@ -375,13 +372,9 @@ impl EbpfDatapath {
     }
 
     pub fn set_policy(&mut self, ifindex: u32, policy: IfacePolicy) -> Result<(), DatapathError> {
-        let map = self
-            .bpf
-            .map_mut(MAP_POLICY)
-            .ok_or(DatapathError::Missing(MAP_POLICY))?;
-        let mut m: BpfHashMap<&mut MapData, u32, IfacePolicy> =
-            BpfHashMap::try_from(map).map_err(map_err(MAP_POLICY))?;
-        m.insert(ifindex, policy, 0).map_err(map_err(MAP_POLICY))
+        self.hash_map::<u32, IfacePolicy>(MAP_POLICY)?
+            .insert(ifindex, policy, 0)
+            .map_err(map_err(MAP_POLICY))
     }
 
     /// Kernel counters summed over CPUs, indexed by [`Counter`].
