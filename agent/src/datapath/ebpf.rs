@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -17,9 +17,9 @@ use aya::{
 };
 use thiserror::Error;
 use xvrrpd_common::{
-    AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, GuardKey, GuardValue, IfacePolicy,
-    MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_LEASES, MAP_OWNERS, MAP_POLICY, MAP_VRIDS, PROG_TC,
-    PROG_XDP, VridConfig, VridKey,
+    AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, FenceOwner, GuardKey, GuardValue, IfacePolicy,
+    MAP_ARMED, MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_LEASES, MAP_OWNERS, MAP_POLICY, MAP_VRIDS,
+    PROG_TC, PROG_XDP, VridConfig, VridKey,
 };
 
 use super::pin::PinDir;
@@ -72,6 +72,33 @@ pub enum DatapathError {
     Io(#[from] io::Error),
     #[error("pinning {path}: {reason}")]
     Pin { path: String, reason: String },
+    #[error(
+        "{0} is not available on a datapath adopted from the previous run: stop xvrrpd, run \
+         `xvrrpd cleanup` and start it again to load it"
+    )]
+    NotAdopted(&'static str),
+}
+
+/// Every map of the datapath and its file name in the pin directory.
+const ALL_MAPS: [(&str, &str); 8] = [
+    (MAP_EVENTS, "map_events"),
+    (MAP_COUNTERS, "map_counters"),
+    (MAP_VRIDS, "map_vrids"),
+    (MAP_POLICY, "map_policy"),
+    (MAP_GUARDS, "map_guards"),
+    (MAP_LEASES, "map_leases"),
+    (MAP_OWNERS, "map_owners"),
+    (MAP_ARMED, "map_armed"),
+];
+
+/// The pinned XDP program's file name: it names the object it came from,
+/// so a restart adopts only a program this very binary would load.
+fn program_pin_name() -> String {
+    // FNV-1a: stable across builds and Rust versions, unlike `Hasher`.
+    let hash = OBJECT.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("prog_xdp_{hash:016x}")
 }
 
 /// The fence's maps and their file names in the pin directory (bpffs
@@ -113,7 +140,13 @@ pub enum AttachPreference {
 /// The loaded programs and their maps. Dropping it detaches everything
 /// but the pinned XDP links (see [`EbpfDatapath::pin_links`]).
 pub struct EbpfDatapath {
-    bpf: Ebpf,
+    /// The loaded object; `None` when adopted from the previous run's pins
+    /// (only its XDP program and maps are there then).
+    bpf: Option<Ebpf>,
+    /// The XDP program of an adopted datapath.
+    adopted_xdp: Option<Xdp>,
+    /// Every map, taken out of the object (or opened from the pins).
+    maps: std::collections::HashMap<&'static str, Map>,
     attached: Vec<(String, AttachMode)>,
     /// Where XDP links are pinned; `None`: not pinned.
     pins: Option<PinDir>,
@@ -143,12 +176,138 @@ impl EbpfDatapath {
             .try_into()
             .map_err(prog_err(PROG_XDP))?;
         xdp.load().map_err(prog_err(PROG_XDP))?;
+        let mut maps = std::collections::HashMap::new();
+        for (name, _) in ALL_MAPS {
+            // The programs' instructions already hold the maps' descriptors.
+            maps.insert(
+                name,
+                bpf.take_map(name).ok_or(DatapathError::Missing(name))?,
+            );
+        }
         Ok(Self {
-            bpf,
+            bpf: Some(bpf),
+            adopted_xdp: None,
+            maps,
             attached: Vec::new(),
             pins: None,
             pinned: Vec::new(),
         })
+    }
+
+    /// Adopts the datapath a previous run of this binary left pinned in
+    /// `pins`: its verified XDP program, its maps and its links on the
+    /// interfaces in `ifnames` (links on others are released). Its state is
+    /// cleared (the first configuration writes it again) and its queued
+    /// events dropped. `None` when nothing adoptable is there.
+    pub fn adopt(pins: &PinDir, ifnames: &[String]) -> Result<Option<Self>, DatapathError> {
+        let prog = pins.path().join(program_pin_name());
+        if !object_embedded() || !prog.exists() {
+            return Ok(None);
+        }
+        let xdp = Xdp::from_pin(&prog, aya_obj::programs::XdpAttachType::Interface)
+            .map_err(prog_err(PROG_XDP))?;
+        let mut maps = std::collections::HashMap::new();
+        for (name, file) in ALL_MAPS {
+            let data = MapData::from_pin(pins.path().join(file)).map_err(map_err(name))?;
+            let map = match name {
+                MAP_EVENTS => Map::RingBuf(data),
+                MAP_COUNTERS => Map::PerCpuArray(data),
+                MAP_ARMED => Map::Array(data),
+                _ => Map::HashMap(data),
+            };
+            maps.insert(name, map);
+        }
+        let mut dp = Self {
+            bpf: None,
+            adopted_xdp: Some(xdp),
+            maps,
+            attached: Vec::new(),
+            pins: Some(pins.clone()),
+            pinned: Vec::new(),
+        };
+        for (path, ifindex, mode) in pins.xdp_links()? {
+            let link = PinnedLink::from_pin(&path).map_err(|e| DatapathError::Pin {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            match ifname_of(ifindex).filter(|n| ifnames.contains(n)) {
+                Some(ifname) => {
+                    dp.pinned.push(link);
+                    dp.attached.push((ifname, mode));
+                }
+                None => {
+                    let _ = link.unpin();
+                }
+            }
+        }
+        dp.clear_state()?;
+        Ok(Some(dp))
+    }
+
+    /// Empties what the kernel half remembers of a previous run: entries,
+    /// leases, guards, owners, the armed fence and queued events.
+    fn clear_state(&mut self) -> Result<(), DatapathError> {
+        fn clear<K: aya::Pod, V: aya::Pod>(
+            dp: &mut EbpfDatapath,
+            name: &'static str,
+        ) -> Result<(), DatapathError> {
+            let mut map = dp.hash_map::<K, V>(name)?;
+            let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
+            for k in keys {
+                absent_ok(map.remove(&k)).map_err(map_err(name))?;
+            }
+            Ok(())
+        }
+        clear::<VridKey, VridConfig>(self, MAP_VRIDS)?;
+        clear::<u32, IfacePolicy>(self, MAP_POLICY)?;
+        clear::<GuardKey, GuardValue>(self, MAP_GUARDS)?;
+        clear::<VridKey, u64>(self, MAP_LEASES)?;
+        clear::<VridKey, FenceOwner>(self, MAP_OWNERS)?;
+        let armed = self.map_mut(MAP_ARMED)?;
+        let mut armed: Array<&mut MapData, u64> =
+            Array::try_from(armed).map_err(map_err(MAP_ARMED))?;
+        armed.set(0, 0, 0).map_err(map_err(MAP_ARMED))?;
+        let events = self.map_mut(MAP_EVENTS)?;
+        let mut ring: RingBuf<&mut MapData> =
+            RingBuf::try_from(events).map_err(map_err(MAP_EVENTS))?;
+        while ring.next().is_some() {}
+        Ok(())
+    }
+
+    /// Whether this datapath was adopted from the previous run's pins.
+    pub fn is_adopted(&self) -> bool {
+        self.adopted_xdp.is_some()
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DatapathError> {
+        self.maps.get_mut(name).ok_or(DatapathError::Missing(name))
+    }
+
+    fn xdp_mut(&mut self) -> Result<&mut Xdp, DatapathError> {
+        if let Some(xdp) = self.adopted_xdp.as_mut() {
+            return Ok(xdp);
+        }
+        let bpf = self.bpf.as_mut().ok_or(DatapathError::Missing(PROG_XDP))?;
+        bpf.program_mut(PROG_XDP)
+            .ok_or(DatapathError::Missing(PROG_XDP))?
+            .try_into()
+            .map_err(prog_err(PROG_XDP))
+    }
+
+    fn xdp_ref(&self) -> Result<&Xdp, DatapathError> {
+        if let Some(xdp) = self.adopted_xdp.as_ref() {
+            return Ok(xdp);
+        }
+        let bpf = self.bpf.as_ref().ok_or(DatapathError::Missing(PROG_XDP))?;
+        bpf.program(PROG_XDP)
+            .ok_or(DatapathError::Missing(PROG_XDP))?
+            .try_into()
+            .map_err(prog_err(PROG_XDP))
+    }
+
+    /// The loaded object (a fresh load, not an adopted datapath).
+    fn object(&mut self, what: &'static str) -> Result<&mut Ebpf, DatapathError> {
+        self.bpf.as_mut().ok_or(DatapathError::NotAdopted(what))
     }
 
     /// XDP links attached from now on are pinned in `pins`: the program,
@@ -156,15 +315,20 @@ impl EbpfDatapath {
     /// fence's maps are pinned beside them for the warden
     /// ([`super::fence::FenceView`]).
     pub fn pin_links(&mut self, pins: PinDir) -> Result<(), DatapathError> {
-        for (name, file) in PINNED_MAPS {
-            let map = self.bpf.map(name).ok_or(DatapathError::Missing(name))?;
+        let pin_err = |path: &std::path::Path, e: &dyn std::fmt::Display| DatapathError::Pin {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        for (name, file) in ALL_MAPS {
             let path = pins.path().join(file);
             let _ = std::fs::remove_file(&path);
-            map.pin(&path).map_err(|e| DatapathError::Pin {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            let map = self.maps.get(name).ok_or(DatapathError::Missing(name))?;
+            map.pin(&path).map_err(|e| pin_err(&path, &e))?;
         }
+        // The program too, so that a restart can adopt it unverified.
+        let path = pins.path().join(program_pin_name());
+        let _ = std::fs::remove_file(&path);
+        self.xdp_mut()?.pin(&path).map_err(|e| pin_err(&path, &e))?;
         self.pins = Some(pins);
         Ok(())
     }
@@ -201,16 +365,11 @@ impl EbpfDatapath {
             return Ok(());
         };
         let ifindex = ifindex_of(ifname);
-        let xdp: &mut Xdp = self
-            .bpf
-            .program_mut(PROG_XDP)
-            .ok_or(DatapathError::Missing(PROG_XDP))?
-            .try_into()
-            .map_err(prog_err(PROG_XDP))?;
+        let xdp = self.xdp_mut()?;
         let link = xdp.take_link(id).map_err(prog_err(PROG_XDP))?;
         let pinned = match (ifindex, FdLink::try_from(link)) {
             (Some(ifindex), Ok(fd)) => {
-                let path = dir.xdp_link(ifindex);
+                let path = dir.xdp_link(ifindex, xmode == XdpMode::Skb);
                 let _ = std::fs::remove_file(&path);
                 fd.pin(&path).map_err(|e| e.to_string())
             }
@@ -248,13 +407,7 @@ impl EbpfDatapath {
             if !wants(mode) {
                 continue;
             }
-            let xdp: &mut Xdp = self
-                .bpf
-                .program_mut(PROG_XDP)
-                .ok_or(DatapathError::Missing(PROG_XDP))?
-                .try_into()
-                .map_err(prog_err(PROG_XDP))?;
-            match xdp.attach(ifname, xmode) {
+            match self.xdp_mut()?.attach(ifname, xmode) {
                 Ok(id) => {
                     self.pin_xdp(ifname, xmode, id)?;
                     self.attached.push((ifname.to_string(), mode));
@@ -287,7 +440,7 @@ impl EbpfDatapath {
     /// The TC program, verified on first use.
     fn tc_program(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
         let prog: &mut SchedClassifier = self
-            .bpf
+            .object(PROG_TC)?
             .program_mut(PROG_TC)
             .ok_or(DatapathError::Missing(PROG_TC))?
             .try_into()
@@ -308,8 +461,7 @@ impl EbpfDatapath {
         &mut self,
         name: &'static str,
     ) -> Result<BpfHashMap<&mut MapData, K, V>, DatapathError> {
-        let map = self.bpf.map_mut(name).ok_or(DatapathError::Missing(name))?;
-        BpfHashMap::try_from(map).map_err(map_err(name))
+        BpfHashMap::try_from(self.map_mut(name)?).map_err(map_err(name))
     }
 
     fn vrids(&mut self) -> Result<BpfHashMap<&mut MapData, VridKey, VridConfig>, DatapathError> {
@@ -380,8 +532,8 @@ impl EbpfDatapath {
     /// Kernel counters summed over CPUs, indexed by [`Counter`].
     pub fn counters(&self) -> Result<[u64; COUNTER_COUNT as usize], DatapathError> {
         let map = self
-            .bpf
-            .map(MAP_COUNTERS)
+            .maps
+            .get(MAP_COUNTERS)
             .ok_or(DatapathError::Missing(MAP_COUNTERS))?;
         let arr: PerCpuArray<&MapData, u64> =
             PerCpuArray::try_from(map).map_err(map_err(MAP_COUNTERS))?;
@@ -396,8 +548,8 @@ impl EbpfDatapath {
     /// Takes the ring buffer out (once) for a reader.
     pub fn take_events(&mut self) -> Result<EventRing, DatapathError> {
         let map = self
-            .bpf
-            .take_map(MAP_EVENTS)
+            .maps
+            .remove(MAP_EVENTS)
             .ok_or(DatapathError::Missing(MAP_EVENTS))?;
         Ok(EventRing {
             ring: RingBuf::try_from(map).map_err(map_err(MAP_EVENTS))?,
@@ -412,24 +564,13 @@ impl EbpfDatapath {
         frame: &[u8],
         repeat: u32,
     ) -> Result<(u32, Duration), DatapathError> {
-        let prog: &Xdp = self
-            .bpf
-            .program(PROG_XDP)
-            .ok_or(DatapathError::Missing(PROG_XDP))?
-            .try_into()
-            .map_err(prog_err(PROG_XDP))?;
-        run(prog, frame, repeat).map_err(prog_err(PROG_XDP))
+        run(self.xdp_ref()?, frame, repeat).map_err(prog_err(PROG_XDP))
     }
 
     /// Runs the XDP program once on `frame`; returns the verdict and the
     /// frame as the program left it (for `XDP_TX` answers).
     pub fn test_run_xdp_out(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
-        let prog: &Xdp = self
-            .bpf
-            .program(PROG_XDP)
-            .ok_or(DatapathError::Missing(PROG_XDP))?
-            .try_into()
-            .map_err(prog_err(PROG_XDP))?;
+        let prog = self.xdp_ref()?;
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions {
             data_in: Some(frame),
@@ -450,7 +591,7 @@ impl EbpfDatapath {
         repeat: u32,
     ) -> Result<(u32, Duration), DatapathError> {
         let prog: &mut Xdp = self
-            .bpf
+            .object(name)?
             .program_mut(name)
             .ok_or(DatapathError::Missing(name))?
             .try_into()
@@ -492,6 +633,18 @@ fn absent_ok(r: Result<(), MapError>) -> Result<(), MapError> {
         Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         other => other,
     }
+}
+
+fn ifname_of(ifindex: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname needs.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
 }
 
 fn ifindex_of(ifname: &str) -> Option<u32> {

@@ -127,6 +127,34 @@ impl Datapath {
         Self::open_raw(specs, opts, reason)
     }
 
+    /// The eBPF datapath a previous run of this binary left pinned in
+    /// `pins`, adopted as it runs: no verification, no raw-socket phase.
+    /// `None` when there is nothing to adopt.
+    pub fn adopt(
+        pins: &pin::PinDir,
+        opts: DatapathOptions,
+        ifnames: &[String],
+    ) -> Result<Option<Self>, DatapathError> {
+        let Some(dp) = EbpfDatapath::adopt(pins, ifnames)? else {
+            return Ok(None);
+        };
+        let joins = RawReceiver::open()?;
+        let inner = Self::take_over(PreparedEbpf { dp, joins }, &[])?;
+        Ok(Some(Self {
+            inner,
+            attach: opts.attach,
+            fallback_reason: None,
+            scratch: Vec::new(),
+            claim_scratch: Vec::new(),
+            claims: Vec::new(),
+        }))
+    }
+
+    /// Whether the eBPF datapath was adopted from a previous run.
+    pub fn is_adopted(&self) -> bool {
+        matches!(&self.inner, Inner::Ebpf { dp, .. } if dp.is_adopted())
+    }
+
     /// The raw-socket receiver, with the reason eBPF is not (yet) in use.
     pub fn open_raw(specs: &[VridSpec], opts: DatapathOptions, reason: String) -> io::Result<Self> {
         let mut rx = RawReceiver::open()?;

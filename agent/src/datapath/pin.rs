@@ -4,9 +4,11 @@
 //! One directory per daemon: `<root>/net<netns inode>-<control socket path>`.
 //! Daemons in other network namespaces, or beside this one with their own
 //! control socket, never share it. A clean stop and `xvrrpd cleanup` remove
-//! it (the links detach); a start removes what a killed predecessor left
-//! after it has removed that predecessor's VIPs.
+//! it (the links detach); a start adopts what a killed predecessor of the
+//! same binary left, after it has removed that predecessor's VIPs, and
+//! otherwise removes it.
 
+use super::ebpf::AttachMode;
 use std::{
     io,
     os::unix::fs::MetadataExt,
@@ -74,9 +76,38 @@ impl PinDir {
         std::fs::create_dir_all(&self.0)
     }
 
-    /// The pin of the XDP link on `ifindex`.
-    pub fn xdp_link(&self, ifindex: u32) -> PathBuf {
-        self.0.join(format!("xdp-{ifindex}"))
+    /// The pin of the XDP link on `ifindex` (its mode in the name).
+    pub fn xdp_link(&self, ifindex: u32, generic: bool) -> PathBuf {
+        let mode = if generic { "generic" } else { "native" };
+        self.0.join(format!("xdp-{ifindex}-{mode}"))
+    }
+
+    /// The XDP links pinned here: path, interface index, mode.
+    pub fn xdp_links(&self) -> io::Result<Vec<(PathBuf, u32, AttachMode)>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.0)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let Some(rest) = name.strip_prefix("xdp-") else {
+                continue;
+            };
+            let Some((index, mode)) = rest.split_once('-') else {
+                continue;
+            };
+            let mode = match mode {
+                "native" => AttachMode::XdpNative,
+                "generic" => AttachMode::XdpGeneric,
+                _ => continue,
+            };
+            if let Ok(ifindex) = index.parse() {
+                out.push((path, ifindex, mode));
+            }
+        }
+        Ok(out)
     }
 
     /// Unpins everything a previous run left and removes the directory: its
@@ -127,7 +158,8 @@ mod tests {
         let name = a.path().file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.starts_with("net"), "{name}");
         assert!(name.ends_with("-run_xvrrpd_xvrrpd_sock"), "{name}");
-        assert_eq!(a.xdp_link(7), a.path().join("xdp-7"));
+        assert_eq!(a.xdp_link(7, false), a.path().join("xdp-7-native"));
+        assert_eq!(a.xdp_link(7, true), a.path().join("xdp-7-generic"));
     }
 
     #[test]

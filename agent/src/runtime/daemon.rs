@@ -191,8 +191,7 @@ impl Daemon {
         let vips = Rc::new(VipManager::new().context("opening rtnetlink for VIPs")?);
         remove_leftovers(&vips).await;
         // After the VIPs: the previous run's fence guards them until then.
-        let pins = usable_pins(opts.pins.as_ref());
-        let (datapath, ebpf_loading) = open_datapath(&plan, opts.datapath, pins)?;
+        let (datapath, ebpf_loading) = open_datapath(&plan, opts.datapath, opts.pins.as_ref())?;
         let link = LinkWatcher::new(Watch::LinksAndAddresses)
             .context("watching links and addresses over netlink")?;
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
@@ -291,15 +290,6 @@ impl Daemon {
                 for (ifname, mode) in self.datapath.attachments() {
                     info!("datapath: eBPF attached to {ifname} as {mode}");
                 }
-                // Before capabilities are dropped: it reads pinned maps.
-                if let Some(dir) = self.datapath.pin_dir() {
-                    match super::warden::spawn(&PinDir::at(dir)) {
-                        Ok(child) => self.warden = Some(child),
-                        Err(e) => warn!(
-                            "datapath: no warden ({e}): if xvrrpd dies, its VIPs stay until it starts again, answered by no one once another router owns them"
-                        ),
-                    }
-                }
             }
             Err(e) => {
                 warn!("datapath: staying on raw sockets: {e}");
@@ -317,6 +307,16 @@ impl Daemon {
     /// The datapath is final: drop what only loading eBPF needed, tell
     /// systemd we are ready.
     pub(super) fn datapath_settled(&mut self) {
+        // Before capabilities are dropped: the warden reads pinned maps.
+        if let Some(dir) = self.datapath.pin_dir() {
+            match super::warden::spawn(&PinDir::at(dir)) {
+                Ok(child) => self.warden = Some(child),
+                Err(e) => warn!(
+                    "datapath: no warden ({e}): if xvrrpd dies, its VIPs stay until it starts \
+                     again, answered by no one once another router owns them"
+                ),
+            }
+        }
         // Capabilities are per thread: this runs once the loader thread is gone.
         match crate::control::privileges::drop_after_attach() {
             Ok(report) => info!("{report}"),
@@ -428,8 +428,31 @@ fn usable_pins(pins: Option<&PinDir>) -> Option<PinDir> {
 fn open_datapath(
     plan: &Plan,
     opts: DatapathOptions,
-    pins: Option<PinDir>,
+    pins: Option<&PinDir>,
 ) -> Result<(Datapath, Option<EbpfLoading>)> {
+    // What a previous run of this binary left pinned runs on: adopt it.
+    if let Some(p) = pins
+        && !opts.no_ebpf
+    {
+        let ifnames: Vec<String> = plan.instances.iter().map(|i| i.ifname.clone()).collect();
+        match Datapath::adopt(p, opts, &ifnames) {
+            Ok(Some(dp)) => {
+                info!(
+                    "datapath: adopted the eBPF datapath the previous run left in {} \
+                     (no verification)",
+                    p.path().display()
+                );
+                super::warden::end_previous(p);
+                return Ok((dp, None));
+            }
+            Ok(None) => {}
+            Err(e) => warn!(
+                "datapath: cannot adopt what {} holds: {e}",
+                p.path().display()
+            ),
+        }
+    }
+    let pins = usable_pins(pins);
     // The receivers open empty: the first configuration's `prepare` writes
     // every instance's entry, as a reload does. The loader attaches to the
     // interfaces the plan names.

@@ -56,6 +56,32 @@ pub fn spawn(pins: &PinDir) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
+/// Ends the warden of a previous run whose datapath this run adopted
+/// (its pins stay, so it would not notice the new daemon).
+pub fn end_previous(pins: &PinDir) {
+    let dir = pins.path().to_string_lossy().into_owned();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let ours = args.get(1) == Some(&&b"warden"[..])
+            && args
+                .windows(2)
+                .any(|w| w[0] == b"--pin-dir" && w[1] == dir.as_bytes());
+        if ours {
+            // SAFETY: a signal to a process id just read from /proc.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
 /// `xvrrpd warden`: runs until the daemon's VIPs are safe.
 pub fn warden_main(agent_pid: u32, pin_dir: &Path) -> ExitCode {
     let pins = PinDir::at(pin_dir);
