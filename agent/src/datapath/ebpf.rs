@@ -274,11 +274,6 @@ impl EbpfDatapath {
         Ok(())
     }
 
-    /// Whether this datapath was adopted from the previous run's pins.
-    pub fn is_adopted(&self) -> bool {
-        self.adopted_xdp.is_some()
-    }
-
     fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DatapathError> {
         self.maps.get_mut(name).ok_or(DatapathError::Missing(name))
     }

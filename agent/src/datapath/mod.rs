@@ -111,16 +111,7 @@ impl Datapath {
             match Self::prepare_ebpf(specs, opts.attach, None)
                 .and_then(|p| Self::take_over(p, specs))
             {
-                Ok(inner) => {
-                    return Ok(Self {
-                        inner,
-                        attach: opts.attach,
-                        fallback_reason: None,
-                        scratch: Vec::new(),
-                        claim_scratch: Vec::new(),
-                        claims: Vec::new(),
-                    });
-                }
+                Ok(inner) => return Ok(Self::with(inner, opts, None)),
                 Err(e) => e.to_string(),
             }
         };
@@ -140,19 +131,18 @@ impl Datapath {
         };
         let joins = RawReceiver::open()?;
         let inner = Self::take_over(PreparedEbpf { dp, joins }, &[])?;
-        Ok(Some(Self {
+        Ok(Some(Self::with(inner, opts, None)))
+    }
+
+    fn with(inner: Inner, opts: DatapathOptions, fallback_reason: Option<String>) -> Self {
+        Self {
             inner,
             attach: opts.attach,
-            fallback_reason: None,
+            fallback_reason,
             scratch: Vec::new(),
             claim_scratch: Vec::new(),
             claims: Vec::new(),
-        }))
-    }
-
-    /// Whether the eBPF datapath was adopted from a previous run.
-    pub fn is_adopted(&self) -> bool {
-        matches!(&self.inner, Inner::Ebpf { dp, .. } if dp.is_adopted())
+        }
     }
 
     /// The raw-socket receiver, with the reason eBPF is not (yet) in use.
@@ -165,14 +155,7 @@ impl Datapath {
         // SAFETY: both fds belong to `rx`, which lives in the same variant and
         // is dropped after the registrations (field order).
         let (v4, v6) = unsafe { (AsyncFd::register(f4)?, AsyncFd::register(f6)?) };
-        Ok(Self {
-            inner: Inner::Raw { v4, v6, rx },
-            attach: opts.attach,
-            fallback_reason: Some(reason),
-            scratch: Vec::new(),
-            claim_scratch: Vec::new(),
-            claims: Vec::new(),
-        })
+        Ok(Self::with(Inner::Raw { v4, v6, rx }, opts, Some(reason)))
     }
 
     /// Loads and attaches the eBPF programs without taking over yet:
