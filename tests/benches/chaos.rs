@@ -28,12 +28,12 @@ use xvrrpd::sim::Rng;
 use xvrrpd_tests::{
     addr_watch::Held,
     analysis::master_down_ns,
+    bench,
     clock::Stamp,
     kconf::{Daemon, Instance},
     lab::{run as run_cmd, wait_until},
     pcap::{Mac, WireEvent, WireKind},
     prober::{ProbeConfig, ProbeLog, Prober},
-    require_root,
     router::{KEEPALIVED, LinkSide, keepalived_binary},
     scenario::Cluster,
     vrrp_lab::xvrrpd_binary,
@@ -111,25 +111,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>> {
 }
 
 fn main() -> ExitCode {
-    let opts = match parse(std::env::args().skip(1)) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    require_root();
-    match run(&opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench chaos: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::main("chaos", USAGE, || parse(std::env::args().skip(1)), run)
 }
 
 // ---------------------------------------------------------------- faults
@@ -228,15 +210,6 @@ fn names(d: Daemon) -> [&'static str; 3] {
     }
 }
 
-fn router_filter(macs: &[Mac]) -> String {
-    let src = macs
-        .iter()
-        .map(|m| format!("ether src {m}"))
-        .collect::<Vec<_>>()
-        .join(" or ");
-    format!("({src}) and (ip proto 112 or arp)")
-}
-
 fn lab() -> Result<Cluster> {
     let mut inst = Instance::new("VI_1", 51, &["192.0.2.100/24"]);
     inst.version = 3;
@@ -252,7 +225,7 @@ fn lab() -> Result<Cluster> {
     let mut c = Cluster::new("chaos", inst, &specs, false, |_, _| Ok(()))?;
     let macs: Vec<Mac> = c.routers.iter().map(|r| r.mac).collect();
     let path = c.lab.dir.join("chaos.pcap");
-    c.capture = BridgeCapture::start(&c.lab.net, &path, &router_filter(&macs))?;
+    c.capture = BridgeCapture::start(&c.lab.net, &path, &bench::router_filter(&macs))?;
     Ok(c)
 }
 
@@ -263,26 +236,18 @@ fn switch_port(c: &Cluster, name: &str) -> Result<String> {
         .with_context(|| format!("no bridge port for {name}"))
 }
 
-fn bridge(c: &Cluster, args: &[&str]) -> Result<()> {
-    run_cmd(&mut c.lab.net.switch_cmd(args))?;
+/// `bridge link set dev <name's port> <setting...>` in the switch.
+fn set_port(c: &Cluster, name: &str, setting: &[&str]) -> Result<()> {
+    let p = switch_port(c, name)?;
+    let mut args = vec!["bridge", "link", "set", "dev", &p];
+    args.extend_from_slice(setting);
+    run_cmd(&mut c.lab.net.switch_cmd(&args))?;
     Ok(())
 }
 
 fn isolate(c: &Cluster, d: Daemon, on: bool) -> Result<()> {
     for n in names(d) {
-        let p = switch_port(c, n)?;
-        bridge(
-            c,
-            &[
-                "bridge",
-                "link",
-                "set",
-                "dev",
-                &p,
-                "isolated",
-                if on { "on" } else { "off" },
-            ],
-        )?;
+        set_port(c, n, &["isolated", if on { "on" } else { "off" }])?;
     }
     Ok(())
 }
@@ -290,19 +255,7 @@ fn isolate(c: &Cluster, d: Daemon, on: bool) -> Result<()> {
 /// STP port state of a router's bridge port: 4 blocking (frames dropped
 /// both ways, carrier stays up), 3 forwarding.
 fn port_state(c: &Cluster, name: &str, blocking: bool) -> Result<()> {
-    let p = switch_port(c, name)?;
-    bridge(
-        c,
-        &[
-            "bridge",
-            "link",
-            "set",
-            "dev",
-            &p,
-            "state",
-            if blocking { "4" } else { "3" },
-        ],
-    )
+    set_port(c, name, &["state", if blocking { "4" } else { "3" }])
 }
 
 /// Puts a trio's hosts back: daemons stopped, links up, ports forwarding
@@ -328,21 +281,6 @@ fn reset(c: &mut Cluster, d: Daemon) {
                 .exec(&["ip", "addr", "del", "192.0.2.100/24", "dev", &r.host.ifname]);
         }
     }
-}
-
-fn with_rt_threads<T>(prio: i32, f: impl FnOnce() -> T) -> T {
-    let rr = libc::sched_param {
-        sched_priority: prio,
-    };
-    // SAFETY: sched_setscheduler on the calling thread with a valid param.
-    let ok = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &rr) } == 0;
-    let out = f();
-    if ok {
-        let normal = libc::sched_param { sched_priority: 0 };
-        // SAFETY: as above.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) };
-    }
-    out
 }
 
 /// What one daemon's run on one seed recorded.
@@ -441,7 +379,7 @@ fn run_daemon(
         max_count: (seconds * 3 + 90) * 1000,
     };
     let client = c.client.clone();
-    let prober = with_rt_threads(1, move || Prober::start(&client, vip, cfg))?;
+    let prober = bench::with_rt_threads(1, move || Prober::start(&client, vip, cfg))?;
     thread::sleep(Duration::from_millis(500));
     let t0 = Stamp::now();
     let wall = Instant::now();

@@ -37,7 +37,6 @@ use std::{
 use anyhow::{Context, Result};
 use xvrrpd_tests::{
     kconf::{Daemon, Instance},
-    require_root,
     router::{KEEPALIVED, keepalived_binary},
     vrrp_lab::xvrrpd_binary,
 };
@@ -53,25 +52,12 @@ use crate::{
 };
 
 fn main() -> ExitCode {
-    let opts = match Opts::parse(std::env::args().skip(1)) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    require_root();
-    match run(&opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench failover: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    xvrrpd_tests::bench::main(
+        "failover",
+        USAGE,
+        || Opts::parse(std::env::args().skip(1)),
+        run,
+    )
 }
 
 pub(crate) fn out_dir() -> PathBuf {

@@ -28,6 +28,8 @@
 //!   SIGTERM, link failure, rejoin, preemption) checked on the wire, on the
 //!   hosts and from the client; [`scenario::interop_cycle`] for issue #6;
 //! * [`craft`]: hand-made adverts to probe a daemon with;
+//! * [`bench`]: what the benchmarks share (their `main`, the capture
+//!   filter, real-time prober threads);
 //! * [`stall`]: a real-time thread that notices when the whole host
 //!   stalls, so a timing failure it caused is told from one of a daemon;
 //! * [`retry`]: [`retry::lab_test`], which runs a lab test once more only
@@ -42,6 +44,7 @@
 
 pub mod addr_watch;
 pub mod analysis;
+pub mod bench;
 pub mod clock;
 pub mod craft;
 pub mod kconf;

@@ -29,7 +29,7 @@ use xvrrpd_tests::{
     wire::BridgeCapture,
 };
 
-use crate::procstat::with_rt_threads;
+use xvrrpd_tests::bench::{router_filter, with_rt_threads};
 
 pub const HI_PRIO: u8 = 150;
 pub const LO_PRIO: u8 = 100;
@@ -50,17 +50,6 @@ pub struct BenchLab {
     watch: Option<AdvertWatch>,
     /// The host-stall canary of the failover trials (None elsewhere).
     pub canary: Option<xvrrpd_tests::stall::StallMonitor>,
-}
-
-/// A capture filter for the bridge: VRRP and ARP from the routers only
-/// (junk from the client and the client's pings are left out).
-pub fn router_filter(macs: &[Mac]) -> String {
-    let src = macs
-        .iter()
-        .map(|m| format!("ether src {m}"))
-        .collect::<Vec<_>>()
-        .join(" or ");
-    format!("({src}) and (ip proto 112 or arp)")
 }
 
 impl BenchLab {

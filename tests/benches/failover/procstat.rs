@@ -134,25 +134,6 @@ impl Drop for Hog {
     }
 }
 
-/// Runs `f` with the calling thread on SCHED_RR priority `prio`, so that
-/// threads `f` spawns inherit it, then puts the thread back on the normal
-/// scheduler. Processes started meanwhile would inherit it too: `f` must
-/// only start threads.
-pub fn with_rt_threads<T>(prio: i32, f: impl FnOnce() -> T) -> T {
-    let rr = libc::sched_param {
-        sched_priority: prio,
-    };
-    // SAFETY: sched_setscheduler on the calling thread with a valid param.
-    let ok = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &rr) } == 0;
-    let out = f();
-    if ok {
-        let normal = libc::sched_param { sched_priority: 0 };
-        // SAFETY: as above.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) };
-    }
-    out
-}
-
 /// Wake-up lateness of a timer on this host, as xvrrpd's event loop sees
 /// it: a thread on SCHED_RR 10 with 1 ns timer slack waits in poll(2) on
 /// an absolute CLOCK_MONOTONIC timerfd, `samples` times `period` apart.
