@@ -76,21 +76,20 @@ pub enum DatapathError {
         "{0} is not available on a datapath adopted from the previous run: stop xvrrpd, run \
          `xvrrpd cleanup` and start it again to load it"
     )]
-    NotAdopted(&'static str),
+    LacksWhenAdopted(&'static str),
 }
 
-/// Every map of the datapath and its file name in the pin directory.
-const ALL_MAPS: [(&str, &str); 8] = [
-    (MAP_EVENTS, "map_events"),
-    (MAP_COUNTERS, "map_counters"),
-    (MAP_VRIDS, "map_vrids"),
-    (MAP_POLICY, "map_policy"),
-    (MAP_GUARDS, "map_guards"),
-    (MAP_LEASES, "map_leases"),
-    (MAP_OWNERS, "map_owners"),
-    (MAP_ARMED, "map_armed"),
+/// Every map of the datapath (pinned as [`PinDir::map`] names them).
+const ALL_MAPS: [&str; 8] = [
+    MAP_EVENTS,
+    MAP_COUNTERS,
+    MAP_VRIDS,
+    MAP_POLICY,
+    MAP_GUARDS,
+    MAP_LEASES,
+    MAP_OWNERS,
+    MAP_ARMED,
 ];
-
 /// The pinned XDP program's file name: it names the object it came from,
 /// so a restart adopts only a program this very binary would load.
 fn program_pin_name() -> String {
@@ -100,14 +99,6 @@ fn program_pin_name() -> String {
     });
     format!("prog_xdp_{hash:016x}")
 }
-
-/// The fence's maps and their file names in the pin directory (bpffs
-/// names cannot contain dots).
-pub const PINNED_MAPS: [(&str, &str); 3] = [
-    (MAP_GUARDS, "map_guards"),
-    (MAP_LEASES, "map_leases"),
-    (MAP_OWNERS, "map_owners"),
-];
 
 /// How the datapath got attached to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -177,7 +168,7 @@ impl EbpfDatapath {
             .map_err(prog_err(PROG_XDP))?;
         xdp.load().map_err(prog_err(PROG_XDP))?;
         let mut maps = std::collections::HashMap::new();
-        for (name, _) in ALL_MAPS {
+        for name in ALL_MAPS {
             // The programs' instructions already hold the maps' descriptors.
             maps.insert(
                 name,
@@ -207,8 +198,8 @@ impl EbpfDatapath {
         let xdp = Xdp::from_pin(&prog, aya_obj::programs::XdpAttachType::Interface)
             .map_err(prog_err(PROG_XDP))?;
         let mut maps = std::collections::HashMap::new();
-        for (name, file) in ALL_MAPS {
-            let data = MapData::from_pin(pins.path().join(file)).map_err(map_err(name))?;
+        for name in ALL_MAPS {
+            let data = MapData::from_pin(pins.map(name)).map_err(map_err(name))?;
             let map = match name {
                 MAP_EVENTS => Map::RingBuf(data),
                 MAP_COUNTERS => Map::PerCpuArray(data),
@@ -302,7 +293,9 @@ impl EbpfDatapath {
 
     /// The loaded object (a fresh load, not an adopted datapath).
     fn object(&mut self, what: &'static str) -> Result<&mut Ebpf, DatapathError> {
-        self.bpf.as_mut().ok_or(DatapathError::NotAdopted(what))
+        self.bpf
+            .as_mut()
+            .ok_or(DatapathError::LacksWhenAdopted(what))
     }
 
     /// XDP links attached from now on are pinned in `pins`: the program,
@@ -314,8 +307,8 @@ impl EbpfDatapath {
             path: path.display().to_string(),
             reason: e.to_string(),
         };
-        for (name, file) in ALL_MAPS {
-            let path = pins.path().join(file);
+        for name in ALL_MAPS {
+            let path = pins.map(name);
             let _ = std::fs::remove_file(&path);
             let map = self.maps.get(name).ok_or(DatapathError::Missing(name))?;
             map.pin(&path).map_err(|e| pin_err(&path, &e))?;

@@ -5,12 +5,11 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use xvrrpd_common::{FAMILY_IPV4, FenceOwner, GuardKey, GuardValue, VridKey};
-
-use super::{
-    ebpf::{DatapathError, PINNED_MAPS},
-    pin::PinDir,
+use xvrrpd_common::{
+    FAMILY_IPV4, FenceOwner, GuardKey, GuardValue, MAP_GUARDS, MAP_LEASES, MAP_OWNERS, VridKey,
 };
+
+use super::{ebpf::DatapathError, pin::PinDir};
 
 /// A copy of the fence's maps at one moment.
 #[derive(Clone, Debug, Default)]
@@ -32,23 +31,10 @@ pub struct Fenced {
 impl FenceView {
     /// Reads the maps pinned in `dir`.
     pub fn read(dir: &PinDir) -> Result<Self, DatapathError> {
-        let [guards, leases, owners] = PINNED_MAPS.map(|(name, file)| {
-            MapData::from_pin(dir.path().join(file))
-                .map(Map::HashMap)
-                .map_err(|source| DatapathError::Map { name, source })
-        });
-        let (guards, leases, owners) = (guards?, leases?, owners?);
-        let map_err = |name| move |source| DatapathError::Map { name, source };
-        let guards: BpfHashMap<_, GuardKey, GuardValue> =
-            BpfHashMap::try_from(guards).map_err(map_err(PINNED_MAPS[0].0))?;
-        let leases: BpfHashMap<_, VridKey, u64> =
-            BpfHashMap::try_from(leases).map_err(map_err(PINNED_MAPS[1].0))?;
-        let owners: BpfHashMap<_, VridKey, FenceOwner> =
-            BpfHashMap::try_from(owners).map_err(map_err(PINNED_MAPS[2].0))?;
         Ok(Self {
-            guards: guards.iter().filter_map(Result::ok).collect(),
-            leases: leases.iter().filter_map(Result::ok).collect(),
-            owners: owners.iter().filter_map(Result::ok).collect(),
+            guards: entries(dir, MAP_GUARDS)?,
+            leases: entries(dir, MAP_LEASES)?.into_iter().collect(),
+            owners: entries(dir, MAP_OWNERS)?.into_iter().collect(),
         })
     }
 
@@ -69,6 +55,17 @@ impl FenceView {
             })
             .collect()
     }
+}
+
+/// Every entry of the hash map `name` pinned in `dir`.
+fn entries<K: aya::Pod, V: aya::Pod>(
+    dir: &PinDir,
+    name: &'static str,
+) -> Result<Vec<(K, V)>, DatapathError> {
+    let map_err = |source| DatapathError::Map { name, source };
+    let data = MapData::from_pin(dir.map(name)).map_err(map_err)?;
+    let map: BpfHashMap<_, K, V> = BpfHashMap::try_from(Map::HashMap(data)).map_err(map_err)?;
+    Ok(map.iter().filter_map(Result::ok).collect())
 }
 
 /// The VIP a guard map key names.

@@ -337,9 +337,9 @@ impl Datapath {
     }
 
     /// Where the XDP links are pinned, when they are.
-    pub fn pin_dir(&self) -> Option<&std::path::Path> {
+    pub fn pin_dir(&self) -> Option<&pin::PinDir> {
         match &self.inner {
-            Inner::Ebpf { dp, .. } => dp.pin_dir().map(|d| d.path()),
+            Inner::Ebpf { dp, .. } => dp.pin_dir(),
             Inner::Raw { .. } => None,
         }
     }

@@ -76,6 +76,12 @@ impl PinDir {
         std::fs::create_dir_all(&self.0)
     }
 
+    /// The pin of one of the datapath's maps (`map_<name>`: bpffs names
+    /// cannot contain dots).
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.0.join(format!("map_{}", name.to_ascii_lowercase()))
+    }
+
     /// The pin of the XDP link on `ifindex` (its mode in the name).
     pub fn xdp_link(&self, ifindex: u32, generic: bool) -> PathBuf {
         let mode = if generic { "generic" } else { "native" };

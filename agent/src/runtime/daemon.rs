@@ -309,7 +309,7 @@ impl Daemon {
     pub(super) fn datapath_settled(&mut self) {
         // Before capabilities are dropped: the warden reads pinned maps.
         if let Some(dir) = self.datapath.pin_dir() {
-            match super::warden::spawn(&PinDir::at(dir)) {
+            match super::warden::spawn(dir) {
                 Ok(child) => self.warden = Some(child),
                 Err(e) => warn!(
                     "datapath: no warden ({e}): if xvrrpd dies, its VIPs stay until it starts \
@@ -406,7 +406,8 @@ fn usable_pins(pins: Option<&PinDir>) -> Option<PinDir> {
     match pins.clear() {
         Ok(0) => {}
         Ok(n) => warn!(
-            "released {n} datapath link(s) a previous xvrrpd left pinned in {}",
+            "released the {n} datapath object(s) (links, program, maps) another xvrrpd \
+             binary left pinned in {}",
             pins.path().display()
         ),
         Err(e) => warn!("could not clear {}: {e}", pins.path().display()),
