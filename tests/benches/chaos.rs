@@ -16,7 +16,6 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    path::PathBuf,
     process::{Command, ExitCode},
     thread,
     time::{Duration, Instant},
@@ -867,17 +866,6 @@ fn fig_json(f: &Figures) -> serde_json::Value {
     })
 }
 
-fn out_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-        })
-        .join("bench")
-}
-
 fn version(program: &str) -> String {
     Command::new(program)
         .arg("--version")
@@ -1064,13 +1052,8 @@ fn write_report(
             "xvrrpd": fig_json(&figs["xvrrpd"]),
         })).collect::<Vec<_>>(),
     });
-    let dir = out_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stem = if o.quick { "chaos-quick" } else { "chaos" };
-    let md_path = dir.join(format!("{stem}.md"));
-    let js_path = dir.join(format!("{stem}.json"));
-    std::fs::write(&md_path, &md)?;
-    std::fs::write(&js_path, serde_json::to_string_pretty(&js)?)?;
+    let (md_path, js_path) = bench::write_report(stem, &md, &js)?;
     println!("{md}");
     progress(&format!(
         "wrote {} and {}",

@@ -29,7 +29,6 @@ mod stats;
 mod steady;
 
 use std::{
-    path::PathBuf,
     process::{Command, ExitCode},
     time::{Duration, Instant},
 };
@@ -58,17 +57,6 @@ fn main() -> ExitCode {
         || Opts::parse(std::env::args().skip(1)),
         run,
     )
-}
-
-pub(crate) fn out_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-        })
-        .join("bench")
 }
 
 fn command_text(program: &str, args: &[&str]) -> String {
@@ -457,17 +445,12 @@ fn write_report(
     let targets = report::targets(results, o.load);
     let md = report::markdown(results, header, &targets);
     let js = report::json(results, header, &targets);
-    let dir = out_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stem = format!(
         "failover{}{}",
         if o.quick { "-quick" } else { "" },
         if o.load { "-load" } else { "" }
     );
-    let md_path = dir.join(format!("{stem}.md"));
-    let js_path = dir.join(format!("{stem}.json"));
-    std::fs::write(&md_path, &md)?;
-    std::fs::write(&js_path, serde_json::to_string_pretty(&js)?)?;
+    let (md_path, js_path) = xvrrpd_tests::bench::write_report(&stem, &md, &js)?;
     println!("{md}");
     progress(&format!(
         "wrote {} and {}",

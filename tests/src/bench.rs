@@ -1,9 +1,9 @@
 //! What the benchmarks share: their `main`, the bridge capture filter and
 //! real-time threads for the prober.
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::{pcap::Mac, require_root};
 
@@ -64,4 +64,27 @@ pub fn with_rt_threads<T>(prio: i32, f: impl FnOnce() -> T) -> T {
         unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) };
     }
     out
+}
+
+/// Where benchmarks write their reports: `<target>/bench`.
+pub fn out_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        })
+        .join("bench")
+}
+
+/// Writes `<stem>.md` and `<stem>.json` to [`out_dir`]; returns their paths.
+pub fn write_report(stem: &str, md: &str, js: &serde_json::Value) -> Result<(PathBuf, PathBuf)> {
+    let dir = out_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let md_path = dir.join(format!("{stem}.md"));
+    let js_path = dir.join(format!("{stem}.json"));
+    std::fs::write(&md_path, md)?;
+    std::fs::write(&js_path, serde_json::to_string_pretty(js)?)?;
+    Ok((md_path, js_path))
 }

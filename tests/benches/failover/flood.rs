@@ -285,7 +285,7 @@ fn save_log_window(r: &xvrrpd_tests::router::RouterNode, from: u64, name: &str) 
     };
     let start = (from as usize).min(bytes.len());
     let end = (start + 64 * 1024).min(bytes.len());
-    let dir = crate::out_dir().join("logs");
+    let dir = xvrrpd_tests::bench::out_dir().join("logs");
     if std::fs::create_dir_all(&dir).is_ok() {
         let _ = std::fs::write(dir.join(format!("{name}.log")), &bytes[start..end]);
     }
