@@ -214,9 +214,12 @@ pub enum Counter {
     FenceDropped = 16,
     /// A packet for a fenced VIP answered with an announcement of the owner.
     FenceRedirected = 17,
+    /// A valid advert identical to the one the agent accepted from the
+    /// master: its time recorded in the kernel, the agent not woken.
+    Heard = 18,
 }
 
-pub const COUNTER_COUNT: u32 = 18;
+pub const COUNTER_COUNT: u32 = 19;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -238,6 +241,7 @@ impl Counter {
         Counter::FenceEngaged,
         Counter::FenceDropped,
         Counter::FenceRedirected,
+        Counter::Heard,
     ];
 
     /// Stable snake_case name used in status output and metrics.
@@ -261,6 +265,7 @@ impl Counter {
             Counter::FenceEngaged => "fence_engaged",
             Counter::FenceDropped => "fence_dropped",
             Counter::FenceRedirected => "fence_redirected",
+            Counter::Heard => "heard",
         }
     }
 
@@ -277,6 +282,7 @@ impl Counter {
                 | Counter::FenceEngaged
                 | Counter::FenceDropped
                 | Counter::FenceRedirected
+                | Counter::Heard
         )
     }
 }
@@ -374,6 +380,101 @@ pub struct FenceOwner {
 /// it lifts, and a fence outlives a dead owner by about a master-down interval.
 pub const FENCE_OWNER_INTERVALS: u64 = 4;
 
+/// What a healthy master's adverts look like, as the agent accepted them
+/// (agent-written, map `QUIET`). While an advert for the VRID matches every
+/// field but `down_ns`, the kernel records when it came (map `HEARD`) and
+/// wakes nobody: a backup hearing a healthy master sleeps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct QuietAdvert {
+    /// Source address; IPv4 in the first four bytes.
+    pub src: [u8; 16],
+    /// [`addr_hash_step`] over the advert's address list words as carried
+    /// in an [`AdvertEvent`] (its first [`EVENT_ADDR_BYTES`]).
+    pub addr_hash: u32,
+    pub priority: u8,
+    pub version: u8,
+    pub ttl: u8,
+    /// `EVENT_FLAG_*` bits.
+    pub flags: u8,
+    pub interval_cs: u16,
+    pub addr_count: u8,
+    pub auth_type: u8,
+    pub checksum_form: u8,
+    pub _pad: [u8; 3],
+    pub auth_data: [u8; 8],
+    /// Master_Down_Interval the agent counts from each of these adverts
+    /// (not compared).
+    pub down_ns: u64,
+}
+
+/// Words of a [`QuietAdvert`] compared against a received advert (all but
+/// `down_ns`).
+pub const QUIET_COMPARED_WORDS: usize = 5;
+
+/// One step of the address-list hash (FNV-1a over 32-bit words as they
+/// sit in memory), the same in the kernel and in the agent.
+#[inline(always)]
+pub const fn addr_hash_step(hash: u32, word: u32) -> u32 {
+    (hash ^ word).wrapping_mul(0x0100_0193)
+}
+
+/// Start value of the address-list hash.
+pub const ADDR_HASH_SEED: u32 = 0x811c_9dc5;
+
+impl QuietAdvert {
+    /// The fingerprint of a delivered advert, as the kernel computes it for
+    /// the same packet.
+    pub fn of_event(ev: &AdvertEvent) -> Self {
+        let bytes = if (ev.addr_bytes as usize) < EVENT_ADDR_BYTES {
+            ev.addr_bytes as usize
+        } else {
+            EVENT_ADDR_BYTES
+        };
+        let mut hash = ADDR_HASH_SEED;
+        let mut i = 0;
+        while i + 4 <= bytes {
+            let w = u32::from_ne_bytes([
+                ev.addrs[i],
+                ev.addrs[i + 1],
+                ev.addrs[i + 2],
+                ev.addrs[i + 3],
+            ]);
+            hash = addr_hash_step(hash, w);
+            i += 4;
+        }
+        Self {
+            src: ev.src,
+            addr_hash: hash,
+            priority: ev.priority,
+            version: ev.version,
+            ttl: ev.ttl,
+            flags: ev.flags,
+            interval_cs: ev.interval_cs,
+            addr_count: ev.addr_count,
+            auth_type: ev.auth_type,
+            checksum_form: ev.checksum_form,
+            _pad: [0; 3],
+            auth_data: ev.auth_data,
+            down_ns: 0,
+        }
+    }
+}
+
+/// What the kernel recorded of the adverts it kept from the agent
+/// (kernel-written, map `HEARD`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Heard {
+    /// CLOCK_MONOTONIC ns of the last such advert.
+    pub last_ns: u64,
+    /// How many there were.
+    pub count: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<QuietAdvert>() == (QUIET_COMPARED_WORDS + 1) * 8);
 // The agent's record demultiplexing relies on these two sizes differing.
 const _: () = assert!(core::mem::size_of::<ClaimEvent>() != core::mem::size_of::<AdvertEvent>());
 
@@ -386,6 +487,8 @@ pub const MAP_GUARDS: &str = "GUARDS";
 pub const MAP_LEASES: &str = "LEASES";
 pub const MAP_OWNERS: &str = "OWNERS";
 pub const MAP_ARMED: &str = "ARMED";
+pub const MAP_QUIET: &str = "QUIET";
+pub const MAP_HEARD: &str = "HEARD";
 /// Program names in the eBPF object.
 pub const PROG_XDP: &str = "xvrrpd_xdp";
 pub const PROG_TC: &str = "xvrrpd_tc";
@@ -401,4 +504,6 @@ mod user {
     unsafe impl aya::Pod for super::GuardValue {}
     unsafe impl aya::Pod for super::ClaimEvent {}
     unsafe impl aya::Pod for super::FenceOwner {}
+    unsafe impl aya::Pod for super::QuietAdvert {}
+    unsafe impl aya::Pod for super::Heard {}
 }

@@ -23,7 +23,8 @@ use aya_ebpf::{
 };
 use parse::{Frame, Maps, Outcome, Redirect, classify};
 use xvrrpd_common::{
-    COUNTER_COUNT, Counter, FenceOwner, GuardKey, GuardValue, IfacePolicy, VridConfig, VridKey,
+    COUNTER_COUNT, Counter, FenceOwner, GuardKey, GuardValue, Heard, IfacePolicy, QuietAdvert,
+    VridConfig, VridKey,
 };
 
 /// Adverts for the agent. 256 KiB holds ~780 events: seconds of backlog at any
@@ -56,6 +57,15 @@ static OWNERS: HashMap<VridKey, FenceOwner> = HashMap::with_max_entries(4096, 0)
 #[map(name = "ARMED")]
 static ARMED: Array<u64> = Array::with_max_entries(1, 0);
 
+/// Per VRID: the advert the agent accepted from a healthy master (see
+/// `parse::heard`).
+#[map(name = "QUIET")]
+static QUIET: HashMap<VridKey, QuietAdvert> = HashMap::with_max_entries(4096, 0);
+
+/// Per VRID: when the kernel last heard such an advert, and how many.
+#[map(name = "HEARD")]
+static HEARD: HashMap<VridKey, Heard> = HashMap::with_max_entries(4096, 0);
+
 /// Per-interface drop/pass policy; absent means [`IfacePolicy::DEFAULT`].
 #[map(name = "POLICY")]
 static POLICY: HashMap<u32, IfacePolicy> = HashMap::with_max_entries(1024, 0);
@@ -85,6 +95,8 @@ fn verdict<F: Frame>(frame: &F, ifindex: u32) -> Verdict {
         leases: &LEASES,
         owners: &OWNERS,
         armed: &ARMED,
+        quiet: &QUIET,
+        heard: &HEARD,
     };
     let counter = match classify(frame, ifindex, &maps, count) {
         Outcome::NotVrrp => return Verdict::Pass,
@@ -112,13 +124,13 @@ fn advert_passes(counter: Counter, ifindex: u32) -> bool {
         .copied()
         .unwrap_or(IfacePolicy::DEFAULT);
     let drop = match counter {
-        Counter::Accepted => policy.drop_delivered != 0,
+        Counter::Accepted | Counter::Heard => policy.drop_delivered != 0,
         Counter::UnknownVrid => policy.drop_unknown_vrid != 0,
         // The agent never saw it: let the stack have it rather than lose an advert.
         Counter::RingbufFull => false,
         _ => policy.drop_invalid != 0,
     };
-    if !drop && counter != Counter::Accepted {
+    if !drop && !matches!(counter, Counter::Accepted | Counter::Heard) {
         count(Counter::Passed);
     }
     !drop

@@ -9,9 +9,10 @@ use aya_ebpf::{
 };
 use xvrrpd_common::{
     AdvertEvent, ChecksumForm, ClaimEvent, Counter, EVENT_ADDR_BYTES, EVENT_FLAG_ADDRS_TRUNCATED,
-    EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6, FENCE_OWNER_INTERVALS, FenceOwner, GuardKey,
-    GuardValue, IPPROTO_VRRP, MAX_MESSAGE_LEN, VRID_FLAG_CHECK_TTL, VRRP_AUTH_LEN, VRRP_HEADER_LEN,
-    VRRP_TTL, VridConfig, VridKey,
+    ADDR_HASH_SEED, EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6, FENCE_OWNER_INTERVALS,
+    FenceOwner, GuardKey, GuardValue, Heard, IPPROTO_VRRP, MAX_MESSAGE_LEN, QUIET_COMPARED_WORDS,
+    QuietAdvert, VRID_FLAG_CHECK_TTL, VRRP_AUTH_LEN, VRRP_HEADER_LEN, VRRP_TTL, VridConfig,
+    VridKey, addr_hash_step,
 };
 
 const ETH_HLEN: usize = 14;
@@ -286,6 +287,10 @@ pub struct Maps<'a> {
     /// Slot 0: until when any fence may hold (0: none). Traffic other than
     /// VRRP, ARP and NA pays one array read while it is 0.
     pub armed: &'a Array<u64>,
+    /// Per VRID: the advert the agent accepted from a healthy master.
+    pub quiet: &'a HashMap<VridKey, QuietAdvert>,
+    /// Per VRID: when such an advert was last heard, and how many.
+    pub heard: &'a HashMap<VridKey, Heard>,
 }
 
 /// Validates a VRRP packet and delivers it; returns the counter to bump.
@@ -491,6 +496,37 @@ fn deliver(
         flags |= EVENT_FLAG_UNICAST;
     }
 
+    let mut hash = ADDR_HASH_SEED;
+    let base = v + VRRP_HEADER_LEN;
+    for i in 0..EVENT_ADDR_WORDS {
+        if i >= copied / 4 {
+            break;
+        }
+        hash = addr_hash_step(hash, word(data, data_end, base + i * 4)?);
+    }
+    let seen = QuietAdvert {
+        // SAFETY: same size, both plain bytes.
+        src: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(src) },
+        addr_hash: hash,
+        priority,
+        version: c.version,
+        ttl: c.ttl,
+        flags,
+        interval_cs: c.interval_cs,
+        addr_count: c.count,
+        auth_type,
+        checksum_form: c.form as u8,
+        _pad: [0; 3],
+        auth_data: {
+            let (lo, hi) = (auth_lo.to_ne_bytes(), auth_hi.to_ne_bytes());
+            [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+        },
+        down_ns: 0,
+    };
+    if heard(ifindex, c, &seen, now, maps) {
+        return Some(Counter::Heard);
+    }
+
     let Some(mut entry) = maps.events.reserve::<AdvertEvent>(0) else {
         return Some(Counter::RingbufFull);
     };
@@ -524,7 +560,6 @@ fn deliver(
             addrs.add(i).write_unaligned(0);
         }
         let words = copied / 4;
-        let base = v + VRRP_HEADER_LEN;
         for i in 0..EVENT_ADDR_WORDS {
             if i >= words {
                 break;
@@ -537,6 +572,48 @@ fn deliver(
     }
     entry.submit(0);
     Some(Counter::Accepted)
+}
+
+/// Whether `seen` is the advert the agent accepted from the VRID's master
+/// (it said so in `QUIET`): then only its time is recorded, in `HEARD`, and
+/// the agent sleeps on. Anything else about it (another sender, priority,
+/// interval, address list, …) wakes the agent, which decides again.
+#[inline(always)]
+fn heard(ifindex: u32, c: &Checked, seen: &QuietAdvert, now: u64, maps: &Maps) -> bool {
+    let key = VridKey::new(ifindex, c.family, c.vrid);
+    let Some(want) = maps.quiet.get_ptr(key) else {
+        return false;
+    };
+    // Compared as words: the BPF target has no memcmp.
+    let seen = seen as *const QuietAdvert as *const u64;
+    let want = want as *const u64;
+    for i in 0..QUIET_COMPARED_WORDS {
+        // SAFETY: both point at a whole QuietAdvert (the map value and a
+        // local), which holds QUIET_COMPARED_WORDS + 1 words.
+        if unsafe { seen.add(i).read_unaligned() != want.add(i).read_unaligned() } {
+            return false;
+        }
+    }
+    match maps.heard.get_ptr_mut(key) {
+        // SAFETY: a map value pointer valid for this run; two CPUs racing
+        // here write times a few nanoseconds apart.
+        Some(h) => unsafe {
+            if (*h).last_ns < now {
+                (*h).last_ns = now;
+            }
+            (*h).count += 1;
+        },
+        None => {
+            let first = Heard {
+                last_ns: now,
+                count: 1,
+            };
+            if maps.heard.insert(key, first, 0).is_err() {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Who announced which address (an ARP or NA parsed, not yet checked

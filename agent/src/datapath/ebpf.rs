@@ -17,9 +17,10 @@ use aya::{
 };
 use thiserror::Error;
 use xvrrpd_common::{
-    AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, FenceOwner, GuardKey, GuardValue, IfacePolicy,
-    MAP_ARMED, MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_LEASES, MAP_OWNERS, MAP_POLICY, MAP_VRIDS,
-    PROG_TC, PROG_XDP, VridConfig, VridKey,
+    AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, FenceOwner, GuardKey, GuardValue, Heard,
+    IfacePolicy, MAP_ARMED, MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_HEARD, MAP_LEASES,
+    MAP_OWNERS, MAP_POLICY, MAP_QUIET, MAP_VRIDS, PROG_TC, PROG_XDP, QuietAdvert, VridConfig,
+    VridKey,
 };
 
 use super::pin::PinDir;
@@ -80,7 +81,7 @@ pub enum DatapathError {
 }
 
 /// Every map of the datapath (pinned as [`PinDir::map`] names them).
-const ALL_MAPS: [&str; 8] = [
+const ALL_MAPS: [&str; 10] = [
     MAP_EVENTS,
     MAP_COUNTERS,
     MAP_VRIDS,
@@ -89,6 +90,8 @@ const ALL_MAPS: [&str; 8] = [
     MAP_LEASES,
     MAP_OWNERS,
     MAP_ARMED,
+    MAP_QUIET,
+    MAP_HEARD,
 ];
 /// The pinned XDP program's file name: it names the object it came from,
 /// so a restart adopts only a program this very binary would load.
@@ -254,6 +257,8 @@ impl EbpfDatapath {
         clear::<GuardKey, GuardValue>(self, MAP_GUARDS)?;
         clear::<VridKey, u64>(self, MAP_LEASES)?;
         clear::<VridKey, FenceOwner>(self, MAP_OWNERS)?;
+        clear::<VridKey, QuietAdvert>(self, MAP_QUIET)?;
+        clear::<VridKey, Heard>(self, MAP_HEARD)?;
         let armed = self.map_mut(MAP_ARMED)?;
         let mut armed: Array<&mut MapData, u64> =
             Array::try_from(armed).map_err(map_err(MAP_ARMED))?;
@@ -473,6 +478,9 @@ impl EbpfDatapath {
 
     pub fn remove_vrid(&mut self, key: &VridKey) -> Result<(), DatapathError> {
         absent_ok(self.leases()?.remove(key)).map_err(map_err(MAP_LEASES))?;
+        self.set_quiet(*key, None)?;
+        absent_ok(self.hash_map::<VridKey, Heard>(MAP_HEARD)?.remove(key))
+            .map_err(map_err(MAP_HEARD))?;
         absent_ok(self.vrids()?.remove(key)).map_err(map_err(MAP_VRIDS))
     }
 
@@ -481,6 +489,30 @@ impl EbpfDatapath {
         self.leases()?
             .insert(key, until_ns, 0)
             .map_err(map_err(MAP_LEASES))
+    }
+
+    /// Adverts for `key` identical to `advert` are only timed from now on
+    /// (see [`QuietAdvert`]); `None`: every advert wakes the agent again.
+    pub fn set_quiet(
+        &mut self,
+        key: VridKey,
+        advert: Option<QuietAdvert>,
+    ) -> Result<(), DatapathError> {
+        let mut map = self.hash_map::<VridKey, QuietAdvert>(MAP_QUIET)?;
+        match advert {
+            Some(a) => map.insert(key, a, 0),
+            None => absent_ok(map.remove(&key)),
+        }
+        .map_err(map_err(MAP_QUIET))
+    }
+
+    /// What the kernel recorded of the adverts it kept for `key`.
+    pub fn heard(&mut self, key: &VridKey) -> Result<Option<Heard>, DatapathError> {
+        match self.hash_map::<VridKey, Heard>(MAP_HEARD)?.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(map_err(MAP_HEARD)(e)),
+        }
     }
 
     /// Starts (or updates) watching claims of a VIP by MACs other than
@@ -499,10 +531,7 @@ impl EbpfDatapath {
     pub fn guard_entry(&mut self, key: &GuardKey) -> Result<Option<GuardValue>, DatapathError> {
         match self.guards()?.get(key, 0) {
             Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-                Ok(None)
-            }
+            Err(e) if is_absent(&e) => Ok(None),
             Err(e) => Err(map_err(MAP_GUARDS)(e)),
         }
     }
@@ -617,9 +646,17 @@ where
 /// A removal of a key that is not there is done (the kernel says ENOENT).
 fn absent_ok(r: Result<(), MapError>) -> Result<(), MapError> {
     match r {
-        Err(MapError::KeyNotFound) => Ok(()),
-        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) if is_absent(&e) => Ok(()),
         other => other,
+    }
+}
+
+/// The key is not in the map.
+fn is_absent(e: &MapError) -> bool {
+    match e {
+        MapError::KeyNotFound => true,
+        MapError::SyscallError(e) => e.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
     }
 }
 

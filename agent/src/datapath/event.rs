@@ -8,7 +8,9 @@
 
 use std::net::IpAddr;
 
-use xvrrpd_common::{AdvertEvent, ClaimEvent, EVENT_FLAG_UNICAST, FAMILY_IPV4, VridKey};
+use xvrrpd_common::{
+    AdvertEvent, ClaimEvent, EVENT_FLAG_UNICAST, FAMILY_IPV4, QuietAdvert, VridKey,
+};
 
 use crate::{
     packet::{self, Advert, Auth, Version},
@@ -20,6 +22,10 @@ use crate::{
 pub struct Received {
     pub key: VridKey,
     pub advert: ReceivedAdvert,
+    /// The advert as the kernel compares later ones with it: written back
+    /// when the state machine says a repeat of it only re-arms the down
+    /// timer ([`crate::vrrp::Router::quiet_master`]).
+    pub fingerprint: QuietAdvert,
 }
 
 /// Decodes one datapath record.
@@ -39,6 +45,7 @@ pub fn decode(ev: &AdvertEvent) -> Received {
     let carried = (addr_bytes / if ipv4 { 4 } else { 16 }) as u8;
     Received {
         key: VridKey::new(ev.ifindex, ev.family, ev.vrid),
+        fingerprint: QuietAdvert::of_event(ev),
         advert: ReceivedAdvert {
             meta: AdvertMeta {
                 ts_ns: ev.ts_ns,

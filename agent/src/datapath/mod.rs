@@ -30,8 +30,8 @@ use std::{io, net::IpAddr, os::fd::RawFd};
 use tokio::io::unix::AsyncFd;
 pub use xvrrpd_common::{AdvertEvent, Counter};
 use xvrrpd_common::{
-    COUNTER_COUNT, ClaimEvent, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, IfacePolicy,
-    VridConfig, VridKey,
+    COUNTER_COUNT, ClaimEvent, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, Heard,
+    IfacePolicy, QuietAdvert, VridConfig, VridKey,
 };
 
 pub use self::event::{Claim, Received};
@@ -326,6 +326,32 @@ impl Datapath {
             dp.set_lease(key, until_ns).map_err(io::Error::other)?;
         }
         Ok(())
+    }
+
+    /// Whether the kernel can keep a healthy master's adverts from the agent
+    /// and time them ([`Datapath::set_quiet`], [`Datapath::heard`]): the
+    /// eBPF datapath. The raw-socket receiver wakes the agent per advert.
+    pub fn times_adverts(&self) -> bool {
+        matches!(self.inner, Inner::Ebpf { .. })
+    }
+
+    /// From now on adverts for `key` identical to `advert` are only timed in
+    /// the kernel, not delivered; `None`: deliver every advert again.
+    /// No-op on the raw path.
+    pub fn set_quiet(&mut self, key: VridKey, advert: Option<QuietAdvert>) -> io::Result<()> {
+        if let Inner::Ebpf { dp, .. } = &mut self.inner {
+            dp.set_quiet(key, advert).map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    /// When the kernel last heard a kept advert for `key`, and how many it
+    /// kept. `None` on the raw path or before the first.
+    pub fn heard(&mut self, key: &VridKey) -> Option<Heard> {
+        match &mut self.inner {
+            Inner::Ebpf { dp, .. } => dp.heard(key).ok().flatten(),
+            Inner::Raw { .. } => None,
+        }
     }
 
     /// A clean stop: the pinned links are released (they detach when the

@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
-use xvrrpd_common::VridKey;
+use xvrrpd_common::{QuietAdvert, VridKey};
 
 use super::{
     effects::{EffectQueue, Report},
@@ -68,6 +68,13 @@ pub(super) struct Instance {
     /// The last transition's log line waits for its effects: (its at_ns,
     /// effects still running).
     pub(super) pending_log: Option<(u64, usize)>,
+    /// The last advert the state machine accepted, as the datapath would
+    /// compare a repeat of it (see `quiet`).
+    pub(super) fingerprint: Option<QuietAdvert>,
+    /// The datapath's entry keeping that master's repeats: (key, advert).
+    pub(super) quiet: Option<(VridKey, QuietAdvert)>,
+    /// The kernel's count of kept adverts already added to the counters.
+    pub(super) heard_seen: u64,
 }
 
 impl Instance {
@@ -96,6 +103,9 @@ impl Instance {
             history: VecDeque::new(),
             effects: Some(effects),
             pending_log: None,
+            fingerprint: None,
+            quiet: None,
+            heard_seen: 0,
         }
     }
 
@@ -178,6 +188,9 @@ pub struct Daemon {
     pub(super) warden: Option<std::process::Child>,
     /// Claims found by a claim check, fed back after the turn's actions.
     pub(super) rechecked_claims: Vec<(InstanceId, Input)>,
+    /// Instances whose datapath entry for a quiet master may be out of step
+    /// (see `quiet`).
+    pub(super) quiet_dirty: Vec<InstanceId>,
 }
 
 impl Daemon {
@@ -236,6 +249,7 @@ impl Daemon {
             guards_dirty: false,
             warden: None,
             rechecked_claims: Vec::new(),
+            quiet_dirty: Vec::new(),
         };
         // The first configuration is a reload of an empty one: the same
         // validation, the same resources, nothing running to keep.

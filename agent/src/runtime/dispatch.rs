@@ -68,6 +68,15 @@ impl Daemon {
             return;
         };
         let (unit, member) = (i.unit, i.member);
+        if matches!(input, Input::Reload(_)) {
+            // Adverts are checked against the new configuration again.
+            self.instances[inst].fingerprint = None;
+        }
+        for n in 0..self.instances.len() {
+            if self.instances[n].unit == unit {
+                self.quiet_touched(n);
+            }
+        }
         match self.units.get_mut(unit) {
             Some(Unit::Single(r)) => {
                 out.actions
@@ -147,6 +156,7 @@ impl Daemon {
         // After the effects are queued: a take-over's GARPs do not wait
         // for the map updates.
         self.sync_guards();
+        self.sync_quiet();
         for (inst, input) in std::mem::take(&mut self.rechecked_claims) {
             self.feed(inst, monotonic_ns(), input);
         }
@@ -506,7 +516,16 @@ impl Daemon {
                     i.counters.priority_zero_received += 1;
                 }
             }
-            self.feed(inst, monotonic_ns(), Input::Advert(r.advert));
+            let mut decided = Decided::default();
+            self.decide(inst, monotonic_ns(), Input::Advert(r.advert), &mut decided);
+            let accepted = !decided
+                .actions
+                .iter()
+                .any(|(n, a)| *n == inst && matches!(a, Action::Discarded(_)));
+            if let Some(i) = self.instances.get_mut(inst) {
+                i.fingerprint = accepted.then_some(r.fingerprint);
+            }
+            self.execute(decided);
         }
         self.on_claims();
     }

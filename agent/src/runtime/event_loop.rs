@@ -220,6 +220,7 @@ impl Daemon {
                     self.reload(prepared).await;
                 }
                 Wake::Control(Some(Request::Status(reply))) => {
+                    self.absorb_all_heard();
                     let _ = reply.send(self.status());
                 }
                 Wake::Control(None) => {
@@ -247,6 +248,8 @@ impl Daemon {
                 warn!("datapath: {e}");
             }
             self.on_adverts(adverts.drain(..));
+            // Masters still heard in the kernel move their deadlines: no spin.
+            self.refresh_heard(monotonic_ns());
             let now = monotonic_ns();
             match self.timers.spin_target(now) {
                 Some(d) if now.saturating_sub(started) < MAX_SPIN_NS => {

@@ -8,6 +8,7 @@
 //! - [`dispatch`]: inputs through the state machines, actions executed;
 //! - [`effects`]: VIP and GARP/NA work per instance, off the loop;
 //! - [`timers`]: every deadline on one timerfd;
+//! - [`quiet`]: a healthy master's repeated adverts kept in the kernel;
 //! - [`reload`]: a new configuration as one transaction;
 //! - [`trackers`]: health checks started, kept and stopped;
 //! - [`reports`]: transition history, log lines, status.
@@ -17,6 +18,7 @@ mod dispatch;
 pub mod effects;
 mod event_loop;
 pub mod plan;
+mod quiet;
 mod reload;
 mod reports;
 pub mod timers;

@@ -502,6 +502,7 @@ impl Daemon {
                     let sender = socket.unwrap_or_else(|| old.outlet.take_sender());
                     old.outlet = Outlet::new(sender, ip.checksum);
                     old.plan = ip.clone();
+                    old.fingerprint = None;
                     old
                 }
                 None => Instance::start(
@@ -521,6 +522,14 @@ impl Daemon {
             .enumerate()
             .map(|(n, i)| (i.plan.vrid.key, n))
             .collect();
+        // A VRID a leaving instance handed over keeps no entry of its.
+        for i in &self.instances {
+            if i.quiet.is_none()
+                && let Err(e) = self.datapath.set_quiet(i.plan.vrid.key, None)
+            {
+                warn!("reload: datapath: {e}");
+            }
+        }
         new_units
     }
 

@@ -92,6 +92,14 @@ impl<K: Copy + Ord + Hash> Timers<K> {
         self.queue.first().map(|(t, _)| *t)
     }
 
+    /// Keys whose (early) wake-up has passed at `now_ns`, due or not.
+    pub fn woken(&self, now_ns: u64) -> impl Iterator<Item = K> + '_ {
+        self.queue
+            .iter()
+            .take_while(move |(wake, _)| *wake <= now_ns)
+            .map(|(_, k)| *k)
+    }
+
     /// The nearest deadline whose early wake-up has passed but which is not
     /// due yet at `now_ns`: the loop spins until then.
     pub fn spin_target(&self, now_ns: u64) -> Option<u64> {

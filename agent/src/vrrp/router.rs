@@ -13,8 +13,8 @@ use super::config::{
 use super::track;
 use super::tracked::{TrackState, TrackerId};
 use super::types::{
-    Action, AdvertMeta, DiscardReason, Event, Input, Reason, ReceivedAdvert, State, TimerKind,
-    Transition,
+    Action, AdvertMeta, DiscardReason, Event, Input, QuietMaster, Reason, ReceivedAdvert, State,
+    TimerKind, Transition,
 };
 
 /// A VRRP router (one keepalived `vrrp_instance`).
@@ -189,6 +189,7 @@ impl Router {
             Input::Track { id, state } => self.on_track(now_ns, id, state, out),
             Input::Shutdown => self.shutdown(now_ns, out),
             Input::Reload(cfg) => self.reload(now_ns, *cfg, out),
+            Input::Heard { at_ns } => self.on_heard(now_ns, at_ns, out),
             Input::Conflict { addr, mac, at_ns } => {
                 // The kernel's receive time, as for adverts (0 or a time
                 // after `now`: unknown): the kernel limits its reports on
@@ -605,6 +606,56 @@ impl Router {
             State::Master => self.master_rx(now, &meta, adv, ts, out),
             State::Initialize | State::Fault => {}
         }
+    }
+
+    /// The master whose repeated advert would only re-arm the down timer:
+    /// in Backup, having accepted its advert (priority > 0) under a rule that
+    /// holds while nothing changes — its priority at least ours, or
+    /// `nopreempt` without a preemption delay. The runtime lets the
+    /// datapath keep such repeats from the agent, timing them
+    /// ([`Input::Heard`]). `None` in every other case: each advert must be
+    /// seen.
+    pub fn quiet_master(&self) -> Option<QuietMaster> {
+        if self.state != State::Backup
+            || self.down_skew_only
+            || self.timers[TimerKind::MasterDown.index()].is_none()
+        {
+            return None;
+        }
+        let (addr, priority) = (self.master_addr?, self.master_priority?);
+        let holds = priority >= self.priority
+            || (self.cfg.nopreempt && self.cfg.preempt_delay_ns == 0);
+        (priority != PRIORITY_STOP && holds).then(|| QuietMaster {
+            addr,
+            priority,
+            down_ns: self.master_down_ns(),
+        })
+    }
+
+    /// The accepted master advertised the same advert again at `at`: the
+    /// Backup rule for a repeat of that advert, without its checks (the
+    /// datapath compared it with the accepted one). Stale or older news, or
+    /// any state but Backup, changes nothing.
+    fn on_heard(&mut self, now: u64, at: u64, out: &mut Vec<Action>) {
+        let ts = if at == 0 || at > now { now } else { at };
+        if self.state != State::Backup
+            || self.down_skew_only
+            || self.last_advert_ts_ns.is_some_and(|last| last >= ts)
+        {
+            return;
+        }
+        let Some(priority) = self.master_priority.filter(|p| *p != PRIORITY_STOP) else {
+            return;
+        };
+        let delay = self.cfg.preempt_delay_ns;
+        let held_by_delay = delay > 0 && !self.preempt_delay_expired;
+        if !(self.cfg.nopreempt || priority >= self.priority || held_by_delay) {
+            // A lower-priority master: its adverts no longer hold us back.
+            return;
+        }
+        self.last_advert_ts_ns = Some(ts);
+        self.want_master = false;
+        self.arm_down_timer(ts, false, out);
     }
 
     /// RFC 9568 §6.4.2 (Backup) with keepalived's `nopreempt` and

@@ -129,6 +129,13 @@ pub enum Input {
     /// SIGHUP with a new configuration for this instance (same instance
     /// identity; the runtime decides what is the same instance).
     Reload(Box<super::config::RouterConfig>),
+    /// The master whose advert was accepted last advertised again, the
+    /// same advert, at `at_ns` (kernel receive time): the datapath kept
+    /// the repeats from the agent ([`super::Router::quiet_master`]) and
+    /// timed them. Handled as that advert would be.
+    Heard {
+        at_ns: u64,
+    },
     /// Another MAC announced `addr`, one of this instance's VIPs (the
     /// datapath's conflict guard). `at_ns` is the kernel receive time.
     Conflict {
@@ -136,6 +143,16 @@ pub enum Input {
         mac: [u8; 6],
         at_ns: u64,
     },
+}
+
+/// A master whose adverts, repeated unchanged, only re-arm the down timer
+/// ([`super::Router::quiet_master`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuietMaster {
+    pub addr: IpAddr,
+    pub priority: u8,
+    /// Master_Down_Interval counted from each of its adverts.
+    pub down_ns: u64,
 }
 
 /// Why a state changed.

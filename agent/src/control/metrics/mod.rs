@@ -632,6 +632,11 @@ impl InstanceMetrics {
         self.adverts_received.inc();
     }
 
+    /// Adverts the datapath kept from the loop (a healthy master's repeats).
+    pub fn adverts_received(&self, n: u64) {
+        self.adverts_received.inc_by(n);
+    }
+
     /// A VIP someone else deleted was added back.
     pub fn vip_restored(&self) {
         self.vips_restored.inc();

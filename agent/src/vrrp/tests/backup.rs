@@ -189,3 +189,68 @@ fn stale_timer_fire_is_ignored() {
             .is_empty()
     );
 }
+
+#[test]
+fn quiet_master_only_while_a_repeat_only_rearms_the_down_timer() {
+    let mut r = started(cfg(Version::V3, 100));
+    assert_eq!(r.quiet_master(), None, "no master heard yet");
+    rx(&mut r, 2 * S, 2 * S, "192.0.2.20", 200);
+    let q = r.quiet_master().expect("a higher-priority master");
+    assert_eq!((q.addr, q.priority), (ip("192.0.2.20"), 200));
+    assert_eq!(q.down_ns, r.master_down_ns());
+    rx(&mut r, 3 * S, 3 * S, "192.0.2.20", 100);
+    assert!(r.quiet_master().is_some(), "equal priority holds us back too");
+    rx(&mut r, 4 * S, 4 * S, "192.0.2.20", 0);
+    assert_eq!(r.quiet_master(), None, "priority 0 arms the skew timer");
+    rx(&mut r, 4 * S + MS, 4 * S + MS, "192.0.2.20", 50);
+    assert_eq!(r.quiet_master(), None, "a lower-priority master is preempted");
+
+    let mut c = cfg(Version::V3, 100);
+    c.nopreempt = true;
+    let mut r = started(c);
+    rx(&mut r, 2 * S, 2 * S, "192.0.2.20", 50);
+    assert!(r.quiet_master().is_some(), "nopreempt keeps a lower master");
+
+    let mut c = cfg(Version::V3, 100);
+    c.preempt_delay_ns = 5 * S;
+    let mut r = started(c);
+    rx(&mut r, 2 * S, 2 * S, "192.0.2.20", 50);
+    assert_eq!(r.quiet_master(), None, "preempt_delay ends in a preemption");
+
+    let (m, _) = master(cfg(Version::V3, 100));
+    assert_eq!(m.quiet_master(), None, "a master sees every advert");
+}
+
+#[test]
+fn heard_master_rearms_down_timer_like_its_advert() {
+    let mut r = started(cfg(Version::V3, 100));
+    rx(&mut r, 2 * S, 2 * S, "192.0.2.20", 200);
+    let a = r.handle(2 * S + 20 * MS, Input::Heard { at_ns: 2 * S + 10 * MS });
+    assert_eq!(
+        armed(&a, TimerKind::MasterDown),
+        Some(2 * S + 10 * MS + r.master_down_ns())
+    );
+    let a = r.handle(2 * S + 30 * MS, Input::Heard { at_ns: 2 * S + 5 * MS });
+    assert!(a.is_empty(), "older news changes nothing: {a:?}");
+
+    // Our priority rose above the master's: its repeats no longer hold us.
+    let mut c = cfg(Version::V3, 100);
+    c.nopreempt = false;
+    let mut r = started(c);
+    rx(&mut r, 2 * S, 2 * S, "192.0.2.20", 100);
+    r.handle(
+        2 * S + MS,
+        Input::Reload(Box::new({
+            let mut c = r.config().clone();
+            c.priority = 150;
+            c
+        })),
+    );
+    let deadline = r.deadline(TimerKind::MasterDown).expect("armed");
+    let a = r.handle(2 * S + 10 * MS, Input::Heard { at_ns: 2 * S + 9 * MS });
+    assert_eq!(armed(&a, TimerKind::MasterDown), None, "{a:?}");
+    assert_eq!(r.deadline(TimerKind::MasterDown), Some(deadline));
+
+    let (mut m, t) = master(cfg(Version::V3, 100));
+    assert!(m.handle(t + MS, Input::Heard { at_ns: t }).is_empty());
+}
