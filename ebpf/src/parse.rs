@@ -8,11 +8,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, RingBuf},
 };
 use xvrrpd_common::{
-    AdvertEvent, ChecksumForm, ClaimEvent, Counter, EVENT_ADDR_BYTES, EVENT_FLAG_ADDRS_TRUNCATED,
-    ADDR_HASH_SEED, EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6, FENCE_OWNER_INTERVALS,
-    FenceOwner, GuardKey, GuardValue, Heard, IPPROTO_VRRP, MAX_MESSAGE_LEN, QUIET_COMPARED_WORDS,
-    QuietAdvert, VRID_FLAG_CHECK_TTL, VRRP_AUTH_LEN, VRRP_HEADER_LEN, VRRP_TTL, VridConfig,
-    VridKey, addr_hash_step,
+    ADDR_HASH_SEED, AdvertEvent, ChecksumForm, ClaimEvent, Counter, EVENT_ADDR_BYTES,
+    EVENT_FLAG_ADDRS_TRUNCATED, EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6,
+    FENCE_OWNER_INTERVALS, FenceOwner, GuardKey, GuardValue, Heard, IPPROTO_VRRP, MAX_MESSAGE_LEN,
+    QUIET_COMPARED_WORDS, QuietAdvert, VRID_FLAG_CHECK_TTL, VRRP_AUTH_LEN, VRRP_HEADER_LEN,
+    VRRP_TTL, VridConfig, VridKey, addr_hash_step,
 };
 
 const ETH_HLEN: usize = 14;

@@ -37,7 +37,8 @@ fn pair(test: &str, r2_prio: u8, edit: impl Fn(&mut Instance)) -> Result<Cluster
     c.start(&["r2"])?;
     c.router("r2")
         .wait_state("VI_1", "BACKUP", Duration::from_secs(5))?;
-    c.router("r2").wait_datapath_settled(Duration::from_secs(5))?;
+    c.router("r2")
+        .wait_datapath_settled(Duration::from_secs(5))?;
     Ok(c)
 }
 

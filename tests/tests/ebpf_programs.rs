@@ -604,3 +604,99 @@ fn tc_drops_what_it_cannot_answer() {
         TC_ACT_OK
     );
 }
+
+/// The shared table's accepted adverts, each made the healthy master's
+/// advert in turn: its repeat only updates the kernel's record; every other
+/// accepted advert for the same VRID wakes the agent unless it matches in
+/// every compared field; a change of priority wakes it; without an entry
+/// everything is delivered again.
+#[test]
+fn a_repeat_of_the_accepted_advert_is_timed_not_delivered() {
+    use xvrrpd_common::QuietAdvert;
+    let (mut dp, mut ring) = loaded();
+    let cases: Vec<_> = spec::cases()
+        .into_iter()
+        .filter(|c| c.expect == Expect::Counted(Counter::Accepted))
+        .collect();
+    let mut events = Vec::new();
+    let mut deliver = |dp: &mut EbpfDatapath, frame: &[u8]| -> (u32, Vec<AdvertEvent>, [u64; 19]) {
+        let before = dp.counters().expect("counters");
+        let verdict = dp.test_run_xdp(frame, 1).expect("BPF_PROG_TEST_RUN").0;
+        let after = dp.counters().expect("counters");
+        events.clear();
+        ring.drain(&mut events);
+        let mut delta = [0u64; 19];
+        for c in Counter::ALL {
+            delta[c as usize] = after[c as usize] - before[c as usize];
+        }
+        (verdict, events.clone(), delta)
+    };
+    let compared = |q: &QuietAdvert| {
+        let mut q = *q;
+        q.down_ns = 0;
+        q
+    };
+    for master in &cases {
+        let (_, evs, _) = deliver(&mut dp, &master.frame);
+        let ev = *evs
+            .first()
+            .unwrap_or_else(|| panic!("{}: no event", master.name));
+        let key = VridKey::new(ev.ifindex, ev.family, ev.vrid);
+        let mut fp = QuietAdvert::of_event(&ev);
+        fp.down_ns = 30_000_000;
+        dp.set_quiet(key, Some(fp)).expect("QUIET");
+        let before = dp.heard(&key).expect("HEARD").unwrap_or_default();
+        let t0 = monotonic_ns();
+        let (verdict, evs, delta) = deliver(&mut dp, &master.frame);
+        let t1 = monotonic_ns();
+        let name = master.name;
+        assert_eq!(verdict, XDP_DROP, "{name}: a kept advert is consumed");
+        assert!(evs.is_empty(), "{name}: its repeat woke the agent");
+        assert_eq!(delta[Counter::Heard as usize], 1, "{name}: heard counter");
+        assert_eq!(
+            delta[Counter::Accepted as usize],
+            0,
+            "{name}: accepted counter"
+        );
+        let heard = dp.heard(&key).expect("HEARD").expect("an entry");
+        assert!(
+            t0 <= heard.last_ns && heard.last_ns <= t1,
+            "{name}: heard at {} outside [{t0}, {t1}]",
+            heard.last_ns
+        );
+        assert_eq!(heard.count, before.count + 1, "{name}: heard count");
+        for other in cases.iter().filter(|c| c.name != name) {
+            let (_, evs, delta) = deliver(&mut dp, &other.frame);
+            let Some(ev) = evs.first() else {
+                assert_eq!(
+                    delta[Counter::Heard as usize],
+                    1,
+                    "{name} kept, {}: neither delivered nor kept",
+                    other.name
+                );
+                continue;
+            };
+            let other_key = VridKey::new(ev.ifindex, ev.family, ev.vrid);
+            assert!(
+                other_key != key || compared(&QuietAdvert::of_event(ev)) != compared(&fp),
+                "{name} kept: {} matches it in every field but was delivered",
+                other.name
+            );
+        }
+        // Same master, another priority: the state machine must see it.
+        let mut frame = master.frame.clone();
+        let changed = spec::with_priority(&mut frame, 99);
+        if changed {
+            let (_, evs, _) = deliver(&mut dp, &frame);
+            assert_eq!(evs.len(), 1, "{name}: a new priority was not delivered");
+            assert_eq!(evs[0].priority, 99, "{name}: delivered priority");
+        }
+        dp.set_quiet(key, None).expect("QUIET");
+        let (_, evs, _) = deliver(&mut dp, &master.frame);
+        assert_eq!(
+            evs.len(),
+            1,
+            "{name}: without an entry, every advert is delivered"
+        );
+    }
+}

@@ -344,8 +344,11 @@ impl StatusReport {
         let drops: Vec<String> = self
             .datapath_counters
             .iter()
-            // Claims are ARP/NA the kernel passed on, not drops.
-            .filter(|(k, v)| **v > 0 && k.as_str() != "accepted" && !k.starts_with("claim_"))
+            // Claims are ARP/NA the kernel passed on, not drops; heard
+            // adverts are delivered ones the kernel timed for the agent.
+            .filter(|(k, v)| {
+                **v > 0 && !matches!(k.as_str(), "accepted" | "heard") && !k.starts_with("claim_")
+            })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         if !drops.is_empty() {

@@ -30,8 +30,8 @@ use std::{io, net::IpAddr, os::fd::RawFd};
 use tokio::io::unix::AsyncFd;
 pub use xvrrpd_common::{AdvertEvent, Counter};
 use xvrrpd_common::{
-    COUNTER_COUNT, ClaimEvent, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, Heard,
-    IfacePolicy, QuietAdvert, VridConfig, VridKey,
+    COUNTER_COUNT, ClaimEvent, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, Heard, IfacePolicy,
+    QuietAdvert, VridConfig, VridKey,
 };
 
 pub use self::event::{Claim, Received};

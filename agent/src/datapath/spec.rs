@@ -480,6 +480,42 @@ pub fn check_event(
     Ok(())
 }
 
+/// Sets the priority of the VRRP advert in `frame` (Ethernet, up to two
+/// VLAN tags, IPv4 or IPv6) and updates its checksum in place (RFC 1624),
+/// whichever form it used. `false` if `frame` holds no such advert.
+pub fn with_priority(frame: &mut [u8], priority: u8) -> bool {
+    let mut off = 12;
+    let ethertype =
+        |f: &[u8], at: usize| f.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let mut proto = ethertype(frame, off);
+    while matches!(proto, Some(0x8100 | 0x88a8)) {
+        off += 4;
+        proto = ethertype(frame, off);
+    }
+    let l3 = off + 2;
+    let vrrp = match proto {
+        Some(0x0800) => match frame.get(l3) {
+            Some(v) => l3 + usize::from(v & 0x0f) * 4,
+            None => return false,
+        },
+        Some(0x86dd) => l3 + 40,
+        _ => return false,
+    };
+    let Some(msg) = frame.get_mut(vrrp..vrrp + 8) else {
+        return false;
+    };
+    let old = u16::from_be_bytes([msg[2], msg[3]]);
+    msg[2] = priority;
+    let new = u16::from_be_bytes([msg[2], msg[3]]);
+    let check = u16::from_be_bytes([msg[6], msg[7]]);
+    let mut sum = u32::from(!check) + u32::from(!old) + u32::from(new);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    msg[6..8].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

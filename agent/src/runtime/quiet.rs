@@ -70,7 +70,10 @@ impl Daemon {
                 Ok(()) => i.quiet = want.map(|a| (key, a)),
                 // Every advert keeps waking the loop: slower, still right.
                 Err(e) => {
-                    warn!("{}: datapath: keeping adverts in the kernel: {e}", i.plan.name);
+                    warn!(
+                        "{}: datapath: keeping adverts in the kernel: {e}",
+                        i.plan.name
+                    );
                     i.quiet = None;
                 }
             }

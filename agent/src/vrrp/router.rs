@@ -623,8 +623,8 @@ impl Router {
             return None;
         }
         let (addr, priority) = (self.master_addr?, self.master_priority?);
-        let holds = priority >= self.priority
-            || (self.cfg.nopreempt && self.cfg.preempt_delay_ns == 0);
+        let holds =
+            priority >= self.priority || (self.cfg.nopreempt && self.cfg.preempt_delay_ns == 0);
         (priority != PRIORITY_STOP && holds).then(|| QuietMaster {
             addr,
             priority,

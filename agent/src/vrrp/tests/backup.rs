@@ -199,11 +199,18 @@ fn quiet_master_only_while_a_repeat_only_rearms_the_down_timer() {
     assert_eq!((q.addr, q.priority), (ip("192.0.2.20"), 200));
     assert_eq!(q.down_ns, r.master_down_ns());
     rx(&mut r, 3 * S, 3 * S, "192.0.2.20", 100);
-    assert!(r.quiet_master().is_some(), "equal priority holds us back too");
+    assert!(
+        r.quiet_master().is_some(),
+        "equal priority holds us back too"
+    );
     rx(&mut r, 4 * S, 4 * S, "192.0.2.20", 0);
     assert_eq!(r.quiet_master(), None, "priority 0 arms the skew timer");
     rx(&mut r, 4 * S + MS, 4 * S + MS, "192.0.2.20", 50);
-    assert_eq!(r.quiet_master(), None, "a lower-priority master is preempted");
+    assert_eq!(
+        r.quiet_master(),
+        None,
+        "a lower-priority master is preempted"
+    );
 
     let mut c = cfg(Version::V3, 100);
     c.nopreempt = true;
@@ -225,12 +232,22 @@ fn quiet_master_only_while_a_repeat_only_rearms_the_down_timer() {
 fn heard_master_rearms_down_timer_like_its_advert() {
     let mut r = started(cfg(Version::V3, 100));
     rx(&mut r, 2 * S, 2 * S, "192.0.2.20", 200);
-    let a = r.handle(2 * S + 20 * MS, Input::Heard { at_ns: 2 * S + 10 * MS });
+    let a = r.handle(
+        2 * S + 20 * MS,
+        Input::Heard {
+            at_ns: 2 * S + 10 * MS,
+        },
+    );
     assert_eq!(
         armed(&a, TimerKind::MasterDown),
         Some(2 * S + 10 * MS + r.master_down_ns())
     );
-    let a = r.handle(2 * S + 30 * MS, Input::Heard { at_ns: 2 * S + 5 * MS });
+    let a = r.handle(
+        2 * S + 30 * MS,
+        Input::Heard {
+            at_ns: 2 * S + 5 * MS,
+        },
+    );
     assert!(a.is_empty(), "older news changes nothing: {a:?}");
 
     // Our priority rose above the master's: its repeats no longer hold us.
@@ -247,7 +264,12 @@ fn heard_master_rearms_down_timer_like_its_advert() {
         })),
     );
     let deadline = r.deadline(TimerKind::MasterDown).expect("armed");
-    let a = r.handle(2 * S + 10 * MS, Input::Heard { at_ns: 2 * S + 9 * MS });
+    let a = r.handle(
+        2 * S + 10 * MS,
+        Input::Heard {
+            at_ns: 2 * S + 9 * MS,
+        },
+    );
     assert_eq!(armed(&a, TimerKind::MasterDown), None, "{a:?}");
     assert_eq!(r.deadline(TimerKind::MasterDown), Some(deadline));
 
