@@ -99,6 +99,11 @@ pub struct RunArgs {
     /// How to attach the eBPF program.
     #[arg(long, value_enum, default_value_t = AttachArg::Auto, global = true)]
     pub attach: AttachArg,
+    /// Run every master-down timer in the daemon, as on kernels without BPF
+    /// timers (before 5.15), even where the kernel could run them. A backup
+    /// then wakes once per Master_Down_Interval per instance.
+    #[arg(long, global = true)]
+    pub no_kernel_timers: bool,
     /// The control socket `xvrrpd status` talks to.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET, global = true)]
     pub control_socket: PathBuf,

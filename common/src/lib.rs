@@ -217,9 +217,12 @@ pub enum Counter {
     /// A valid advert identical to the one the agent accepted from the
     /// master: its time recorded in the kernel, the agent not woken.
     Heard = 18,
+    /// A master-down timer ran out in the kernel (no kept advert for a
+    /// Master_Down_Interval): the agent was told.
+    DownExpired = 19,
 }
 
-pub const COUNTER_COUNT: u32 = 19;
+pub const COUNTER_COUNT: u32 = 20;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -242,6 +245,7 @@ impl Counter {
         Counter::FenceDropped,
         Counter::FenceRedirected,
         Counter::Heard,
+        Counter::DownExpired,
     ];
 
     /// Stable snake_case name used in status output and metrics.
@@ -266,6 +270,7 @@ impl Counter {
             Counter::FenceDropped => "fence_dropped",
             Counter::FenceRedirected => "fence_redirected",
             Counter::Heard => "heard",
+            Counter::DownExpired => "down_expired",
         }
     }
 
@@ -283,6 +288,7 @@ impl Counter {
                 | Counter::FenceDropped
                 | Counter::FenceRedirected
                 | Counter::Heard
+                | Counter::DownExpired
         )
     }
 }
@@ -462,6 +468,27 @@ impl QuietAdvert {
     }
 }
 
+/// The kernel's down timer (kernels with BPF timers) fires this long before
+/// the deadline: the agent, woken, spins the rest while still watching for
+/// the master, as for its own down timers.
+pub const DOWN_TIMER_LEAD_NS: u64 = 600_000;
+
+/// A VRID's down timer ran out in the kernel: no advert was kept for it
+/// since `last_ns` and its deadline is `DOWN_TIMER_LEAD_NS` away. Pushed
+/// to the same ring as [`AdvertEvent`]s, told apart by length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct DownEvent {
+    /// CLOCK_MONOTONIC ns when the timer fired.
+    pub fired_ns: u64,
+    /// The last kept advert's receive time + the agent's `down_ns`.
+    pub deadline_ns: u64,
+    /// When the last kept advert came.
+    pub last_ns: u64,
+    pub key: VridKey,
+}
+
 /// What the kernel recorded of the adverts it kept from the agent
 /// (kernel-written, map `HEARD`).
 #[repr(C)]
@@ -477,6 +504,8 @@ pub struct Heard {
 const _: () = assert!(core::mem::size_of::<QuietAdvert>() == (QUIET_COMPARED_WORDS + 1) * 8);
 // The agent's record demultiplexing relies on these two sizes differing.
 const _: () = assert!(core::mem::size_of::<ClaimEvent>() != core::mem::size_of::<AdvertEvent>());
+const _: () = assert!(core::mem::size_of::<DownEvent>() != core::mem::size_of::<AdvertEvent>());
+const _: () = assert!(core::mem::size_of::<DownEvent>() != core::mem::size_of::<ClaimEvent>());
 
 /// Map names in the eBPF object.
 pub const MAP_EVENTS: &str = "EVENTS";
@@ -489,9 +518,13 @@ pub const MAP_OWNERS: &str = "OWNERS";
 pub const MAP_ARMED: &str = "ARMED";
 pub const MAP_QUIET: &str = "QUIET";
 pub const MAP_HEARD: &str = "HEARD";
-/// Program names in the eBPF object.
+pub const MAP_TIMERS: &str = "TIMERS";
+/// Program names in the eBPF object: with the kernel down timer (BPF
+/// timers, kernel ≥ 5.15) and without it (`_plain`).
 pub const PROG_XDP: &str = "xvrrpd_xdp";
 pub const PROG_TC: &str = "xvrrpd_tc";
+pub const PROG_XDP_PLAIN: &str = "xvrrpd_xdp_plain";
+pub const PROG_TC_PLAIN: &str = "xvrrpd_tc_plain";
 
 #[cfg(feature = "user")]
 mod user {
@@ -506,4 +539,5 @@ mod user {
     unsafe impl aya::Pod for super::FenceOwner {}
     unsafe impl aya::Pod for super::QuietAdvert {}
     unsafe impl aya::Pod for super::Heard {}
+    unsafe impl aya::Pod for super::DownEvent {}
 }

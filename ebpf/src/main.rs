@@ -13,14 +13,16 @@
 #![no_main]
 
 mod answer;
+mod down;
 mod parse;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
-    macros::{classifier, map, xdp},
+    macros::{btf_map, classifier, map, xdp},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
+use down::TimerMap;
 use parse::{Frame, Maps, Outcome, Redirect, classify};
 use xvrrpd_common::{
     COUNTER_COUNT, Counter, FenceOwner, GuardKey, GuardValue, Heard, IfacePolicy, QuietAdvert,
@@ -66,6 +68,10 @@ static QUIET: HashMap<VridKey, QuietAdvert> = HashMap::with_max_entries(4096, 0)
 #[map(name = "HEARD")]
 static HEARD: HashMap<VridKey, Heard> = HashMap::with_max_entries(4096, 0);
 
+/// Per VRID: the kernel's down timer (programs without `_plain` only).
+#[btf_map(name = "TIMERS")]
+static TIMERS: TimerMap = TimerMap::new();
+
 /// Per-interface drop/pass policy; absent means [`IfacePolicy::DEFAULT`].
 #[map(name = "POLICY")]
 static POLICY: HashMap<u32, IfacePolicy> = HashMap::with_max_entries(1024, 0);
@@ -87,7 +93,7 @@ enum Verdict {
 }
 
 #[inline(always)]
-fn verdict<F: Frame>(frame: &F, ifindex: u32) -> Verdict {
+fn verdict<F: Frame>(frame: &F, ifindex: u32, timers: Option<&TimerMap>) -> Verdict {
     let maps = Maps {
         vrids: &VRIDS,
         guards: &GUARDS,
@@ -97,6 +103,7 @@ fn verdict<F: Frame>(frame: &F, ifindex: u32) -> Verdict {
         armed: &ARMED,
         quiet: &QUIET,
         heard: &HEARD,
+        timers,
     };
     let counter = match classify(frame, ifindex, &maps, count) {
         Outcome::NotVrrp => return Verdict::Pass,
@@ -167,13 +174,25 @@ impl Frame for TcFrame<'_> {
     }
 }
 
+/// With the kernel down timer (BPF timers, kernel ≥ 5.15).
 #[xdp]
 pub fn xvrrpd_xdp(ctx: XdpContext) -> u32 {
-    match verdict(&XdpFrame(&ctx), ctx.ingress_ifindex() as u32) {
+    xdp_verdict(&ctx, Some(&TIMERS))
+}
+
+/// Without it: the agent runs every down timer.
+#[xdp]
+pub fn xvrrpd_xdp_plain(ctx: XdpContext) -> u32 {
+    xdp_verdict(&ctx, None)
+}
+
+#[inline(always)]
+fn xdp_verdict(ctx: &XdpContext, timers: Option<&TimerMap>) -> u32 {
+    match verdict(&XdpFrame(ctx), ctx.ingress_ifindex() as u32, timers) {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,
         Verdict::Redirect(r) => {
-            if answer::announce_owner(&ctx, &r) {
+            if answer::announce_owner(ctx, &r) {
                 count(Counter::FenceRedirected);
                 xdp_action::XDP_TX
             } else {
@@ -184,8 +203,20 @@ pub fn xvrrpd_xdp(ctx: XdpContext) -> u32 {
     }
 }
 
+/// With the kernel down timer, as [`xvrrpd_xdp`].
 #[classifier]
 pub fn xvrrpd_tc(ctx: TcContext) -> i32 {
+    tc_verdict(&ctx, Some(&TIMERS))
+}
+
+/// Without it, as [`xvrrpd_xdp_plain`].
+#[classifier]
+pub fn xvrrpd_tc_plain(ctx: TcContext) -> i32 {
+    tc_verdict(&ctx, None)
+}
+
+#[inline(always)]
+fn tc_verdict(ctx: &TcContext, timers: Option<&TimerMap>) -> i32 {
     // SAFETY: the context pointer is valid for the duration of the program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // VRRP is small and normally linear; pull only when the classifier needs
@@ -197,7 +228,7 @@ pub fn xvrrpd_tc(ctx: TcContext) -> i32 {
             return TC_ACT_OK;
         }
     }
-    match verdict(&TcFrame(&ctx), ifindex) {
+    match verdict(&TcFrame(ctx), ifindex, timers) {
         Verdict::Pass => TC_ACT_OK,
         Verdict::Drop => TC_ACT_SHOT,
         // TC cannot answer in place: the sender finds the owner when it

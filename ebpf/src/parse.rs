@@ -291,6 +291,9 @@ pub struct Maps<'a> {
     pub quiet: &'a HashMap<VridKey, QuietAdvert>,
     /// Per VRID: when such an advert was last heard, and how many.
     pub heard: &'a HashMap<VridKey, Heard>,
+    /// Per VRID: the kernel's down timer, re-armed by each kept advert
+    /// (`None`: the program without BPF timers; the agent times alone).
+    pub timers: Option<&'a crate::down::TimerMap>,
 }
 
 /// Validates a VRRP packet and delivers it; returns the counter to bump.
@@ -584,6 +587,8 @@ fn heard(ifindex: u32, c: &Checked, seen: &QuietAdvert, now: u64, maps: &Maps) -
     let Some(want) = maps.quiet.get_ptr(key) else {
         return false;
     };
+    // SAFETY: a map value pointer valid for this run.
+    let down_ns = unsafe { (*want).down_ns };
     // Compared as words: the BPF target has no memcmp.
     let seen = seen as *const QuietAdvert as *const u64;
     let want = want as *const u64;
@@ -612,6 +617,11 @@ fn heard(ifindex: u32, c: &Checked, seen: &QuietAdvert, now: u64, maps: &Maps) -
                 return false;
             }
         }
+    }
+    if let Some(timers) = maps.timers
+        && down_ns != 0
+    {
+        crate::down::arm(timers, key, now, down_ns);
     }
     true
 }

@@ -55,7 +55,7 @@ fn per_packet(
 }
 
 fn program_cost() -> Result<()> {
-    let mut dp = EbpfDatapath::load()?;
+    let mut dp = EbpfDatapath::load(true)?;
     for (k, v) in spec::vrids() {
         dp.set_vrid(k, v)?;
     }
@@ -172,10 +172,7 @@ fn latency_asyncfd() -> Result<Vec<u64>> {
                 cfg: vrid_cfg(),
                 group: IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18)),
             };
-            let opts = DatapathOptions {
-                no_ebpf: false,
-                attach: AttachPreference::Auto,
-            };
+            let opts = DatapathOptions::default();
             let mut dp = Datapath::open(&[spec], opts)?;
             let _ = ready_tx.send(());
             let mut lat = Vec::with_capacity(ADVERTS);
@@ -210,7 +207,7 @@ fn latency_thread() -> Result<Vec<u64>> {
     let ifindex = rx.ifindex()?;
     let (ready_tx, ready_rx) = mpsc::channel();
     let receiver = rx.spawn_in(move || -> Result<Vec<u64>> {
-        let mut dp = EbpfDatapath::load()?;
+        let mut dp = EbpfDatapath::load(true)?;
         dp.attach("eth0", AttachPreference::Auto)?;
         dp.set_vrid(VridKey::new(ifindex, FAMILY_IPV4, 10), vrid_cfg())?;
         let mut ring = dp.take_events()?;

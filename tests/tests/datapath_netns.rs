@@ -172,8 +172,8 @@ fn check_against_spec(out: &Outcome, cases: &[spec::Case], raw: bool) {
 
 fn attach_only(mode: AttachMode) {
     let out = run_case_set(DatapathOptions {
-        no_ebpf: false,
         attach: AttachPreference::Only(mode),
+        ..DatapathOptions::default()
     })
     .expect("lab run");
     assert_eq!(out.kind, DatapathKind::Ebpf);
@@ -208,7 +208,7 @@ fn auto_attach_prefers_native_xdp() {
 fn raw_socket_fallback_delivers_the_same_events() {
     let out = run_case_set(DatapathOptions {
         no_ebpf: true,
-        attach: AttachPreference::Auto,
+        ..DatapathOptions::default()
     })
     .expect("lab run");
     assert_eq!(out.kind, DatapathKind::RawSocket);

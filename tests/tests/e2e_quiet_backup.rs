@@ -18,7 +18,12 @@ use xvrrpd_tests::{
 };
 
 /// r1 (priority 150) and r2 (`r2_prio`), r2's instance edited by `edit`.
-fn pair(test: &str, r2_prio: u8, edit: impl Fn(&mut Instance)) -> Result<Cluster> {
+fn pair(
+    test: &str,
+    r2_prio: u8,
+    edit: impl Fn(&mut Instance),
+    kernel_timers: bool,
+) -> Result<Cluster> {
     let inst = Instance::new("VI_1", 51, &["192.0.2.100/24"]);
     let mut c = Cluster::new(
         test,
@@ -32,6 +37,11 @@ fn pair(test: &str, r2_prio: u8, edit: impl Fn(&mut Instance)) -> Result<Cluster
             Ok(())
         },
     )?;
+    if !kernel_timers {
+        c.router_mut("r2")
+            .extra_args
+            .push("--no-kernel-timers".to_string());
+    }
     c.start(&["r1"])?;
     c.expect_master("r1", Duration::from_secs(10))?;
     c.start(&["r2"])?;
@@ -76,42 +86,76 @@ fn advert_counts(r: &RouterNode) -> Result<(u64, u64, u64)> {
 fn a_backup_hearing_a_healthy_master_sleeps_and_still_takes_over_in_time() -> Result<()> {
     lab_test(
         "a_backup_hearing_a_healthy_master_sleeps_and_still_takes_over_in_time",
-        || {
-            let mut c = pair("quiet-backup", 100, |_| {})?;
-            std::thread::sleep(Duration::from_millis(300));
-            let pid = c.router("r2").pid().context("r2 is not running")?;
-            let (heard0, accepted0, received0) = advert_counts(c.router("r2"))?;
-            let switches0 = context_switches(pid)?;
-            std::thread::sleep(Duration::from_secs(1));
-            let switches = context_switches(pid)?.saturating_sub(switches0);
-            let (heard1, accepted1, received1) = advert_counts(c.router("r2"))?;
-            let (heard, accepted) = (heard1 - heard0, accepted1 - accepted0);
-            println!(
-                "r2 in 1 s: {heard} adverts kept in the kernel, {accepted} delivered, \
-                 {switches} context switches, {} counted as received",
-                received1 - received0
-            );
-            ensure!(
-                heard >= 50,
-                "the kernel kept only {heard} of r1's ~100 adverts in a second"
-            );
-            ensure!(
-                accepted <= 5,
-                "{accepted} identical adverts of a healthy master still woke r2"
-            );
-            ensure!(
-                received1 - received0 >= heard,
-                "the adverts kept in the kernel are missing from r2's received count"
-            );
-            ensure!(
-                switches < 60,
-                "r2 was switched in {switches} times in a second while r1 sent ~100 adverts"
-            );
-            let f = c.crash("r1", "r2")?;
-            println!("{}", f.summary());
-            c.finish()
-        },
+        || sleeps_and_takes_over("quiet-backup", true),
     )
+}
+
+#[test]
+fn without_kernel_timers_the_backup_still_sleeps_and_takes_over_in_time() -> Result<()> {
+    lab_test(
+        "without_kernel_timers_the_backup_still_sleeps_and_takes_over_in_time",
+        || sleeps_and_takes_over("quiet-backup-nt", false),
+    )
+}
+
+/// r2 hears r1 for a second without being woken per advert, then takes
+/// over from the killed r1 within the bound (`Cluster::crash` checks it),
+/// through the kernel's down timer or, with `--no-kernel-timers`, its own.
+fn sleeps_and_takes_over(test: &str, kernel_timers: bool) -> Result<()> {
+    let mut c = pair(test, 100, |_| {}, kernel_timers)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = c.router("r2").pid().context("r2 is not running")?;
+    let (heard0, accepted0, received0) = advert_counts(c.router("r2"))?;
+    let switches0 = context_switches(pid)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let switches = context_switches(pid)?.saturating_sub(switches0);
+    let (heard1, accepted1, received1) = advert_counts(c.router("r2"))?;
+    let (heard, accepted) = (heard1 - heard0, accepted1 - accepted0);
+    println!(
+        "r2 in 1 s (kernel timers {kernel_timers}): {heard} adverts kept in the kernel, \
+         {accepted} delivered, {switches} context switches, {} counted as received",
+        received1 - received0
+    );
+    ensure!(
+        heard >= 50,
+        "the kernel kept only {heard} of r1's ~100 adverts in a second"
+    );
+    ensure!(
+        accepted <= 5,
+        "{accepted} identical adverts of a healthy master still woke r2"
+    );
+    ensure!(
+        received1 - received0 >= heard,
+        "the adverts kept in the kernel are missing from r2's received count"
+    );
+    // Master_Down_Interval is 36 ms: at most ~28 wake-ups a second without
+    // kernel timers, ~14 with (a safety net every other interval).
+    let most = if kernel_timers { 40 } else { 60 };
+    ensure!(
+        switches < most,
+        "r2 was switched in {switches} times in a second while r1 sent ~100 adverts"
+    );
+    let f = c.crash("r1", "r2")?;
+    println!("{}", f.summary());
+    let expired = c
+        .router("r2")
+        .status()?
+        .datapath_counters
+        .get("down_expired")
+        .copied()
+        .unwrap_or(0);
+    if kernel_timers {
+        ensure!(
+            expired >= 1,
+            "r2 took over without the kernel's down timer running out"
+        );
+    } else {
+        ensure!(
+            expired == 0,
+            "the kernel ran a down timer although r2 runs with --no-kernel-timers"
+        );
+    }
+    c.finish()
 }
 
 #[test]
@@ -119,7 +163,7 @@ fn a_master_changing_priority_mid_stream_is_seen_at_once() -> Result<()> {
     lab_test(
         "a_master_changing_priority_mid_stream_is_seen_at_once",
         || {
-            let mut c = pair("quiet-priority", 100, |_| {})?;
+            let mut c = pair("quiet-priority", 100, |_| {}, true)?;
             std::thread::sleep(Duration::from_millis(200));
             // Still above r2: r2 follows the new priority and stays backup.
             set_priority(&mut c, "r1", 120)?;
@@ -154,7 +198,7 @@ fn nopreempt_keeps_a_lower_master_and_preempt_delay_still_preempts() -> Result<(
     lab_test(
         "nopreempt_keeps_a_lower_master_and_preempt_delay_still_preempts",
         || {
-            let mut c = pair("quiet-nopreempt", 200, |i| i.nopreempt = true)?;
+            let mut c = pair("quiet-nopreempt", 200, |i| i.nopreempt = true, true)?;
             std::thread::sleep(Duration::from_millis(500));
             let (heard, _, _) = advert_counts(c.router("r2"))?;
             ensure!(
@@ -168,9 +212,12 @@ fn nopreempt_keeps_a_lower_master_and_preempt_delay_still_preempts() -> Result<(
             c.finish()?;
             drop(c);
 
-            let mut c = pair("quiet-preempt-delay", 200, |i| {
-                i.preempt_delay = Some(Duration::from_millis(400))
-            })?;
+            let mut c = pair(
+                "quiet-preempt-delay",
+                200,
+                |i| i.preempt_delay = Some(Duration::from_millis(400)),
+                true,
+            )?;
             c.router("r2")
                 .wait_state("VI_1", "MASTER", Duration::from_secs(3))
                 .context("r2 (priority 200, preempt_delay 0.4 s) never preempted r1 (150)")?;

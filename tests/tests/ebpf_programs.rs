@@ -18,7 +18,8 @@ use xvrrpd::datapath::{
 };
 use xvrrpd::net::gratuitous::{garp_frame, unsolicited_na_frame};
 use xvrrpd_common::{
-    AdvertEvent, ClaimEvent, Counter, FAMILY_IPV4, FAMILY_IPV6, GuardValue, IfacePolicy, VridKey,
+    AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, FAMILY_IPV4, FAMILY_IPV6, GuardValue,
+    IfacePolicy, VridKey,
 };
 use xvrrpd_tests::require_root;
 
@@ -35,7 +36,7 @@ enum Prog {
 
 fn loaded() -> (EbpfDatapath, EventRing) {
     require_root();
-    let mut dp = EbpfDatapath::load().expect("load the eBPF datapath");
+    let mut dp = EbpfDatapath::load(true).expect("load the eBPF datapath");
     for (k, v) in spec::vrids() {
         dp.set_vrid(k, v).expect("fill the VRID map");
     }
@@ -619,13 +620,15 @@ fn a_repeat_of_the_accepted_advert_is_timed_not_delivered() {
         .filter(|c| c.expect == Expect::Counted(Counter::Accepted))
         .collect();
     let mut events = Vec::new();
-    let mut deliver = |dp: &mut EbpfDatapath, frame: &[u8]| -> (u32, Vec<AdvertEvent>, [u64; 19]) {
+    let mut deliver = |dp: &mut EbpfDatapath,
+                       frame: &[u8]|
+     -> (u32, Vec<AdvertEvent>, [u64; COUNTER_COUNT as usize]) {
         let before = dp.counters().expect("counters");
         let verdict = dp.test_run_xdp(frame, 1).expect("BPF_PROG_TEST_RUN").0;
         let after = dp.counters().expect("counters");
         events.clear();
         ring.drain(&mut events);
-        let mut delta = [0u64; 19];
+        let mut delta = [0u64; COUNTER_COUNT as usize];
         for c in Counter::ALL {
             delta[c as usize] = after[c as usize] - before[c as usize];
         }
@@ -699,4 +702,106 @@ fn a_repeat_of_the_accepted_advert_is_timed_not_delivered() {
             "{name}: without an entry, every advert is delivered"
         );
     }
+}
+
+/// The kernel's down timer: each kept advert re-arms it; when one runs out
+/// the agent gets a `DownEvent` a spin lead before the deadline, counted
+/// as `down_expired`; with the VRID no longer kept, it stays silent.
+#[test]
+fn a_kept_advert_arms_the_kernel_down_timer_and_its_expiry_is_reported() {
+    use std::time::Duration;
+    use xvrrpd_common::{DOWN_TIMER_LEAD_NS, QuietAdvert};
+    let (mut dp, mut ring) = loaded();
+    assert!(dp.kernel_timers(), "this kernel has BPF timers (≥ 5.15)");
+    let case = spec::cases()
+        .into_iter()
+        .find(|c| c.name == "v3_ipv4_pseudo_header_checksum")
+        .expect("the table's VRRPv3 advert");
+    let mut events = Vec::new();
+    dp.test_run_xdp(&case.frame, 1).expect("run");
+    ring.drain(&mut events);
+    let ev = events.pop().expect("the first advert is delivered");
+    let key = VridKey::new(ev.ifindex, ev.family, ev.vrid);
+    let down_ns = 20_000_000;
+    let mut fp = QuietAdvert::of_event(&ev);
+    fp.down_ns = down_ns;
+    dp.set_quiet(key, Some(fp)).expect("QUIET");
+    let downs = |ring: &mut EventRing| {
+        let mut ads = Vec::new();
+        ring.drain(&mut ads);
+        let mut d = Vec::new();
+        ring.take_downs(&mut d);
+        (ads, d)
+    };
+    // Kept adverts every 5 ms for 40 ms: the timer keeps moving.
+    for _ in 0..8 {
+        dp.test_run_xdp(&case.frame, 1).expect("run");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (ads, d) = downs(&mut ring);
+    assert!(ads.is_empty(), "kept adverts were delivered: {}", ads.len());
+    assert!(
+        d.is_empty(),
+        "the timer ran out while adverts kept coming: {d:?}"
+    );
+    let expired0 = dp.counters().expect("counters")[Counter::DownExpired as usize];
+    // Silence: it runs out once, a spin lead before the deadline.
+    std::thread::sleep(Duration::from_millis(60));
+    let (_, d) = downs(&mut ring);
+    assert_eq!(d.len(), 1, "one expiry after the adverts stopped: {d:?}");
+    let heard = dp.heard(&key).expect("HEARD").expect("an entry");
+    let down = d[0];
+    assert_eq!(down.key, key);
+    assert_eq!(down.last_ns, heard.last_ns, "the last kept advert's time");
+    assert_eq!(down.deadline_ns, heard.last_ns + down_ns);
+    let early = down.deadline_ns as i128 - down.fired_ns as i128;
+    assert!(
+        early > 0 && early <= DOWN_TIMER_LEAD_NS as i128,
+        "fired {early} ns before the deadline (lead {DOWN_TIMER_LEAD_NS} ns)"
+    );
+    let expired = dp.counters().expect("counters")[Counter::DownExpired as usize];
+    assert_eq!(expired - expired0, 1, "down_expired counter");
+    // No longer kept: a pending timer reports nothing.
+    dp.test_run_xdp(&case.frame, 1).expect("run");
+    dp.set_quiet(key, None).expect("QUIET");
+    std::thread::sleep(Duration::from_millis(60));
+    let (_, d) = downs(&mut ring);
+    assert!(
+        d.is_empty(),
+        "a timer of a VRID no longer kept reported: {d:?}"
+    );
+}
+
+/// Without BPF timers (`load(false)`, the programs for older kernels) a
+/// kept advert is still timed, and no timer runs.
+#[test]
+fn the_plain_programs_keep_adverts_without_a_kernel_timer() {
+    use std::time::Duration;
+    use xvrrpd_common::QuietAdvert;
+    require_root();
+    let mut dp = EbpfDatapath::load(false).expect("load the plain programs");
+    for (k, v) in spec::vrids() {
+        dp.set_vrid(k, v).expect("fill the VRID map");
+    }
+    let mut ring = dp.take_events().expect("ring buffer");
+    assert!(!dp.kernel_timers());
+    let case = spec::cases()
+        .into_iter()
+        .find(|c| c.name == "v3_ipv4_pseudo_header_checksum")
+        .expect("the table's VRRPv3 advert");
+    let mut events = Vec::new();
+    dp.test_run_xdp(&case.frame, 1).expect("run");
+    ring.drain(&mut events);
+    let ev = events.pop().expect("the first advert is delivered");
+    let key = VridKey::new(ev.ifindex, ev.family, ev.vrid);
+    let mut fp = QuietAdvert::of_event(&ev);
+    fp.down_ns = 5_000_000;
+    dp.set_quiet(key, Some(fp)).expect("QUIET");
+    dp.test_run_xdp(&case.frame, 1).expect("run");
+    std::thread::sleep(Duration::from_millis(20));
+    ring.drain(&mut events);
+    let mut d = Vec::new();
+    ring.take_downs(&mut d);
+    assert!(events.is_empty() && d.is_empty(), "{events:?} {d:?}");
+    assert_eq!(dp.heard(&key).expect("HEARD").map(|h| h.count), Some(1));
 }

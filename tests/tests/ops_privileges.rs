@@ -173,7 +173,7 @@ fn child() {
     ok("no-sys-admin");
 
     assert!(
-        EbpfDatapath::load().is_err(),
+        EbpfDatapath::load(true).is_err(),
         "loading programs must fail without CAP_BPF"
     );
     ok("no-bpf-load");
@@ -213,7 +213,7 @@ fn namespace_with_datapath() -> (EbpfDatapath, VridKey) {
     sh(&["ip", "link", "set", "xo1", "up"]);
 
     let mut dp =
-        EbpfDatapath::load().expect("load the eBPF datapath (build with XVRRPD_EBPF=require)");
+        EbpfDatapath::load(true).expect("load the eBPF datapath (build with XVRRPD_EBPF=require)");
     dp.attach("xo0", AttachPreference::Auto)
         .expect("attach to xo0");
     dp.set_policy(ifindex("xo0"), IfacePolicy::DEFAULT)

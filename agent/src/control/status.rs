@@ -347,7 +347,9 @@ impl StatusReport {
             // Claims are ARP/NA the kernel passed on, not drops; heard
             // adverts are delivered ones the kernel timed for the agent.
             .filter(|(k, v)| {
-                **v > 0 && !matches!(k.as_str(), "accepted" | "heard") && !k.starts_with("claim_")
+                **v > 0
+                    && !matches!(k.as_str(), "accepted" | "heard" | "down_expired")
+                    && !k.starts_with("claim_")
             })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();

@@ -17,10 +17,10 @@ use aya::{
 };
 use thiserror::Error;
 use xvrrpd_common::{
-    AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, FenceOwner, GuardKey, GuardValue, Heard,
-    IfacePolicy, MAP_ARMED, MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_HEARD, MAP_LEASES,
-    MAP_OWNERS, MAP_POLICY, MAP_QUIET, MAP_VRIDS, PROG_TC, PROG_XDP, QuietAdvert, VridConfig,
-    VridKey,
+    AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, DownEvent, FenceOwner, GuardKey, GuardValue,
+    Heard, IfacePolicy, MAP_ARMED, MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_HEARD, MAP_LEASES,
+    MAP_OWNERS, MAP_POLICY, MAP_QUIET, MAP_TIMERS, MAP_VRIDS, PROG_TC, PROG_TC_PLAIN, PROG_XDP,
+    PROG_XDP_PLAIN, QuietAdvert, VridConfig, VridKey,
 };
 
 use super::pin::PinDir;
@@ -81,7 +81,7 @@ pub enum DatapathError {
 }
 
 /// Every map of the datapath (pinned as [`PinDir::map`] names them).
-const ALL_MAPS: [&str; 10] = [
+const ALL_MAPS: [&str; 11] = [
     MAP_EVENTS,
     MAP_COUNTERS,
     MAP_VRIDS,
@@ -92,15 +92,45 @@ const ALL_MAPS: [&str; 10] = [
     MAP_ARMED,
     MAP_QUIET,
     MAP_HEARD,
+    MAP_TIMERS,
 ];
+
+/// The kernel's down timers as user space sees them: opaque (a write
+/// would cancel the timer; only whole entries are removed).
+type OpaqueDownTimer = [u64; 4];
+
+/// Which programs of the object run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Programs {
+    xdp: &'static str,
+    tc: &'static str,
+    /// They run the master-down timer in the kernel (BPF timers).
+    timers: bool,
+}
+
+impl Programs {
+    const TIMED: Programs = Programs {
+        xdp: PROG_XDP,
+        tc: PROG_TC,
+        timers: true,
+    };
+    const PLAIN: Programs = Programs {
+        xdp: PROG_XDP_PLAIN,
+        tc: PROG_TC_PLAIN,
+        timers: false,
+    };
+}
 /// The pinned XDP program's file name: it names the object it came from,
 /// so a restart adopts only a program this very binary would load.
-fn program_pin_name() -> String {
+fn program_pin_name(programs: Programs) -> String {
     // FNV-1a: stable across builds and Rust versions, unlike `Hasher`.
     let hash = OBJECT.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    format!("prog_xdp_{hash:016x}")
+    format!(
+        "prog_{}_{hash:016x}",
+        programs.xdp.trim_start_matches("xvrrpd_")
+    )
 }
 
 /// How the datapath got attached to an interface.
@@ -139,6 +169,7 @@ pub struct EbpfDatapath {
     bpf: Option<Ebpf>,
     /// The XDP program of an adopted datapath.
     adopted_xdp: Option<Xdp>,
+    programs: Programs,
     /// Every map, taken out of the object (or opened from the pins).
     maps: std::collections::HashMap<&'static str, Map>,
     attached: Vec<(String, AttachMode)>,
@@ -159,17 +190,40 @@ impl EbpfDatapath {
     /// Loads the XDP program into the kernel (verified, not yet attached).
     /// The TC program is verified only when an interface needs it: each
     /// verification costs startup time.
-    pub fn load() -> Result<Self, DatapathError> {
+    ///
+    /// With `kernel_timers`, the programs that run the master-down timer in
+    /// the kernel are tried first; a kernel without BPF timers (before
+    /// 5.15) refuses them and gets the plain ones, whose down timers the
+    /// agent runs.
+    pub fn load(kernel_timers: bool) -> Result<Self, DatapathError> {
         if !object_embedded() {
             return Err(DatapathError::NotBuiltIn);
         }
         let mut bpf = EbpfLoader::new().load(OBJECT)?;
-        let xdp: &mut Xdp = bpf
-            .program_mut(PROG_XDP)
-            .ok_or(DatapathError::Missing(PROG_XDP))?
-            .try_into()
-            .map_err(prog_err(PROG_XDP))?;
-        xdp.load().map_err(prog_err(PROG_XDP))?;
+        let mut load = |p: Programs| -> Result<(), DatapathError> {
+            let xdp: &mut Xdp = bpf
+                .program_mut(p.xdp)
+                .ok_or(DatapathError::Missing(p.xdp))?
+                .try_into()
+                .map_err(prog_err(p.xdp))?;
+            xdp.load().map_err(prog_err(p.xdp))
+        };
+        let programs = match kernel_timers {
+            true => match load(Programs::TIMED) {
+                Ok(()) => Programs::TIMED,
+                Err(e) => {
+                    tracing::info!(
+                        "datapath: no master-down timer in the kernel ({e}); the agent runs them"
+                    );
+                    load(Programs::PLAIN)?;
+                    Programs::PLAIN
+                }
+            },
+            false => {
+                load(Programs::PLAIN)?;
+                Programs::PLAIN
+            }
+        };
         let mut maps = std::collections::HashMap::new();
         for name in ALL_MAPS {
             // The programs' instructions already hold the maps' descriptors.
@@ -181,6 +235,7 @@ impl EbpfDatapath {
         Ok(Self {
             bpf: Some(bpf),
             adopted_xdp: None,
+            programs,
             maps,
             attached: Vec::new(),
             pins: None,
@@ -194,12 +249,18 @@ impl EbpfDatapath {
     /// cleared (the first configuration writes it again) and its queued
     /// events dropped. `None` when nothing adoptable is there.
     pub fn adopt(pins: &PinDir, ifnames: &[String]) -> Result<Option<Self>, DatapathError> {
-        let prog = pins.path().join(program_pin_name());
-        if !object_embedded() || !prog.exists() {
+        if !object_embedded() {
             return Ok(None);
         }
+        let Some((programs, prog)) = [Programs::TIMED, Programs::PLAIN]
+            .into_iter()
+            .map(|p| (p, pins.path().join(program_pin_name(p))))
+            .find(|(_, path)| path.exists())
+        else {
+            return Ok(None);
+        };
         let xdp = Xdp::from_pin(&prog, aya_obj::programs::XdpAttachType::Interface)
-            .map_err(prog_err(PROG_XDP))?;
+            .map_err(prog_err(programs.xdp))?;
         let mut maps = std::collections::HashMap::new();
         for name in ALL_MAPS {
             let data = MapData::from_pin(pins.map(name)).map_err(map_err(name))?;
@@ -214,6 +275,7 @@ impl EbpfDatapath {
         let mut dp = Self {
             bpf: None,
             adopted_xdp: Some(xdp),
+            programs,
             maps,
             attached: Vec::new(),
             pins: Some(pins.clone()),
@@ -259,6 +321,7 @@ impl EbpfDatapath {
         clear::<VridKey, FenceOwner>(self, MAP_OWNERS)?;
         clear::<VridKey, QuietAdvert>(self, MAP_QUIET)?;
         clear::<VridKey, Heard>(self, MAP_HEARD)?;
+        clear::<VridKey, OpaqueDownTimer>(self, MAP_TIMERS)?;
         let armed = self.map_mut(MAP_ARMED)?;
         let mut armed: Array<&mut MapData, u64> =
             Array::try_from(armed).map_err(map_err(MAP_ARMED))?;
@@ -278,22 +341,24 @@ impl EbpfDatapath {
         if let Some(xdp) = self.adopted_xdp.as_mut() {
             return Ok(xdp);
         }
-        let bpf = self.bpf.as_mut().ok_or(DatapathError::Missing(PROG_XDP))?;
-        bpf.program_mut(PROG_XDP)
-            .ok_or(DatapathError::Missing(PROG_XDP))?
+        let name = self.programs.xdp;
+        let bpf = self.bpf.as_mut().ok_or(DatapathError::Missing(name))?;
+        bpf.program_mut(name)
+            .ok_or(DatapathError::Missing(name))?
             .try_into()
-            .map_err(prog_err(PROG_XDP))
+            .map_err(prog_err(name))
     }
 
     fn xdp_ref(&self) -> Result<&Xdp, DatapathError> {
         if let Some(xdp) = self.adopted_xdp.as_ref() {
             return Ok(xdp);
         }
-        let bpf = self.bpf.as_ref().ok_or(DatapathError::Missing(PROG_XDP))?;
-        bpf.program(PROG_XDP)
-            .ok_or(DatapathError::Missing(PROG_XDP))?
+        let name = self.programs.xdp;
+        let bpf = self.bpf.as_ref().ok_or(DatapathError::Missing(name))?;
+        bpf.program(name)
+            .ok_or(DatapathError::Missing(name))?
             .try_into()
-            .map_err(prog_err(PROG_XDP))
+            .map_err(prog_err(name))
     }
 
     /// The loaded object (a fresh load, not an adopted datapath).
@@ -319,7 +384,7 @@ impl EbpfDatapath {
             map.pin(&path).map_err(|e| pin_err(&path, &e))?;
         }
         // The program too, so that a restart can adopt it unverified.
-        let path = pins.path().join(program_pin_name());
+        let path = pins.path().join(program_pin_name(self.programs));
         let _ = std::fs::remove_file(&path);
         self.xdp_mut()?.pin(&path).map_err(|e| pin_err(&path, &e))?;
         self.pins = Some(pins);
@@ -432,16 +497,22 @@ impl EbpfDatapath {
 
     /// The TC program, verified on first use.
     fn tc_program(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
+        let name = self.programs.tc;
         let prog: &mut SchedClassifier = self
-            .object(PROG_TC)?
-            .program_mut(PROG_TC)
-            .ok_or(DatapathError::Missing(PROG_TC))?
+            .object(name)?
+            .program_mut(name)
+            .ok_or(DatapathError::Missing(name))?
             .try_into()
-            .map_err(prog_err(PROG_TC))?;
+            .map_err(prog_err(name))?;
         if prog.fd().is_err() {
-            prog.load().map_err(prog_err(PROG_TC))?;
+            prog.load().map_err(prog_err(name))?;
         }
         Ok(prog)
+    }
+
+    /// Whether the programs run the master-down timer in the kernel.
+    pub fn kernel_timers(&self) -> bool {
+        self.programs.timers
     }
 
     /// Interfaces attached so far and how.
@@ -481,6 +552,11 @@ impl EbpfDatapath {
         self.set_quiet(*key, None)?;
         absent_ok(self.hash_map::<VridKey, Heard>(MAP_HEARD)?.remove(key))
             .map_err(map_err(MAP_HEARD))?;
+        absent_ok(
+            self.hash_map::<VridKey, OpaqueDownTimer>(MAP_TIMERS)?
+                .remove(key),
+        )
+        .map_err(map_err(MAP_TIMERS))?;
         absent_ok(self.vrids()?.remove(key)).map_err(map_err(MAP_VRIDS))
     }
 
@@ -571,6 +647,7 @@ impl EbpfDatapath {
         Ok(EventRing {
             ring: RingBuf::try_from(map).map_err(map_err(MAP_EVENTS))?,
             claims: Vec::new(),
+            downs: Vec::new(),
         })
     }
 
@@ -695,6 +772,8 @@ pub struct EventRing {
     ring: RingBuf<aya::maps::MapData>,
     /// Claims read by [`EventRing::drain`], waiting for [`EventRing::take_claims`].
     claims: Vec<ClaimEvent>,
+    /// Down timers the kernel ran out, waiting for [`EventRing::take_downs`].
+    downs: Vec<DownEvent>,
 }
 
 impl EventRing {
@@ -710,6 +789,9 @@ impl EventRing {
             } else if let Ok(ev) = bytemuck::try_pod_read_unaligned::<ClaimEvent>(&item) {
                 self.claims.push(ev);
                 n += 1;
+            } else if let Ok(ev) = bytemuck::try_pod_read_unaligned::<DownEvent>(&item) {
+                self.downs.push(ev);
+                n += 1;
             }
         }
         n
@@ -718,6 +800,11 @@ impl EventRing {
     /// Moves the claims read so far to `out`.
     pub fn take_claims(&mut self, out: &mut Vec<ClaimEvent>) {
         out.append(&mut self.claims);
+    }
+
+    /// Moves the kernel's expired down timers read so far to `out`.
+    pub fn take_downs(&mut self, out: &mut Vec<DownEvent>) {
+        out.append(&mut self.downs);
     }
 
     /// The fd to poll for readability.

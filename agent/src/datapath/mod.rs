@@ -30,8 +30,8 @@ use std::{io, net::IpAddr, os::fd::RawFd};
 use tokio::io::unix::AsyncFd;
 pub use xvrrpd_common::{AdvertEvent, Counter};
 use xvrrpd_common::{
-    COUNTER_COUNT, ClaimEvent, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, Heard, IfacePolicy,
-    QuietAdvert, VridConfig, VridKey,
+    COUNTER_COUNT, ClaimEvent, DownEvent, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, Heard,
+    IfacePolicy, QuietAdvert, VridConfig, VridKey,
 };
 
 pub use self::event::{Claim, Received};
@@ -59,17 +59,30 @@ pub struct VridSpec {
     pub group: IpAddr,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct DatapathOptions {
     /// Use the raw-socket receiver even when eBPF is available.
     pub no_ebpf: bool,
     pub attach: AttachPreference,
+    /// Run the master-down timer in the kernel where it has BPF timers
+    /// (off: the agent runs every down timer, as on older kernels).
+    pub kernel_timers: bool,
+}
+
+impl Default for DatapathOptions {
+    fn default() -> Self {
+        Self {
+            no_ebpf: false,
+            attach: AttachPreference::Auto,
+            kernel_timers: true,
+        }
+    }
 }
 
 enum Inner {
     Ebpf {
         dp: Box<EbpfDatapath>,
-        ring: AsyncFd<EventRing>,
+        ring: Box<AsyncFd<EventRing>>,
         /// Keeps multicast memberships for NIC filters.
         _joins: RawReceiver,
     },
@@ -99,6 +112,8 @@ pub struct Datapath {
     claim_scratch: Vec<ClaimEvent>,
     /// Claims decoded by `recv`/`drain`, for [`Datapath::take_claims`].
     claims: Vec<Claim>,
+    /// The kernel's expired down timers, for [`Datapath::take_downs`].
+    downs: Vec<DownEvent>,
 }
 
 impl Datapath {
@@ -108,9 +123,7 @@ impl Datapath {
         let reason = if opts.no_ebpf {
             "disabled with --no-ebpf".to_string()
         } else {
-            match Self::prepare_ebpf(specs, opts.attach, None)
-                .and_then(|p| Self::take_over(p, specs))
-            {
+            match Self::prepare_ebpf(specs, opts, None).and_then(|p| Self::take_over(p, specs)) {
                 Ok(inner) => return Ok(Self::with(inner, opts, None)),
                 Err(e) => e.to_string(),
             }
@@ -142,6 +155,7 @@ impl Datapath {
             scratch: Vec::new(),
             claim_scratch: Vec::new(),
             claims: Vec::new(),
+            downs: Vec::new(),
         }
     }
 
@@ -165,10 +179,11 @@ impl Datapath {
     /// network namespace.
     pub fn prepare_ebpf(
         specs: &[VridSpec],
-        pref: AttachPreference,
+        opts: DatapathOptions,
         pins: Option<pin::PinDir>,
     ) -> Result<PreparedEbpf, DatapathError> {
-        let mut dp = EbpfDatapath::load()?;
+        let pref = opts.attach;
+        let mut dp = EbpfDatapath::load(opts.kernel_timers)?;
         if let Some(pins) = pins {
             dp.pin_links(pins)?;
         }
@@ -235,7 +250,7 @@ impl Datapath {
             .map_err(|e| DatapathError::Io(e.into()))?;
         Ok(Inner::Ebpf {
             dp: Box::new(dp),
-            ring,
+            ring: Box::new(ring),
             _joins: joins,
         })
     }
@@ -268,6 +283,7 @@ impl Datapath {
 
     fn collect_claims(&mut self) {
         if let Inner::Ebpf { ring, .. } = &mut self.inner {
+            ring.get_mut().take_downs(&mut self.downs);
             ring.get_mut().take_claims(&mut self.claim_scratch);
             self.claims.extend(
                 self.claim_scratch
@@ -280,6 +296,20 @@ impl Datapath {
     /// Moves the claims received so far to `out`.
     pub fn take_claims(&mut self, out: &mut Vec<Claim>) {
         out.append(&mut self.claims);
+    }
+
+    /// Moves the kernel's expired down timers received so far to `out`.
+    pub fn take_downs(&mut self, out: &mut Vec<DownEvent>) {
+        out.append(&mut self.downs);
+    }
+
+    /// Whether the kernel runs the master-down timer of the VRIDs whose
+    /// adverts it keeps (eBPF with BPF timers).
+    pub fn kernel_timers(&self) -> bool {
+        match &self.inner {
+            Inner::Ebpf { dp, .. } => dp.kernel_timers(),
+            Inner::Raw { .. } => false,
+        }
     }
 
     /// Whether claims of guarded VIPs are reported (the eBPF datapath).

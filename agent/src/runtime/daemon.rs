@@ -75,6 +75,9 @@ pub(super) struct Instance {
     pub(super) quiet: Option<(VridKey, QuietAdvert)>,
     /// The kernel's count of kept adverts already added to the counters.
     pub(super) heard_seen: u64,
+    /// Its down timer is on the loop's timer as a safety net only (the
+    /// kernel runs it; see `quiet`).
+    pub(super) down_lazy: bool,
 }
 
 impl Instance {
@@ -106,6 +109,7 @@ impl Instance {
             fingerprint: None,
             quiet: None,
             heard_seen: 0,
+            down_lazy: false,
         }
     }
 
@@ -480,7 +484,6 @@ fn open_datapath(
     }
     let (tx, rx) = oneshot::channel();
     let loader_specs: Vec<_> = plan.instances.iter().map(|i| i.vrid.clone()).collect();
-    let attach = opts.attach;
     let loader = std::thread::Builder::new()
         .name("ebpf-load".into())
         .spawn(move || {
@@ -489,7 +492,7 @@ fn open_datapath(
             let param = libc::sched_param { sched_priority: 0 };
             // SAFETY: sched_setscheduler on this thread with a valid param.
             unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
-            let r = Datapath::prepare_ebpf(&loader_specs, attach, pins);
+            let r = Datapath::prepare_ebpf(&loader_specs, opts, pins);
             let _ = tx.send(r.map(Box::new).map_err(|e| e.to_string()));
         })
         .context("starting the eBPF loader thread")?;

@@ -227,6 +227,10 @@ impl Daemon {
                 self.notifier
                     .state_change(Subject::Instance, &name, notify_state(to), prio);
             }
+            Action::ArmTimer {
+                kind: TimerKind::MasterDown,
+                at_ns,
+            } => self.arm_down_timer(inst, at_ns, false),
             Action::ArmTimer { kind, at_ns } => {
                 if let Err(e) = self.timers.arm_early((inst, kind), at_ns, spin_lead(kind)) {
                     error!("{}: arming {kind:?}: {e}", self.name(inst));
@@ -528,6 +532,7 @@ impl Daemon {
             self.execute(decided);
         }
         self.on_claims();
+        self.on_downs();
     }
 
     /// Feeds a tracked object's new state to every instance that tracks it.

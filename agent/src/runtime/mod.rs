@@ -122,6 +122,7 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
         config: path,
         datapath: DatapathOptions {
             no_ebpf: cli.run.no_ebpf,
+            kernel_timers: !cli.run.no_kernel_timers,
             attach: match cli.run.attach {
                 AttachArg::Auto => AttachPreference::Auto,
                 AttachArg::XdpNative => AttachPreference::Only(AttachMode::XdpNative),

@@ -4,14 +4,26 @@
 //! After each turn, every instance the turn touched gets the kernel entry
 //! its state machine allows ([`Router::quiet_master`](crate::vrrp::Router::quiet_master)):
 //! the fingerprint of the last advert it accepted from that master, or
-//! none. When an instance's down timer comes due (or its early wake-up
-//! does), the time of the last kept advert goes back to the state machine
-//! as [`Input::Heard`], which moves the deadline as that advert would have.
+//! none. The time of the last kept advert goes back to the state machine
+//! as [`Input::Heard`], which moves the deadline as that advert would have:
+//!
+//! - where the kernel runs the down timer (BPF timers), each kept advert
+//!   re-arms it there, and the kernel reports one that runs out
+//!   (`DownEvent`, shortly before the deadline); the loop's own timer for
+//!   the instance is only a safety net, one Master_Down_Interval late, and
+//!   when one comes due every kept instance is brought up to date at once:
+//!   about one wake-up per Master_Down_Interval for the whole host;
+//! - elsewhere the loop's own timer comes due at the deadline (its early
+//!   wake-up) and reads the time of the last kept advert first: one
+//!   wake-up per Master_Down_Interval per instance, none per advert.
 
-use tracing::warn;
-use xvrrpd_common::QuietAdvert;
+use tracing::{debug, error, warn};
+use xvrrpd_common::{DownEvent, QuietAdvert};
 
-use super::daemon::{Daemon, InstanceId};
+use super::{
+    daemon::{Daemon, InstanceId},
+    dispatch::spin_lead,
+};
 use crate::{
     clock::monotonic_ns,
     vrrp::{Input, TimerKind},
@@ -77,6 +89,78 @@ impl Daemon {
                     i.quiet = None;
                 }
             }
+            // Who times the instance may have changed.
+            if let Some(at) = self
+                .router(inst)
+                .and_then(|r| r.deadline(TimerKind::MasterDown))
+            {
+                self.arm_down_timer(inst, at, false);
+            }
+        }
+    }
+
+    /// Whether the kernel runs `inst`'s down timer: it keeps the master's
+    /// adverts and has BPF timers.
+    fn kernel_timed(&self, inst: InstanceId) -> bool {
+        self.datapath.kernel_timers() && self.instances.get(inst).is_some_and(|i| i.quiet.is_some())
+    }
+
+    /// Puts `inst`'s down deadline `at` on the loop's timer: at the deadline
+    /// itself (woken early to spin to it) unless the kernel times the
+    /// instance and `imminent` is not set; then one Master_Down_Interval
+    /// later, as a safety net the kernel's timer should never need.
+    pub(super) fn arm_down_timer(&mut self, inst: InstanceId, at: u64, imminent: bool) {
+        let lazy = !imminent && self.kernel_timed(inst);
+        let (wake_at, lead) = match lazy {
+            true => {
+                let slack = self.router(inst).map_or(0, |r| r.master_down_ns());
+                (at.saturating_add(slack), 0)
+            }
+            false => (at, spin_lead(TimerKind::MasterDown)),
+        };
+        if let Some(i) = self.instances.get_mut(inst) {
+            i.down_lazy = lazy;
+        }
+        if let Err(e) = self
+            .timers
+            .arm_early((inst, TimerKind::MasterDown), wake_at, lead)
+        {
+            error!("{}: arming MasterDown: {e}", self.name(inst));
+        }
+    }
+
+    /// Down timers the kernel ran out: each instance hears of its last kept
+    /// advert, then its deadline goes on the loop's timer exactly (it is a
+    /// spin lead away) — the master may still be heard until then.
+    pub(super) fn on_downs(&mut self) {
+        let mut downs = Vec::new();
+        self.datapath.take_downs(&mut downs);
+        for DownEvent {
+            key,
+            last_ns,
+            deadline_ns,
+            fired_ns,
+        } in downs
+        {
+            let Some(&inst) = self.by_vrid.get(&key) else {
+                continue;
+            };
+            if self.instances.get(inst).is_none_or(|i| i.quiet.is_none()) {
+                continue;
+            }
+            debug!(
+                "{}: the kernel's down timer ran out {} ns before the deadline",
+                self.name(inst),
+                deadline_ns.saturating_sub(fired_ns)
+            );
+            self.absorb_heard(inst);
+            self.feed(inst, monotonic_ns(), Input::Heard { at_ns: last_ns });
+            if let Some(at) = self
+                .router(inst)
+                .and_then(|r| r.deadline(TimerKind::MasterDown))
+            {
+                self.arm_down_timer(inst, at, true);
+            }
         }
     }
 
@@ -95,14 +179,22 @@ impl Daemon {
     /// Down timers whose (early) wake-up has come: the kernel's last kept
     /// advert of each such instance goes to its state machine first, so a
     /// master still heard moves the deadline instead of losing it.
+    /// A safety-net wake-up (the kernel times the instance) brings every
+    /// kept instance up to date, so the next one is about a
+    /// Master_Down_Interval away for all of them together.
     pub(super) fn refresh_heard(&mut self, now: u64) {
-        let woken: Vec<InstanceId> = self
+        let mut woken: Vec<InstanceId> = self
             .timers
             .woken(now)
             .filter(|(_, kind)| *kind == TimerKind::MasterDown)
             .map(|(inst, _)| inst)
             .filter(|&inst| self.instances.get(inst).is_some_and(|i| i.quiet.is_some()))
             .collect();
+        if woken.iter().any(|&n| self.instances[n].down_lazy) {
+            woken = (0..self.instances.len())
+                .filter(|&n| self.instances[n].down_lazy)
+                .collect();
+        }
         for inst in woken {
             if let Some(at_ns) = self.absorb_heard(inst) {
                 self.feed(inst, monotonic_ns(), Input::Heard { at_ns });
