@@ -805,3 +805,22 @@ fn the_plain_programs_keep_adverts_without_a_kernel_timer() {
     assert!(events.is_empty() && d.is_empty(), "{events:?} {d:?}");
     assert_eq!(dp.heard(&key).expect("HEARD").map(|h| h.count), Some(1));
 }
+
+/// The leases of one wake-up's adverts go to the kernel in one batch, and
+/// each reads back as written.
+#[test]
+fn leases_are_renewed_in_one_batch() {
+    let (mut dp, _ring) = loaded();
+    let leases: Vec<(VridKey, u64)> = (1..=200u8)
+        .map(|vrid| {
+            (
+                VridKey::new(SPEC_IFINDEX, FAMILY_IPV4, vrid),
+                1_000 + u64::from(vrid),
+            )
+        })
+        .collect();
+    dp.set_leases(&leases).expect("batch update");
+    for (k, v) in &leases {
+        assert_eq!(dp.lease(k).expect("LEASES"), Some(*v), "{k:?}");
+    }
+}

@@ -567,6 +567,43 @@ impl EbpfDatapath {
             .map_err(map_err(MAP_LEASES))
     }
 
+    /// The lease of `key`, as the kernel holds it.
+    pub fn lease(&mut self, key: &VridKey) -> Result<Option<u64>, DatapathError> {
+        match self.leases()?.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(map_err(MAP_LEASES)(e)),
+        }
+    }
+
+    /// [`EbpfDatapath::set_lease`] for many VRIDs in one system call (the
+    /// adverts of one wake-up), one call each where the kernel has no
+    /// batch update.
+    pub fn set_leases(&mut self, leases: &[(VridKey, u64)]) -> Result<(), DatapathError> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let map = self.map_mut(MAP_LEASES)?;
+        let Map::HashMap(data) = map else {
+            return Err(DatapathError::Missing(MAP_LEASES));
+        };
+        let keys: Vec<VridKey> = leases.iter().map(|(k, _)| *k).collect();
+        let values: Vec<u64> = leases.iter().map(|(_, v)| *v).collect();
+        match update_batch(data.fd().as_fd().as_raw_fd(), &keys, &values) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINVAL)
+                    || e.raw_os_error() == Some(libc::ENOTSUP) =>
+            {
+                for (k, v) in leases {
+                    self.set_lease(*k, *v)?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(DatapathError::Io(e)),
+        }
+    }
+
     /// Adverts for `key` identical to `advert` are only timed from now on
     /// (see [`QuietAdvert`]); `None`: every advert wakes the agent again.
     pub fn set_quiet(
@@ -705,6 +742,51 @@ impl EbpfDatapath {
         let prog = self.tc_program()?;
         run(prog, frame, repeat).map_err(prog_err(PROG_TC))
     }
+}
+
+/// `BPF_MAP_UPDATE_BATCH` (kernel ≥ 5.6 for hash maps): aya has no batch
+/// operations, and one update per advert is most of a master's system calls.
+fn update_batch<K: aya::Pod, V: aya::Pod>(fd: i32, keys: &[K], values: &[V]) -> io::Result<()> {
+    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+    /// The `batch` member of `union bpf_attr`.
+    #[repr(C)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    let count = u32::try_from(keys.len().min(values.len()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    let mut attr = BatchAttr {
+        in_batch: 0,
+        out_batch: 0,
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count,
+        map_fd: fd as u32,
+        elem_flags: 0,
+        flags: 0,
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix for this command; the key
+    // and value arrays hold `count` elements of the map's sizes and outlive
+    // the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_BATCH,
+            &mut attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn run<P>(prog: &P, frame: &[u8], repeat: u32) -> Result<(u32, Duration), ProgramError>

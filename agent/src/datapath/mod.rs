@@ -352,8 +352,14 @@ impl Datapath {
     /// instance's guarded VIPs, even after this process is gone. No-op on
     /// the raw path, which does not outlive the process.
     pub fn renew_lease(&mut self, key: VridKey, until_ns: u64) -> io::Result<()> {
+        self.renew_leases(&[(key, until_ns)])
+    }
+
+    /// [`Datapath::renew_lease`] for the adverts of one wake-up, in one
+    /// system call.
+    pub fn renew_leases(&mut self, leases: &[(VridKey, u64)]) -> io::Result<()> {
         if let Inner::Ebpf { dp, .. } = &mut self.inner {
-            dp.set_lease(key, until_ns).map_err(io::Error::other)?;
+            dp.set_leases(leases).map_err(io::Error::other)?;
         }
         Ok(())
     }

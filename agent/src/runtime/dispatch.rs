@@ -11,6 +11,8 @@ use super::{
     effects::Effect,
     plan,
 };
+use xvrrpd_common::VridKey;
+
 use crate::{
     clock::monotonic_ns,
     datapath::{Received, event::mac_string},
@@ -136,14 +138,20 @@ impl Daemon {
         // Adverts first: taking over is announced on the wire before the
         // bookkeeping of the transition (record, metrics, log) that the
         // state machine lists ahead of it. Nothing below depends on them.
+        let mut leases = Vec::new();
         for (inst, action) in &decided.actions {
             if let Action::SendAdvert {
                 priority,
                 interval_cs,
             } = action
             {
-                self.send_advert(*inst, *priority, *interval_cs);
+                self.send_advert(*inst, *priority, *interval_cs, &mut leases);
             }
+        }
+        // The leases the kernel fence checks, renewed by these adverts: one
+        // system call for all of them.
+        if let Err(e) = self.datapath.renew_leases(&leases) {
+            warn!("renewing the datapath leases: {e}");
         }
         for (inst, action) in decided.actions {
             self.execute_one(inst, action);
@@ -231,6 +239,19 @@ impl Daemon {
                 kind: TimerKind::MasterDown,
                 at_ns,
             } => self.arm_down_timer(inst, at_ns, false),
+            Action::ArmTimer {
+                kind: TimerKind::Advert,
+                at_ns,
+            } => {
+                // Adverts falling due together go out in one wake-up.
+                let early = self.router(inst).map_or(0, |r| r.advert_early_ns());
+                if let Err(e) = self
+                    .timers
+                    .arm_within((inst, TimerKind::Advert), at_ns, early)
+                {
+                    error!("{}: arming Advert: {e}", self.name(inst));
+                }
+            }
             Action::ArmTimer { kind, at_ns } => {
                 if let Err(e) = self.timers.arm_early((inst, kind), at_ns, spin_lead(kind)) {
                     error!("{}: arming {kind:?}: {e}", self.name(inst));
@@ -301,7 +322,13 @@ impl Daemon {
         }
     }
 
-    fn send_advert(&mut self, inst: InstanceId, priority: u8, interval_cs: u16) {
+    fn send_advert(
+        &mut self,
+        inst: InstanceId,
+        priority: u8,
+        interval_cs: u16,
+        leases: &mut Vec<(VridKey, u64)>,
+    ) {
         let Some(i) = self.instances.get_mut(inst) else {
             return;
         };
@@ -326,9 +353,7 @@ impl Daemon {
                     0 => 0,
                     _ => monotonic_ns() + 3 * u64::from(interval_cs) * 10_000_000,
                 };
-                if let Err(e) = self.datapath.renew_lease(i.plan.vrid.key, until) {
-                    warn!("{}: renewing the datapath lease: {e}", i.plan.name);
-                }
+                leases.push((i.plan.vrid.key, until));
             }
             Ok(false) => {}
             Err(e) => warn!("{}: sending advert: {e}", i.plan.name),

@@ -31,10 +31,17 @@ impl AsRawFd for Fd {
 /// a virtual machine costs hundreds of microseconds, so for the deadlines
 /// where microseconds count the loop wakes early and spins the rest
 /// ([`Timers::spin_target`]) while still watching for adverts.
+///
+/// A deadline may also accept being handled up to `early` before it
+/// ([`Timers::arm_within`]): when the loop wakes for another deadline it
+/// takes this one along, so deadlines falling due together cost one
+/// wake-up.
 pub struct Timers<K> {
     fd: AsyncFd<Fd>,
-    /// key → (wake, deadline)
-    entries: HashMap<K, (u64, u64)>,
+    /// key → (wake, deadline, early)
+    entries: HashMap<K, (u64, u64, u64)>,
+    /// The largest `early` of any entry armed so far.
+    max_early: u64,
     /// Ordered by wake time.
     queue: BTreeSet<(u64, K)>,
     armed_at: Option<u64>,
@@ -54,6 +61,7 @@ impl<K: Copy + Ord + Hash> Timers<K> {
         Ok(Self {
             fd,
             entries: HashMap::new(),
+            max_early: 0,
             queue: BTreeSet::new(),
             armed_at: None,
             batching: false,
@@ -67,8 +75,18 @@ impl<K: Copy + Ord + Hash> Timers<K> {
 
     /// Sets the deadline of `key`, waking `lead_ns` before it.
     pub fn arm_early(&mut self, key: K, at_ns: u64, lead_ns: u64) -> io::Result<()> {
-        let wake = at_ns.saturating_sub(lead_ns);
-        if let Some((old_wake, _)) = self.entries.insert(key, (wake, at_ns)) {
+        self.insert(key, at_ns.saturating_sub(lead_ns), at_ns, 0)
+    }
+
+    /// Sets the deadline of `key`, which may be handled up to `early_ns`
+    /// before it when the loop wakes for another deadline.
+    pub fn arm_within(&mut self, key: K, at_ns: u64, early_ns: u64) -> io::Result<()> {
+        self.max_early = self.max_early.max(early_ns);
+        self.insert(key, at_ns, at_ns, early_ns)
+    }
+
+    fn insert(&mut self, key: K, wake: u64, at_ns: u64, early: u64) -> io::Result<()> {
+        if let Some((old_wake, _, _)) = self.entries.insert(key, (wake, at_ns, early)) {
             self.queue.remove(&(old_wake, key));
         }
         self.queue.insert((wake, key));
@@ -76,7 +94,7 @@ impl<K: Copy + Ord + Hash> Timers<K> {
     }
 
     pub fn cancel(&mut self, key: K) -> io::Result<()> {
-        if let Some((wake, _)) = self.entries.remove(&key) {
+        if let Some((wake, _, _)) = self.entries.remove(&key) {
             self.queue.remove(&(wake, key));
             self.rearm()?;
         }
@@ -84,7 +102,7 @@ impl<K: Copy + Ord + Hash> Timers<K> {
     }
 
     pub fn deadline(&self, key: K) -> Option<u64> {
-        self.entries.get(&key).map(|(_, d)| *d)
+        self.entries.get(&key).map(|(_, d, _)| *d)
     }
 
     /// When the timerfd must next wake the loop.
@@ -106,7 +124,7 @@ impl<K: Copy + Ord + Hash> Timers<K> {
         self.queue
             .iter()
             .take_while(|(wake, _)| *wake <= now_ns)
-            .filter_map(|(_, k)| self.entries.get(k).map(|(_, d)| *d))
+            .filter_map(|(_, k)| self.entries.get(k).map(|(_, d, _)| *d))
             .filter(|d| *d > now_ns)
             .min()
     }
@@ -164,19 +182,34 @@ impl<K: Copy + Ord + Hash> Timers<K> {
         }
     }
 
-    /// Removes and returns every timer due at `now_ns`, earliest first.
+    /// Removes and returns every timer due at `now_ns` (or early enough to
+    /// be handled with them), earliest first.
     pub fn pop_due(&mut self, now_ns: u64, out: &mut Vec<(K, u64)>) -> io::Result<()> {
         let start = out.len();
+        let horizon = now_ns.saturating_add(self.max_early);
         let due: Vec<(u64, K)> = self
             .queue
             .iter()
-            .take_while(|(wake, _)| *wake <= now_ns)
-            .filter(|(_, k)| self.entries.get(k).is_some_and(|(_, d)| *d <= now_ns))
+            .take_while(|(wake, _)| *wake <= horizon)
+            .filter(|(_, k)| {
+                self.entries
+                    .get(k)
+                    .is_some_and(|(_, d, early)| d.saturating_sub(*early) <= now_ns)
+            })
             .copied()
             .collect();
+        let any_due = due
+            .iter()
+            .any(|(_, k)| self.entries.get(k).is_some_and(|(_, d, _)| *d <= now_ns));
+        if !any_due {
+            // Only early ones: they wait for their own wake-up (or the
+            // next that a due deadline brings).
+            self.armed_at = None;
+            return self.rearm();
+        }
         for (wake, key) in due {
             self.queue.remove(&(wake, key));
-            if let Some((_, deadline)) = self.entries.remove(&key) {
+            if let Some((_, deadline, _)) = self.entries.remove(&key) {
                 out.push((key, deadline));
             }
         }
@@ -242,6 +275,26 @@ mod tests {
         t.pop_due(now + 5_000_000, &mut fired).expect("pop");
         assert_eq!(fired, vec![(1, now + 5_000_000)]);
         assert_eq!(t.spin_target(now + 5_000_000), None);
+    }
+
+    #[tokio::test]
+    async fn deadlines_that_may_be_early_go_along_with_a_due_one() {
+        let mut t: Timers<u8> = Timers::new().expect("timerfd");
+        let now = monotonic_ns();
+        t.arm_within(1, now + 1_000_000, 500_000).expect("arm");
+        t.arm_within(2, now + 1_300_000, 500_000).expect("arm");
+        t.arm_within(3, now + 1_600_000, 500_000).expect("arm");
+        let mut fired = Vec::new();
+        // Nothing is due yet: 2 could go early, but not alone.
+        t.pop_due(now + 900_000, &mut fired).expect("pop");
+        assert!(fired.is_empty(), "{fired:?}");
+        // 1 is due: 2 (within 0.5 ms) goes along, 3 does not.
+        t.pop_due(now + 1_000_000, &mut fired).expect("pop");
+        assert_eq!(
+            fired.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(t.next_deadline(), Some(now + 1_600_000));
     }
 
     #[tokio::test]

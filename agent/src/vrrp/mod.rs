@@ -32,8 +32,8 @@
 //! `vrrp::tests`: rules 1–6 in `timers`, 7–10 in `startup`, 11–21 in
 //! `backup`, 22–37 in `master`, 38–49 in `receive`, 50–58 in `tracking`,
 //! 59–65 in `configuration`, 66–69, 81 and 82 in `gratuitous`, 70–73 in
-//! `reload`, 74–78 in `sync_groups`, 79 in `receive`, 80 in `master`, 83
-//! and 84 in `backup`.
+//! `reload`, 74–78 in `sync_groups`, 79 in `receive`, 80 and 85 in
+//! `master`, 83 and 84 in `backup`.
 //!
 //! | # | Rule | Source | Test |
 //! |---|---|---|---|
@@ -121,6 +121,7 @@
 //! | 82 | Master, one advert interval after a re-announce: ask whether the VIP was claimed again meanwhile (those claims were not answered); such a claim is answered then — the owner has the last word, still at most once per interval | design (conflict guard) | `conflict_claims_inside_the_interval_are_checked_when_it_ends` |
 //! | 83 | Backup: the datapath may keep a master's repeated advert from the agent only while a repeat would do nothing but re-arm the down timer (priority ≥ ours, or `nopreempt` without `preempt_delay`; not priority 0, not as Master) | design (backups sleep) | `quiet_master_only_while_a_repeat_only_rearms_the_down_timer` |
 //! | 84 | Backup, the accepted master heard again (a repeat timed by the datapath): re-arm the down timer from its receive time; older news, or a master our priority now preempts, changes nothing | design (backups sleep) | `heard_master_rearms_down_timer_like_its_advert` |
+//! | 85 | Master, advert timer handled up to 1/8 interval early (adverts of instances falling due together go out in one wake-up): send, and the cadence moves to now | design (masters batch) | `advert_timer_handled_early_within_an_eighth_of_the_interval_joins_the_batch` |
 
 mod config;
 mod router;

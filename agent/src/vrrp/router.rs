@@ -17,6 +17,10 @@ use super::types::{
     TimerKind, Transition,
 };
 
+/// The advert timer may be handled up to 1/8 of the advert interval early
+/// ([`Router::advert_early_ns`]).
+pub const ADVERT_EARLY_DIVISOR: u64 = 8;
+
 /// A VRRP router (one keepalived `vrrp_instance`).
 #[derive(Clone, Debug)]
 pub struct Router {
@@ -446,11 +450,22 @@ impl Router {
         }
     }
 
+    /// How early the advert timer may be handled: the runtime sends the
+    /// adverts of instances falling due together in one wake-up. An advert
+    /// a little early only makes a backup's down timer safer.
+    pub fn advert_early_ns(&self) -> u64 {
+        self.advert_int_ns() / ADVERT_EARLY_DIVISOR
+    }
+
     fn on_timer(&mut self, now: u64, kind: TimerKind, out: &mut Vec<Action>) {
         let Some(deadline) = self.timers[kind.index()] else {
             return;
         };
-        if now < deadline {
+        let early = match kind {
+            TimerKind::Advert => self.advert_early_ns(),
+            _ => 0,
+        };
+        if now.saturating_add(early) < deadline {
             return;
         }
         self.timers[kind.index()] = None;
@@ -461,9 +476,11 @@ impl Router {
                     interval_cs: self.cfg.advert_int_cs,
                 });
                 let int = self.advert_int_ns();
-                // Keep the cadence; if we were late by a whole interval, restart it.
+                // Keep the cadence; if we were late by a whole interval, restart
+                // it. Sent early: the cadence moves to now, beside the adverts
+                // it went out with.
                 let mut next = deadline.saturating_add(int);
-                if next <= now {
+                if next <= now || now < deadline {
                     next = now.saturating_add(int);
                 }
                 self.arm(TimerKind::Advert, next, out);

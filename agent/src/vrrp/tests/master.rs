@@ -18,6 +18,27 @@ fn rfc9568_6_4_3_master_advert_timer_sends_and_rearms() {
 }
 
 #[test]
+fn advert_timer_handled_early_within_an_eighth_of_the_interval_joins_the_batch() {
+    let (mut r, t0) = master(cfg(Version::V3, 100));
+    let d = r.deadline(TimerKind::Advert).expect("armed");
+    assert_eq!(r.advert_early_ns(), S / 8);
+    // More than 1/8 interval early: a stale fire, nothing happens.
+    assert!(
+        r.handle(d - S / 8 - 1, Input::TimerFired(TimerKind::Advert))
+            .is_empty()
+    );
+    // Within it: sent now, the cadence moves to now.
+    let now = d - S / 10;
+    let a = r.handle(now, Input::TimerFired(TimerKind::Advert));
+    assert_eq!(adverts_sent(&a), vec![100]);
+    assert_eq!(armed(&a, TimerKind::Advert), Some(now + S));
+    assert!(
+        now + S > t0 + S,
+        "the next advert is still an interval away"
+    );
+}
+
+#[test]
 fn rfc9568_6_4_3_master_priority_zero_sends_advert() {
     let (mut r, t0) = master(cfg(Version::V3, 100));
     let now = t0 + S / 2;
