@@ -372,3 +372,68 @@ fn the_sender_joins_the_groups_and_queues_nothing() -> Result<()> {
     }
     Ok(())
 }
+
+/// Instances with the same interface, source and peers share one socket,
+/// and their adverts of one wake-up leave in one `sendmmsg(2)`: every peer
+/// gets each advert once, in order, with its own checksum; a misencoded one
+/// among them is refused alone.
+#[test]
+fn adverts_sharing_a_socket_leave_together_each_once() -> Result<()> {
+    use xvrrpd::datapath::send::SenderPool;
+    let mut lab = Lab::new()?;
+    let a = lab.add_host("a", &["192.0.2.11/24"])?;
+    let b = lab.add_host("b", &["192.0.2.12/24"])?;
+    let c = lab.add_host("c", &["192.0.2.13/24"])?;
+    let ifindex = a.ifindex()?;
+    let adverts: Vec<Advert> = (1..=5)
+        .map(|vrid| advert(Version::V3, vrid, &[&format!("192.0.2.{}", 100 + vrid)]))
+        .collect();
+    let cap_b = b.capture(Duration::from_secs(5), 5, is_vrrp)?;
+    let cap_c = c.capture(Duration::from_secs(5), 5, is_vrrp)?;
+    a.block_on_in({
+        let adverts = adverts.clone();
+        move || async move {
+            let pool = SenderPool::default();
+            let peers = AdvertDest::Unicast(vec![ip("192.0.2.12"), ip("192.0.2.13")]);
+            let s1 = pool.get(ifindex, ip("192.0.2.11"), peers.clone())?;
+            let s2 = pool.get(ifindex, ip("192.0.2.11"), peers)?;
+            ensure!(std::rc::Rc::ptr_eq(&s1, &s2), "the socket is not shared");
+            let mut msgs = Vec::new();
+            for adv in &adverts {
+                msgs.push(encode(
+                    adv,
+                    s1.source(),
+                    s1.encode_destination(),
+                    V3Ipv4Checksum::PseudoHeader,
+                )?);
+            }
+            let mut bad = msgs[0].clone();
+            bad[6] ^= 0xff;
+            let mut refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+            refs.insert(2, &bad);
+            let results = s1.send_many(&refs);
+            ensure!(results.len() == 6, "{} results", results.len());
+            for (i, r) in results.iter().enumerate() {
+                match (i, r) {
+                    (2, Err(AdvertTxError::BadChecksum { .. })) => {}
+                    (2, other) => bail!("the misencoded advert: {other:?}"),
+                    (_, Ok(2)) => {}
+                    (_, other) => bail!("advert {i}: {other:?}"),
+                }
+            }
+            Ok(())
+        }
+    })?;
+    for (peer, cap) in [("192.0.2.12", cap_b), ("192.0.2.13", cap_c)] {
+        let frames = cap.wait()?;
+        ensure!(
+            frames.len() == 5,
+            "{peer} caught {} of 5 adverts",
+            frames.len()
+        );
+        for (f, adv) in frames.iter().zip(&adverts) {
+            ensure!(check(f, ip("192.0.2.11"), ip(peer), adv)? == ChecksumForm::V3PseudoHeader);
+        }
+    }
+    Ok(())
+}

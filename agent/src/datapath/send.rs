@@ -20,14 +20,20 @@
 //! NIC's multicast filter only lets through groups someone joined, and XDP
 //! sits behind that filter.
 //!
-//! Sending never blocks and allocates nothing: a full socket buffer drops
-//! the advert (the next interval sends another) and is reported.
+//! Instances with the same interface, source and destinations share one
+//! socket ([`SenderPool`]); the adverts falling due together leave in one
+//! `sendmmsg(2)` ([`AdvertSender::send_many`]). Sending never blocks: a full
+//! socket buffer drops the advert (the next interval sends another) and is
+//! reported.
 
 use std::{
+    cell::RefCell,
+    collections::HashMap,
     io,
     mem::size_of,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
     os::fd::AsRawFd,
+    rc::{Rc, Weak},
 };
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, SockFilter, Socket, Type};
@@ -51,7 +57,7 @@ const PRIO_CONTROL: u32 = 7;
 const CHECKSUM_AT: usize = 6;
 
 /// Where adverts go.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum AdvertDest {
     /// A multicast group: [`VRRP_GROUP_V4`] / [`VRRP_GROUP_V6`] or a
     /// configured one.
@@ -200,6 +206,119 @@ impl AdvertSender {
     /// [`source`]: Self::source
     /// [`encode_destination`]: Self::encode_destination
     pub fn send(&self, msg: &[u8]) -> Result<usize, AdvertTxError> {
+        self.send_many(&[msg])
+            .pop()
+            .unwrap_or(Err(AdvertTxError::BadLength(0)))
+    }
+
+    /// [`AdvertSender::send`] for several messages (the adverts of the
+    /// instances sharing this socket that fall due together), in one
+    /// `sendmmsg(2)`: one result per message, in order.
+    pub fn send_many(&self, msgs: &[&[u8]]) -> Vec<Result<usize, AdvertTxError>> {
+        // Per message: its bytes for each destination (the first as
+        // given, further unicast peers with their own checksum).
+        let mut results: Vec<Result<usize, AdvertTxError>> = Vec::with_capacity(msgs.len());
+        let mut copies: Vec<Vec<u8>> = Vec::new();
+        // (message index, destination index, copy index or none)
+        let mut plan: Vec<(usize, usize, Option<usize>)> = Vec::new();
+        for (m, msg) in msgs.iter().enumerate() {
+            match self.per_destination(msg, &mut copies) {
+                Ok(first_copy) => {
+                    for d in 0..self.dests.len() {
+                        let copy = (d > 0).then_some(first_copy).flatten().map(|c| c + d - 1);
+                        plan.push((m, d, copy));
+                    }
+                    results.push(Ok(0));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let mut iovs: Vec<libc::iovec> = plan
+            .iter()
+            .map(|&(m, _, copy)| {
+                let bytes: &[u8] = match copy {
+                    Some(c) => &copies[c],
+                    None => msgs[m],
+                };
+                libc::iovec {
+                    iov_base: bytes.as_ptr() as *mut libc::c_void,
+                    iov_len: bytes.len(),
+                }
+            })
+            .collect();
+        let mut hdrs: Vec<libc::mmsghdr> = plan
+            .iter()
+            .zip(iovs.iter_mut())
+            .map(|(&(_, d, _), iov)| {
+                let addr = &self.dests[d].1;
+                // SAFETY: an all-zero msghdr is valid (no control data).
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+                h.msg_hdr.msg_namelen = addr.len();
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        let mut done = 0;
+        while done < hdrs.len() {
+            let left = &mut hdrs[done..];
+            // SAFETY: every header points at an iovec, bytes and an address
+            // that live until the call returns; the socket is ours.
+            let n = unsafe {
+                libc::sendmmsg(
+                    self.sock.as_raw_fd(),
+                    left.as_mut_ptr(),
+                    left.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                for &(m, _, _) in &plan[done..done + n as usize] {
+                    if let Some(Ok(sent)) = results.get_mut(m) {
+                        *sent += 1;
+                    }
+                }
+                done += n as usize;
+                continue;
+            }
+            // The first unsent one failed: it is reported and skipped.
+            let err = io::Error::last_os_error();
+            let (m, d, _) = plan[done];
+            let dest = self.dests[d].0;
+            if let Some(r) = results.get_mut(m) {
+                let sent = *r.as_ref().unwrap_or(&0);
+                if r.is_ok() {
+                    *r = Err(if err.kind() == io::ErrorKind::WouldBlock {
+                        AdvertTxError::WouldBlock {
+                            ifindex: self.ifindex,
+                            dest,
+                        }
+                    } else {
+                        AdvertTxError::Send {
+                            dest,
+                            ifindex: self.ifindex,
+                            reason: err.to_string(),
+                            sent,
+                            total: self.dests.len(),
+                        }
+                    });
+                }
+            }
+            done += 1;
+        }
+        results
+    }
+
+    /// Checks `msg` against this socket's source and first destination and
+    /// appends its bytes for every further destination to `copies` (a
+    /// pseudo-header checksum differs per unicast peer); returns the index
+    /// of the first copy, if any.
+    fn per_destination(
+        &self,
+        msg: &[u8],
+        copies: &mut Vec<Vec<u8>>,
+    ) -> Result<Option<usize>, AdvertTxError> {
         let len = msg.len();
         if !(8..=MAX_MESSAGE_LEN).contains(&len) {
             return Err(AdvertTxError::BadLength(len));
@@ -216,43 +335,20 @@ impl AdvertSender {
                 dest: first,
             });
         }
-        let mut scratch = [0u8; MAX_MESSAGE_LEN];
-        let mut sent = 0;
-        let mut first_err = None;
-        for (i, (dest, addr)) in self.dests.iter().enumerate() {
-            let bytes = if pseudo && i > 0 {
-                let b = &mut scratch[..len];
-                b.copy_from_slice(msg);
+        if self.dests.len() < 2 {
+            return Ok(None);
+        }
+        let at = copies.len();
+        for (dest, _) in &self.dests[1..] {
+            let mut b = msg.to_vec();
+            if pseudo {
                 b[CHECKSUM_AT..CHECKSUM_AT + 2].fill(0);
-                let c = checksum::compute(b, checksum::pseudo_header_sum(self.source, *dest, len));
+                let c = checksum::compute(&b, checksum::pseudo_header_sum(self.source, *dest, len));
                 b[CHECKSUM_AT..CHECKSUM_AT + 2].copy_from_slice(&c.to_be_bytes());
-                &*b
-            } else {
-                msg
-            };
-            match self.sock.send_to(bytes, addr) {
-                Ok(_) => sent += 1,
-                Err(e) => {
-                    first_err.get_or_insert((*dest, e));
-                }
             }
+            copies.push(b);
         }
-        match first_err {
-            None => Ok(sent),
-            Some((dest, e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                Err(AdvertTxError::WouldBlock {
-                    ifindex: self.ifindex,
-                    dest,
-                })
-            }
-            Some((dest, e)) => Err(AdvertTxError::Send {
-                dest,
-                ifindex: self.ifindex,
-                reason: e.to_string(),
-                sent,
-                total: self.dests.len(),
-            }),
-        }
+        Ok(Some(at))
     }
 }
 
@@ -442,17 +538,50 @@ pub enum OutletError {
     Send(#[from] AdvertTxError),
 }
 
+/// Advert sockets shared by the instances with the same interface, source
+/// and destinations: their adverts of one wake-up leave in one
+/// `sendmmsg(2)` ([`AdvertSender::send_many`]). A socket lives as long as
+/// an instance uses it.
+#[derive(Default)]
+pub struct SenderPool {
+    open: RefCell<HashMap<(u32, IpAddr, AdvertDest), Weak<AdvertSender>>>,
+}
+
+impl SenderPool {
+    /// The socket for `ifindex`, `source` and `dest`: the one instances
+    /// already share, or a new one ([`AdvertSender::open`]).
+    pub fn get(
+        &self,
+        ifindex: u32,
+        source: IpAddr,
+        dest: AdvertDest,
+    ) -> Result<Rc<AdvertSender>, AdvertTxError> {
+        let mut open = self.open.borrow_mut();
+        open.retain(|_, s| s.strong_count() > 0);
+        let key = (ifindex, source, dest);
+        if let Some(s) = open.get(&key).and_then(Weak::upgrade) {
+            return Ok(s);
+        }
+        let s = Rc::new(AdvertSender::open(key.0, key.1, key.2.clone())?);
+        open.insert(key, Rc::downgrade(&s));
+        Ok(s)
+    }
+}
+
+/// An encoded advert and the socket it leaves through.
+pub type Encoded<'a> = (Rc<AdvertSender>, &'a [u8]);
+
 /// One instance's way out: its socket (none while the interface has no
 /// source address) and its encoded advert, encoded again only when the
 /// priority or the interval changes.
 pub struct Outlet {
-    sender: Option<AdvertSender>,
+    sender: Option<Rc<AdvertSender>>,
     checksum: V3Ipv4Checksum,
     cached: Option<((u8, u16), Vec<u8>)>,
 }
 
 impl Outlet {
-    pub fn new(sender: Option<AdvertSender>, checksum: V3Ipv4Checksum) -> Self {
+    pub fn new(sender: Option<Rc<AdvertSender>>, checksum: V3Ipv4Checksum) -> Self {
         Self {
             sender,
             checksum,
@@ -461,17 +590,17 @@ impl Outlet {
     }
 
     pub fn sender(&self) -> Option<&AdvertSender> {
-        self.sender.as_ref()
+        self.sender.as_deref()
     }
 
     /// The socket, for an outlet with another configuration.
-    pub fn take_sender(&mut self) -> Option<AdvertSender> {
+    pub fn take_sender(&mut self) -> Option<Rc<AdvertSender>> {
         self.cached = None;
         self.sender.take()
     }
 
     /// A new socket (or none): the cached bytes carried the old source.
-    pub fn set_sender(&mut self, sender: Option<AdvertSender>) {
+    pub fn set_sender(&mut self, sender: Option<Rc<AdvertSender>>) {
         self.sender = sender;
         self.cached = None;
     }
@@ -484,35 +613,55 @@ impl Outlet {
         priority: u8,
         interval_cs: u16,
     ) -> Result<bool, OutletError> {
-        let Some(sender) = &self.sender else {
-            return Ok(false);
+        match self.encoded(router, priority, interval_cs)? {
+            Some((sender, bytes)) => {
+                sender.send(bytes)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The bytes [`Outlet::encoded`] made last.
+    pub fn last_encoded(&self) -> Option<&[u8]> {
+        self.cached.as_ref().map(|(_, b)| b.as_slice())
+    }
+
+    /// The advert `router` describes with `priority` and `interval_cs`, and
+    /// the socket it goes out on (shared: see [`SenderPool`]); `None` when
+    /// there is no socket to send it on.
+    pub fn encoded(
+        &mut self,
+        router: &RouterConfig,
+        priority: u8,
+        interval_cs: u16,
+    ) -> Result<Option<Encoded<'_>>, OutletError> {
+        let Some(sender) = self.sender.clone() else {
+            return Ok(None);
         };
         let key = (priority, interval_cs);
-        let bytes = match &self.cached {
-            Some((k, bytes)) if *k == key => bytes,
-            _ => {
-                let advert = Advert {
-                    version: router.version,
-                    vrid: router.vrid,
-                    priority,
-                    interval_cs,
-                    addrs: router.vips.clone(),
-                    auth: match router.version {
-                        Version::V2 => router.auth,
-                        Version::V3 => Auth::None,
-                    },
-                };
-                let bytes = crate::packet::encode(
-                    &advert,
-                    sender.source(),
-                    sender.encode_destination(),
-                    self.checksum,
-                )?;
-                &self.cached.insert((key, bytes)).1
-            }
-        };
-        sender.send(bytes)?;
-        Ok(true)
+        if self.cached.as_ref().is_none_or(|(k, _)| *k != key) {
+            let advert = Advert {
+                version: router.version,
+                vrid: router.vrid,
+                priority,
+                interval_cs,
+                addrs: router.vips.clone(),
+                auth: match router.version {
+                    Version::V2 => router.auth,
+                    Version::V3 => Auth::None,
+                },
+            };
+            let bytes = crate::packet::encode(
+                &advert,
+                sender.source(),
+                sender.encode_destination(),
+                self.checksum,
+            )?;
+            self.cached = Some((key, bytes));
+        }
+        let bytes = self.cached.as_ref().map_or(&[][..], |(_, b)| b.as_slice());
+        Ok(Some((sender, bytes)))
     }
 }
 

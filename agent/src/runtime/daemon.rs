@@ -34,7 +34,7 @@ use crate::{
     datapath::{
         Datapath, DatapathOptions, PreparedEbpf,
         pin::PinDir,
-        send::{AdvertSender, Outlet},
+        send::{AdvertSender, Outlet, SenderPool},
     },
     net::{
         addr::{Vip, VipManager},
@@ -195,6 +195,9 @@ pub struct Daemon {
     /// Instances whose datapath entry for a quiet master may be out of step
     /// (see `quiet`).
     pub(super) quiet_dirty: Vec<InstanceId>,
+    /// Advert sockets, shared by instances with the same interface, source
+    /// and destinations.
+    pub(super) senders: SenderPool,
 }
 
 impl Daemon {
@@ -254,6 +257,7 @@ impl Daemon {
             warden: None,
             rechecked_claims: Vec::new(),
             quiet_dirty: Vec::new(),
+            senders: SenderPool::default(),
         };
         // The first configuration is a reload of an empty one: the same
         // validation, the same resources, nothing running to keep.
@@ -502,7 +506,10 @@ fn open_datapath(
 }
 
 /// The advert socket of an instance; none while it has no source address.
-pub(super) fn open_sender(ip: &InstancePlan) -> Result<Option<AdvertSender>> {
+pub(super) fn open_sender(
+    pool: &SenderPool,
+    ip: &InstancePlan,
+) -> Result<Option<Rc<AdvertSender>>> {
     if ip.source.is_unspecified() {
         warn!(
             "{}: no {} address on {} yet: FAULT until one appears",
@@ -515,7 +522,7 @@ pub(super) fn open_sender(ip: &InstancePlan) -> Result<Option<AdvertSender>> {
         );
         return Ok(None);
     }
-    AdvertSender::open(ip.ifindex, ip.source, ip.dest.clone())
+    pool.get(ip.ifindex, ip.source, ip.dest.clone())
         .map(Some)
         .with_context(|| format!("instance {}: advert socket", ip.name))
 }

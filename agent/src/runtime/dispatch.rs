@@ -2,7 +2,7 @@
 //! its sync group's), and the actions that come out are carried out in the
 //! order they were emitted — adverts first.
 
-use std::{collections::HashMap, net::IpAddr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, rc::Rc, time::Duration};
 
 use tracing::{debug, error, info, warn};
 
@@ -11,11 +11,9 @@ use super::{
     effects::Effect,
     plan,
 };
-use xvrrpd_common::VridKey;
-
 use crate::{
     clock::monotonic_ns,
-    datapath::{Received, event::mac_string},
+    datapath::{Received, event::mac_string, send::AdvertSender},
     net::{addr::AddrInfo, link::NetEvent},
     notify::{NotifyState, Subject},
     tracker::TrackerEvent,
@@ -138,20 +136,19 @@ impl Daemon {
         // Adverts first: taking over is announced on the wire before the
         // bookkeeping of the transition (record, metrics, log) that the
         // state machine lists ahead of it. Nothing below depends on them.
-        let mut leases = Vec::new();
-        for (inst, action) in &decided.actions {
-            if let Action::SendAdvert {
-                priority,
-                interval_cs,
-            } = action
-            {
-                self.send_advert(*inst, *priority, *interval_cs, &mut leases);
-            }
-        }
-        // The leases the kernel fence checks, renewed by these adverts: one
-        // system call for all of them.
-        if let Err(e) = self.datapath.renew_leases(&leases) {
-            warn!("renewing the datapath leases: {e}");
+        let adverts: Vec<(InstanceId, u8, u16)> = decided
+            .actions
+            .iter()
+            .filter_map(|(inst, action)| match action {
+                Action::SendAdvert {
+                    priority,
+                    interval_cs,
+                } => Some((*inst, *priority, *interval_cs)),
+                _ => None,
+            })
+            .collect();
+        if !adverts.is_empty() {
+            self.send_adverts(&adverts);
         }
         for (inst, action) in decided.actions {
             self.execute_one(inst, action);
@@ -322,26 +319,55 @@ impl Daemon {
         }
     }
 
-    fn send_advert(
-        &mut self,
-        inst: InstanceId,
-        priority: u8,
-        interval_cs: u16,
-        leases: &mut Vec<(VridKey, u64)>,
-    ) {
-        let Some(i) = self.instances.get_mut(inst) else {
-            return;
-        };
-        let router = match self.units.get(i.unit) {
-            Some(Unit::Single(r)) => Some(r.config()),
-            Some(Unit::Group(g)) => g.member(i.member).map(|r| r.config()),
-            None => None,
-        };
-        let Some(router) = router else {
-            return;
-        };
-        match i.outlet.send(router, priority, interval_cs) {
-            Ok(true) => {
+    /// Sends the adverts of one turn: one `sendmmsg(2)` per shared socket,
+    /// then one system call renewing every lease they vouch for.
+    fn send_adverts(&mut self, adverts: &[(InstanceId, u8, u16)]) {
+        /// (instance, priority, interval) of each advert.
+        type Due = (InstanceId, u8, u16);
+        let mut by_socket: Vec<(Rc<AdvertSender>, Vec<Due>)> = Vec::new();
+        for &(inst, priority, interval_cs) in adverts {
+            let Some(i) = self.instances.get_mut(inst) else {
+                continue;
+            };
+            let router = match self.units.get(i.unit) {
+                Some(Unit::Single(r)) => Some(r.config()),
+                Some(Unit::Group(g)) => g.member(i.member).map(|r| r.config()),
+                None => None,
+            };
+            let Some(router) = router else {
+                continue;
+            };
+            match i.outlet.encoded(router, priority, interval_cs) {
+                Ok(Some((sock, _))) => {
+                    match by_socket.iter_mut().find(|(s, _)| Rc::ptr_eq(s, &sock)) {
+                        Some((_, items)) => items.push((inst, priority, interval_cs)),
+                        None => by_socket.push((sock, vec![(inst, priority, interval_cs)])),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => warn!("{}: sending advert: {e}", i.plan.name),
+            }
+        }
+        let mut leases = Vec::new();
+        for (sock, items) in by_socket {
+            let msgs: Vec<&[u8]> = items
+                .iter()
+                .map(|&(inst, _, _)| {
+                    self.instances
+                        .get(inst)
+                        .and_then(|i| i.outlet.last_encoded())
+                        .unwrap_or_default()
+                })
+                .collect();
+            let results = sock.send_many(&msgs);
+            for ((inst, priority, interval_cs), r) in items.into_iter().zip(results) {
+                let Some(i) = self.instances.get_mut(inst) else {
+                    continue;
+                };
+                if let Err(e) = r {
+                    warn!("{}: sending advert: {e}", i.plan.name);
+                    continue;
+                }
                 i.counters.adverts_sent += 1;
                 i.metrics.advert_sent();
                 if priority == 0 {
@@ -355,8 +381,9 @@ impl Daemon {
                 };
                 leases.push((i.plan.vrid.key, until));
             }
-            Ok(false) => {}
-            Err(e) => warn!("{}: sending advert: {e}", i.plan.name),
+        }
+        if let Err(e) = self.datapath.renew_leases(&leases) {
+            warn!("renewing the datapath leases: {e}");
         }
     }
 
@@ -715,7 +742,7 @@ impl Daemon {
                 ip.router.primary_addr = src;
                 // Not yet usable (e.g. still tentative): the next address
                 // event tries again.
-                let sender = match super::daemon::open_sender(&ip) {
+                let sender = match super::daemon::open_sender(&self.senders, &ip) {
                     Ok(Some(s)) => s,
                     Ok(None) => return,
                     Err(e) => {

@@ -148,7 +148,7 @@ struct Acquired {
     groups: Vec<Option<SyncGroup>>,
     /// Per new-plan instance in `diff.new_sockets`: its socket (none while
     /// its interface has no source address).
-    sockets: HashMap<usize, Option<AdvertSender>>,
+    sockets: HashMap<usize, Option<std::rc::Rc<AdvertSender>>>,
 }
 
 /// Everything a new configuration needs, acquired; nothing running changed.
@@ -321,7 +321,8 @@ impl Daemon {
         }
         let mut sockets = HashMap::new();
         for &n in &diff.new_sockets {
-            let sender = open_sender(&new.plan.instances[n]).map_err(|e| format!("{e:#}"))?;
+            let sender =
+                open_sender(&self.senders, &new.plan.instances[n]).map_err(|e| format!("{e:#}"))?;
             sockets.insert(n, sender);
         }
         let garp = self.gratuitous_senders(&new.plan);
