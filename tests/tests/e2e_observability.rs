@@ -78,7 +78,7 @@ fn metrics_endpoint_serves_every_metric_and_status_agrees() -> Result<()> {
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(0.0);
             assert!(sent >= 10.0, "a master at 10 ms has sent {sent} adverts");
-            // The daemon copies the kernel counters for metrics once a second.
+            // The daemon reads the kernel counters for each scrape.
             let accepted = |text: &str| {
                 text.lines().any(|l| {
                     l.starts_with("xvrrpd_datapath_packets")

@@ -22,6 +22,8 @@ pub const DEFAULT_SOCKET: &str = "/run/xvrrpd/xvrrpd.sock";
 /// A request the event loop answers.
 pub enum Request {
     Status(oneshot::Sender<StatusReport>),
+    /// A metrics scrape: refresh the datapath figures, then answer.
+    Refresh(oneshot::Sender<()>),
 }
 
 #[derive(Debug, Error)]

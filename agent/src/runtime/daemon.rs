@@ -216,8 +216,9 @@ impl Daemon {
             .context("watching links and addresses over netlink")?;
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let (control_tx, control_rx) = mpsc::channel(16);
-        let control = socket::serve(&opts.control_socket, control_tx)?;
         let metrics = Metrics::new();
+        metrics.set_refresher(control_tx.clone());
+        let control = socket::serve(&opts.control_socket, control_tx)?;
         let metrics_server = match opts.metrics_listen {
             Some(addr) => {
                 let srv = crate::control::metrics::serve(addr, metrics.clone())?;

@@ -28,6 +28,10 @@ use crate::{
     vrrp::Input,
 };
 
+/// How often the loop refreshes the metrics' datapath snapshot (and pets
+/// the systemd watchdog, at most half its timeout apart).
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+
 /// Upper bound of one spin to a down deadline, whatever the timers say.
 const MAX_SPIN_NS: u64 = 2 * MASTER_DOWN_SPIN_LEAD_NS;
 
@@ -140,10 +144,11 @@ impl Daemon {
         }
         // Housekeeping on tokio's timer (ms precision is plenty): the
         // datapath snapshot for metrics and the systemd watchdog, sent from
-        // the loop itself so a stuck loop stops petting it.
+        // the loop itself so a stuck loop stops petting it. Seldom: a backup
+        // hearing healthy masters wakes for little else.
         let period = systemd::watchdog_interval()
-            .unwrap_or(Duration::from_secs(1))
-            .min(Duration::from_secs(1));
+            .unwrap_or(HOUSEKEEPING)
+            .min(HOUSEKEEPING);
         let mut housekeeping = tokio::time::interval(period);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut adverts: Vec<Received> = Vec::with_capacity(64);
@@ -222,6 +227,12 @@ impl Daemon {
                 Wake::Control(Some(Request::Status(reply))) => {
                     self.absorb_all_heard();
                     let _ = reply.send(self.status());
+                }
+                Wake::Control(Some(Request::Refresh(reply))) => {
+                    self.absorb_all_heard();
+                    self.metrics
+                        .set_datapath(DatapathSnapshot::of(&self.datapath));
+                    let _ = reply.send(());
                 }
                 Wake::Control(None) => {
                     error!("the control socket stopped: `xvrrpd status` cannot reach this daemon");

@@ -133,17 +133,21 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, opts: ServeOptions) ->
     }
     let path = target.split('?').next().unwrap_or(target);
     match (method, path) {
-        ("GET" | "HEAD", "/metrics") => match metrics.encode() {
-            Ok(body) => {
-                // HEAD: the same head (Content-Length included), no body.
-                let head = method == "HEAD";
-                respond_with(&mut stream, "200 OK", CONTENT_TYPE, body.as_bytes(), !head).await
+        ("GET" | "HEAD", "/metrics") => {
+            // The datapath figures are read on the loop, fresh for each scrape.
+            metrics.refresh().await;
+            match metrics.encode() {
+                Ok(body) => {
+                    // HEAD: the same head (Content-Length included), no body.
+                    let head = method == "HEAD";
+                    respond_with(&mut stream, "200 OK", CONTENT_TYPE, body.as_bytes(), !head).await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: encoding failed");
+                    respond(&mut stream, "500 Internal Server Error", "", b"").await
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: encoding failed");
-                respond(&mut stream, "500 Internal Server Error", "", b"").await
-            }
-        },
+        }
         ("GET" | "HEAD", _) => {
             respond(
                 &mut stream,

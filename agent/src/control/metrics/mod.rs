@@ -243,6 +243,8 @@ struct Inner {
     failover_vips: HistogramFamily,
     failover_garp: HistogramFamily,
     datapath: Arc<Mutex<Option<DatapathSnapshot>>>,
+    /// Asks the event loop for fresh datapath figures before a scrape.
+    refresher: Mutex<Option<tokio::sync::mpsc::Sender<crate::control::socket::Request>>>,
 }
 
 /// The registry and its metric families. Cheap to clone (shared inside):
@@ -475,7 +477,40 @@ impl Metrics {
                 failover_vips,
                 failover_garp,
                 datapath,
+                refresher: Mutex::new(None),
             }),
+        }
+    }
+
+    /// Scrapes ask the loop behind `tx` for fresh datapath figures
+    /// ([`crate::control::socket::Request::Refresh`]) instead of the loop
+    /// copying them on a timer.
+    pub fn set_refresher(&self, tx: tokio::sync::mpsc::Sender<crate::control::socket::Request>) {
+        *self
+            .inner
+            .refresher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    }
+
+    /// Has the loop refresh the datapath figures, waiting at most 250 ms:
+    /// a busy loop leaves the last ones.
+    pub async fn refresh(&self) {
+        let tx = self
+            .inner
+            .refresher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(tx) = tx else {
+            return;
+        };
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if tx
+            .try_send(crate::control::socket::Request::Refresh(done))
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(250), wait).await;
         }
     }
 
