@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail, ensure};
 use xvrrpd::net::{
     addr::{Vip, VipManager},
     link::{
-        LinkWatcher, NetEvent, Watch, ifindex_by_name, ifname_by_index, interface_addrs,
+        LinkWatcher, NetEvent, Watch, driver, ifindex_by_name, ifname_by_index, interface_addrs,
         ipv6_link_local, link_state, primary_ipv4,
     },
 };
@@ -169,20 +169,26 @@ fn lookups_find_names_and_advert_sources() -> Result<()> {
     let mut lab = Lab::new()?;
     let a = lab.add_host("a", &["192.0.2.11/24", "2001:db8::11/64"])?;
     let ifindex = a.ifindex()?;
-    let (by_name, by_index, missing, state, addrs) = a.block_on_in(move || async move {
-        // A VIP on a subnet of its own is an IPv4 primary too: it must not
-        // become the advert source.
-        let m = VipManager::new()?;
-        m.add_vip(&Vip::host(ifindex, "198.51.100.1".parse()?))
-            .await?;
-        Ok((
-            ifindex_by_name("eth0")?,
-            ifname_by_index(ifindex)?,
-            ifindex_by_name("nosuch0").err(),
-            link_state(ifindex).await?,
-            interface_addrs(ifindex).await?,
-        ))
-    })?;
+    let (by_name, by_index, missing, state, addrs, drivers) =
+        a.block_on_in(move || async move {
+            // A VIP on a subnet of its own is an IPv4 primary too: it must not
+            // become the advert source.
+            let m = VipManager::new()?;
+            m.add_vip(&Vip::host(ifindex, "198.51.100.1".parse()?))
+                .await?;
+            Ok((
+                ifindex_by_name("eth0")?,
+                ifname_by_index(ifindex)?,
+                ifindex_by_name("nosuch0").err(),
+                link_state(ifindex).await?,
+                interface_addrs(ifindex).await?,
+                (driver("eth0"), driver("nosuch0")),
+            ))
+        })?;
+    ensure!(
+        drivers == (Some("veth".to_string()), None),
+        "drivers of eth0 and a missing interface: {drivers:?}"
+    );
     ensure!(by_name == ifindex && by_index == "eth0");
     let missing = missing.context("a missing interface was found")?;
     ensure!(missing.to_string().contains("nosuch0"), "{missing}");

@@ -152,6 +152,21 @@ impl std::fmt::Display for AttachMode {
     }
 }
 
+/// The modes `--attach auto` tries on an interface of `driver`, in order,
+/// chosen by measurement (docs/datapath.md, "Attach modes").
+pub fn auto_order(driver: Option<&str>) -> [Option<AttachMode>; 3] {
+    use AttachMode::{Tc, XdpGeneric, XdpNative};
+    match driver {
+        // veth: native XDP moves the receiver's work into a NAPI poll the
+        // sender pays for, and its XDP_TX answers (the fence's) reach the
+        // peer only if the peer runs an XDP program too. Generic XDP costs
+        // less here and answers everywhere.
+        Some("veth") => [Some(XdpGeneric), Some(XdpNative), Some(Tc)],
+        // Real drivers: native XDP sees the frame before an skb exists.
+        _ => [Some(XdpNative), Some(XdpGeneric), Some(Tc)],
+    }
+}
+
 /// What modes to try, in order (tests force one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum AttachPreference {
@@ -454,17 +469,30 @@ impl EbpfDatapath {
         ifname: &str,
         pref: AttachPreference,
     ) -> Result<AttachMode, DatapathError> {
-        let wants =
-            |m: AttachMode| pref == AttachPreference::Auto || pref == AttachPreference::Only(m);
+        let order = match pref {
+            AttachPreference::Auto => auto_order(crate::net::link::driver(ifname).as_deref()),
+            AttachPreference::Only(m) => [Some(m), None, None],
+        };
         let skipped = || "not tried".to_string();
         let (mut native, mut generic, mut tc) = (skipped(), skipped(), skipped());
-        for (mode, xmode) in [
-            (AttachMode::XdpNative, XdpMode::Driver),
-            (AttachMode::XdpGeneric, XdpMode::Skb),
-        ] {
-            if !wants(mode) {
-                continue;
-            }
+        for mode in order.into_iter().flatten() {
+            let xmode = match mode {
+                AttachMode::XdpNative => XdpMode::Driver,
+                AttachMode::XdpGeneric => XdpMode::Skb,
+                AttachMode::Tc => {
+                    // Kernels before 6.6 attach TC programs through a clsact qdisc.
+                    let _ = qdisc_add_clsact(ifname);
+                    let prog = self.tc_program()?;
+                    match prog.attach(ifname, TcAttachType::Ingress) {
+                        Ok(_) => {
+                            self.attached.push((ifname.to_string(), AttachMode::Tc));
+                            return Ok(AttachMode::Tc);
+                        }
+                        Err(e) => tc = error_chain(&e),
+                    }
+                    continue;
+                }
+            };
             match self.xdp_mut()?.attach(ifname, xmode) {
                 Ok(id) => {
                     self.pin_xdp(ifname, xmode, id)?;
@@ -473,18 +501,6 @@ impl EbpfDatapath {
                 }
                 Err(e) if mode == AttachMode::XdpNative => native = error_chain(&e),
                 Err(e) => generic = error_chain(&e),
-            }
-        }
-        if wants(AttachMode::Tc) {
-            // Kernels before 6.6 attach TC programs through a clsact qdisc.
-            let _ = qdisc_add_clsact(ifname);
-            let prog = self.tc_program()?;
-            match prog.attach(ifname, TcAttachType::Ingress) {
-                Ok(_) => {
-                    self.attached.push((ifname.to_string(), AttachMode::Tc));
-                    return Ok(AttachMode::Tc);
-                }
-                Err(e) => tc = error_chain(&e),
             }
         }
         Err(DatapathError::Attach {
@@ -898,5 +914,23 @@ impl EventRing {
 impl AsRawFd for EventRing {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_attach_takes_generic_xdp_on_veth_and_native_elsewhere() {
+        assert_eq!(auto_order(Some("veth"))[0], Some(AttachMode::XdpGeneric));
+        for d in [Some("virtio_net"), Some("mlx5_core"), None] {
+            assert_eq!(auto_order(d)[0], Some(AttachMode::XdpNative), "{d:?}");
+        }
+        for d in [Some("veth"), None] {
+            let mut all: Vec<_> = auto_order(d).into_iter().flatten().collect();
+            all.sort_by_key(|m| *m as u8);
+            assert_eq!(all.len(), 3, "every mode is tried: {d:?}");
+        }
     }
 }

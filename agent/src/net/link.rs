@@ -472,6 +472,58 @@ pub fn ifname_by_index(ifindex: u32) -> Result<String, LinkError> {
     Ok(name.to_string_lossy().into_owned())
 }
 
+/// The driver behind `ifname` (`veth`, `virtio_net`, `mlx5_core`, …), as
+/// `ethtool -i` names it; `None` when the interface does not say.
+pub fn driver(ifname: &str) -> Option<String> {
+    // struct ethtool_drvinfo (include/uapi/linux/ethtool.h): no crate
+    // offers this ioctl, and ethtool's netlink API has no driver name.
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        n_priv_flags: u32,
+        n_stats: u32,
+        testinfo_len: u32,
+        eedump_len: u32,
+        regdump_len: u32,
+    }
+    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    if ifname.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: all-zero is a valid value of both plain C structs.
+    let mut info: DrvInfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    // SAFETY: as above.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(ifname.bytes()) {
+        *d = s as libc::c_char;
+    }
+    req.ifr_ifru.ifru_data = (&mut info as *mut DrvInfo).cast();
+    // SAFETY: a datagram socket we close below, used only for this ioctl.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: SIOCETHTOOL with a valid ifreq whose data points at `info`,
+    // which outlives the call.
+    let r = unsafe { libc::ioctl(fd, SIOCETHTOOL, &mut req) };
+    // SAFETY: closing the socket opened above.
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return None;
+    }
+    let len = info.driver.iter().position(|b| *b == 0).unwrap_or(32);
+    let name = String::from_utf8_lossy(&info.driver[..len]).into_owned();
+    (!name.is_empty()).then_some(name)
+}
+
 /// One link's state, from a fresh dump.
 pub async fn link_state(ifindex: u32) -> Result<LinkEvent, LinkError> {
     let mut sock = NlSocket::open(&[], QUERY_RCVBUF)?;
