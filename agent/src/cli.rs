@@ -128,7 +128,8 @@ pub struct RunArgs {
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachArg {
-    /// XDP native, then XDP generic, then TC.
+    /// By the interface's driver: generic XDP first on veth, native XDP first
+    /// elsewhere; then the other XDP mode, then TC.
     Auto,
     XdpNative,
     XdpGeneric,

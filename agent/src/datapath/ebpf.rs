@@ -463,7 +463,8 @@ impl EbpfDatapath {
         Ok(())
     }
 
-    /// Attaches to `ifname`: XDP native, then XDP generic, then TC ingress.
+    /// Attaches to `ifname` in the modes `pref` allows, in [`auto_order`]'s
+    /// order for its driver (or the one mode asked for).
     pub fn attach(
         &mut self,
         ifname: &str,
