@@ -7,8 +7,9 @@
 //! `advert_int 0.1` and `0.01`, trials alternate between the daemons; each
 //! injects a crash (kill -9, then the host's link down), a SIGTERM and a
 //! link down at a random point of the advert cycle, then brings the
-//! master back. Then steady-state CPU (1 and 100 instances at 0.01) and
-//! junk floods from the client. Results go to `target/bench/` as a
+//! master back. Then steady-state CPU and wake-ups (1 and 100 instances
+//! at 0.01, 1000 on four VLANs at 1 and at 0.1) and junk floods from the
+//! client. Results go to `target/bench/` as a
 //! markdown table and JSON; `--help` lists the options.
 
 #[path = "failover/failures.rs"]
@@ -37,6 +38,7 @@ use anyhow::{Context, Result};
 use xvrrpd_tests::{
     kconf::{Daemon, Instance},
     router::{KEEPALIVED, keepalived_binary},
+    scale::VlanKind,
     vrrp_lab::xvrrpd_binary,
 };
 
@@ -158,6 +160,15 @@ fn header(o: &Opts, xv: &std::path::Path) -> Vec<(String, String)> {
                 .into(),
         ),
         (
+            "steady CPU".into(),
+            "a master and a backup of each daemon running N VRRPv3 instances at one advert_int (more \
+             than 250 on VLANs eth0.10, eth0.11, … of the routers, 250 VRIDs each); CPU = utime+stime \
+             of every process in the daemon's group from /proc/PID/stat; wake-ups = voluntary + \
+             nonvoluntary context switches of every thread of those processes \
+             (/proc/PID/task/*/status), housekeeping threads included, per second of the window"
+                .into(),
+        ),
+        (
             "floods".into(),
             "from the client, 224.0.0.18, right VRID 51 with priority 254 (wrong VRID: 52); \
              VRRPv3 advert_int 0.01, bad-auth against VRRPv2 advert_int 1 with auth_pass; CPU from \
@@ -206,7 +217,10 @@ fn run(o: &Opts) -> Result<()> {
         failover_cases(o, &mut rng, &mut results, &progress)?;
     }
     if o.cpu {
-        steady_cpu(o, &mut results, &progress)?;
+        let vlans = steady_cpu(o, &mut results, &progress)?;
+        if vlans != VlanKind::None {
+            header.push(("steady CPU VLANs".into(), vlans.describe().into()));
+        }
     }
     if o.flood {
         floods(o, &mut rng, &mut results, &progress)?;
@@ -299,18 +313,42 @@ fn failover_cases(
     Ok(())
 }
 
-/// Steady-state CPU with 1 and 100 instances; a failed window is recorded,
-/// not fatal.
-fn steady_cpu(o: &Opts, results: &mut Results, progress: &dyn Fn(&str)) -> Result<()> {
+/// Steady-state CPU and wake-ups of each `--cpu-cases` case; a failed
+/// window is recorded, not fatal. Returns how VLANs were made, if any.
+fn steady_cpu(o: &Opts, results: &mut Results, progress: &dyn Fn(&str)) -> Result<VlanKind> {
     let windows = if o.quick { 1 } else { 2 };
-    for n in [1usize, 100] {
+    let mut vlans = VlanKind::None;
+    for &case in &o.cpu_cases {
+        let label = case.label();
+        // After the pair settles: 1 s (2 s) as always at 0.01; for slower
+        // adverts 6 s, past keepalived's second round of gratuitous ARPs
+        // (garp_master_delay, 5 s after becoming master), a start-up
+        // burst that is no steady state.
+        let settle = if case.advert_int >= Duration::from_millis(100) {
+            Duration::from_secs(6)
+        } else {
+            Duration::from_secs(if o.quick { 1 } else { 2 })
+        };
         progress(&format!(
-            "steady CPU: {n} instance(s) at advert_int 0.01, {windows} window(s) of {} s per daemon",
-            o.cpu_secs
+            "steady CPU: {label}, {windows} window(s) of {} s per daemon ({} s settling)",
+            o.cpu_secs,
+            settle.as_secs()
         ));
-        let mut bl = steady::lab(n, &o.xvrrpd_args)
-            .with_context(|| format!("building the lab for {n} instances"))?;
-        let settle = Duration::from_secs(if o.quick { 1 } else { 2 });
+        let built = Instant::now();
+        let (mut bl, kind) = steady::lab(case, &o.xvrrpd_args)
+            .with_context(|| format!("building the lab for {label}"))?;
+        progress(&format!(
+            "  lab built in {:.1} s{}",
+            built.elapsed().as_secs_f64(),
+            if kind == VlanKind::None {
+                String::new()
+            } else {
+                format!("; VLANs: {}", kind.describe())
+            }
+        ));
+        if kind != VlanKind::None {
+            vlans = kind;
+        }
         for w in 0..windows {
             let order = if w % 2 == 0 {
                 [Daemon::Keepalived, Daemon::Xvrrpd]
@@ -318,29 +356,45 @@ fn steady_cpu(o: &Opts, results: &mut Results, progress: &dyn Fn(&str)) -> Resul
                 [Daemon::Xvrrpd, Daemon::Keepalived]
             };
             for d in order {
+                let began = Instant::now();
                 match steady::measure(&mut bl, d, o.cpu_secs, settle) {
                     Ok(cw) => {
                         progress(&format!(
-                            "  {d} {n}: master {:.2} % ({:.2} % kernel), backup {:.2} % ({:.2} % kernel) of a core, {} state change(s)",
+                            "  {d} {label}: master {:.2} % of a core ({:.2} % kernel), {:.1} wake-ups/s; backup {:.2} % ({:.2} % kernel), {:.1} wake-ups/s; {} state change(s); took {:.1} s",
                             cw.master_pct,
                             cw.master_sys_pct,
+                            cw.master_wakeups_per_s,
                             cw.backup_pct,
                             cw.backup_sys_pct,
-                            cw.transitions
+                            cw.backup_wakeups_per_s,
+                            cw.transitions,
+                            began.elapsed().as_secs_f64()
+                        ));
+                        let threads = |v: &[(String, f64)]| {
+                            v.iter()
+                                .take(4)
+                                .map(|(n, r)| format!("{n} {r:.1}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        progress(&format!(
+                            "    wake-ups/s by thread: master {}; backup {}",
+                            threads(&cw.master_wakeups_by_thread),
+                            threads(&cw.backup_wakeups_by_thread)
                         ));
                         results.cpu.push(cw);
                     }
                     Err(e) => {
-                        progress(&format!("  {d} {n}: FAILED: {e:#}"));
+                        progress(&format!("  {d} {label}: FAILED: {e:#}"));
                         results
                             .cpu_errors
-                            .push(format!("{d} steady {n} instance(s): {e:#}"));
+                            .push(format!("{d} steady {label}: {e:#}"));
                     }
                 }
             }
         }
     }
-    Ok(())
+    Ok(vlans)
 }
 
 /// The junk floods chosen, VRRPv3 kinds then VRRPv2 ones, each in its own lab.

@@ -1,8 +1,9 @@
 //! Test harness for xvrrpd's privileged tests: a lab of network namespaces
 //! joined by veth pairs to a bridge, torn down even when a test fails.
 //!
-//! Only documentation ranges are used (192.0.2.0/24, 198.51.100.0/24,
-//! 2001:db8::/32) and only inside the lab's own namespaces.
+//! Only documentation and benchmarking ranges are used (192.0.2.0/24,
+//! 198.51.100.0/24, 2001:db8::/32; 198.18.0.0/15 for many instances, see
+//! [`scale`]) and only inside the lab's own namespaces.
 //!
 //! # The VRRP lab
 //!
@@ -53,6 +54,7 @@ pub mod pcap;
 pub mod prober;
 pub mod retry;
 pub mod router;
+pub mod scale;
 pub mod scenario;
 pub mod stall;
 pub mod vrrp_lab;

@@ -126,7 +126,11 @@ impl BenchLab {
         let p = self.pair(d);
         self.c.router_mut(&p.hi).start()?;
         self.c.router_mut(&p.lo).start()?;
-        let timeout = Duration::from_nanos(self.mdi(&p.lo) * 4) + Duration::from_secs(10);
+        // Four times the backup's Master_Down_Interval, plus start-up:
+        // 10 s, and 10 ms more per VIP to add (1000 instances: 20 s).
+        let timeout = Duration::from_nanos(self.mdi(&p.lo) * 4)
+            + Duration::from_secs(10)
+            + Duration::from_millis(10) * self.vips.len() as u32;
         self.wait_settled(&p, timeout)
             .with_context(|| format!("starting the {d} pair"))
     }
@@ -137,11 +141,12 @@ impl BenchLab {
         let hi = self.c.router(&p.hi);
         let lo = self.c.router(&p.lo);
         let ok = wait_until(timeout, Duration::from_millis(5), || {
-            self.vips.iter().all(|v| hi.has_vip(*v)) && !self.vips.iter().any(|v| lo.has_vip(*v))
+            vips_held(hi, &self.vips).len() == self.vips.len()
+                && vips_held(lo, &self.vips).is_empty()
         });
         if !ok {
-            let held_hi = self.vips.iter().filter(|v| hi.has_vip(**v)).count();
-            let held_lo = self.vips.iter().filter(|v| lo.has_vip(**v)).count();
+            let held_hi = vips_held(hi, &self.vips).len();
+            let held_lo = vips_held(lo, &self.vips).len();
             bail!(
                 "{} holds {held_hi} of {} VIPs and {} holds {held_lo} after {timeout:?}; \
                  {} log:\n{}\n{} log:\n{}",
@@ -187,11 +192,8 @@ impl BenchLab {
             let r = self.c.router(name);
             let _ = r.link_up(LinkSide::Switch);
             let _ = r.link_up(LinkSide::Host);
-            let vips = self.vips.clone();
-            for v in vips {
-                if r.has_vip(v) {
-                    let _ = remove_vip(r, v);
-                }
+            for v in vips_held(r, &self.vips) {
+                let _ = remove_vip(r, v);
             }
         }
     }
@@ -291,20 +293,37 @@ pub fn fifo_since(r: &RouterNode, from: Stamp) -> Vec<(f64, String)> {
         .collect()
 }
 
-/// Removes `vip` (with the instance's prefix) from a router's `eth0`.
+/// Those of `vips` a router holds now, in their order. One pass over its
+/// address watch (which sees every interface of the namespace, VLANs
+/// too), rather than one per VIP: with 1000 VIPs that matters.
+pub fn vips_held(r: &RouterNode, vips: &[IpAddr]) -> Vec<IpAddr> {
+    let mut held = std::collections::HashSet::new();
+    for e in r.watch.events() {
+        if e.added {
+            held.insert(e.addr);
+        } else {
+            held.remove(&e.addr);
+        }
+    }
+    vips.iter().copied().filter(|v| held.contains(v)).collect()
+}
+
+/// Removes `vip` (with its instance's prefix) from the interface of its
+/// instance (`eth0` when no instance has it).
 pub fn remove_vip(r: &RouterNode, vip: IpAddr) -> Result<()> {
-    let cidr = r
+    let text = vip.to_string();
+    let (cidr, ifname) = r
         .config()
         .and_then(|c| {
-            c.instances
-                .iter()
-                .flat_map(|i| i.vips.iter())
-                .find(|v| v.split('/').next() == Some(&vip.to_string()))
-                .cloned()
+            c.instances.iter().find_map(|i| {
+                i.vips
+                    .iter()
+                    .find(|v| v.split('/').next() == Some(text.as_str()))
+                    .map(|v| (v.clone(), i.interface.clone()))
+            })
         })
-        .unwrap_or_else(|| vip.to_string());
-    r.host
-        .exec(&["ip", "addr", "del", &cidr, "dev", &r.host.ifname])?;
+        .unwrap_or_else(|| (text.clone(), r.host.ifname.clone()));
+    r.host.exec(&["ip", "addr", "del", &cidr, "dev", &ifname])?;
     Ok(())
 }
 

@@ -21,10 +21,78 @@ usage: cargo xtask bench failover [-- OPTIONS]
   --xvrrpd-arg A  an extra argument for every xvrrpd router (repeatable), e.g.
                   --xvrrpd-arg=--no-ebpf or --xvrrpd-arg=--rt-priority=0 to compare
   --cpu-secs S    length of each steady-state CPU window (default 10; 3 with --quick)
+  --cpu-cases L   comma-separated steady-state CPU cases INSTANCES@ADVERT_INT (VRRPv3,
+                  seconds in 0.01 steps; default 1@0.01,100@0.01,1000@1,1000@0.1, also
+                  with --quick, which measures one window per daemon instead of two).
+                  Up to 250 instances go on eth0; more on VLANs eth0.10, eth0.11, …
+                  (250 VRIDs each)
   --help          this text
 
 Needs root. The xvrrpd binary is $XVRRPD_BIN (xtask builds and sets the release
 binary) or target/debug/xvrrpd; keepalived is /usr/sbin/keepalived.";
+
+/// A steady-state CPU case: `instances` VRRPv3 instances at `advert_int`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuCase {
+    pub instances: usize,
+    pub advert_int: std::time::Duration,
+}
+
+impl CpuCase {
+    pub const DEFAULT: [CpuCase; 4] = [
+        CpuCase::new(1, 10),
+        CpuCase::new(100, 10),
+        CpuCase::new(1000, 1000),
+        CpuCase::new(1000, 100),
+    ];
+
+    const fn new(instances: usize, advert_ms: u64) -> CpuCase {
+        CpuCase {
+            instances,
+            advert_int: std::time::Duration::from_millis(advert_ms),
+        }
+    }
+
+    /// `1000@0.1`.
+    pub fn name(self) -> String {
+        format!(
+            "{}@{}",
+            self.instances,
+            xvrrpd_tests::kconf::secs_text(self.advert_int)
+        )
+    }
+
+    /// `1000 instances at advert_int 0.1`.
+    pub fn label(self) -> String {
+        format!(
+            "{} instance{} at {}",
+            self.instances,
+            if self.instances == 1 { "" } else { "s" },
+            xvrrpd_tests::kconf::secs_text(self.advert_int)
+        )
+    }
+
+    fn parse(s: &str) -> Result<CpuCase> {
+        let Some((n, secs)) = s.split_once('@') else {
+            bail!("--cpu-cases: {s:?} is not INSTANCES@ADVERT_INT, e.g. 1000@0.1");
+        };
+        let max = xvrrpd_tests::scale::MAX_INSTANCES;
+        let instances = match n.trim().parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => bail!("--cpu-cases: {n:?} instances: a number in 1..={max}"),
+        };
+        // VRRPv3 carries centiseconds: 0.01 … 40.95 s.
+        let v = match secs.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && (0.01..=40.95).contains(&v) => v,
+            _ => bail!("--cpu-cases: advert_int {secs:?}: seconds in [0.01, 40.95]"),
+        };
+        let cs = (v * 100.0).round();
+        if (v * 100.0 - cs).abs() > 1e-6 {
+            bail!("--cpu-cases: advert_int {secs:?}: VRRPv3 counts in steps of 0.01 s");
+        }
+        Ok(CpuCase::new(instances, cs as u64 * 10))
+    }
+}
 
 /// The failover configurations of the issue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +162,8 @@ pub struct Opts {
     pub configs: Vec<Config>,
     pub flood_secs: f64,
     pub cpu_secs: f64,
+    /// The steady-state CPU cases, in the order they run.
+    pub cpu_cases: Vec<CpuCase>,
     /// Junk kinds by name (None: all).
     pub floods: Option<Vec<String>>,
     pub rates: Vec<u64>,
@@ -113,6 +183,7 @@ impl Opts {
         let mut configs: Option<String> = None;
         let mut flood_secs = None;
         let mut cpu_secs = None;
+        let mut cpu_cases = CpuCase::DEFAULT.to_vec();
         let mut floods = None;
         let mut rates = vec![200, 50_000];
         let mut xvrrpd_args = Vec::new();
@@ -163,6 +234,17 @@ impl Opts {
                     }
                 }
                 "--cpu-secs" => cpu_secs = Some(parse_secs("--cpu-secs", &value("--cpu-secs")?)?),
+                "--cpu-cases" => {
+                    cpu_cases = value("--cpu-cases")?
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(CpuCase::parse)
+                        .collect::<Result<Vec<_>>>()?;
+                    if cpu_cases.is_empty() {
+                        bail!("--cpu-cases: no case given");
+                    }
+                }
                 other => bail!("unknown option {other:?}\n\n{USAGE}"),
             }
         }
@@ -211,6 +293,7 @@ impl Opts {
             configs,
             flood_secs: flood_secs.unwrap_or(if quick { 1.0 } else { 10.0 }),
             cpu_secs: cpu_secs.unwrap_or(if quick { 3.0 } else { 10.0 }),
+            cpu_cases,
             floods,
             rates,
             xvrrpd_args,

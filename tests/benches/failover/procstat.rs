@@ -1,6 +1,8 @@
-//! CPU time of a daemon from /proc, and the CPU hog of `--load`.
+//! CPU time and wake-ups (context switches) of a daemon from /proc, and
+//! the CPU hog of `--load`.
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -12,11 +14,26 @@ use std::{
 use anyhow::{Result, bail};
 use xvrrpd_tests::clock::Stamp;
 
-/// (utime, stime) in clock ticks of every live process in process group
-/// `pgid`. /proc/PID/stat adds up all threads of a process, so this is the
-/// daemon with all its threads and, for keepalived, its VRRP child too.
-pub fn group_ticks(pgid: i32) -> Result<(u64, u64)> {
-    let (mut user, mut sys) = (0, 0);
+/// One look at a process group: CPU ticks and the context switches of
+/// each of its threads.
+struct GroupSample {
+    /// utime and stime in clock ticks, summed over the processes.
+    user: u64,
+    sys: u64,
+    /// Thread id → (thread name, voluntary + nonvoluntary context switches).
+    switches: HashMap<u32, (String, u64)>,
+}
+
+/// Every live process in process group `pgid`: /proc/PID/stat adds up all
+/// threads of a process, so its (utime, stime) are the daemon with all its
+/// threads and, for keepalived, its VRRP child too; and the context
+/// switches of each thread from `/proc/PID/task/*/status`.
+fn group_sample(pgid: i32) -> Result<GroupSample> {
+    let mut out = GroupSample {
+        user: 0,
+        sys: 0,
+        switches: HashMap::new(),
+    };
     let mut found = 0;
     for e in std::fs::read_dir("/proc")?.flatten() {
         let name = e.file_name();
@@ -38,14 +55,47 @@ pub fn group_ticks(pgid: i32) -> Result<(u64, u64)> {
         }
         let utime: u64 = f[11].parse().unwrap_or(0);
         let stime: u64 = f[12].parse().unwrap_or(0);
-        user += utime;
-        sys += stime;
+        out.user += utime;
+        out.sys += stime;
         found += 1;
+        thread_switches(&e.path(), &mut out.switches);
     }
     if found == 0 {
         bail!("no process in group {pgid}");
     }
-    Ok((user, sys))
+    Ok(out)
+}
+
+/// Adds the context switches of every thread of process `dir`
+/// (`/proc/PID`) to `into`, by thread id.
+fn thread_switches(dir: &std::path::Path, into: &mut HashMap<u32, (String, u64)>) {
+    let Ok(tasks) = std::fs::read_dir(dir.join("task")) else {
+        return;
+    };
+    for t in tasks.flatten() {
+        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        // The thread may be gone by now: then it is not counted.
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        let n: u64 = status
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            })
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .sum();
+        let name = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .unwrap_or("?")
+            .trim()
+            .to_string();
+        into.insert(tid, (name, n));
+    }
 }
 
 /// Clock ticks per second.
@@ -55,26 +105,34 @@ pub fn clk_tck() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
-/// A CPU reading of one daemon.
-#[derive(Clone, Copy, Debug)]
+/// A CPU reading of one daemon, with the context switches of its threads.
+#[derive(Clone, Debug)]
 pub struct CpuMark {
     pub user: u64,
     pub sys: u64,
+    /// Thread id → (thread name, voluntary + nonvoluntary context
+    /// switches), for every thread of every process of the group.
+    pub switches: HashMap<u32, (String, u64)>,
     pub at: Stamp,
 }
 
 impl CpuMark {
     pub fn take(pgid: i32) -> Result<CpuMark> {
-        let (user, sys) = group_ticks(pgid)?;
+        let s = group_sample(pgid)?;
         Ok(CpuMark {
-            user,
-            sys,
+            user: s.user,
+            sys: s.sys,
+            switches: s.switches,
             at: Stamp::now(),
         })
     }
 
+    fn wall_secs(&self, later: &CpuMark) -> f64 {
+        (later.at.mono_ns.saturating_sub(self.at.mono_ns)) as f64 / 1e9
+    }
+
     fn pct(&self, later: &CpuMark, ticks: u64) -> f64 {
-        let wall = (later.at.mono_ns - self.at.mono_ns) as f64 / 1e9;
+        let wall = self.wall_secs(later);
         if wall <= 0.0 {
             return 0.0;
         }
@@ -90,6 +148,44 @@ impl CpuMark {
     /// The system (kernel) part of [`percent_to`](Self::percent_to).
     pub fn sys_percent_to(&self, later: &CpuMark) -> f64 {
         self.pct(later, later.sys.saturating_sub(self.sys))
+    }
+
+    /// Context switches between `self` and `later` by thread: the
+    /// difference for a thread seen at both ends, all of a thread's count
+    /// when it started meanwhile; a thread that ended meanwhile is not
+    /// seen at the end, so its switches are lost.
+    fn switch_deltas<'a>(&'a self, later: &'a CpuMark) -> impl Iterator<Item = (&'a str, u64)> {
+        later.switches.iter().map(|(tid, (name, n))| {
+            let before = self.switches.get(tid).map(|(_, b)| *b).unwrap_or(0);
+            (name.as_str(), n.saturating_sub(before))
+        })
+    }
+
+    /// Wake-ups per second between `self` and `later`: the context
+    /// switches of every thread of the group over the wall time.
+    pub fn wakeups_per_s_to(&self, later: &CpuMark) -> f64 {
+        let wall = self.wall_secs(later);
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        self.switch_deltas(later).map(|(_, n)| n).sum::<u64>() as f64 / wall
+    }
+
+    /// [`wakeups_per_s_to`](Self::wakeups_per_s_to) by thread name (threads
+    /// of one name added up), busiest first.
+    pub fn wakeups_by_thread_to(&self, later: &CpuMark) -> Vec<(String, f64)> {
+        let wall = self.wall_secs(later);
+        let mut by: Vec<(String, u64)> = Vec::new();
+        for (name, n) in self.switch_deltas(later) {
+            match by.iter_mut().find(|(m, _)| m == name) {
+                Some((_, t)) => *t += n,
+                None => by.push((name.to_string(), n)),
+            }
+        }
+        by.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        by.into_iter()
+            .map(|(name, n)| (name, if wall > 0.0 { n as f64 / wall } else { 0.0 }))
+            .collect()
     }
 }
 

@@ -1,15 +1,16 @@
 //! The results as a markdown table (with a `ratio` column, xvrrpd /
 //! keepalived), the targets with met/missed, and everything raw as JSON.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
 
 use serde_json::{Value, json};
-use xvrrpd_tests::kconf::Daemon;
+use xvrrpd_tests::{analysis::master_down_ns, kconf::Daemon};
 
 use crate::{
     failures::{CaseResults, Failure},
     flood::FloodResult,
-    opts::Config,
+    lab::LO_PRIO,
+    opts::{Config, CpuCase},
     stats::{Summary, summarize},
     steady::CpuWindow,
 };
@@ -197,64 +198,76 @@ fn one(v: Option<f64>) -> Option<Summary> {
     v.and_then(|v| summarize(&[v]))
 }
 
+/// The steady-state cases measured, in the order they ran.
+fn cpu_cases(cpu: &[CpuWindow]) -> Vec<CpuCase> {
+    let mut cases: Vec<CpuCase> = Vec::new();
+    for w in cpu {
+        if !cases.contains(&w.case()) {
+            cases.push(w.case());
+        }
+    }
+    cases
+}
+
+/// The backup's `Master_Down_Interval` in a steady-state case (s): VRRPv3,
+/// 3 × advert_int + (256 − 100) × advert_int / 256.
+fn backup_mdi_s(case: CpuCase) -> f64 {
+    master_down_ns(3, LO_PRIO, case.advert_int) as f64 / 1e9
+}
+
+type CpuPick = fn(&CpuWindow) -> f64;
+
+/// The medians of a steady-state metric over one case's windows, per
+/// daemon.
+fn cpu_summary(cpu: &[CpuWindow], case: CpuCase, d: Daemon, pick: CpuPick) -> Option<Summary> {
+    summarize(
+        &cpu.iter()
+            .filter(|w| w.case() == case && w.daemon == d)
+            .map(pick)
+            .collect::<Vec<_>>(),
+    )
+}
+
 fn cpu_rows(cpu: &[CpuWindow]) -> Vec<Row> {
     let mut rows = Vec::new();
-    let mut ns: Vec<usize> = cpu.iter().map(|w| w.instances).collect();
-    ns.sort_unstable();
-    ns.dedup();
-    type CpuPick = fn(&CpuWindow) -> f64;
-    let metrics: [(&'static str, CpuPick); 5] = [
-        ("master CPU", |w| w.master_pct),
-        ("↳ of which kernel", |w| w.master_sys_pct),
-        ("backup CPU", |w| w.backup_pct),
-        ("↳ of which kernel", |w| w.backup_sys_pct),
-        ("master + backup CPU", |w| w.master_pct + w.backup_pct),
+    let metrics: [(&'static str, &'static str, CpuPick); 10] = [
+        ("master CPU", "% core", |w| w.master_pct),
+        ("↳ of which kernel", "% core", |w| w.master_sys_pct),
+        ("backup CPU", "% core", |w| w.backup_pct),
+        ("↳ of which kernel", "% core", |w| w.backup_sys_pct),
+        ("master + backup CPU", "% core", |w| {
+            w.master_pct + w.backup_pct
+        }),
+        (
+            "master wake-ups (context switches, all threads)",
+            "/s",
+            |w| w.master_wakeups_per_s,
+        ),
+        (
+            "backup wake-ups (context switches, all threads)",
+            "/s",
+            |w| w.backup_wakeups_per_s,
+        ),
+        ("↳ per backup Master_Down_Interval", "count", |w| {
+            w.backup_wakeups_per_s * backup_mdi_s(w.case())
+        }),
+        (
+            "false failovers (backup → MASTER) per window",
+            "count",
+            |w| w.takeovers as f64,
+        ),
+        ("notify FIFO lines per window", "count", |w| {
+            w.transitions as f64
+        }),
     ];
-    for n in ns {
-        for (metric, pick) in metrics {
-            let vals = |d: Daemon| -> Vec<f64> {
-                cpu.iter()
-                    .filter(|w| w.instances == n && w.daemon == d)
-                    .map(pick)
-                    .collect()
-            };
+    for case in cpu_cases(cpu) {
+        for (metric, unit, pick) in metrics {
             rows.push(Row {
-                case: format!(
-                    "steady, {n} instance{} at 0.01",
-                    if n == 1 { "" } else { "s" }
-                ),
+                case: format!("steady, {}", case.label()),
                 metric,
-                unit: "% core",
-                k: summarize(&vals(Daemon::Keepalived)),
-                x: summarize(&vals(Daemon::Xvrrpd)),
-                fails: (0, 0),
-            });
-        }
-        type CountPick = fn(&CpuWindow) -> usize;
-        let counts: [(&'static str, CountPick); 2] = [
-            ("false failovers (backup → MASTER) per window", |w| {
-                w.takeovers
-            }),
-            ("notify FIFO lines per window", |w| w.transitions),
-        ];
-        for (metric, pick) in counts {
-            let count = |d: Daemon| -> Option<Summary> {
-                summarize(
-                    &cpu.iter()
-                        .filter(|w| w.instances == n && w.daemon == d)
-                        .map(|w| pick(w) as f64)
-                        .collect::<Vec<_>>(),
-                )
-            };
-            rows.push(Row {
-                case: format!(
-                    "steady, {n} instance{} at 0.01",
-                    if n == 1 { "" } else { "s" }
-                ),
-                metric,
-                unit: "count",
-                k: count(Daemon::Keepalived),
-                x: count(Daemon::Xvrrpd),
+                unit,
+                k: cpu_summary(cpu, case, Daemon::Keepalived, pick),
+                x: cpu_summary(cpu, case, Daemon::Xvrrpd, pick),
                 fails: (0, 0),
             });
         }
@@ -351,9 +364,7 @@ pub fn targets(r: &Results, load: bool) -> Vec<Target> {
         outage_targets(cfg, c, &mut t);
         restart_target(cfg, c, &mut t);
     }
-    for n in [1usize, 100] {
-        steady_cpu_target(r, n, &mut t);
-    }
+    steady_targets(r, &mut t);
     flood_targets(r, &mut t);
     t
 }
@@ -478,36 +489,105 @@ fn restart_target(cfg: Config, c: Option<&FailoverCase>, t: &mut Vec<Target>) {
     });
 }
 
-/// Steady CPU of `n` instances (master + backup) ≤ 0.5 × keepalived's.
-fn steady_cpu_target(r: &Results, n: usize, t: &mut Vec<Target>) {
-    let tot = |d: Daemon| -> Option<f64> {
-        let v: Vec<f64> = r
-            .cpu
-            .iter()
-            .filter(|w| w.instances == n && w.daemon == d)
-            .map(|w| w.master_pct + w.backup_pct)
-            .collect();
-        summarize(&v).map(|s| s.median)
+/// A steady-state target comparing xvrrpd with keepalived on one metric
+/// of one case (medians over the windows): `ok(xvrrpd, keepalived)` says
+/// whether it is met (None: cannot tell without keepalived's figure).
+fn steady_target(
+    r: &Results,
+    what: String,
+    case: CpuCase,
+    unit: &str,
+    pick: CpuPick,
+    ok: impl Fn(f64, Option<f64>) -> Option<bool>,
+) -> Target {
+    let med = |d: Daemon| cpu_summary(&r.cpu, case, d, pick).map(|s| s.median);
+    let (k, x) = (med(Daemon::Keepalived), med(Daemon::Xvrrpd));
+    let failed = r
+        .cpu_errors
+        .iter()
+        .filter(|e| e.starts_with(&format!("xvrrpd steady {}:", case.label())))
+        .count();
+    let fail_note = if failed > 0 {
+        format!("; {failed} xvrrpd window(s) failed")
+    } else {
+        String::new()
     };
-    let (k, x) = (tot(Daemon::Keepalived), tot(Daemon::Xvrrpd));
-    t.push(Target {
-        what: format!("steady CPU (master + backup) ≤ 0.5 × keepalived, {n} instance(s) at 0.01"),
+    Target {
+        what,
         measured: match (k, x) {
             (Some(k), Some(x)) => format!(
-                "xvrrpd {x:.2} %, keepalived {k:.2} %, ratio {}",
+                "xvrrpd {x:.3} {unit}, keepalived {k:.3} {unit}, ratio {}{fail_note}",
                 if k > 0.0 {
                     format!("{:.3}", x / k)
                 } else {
                     "n/a".into()
                 }
             ),
-            _ => "not measured".into(),
+            (None, Some(x)) => format!("xvrrpd {x:.3} {unit}, keepalived not measured{fail_note}"),
+            _ => format!("not measured{fail_note}"),
         },
-        met: match (k, x) {
-            (Some(k), Some(x)) => Some(x <= 0.5 * k),
-            _ => None,
-        },
-    });
+        met: x.and_then(|x| ok(x, k)).map(|m| m && failed == 0),
+    }
+}
+
+/// The steady-state targets: CPU against keepalived at 0.01, the
+/// backup's wake-ups per Master_Down_Interval in every case measured, the
+/// backup's CPU with 1000 instances at 1 s.
+fn steady_targets(r: &Results, t: &mut Vec<Target>) {
+    let c = |instances: usize, ms: u64| CpuCase {
+        instances,
+        advert_int: Duration::from_millis(ms),
+    };
+    for (case, factor) in [(c(1, 10), 0.5), (c(100, 10), 0.25)] {
+        t.push(steady_target(
+            r,
+            format!(
+                "steady CPU (master + backup) ≤ {factor} × keepalived, {}",
+                case.label()
+            ),
+            case,
+            "% core",
+            |w| w.master_pct + w.backup_pct,
+            move |x, k| k.map(|k| x <= factor * k),
+        ));
+    }
+    t.push(steady_target(
+        r,
+        format!(
+            "steady backup CPU ≤ 0.1 × keepalived's backup, {}",
+            c(100, 10).label()
+        ),
+        c(100, 10),
+        "% core",
+        |w| w.backup_pct,
+        |x, k| k.map(|k| x <= 0.1 * k),
+    ));
+    for case in cpu_cases(&r.cpu) {
+        t.push(steady_target(
+            r,
+            format!(
+                "backup wake-ups ≤ 1 per Master_Down_Interval ({:.4} s), {} (context switches of \
+                 every thread of the daemon, housekeeping included)",
+                backup_mdi_s(case),
+                case.label()
+            ),
+            case,
+            "per MDI",
+            |w| w.backup_wakeups_per_s * backup_mdi_s(w.case()),
+            |x, _| Some(x <= 1.0),
+        ));
+    }
+    t.push(steady_target(
+        r,
+        format!(
+            "steady backup CPU ≤ 1 % of a core, {}",
+            c(1000, 1000).label()
+        ),
+        c(1000, 1000),
+        "% core",
+        |w| w.backup_pct,
+        |x, _| Some(x <= 1.0),
+    ));
 }
 
 /// Floods: no false failover, adverts kept up, CPU bounded; a failed
@@ -710,9 +790,26 @@ pub fn json(r: &Results, header: &[(String, String)], targets: &[Target]) -> Val
         })).collect::<Vec<_>>(),
         "steady_cpu": r.cpu.iter().map(|w| json!({
             "daemon": w.daemon.name(),
+            "case": w.case().name(),
             "instances": w.instances,
+            "advert_int_s": w.advert_int.as_secs_f64(),
+            "interfaces": if xvrrpd_tests::scale::vlans_needed(w.instances) == 0 {
+                "eth0".to_string()
+            } else {
+                format!(
+                    "{} VLANs {}…",
+                    xvrrpd_tests::scale::vlans_needed(w.instances),
+                    xvrrpd_tests::scale::vlan_ifname(0)
+                )
+            },
             "master_pct_core": w.master_pct,
             "backup_pct_core": w.backup_pct,
+            "master_wakeups_per_s": w.master_wakeups_per_s,
+            "backup_wakeups_per_s": w.backup_wakeups_per_s,
+            "master_wakeups_per_s_by_thread": w.master_wakeups_by_thread.iter().map(|(n, v)| json!({"thread": n, "per_s": v})).collect::<Vec<_>>(),
+            "backup_wakeups_per_s_by_thread": w.backup_wakeups_by_thread.iter().map(|(n, v)| json!({"thread": n, "per_s": v})).collect::<Vec<_>>(),
+            "backup_master_down_interval_s": backup_mdi_s(w.case()),
+            "backup_wakeups_per_master_down_interval": w.backup_wakeups_per_s * backup_mdi_s(w.case()),
             "master_sys_pct_core": w.master_sys_pct,
             "backup_sys_pct_core": w.backup_sys_pct,
             "window_s": w.secs,

@@ -1,16 +1,17 @@
-//! Steady-state CPU: a master and a backup of each daemon running 1 or 100
-//! instances at `advert_int 0.01`, measured from /proc over a window.
+//! Steady-state CPU and wake-ups: a master and a backup of each daemon
+//! running N VRRPv3 instances at one `advert_int` (the cases of
+//! `--cpu-cases`), measured from /proc over a window. More than 250
+//! instances go on VLAN sub-interfaces of the routers' `eth0`
+//! ([`xvrrpd_tests::scale`]).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use xvrrpd_tests::{
-    clock::Stamp,
-    kconf::{Daemon, Instance},
-};
+use xvrrpd_tests::{clock::Stamp, kconf::Daemon, scale};
 
 use crate::{
     lab::{BenchLab, FifoWindow, fifo_window, pause},
+    opts::CpuCase,
     procstat::CpuMark,
 };
 
@@ -18,6 +19,7 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct CpuWindow {
     pub instances: usize,
+    pub advert_int: Duration,
     pub daemon: Daemon,
     /// % of one core.
     pub master_pct: f64,
@@ -25,6 +27,13 @@ pub struct CpuWindow {
     /// The kernel's part of each.
     pub master_sys_pct: f64,
     pub backup_sys_pct: f64,
+    /// Context switches (voluntary + nonvoluntary) per second, summed over
+    /// every thread of every process of the daemon's group.
+    pub master_wakeups_per_s: f64,
+    pub backup_wakeups_per_s: f64,
+    /// The same by thread name, busiest first.
+    pub master_wakeups_by_thread: Vec<(String, f64)>,
+    pub backup_wakeups_by_thread: Vec<(String, f64)>,
     pub secs: f64,
     /// Notify FIFO lines of either router during the window.
     pub transitions: usize,
@@ -35,34 +44,38 @@ pub struct CpuWindow {
     pub lines: Vec<(String, f64, String)>,
 }
 
-/// `n` instances VI_1…VI_n, VRIDs 1…n, one VIP each (192.0.2.100 on), all
-/// at `priority`.
-pub fn instances(n: usize, priority: u8) -> Vec<Instance> {
-    (1..=n)
-        .map(|i| {
-            let mut inst = Instance::new(
-                &format!("VI_{i}"),
-                i as u8,
-                &[&format!("192.0.2.{}/24", 99 + i)],
-            );
-            inst.priority = priority;
-            inst
-        })
-        .collect()
+impl CpuWindow {
+    pub fn case(&self) -> CpuCase {
+        CpuCase {
+            instances: self.instances,
+            advert_int: self.advert_int,
+        }
+    }
 }
 
-pub fn lab(n: usize, xvrrpd_args: &[String]) -> Result<BenchLab> {
-    let template = instances(1, 100).remove(0);
-    BenchLab::new(
-        &format!("bench-cpu-{n}"),
+/// The lab of one case: every router runs the case's instances at its
+/// priority, on VLANs when there are more than 250 (made once the lab's
+/// routers exist, before any daemon starts); also says how the VLANs
+/// were made.
+pub fn lab(case: CpuCase, xvrrpd_args: &[String]) -> Result<(BenchLab, scale::VlanKind)> {
+    let n = case.instances;
+    let template = scale::instances(1, 100, case.advert_int).remove(0);
+    let bl = BenchLab::new(
+        &format!("bench-cpu-{n}-{}ms", case.advert_int.as_millis()),
         template,
         xvrrpd_args,
         move |_, cfg| {
             let prio = cfg.instances[0].priority;
-            cfg.instances = instances(n, prio);
+            cfg.instances = scale::instances(n, prio, case.advert_int);
             Ok(())
         },
-    )
+    )?;
+    let mut kind = scale::VlanKind::None;
+    // A router's place in the cluster is its index (its addresses).
+    for (i, r) in bl.c.routers.iter().enumerate() {
+        kind = scale::add_vlans(&bl.c.lab.net, r, i, n)?;
+    }
+    Ok((bl, kind))
 }
 
 /// Starts `d`'s pair, lets it settle, measures both routers over `secs`.
@@ -86,11 +99,16 @@ pub fn measure(bl: &mut BenchLab, d: Daemon, secs: f64, settle: Duration) -> Res
         } = fifo_window(hi, lo, t0, t1);
         Ok(CpuWindow {
             instances: bl.vips.len(),
+            advert_int: bl.c.inst.advert_int,
             daemon: d,
             master_pct: h0.percent_to(&h1),
             backup_pct: l0.percent_to(&l1),
             master_sys_pct: h0.sys_percent_to(&h1),
             backup_sys_pct: l0.sys_percent_to(&l1),
+            master_wakeups_per_s: h0.wakeups_per_s_to(&h1),
+            backup_wakeups_per_s: l0.wakeups_per_s_to(&l1),
+            master_wakeups_by_thread: h0.wakeups_by_thread_to(&h1),
+            backup_wakeups_by_thread: l0.wakeups_by_thread_to(&l1),
             secs: (t1.mono_ns - t0.mono_ns) as f64 / 1e9,
             transitions,
             takeovers,
