@@ -18,6 +18,7 @@ use super::{
     dispatch::{Decided, MASTER_DOWN_SPIN_LEAD_NS},
     effects::Report,
     plan::PreparedConfig,
+    timers::Ticker,
 };
 use crate::{
     clock::monotonic_ns,
@@ -149,8 +150,7 @@ impl Daemon {
         let period = systemd::watchdog_interval()
             .unwrap_or(HOUSEKEEPING)
             .min(HOUSEKEEPING);
-        let mut housekeeping = tokio::time::interval(period);
-        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeping = Ticker::new(period)?;
         let mut adverts: Vec<Received> = Vec::with_capacity(64);
         let (mut datapath_retry, mut link_retry) = (Backoff::default(), Backoff::default());
         loop {

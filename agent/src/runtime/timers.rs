@@ -219,6 +219,45 @@ impl<K: Copy + Ord + Hash> Timers<K> {
     }
 }
 
+/// A periodic wake-up on a `timerfd` of its own: one wake-up per period
+/// (tokio's timer wheel wakes the thread several times on the way to a
+/// deadline seconds away).
+pub struct Ticker {
+    fd: AsyncFd<Fd>,
+}
+
+impl Ticker {
+    /// Must be called inside a tokio runtime.
+    pub fn new(period: std::time::Duration) -> io::Result<Self> {
+        let tfd = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        tfd.set(
+            Expiration::Interval(TimeSpec::from_duration(period)),
+            TimerSetTimeFlags::empty(),
+        )?;
+        // SAFETY: the AsyncFd owns the TimerFd, so the fd outlives the registration.
+        let fd = unsafe { AsyncFd::register(Fd(tfd)) }.map_err(io::Error::from)?;
+        Ok(Self { fd })
+    }
+
+    /// Waits for the next tick (missed ones are folded into it).
+    pub async fn tick(&mut self) -> io::Result<()> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let mut buf = [0u8; 8];
+            // SAFETY: reading the 8-byte expiration count into a local buffer.
+            let n =
+                unsafe { libc::read(guard.get_inner().as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+            guard.clear_ready();
+            if n == 8 {
+                return Ok(());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +334,20 @@ mod tests {
             vec![1, 2]
         );
         assert_eq!(t.next_deadline(), Some(now + 1_600_000));
+    }
+
+    #[tokio::test]
+    async fn a_ticker_ticks_once_per_period() {
+        let mut t = Ticker::new(std::time::Duration::from_millis(20)).expect("timerfd");
+        let start = monotonic_ns();
+        for _ in 0..3 {
+            tokio::time::timeout(std::time::Duration::from_secs(1), t.tick())
+                .await
+                .expect("ticks within a second")
+                .expect("read");
+        }
+        let took = monotonic_ns() - start;
+        assert!(took >= 60_000_000, "3 ticks of 20 ms in {took} ns");
     }
 
     #[tokio::test]
