@@ -1,7 +1,13 @@
-//! The master-down timer in the kernel (BPF timers, kernel ≥ 5.15): each
-//! kept advert of a healthy master re-arms its VRID's timer; when one runs
-//! out, the agent gets a [`DownEvent`] `DOWN_TIMER_LEAD_NS` before the
-//! deadline and spins the rest. A backup hearing its master wakes nobody.
+//! The master-down timer in the kernel (BPF timers, kernel ≥ 5.15): kept
+//! adverts of a healthy master move its VRID's deadline; when the deadline
+//! comes with no newer advert, the agent gets a [`DownEvent`]
+//! `DOWN_TIMER_LEAD_NS` before it and spins the rest. A backup hearing its
+//! master wakes nobody.
+//!
+//! An advert only records its time (and starts the timer when it is not
+//! running): restarting an hrtimer per advert costs more than the advert.
+//! The timer, when it fires, looks at the last advert's time and either
+//! re-arms itself for the deadline that time gives or reports.
 
 use core::ffi::c_void;
 
@@ -23,15 +29,26 @@ const CLOCK_MONOTONIC: u64 = 1;
 #[repr(C)]
 pub struct DownTimer {
     timer: bpf_timer,
+    /// When the last kept advert came (the deadline counts from it).
     last_ns: u64,
-    deadline_ns: u64,
+    /// 1 while the timer is running.
+    armed: u64,
 }
 
 pub type TimerMap = btf_maps::HashMap<VridKey, DownTimer, 4096>;
 
-/// (Re)arms `key`'s timer for an advert kept at `last_ns`.
+/// The time from `now` until the wake-up for a deadline (a spin lead before
+/// it); at least 1 ns.
 #[inline(always)]
-pub fn arm(timers: &TimerMap, key: VridKey, last_ns: u64, down_ns: u64) {
+fn wake_in(deadline_ns: u64, now: u64) -> u64 {
+    let wake = deadline_ns.saturating_sub(DOWN_TIMER_LEAD_NS);
+    if wake > now { wake - now } else { 1 }
+}
+
+/// Records an advert kept at `now` for `key`; starts its timer if it is not
+/// running.
+#[inline(always)]
+pub fn heard(timers: &TimerMap, key: VridKey, now: u64, down_ns: u64) {
     let mut entry = timers.get_ptr_mut(key);
     if entry.is_none() {
         // SAFETY: all-zero is the kernel's "not initialized" timer.
@@ -43,42 +60,57 @@ pub fn arm(timers: &TimerMap, key: VridKey, last_ns: u64, down_ns: u64) {
         return;
     };
     // SAFETY: a map value pointer valid for this run; the timer helpers
-    // take the timer inside it and the map that holds it.
+    // take the timer inside it and the map that holds it. A callback
+    // racing with this write sees either time, both of this master.
     unsafe {
+        if (*e).last_ns < now {
+            (*e).last_ns = now;
+        }
+        if (*e).armed != 0 {
+            return;
+        }
         let timer = &raw mut (*e).timer;
         let map = (timers as *const TimerMap).cast_mut().cast::<c_void>();
         // 0 the first time, -EBUSY once initialized.
         if bpf_timer_init(timer, map, CLOCK_MONOTONIC) == 0 {
             bpf_timer_set_callback(timer, on_down as *mut c_void);
         }
-        (*e).last_ns = last_ns;
-        (*e).deadline_ns = last_ns + down_ns;
-        let wake = if down_ns > DOWN_TIMER_LEAD_NS {
-            down_ns - DOWN_TIMER_LEAD_NS
-        } else {
-            1
-        };
-        bpf_timer_start(timer, wake, 0);
+        (*e).armed = 1;
+        bpf_timer_start(timer, wake_in(now + down_ns, now), 0);
     }
 }
 
-/// The timer ran out: tell the agent, if it still wants the VRID timed.
-/// A static subprogram (the verifier's rule for callbacks) returning 0.
+/// The timer ran: re-arm for the deadline the last advert gives, or tell
+/// the agent it has come (if it still wants the VRID timed). A static
+/// subprogram (the verifier's rule for callbacks) returning 0.
 #[inline(never)]
 extern "C" fn on_down(_map: *mut c_void, key: *mut VridKey, value: *mut DownTimer) -> i32 {
     // SAFETY: the kernel passes the element's key and value.
-    let (key, last_ns, deadline_ns) = unsafe { (*key, (*value).last_ns, (*value).deadline_ns) };
+    let (key, last_ns) = unsafe { (*key, (*value).last_ns) };
     // SAFETY: read-only lookup of a plain value.
-    match unsafe { crate::QUIET.get(key) } {
-        Some(q) if q.down_ns != 0 => {}
-        _ => return 0,
+    let down_ns = match unsafe { crate::QUIET.get(key) } {
+        Some(q) if q.down_ns != 0 => q.down_ns,
+        _ => {
+            // SAFETY: the element's value, valid during the callback.
+            unsafe { (*value).armed = 0 };
+            return 0;
+        }
+    };
+    let deadline_ns = last_ns + down_ns;
+    // SAFETY: a helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now + DOWN_TIMER_LEAD_NS < deadline_ns {
+        // A later advert moved the deadline.
+        // SAFETY: the element's own timer, restarted from its callback.
+        unsafe { bpf_timer_start(&raw mut (*value).timer, wake_in(deadline_ns, now), 0) };
+        return 0;
     }
+    // SAFETY: as above.
+    unsafe { (*value).armed = 0 };
     crate::count(Counter::DownExpired);
     if let Some(mut entry) = crate::EVENTS.reserve::<DownEvent>(0) {
-        // SAFETY: a helper call without arguments.
-        let fired_ns = unsafe { bpf_ktime_get_ns() };
         entry.write(DownEvent {
-            fired_ns,
+            fired_ns: now,
             deadline_ns,
             last_ns,
             key,

@@ -621,7 +621,7 @@ fn heard(ifindex: u32, c: &Checked, seen: &QuietAdvert, now: u64, maps: &Maps) -
     if let Some(timers) = maps.timers
         && down_ns != 0
     {
-        crate::down::arm(timers, key, now, down_ns);
+        crate::down::heard(timers, key, now, down_ns);
     }
     true
 }

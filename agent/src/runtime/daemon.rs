@@ -78,6 +78,8 @@ pub(super) struct Instance {
     /// Its down timer is on the loop's timer as a safety net only (the
     /// kernel runs it; see `quiet`).
     pub(super) down_lazy: bool,
+    /// Until when the datapath's lease (the fence's) vouches for it.
+    pub(super) lease_until: u64,
 }
 
 impl Instance {
@@ -110,6 +112,7 @@ impl Instance {
             quiet: None,
             heard_seen: 0,
             down_lazy: false,
+            lease_until: 0,
         }
     }
 

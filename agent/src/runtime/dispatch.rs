@@ -373,13 +373,19 @@ impl Daemon {
                 if priority == 0 {
                     i.counters.priority_zero_sent += 1;
                 }
-                // Each advert renews the lease the kernel fence checks:
-                // three intervals, about when a backup would take over.
+                // The adverts renew the lease the kernel fence checks: three
+                // intervals, about when a backup would take over, renewed
+                // once it has less than two left (every other advert).
+                let now = monotonic_ns();
+                let interval = u64::from(interval_cs) * 10_000_000;
                 let until = match priority {
                     0 => 0,
-                    _ => monotonic_ns() + 3 * u64::from(interval_cs) * 10_000_000,
+                    _ => now + 3 * interval,
                 };
-                leases.push((i.plan.vrid.key, until));
+                if until == 0 || i.lease_until < now + 2 * interval {
+                    i.lease_until = until;
+                    leases.push((i.plan.vrid.key, until));
+                }
             }
         }
         if let Err(e) = self.datapath.renew_leases(&leases) {

@@ -31,7 +31,7 @@ use crate::{
 
 /// How often the loop refreshes the metrics' datapath snapshot (and pets
 /// the systemd watchdog, at most half its timeout apart).
-const HOUSEKEEPING: Duration = Duration::from_secs(5);
+const HOUSEKEEPING: Duration = Duration::from_secs(10);
 
 /// Upper bound of one spin to a down deadline, whatever the timers say.
 const MAX_SPIN_NS: u64 = 2 * MASTER_DOWN_SPIN_LEAD_NS;

@@ -10,9 +10,10 @@
 //! - where the kernel runs the down timer (BPF timers), each kept advert
 //!   re-arms it there, and the kernel reports one that runs out
 //!   (`DownEvent`, shortly before the deadline); the loop's own timer for
-//!   the instance is only a safety net, one Master_Down_Interval late, and
-//!   when one comes due every kept instance is brought up to date at once:
-//!   about one wake-up per Master_Down_Interval for the whole host;
+//!   the instance is only a safety net, a Master_Down_Interval (at least a
+//!   second) late, and when one comes due every kept instance is brought up
+//!   to date at once: less than one wake-up per Master_Down_Interval for
+//!   the whole host;
 //! - elsewhere the loop's own timer comes due at the deadline (its early
 //!   wake-up) and reads the time of the last kept advert first: one
 //!   wake-up per Master_Down_Interval per instance, none per advert.
@@ -28,6 +29,9 @@ use crate::{
     clock::monotonic_ns,
     vrrp::{Input, TimerKind},
 };
+
+/// The shortest delay of the safety net behind the kernel's down timer.
+const SAFETY_NET_MIN_NS: u64 = 1_000_000_000;
 
 /// The fingerprint's source field for an address (IPv4 in the first four
 /// bytes), as the datapath writes it.
@@ -107,13 +111,17 @@ impl Daemon {
 
     /// Puts `inst`'s down deadline `at` on the loop's timer: at the deadline
     /// itself (woken early to spin to it) unless the kernel times the
-    /// instance and `imminent` is not set; then one Master_Down_Interval
-    /// later, as a safety net the kernel's timer should never need.
+    /// instance and `imminent` is not set; then a Master_Down_Interval (at
+    /// least a second) later, as a safety net the kernel's timer should
+    /// never need.
     pub(super) fn arm_down_timer(&mut self, inst: InstanceId, at: u64, imminent: bool) {
         let lazy = !imminent && self.kernel_timed(inst);
         let (wake_at, lead) = match lazy {
             true => {
-                let slack = self.router(inst).map_or(0, |r| r.master_down_ns());
+                let slack = self
+                    .router(inst)
+                    .map_or(0, |r| r.master_down_ns())
+                    .max(SAFETY_NET_MIN_NS);
                 (at.saturating_add(slack), 0)
             }
             false => (at, spin_lead(TimerKind::MasterDown)),
