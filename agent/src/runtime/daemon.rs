@@ -80,6 +80,10 @@ pub(super) struct Instance {
     pub(super) down_lazy: bool,
     /// Until when the datapath's lease (the fence's) vouches for it.
     pub(super) lease_until: u64,
+    /// When its datapath entry was last written, and the receive time of
+    /// the last advert the kernel kept, as last read (see `quiet`).
+    pub(super) quiet_since: u64,
+    pub(super) heard_last: u64,
 }
 
 impl Instance {
@@ -113,6 +117,8 @@ impl Instance {
             heard_seen: 0,
             down_lazy: false,
             lease_until: 0,
+            quiet_since: 0,
+            heard_last: 0,
         }
     }
 

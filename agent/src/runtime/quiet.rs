@@ -83,7 +83,10 @@ impl Daemon {
                 warn!("{}: datapath: {e}", i.plan.name);
             }
             match self.datapath.set_quiet(key, want) {
-                Ok(()) => i.quiet = want.map(|a| (key, a)),
+                Ok(()) => {
+                    i.quiet = want.map(|a| (key, a));
+                    i.quiet_since = monotonic_ns();
+                }
                 // Every advert keeps waking the loop: slower, still right.
                 Err(e) => {
                     warn!(
@@ -104,9 +107,15 @@ impl Daemon {
     }
 
     /// Whether the kernel runs `inst`'s down timer: it keeps the master's
-    /// adverts and has BPF timers.
+    /// adverts, has BPF timers, and has kept one since the entry was written
+    /// (the kernel's timer starts with the first kept advert: until then
+    /// the loop's timer is the only one).
     fn kernel_timed(&self, inst: InstanceId) -> bool {
-        self.datapath.kernel_timers() && self.instances.get(inst).is_some_and(|i| i.quiet.is_some())
+        self.datapath.kernel_timers()
+            && self
+                .instances
+                .get(inst)
+                .is_some_and(|i| i.quiet.is_some() && i.heard_last > i.quiet_since)
     }
 
     /// Puts `inst`'s down deadline `at` on the loop's timer: at the deadline
@@ -226,6 +235,7 @@ impl Daemon {
         let key = self.instances.get(inst)?.plan.vrid.key;
         let heard = self.datapath.heard(&key)?;
         let i = self.instances.get_mut(inst)?;
+        i.heard_last = i.heard_last.max(heard.last_ns);
         // The kernel's count restarts with its entry (a removed VRID).
         let new = heard.count.checked_sub(i.heard_seen).unwrap_or(heard.count);
         i.heard_seen = heard.count;
