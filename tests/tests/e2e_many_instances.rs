@@ -113,7 +113,12 @@ fn a_thousand_instances_fail_over_together_and_back_each_vip_moving_once() -> Re
             let mdi = ADVERT_INT * 3 + ADVERT_INT * (256 - 100) / 256;
 
             c.start(&["r1"])?;
-            wait_all(c.router("r1"), &vips, true, mdi * 4 + Duration::from_secs(30))?;
+            wait_all(
+                c.router("r1"),
+                &vips,
+                true,
+                mdi * 4 + Duration::from_secs(30),
+            )?;
             c.start(&["r2"])?;
             c.router("r2")
                 .wait_datapath_settled(Duration::from_secs(30))?;
@@ -129,7 +134,12 @@ fn a_thousand_instances_fail_over_together_and_back_each_vip_moving_once() -> Re
 
             // r1 dies: every VIP moves to r2 once; r1's warden removes its own.
             let killed = c.router_mut("r1").kill9()?;
-            wait_all(c.router("r2"), &vips, true, mdi * 3 + Duration::from_secs(20))?;
+            wait_all(
+                c.router("r2"),
+                &vips,
+                true,
+                mdi * 3 + Duration::from_secs(20),
+            )?;
             let all_moved = Instant::now();
             wait_all(c.router("r1"), &vips, false, Duration::from_secs(10))
                 .context("the warden of the killed r1 left VIPs behind")?;
@@ -150,7 +160,12 @@ fn a_thousand_instances_fail_over_together_and_back_each_vip_moving_once() -> Re
 
             // r1 comes back and preempts: every VIP moves back once.
             let back = c.router_mut("r1").start()?;
-            wait_all(c.router("r1"), &vips, true, mdi * 4 + Duration::from_secs(30))?;
+            wait_all(
+                c.router("r1"),
+                &vips,
+                true,
+                mdi * 4 + Duration::from_secs(30),
+            )?;
             wait_all(c.router("r2"), &vips, false, Duration::from_secs(10))?;
             std::thread::sleep(mdi * 2);
             check_moves(c.router("r1"), &vips, back.mono_ns, (1, 0))?;

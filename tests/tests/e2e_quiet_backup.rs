@@ -234,3 +234,48 @@ fn set_priority(c: &mut Cluster, name: &str, priority: u8) -> Result<Stamp> {
     r.write_config(&cfg)?;
     r.sighup()
 }
+
+/// The kernel's down timer starts with the first advert it keeps: a master
+/// lost right after the backup's datapath delivered its first advert (the
+/// entry is written, no kernel timer runs yet) is still timed out at its
+/// deadline, by the daemon's own timer.
+#[test]
+fn a_master_lost_before_its_advert_repeats_is_still_timed_out_on_time() -> Result<()> {
+    lab_test(
+        "a_master_lost_before_its_advert_repeats_is_still_timed_out_on_time",
+        || {
+            let mut inst = Instance::new("VI_1", 51, &["192.0.2.100/24"]);
+            inst.advert_int = Duration::from_secs(1);
+            let mut c = Cluster::new(
+                "quiet-window",
+                inst,
+                &[("r1", Daemon::Xvrrpd, 150), ("r2", Daemon::Xvrrpd, 100)],
+                false,
+                |_, _| Ok(()),
+            )?;
+            c.start(&["r1"])?;
+            c.expect_master("r1", Duration::from_secs(10))?;
+            c.start(&["r2"])?;
+            c.router("r2")
+                .wait_datapath_settled(Duration::from_secs(5))?;
+            // The first advert the kernel delivers writes r2's entry; the
+            // next one (a second later) would start the kernel's timer.
+            let accepted = |c: &Cluster| -> Result<u64> {
+                let s = c.router("r2").status()?;
+                Ok(s.datapath_counters.get("accepted").copied().unwrap_or(0))
+            };
+            let before = accepted(&c)?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while accepted(&c)? == before {
+                ensure!(
+                    std::time::Instant::now() < deadline,
+                    "r2's datapath delivered no advert of r1 in 3 s"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let f = c.crash("r1", "r2")?;
+            println!("{}", f.summary());
+            c.finish()
+        },
+    )
+}
