@@ -499,6 +499,9 @@ pub struct Heard {
     pub last_ns: u64,
     /// How many there were.
     pub count: u64,
+    /// 1: the kernel's down timer for the VRID runs since that advert (0:
+    /// it could not start one, or the programs have no timers).
+    pub timed: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<QuietAdvert>() == (QUIET_COMPARED_WORDS + 1) * 8);

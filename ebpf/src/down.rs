@@ -46,9 +46,11 @@ fn wake_in(deadline_ns: u64, now: u64) -> u64 {
 }
 
 /// Records an advert kept at `now` for `key`; starts its timer if it is not
-/// running.
+/// running. Returns whether the timer runs: starting one can fail for a
+/// while (the kernel allocates it atomically, and a burst of a thousand
+/// VRIDs empties its cache), and the next kept advert tries again.
 #[inline(always)]
-pub fn heard(timers: &TimerMap, key: VridKey, now: u64, down_ns: u64) {
+pub fn heard(timers: &TimerMap, key: VridKey, now: u64, down_ns: u64) -> bool {
     let mut entry = timers.get_ptr_mut(key);
     if entry.is_none() {
         // SAFETY: all-zero is the kernel's "not initialized" timer.
@@ -57,7 +59,7 @@ pub fn heard(timers: &TimerMap, key: VridKey, now: u64, down_ns: u64) {
         entry = timers.get_ptr_mut(key);
     }
     let Some(e) = entry else {
-        return;
+        return false;
     };
     // SAFETY: a map value pointer valid for this run; the timer helpers
     // take the timer inside it and the map that holds it. A callback
@@ -67,18 +69,29 @@ pub fn heard(timers: &TimerMap, key: VridKey, now: u64, down_ns: u64) {
             (*e).last_ns = now;
         }
         if (*e).armed != 0 {
-            return;
+            return true;
         }
         let timer = &raw mut (*e).timer;
         let map = (timers as *const TimerMap).cast_mut().cast::<c_void>();
-        // 0 the first time, -EBUSY once initialized.
-        if bpf_timer_init(timer, map, CLOCK_MONOTONIC) == 0 {
-            bpf_timer_set_callback(timer, on_down as *mut c_void);
+        // 0 the first time, -EBUSY once initialized; -ENOMEM: not now.
+        match bpf_timer_init(timer, map, CLOCK_MONOTONIC) {
+            0 => {
+                if bpf_timer_set_callback(timer, on_down as *mut c_void) != 0 {
+                    return false;
+                }
+            }
+            EBUSY => {}
+            _ => return false,
+        }
+        if bpf_timer_start(timer, wake_in(now + down_ns, now), 0) != 0 {
+            return false;
         }
         (*e).armed = 1;
-        bpf_timer_start(timer, wake_in(now + down_ns, now), 0);
+        true
     }
 }
+
+const EBUSY: i64 = -16;
 
 /// The timer ran: re-arm for the deadline the last advert gives, or tell
 /// the agent it has come (if it still wants the VRID timed). A static
@@ -101,8 +114,13 @@ extern "C" fn on_down(_map: *mut c_void, key: *mut VridKey, value: *mut DownTime
     let now = unsafe { bpf_ktime_get_ns() };
     if now + DOWN_TIMER_LEAD_NS < deadline_ns {
         // A later advert moved the deadline.
-        // SAFETY: the element's own timer, restarted from its callback.
-        unsafe { bpf_timer_start(&raw mut (*value).timer, wake_in(deadline_ns, now), 0) };
+        // SAFETY: the element's own timer, restarted from its callback;
+        // if that fails, the next kept advert starts it again.
+        unsafe {
+            if bpf_timer_start(&raw mut (*value).timer, wake_in(deadline_ns, now), 0) != 0 {
+                (*value).armed = 0;
+            }
+        }
         return 0;
     }
     // SAFETY: as above.

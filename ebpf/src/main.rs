@@ -29,10 +29,11 @@ use xvrrpd_common::{
     VridConfig, VridKey,
 };
 
-/// Adverts for the agent. 256 KiB holds ~780 events: seconds of backlog at any
-/// sane advert rate, so `ringbuf_full` only counts a stalled agent.
+/// Adverts for the agent. 4 MiB holds ~12,000 events: a burst of a thousand
+/// instances' adverts (a master batches them) many times over, so
+/// `ringbuf_full` only counts a stalled agent.
 #[map(name = "EVENTS")]
-static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);

@@ -599,6 +599,11 @@ fn heard(ifindex: u32, c: &Checked, seen: &QuietAdvert, now: u64, maps: &Maps) -
             return false;
         }
     }
+    // The kernel's down timer first: the record says whether it runs.
+    let timed = match maps.timers {
+        Some(timers) if down_ns != 0 => crate::down::heard(timers, key, now, down_ns),
+        _ => false,
+    };
     match maps.heard.get_ptr_mut(key) {
         // SAFETY: a map value pointer valid for this run; two CPUs racing
         // here write times a few nanoseconds apart.
@@ -607,21 +612,18 @@ fn heard(ifindex: u32, c: &Checked, seen: &QuietAdvert, now: u64, maps: &Maps) -
                 (*h).last_ns = now;
             }
             (*h).count += 1;
+            (*h).timed = timed as u64;
         },
         None => {
             let first = Heard {
                 last_ns: now,
                 count: 1,
+                timed: timed as u64,
             };
             if maps.heard.insert(key, first, 0).is_err() {
                 return false;
             }
         }
-    }
-    if let Some(timers) = maps.timers
-        && down_ns != 0
-    {
-        crate::down::heard(timers, key, now, down_ns);
     }
     true
 }

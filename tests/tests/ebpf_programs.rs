@@ -205,7 +205,8 @@ fn interface_policy_controls_drop_and_pass() {
 fn full_ring_buffer_is_counted_and_passed() {
     let (dp, mut ring) = loaded();
     let valid = case("v3_ipv4_pseudo_header_checksum");
-    let runs = 2000u32;
+    // 4 MiB holds ~12,000 events.
+    let runs = 20_000u32;
     let (verdict, _) = dp.test_run_xdp(&valid, runs).expect("test run");
     // The last run found the ring full: the advert goes on to the stack.
     assert_eq!(verdict, XDP_PASS);
@@ -823,4 +824,88 @@ fn leases_are_renewed_in_one_batch() {
     for (k, v) in &leases {
         assert_eq!(dp.lease(k).expect("LEASES"), Some(*v), "{k:?}");
     }
+}
+
+/// 250 VRIDs kept at once: the kernel may fail to start some timers (it
+/// allocates them without locks, and a burst empties its cache), but it
+/// never claims to time a VRID it does not: every VRID whose record says
+/// `timed` is reported when its master goes quiet, and the daemon runs the
+/// down timer of the others itself.
+#[test]
+fn every_vrid_the_kernel_says_it_times_is_reported() {
+    use std::{net::IpAddr, time::Duration};
+    use xvrrpd::packet::{Advert, Auth, V3Ipv4Checksum, Version, encode, frame::VrrpFrame};
+    use xvrrpd_common::{QuietAdvert, VRID_FLAG_CHECK_TTL, VridConfig};
+    require_root();
+    let mut dp = EbpfDatapath::load(true).expect("load the eBPF datapath");
+    let cfg = VridConfig {
+        flags: VRID_FLAG_CHECK_TTL,
+        auth_type: 0,
+        v2_interval_s: 0,
+        _pad: [0; 5],
+        auth_data: [0; 8],
+    };
+    let (src, dst): (IpAddr, IpAddr) = (
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11)),
+        IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18)),
+    );
+    let mut frames = Vec::new();
+    for vrid in 1..=250u8 {
+        dp.set_vrid(VridKey::new(SPEC_IFINDEX, FAMILY_IPV4, vrid), cfg)
+            .expect("VRIDS");
+        let advert = Advert {
+            version: Version::V3,
+            vrid,
+            priority: 150,
+            interval_cs: 10,
+            addrs: vec![IpAddr::V4(Ipv4Addr::new(198, 18, 0, vrid))],
+            auth: Auth::None,
+        };
+        let msg = encode(&advert, src, dst, V3Ipv4Checksum::PseudoHeader).expect("encode");
+        frames.push(VrrpFrame::new(src, dst, vrid).build(&msg));
+    }
+    let mut ring = dp.take_events().expect("ring buffer");
+    let mut events = Vec::new();
+    for f in &frames {
+        dp.test_run_xdp(f, 1).expect("run");
+    }
+    ring.drain(&mut events);
+    assert_eq!(events.len(), 250, "every first advert is delivered");
+    for ev in &events {
+        let mut fp = QuietAdvert::of_event(ev);
+        fp.down_ns = 200_000_000;
+        dp.set_quiet(VridKey::new(ev.ifindex, ev.family, ev.vrid), Some(fp))
+            .expect("QUIET");
+    }
+    for _ in 0..3 {
+        for f in &frames {
+            dp.test_run_xdp(f, 1).expect("run");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    events.clear();
+    ring.drain(&mut events);
+    assert!(events.is_empty(), "kept adverts were delivered");
+    let mut downs = Vec::new();
+    ring.take_downs(&mut downs);
+    let mut untimed = 0;
+    for vrid in 1..=250u8 {
+        let key = VridKey::new(SPEC_IFINDEX, FAMILY_IPV4, vrid);
+        let heard = dp.heard(&key).expect("HEARD").expect("an entry");
+        assert_eq!(heard.count, 3, "vrid {vrid}: kept adverts");
+        if heard.timed == 0 {
+            untimed += 1;
+            continue;
+        }
+        assert!(
+            downs.iter().any(|d| d.key == key),
+            "vrid {vrid}: the kernel said it times it, and never reported"
+        );
+    }
+    println!(
+        "{} reported by the kernel, {untimed} left to the daemon",
+        downs.len()
+    );
+    assert!(untimed < 250, "the kernel timed no VRID at all");
 }

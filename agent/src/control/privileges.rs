@@ -246,16 +246,24 @@ pub fn drop_after_attach() -> Result<DroppedReport, PrivError> {
 }
 
 /// Drops every capability not in `plan.keep` from this thread's sets and,
-/// with CAP_SETPCAP, from the bounding set.
+/// with CAP_SETPCAP, from the bounding set; refuses (changing nothing) while
+/// another thread still holds one (see [`drop_in_this_thread`]).
 pub fn drop_with(plan: &Plan) -> Result<DroppedReport, PrivError> {
-    let keep = &plan.keep;
-    let (threads, held) = privileged_threads(keep)?;
+    let (threads, held) = privileged_threads(&plan.keep)?;
     if !threads.is_empty() {
         return Err(PrivError::OtherThreads {
             threads,
             caps: names(&held),
         });
     }
+    drop_in_this_thread(plan)
+}
+
+/// [`drop_with`] for the calling thread alone, whatever other threads hold:
+/// for a worker thread started before the drop, which drops its own before
+/// the main thread drops with [`drop_with`].
+pub fn drop_in_this_thread(plan: &Plan) -> Result<DroppedReport, PrivError> {
+    let keep = &plan.keep;
     let permitted = read(CapSet::Permitted)?;
     let effective = read(CapSet::Effective)?;
     let inheritable = read(CapSet::Inheritable)?;

@@ -34,6 +34,9 @@ pub struct RawReceiver {
     buf: Vec<u8>,
 }
 
+/// Receive buffer of each raw socket (the kernel doubles it for overhead).
+const RCVBUF: usize = 4 << 20;
+
 fn raw_socket(domain: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); the fd is owned right away.
     let fd = unsafe {
@@ -114,6 +117,13 @@ impl RawReceiver {
         setsockopt(&v6, sockopt::Ipv6RecvPacketInfo, &true)?;
         setsockopt(&v6, sockopt::Ipv6RecvHopLimit, &true)?;
         setsockopt(&v6, sockopt::ReceiveTimestampns, &true)?;
+        // A master batches its adverts: a thousand instances arrive within a
+        // millisecond, more than the default buffer holds.
+        for fd in [&v4, &v6] {
+            if setsockopt(fd, sockopt::RcvBufForce, &RCVBUF).is_err() {
+                setsockopt(fd, sockopt::RcvBuf, &RCVBUF)?;
+            }
+        }
         Ok(Self {
             v4,
             v6,

@@ -509,6 +509,8 @@ pub enum AddrError {
     List(NlError),
     #[error("{0}")]
     Netlink(NlError),
+    #[error("the thread that adds and removes VIPs stopped: restart xvrrpd")]
+    WorkerGone,
 }
 
 /// Adds and removes VIPs; one netlink socket, shared behind a lock so the

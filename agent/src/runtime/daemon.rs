@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use xvrrpd_common::{QuietAdvert, VridKey};
 
 use super::{
-    effects::{EffectQueue, Report},
+    effects::{EffectQueue, Report, VipWorker},
     plan::{self, InstancePlan, NewConfig, Plan, PreparedConfig, TrackerIds},
     timers::Timers,
     trackers::Trackers,
@@ -84,6 +84,8 @@ pub(super) struct Instance {
     /// the last advert the kernel kept, as last read (see `quiet`).
     pub(super) quiet_since: u64,
     pub(super) heard_last: u64,
+    /// The kernel said its down timer runs (as last read).
+    pub(super) heard_timed: bool,
 }
 
 impl Instance {
@@ -119,6 +121,7 @@ impl Instance {
             lease_until: 0,
             quiet_since: 0,
             heard_last: 0,
+            heard_timed: false,
         }
     }
 
@@ -147,7 +150,8 @@ pub(super) struct Guard {
 /// What effects on the host need: the VIP manager, a GARP/NA sender per
 /// interface, and the channel effect reports come back on.
 pub(super) struct HostEffects {
-    pub(super) vips: Rc<VipManager>,
+    /// The VIP thread every effect queue hands its netlink work to.
+    pub(super) vips: VipWorker,
     pub(super) garp: HashMap<u32, Rc<GratuitousSender>>,
     pub(super) reports: mpsc::UnboundedSender<Report>,
 }
@@ -217,8 +221,8 @@ impl Daemon {
         for w in &plan.warnings {
             warn!("{w}");
         }
-        let vips = Rc::new(VipManager::new().context("opening rtnetlink for VIPs")?);
-        remove_leftovers(&vips).await;
+        remove_leftovers(&VipManager::new().context("opening rtnetlink for VIPs")?).await;
+        let vips = VipWorker::start().context("starting the VIP thread")?;
         // After the VIPs: the previous run's fence guards them until then.
         let (datapath, ebpf_loading) = open_datapath(&plan, opts.datapath, opts.pins.as_ref())?;
         let link = LinkWatcher::new(Watch::LinksAndAddresses)
@@ -350,7 +354,15 @@ impl Daemon {
             }
         }
         // Capabilities are per thread: this runs once the loader thread is gone.
-        match crate::control::privileges::drop_after_attach() {
+        // Capabilities are per thread: the VIP thread drops its own first.
+        let plan = crate::control::privileges::Plan::for_this_kernel();
+        let dropped = self
+            .host
+            .vips
+            .drop_capabilities(&plan)
+            .map_err(|e| format!("the VIP thread: {e}"))
+            .and_then(|()| crate::control::privileges::drop_with(&plan).map_err(|e| e.to_string()));
+        match dropped {
             Ok(report) => info!("{report}"),
             Err(e) => warn!("keeping capabilities: {e}"),
         }

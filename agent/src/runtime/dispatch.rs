@@ -506,6 +506,8 @@ impl Daemon {
             return;
         }
         let mut want: HashMap<(u32, IpAddr), Guard> = HashMap::new();
+        // One MAC lookup (a system call) per interface, not per instance.
+        let mut macs: HashMap<u32, Option<[u8; 6]>> = HashMap::new();
         for (inst, i) in self.instances.iter().enumerate() {
             let Some(router) = self.router(inst) else {
                 continue;
@@ -513,12 +515,11 @@ impl Daemon {
             if router.state() != State::Master {
                 continue;
             }
-            let Some(mac) = self
-                .host
-                .garp
-                .get(&i.plan.ifindex)
-                .and_then(|s| s.mac().ok())
-            else {
+            let ifindex = i.plan.ifindex;
+            let mac = *macs
+                .entry(ifindex)
+                .or_insert_with(|| self.host.garp.get(&ifindex).and_then(|s| s.mac().ok()));
+            let Some(mac) = mac else {
                 continue;
             };
             let interval_ns = u64::from(router.config().advert_int_cs) * 10_000_000;
@@ -565,8 +566,12 @@ impl Daemon {
         }
     }
 
-    /// Valid adverts from the datapath, in arrival order.
+    /// Valid adverts from the datapath, in arrival order: all decided, then
+    /// executed together (as timers are), so a burst of adverts — a
+    /// thousand instances preempted at once — costs one pass over the
+    /// guards and the kernel entries, not one per advert.
     pub(super) fn on_adverts(&mut self, adverts: impl IntoIterator<Item = Received>) {
+        let mut decided = Decided::default();
         for r in adverts {
             let Some(&inst) = self.by_vrid.get(&r.key) else {
                 continue;
@@ -578,17 +583,17 @@ impl Daemon {
                     i.counters.priority_zero_received += 1;
                 }
             }
-            let mut decided = Decided::default();
+            let start = decided.actions.len();
             self.decide(inst, monotonic_ns(), Input::Advert(r.advert), &mut decided);
-            let accepted = !decided
-                .actions
+            let accepted = !decided.actions[start..]
                 .iter()
                 .any(|(n, a)| *n == inst && matches!(a, Action::Discarded(_)));
             if let Some(i) = self.instances.get_mut(inst) {
                 i.fingerprint = accepted.then_some(r.fingerprint);
             }
-            self.execute(decided);
         }
+        // Even without actions: the touched instances' kernel entries.
+        self.execute(decided);
         self.on_claims();
         self.on_downs();
     }

@@ -7,19 +7,151 @@
 //! GARP/NA effects in the order the state machine emitted them, a task runs
 //! them one after the other, and reports back when each is done for the
 //! transition's timeline.
+//!
+//! The netlink work itself runs on a thread of its own ([`VipWorker`]): a
+//! thousand instances taking over together add a thousand addresses, over a
+//! second of kernel time, and on the loop's thread that second would delay
+//! the adverts and down timers of every instance.
 
 use std::{cell::Cell, net::IpAddr, rc::Rc, time::Duration};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 use crate::{
     clock::monotonic_ns,
+    control::privileges::{self, Plan},
     net::{
-        addr::{Vip, VipManager},
+        addr::{AddOutcome, AddrError, AddrInfo, RemoveOutcome, Vip, VipManager},
         gratuitous::GratuitousSender,
     },
 };
+
+/// One request to the VIP thread, with where its answer goes.
+enum VipJob {
+    Add(
+        Vec<Vip>,
+        oneshot::Sender<Vec<Result<AddOutcome, AddrError>>>,
+    ),
+    Remove(
+        Vec<Vip>,
+        oneshot::Sender<Vec<Result<RemoveOutcome, AddrError>>>,
+    ),
+    ListMarked(oneshot::Sender<Result<Vec<AddrInfo>, AddrError>>),
+    DropCapabilities(Plan, std::sync::mpsc::SyncSender<Result<(), String>>),
+}
+
+/// The VIP thread: adds, removes and lists VIPs for every effect queue, one
+/// request after the other (the kernel serialises them anyway), on the
+/// normal scheduler. Cheap to clone.
+#[derive(Clone)]
+pub struct VipWorker {
+    tx: mpsc::UnboundedSender<VipJob>,
+}
+
+impl VipWorker {
+    /// Starts the thread with its netlink socket; fails if the socket does.
+    pub fn start() -> Result<Self, AddrError> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<VipJob>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("vips".into())
+            .spawn(move || {
+                // Never above the event loop, even if the process was started
+                // real-time.
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: sched_setscheduler on this thread with a valid param.
+                unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(AddrError::Netlink(crate::net::NlError::Open(
+                            e.to_string(),
+                        ))));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let vips = match VipManager::new() {
+                        Ok(v) => v,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    while let Some(job) = rx.recv().await {
+                        match job {
+                            VipJob::Add(list, reply) => {
+                                let _ = reply.send(vips.add_vips(&list).await);
+                            }
+                            VipJob::Remove(list, reply) => {
+                                let _ = reply.send(vips.remove_vips(&list).await);
+                            }
+                            VipJob::ListMarked(reply) => {
+                                let _ = reply.send(vips.list_marked().await);
+                            }
+                            VipJob::DropCapabilities(plan, reply) => {
+                                let r = privileges::drop_in_this_thread(&plan)
+                                    .map(|_| ())
+                                    .map_err(|e| e.to_string());
+                                let _ = reply.send(r);
+                            }
+                        }
+                    }
+                });
+            });
+        if let Err(e) = spawned {
+            return Err(AddrError::Netlink(crate::net::NlError::Open(e.to_string())));
+        }
+        ready_rx.recv().unwrap_or(Err(AddrError::WorkerGone))?;
+        Ok(Self { tx })
+    }
+
+    pub async fn add_vips(&self, list: &[Vip]) -> Vec<Result<AddOutcome, AddrError>> {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(VipJob::Add(list.to_vec(), reply)).is_err() {
+            return list.iter().map(|_| Err(AddrError::WorkerGone)).collect();
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| list.iter().map(|_| Err(AddrError::WorkerGone)).collect())
+    }
+
+    pub async fn remove_vips(&self, list: &[Vip]) -> Vec<Result<RemoveOutcome, AddrError>> {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(VipJob::Remove(list.to_vec(), reply)).is_err() {
+            return list.iter().map(|_| Err(AddrError::WorkerGone)).collect();
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| list.iter().map(|_| Err(AddrError::WorkerGone)).collect())
+    }
+
+    pub async fn list_marked(&self) -> Result<Vec<AddrInfo>, AddrError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(VipJob::ListMarked(reply))
+            .map_err(|_| AddrError::WorkerGone)?;
+        answer.await.unwrap_or(Err(AddrError::WorkerGone))
+    }
+
+    /// Has the thread drop the capabilities `plan` does not keep, from its
+    /// own sets, before the main thread drops them (capabilities are per
+    /// thread). Waits at most two seconds.
+    pub fn drop_capabilities(&self, plan: &Plan) -> Result<(), String> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .send(VipJob::DropCapabilities(plan.clone(), reply))
+            .map_err(|_| "the VIP thread stopped".to_string())?;
+        answer
+            .recv_timeout(Duration::from_secs(2))
+            .map_err(|e| format!("the VIP thread did not answer: {e}"))?
+    }
+}
 
 pub enum Effect {
     AddVips(Vec<Vip>),
@@ -68,7 +200,7 @@ impl EffectQueue {
     /// Starts the worker; must run inside a `LocalSet`.
     pub fn spawn(
         instance: String,
-        vips: Rc<VipManager>,
+        vips: VipWorker,
         reports: mpsc::UnboundedSender<Report>,
     ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Effect)>();
@@ -108,12 +240,7 @@ impl EffectQueue {
     }
 }
 
-async fn run(
-    instance: &str,
-    vips: &VipManager,
-    effect: Effect,
-    generation: &Rc<Cell<u64>>,
-) -> Done {
+async fn run(instance: &str, vips: &VipWorker, effect: Effect, generation: &Rc<Cell<u64>>) -> Done {
     match effect {
         Effect::AddVips(list) => {
             for (v, r) in list.iter().zip(vips.add_vips(&list).await) {

@@ -107,15 +107,16 @@ impl Daemon {
     }
 
     /// Whether the kernel runs `inst`'s down timer: it keeps the master's
-    /// adverts, has BPF timers, and has kept one since the entry was written
+    /// adverts, has BPF timers, has kept one since the entry was written
     /// (the kernel's timer starts with the first kept advert: until then
-    /// the loop's timer is the only one).
+    /// the loop's timer is the only one) and said its timer runs (starting
+    /// one can fail for a while under a burst).
     fn kernel_timed(&self, inst: InstanceId) -> bool {
         self.datapath.kernel_timers()
             && self
                 .instances
                 .get(inst)
-                .is_some_and(|i| i.quiet.is_some() && i.heard_last > i.quiet_since)
+                .is_some_and(|i| i.quiet.is_some() && i.heard_timed && i.heard_last > i.quiet_since)
     }
 
     /// Puts `inst`'s down deadline `at` on the loop's timer: at the deadline
@@ -208,9 +209,12 @@ impl Daemon {
             .filter(|&inst| self.instances.get(inst).is_some_and(|i| i.quiet.is_some()))
             .collect();
         if woken.iter().any(|&n| self.instances[n].down_lazy) {
-            woken = (0..self.instances.len())
-                .filter(|&n| self.instances[n].down_lazy)
-                .collect();
+            // Every safety net along, and still every woken exact timer.
+            for n in 0..self.instances.len() {
+                if self.instances[n].down_lazy && !woken.contains(&n) {
+                    woken.push(n);
+                }
+            }
         }
         for inst in woken {
             if let Some(at_ns) = self.absorb_heard(inst) {
@@ -236,6 +240,7 @@ impl Daemon {
         let heard = self.datapath.heard(&key)?;
         let i = self.instances.get_mut(inst)?;
         i.heard_last = i.heard_last.max(heard.last_ns);
+        i.heard_timed = heard.timed != 0;
         // The kernel's count restarts with its entry (a removed VRID).
         let new = heard.count.checked_sub(i.heard_seen).unwrap_or(heard.count);
         i.heard_seen = heard.count;
