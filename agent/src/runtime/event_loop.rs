@@ -272,8 +272,12 @@ impl Daemon {
                 _ => break,
             }
         }
+        // The same `now` for the last refresh and for what is due: a down
+        // timer that came due while others were refreshed is refreshed too.
+        let now = monotonic_ns();
+        self.refresh_heard(now);
         let mut due = Vec::new();
-        if let Err(e) = self.timers.pop_due(monotonic_ns(), &mut due) {
+        if let Err(e) = self.timers.pop_due(now, &mut due) {
             error!("timers: {e}");
         }
         // Every due timer is decided before any is executed: the adverts

@@ -23,7 +23,7 @@ use xvrrpd_common::{DownEvent, QuietAdvert};
 
 use super::{
     daemon::{Daemon, InstanceId},
-    dispatch::spin_lead,
+    dispatch::{Decided, spin_lead},
 };
 use crate::{
     clock::monotonic_ns,
@@ -153,6 +153,8 @@ impl Daemon {
     pub(super) fn on_downs(&mut self) {
         let mut downs = Vec::new();
         self.datapath.take_downs(&mut downs);
+        let mut expired = Vec::new();
+        let mut decided = Decided::default();
         for DownEvent {
             key,
             last_ns,
@@ -171,8 +173,12 @@ impl Daemon {
                 self.name(inst),
                 deadline_ns.saturating_sub(fired_ns)
             );
-            self.absorb_heard(inst);
-            self.feed(inst, monotonic_ns(), Input::Heard { at_ns: last_ns });
+            let at_ns = self.absorb_heard(inst).unwrap_or(last_ns).max(last_ns);
+            self.decide(inst, monotonic_ns(), Input::Heard { at_ns }, &mut decided);
+            expired.push(inst);
+        }
+        self.execute(decided);
+        for inst in expired {
             if let Some(at) = self
                 .router(inst)
                 .and_then(|r| r.deadline(TimerKind::MasterDown))
@@ -210,17 +216,25 @@ impl Daemon {
             .collect();
         if woken.iter().any(|&n| self.instances[n].down_lazy) {
             // Every safety net along, and still every woken exact timer.
-            for n in 0..self.instances.len() {
-                if self.instances[n].down_lazy && !woken.contains(&n) {
+            let mut listed = vec![false; self.instances.len()];
+            for &n in &woken {
+                listed[n] = true;
+            }
+            for (n, i) in self.instances.iter().enumerate() {
+                if i.down_lazy && !listed[n] {
                     woken.push(n);
                 }
             }
         }
+        // All decided, then executed once: a thousand instances refreshed
+        // together cost one pass, not one per instance.
+        let mut decided = Decided::default();
         for inst in woken {
             if let Some(at_ns) = self.absorb_heard(inst) {
-                self.feed(inst, monotonic_ns(), Input::Heard { at_ns });
+                self.decide(inst, monotonic_ns(), Input::Heard { at_ns }, &mut decided);
             }
         }
+        self.execute(decided);
     }
 
     /// Adds what the kernel kept so far to every instance's counters (for a
