@@ -48,7 +48,9 @@ fn the_unit_has_what_the_daemon_relies_on() {
         "/usr/sbin/xvrrpd cleanup -f /etc/keepalived/keepalived.conf"
     );
     assert_eq!(one(&u, "Restart"), "on-failure");
-    assert_eq!(one(&u, "WatchdogSec"), "5s");
+    // Half of it between pets: a backup hearing healthy masters wakes for
+    // it less than once per down interval.
+    assert_eq!(one(&u, "WatchdogSec"), "20s");
     assert_eq!(one(&u, "RuntimeDirectory"), "xvrrpd");
     // The control socket, and the datapath's pins (optional: no bpffs, no pins).
     assert_eq!(one(&u, "ReadWritePaths"), "/run/xvrrpd -/sys/fs/bpf");
