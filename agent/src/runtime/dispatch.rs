@@ -67,6 +67,17 @@ impl Daemon {
         let Some(i) = self.instances.get(inst) else {
             return;
         };
+        // The adverts the kernel kept came first: the state machine hears of
+        // them before anything else happens to the instance.
+        if i.quiet.is_some()
+            && !matches!(input, Input::Heard { .. })
+            && let Some(at_ns) = self.absorb_heard(inst)
+        {
+            self.decide(inst, now, Input::Heard { at_ns }, out);
+        }
+        let Some(i) = self.instances.get(inst) else {
+            return;
+        };
         let (unit, member) = (i.unit, i.member);
         if matches!(input, Input::Reload(_)) {
             // Adverts are checked against the new configuration again.
