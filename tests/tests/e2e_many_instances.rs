@@ -42,6 +42,15 @@ fn wait_all(r: &RouterNode, vips: &[IpAddr], present: bool, timeout: Duration) -
     }
 }
 
+/// How many of `r`'s instances are in `state`, by its status report.
+fn in_state(r: &RouterNode, state: &str) -> Result<usize> {
+    Ok(r.status()?
+        .instances
+        .iter()
+        .filter(|i| i.state == state)
+        .count())
+}
+
 /// (adds, removes) per VIP among `events` after `since` (CLOCK_MONOTONIC).
 fn moves(events: &[AddrEvent], since: u64) -> HashMap<IpAddr, (usize, usize)> {
     let mut m: HashMap<IpAddr, (usize, usize)> = HashMap::new();
@@ -123,13 +132,7 @@ fn a_thousand_instances_fail_over_together_and_back_each_vip_moving_once() -> Re
             c.router("r2")
                 .wait_datapath_settled(Duration::from_secs(30))?;
             std::thread::sleep(mdi * 2);
-            let backups = c
-                .router("r2")
-                .status()?
-                .instances
-                .iter()
-                .filter(|i| i.state == "BACKUP")
-                .count();
+            let backups = in_state(c.router("r2"), "BACKUP")?;
             ensure!(backups == N, "r2 has {backups} of {N} instances in BACKUP");
 
             // r1 dies: every VIP moves to r2 once; r1's warden removes its own.
@@ -170,13 +173,7 @@ fn a_thousand_instances_fail_over_together_and_back_each_vip_moving_once() -> Re
             std::thread::sleep(mdi * 2);
             check_moves(c.router("r1"), &vips, back.mono_ns, (1, 0))?;
             check_moves(c.router("r2"), &vips, back.mono_ns, (0, 1))?;
-            let masters = c
-                .router("r1")
-                .status()?
-                .instances
-                .iter()
-                .filter(|i| i.state == "MASTER")
-                .count();
+            let masters = in_state(c.router("r1"), "MASTER")?;
             ensure!(masters == N, "r1 has {masters} of {N} instances in MASTER");
             c.finish()
         },

@@ -705,15 +705,14 @@ fn a_repeat_of_the_accepted_advert_is_timed_not_delivered() {
     }
 }
 
-/// The kernel's down timer: each kept advert re-arms it; when one runs out
-/// the agent gets a `DownEvent` a spin lead before the deadline, counted
-/// as `down_expired`; with the VRID no longer kept, it stays silent.
-#[test]
-fn a_kept_advert_arms_the_kernel_down_timer_and_its_expiry_is_reported() {
-    use std::time::Duration;
-    use xvrrpd_common::{DOWN_TIMER_LEAD_NS, QuietAdvert};
-    let (mut dp, mut ring) = loaded();
-    assert!(dp.kernel_timers(), "this kernel has BPF timers (≥ 5.15)");
+/// Delivers the table's VRRPv3 advert once and makes it the healthy
+/// master's advert (`down_ns` for the kernel's timer); returns the case and
+/// its VRID key.
+fn keep_first_advert(
+    dp: &mut EbpfDatapath,
+    ring: &mut EventRing,
+    down_ns: u64,
+) -> (spec::Case, VridKey) {
     let case = spec::cases()
         .into_iter()
         .find(|c| c.name == "v3_ipv4_pseudo_header_checksum")
@@ -723,10 +722,23 @@ fn a_kept_advert_arms_the_kernel_down_timer_and_its_expiry_is_reported() {
     ring.drain(&mut events);
     let ev = events.pop().expect("the first advert is delivered");
     let key = VridKey::new(ev.ifindex, ev.family, ev.vrid);
-    let down_ns = 20_000_000;
-    let mut fp = QuietAdvert::of_event(&ev);
+    let mut fp = xvrrpd_common::QuietAdvert::of_event(&ev);
     fp.down_ns = down_ns;
     dp.set_quiet(key, Some(fp)).expect("QUIET");
+    (case, key)
+}
+
+/// The kernel's down timer: each kept advert re-arms it; when one runs out
+/// the agent gets a `DownEvent` a spin lead before the deadline, counted
+/// as `down_expired`; with the VRID no longer kept, it stays silent.
+#[test]
+fn a_kept_advert_arms_the_kernel_down_timer_and_its_expiry_is_reported() {
+    use std::time::Duration;
+    use xvrrpd_common::DOWN_TIMER_LEAD_NS;
+    let (mut dp, mut ring) = loaded();
+    assert!(dp.kernel_timers(), "this kernel has BPF timers (≥ 5.15)");
+    let down_ns = 20_000_000;
+    let (case, key) = keep_first_advert(&mut dp, &mut ring, down_ns);
     let downs = |ring: &mut EventRing| {
         let mut ads = Vec::new();
         ring.drain(&mut ads);
@@ -778,7 +790,6 @@ fn a_kept_advert_arms_the_kernel_down_timer_and_its_expiry_is_reported() {
 #[test]
 fn the_plain_programs_keep_adverts_without_a_kernel_timer() {
     use std::time::Duration;
-    use xvrrpd_common::QuietAdvert;
     require_root();
     let mut dp = EbpfDatapath::load(false).expect("load the plain programs");
     for (k, v) in spec::vrids() {
@@ -786,18 +797,8 @@ fn the_plain_programs_keep_adverts_without_a_kernel_timer() {
     }
     let mut ring = dp.take_events().expect("ring buffer");
     assert!(!dp.kernel_timers());
-    let case = spec::cases()
-        .into_iter()
-        .find(|c| c.name == "v3_ipv4_pseudo_header_checksum")
-        .expect("the table's VRRPv3 advert");
+    let (case, key) = keep_first_advert(&mut dp, &mut ring, 5_000_000);
     let mut events = Vec::new();
-    dp.test_run_xdp(&case.frame, 1).expect("run");
-    ring.drain(&mut events);
-    let ev = events.pop().expect("the first advert is delivered");
-    let key = VridKey::new(ev.ifindex, ev.family, ev.vrid);
-    let mut fp = QuietAdvert::of_event(&ev);
-    fp.down_ns = 5_000_000;
-    dp.set_quiet(key, Some(fp)).expect("QUIET");
     dp.test_run_xdp(&case.frame, 1).expect("run");
     std::thread::sleep(Duration::from_millis(20));
     ring.drain(&mut events);

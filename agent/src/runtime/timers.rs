@@ -165,21 +165,9 @@ impl<K: Copy + Ord + Hash> Timers<K> {
 
     /// Waits until the earliest deadline has passed (forever when none is set).
     pub async fn expired(&mut self) -> io::Result<()> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let mut buf = [0u8; 8];
-            // SAFETY: reading the 8-byte expiration count into a local buffer.
-            let n =
-                unsafe { libc::read(guard.get_inner().as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-            // One read takes every expiration: the fd is drained either way,
-            // so the readiness is cleared now rather than by a read that
-            // would only return EAGAIN.
-            guard.clear_ready();
-            if n == 8 {
-                self.armed_at = None;
-                return Ok(());
-            }
-        }
+        expiration(&self.fd).await?;
+        self.armed_at = None;
+        Ok(())
     }
 
     /// Removes and returns every timer due at `now_ns` (or early enough to
@@ -244,16 +232,23 @@ impl Ticker {
 
     /// Waits for the next tick (missed ones are folded into it).
     pub async fn tick(&mut self) -> io::Result<()> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let mut buf = [0u8; 8];
-            // SAFETY: reading the 8-byte expiration count into a local buffer.
-            let n =
-                unsafe { libc::read(guard.get_inner().as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-            guard.clear_ready();
-            if n == 8 {
-                return Ok(());
-            }
+        expiration(&self.fd).await
+    }
+}
+
+/// Waits until the timerfd has expired (once or more) and reads it.
+async fn expiration(fd: &AsyncFd<Fd>) -> io::Result<()> {
+    loop {
+        let mut guard = fd.readable().await?;
+        let mut buf = [0u8; 8];
+        // SAFETY: reading the 8-byte expiration count into a local buffer.
+        let n = unsafe { libc::read(guard.get_inner().as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        // One read takes every expiration: the fd is drained either way, so
+        // the readiness is cleared now rather than by a read that would only
+        // return EAGAIN.
+        guard.clear_ready();
+        if n == 8 {
+            return Ok(());
         }
     }
 }
