@@ -98,26 +98,7 @@ impl Lab {
             hosts: Vec::new(),
             children: Vec::new(),
         };
-        lab.exec_ns(&lab.switch, &["ip", "link", "add", "br0", "type", "bridge"])?;
-        // No STP / forwarding delay: ports forward at once, multicast floods.
-        lab.exec_ns(
-            &lab.switch,
-            &[
-                "ip",
-                "link",
-                "set",
-                "br0",
-                "type",
-                "bridge",
-                "forward_delay",
-                "0",
-                "stp_state",
-                "0",
-                "mcast_snooping",
-                "0",
-            ],
-        )?;
-        lab.exec_ns(&lab.switch, &["ip", "link", "set", "br0", "up"])?;
+        lab.add_bridge("br0")?;
         // With br_netfilter loaded the bridge would validate and filter IP
         // headers: a switch must forward frames as they are.
         for family in ["iptables", "ip6tables", "arptables"] {
@@ -131,6 +112,31 @@ impl Lab {
             );
         }
         Ok(lab)
+    }
+
+    /// A bridge `name` in the switch namespace, up: no STP or forwarding
+    /// delay (ports forward at once), multicast flooded.
+    pub fn add_bridge(&self, name: &str) -> Result<()> {
+        self.exec_ns(&self.switch, &["ip", "link", "add", name, "type", "bridge"])?;
+        self.exec_ns(
+            &self.switch,
+            &[
+                "ip",
+                "link",
+                "set",
+                name,
+                "type",
+                "bridge",
+                "forward_delay",
+                "0",
+                "stp_state",
+                "0",
+                "mcast_snooping",
+                "0",
+            ],
+        )?;
+        self.exec_ns(&self.switch, &["ip", "link", "set", name, "up"])?;
+        Ok(())
     }
 
     fn exec_ns(&self, ns: &str, args: &[&str]) -> Result<Output> {

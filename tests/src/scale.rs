@@ -215,23 +215,7 @@ fn veth_vlan(lab: &Lab, r: &RouterNode, name: &str, id: &str) -> Result<()> {
         .status()
         .is_ok_and(|s| s.success());
     if !has_bridge {
-        // As br0: no STP or forwarding delay, multicast flooded.
-        run(&mut lab.switch_cmd(&["ip", "link", "add", &bridge, "type", "bridge"]))?;
-        run(&mut lab.switch_cmd(&[
-            "ip",
-            "link",
-            "set",
-            &bridge,
-            "type",
-            "bridge",
-            "forward_delay",
-            "0",
-            "stp_state",
-            "0",
-            "mcast_snooping",
-            "0",
-        ]))?;
-        run(&mut lab.switch_cmd(&["ip", "link", "set", &bridge, "up"]))?;
+        lab.add_bridge(&bridge)?;
     }
     run(Command::new("ip").args([
         "link",
