@@ -168,6 +168,10 @@ fn fuzz_smoke(seconds: u32) -> Result<()> {
         })
         .collect();
     targets.sort();
+    // cargo fuzz has no --locked: a lock file out of step would be
+    // rewritten silently, so the run checks it stays as committed.
+    let lock = root().join("agent/fuzz/Cargo.lock");
+    let before = std::fs::read(&lock).unwrap_or_default();
     for t in targets {
         step(&format!("fuzz smoke: {t} ({seconds} s)"));
         cmd("rustup")
@@ -176,6 +180,12 @@ fn fuzz_smoke(seconds: u32) -> Result<()> {
             .env("XVRRPD_EBPF", "skip")
             .args(["--", &format!("-max_total_time={seconds}")])
             .status_ok()?;
+    }
+    if std::fs::read(&lock).unwrap_or_default() != before {
+        bail!(
+            "agent/fuzz/Cargo.lock changed while building the fuzz targets: it is out of step \
+             with the workspace's dependencies; commit the updated file"
+        );
     }
     Ok(())
 }
