@@ -499,35 +499,40 @@ fn deliver(
         flags |= EVENT_FLAG_UNICAST;
     }
 
-    let mut hash = ADDR_HASH_SEED;
+    // Only a VRID whose master the agent asked to keep pays for the
+    // fingerprint.
+    let key = VridKey::new(ifindex, c.family, c.vrid);
     let base = v + VRRP_HEADER_LEN;
-    for i in 0..EVENT_ADDR_WORDS {
-        if i >= copied / 4 {
-            break;
+    if let Some(want) = maps.quiet.get_ptr(key) {
+        let mut hash = ADDR_HASH_SEED;
+        for i in 0..EVENT_ADDR_WORDS {
+            if i >= copied / 4 {
+                break;
+            }
+            hash = addr_hash_step(hash, word(data, data_end, base + i * 4)?);
         }
-        hash = addr_hash_step(hash, word(data, data_end, base + i * 4)?);
-    }
-    let seen = QuietAdvert {
-        // SAFETY: same size, both plain bytes.
-        src: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(src) },
-        addr_hash: hash,
-        priority,
-        version: c.version,
-        ttl: c.ttl,
-        flags,
-        interval_cs: c.interval_cs,
-        addr_count: c.count,
-        auth_type,
-        checksum_form: c.form as u8,
-        _pad: [0; 3],
-        auth_data: {
-            let (lo, hi) = (auth_lo.to_ne_bytes(), auth_hi.to_ne_bytes());
-            [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
-        },
-        down_ns: 0,
-    };
-    if heard(ifindex, c, &seen, now, maps) {
-        return Some(Counter::Heard);
+        let seen = QuietAdvert {
+            // SAFETY: same size, both plain bytes.
+            src: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(src) },
+            addr_hash: hash,
+            priority,
+            version: c.version,
+            ttl: c.ttl,
+            flags,
+            interval_cs: c.interval_cs,
+            addr_count: c.count,
+            auth_type,
+            checksum_form: c.form as u8,
+            _pad: [0; 3],
+            auth_data: {
+                let (lo, hi) = (auth_lo.to_ne_bytes(), auth_hi.to_ne_bytes());
+                [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+            },
+            down_ns: 0,
+        };
+        if heard(key, want, &seen, now, maps) {
+            return Some(Counter::Heard);
+        }
     }
 
     let Some(mut entry) = maps.events.reserve::<AdvertEvent>(0) else {
@@ -582,11 +587,13 @@ fn deliver(
 /// the agent sleeps on. Anything else about it (another sender, priority,
 /// interval, address list, …) wakes the agent, which decides again.
 #[inline(always)]
-fn heard(ifindex: u32, c: &Checked, seen: &QuietAdvert, now: u64, maps: &Maps) -> bool {
-    let key = VridKey::new(ifindex, c.family, c.vrid);
-    let Some(want) = maps.quiet.get_ptr(key) else {
-        return false;
-    };
+fn heard(
+    key: VridKey,
+    want: *const QuietAdvert,
+    seen: &QuietAdvert,
+    now: u64,
+    maps: &Maps,
+) -> bool {
     // SAFETY: a map value pointer valid for this run.
     let down_ns = unsafe { (*want).down_ns };
     // Compared as words: the BPF target has no memcmp.

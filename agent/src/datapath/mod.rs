@@ -320,7 +320,7 @@ impl Datapath {
     /// Guards `addr` on `ifindex` for the instance `owner` (its VRID key):
     /// claims by any MAC but `mac` are reported, at most once per
     /// `min_interval_ns`, and the VIP is fenced when the instance's lease
-    /// lapses (see [`Datapath::renew_lease`]). No-op on the raw path.
+    /// lapses (see [`Datapath::renew_leases`]). No-op on the raw path.
     pub fn guard(
         &mut self,
         ifindex: u32,
@@ -351,12 +351,7 @@ impl Datapath {
     /// and another router advertises the VRID, the kernel fences the
     /// instance's guarded VIPs, even after this process is gone. No-op on
     /// the raw path, which does not outlive the process.
-    pub fn renew_lease(&mut self, key: VridKey, until_ns: u64) -> io::Result<()> {
-        self.renew_leases(&[(key, until_ns)])
-    }
-
-    /// [`Datapath::renew_lease`] for the adverts of one wake-up, in one
-    /// system call.
+    /// The adverts of one wake-up renew theirs in one system call.
     pub fn renew_leases(&mut self, leases: &[(VridKey, u64)]) -> io::Result<()> {
         if let Inner::Ebpf { dp, .. } = &mut self.inner {
             dp.set_leases(leases).map_err(io::Error::other)?;

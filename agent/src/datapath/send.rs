@@ -605,23 +605,6 @@ impl Outlet {
         self.cached = None;
     }
 
-    /// Sends the advert `router` describes with `priority` and
-    /// `interval_cs`; `Ok(false)` when there is no socket to send it on.
-    pub fn send(
-        &mut self,
-        router: &RouterConfig,
-        priority: u8,
-        interval_cs: u16,
-    ) -> Result<bool, OutletError> {
-        match self.encoded(router, priority, interval_cs)? {
-            Some((sender, bytes)) => {
-                sender.send(bytes)?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
     /// The bytes [`Outlet::encoded`] made last.
     pub fn last_encoded(&self) -> Option<&[u8]> {
         self.cached.as_ref().map(|(_, b)| b.as_slice())

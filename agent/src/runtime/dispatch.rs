@@ -83,10 +83,15 @@ impl Daemon {
             // Adverts are checked against the new configuration again.
             self.instances[inst].fingerprint = None;
         }
-        for n in 0..self.instances.len() {
-            if self.instances[n].unit == unit {
-                self.quiet_touched(n);
+        match self.units.get(unit) {
+            Some(Unit::Group(_)) => {
+                for n in 0..self.instances.len() {
+                    if self.instances[n].unit == unit {
+                        self.quiet_touched(n);
+                    }
+                }
             }
+            _ => self.quiet_touched(inst),
         }
         match self.units.get_mut(unit) {
             Some(Unit::Single(r)) => {

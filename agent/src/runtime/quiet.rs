@@ -49,9 +49,7 @@ fn src_bytes(addr: std::net::IpAddr) -> [u8; 16] {
 impl Daemon {
     /// Marks `inst` for [`Daemon::sync_quiet`] at the end of the turn.
     pub(super) fn quiet_touched(&mut self, inst: InstanceId) {
-        if !self.quiet_dirty.contains(&inst) {
-            self.quiet_dirty.push(inst);
-        }
+        self.quiet_dirty.push(inst);
     }
 
     /// Brings the datapath's entry of each touched instance in step with its
@@ -61,7 +59,10 @@ impl Daemon {
             self.quiet_dirty.clear();
             return;
         }
-        for inst in std::mem::take(&mut self.quiet_dirty) {
+        let mut dirty = std::mem::take(&mut self.quiet_dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for inst in dirty {
             let want = self.quiet_wanted(inst);
             let Some(i) = self.instances.get(inst) else {
                 continue;
