@@ -112,23 +112,28 @@ impl VipWorker {
     }
 
     pub async fn add_vips(&self, list: &[Vip]) -> Vec<Result<AddOutcome, AddrError>> {
-        let (reply, answer) = oneshot::channel();
-        if self.tx.send(VipJob::Add(list.to_vec(), reply)).is_err() {
-            return list.iter().map(|_| Err(AddrError::WorkerGone)).collect();
-        }
-        answer
+        self.per_vip(list, |reply| VipJob::Add(list.to_vec(), reply))
             .await
-            .unwrap_or_else(|_| list.iter().map(|_| Err(AddrError::WorkerGone)).collect())
     }
 
     pub async fn remove_vips(&self, list: &[Vip]) -> Vec<Result<RemoveOutcome, AddrError>> {
-        let (reply, answer) = oneshot::channel();
-        if self.tx.send(VipJob::Remove(list.to_vec(), reply)).is_err() {
-            return list.iter().map(|_| Err(AddrError::WorkerGone)).collect();
-        }
-        answer
+        self.per_vip(list, |reply| VipJob::Remove(list.to_vec(), reply))
             .await
-            .unwrap_or_else(|_| list.iter().map(|_| Err(AddrError::WorkerGone)).collect())
+    }
+
+    /// Sends `job` and waits for its answer, one result per VIP of `list`;
+    /// each is `WorkerGone` if the thread is.
+    async fn per_vip<T>(
+        &self,
+        list: &[Vip],
+        job: impl FnOnce(oneshot::Sender<Vec<Result<T, AddrError>>>) -> VipJob,
+    ) -> Vec<Result<T, AddrError>> {
+        let gone = || list.iter().map(|_| Err(AddrError::WorkerGone)).collect();
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(job(reply)).is_err() {
+            return gone();
+        }
+        answer.await.unwrap_or_else(|_| gone())
     }
 
     pub async fn list_marked(&self) -> Result<Vec<AddrInfo>, AddrError> {
