@@ -52,6 +52,7 @@ fn full_report() -> StatusReport {
             master_priority: Some(100),
             advert_int_cs: 100,
             master_down_interval_ns: 1,
+            down_timer: Some("kernel".into()),
             vips: vec!["192.0.2.10".into()],
             trackers: vec![TrackerStatus {
                 name: "t".into(),

@@ -69,7 +69,8 @@ static QUIET: HashMap<VridKey, QuietAdvert> = HashMap::with_max_entries(4096, 0)
 #[map(name = "HEARD")]
 static HEARD: HashMap<VridKey, Heard> = HashMap::with_max_entries(4096, 0);
 
-/// Per VRID: the kernel's down timer (programs without `_plain` only).
+/// The kernel's down timer, one for the datapath (programs without
+/// `_plain` only).
 #[btf_map(name = "TIMERS")]
 static TIMERS: TimerMap = TimerMap::new();
 

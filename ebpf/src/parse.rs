@@ -291,8 +291,9 @@ pub struct Maps<'a> {
     pub quiet: &'a HashMap<VridKey, QuietAdvert>,
     /// Per VRID: when such an advert was last heard, and how many.
     pub heard: &'a HashMap<VridKey, Heard>,
-    /// Per VRID: the kernel's down timer, re-armed by each kept advert
-    /// (`None`: the program without BPF timers; the agent times alone).
+    /// The kernel's down timer, watching the deadline of each VRID with a
+    /// kept advert (`None`: the program without BPF timers; the agent
+    /// times alone).
     pub timers: Option<&'a crate::down::TimerMap>,
 }
 
@@ -606,32 +607,40 @@ fn heard(
             return false;
         }
     }
-    // The kernel's down timer first: the record says whether it runs.
-    let timed = match maps.timers {
-        Some(timers) if down_ns != 0 => crate::down::heard(timers, key, now, down_ns),
-        _ => false,
-    };
-    match maps.heard.get_ptr_mut(key) {
-        // SAFETY: a map value pointer valid for this run; two CPUs racing
-        // here write times a few nanoseconds apart.
-        Some(h) => unsafe {
-            if (*h).last_ns < now {
-                (*h).last_ns = now;
-            }
-            (*h).count += 1;
-            (*h).timed = timed as u64;
-        },
+    // The time first, then the timer: a wake-up racing with this advert
+    // sees its time.
+    let h = match maps.heard.get_ptr_mut(key) {
+        Some(h) => h,
         None => {
             let first = Heard {
                 last_ns: now,
-                count: 1,
-                timed: timed as u64,
+                count: 0,
+                timed: 0,
             };
             if maps.heard.insert(key, first, 0).is_err() {
                 return false;
             }
+            match maps.heard.get_ptr_mut(key) {
+                Some(h) => h,
+                None => return false,
+            }
         }
+    };
+    // SAFETY: a map value pointer valid for this run; two CPUs racing here
+    // write times a few nanoseconds apart.
+    unsafe {
+        if (*h).last_ns < now {
+            (*h).last_ns = now;
+        }
+        (*h).count += 1;
     }
+    // The record says whether the kernel's down timer watches the VRID.
+    let timed = match maps.timers {
+        Some(timers) if down_ns != 0 => crate::down::watch(timers, now + down_ns, now),
+        _ => false,
+    };
+    // SAFETY: as above.
+    unsafe { (*h).timed = timed as u64 };
     true
 }
 

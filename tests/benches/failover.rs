@@ -162,8 +162,9 @@ fn header(o: &Opts, xv: &std::path::Path) -> Vec<(String, String)> {
         (
             "steady CPU".into(),
             "a master and a backup of each daemon running N VRRPv3 instances at one advert_int (more \
-             than 250 on VLANs eth0.10, eth0.11, … of the routers, 250 VRIDs each); CPU = utime+stime \
-             of every process in the daemon's group from /proc/PID/stat; wake-ups = voluntary + \
+             than 250 on VLANs eth0.10, eth0.11, … of the routers, 250 VRIDs each); CPU = run time of \
+             every thread of every process in the daemon's group (/proc/PID/task/*/schedstat, ns; \
+             utime+stime from /proc/PID/stat, sampled at the tick, shown beside it); wake-ups = voluntary + \
              nonvoluntary context switches of every thread of those processes \
              (/proc/PID/task/*/status), housekeeping threads included, per second of the window"
                 .into(),
@@ -171,8 +172,8 @@ fn header(o: &Opts, xv: &std::path::Path) -> Vec<(String, String)> {
         (
             "floods".into(),
             "from the client, 224.0.0.18, right VRID 51 with priority 254 (wrong VRID: 52); \
-             VRRPv3 advert_int 0.01, bad-auth against VRRPv2 advert_int 1 with auth_pass; CPU from \
-             /proc/PID/stat (utime+stime of every process in the daemon's group)"
+             VRRPv3 advert_int 0.01, bad-auth against VRRPv2 advert_int 1 with auth_pass; CPU = run time \
+             of every thread of every process in the daemon's group (/proc/PID/task/*/schedstat)"
                 .into(),
         ),
     ]
@@ -360,11 +361,13 @@ fn steady_cpu(o: &Opts, results: &mut Results, progress: &dyn Fn(&str)) -> Resul
                 match steady::measure(&mut bl, d, o.cpu_secs, settle) {
                     Ok(cw) => {
                         progress(&format!(
-                            "  {d} {label}: master {:.2} % of a core ({:.2} % kernel), {:.1} wake-ups/s; backup {:.2} % ({:.2} % kernel), {:.1} wake-ups/s; {} state change(s); took {:.1} s",
+                            "  {d} {label}: master {:.3} % of a core (ticks {:.2} %, {:.2} % stime), {:.1} wake-ups/s; backup {:.3} % (ticks {:.2} %, {:.2} % stime), {:.1} wake-ups/s; {} state change(s); took {:.1} s",
                             cw.master_pct,
+                            cw.master_tick_pct,
                             cw.master_sys_pct,
                             cw.master_wakeups_per_s,
                             cw.backup_pct,
+                            cw.backup_tick_pct,
                             cw.backup_sys_pct,
                             cw.backup_wakeups_per_s,
                             cw.transitions,

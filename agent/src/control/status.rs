@@ -61,6 +61,13 @@ pub struct InstanceStatus {
     /// The advert interval in use (a VRRPv3 backup adopts the master's).
     pub advert_int_cs: u16,
     pub master_down_interval_ns: u64,
+    /// Who watches the master-down timer of a backup: `kernel` (the
+    /// datapath keeps the master's adverts and times them), `agent-kept`
+    /// (the datapath keeps them, the daemon's own timer reads their time at
+    /// the deadline), `agent` (every advert reaches the daemon); absent
+    /// when no down timer runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_timer: Option<String>,
     pub vips: Vec<String>,
     pub trackers: Vec<TrackerStatus>,
     pub counters: InstanceCounters,

@@ -95,10 +95,6 @@ const ALL_MAPS: [&str; 11] = [
     MAP_TIMERS,
 ];
 
-/// The kernel's down timers as user space sees them: opaque (a write
-/// would cancel the timer; only whole entries are removed).
-type OpaqueDownTimer = [u64; 4];
-
 /// Which programs of the object run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Programs {
@@ -336,7 +332,6 @@ impl EbpfDatapath {
         clear::<VridKey, FenceOwner>(self, MAP_OWNERS)?;
         clear::<VridKey, QuietAdvert>(self, MAP_QUIET)?;
         clear::<VridKey, Heard>(self, MAP_HEARD)?;
-        clear::<VridKey, OpaqueDownTimer>(self, MAP_TIMERS)?;
         let armed = self.map_mut(MAP_ARMED)?;
         let mut armed: Array<&mut MapData, u64> =
             Array::try_from(armed).map_err(map_err(MAP_ARMED))?;
@@ -569,11 +564,6 @@ impl EbpfDatapath {
         self.set_quiet(*key, None)?;
         absent_ok(self.hash_map::<VridKey, Heard>(MAP_HEARD)?.remove(key))
             .map_err(map_err(MAP_HEARD))?;
-        absent_ok(
-            self.hash_map::<VridKey, OpaqueDownTimer>(MAP_TIMERS)?
-                .remove(key),
-        )
-        .map_err(map_err(MAP_TIMERS))?;
         absent_ok(self.vrids()?.remove(key)).map_err(map_err(MAP_VRIDS))
     }
 

@@ -143,10 +143,11 @@ impl Daemon {
         if self.ebpf_loading.is_none() {
             self.datapath_settled();
         }
-        // Housekeeping on tokio's timer (ms precision is plenty): the
-        // datapath snapshot for metrics and the systemd watchdog, sent from
-        // the loop itself so a stuck loop stops petting it. Seldom: a backup
-        // hearing healthy masters wakes for little else.
+        // Housekeeping: the datapath snapshot for metrics and the systemd
+        // watchdog, sent from the loop itself so a stuck loop stops petting
+        // it. It rides along on other wake-ups once half its period has
+        // passed, and only wakes the loop itself when nothing else did for
+        // a period: a backup hearing healthy masters wakes for little else.
         let period = systemd::watchdog_interval()
             .unwrap_or(HOUSEKEEPING)
             .min(HOUSEKEEPING);
@@ -177,11 +178,8 @@ impl Daemon {
             match wake {
                 Wake::Effect(Some(r)) => self.on_report(r),
                 Wake::Effect(None) | Wake::Tracker(None) => {}
-                Wake::Housekeeping => {
-                    self.metrics
-                        .set_datapath(DatapathSnapshot::of(&self.datapath));
-                    let _ = systemd::watchdog();
-                }
+                // Done below.
+                Wake::Housekeeping => {}
                 Wake::Terminate(sig) => {
                     info!("{sig}: leaving: masters hand over with priority 0");
                     let _ = systemd::stopping();
@@ -237,6 +235,15 @@ impl Daemon {
                 Wake::Control(None) => {
                     error!("the control socket stopped: `xvrrpd status` cannot reach this daemon");
                     self.control_rx = None;
+                }
+            }
+            let now = monotonic_ns();
+            if housekeeping.worth_doing(now) {
+                self.metrics
+                    .set_datapath(DatapathSnapshot::of(&self.datapath));
+                let _ = systemd::watchdog();
+                if let Err(e) = housekeeping.done(now) {
+                    error!("timerfd: {e}");
                 }
             }
             if let Err(e) = self.timers.flush() {

@@ -120,6 +120,17 @@ impl Daemon {
                 .is_some_and(|i| i.quiet.is_some() && i.heard_timed && i.heard_last > i.quiet_since)
     }
 
+    /// Who watches `inst`'s down timer, for the status report.
+    pub(super) fn down_timer_owner(&self, inst: InstanceId) -> Option<&'static str> {
+        self.router(inst)?.deadline(TimerKind::MasterDown)?;
+        let kept = self.instances.get(inst)?.quiet.is_some();
+        Some(match (kept, self.kernel_timed(inst)) {
+            (_, true) => "kernel",
+            (true, false) => "agent-kept",
+            (false, false) => "agent",
+        })
+    }
+
     /// Puts `inst`'s down deadline `at` on the loop's timer: at the deadline
     /// itself (woken early to spin to it) unless the kernel times the
     /// instance and `imminent` is not set; then a Master_Down_Interval (at

@@ -203,6 +203,7 @@ impl Daemon {
             master_priority,
             advert_int_cs: r.map(|r| r.master_adver_int_cs()).unwrap_or(0),
             master_down_interval_ns: r.map(|r| r.master_down_ns()).unwrap_or(0),
+            down_timer: self.down_timer_owner(n).map(Into::into),
             vips: i
                 .plan
                 .vips

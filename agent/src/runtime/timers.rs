@@ -207,11 +207,14 @@ impl<K: Copy + Ord + Hash> Timers<K> {
     }
 }
 
-/// A periodic wake-up on a `timerfd` of its own: one wake-up per period
+/// A chore's wake-up on a `timerfd` of its own: one wake-up per period
 /// (tokio's timer wheel wakes the thread several times on the way to a
-/// deadline seconds away).
+/// deadline seconds away), and none when the chore rode along on another
+/// wake-up within the period ([`Ticker::done`]).
 pub struct Ticker {
     fd: AsyncFd<Fd>,
+    period: std::time::Duration,
+    last_ns: u64,
 }
 
 impl Ticker {
@@ -221,18 +224,36 @@ impl Ticker {
             ClockId::CLOCK_MONOTONIC,
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )?;
-        tfd.set(
-            Expiration::Interval(TimeSpec::from_duration(period)),
-            TimerSetTimeFlags::empty(),
-        )?;
         // SAFETY: the AsyncFd owns the TimerFd, so the fd outlives the registration.
         let fd = unsafe { AsyncFd::register(Fd(tfd)) }.map_err(io::Error::from)?;
-        Ok(Self { fd })
+        let mut t = Self {
+            fd,
+            period,
+            last_ns: 0,
+        };
+        t.done(crate::clock::monotonic_ns())?;
+        Ok(t)
     }
 
-    /// Waits for the next tick (missed ones are folded into it).
+    /// Waits until a period has passed since the chore was last done.
     pub async fn tick(&mut self) -> io::Result<()> {
         expiration(&self.fd).await
+    }
+
+    /// Whether the chore is worth doing on a wake-up at `now_ns` it did not
+    /// cause: half its period has passed.
+    pub fn worth_doing(&self, now_ns: u64) -> bool {
+        now_ns.saturating_sub(self.last_ns) >= self.period.as_nanos() as u64 / 2
+    }
+
+    /// The chore was done at `now_ns`: the next tick is a period later.
+    pub fn done(&mut self, now_ns: u64) -> io::Result<()> {
+        self.last_ns = now_ns;
+        self.fd.get_ref().0.set(
+            Expiration::OneShot(TimeSpec::from_duration(self.period)),
+            TimerSetTimeFlags::empty(),
+        )?;
+        Ok(())
     }
 }
 
@@ -332,17 +353,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_ticker_ticks_once_per_period() {
-        let mut t = Ticker::new(std::time::Duration::from_millis(20)).expect("timerfd");
+    async fn a_chore_done_along_the_way_moves_its_tick() {
+        let period = std::time::Duration::from_millis(40);
+        let mut t = Ticker::new(period).expect("timerfd");
         let start = monotonic_ns();
-        for _ in 0..3 {
+        assert!(!t.worth_doing(start), "just done");
+        assert!(t.worth_doing(start + 20_000_000), "half a period later");
+        for _ in 0..2 {
             tokio::time::timeout(std::time::Duration::from_secs(1), t.tick())
                 .await
                 .expect("ticks within a second")
                 .expect("read");
+            t.done(monotonic_ns()).expect("re-arm");
         }
         let took = monotonic_ns() - start;
-        assert!(took >= 60_000_000, "3 ticks of 20 ms in {took} ns");
+        assert!(took >= 80_000_000, "2 ticks of 40 ms in {took} ns");
+        // Done on another wake-up 30 ms on: no tick for a period from then.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let done_at = monotonic_ns();
+        t.done(done_at).expect("re-arm");
+        tokio::time::timeout(std::time::Duration::from_secs(1), t.tick())
+            .await
+            .expect("ticks within a second")
+            .expect("read");
+        let gap = monotonic_ns() - done_at;
+        assert!(
+            gap >= 40_000_000,
+            "ticked {gap} ns after the chore was done"
+        );
     }
 
     #[tokio::test]

@@ -230,11 +230,17 @@ fn cpu_summary(cpu: &[CpuWindow], case: CpuCase, d: Daemon, pick: CpuPick) -> Op
 
 fn cpu_rows(cpu: &[CpuWindow]) -> Vec<Row> {
     let mut rows = Vec::new();
-    let metrics: [(&'static str, &'static str, CpuPick); 10] = [
-        ("master CPU", "% core", |w| w.master_pct),
-        ("↳ of which kernel", "% core", |w| w.master_sys_pct),
-        ("backup CPU", "% core", |w| w.backup_pct),
-        ("↳ of which kernel", "% core", |w| w.backup_sys_pct),
+    let metrics: [(&'static str, &'static str, CpuPick); 12] = [
+        ("master CPU (run time)", "% core", |w| w.master_pct),
+        ("↳ utime+stime (tick-sampled)", "% core", |w| {
+            w.master_tick_pct
+        }),
+        ("↳ of which stime", "% core", |w| w.master_sys_pct),
+        ("backup CPU (run time)", "% core", |w| w.backup_pct),
+        ("↳ utime+stime (tick-sampled)", "% core", |w| {
+            w.backup_tick_pct
+        }),
+        ("↳ of which stime", "% core", |w| w.backup_sys_pct),
         ("master + backup CPU", "% core", |w| {
             w.master_pct + w.backup_pct
         }),
@@ -810,6 +816,8 @@ pub fn json(r: &Results, header: &[(String, String)], targets: &[Target]) -> Val
             "backup_wakeups_per_s_by_thread": w.backup_wakeups_by_thread.iter().map(|(n, v)| json!({"thread": n, "per_s": v})).collect::<Vec<_>>(),
             "backup_master_down_interval_s": backup_mdi_s(w.case()),
             "backup_wakeups_per_master_down_interval": w.backup_wakeups_per_s * backup_mdi_s(w.case()),
+            "master_tick_pct_core": w.master_tick_pct,
+            "backup_tick_pct_core": w.backup_tick_pct,
             "master_sys_pct_core": w.master_sys_pct,
             "backup_sys_pct_core": w.backup_sys_pct,
             "window_s": w.secs,

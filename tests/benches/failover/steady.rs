@@ -21,10 +21,13 @@ pub struct CpuWindow {
     pub instances: usize,
     pub advert_int: Duration,
     pub daemon: Daemon,
-    /// % of one core.
+    /// % of one core: the scheduler's run time of every thread.
     pub master_pct: f64,
     pub backup_pct: f64,
-    /// The kernel's part of each.
+    /// % of one core: utime+stime, sampled at the tick.
+    pub master_tick_pct: f64,
+    pub backup_tick_pct: f64,
+    /// The kernel's part of those (stime).
     pub master_sys_pct: f64,
     pub backup_sys_pct: f64,
     /// Context switches (voluntary + nonvoluntary) per second, summed over
@@ -101,8 +104,10 @@ pub fn measure(bl: &mut BenchLab, d: Daemon, secs: f64, settle: Duration) -> Res
             instances: bl.vips.len(),
             advert_int: bl.c.inst.advert_int,
             daemon: d,
-            master_pct: h0.percent_to(&h1),
-            backup_pct: l0.percent_to(&l1),
+            master_pct: h0.run_percent_to(&h1),
+            backup_pct: l0.run_percent_to(&l1),
+            master_tick_pct: h0.percent_to(&h1),
+            backup_tick_pct: l0.percent_to(&l1),
             master_sys_pct: h0.sys_percent_to(&h1),
             backup_sys_pct: l0.sys_percent_to(&l1),
             master_wakeups_per_s: h0.wakeups_per_s_to(&h1),
