@@ -162,7 +162,7 @@ fn header(o: &Opts, xv: &std::path::Path) -> Vec<(String, String)> {
         (
             "steady CPU".into(),
             "a master and a backup of each daemon running N VRRPv3 instances at one advert_int (more \
-             than 250 on VLANs eth0.10, eth0.11, … of the routers, 250 VRIDs each); CPU = run time of \
+             than 250 on VLANs eth0.10, eth0.11, … of the routers, 250 VRIDs each), no capture on the bridge; CPU = run time of \
              every thread of every process in the daemon's group (/proc/PID/task/*/schedstat, ns; \
              utime+stime from /proc/PID/stat, sampled at the tick, shown beside it); wake-ups = voluntary + \
              nonvoluntary context switches of every thread of those processes \
