@@ -18,6 +18,8 @@ mod failures;
 mod flood;
 #[path = "failover/lab.rs"]
 mod lab;
+#[path = "failover/many.rs"]
+mod many;
 #[path = "failover/opts.rs"]
 mod opts;
 #[path = "failover/procstat.rs"]
@@ -210,6 +212,8 @@ fn run(o: &Opts) -> Result<()> {
         failover: Vec::new(),
         cpu: Vec::new(),
         cpu_errors: Vec::new(),
+        scale: Vec::new(),
+        scale_errors: Vec::new(),
         flood: Vec::new(),
         flood_errors: Vec::new(),
     };
@@ -222,6 +226,9 @@ fn run(o: &Opts) -> Result<()> {
         if vlans != VlanKind::None {
             header.push(("steady CPU VLANs".into(), vlans.describe().into()));
         }
+    }
+    if o.scale {
+        mass_failovers(o, &mut rng, &mut results, &progress)?;
     }
     if o.flood {
         floods(o, &mut rng, &mut results, &progress)?;
@@ -401,6 +408,43 @@ fn steady_cpu(o: &Opts, results: &mut Results, progress: &dyn Fn(&str)) -> Resul
 }
 
 /// The junk floods chosen, VRRPv3 kinds then VRRPv2 ones, each in its own lab.
+/// Every `--scale-cases` case: each daemon's pair fails over together and
+/// back, in random order; a failed run is recorded, not fatal.
+fn mass_failovers(
+    o: &Opts,
+    rng: &mut Rng,
+    results: &mut Results,
+    progress: &dyn Fn(&str),
+) -> Result<()> {
+    for &case in &o.scale_cases {
+        let label = case.label();
+        progress(&format!("mass failover: {label}"));
+        let (mut bl, _) = steady::lab(case, &o.xvrrpd_args)
+            .with_context(|| format!("building the lab for {label}"))?;
+        // Past keepalived's second round of gratuitous ARPs (5 s).
+        let settle = Duration::from_secs(6);
+        for d in random_order(rng) {
+            let began = Instant::now();
+            match many::measure(&mut bl, d, settle) {
+                Ok(m) => {
+                    progress(&format!(
+                        "  {} (took {:.1} s)",
+                        many::line(&m),
+                        began.elapsed().as_secs_f64()
+                    ));
+                    results.scale.push(m);
+                }
+                Err(e) => {
+                    let msg = format!("{d} {label}: {e:#}");
+                    progress(&format!("  FAILED: {msg}"));
+                    results.scale_errors.push(msg);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn floods(o: &Opts, rng: &mut Rng, results: &mut Results, progress: &dyn Fn(&str)) -> Result<()> {
     progress(&format!(
         "junk floods: {} s each at {:?} frames/s",

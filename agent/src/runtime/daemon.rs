@@ -86,6 +86,9 @@ pub(super) struct Instance {
     pub(super) heard_last: u64,
     /// The kernel said its down timer runs (as last read).
     pub(super) heard_timed: bool,
+    /// The down deadline whose approach made the datapath deliver the
+    /// master's adverts again (see `quiet`): none are kept until it moves.
+    pub(super) unquiet_for: Option<u64>,
 }
 
 impl Instance {
@@ -122,6 +125,7 @@ impl Instance {
             quiet_since: 0,
             heard_last: 0,
             heard_timed: false,
+            unquiet_for: None,
         }
     }
 

@@ -176,7 +176,13 @@ impl Daemon {
             // Every timer this event moves is set on the timerfd once, at the end.
             self.timers.batch();
             match wake {
-                Wake::Effect(Some(r)) => self.on_report(r),
+                Wake::Effect(Some(r)) => {
+                    self.on_report(r);
+                    // A thousand take-overs report together: one wake-up.
+                    while let Ok(r) = self.reports_rx.try_recv() {
+                        self.on_report(r);
+                    }
+                }
                 Wake::Effect(None) | Wake::Tracker(None) => {}
                 // Done below.
                 Wake::Housekeeping => {}
@@ -249,6 +255,10 @@ impl Daemon {
             if let Err(e) = self.timers.flush() {
                 error!("timerfd: {e}");
             }
+            // The effect queues (VIPs, GARP/NA) run on this thread too: while
+            // something is always ready here (a thousand take-overs), they
+            // would wait for the loop to run dry.
+            tokio::task::yield_now().await;
         }
         let _ = std::fs::remove_file(&self.opts.control_socket);
         Ok(())

@@ -87,6 +87,9 @@ impl Daemon {
                 Ok(()) => {
                     i.quiet = want.map(|a| (key, a));
                     i.quiet_since = monotonic_ns();
+                    if want.is_some() {
+                        i.unquiet_for = None;
+                    }
                 }
                 // Every advert keeps waking the loop: slower, still right.
                 Err(e) => {
@@ -185,7 +188,10 @@ impl Daemon {
                 self.name(inst),
                 deadline_ns.saturating_sub(fired_ns)
             );
-            let at_ns = self.absorb_heard(inst).unwrap_or(last_ns).max(last_ns);
+            // The last stretch is watched without the kernel keeping
+            // adverts: a late one is delivered, and the spin to the deadline
+            // needs no map lookups.
+            let at_ns = self.unquiet(inst).unwrap_or(last_ns).max(last_ns);
             self.decide(inst, monotonic_ns(), Input::Heard { at_ns }, &mut decided);
             expired.push(inst);
         }
@@ -204,7 +210,12 @@ impl Daemon {
     /// advert, when it came from the master a repeat of whose advert only
     /// re-arms the down timer.
     fn quiet_wanted(&self, inst: InstanceId) -> Option<QuietAdvert> {
-        let q = self.router(inst)?.quiet_master()?;
+        let r = self.router(inst)?;
+        let unquiet_for = self.instances.get(inst)?.unquiet_for;
+        if unquiet_for.is_some() && unquiet_for == r.deadline(TimerKind::MasterDown) {
+            return None;
+        }
+        let q = r.quiet_master()?;
         let fp = self.instances.get(inst)?.fingerprint?;
         (fp.src == src_bytes(q.addr) && fp.priority == q.priority).then_some(QuietAdvert {
             down_ns: q.down_ns,
@@ -241,12 +252,58 @@ impl Daemon {
         // All decided, then executed once: a thousand instances refreshed
         // together cost one pass, not one per instance.
         let mut decided = Decided::default();
-        for inst in woken {
+        for &inst in &woken {
             if let Some(at_ns) = self.absorb_heard(inst) {
                 self.decide(inst, monotonic_ns(), Input::Heard { at_ns }, &mut decided);
             }
         }
         self.execute(decided);
+        // Exact timers still coming due: the datapath delivers the master's
+        // adverts again for the last stretch, so the spin to the deadline
+        // reads the ring only (no lookup per instance per spin).
+        let now = monotonic_ns();
+        let still: Vec<InstanceId> = self
+            .timers
+            .woken(now)
+            .filter(|(_, kind)| *kind == TimerKind::MasterDown)
+            .map(|(inst, _)| inst)
+            .filter(|&inst| {
+                self.instances
+                    .get(inst)
+                    .is_some_and(|i| i.quiet.is_some() && !i.down_lazy)
+            })
+            .collect();
+        if still.is_empty() {
+            return;
+        }
+        let mut decided = Decided::default();
+        for inst in still {
+            if let Some(at_ns) = self.unquiet(inst) {
+                self.decide(inst, monotonic_ns(), Input::Heard { at_ns }, &mut decided);
+            }
+        }
+        self.execute(decided);
+    }
+
+    /// The datapath stops keeping `inst`'s master's adverts until its down
+    /// deadline moves (they reach the loop again); returns when the last
+    /// kept one came, read after the entry is gone so none is lost between.
+    fn unquiet(&mut self, inst: InstanceId) -> Option<u64> {
+        let deadline = self
+            .router(inst)
+            .and_then(|r| r.deadline(TimerKind::MasterDown));
+        let i = self.instances.get_mut(inst)?;
+        if let Some((key, _)) = i.quiet {
+            match self.datapath.set_quiet(key, None) {
+                Ok(()) => {
+                    i.quiet = None;
+                    i.unquiet_for = deadline;
+                }
+                // Still kept: the loop reads the kernel's record instead.
+                Err(e) => warn!("{}: datapath: {e}", i.plan.name),
+            }
+        }
+        self.absorb_heard(inst)
     }
 
     /// Adds what the kernel kept so far to every instance's counters (for a

@@ -11,7 +11,7 @@ usage: cargo xtask bench failover [-- OPTIONS]
   --quick         smoke run: fewer cases, shorter windows and floods (about 2 min)
   --load          the same with both cores kept busy by a CPU hog (normal priority)
   --seed S        seed of the random injection points (default: from the clock)
-  --only LIST     comma-separated sections: failover,cpu,flood (default: all)
+  --only LIST     comma-separated sections: failover,cpu,scale,flood (default: all)
   --configs LIST  comma-separated failover configs: v2-1,v3-0.1,v3-0.01 (default: all;
                   --quick runs v3-0.01 and v3-0.1)
   --floods LIST   comma-separated junk kinds: wrong-vrid,bad-checksum,bad-ttl,bad-auth,truncated
@@ -26,6 +26,8 @@ usage: cargo xtask bench failover [-- OPTIONS]
                   with --quick, which measures one window per daemon instead of two).
                   Up to 250 instances go on eth0; more on VLANs eth0.10, eth0.11, …
                   (250 VRIDs each)
+  --scale-cases L comma-separated mass failover cases INSTANCES@ADVERT_INT (as --cpu-cases;
+                  default 1000@0.1): every instance fails over together and back
   --help          this text
 
 Needs root. The xvrrpd binary is $XVRRPD_BIN (xtask builds and sets the release
@@ -46,7 +48,7 @@ impl CpuCase {
         CpuCase::new(1000, 100),
     ];
 
-    const fn new(instances: usize, advert_ms: u64) -> CpuCase {
+    pub const fn new(instances: usize, advert_ms: u64) -> CpuCase {
         CpuCase {
             instances,
             advert_int: std::time::Duration::from_millis(advert_ms),
@@ -158,12 +160,15 @@ pub struct Opts {
     pub seed: u64,
     pub failover: bool,
     pub cpu: bool,
+    pub scale: bool,
     pub flood: bool,
     pub configs: Vec<Config>,
     pub flood_secs: f64,
     pub cpu_secs: f64,
     /// The steady-state CPU cases, in the order they run.
     pub cpu_cases: Vec<CpuCase>,
+    /// The mass failover cases, in the order they run.
+    pub scale_cases: Vec<CpuCase>,
     /// Junk kinds by name (None: all).
     pub floods: Option<Vec<String>>,
     pub rates: Vec<u64>,
@@ -184,6 +189,7 @@ impl Opts {
         let mut flood_secs = None;
         let mut cpu_secs = None;
         let mut cpu_cases = CpuCase::DEFAULT.to_vec();
+        let mut scale_cases = vec![CpuCase::new(1000, 100)];
         let mut floods = None;
         let mut rates = vec![200, 50_000];
         let mut xvrrpd_args = Vec::new();
@@ -245,6 +251,17 @@ impl Opts {
                         bail!("--cpu-cases: no case given");
                     }
                 }
+                "--scale-cases" => {
+                    scale_cases = value("--scale-cases")?
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(CpuCase::parse)
+                        .collect::<Result<Vec<_>>>()?;
+                    if scale_cases.is_empty() {
+                        bail!("--scale-cases: no case given");
+                    }
+                }
                 other => bail!("unknown option {other:?}\n\n{USAGE}"),
             }
         }
@@ -253,15 +270,18 @@ impl Opts {
             bail!("--trials must be at least 1");
         }
         let v2_trials = v2_trials.map(|n| n as usize).unwrap_or(trials.min(4));
-        let (mut failover, mut cpu, mut flood) = (true, true, true);
+        let (mut failover, mut cpu, mut scale, mut flood) = (true, true, true, true);
         if let Some(list) = only {
-            (failover, cpu, flood) = (false, false, false);
+            (failover, cpu, scale, flood) = (false, false, false, false);
             for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 match s {
                     "failover" => failover = true,
                     "cpu" => cpu = true,
+                    "scale" => scale = true,
                     "flood" => flood = true,
-                    other => bail!("unknown section {other:?} in --only: failover, cpu, flood"),
+                    other => {
+                        bail!("unknown section {other:?} in --only: failover, cpu, scale, flood")
+                    }
                 }
             }
         }
@@ -289,11 +309,13 @@ impl Opts {
             seed,
             failover,
             cpu,
+            scale,
             flood,
             configs,
             flood_secs: flood_secs.unwrap_or(if quick { 1.0 } else { 10.0 }),
             cpu_secs: cpu_secs.unwrap_or(if quick { 3.0 } else { 10.0 }),
             cpu_cases,
+            scale_cases,
             floods,
             rates,
             xvrrpd_args,

@@ -179,6 +179,12 @@ impl CpuMark {
         ns as f64 / 1e9 / wall * 100.0
     }
 
+    /// Milliseconds of run time between `self` and `later` (as
+    /// [`run_percent_to`](Self::run_percent_to)).
+    pub fn run_ms_to(&self, later: &CpuMark) -> f64 {
+        self.run_percent_to(later) / 100.0 * self.wall_secs(later) * 1e3
+    }
+
     /// Percent of one core (user + system, tick-sampled) between `self`
     /// and `later`.
     pub fn percent_to(&self, later: &CpuMark) -> f64 {

@@ -10,6 +10,7 @@ use crate::{
     failures::{CaseResults, Failure},
     flood::FloodResult,
     lab::LO_PRIO,
+    many::MassFailover,
     opts::{Config, CpuCase},
     stats::{Summary, summarize},
     steady::CpuWindow,
@@ -40,6 +41,8 @@ pub struct Results {
     pub failover: Vec<FailoverCase>,
     pub cpu: Vec<CpuWindow>,
     pub cpu_errors: Vec<String>,
+    pub scale: Vec<MassFailover>,
+    pub scale_errors: Vec<String>,
     pub flood: Vec<FloodResult>,
     pub flood_errors: Vec<String>,
 }
@@ -274,6 +277,63 @@ fn cpu_rows(cpu: &[CpuWindow]) -> Vec<Row> {
                 unit,
                 k: cpu_summary(cpu, case, Daemon::Keepalived, pick),
                 x: cpu_summary(cpu, case, Daemon::Xvrrpd, pick),
+                fails: (0, 0),
+            });
+        }
+    }
+    rows
+}
+
+fn scale_rows(scale: &[MassFailover]) -> Vec<Row> {
+    type Pick = fn(&MassFailover) -> f64;
+    let metrics: [(&'static str, &'static str, Pick); 6] = [
+        ("host gone → first VIP on the backup", "ms", |m| {
+            m.first_vip_ns as f64 / 1e6
+        }),
+        ("host gone → every VIP on the backup", "ms", |m| {
+            m.all_vips_ns as f64 / 1e6
+        }),
+        ("↳ beyond the Master_Down_Interval", "ms", |m| {
+            (m.all_vips_ns as f64 - m.mdi_ns as f64) / 1e6
+        }),
+        ("backup CPU time for the takeover", "ms", |m| {
+            m.takeover_cpu_ms
+        }),
+        (
+            "restart → every VIP back, none left on the backup",
+            "ms",
+            |m| m.back_ns as f64 / 1e6,
+        ),
+        (
+            "VIPs that did not move exactly once each way",
+            "count",
+            |m| m.moved_more_than_once as f64,
+        ),
+    ];
+    let mut cases: Vec<CpuCase> = Vec::new();
+    for m in scale {
+        if !cases.contains(&m.case()) {
+            cases.push(m.case());
+        }
+    }
+    let mut rows = Vec::new();
+    for case in cases {
+        for (metric, unit, pick) in metrics {
+            let of = |d: Daemon| {
+                summarize(
+                    &scale
+                        .iter()
+                        .filter(|m| m.case() == case && m.daemon == d)
+                        .map(pick)
+                        .collect::<Vec<_>>(),
+                )
+            };
+            rows.push(Row {
+                case: format!("all fail over, {}", case.label()),
+                metric,
+                unit,
+                k: of(Daemon::Keepalived),
+                x: of(Daemon::Xvrrpd),
                 fails: (0, 0),
             });
         }
@@ -688,6 +748,7 @@ pub fn markdown(r: &Results, header: &[(String, String)], targets: &[Target]) ->
         rows.extend(failover_rows(c));
     }
     rows.extend(cpu_rows(&r.cpu));
+    rows.extend(scale_rows(&r.scale));
     rows.extend(flood_rows(&r.flood));
     for row in &rows {
         let _ = writeln!(
@@ -729,6 +790,7 @@ pub fn markdown(r: &Results, header: &[(String, String)], targets: &[Target]) ->
         }
     }
     errors.extend(r.cpu_errors.iter().map(|e| first_line(e)));
+    errors.extend(r.scale_errors.iter().map(|e| first_line(e)));
     errors.extend(r.flood_errors.iter().map(|e| first_line(e)));
     if !errors.is_empty() {
         let _ = writeln!(s, "\n## Steps that failed\n");
@@ -826,6 +888,18 @@ pub fn json(r: &Results, header: &[(String, String)], targets: &[Target]) -> Val
             "fifo": w.lines.iter().map(|(r, ms, l)| json!({"router": r, "ms": ms, "line": l})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "steady_cpu_errors": r.cpu_errors,
+        "mass_failover": r.scale.iter().map(|m| json!({
+            "daemon": m.daemon.name(),
+            "instances": m.instances,
+            "advert_int_s": m.advert_int.as_secs_f64(),
+            "backup_master_down_interval_ns": m.mdi_ns,
+            "first_vip_ns": m.first_vip_ns,
+            "all_vips_ns": m.all_vips_ns,
+            "takeover_cpu_ms": m.takeover_cpu_ms,
+            "back_ns": m.back_ns,
+            "moved_more_than_once": m.moved_more_than_once,
+        })).collect::<Vec<_>>(),
+        "mass_failover_errors": r.scale_errors,
         "flood": r.flood.iter().map(|f| json!({
             "daemon": f.daemon.name(),
             "kind": f.kind.name(),
