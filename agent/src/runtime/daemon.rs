@@ -196,6 +196,8 @@ pub struct Daemon {
     pub(super) metrics: Metrics,
     pub(super) _metrics_server: Option<MetricsServer>,
     pub(super) reports_rx: mpsc::UnboundedReceiver<Report>,
+    /// Effects pushed to the queues and not reported done yet.
+    pub(super) effects_in_flight: usize,
     pub(super) ebpf_loading: Option<EbpfLoading>,
     pub(super) pending_reload: Option<oneshot::Receiver<PreparedConfig>>,
     /// VIPs in the datapath's guard map, (ifindex, address) → the master
@@ -268,6 +270,7 @@ impl Daemon {
             metrics,
             _metrics_server: metrics_server,
             reports_rx,
+            effects_in_flight: 0,
             ebpf_loading,
             pending_reload: None,
             guarded: HashMap::new(),

@@ -332,6 +332,7 @@ impl Daemon {
         }
         if let Some(q) = &i.effects {
             q.push(at, effect);
+            self.effects_in_flight += 1;
         }
     }
 
@@ -458,7 +459,7 @@ impl Daemon {
 
     /// One GARP/NA for `addr` at once, outside any transition's timeline
     /// (stamped 0: it matches no transition record).
-    fn reannounce(&self, inst: InstanceId, addr: IpAddr) {
+    fn reannounce(&mut self, inst: InstanceId, addr: IpAddr) {
         if let Some(announce) = self.gratuitous(inst, [addr], 1, 0) {
             self.push_untimed(inst, announce);
         }
@@ -490,9 +491,10 @@ impl Daemon {
     /// Queues an effect that belongs to no transition (a re-announce, a
     /// restored VIP): the last transition's timeline and log line are left
     /// alone.
-    fn push_untimed(&self, inst: InstanceId, effect: Effect) {
+    fn push_untimed(&mut self, inst: InstanceId, effect: Effect) {
         if let Some(q) = self.instances.get(inst).and_then(|i| i.effects.as_ref()) {
             q.push(0, effect);
+            self.effects_in_flight += 1;
         }
     }
 

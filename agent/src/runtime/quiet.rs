@@ -258,15 +258,21 @@ impl Daemon {
             }
         }
         self.execute(decided);
-        // Exact timers still coming due: the datapath delivers the master's
-        // adverts again for the last stretch, so the spin to the deadline
-        // reads the ring only (no lookup per instance per spin).
+        // Exact timers still coming due once refreshed: the datapath
+        // delivers the master's adverts again for the last stretch, so the
+        // spin to the deadline reads the ring only (no lookup per instance
+        // per spin). Only those just refreshed: one woken meanwhile has not
+        // read the kernel's record yet.
         let now = monotonic_ns();
-        let still: Vec<InstanceId> = self
+        let due: std::collections::HashSet<InstanceId> = self
             .timers
             .woken(now)
             .filter(|(_, kind)| *kind == TimerKind::MasterDown)
             .map(|(inst, _)| inst)
+            .collect();
+        let still: Vec<InstanceId> = woken
+            .into_iter()
+            .filter(|inst| due.contains(inst))
             .filter(|&inst| {
                 self.instances
                     .get(inst)
@@ -294,6 +300,11 @@ impl Daemon {
             .and_then(|r| r.deadline(TimerKind::MasterDown));
         let i = self.instances.get_mut(inst)?;
         if let Some((key, _)) = i.quiet {
+            debug!(
+                "{}: down deadline {} ns away: its master's adverts are delivered again",
+                i.plan.name,
+                deadline.map_or(0, |d| d.saturating_sub(monotonic_ns()))
+            );
             match self.datapath.set_quiet(key, None) {
                 Ok(()) => {
                     i.quiet = None;

@@ -65,6 +65,7 @@ impl Daemon {
 
     /// An effect finished: its time goes into the transition's timeline.
     pub(super) fn on_report(&mut self, r: Report) {
+        self.effects_in_flight = self.effects_in_flight.saturating_sub(1);
         let Some(inst) = self
             .instances
             .iter()
