@@ -104,9 +104,11 @@ pub struct RunArgs {
     /// then wakes once per Master_Down_Interval per instance.
     #[arg(long, global = true)]
     pub no_kernel_timers: bool,
-    /// The control socket `xvrrpd status` talks to.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET, global = true)]
-    pub control_socket: PathBuf,
+    /// The control socket `xvrrpd status` talks to [default:
+    /// /run/xvrrpd/xvrrpd.sock in the host's network namespace,
+    /// /run/xvrrpd/netns/NAME/xvrrpd.sock in namespace NAME]
+    #[arg(long, value_name = "PATH", global = true)]
+    pub control_socket: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
@@ -140,6 +142,16 @@ pub enum AttachArg {
 pub enum LogFormat {
     Human,
     Json,
+}
+
+impl RunArgs {
+    /// The control socket: as given, or this network namespace's default
+    /// ([`crate::control::socket::default_path`]).
+    pub fn control_socket(&self) -> PathBuf {
+        self.control_socket
+            .clone()
+            .unwrap_or_else(crate::control::socket::default_path)
+    }
 }
 
 impl Cli {

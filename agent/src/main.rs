@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Some(Command::Check { dump_json }) => xvrrpd::config::check_command(&config, *dump_json),
         None if cli.config_test => xvrrpd::config::check_command(&config, false),
         Some(Command::Status { json }) => {
-            match xvrrpd::control::socket::fetch_status(&cli.run.control_socket) {
+            match xvrrpd::control::socket::fetch_status(&cli.run.control_socket()) {
                 Ok(report) if *json => match serde_json::to_string_pretty(&report) {
                     Ok(s) => {
                         println!("{s}");

@@ -28,7 +28,7 @@ impl PinDir {
         if run.bpf_pin_dir.as_os_str() == "none" {
             return None;
         }
-        Self::for_daemon(&run.bpf_pin_dir, &run.control_socket).ok()
+        Self::for_daemon(&run.bpf_pin_dir, &run.control_socket()).ok()
     }
 
     /// The directory for the daemon answering on `control_socket` in this

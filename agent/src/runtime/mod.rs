@@ -130,7 +130,7 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
                 AttachArg::Tc => AttachPreference::Only(AttachMode::Tc),
             },
         },
-        control_socket: cli.run.control_socket.clone(),
+        control_socket: cli.run.control_socket(),
         metrics_listen: cli.run.metrics_listen,
         pins: crate::datapath::pin::PinDir::from_args(&cli.run),
     };

@@ -220,7 +220,7 @@ const MAIL: &[&str] = &[
     "notification_email",
     "notification_email_from",
     "smtp_server",
-    "smtp_helo",
+    "smtp_helo_name",
     "smtp_connect_timeout",
     "smtp_alert",
     "smtp_alert_vrrp",
