@@ -5,7 +5,10 @@
 //! `-p FILE`, `-r FILE`, `--version`) so existing unit files and scripts can
 //! switch binaries. xvrrpd never forks into the background: `-n` is implied.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -144,13 +147,51 @@ pub enum LogFormat {
     Json,
 }
 
+/// The control socket when none is given: [`DEFAULT_CONTROL_SOCKET`] in the host's
+/// network namespace (PID 1's); in any other, one per namespace,
+/// `/run/xvrrpd/netns/NAME/xvrrpd.sock` with the name `ip netns` gives it
+/// (its inode when it has none). So daemons in two namespaces of one host
+/// start without options, and `ip netns exec NAME xvrrpd status` reaches
+/// the daemon of NAME.
+pub fn default_control_socket() -> PathBuf {
+    match netns_tag() {
+        None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        Some(tag) => Path::new("/run/xvrrpd/netns").join(tag).join("xvrrpd.sock"),
+    }
+}
+
+/// How this process's network namespace is named for its socket: the name
+/// `ip netns` gives it (`/run/netns/NAME`); else, outside PID 1's namespace
+/// when that can be read, its inode; else `None` (the host's, or a
+/// container's own, with its own /run).
+fn netns_tag() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let mine = id(Path::new("/proc/self/ns/net"))?;
+    let named = std::fs::read_dir("/run/netns").ok().and_then(|dir| {
+        dir.flatten().find_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let usable = !name.is_empty() && name != "." && name != "..";
+            (usable && id(&e.path()) == Some(mine)).then_some(name)
+        })
+    });
+    if named.is_some() {
+        return named;
+    }
+    // PID 1's namespace file may be unreadable (another user namespace).
+    match id(Path::new("/proc/1/ns/net")) {
+        Some(init) if init != mine => Some(format!("ino-{}", mine.1)),
+        _ => None,
+    }
+}
+
 impl RunArgs {
     /// The control socket: as given, or this network namespace's default
-    /// ([`crate::control::socket::default_path`]).
+    /// ([`default_control_socket`]).
     pub fn control_socket(&self) -> PathBuf {
         self.control_socket
             .clone()
-            .unwrap_or_else(crate::control::socket::default_path)
+            .unwrap_or_else(default_control_socket)
     }
 }
 

@@ -17,46 +17,6 @@ use tokio::{
 
 use super::status::StatusReport;
 
-pub const DEFAULT_SOCKET: &str = "/run/xvrrpd/xvrrpd.sock";
-
-/// The control socket when none is given: [`DEFAULT_SOCKET`] in the host's
-/// network namespace (PID 1's); in any other, one per namespace,
-/// `/run/xvrrpd/netns/NAME/xvrrpd.sock` with the name `ip netns` gives it
-/// (its inode when it has none). So daemons in two namespaces of one host
-/// start without options, and `ip netns exec NAME xvrrpd status` reaches
-/// the daemon of NAME.
-pub fn default_path() -> PathBuf {
-    match netns_tag() {
-        None => PathBuf::from(DEFAULT_SOCKET),
-        Some(tag) => Path::new("/run/xvrrpd/netns").join(tag).join("xvrrpd.sock"),
-    }
-}
-
-/// How this process's network namespace is named for its socket: the name
-/// `ip netns` gives it (`/run/netns/NAME`); else, outside PID 1's namespace
-/// when that can be read, its inode; else `None` (the host's, or a
-/// container's own, with its own /run).
-fn netns_tag() -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    let mine = id(Path::new("/proc/self/ns/net"))?;
-    let named = std::fs::read_dir("/run/netns").ok().and_then(|dir| {
-        dir.flatten().find_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let usable = !name.is_empty() && name != "." && name != "..";
-            (usable && id(&e.path()) == Some(mine)).then_some(name)
-        })
-    });
-    if named.is_some() {
-        return named;
-    }
-    // PID 1's namespace file may be unreadable (another user namespace).
-    match id(Path::new("/proc/1/ns/net")) {
-        Some(init) if init != mine => Some(format!("ino-{}", mine.1)),
-        _ => None,
-    }
-}
-
 /// The pid of the process serving `path`, if one answers.
 fn serving_pid(path: &Path) -> Option<Option<i32>> {
     let stream = std::os::unix::net::UnixStream::connect(path).ok()?;
