@@ -33,6 +33,10 @@ use crate::{
 /// the systemd watchdog, at most half its timeout apart).
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
 
+/// Housekeeping rides along on a wake-up only this far from the next
+/// deadline.
+const HOUSEKEEPING_CLEARANCE_NS: u64 = 5_000_000;
+
 /// Upper bound of one spin to a down deadline, whatever the timers say.
 const MAX_SPIN_NS: u64 = 2 * MASTER_DOWN_SPIN_LEAD_NS;
 
@@ -156,6 +160,7 @@ impl Daemon {
         let (mut datapath_retry, mut link_retry) = (Backoff::default(), Backoff::default());
         loop {
             adverts.clear();
+            let mut chore_due = false;
             let wake = tokio::select! {
                 biased;
                 _ = term.recv() => Wake::Terminate("SIGTERM"),
@@ -184,8 +189,8 @@ impl Daemon {
                     }
                 }
                 Wake::Effect(None) | Wake::Tracker(None) => {}
-                // Done below.
-                Wake::Housekeeping => {}
+                // Done below, whatever the timers say.
+                Wake::Housekeeping => chore_due = true,
                 Wake::Terminate(sig) => {
                     info!("{sig}: leaving: masters hand over with priority 0");
                     let _ = systemd::stopping();
@@ -244,7 +249,12 @@ impl Daemon {
                 }
             }
             let now = monotonic_ns();
-            if housekeeping.worth_doing(now) {
+            // Riding along, it keeps clear of a deadline about to come.
+            let clear = self
+                .timers
+                .next_deadline()
+                .is_none_or(|d| d > now + HOUSEKEEPING_CLEARANCE_NS);
+            if chore_due || (clear && housekeeping.worth_doing(now)) {
                 self.metrics
                     .set_datapath(DatapathSnapshot::of(&self.datapath));
                 let _ = systemd::watchdog();
