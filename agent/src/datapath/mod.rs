@@ -232,7 +232,20 @@ impl Datapath {
                 joins.set_vrid(s.key, s.cfg, s.group)?;
             }
         }
-        self.inner = Self::take_over(PreparedEbpf { dp, joins }, specs)?;
+        let ebpf = Self::take_over(PreparedEbpf { dp, joins }, specs)?;
+        if let Inner::Raw { v4, v6, rx } = std::mem::replace(&mut self.inner, ebpf) {
+            // Off the reactor here; closed on a thread of their own: closing
+            // a socket that holds multicast memberships takes the RTNL lock,
+            // which another daemon's XDP attach can hold for tens of
+            // milliseconds, and a master's adverts would wait meanwhile.
+            drop((v4, v6));
+            let closing = std::thread::Builder::new()
+                .name("raw-close".into())
+                .spawn(move || drop(rx));
+            if let Err(e) = closing {
+                tracing::debug!("closing the raw sockets on the event loop: {e}");
+            }
+        }
         self.fallback_reason = None;
         Ok(())
     }
