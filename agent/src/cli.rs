@@ -147,12 +147,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// The control socket when none is given: [`DEFAULT_CONTROL_SOCKET`] in the host's
-/// network namespace (PID 1's); in any other, one per namespace,
-/// `/run/xvrrpd/netns/NAME/xvrrpd.sock` with the name `ip netns` gives it
-/// (its inode when it has none). So daemons in two namespaces of one host
-/// start without options, and `ip netns exec NAME xvrrpd status` reaches
-/// the daemon of NAME.
+/// The control socket when none is given: one per network namespace, so
+/// daemons in two namespaces of one host start without options and `ip
+/// netns exec NAME xvrrpd status` reaches the daemon of NAME:
+/// `/run/xvrrpd/netns/NAME/xvrrpd.sock` in a namespace `ip netns` names,
+/// `/run/xvrrpd/netns/ino-N/xvrrpd.sock` in an unnamed one other than PID
+/// 1's (when that can be read), [`DEFAULT_CONTROL_SOCKET`] otherwise.
 pub fn default_control_socket() -> PathBuf {
     match netns_tag() {
         None => PathBuf::from(DEFAULT_CONTROL_SOCKET),

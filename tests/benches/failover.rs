@@ -407,7 +407,6 @@ fn steady_cpu(o: &Opts, results: &mut Results, progress: &dyn Fn(&str)) -> Resul
     Ok(vlans)
 }
 
-/// The junk floods chosen, VRRPv3 kinds then VRRPv2 ones, each in its own lab.
 /// Every `--scale-cases` case: each daemon's pair fails over together and
 /// back, in random order; a failed run is recorded, not fatal.
 fn mass_failovers(
@@ -445,6 +444,7 @@ fn mass_failovers(
     Ok(())
 }
 
+/// The junk floods chosen, VRRPv3 kinds then VRRPv2 ones, each in its own lab.
 fn floods(o: &Opts, rng: &mut Rng, results: &mut Results, progress: &dyn Fn(&str)) -> Result<()> {
     progress(&format!(
         "junk floods: {} s each at {:?} frames/s",

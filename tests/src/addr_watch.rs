@@ -151,6 +151,27 @@ impl AddrWatch {
     }
 }
 
+/// (adds, removes) per address among `events` after `since_ns`
+/// (CLOCK_MONOTONIC), the initial listing left out.
+pub fn moves(
+    events: &[AddrEvent],
+    since_ns: u64,
+) -> std::collections::HashMap<IpAddr, (usize, usize)> {
+    let mut m: std::collections::HashMap<IpAddr, (usize, usize)> = Default::default();
+    for e in events
+        .iter()
+        .filter(|e| !e.initial && e.at.mono_ns > since_ns)
+    {
+        let slot = m.entry(e.addr).or_default();
+        if e.added {
+            slot.0 += 1;
+        } else {
+            slot.1 += 1;
+        }
+    }
+    m
+}
+
 /// Spans of presence of `addr` in an event list.
 pub fn held_spans(events: &[AddrEvent], addr: IpAddr) -> Vec<Held> {
     let mut out: Vec<Held> = Vec::new();

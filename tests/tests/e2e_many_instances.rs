@@ -5,14 +5,13 @@
 //! back: every VIP moves back, once. Nothing flaps on the way.
 
 use std::{
-    collections::HashMap,
     net::IpAddr,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, ensure};
 use xvrrpd_tests::{
-    addr_watch::AddrEvent,
+    addr_watch,
     kconf::{Daemon, Instance},
     retry::lab_test,
     router::RouterNode,
@@ -51,24 +50,10 @@ fn in_state(r: &RouterNode, state: &str) -> Result<usize> {
         .count())
 }
 
-/// (adds, removes) per VIP among `events` after `since` (CLOCK_MONOTONIC).
-fn moves(events: &[AddrEvent], since: u64) -> HashMap<IpAddr, (usize, usize)> {
-    let mut m: HashMap<IpAddr, (usize, usize)> = HashMap::new();
-    for e in events.iter().filter(|e| !e.initial && e.at.mono_ns > since) {
-        let slot = m.entry(e.addr).or_default();
-        if e.added {
-            slot.0 += 1;
-        } else {
-            slot.1 += 1;
-        }
-    }
-    m
-}
-
 /// Every VIP moved exactly as `want` (adds, removes) on `r` since `since`.
 fn check_moves(r: &RouterNode, vips: &[IpAddr], since: u64, want: (usize, usize)) -> Result<()> {
     r.watch.check_complete()?;
-    let m = moves(&r.watch.events(), since);
+    let m = addr_watch::moves(&r.watch.events(), since);
     let wrong: Vec<String> = vips
         .iter()
         .filter_map(|v| {

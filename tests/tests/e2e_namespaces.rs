@@ -145,8 +145,9 @@ fn daemons_in_two_namespaces_start_with_no_options_and_status_reaches_each() -> 
         !code.success(),
         "the second daemon exited with success: {said}"
     );
-    // `ip netns exec` runs the daemon as its own child; its pid is the
-    // one that serves the socket.
+    // `ip netns exec` execs the daemon, so the pid it was spawned with
+    // serves the socket (its children are looked at too, should an `ip`
+    // fork first).
     let serving = std::fs::read_to_string(format!("/proc/{first_pid}/task/{first_pid}/children"))
         .unwrap_or_default();
     let pids: Vec<String> = std::iter::once(first_pid.to_string())

@@ -330,7 +330,13 @@ impl Daemon {
         {
             *n += 1;
         }
-        if let Some(q) = &i.effects {
+        self.enqueue(inst, at, effect);
+    }
+
+    /// Hands `effect` to the instance's queue, stamped with the transition
+    /// at `at` (0: none); counted until its report comes back.
+    fn enqueue(&mut self, inst: InstanceId, at: u64, effect: Effect) {
+        if let Some(q) = self.instances.get(inst).and_then(|i| i.effects.as_ref()) {
             q.push(at, effect);
             self.effects_in_flight += 1;
         }
@@ -492,10 +498,7 @@ impl Daemon {
     /// restored VIP): the last transition's timeline and log line are left
     /// alone.
     fn push_untimed(&mut self, inst: InstanceId, effect: Effect) {
-        if let Some(q) = self.instances.get(inst).and_then(|i| i.effects.as_ref()) {
-            q.push(0, effect);
-            self.effects_in_flight += 1;
-        }
+        self.enqueue(inst, 0, effect);
     }
 
     /// Claims the datapath reported: each goes to the master instance

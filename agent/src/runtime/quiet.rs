@@ -237,6 +237,10 @@ impl Daemon {
             .map(|(inst, _)| inst)
             .filter(|&inst| self.instances.get(inst).is_some_and(|i| i.quiet.is_some()))
             .collect();
+        // Called on every turn of a spin: nothing to do is the common case.
+        if woken.is_empty() {
+            return;
+        }
         if woken.iter().any(|&n| self.instances[n].down_lazy) {
             // Every safety net along, and still every woken exact timer.
             let mut listed = vec![false; self.instances.len()];
@@ -264,19 +268,14 @@ impl Daemon {
         // per spin). Only those just refreshed: one woken meanwhile has not
         // read the kernel's record yet.
         let now = monotonic_ns();
-        let due: std::collections::HashSet<InstanceId> = self
-            .timers
-            .woken(now)
-            .filter(|(_, kind)| *kind == TimerKind::MasterDown)
-            .map(|(inst, _)| inst)
-            .collect();
         let still: Vec<InstanceId> = woken
             .into_iter()
-            .filter(|inst| due.contains(inst))
             .filter(|&inst| {
-                self.instances
-                    .get(inst)
-                    .is_some_and(|i| i.quiet.is_some() && !i.down_lazy)
+                self.timers.woke((inst, TimerKind::MasterDown), now)
+                    && self
+                        .instances
+                        .get(inst)
+                        .is_some_and(|i| i.quiet.is_some() && !i.down_lazy)
             })
             .collect();
         if still.is_empty() {

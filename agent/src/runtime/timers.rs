@@ -118,6 +118,13 @@ impl<K: Copy + Ord + Hash> Timers<K> {
             .map(|(_, k)| *k)
     }
 
+    /// Whether `key`'s (early) wake-up has passed at `now_ns`.
+    pub fn woke(&self, key: K, now_ns: u64) -> bool {
+        self.entries
+            .get(&key)
+            .is_some_and(|(wake, _, _)| *wake <= now_ns)
+    }
+
     /// The nearest deadline whose early wake-up has passed but which is not
     /// due yet at `now_ns`: the loop spins until then.
     pub fn spin_target(&self, now_ns: u64) -> Option<u64> {

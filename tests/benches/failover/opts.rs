@@ -74,23 +74,37 @@ impl CpuCase {
         )
     }
 
-    fn parse(s: &str) -> Result<CpuCase> {
+    /// `option`'s comma-separated list of cases, at least one.
+    fn parse_list(option: &str, list: &str) -> Result<Vec<CpuCase>> {
+        let cases = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| CpuCase::parse(option, s))
+            .collect::<Result<Vec<_>>>()?;
+        if cases.is_empty() {
+            bail!("{option}: no case given");
+        }
+        Ok(cases)
+    }
+
+    fn parse(option: &str, s: &str) -> Result<CpuCase> {
         let Some((n, secs)) = s.split_once('@') else {
-            bail!("--cpu-cases: {s:?} is not INSTANCES@ADVERT_INT, e.g. 1000@0.1");
+            bail!("{option}: {s:?} is not INSTANCES@ADVERT_INT, e.g. 1000@0.1");
         };
         let max = xvrrpd_tests::scale::MAX_INSTANCES;
         let instances = match n.trim().parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => n,
-            _ => bail!("--cpu-cases: {n:?} instances: a number in 1..={max}"),
+            _ => bail!("{option}: {n:?} instances: a number in 1..={max}"),
         };
         // VRRPv3 carries centiseconds: 0.01 … 40.95 s.
         let v = match secs.trim().parse::<f64>() {
             Ok(v) if v.is_finite() && (0.01..=40.95).contains(&v) => v,
-            _ => bail!("--cpu-cases: advert_int {secs:?}: seconds in [0.01, 40.95]"),
+            _ => bail!("{option}: advert_int {secs:?}: seconds in [0.01, 40.95]"),
         };
         let cs = (v * 100.0).round();
         if (v * 100.0 - cs).abs() > 1e-6 {
-            bail!("--cpu-cases: advert_int {secs:?}: VRRPv3 counts in steps of 0.01 s");
+            bail!("{option}: advert_int {secs:?}: VRRPv3 counts in steps of 0.01 s");
         }
         Ok(CpuCase::new(instances, cs as u64 * 10))
     }
@@ -241,26 +255,10 @@ impl Opts {
                 }
                 "--cpu-secs" => cpu_secs = Some(parse_secs("--cpu-secs", &value("--cpu-secs")?)?),
                 "--cpu-cases" => {
-                    cpu_cases = value("--cpu-cases")?
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(CpuCase::parse)
-                        .collect::<Result<Vec<_>>>()?;
-                    if cpu_cases.is_empty() {
-                        bail!("--cpu-cases: no case given");
-                    }
+                    cpu_cases = CpuCase::parse_list("--cpu-cases", &value("--cpu-cases")?)?
                 }
                 "--scale-cases" => {
-                    scale_cases = value("--scale-cases")?
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(CpuCase::parse)
-                        .collect::<Result<Vec<_>>>()?;
-                    if scale_cases.is_empty() {
-                        bail!("--scale-cases: no case given");
-                    }
+                    scale_cases = CpuCase::parse_list("--scale-cases", &value("--scale-cases")?)?
                 }
                 other => bail!("unknown option {other:?}\n\n{USAGE}"),
             }

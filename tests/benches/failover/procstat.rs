@@ -163,26 +163,30 @@ impl CpuMark {
         ticks as f64 / clk_tck() / wall * 100.0
     }
 
+    /// Nanoseconds on a CPU between `self` and `later`, every thread: as
+    /// for context switches, a thread that started meanwhile counts whole,
+    /// one that ended meanwhile is lost.
+    fn run_ns_to(&self, later: &CpuMark) -> u64 {
+        later
+            .run_ns
+            .iter()
+            .map(|(tid, n)| n.saturating_sub(self.run_ns.get(tid).copied().unwrap_or(0)))
+            .sum()
+    }
+
     /// Percent of one core from the scheduler's run time between `self`
-    /// and `later`: as for context switches, a thread that started
-    /// meanwhile counts whole, one that ended meanwhile is lost.
+    /// and `later`.
     pub fn run_percent_to(&self, later: &CpuMark) -> f64 {
         let wall = self.wall_secs(later);
         if wall <= 0.0 {
             return 0.0;
         }
-        let ns: u64 = later
-            .run_ns
-            .iter()
-            .map(|(tid, n)| n.saturating_sub(self.run_ns.get(tid).copied().unwrap_or(0)))
-            .sum();
-        ns as f64 / 1e9 / wall * 100.0
+        self.run_ns_to(later) as f64 / 1e9 / wall * 100.0
     }
 
-    /// Milliseconds of run time between `self` and `later` (as
-    /// [`run_percent_to`](Self::run_percent_to)).
+    /// Milliseconds of run time between `self` and `later`.
     pub fn run_ms_to(&self, later: &CpuMark) -> f64 {
-        self.run_percent_to(later) / 100.0 * self.wall_secs(later) * 1e3
+        self.run_ns_to(later) as f64 / 1e6
     }
 
     /// Percent of one core (user + system, tick-sampled) between `self`

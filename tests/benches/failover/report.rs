@@ -307,7 +307,7 @@ fn scale_rows(scale: &[MassFailover]) -> Vec<Row> {
         (
             "VIPs that did not move exactly once each way",
             "count",
-            |m| m.moved_more_than_once as f64,
+            |m| m.not_moved_once as f64,
         ),
     ];
     let mut cases: Vec<CpuCase> = Vec::new();
@@ -897,7 +897,7 @@ pub fn json(r: &Results, header: &[(String, String)], targets: &[Target]) -> Val
             "all_vips_ns": m.all_vips_ns,
             "takeover_cpu_ms": m.takeover_cpu_ms,
             "back_ns": m.back_ns,
-            "moved_more_than_once": m.moved_more_than_once,
+            "not_moved_exactly_once": m.not_moved_once,
         })).collect::<Vec<_>>(),
         "mass_failover_errors": r.scale_errors,
         "flood": r.flood.iter().map(|f| json!({

@@ -63,7 +63,7 @@ impl CpuWindow {
 pub fn lab(case: CpuCase, xvrrpd_args: &[String]) -> Result<(BenchLab, scale::VlanKind)> {
     let n = case.instances;
     let template = scale::instances(1, 100, case.advert_int).remove(0);
-    let bl = BenchLab::new(
+    let mut bl = BenchLab::new(
         &format!("bench-cpu-{n}-{}ms", case.advert_int.as_millis()),
         template,
         xvrrpd_args,
@@ -77,7 +77,6 @@ pub fn lab(case: CpuCase, xvrrpd_args: &[String]) -> Result<(BenchLab, scale::Vl
     // charges that wake-up to the sender: a fifth of a master's CPU at
     // 10,000 adverts/s, the same for both daemons, and no part of either.
     // Nothing here reads the wire.
-    let mut bl = bl;
     bl.c.capture.stop().context("stopping the bridge capture")?;
     let mut kind = scale::VlanKind::None;
     // A router's place in the cluster is its index (its addresses).
