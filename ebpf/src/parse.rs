@@ -11,8 +11,8 @@ use xvrrpd_common::{
     ADDR_HASH_SEED, AdvertEvent, ChecksumForm, ClaimEvent, Counter, EVENT_ADDR_BYTES,
     EVENT_FLAG_ADDRS_TRUNCATED, EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6,
     FENCE_OWNER_INTERVALS, FenceOwner, GuardKey, GuardValue, Heard, IPPROTO_VRRP, MAX_MESSAGE_LEN,
-    QUIET_COMPARED_WORDS, QuietAdvert, VRID_FLAG_CHECK_TTL, VRRP_AUTH_LEN, VRRP_HEADER_LEN,
-    VRRP_TTL, VridConfig, VridKey, addr_hash_step,
+    MAX_VRRP_PACKET, QUIET_COMPARED_WORDS, QuietAdvert, VRID_FLAG_CHECK_TTL, VRRP_AUTH_LEN,
+    VRRP_HEADER_LEN, VRRP_TTL, VridConfig, VridKey, addr_hash_step,
 };
 
 const ETH_HLEN: usize = 14;
@@ -72,6 +72,16 @@ struct IpInfo {
     addr_off: usize,
     vrrp_off: usize,
     msg_len: usize,
+}
+
+/// An offset or length computed from packet bytes, hidden from the
+/// compiler and bounded by a compare the verifier tracks. LLVM may rewrite
+/// such a value (split into masked halves, say) so that verifiers before
+/// Linux 6.x lose its bounds, and it drops a compare it can prove.
+#[inline(always)]
+fn verifier_bounded(v: usize) -> Option<usize> {
+    let v = core::hint::black_box(v);
+    if v > MAX_VRRP_PACKET { None } else { Some(v) }
 }
 
 #[inline(always)]
@@ -160,15 +170,21 @@ fn ipv4_vrrp(data: usize, data_end: usize, off: usize) -> Option<Result<IpInfo, 
     if be16(data, data_end, off + 6)? & 0x3fff != 0 {
         return Some(Err(Counter::Fragment));
     }
-    if total < ihl || data + off + total > data_end {
+    // Verifiers before Linux 6.x keep no bounds across a byte swap: bound
+    // the length with a compare they track before it offsets a packet
+    // pointer (a longer packet is no advert anyway).
+    if total < ihl || total > MAX_VRRP_PACKET {
+        return Some(Err(Counter::BadLength));
+    }
+    if data + off + total > data_end {
         return Some(Err(Counter::BadLength));
     }
     Some(Ok(IpInfo {
         family: FAMILY_IPV4,
         ttl: byte(data, data_end, off + 8)?,
         addr_off: off + 12,
-        vrrp_off: off + ihl,
-        msg_len: total - ihl,
+        vrrp_off: verifier_bounded(off + ihl)?,
+        msg_len: verifier_bounded(total - ihl)?,
     }))
 }
 
@@ -189,6 +205,10 @@ fn ipv6_header(data: usize, data_end: usize, off: usize) -> Option<L3> {
     }
     let payload = be16(data, data_end, off + 4)? as usize;
     let ttl = byte(data, data_end, off + 7)?;
+    // Bounded before it offsets a packet pointer, as in `ipv4_vrrp`.
+    if payload > MAX_VRRP_PACKET {
+        return Some(L3::Vrrp(Err(Counter::BadLength)));
+    }
     if data + off + IPV6_HLEN + payload > data_end {
         return Some(L3::Vrrp(Err(Counter::BadLength)));
     }
@@ -196,8 +216,8 @@ fn ipv6_header(data: usize, data_end: usize, off: usize) -> Option<L3> {
         family: FAMILY_IPV6,
         ttl,
         addr_off: off + 8,
-        vrrp_off: off + IPV6_HLEN,
-        msg_len: payload,
+        vrrp_off: verifier_bounded(off + IPV6_HLEN)?,
+        msg_len: verifier_bounded(payload)?,
     })))
 }
 

@@ -192,6 +192,20 @@ impl Lab {
         })
     }
 
+    /// A tap `name` on the bridge, for a qemu guest started in the switch
+    /// namespace (`ip netns exec`), multi-queue like the guest's NIC.
+    pub fn add_tap(&self, name: &str) -> Result<()> {
+        self.exec_ns(
+            &self.switch,
+            &["ip", "tuntap", "add", name, "mode", "tap", "multi_queue"],
+        )?;
+        self.exec_ns(
+            &self.switch,
+            &["ip", "link", "set", name, "master", "br0", "up"],
+        )?;
+        Ok(())
+    }
+
     /// The bridge-side port of `host` (to take its link down from outside).
     pub fn switch_port(&self, host: &Host) -> Option<String> {
         self.hosts

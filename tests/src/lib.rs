@@ -57,6 +57,7 @@ pub mod router;
 pub mod scale;
 pub mod scenario;
 pub mod stall;
+pub mod vm;
 pub mod vrrp_lab;
 pub mod wire;
 

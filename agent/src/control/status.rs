@@ -34,6 +34,23 @@ pub struct DaemonStatus {
     pub attachments: Vec<Attachment>,
     pub uptime_s: f64,
     pub reloads: u64,
+    /// What the running kernel gave the daemon. Absent in reports from
+    /// older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelStatus>,
+}
+
+/// The kernel-dependent paths the daemon settled on.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KernelStatus {
+    /// `uname -r`.
+    pub release: String,
+    /// Who runs master-down timers that the datapath keeps: `bpf-timer`
+    /// (the kernel, ≥ 5.15) or `agent` (the daemon's own timer).
+    pub down_timers: String,
+    /// How added VIPs are marked as the daemon's: `ifa-proto` (≥ 5.18) or
+    /// `valid-lifetime`.
+    pub vip_marker: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -12,7 +12,8 @@ use std::{
 
 use xvrrpd_common::{
     AdvertEvent, Counter, EVENT_ADDR_BYTES, EVENT_FLAG_ADDRS_TRUNCATED, EVENT_FLAG_UNICAST,
-    FAMILY_IPV4, FAMILY_IPV6, IPPROTO_VRRP, VRID_FLAG_CHECK_TTL, VRRP_TTL, VridConfig, VridKey,
+    FAMILY_IPV4, FAMILY_IPV6, IPPROTO_VRRP, MAX_VRRP_PACKET, VRID_FLAG_CHECK_TTL, VRRP_TTL,
+    VridConfig, VridKey,
 };
 
 use crate::packet::{self, DecodeError, Version, frame};
@@ -102,7 +103,7 @@ fn ipv4(p: &[u8], off: usize) -> Option<Result<IpView<'_>, Counter>> {
     if be16(p, off + 6)? & 0x3fff != 0 {
         return Some(Err(Counter::Fragment));
     }
-    if total < ihl || off + total > p.len() {
+    if total < ihl || total > MAX_VRRP_PACKET || off + total > p.len() {
         return Some(Err(Counter::BadLength));
     }
     let a = off + 12;
@@ -120,7 +121,7 @@ fn ipv6(p: &[u8], off: usize) -> Option<Result<IpView<'_>, Counter>> {
     }
     let payload = usize::from(be16(p, off + 4)?);
     let ttl = *p.get(off + 7)?;
-    if off + 40 + payload > p.len() {
+    if payload > MAX_VRRP_PACKET || off + 40 + payload > p.len() {
         return Some(Err(Counter::BadLength));
     }
     let addr = |at: usize| {

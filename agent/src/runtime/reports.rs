@@ -154,6 +154,22 @@ impl Daemon {
                 .collect(),
             uptime_s: self.started.elapsed().as_secs_f64(),
             reloads: self.reloads,
+            kernel: Some(status::KernelStatus {
+                release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .map(|r| r.trim().to_string())
+                    .unwrap_or_default(),
+                down_timers: if self.datapath.kernel_timers() {
+                    "bpf-timer"
+                } else {
+                    "agent"
+                }
+                .into(),
+                vip_marker: match crate::net::addr::MarkerMode::detect() {
+                    crate::net::addr::MarkerMode::IfaProto => "ifa-proto",
+                    crate::net::addr::MarkerMode::Lifetime => "valid-lifetime",
+                }
+                .into(),
+            }),
         }
     }
 

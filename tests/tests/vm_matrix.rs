@@ -1,0 +1,947 @@
+//! The VM matrix: the Debian package under systemd, in two qemu guests per
+//! kernel on one L2 segment, checked end to end (`cargo xtask vmtest`).
+//!
+//! Per kernel: install the package, start `xvrrpd.service` (Type=notify),
+//! read the datapath and kernel paths it settled on, elect, then `kill -9`
+//! the master's daemon, reload, SIGSTOP it (watchdog), and stop it — each
+//! watched from both guests (VIP, unit, state) and from a client on the
+//! bridge pinging the VIP every millisecond. Writes target/vmtest/matrix.md.
+//!
+//! `--kernel SERIES` (repeatable) picks kernels, e.g. `--kernel 6.1`;
+//! `XVRRPD_DEB` names the package (default: target/dist/xvrrpd_*.deb);
+//! `XVRRPD_VM_ACCEL=kvm|tcg` skips the KVM probe.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use xvrrpd_tests::{
+    clock::Stamp,
+    lab::{Lab, require_root},
+    prober::{ProbeConfig, ProbeLog, Prober},
+    vm::{
+        image::{self, Kernel},
+        qemu::{Accel, Vm, VmSpec, probe_accel},
+    },
+};
+
+const DEFAULT_SERIES: &[&str] = &["5.10", "6.1", "6.12"];
+const VIP: &str = "192.0.2.10";
+const VIP2: &str = "192.0.2.11";
+const CLIENT: &str = "192.0.2.100/24";
+const ADVERT_INT_S: f64 = 1.0;
+/// Systemd's watchdog for the guests (a drop-in): the shipped 20 s would
+/// only make the run longer; the mechanism is the same.
+const WATCHDOG_SEC: u32 = 4;
+
+/// One guest of the pair.
+struct Node {
+    name: &'static str,
+    addr: &'static str,
+    mac: &'static str,
+    priority: u8,
+}
+
+const A: Node = Node {
+    name: "vma",
+    addr: "192.0.2.1",
+    mac: "52:54:00:00:0a:01",
+    priority: 150,
+};
+const B: Node = Node {
+    name: "vmb",
+    addr: "192.0.2.2",
+    mac: "52:54:00:00:0a:02",
+    priority: 100,
+};
+
+fn config(node: &Node, vips: &[&str]) -> String {
+    let vips: String = vips.iter().map(|v| format!("        {v}/24\n")).collect();
+    format!(
+        "global_defs {{\n    router_id {}\n}}\n\nvrrp_instance VI_1 {{\n    state BACKUP\n    \
+         interface eth0\n    virtual_router_id 51\n    priority {}\n    advert_int {ADVERT_INT_S}\n    \
+         virtual_ipaddress {{\n{vips}    }}\n}}\n",
+        node.name, node.priority
+    )
+}
+
+/// Master_Down_Interval for a priority (RFC 3768), seconds.
+fn mdi_s(priority: u8) -> f64 {
+    3.0 * ADVERT_INT_S + (256.0 - f64::from(priority)) / 256.0
+}
+
+/// A result cell of the matrix.
+#[derive(Clone)]
+struct Cell {
+    ok: bool,
+    text: String,
+}
+
+#[derive(Default)]
+struct Column {
+    kernel: String,
+    cells: Vec<(&'static str, Cell)>,
+    notes: Vec<String>,
+}
+
+impl Column {
+    fn pass(&mut self, check: &'static str, text: impl Into<String>) {
+        self.cells.push((
+            check,
+            Cell {
+                ok: true,
+                text: text.into(),
+            },
+        ));
+    }
+    fn fail(&mut self, check: &'static str, text: impl Into<String>) {
+        self.cells.push((
+            check,
+            Cell {
+                ok: false,
+                text: text.into(),
+            },
+        ));
+    }
+    fn check(&mut self, check: &'static str, ok: bool, text: impl Into<String>) {
+        if ok {
+            self.pass(check, text)
+        } else {
+            self.fail(check, text)
+        }
+    }
+    fn failed(&self) -> bool {
+        self.cells.iter().any(|(_, c)| !c.ok)
+    }
+}
+
+/// One look at a guest during an event.
+#[derive(Clone, Debug)]
+struct Sample {
+    from: Stamp,
+    to: Stamp,
+    /// Which of [VIP, VIP2] the guest holds.
+    vips: [bool; 2],
+    active: String,
+    restarts: u32,
+    state: Option<String>,
+    status: Option<Value>,
+}
+
+impl Sample {
+    fn master(&self) -> bool {
+        self.state.as_deref() == Some("MASTER")
+    }
+}
+
+const SAMPLE_SCRIPT: &str = "ip -br -4 addr show dev eth0; echo @@; \
+    systemctl show -p ActiveState --value xvrrpd; \
+    systemctl show -p NRestarts --value xvrrpd; echo @@; \
+    timeout 2 xvrrpd status --json 2>/dev/null";
+
+fn sample(vm: &mut Vm) -> Result<Sample> {
+    let from = Stamp::now();
+    let r = vm.sh(SAMPLE_SCRIPT, Duration::from_secs(20))?;
+    let to = Stamp::now();
+    let mut parts = r.out.split("@@\n");
+    let addrs = parts.next().unwrap_or_default();
+    let unit = parts.next().unwrap_or_default();
+    let json = parts.next().unwrap_or_default();
+    let holds = |v: &str| addrs.split_whitespace().any(|w| w == format!("{v}/24"));
+    let mut unit = unit.lines();
+    let active = unit.next().unwrap_or_default().trim().to_string();
+    let restarts = unit.next().and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    let status: Option<Value> = serde_json::from_str(json.trim()).ok();
+    let state = status
+        .as_ref()
+        .and_then(|s| s["instances"][0]["state"].as_str())
+        .map(str::to_string);
+    Ok(Sample {
+        from,
+        to,
+        vips: [holds(VIP), holds(VIP2)],
+        active,
+        restarts,
+        state,
+        status,
+    })
+}
+
+/// Samples both guests until `settled` holds (then `tail` more) or `max`.
+fn watch(
+    a: &mut Vm,
+    b: &mut Vm,
+    max: Duration,
+    tail: Duration,
+    settled: impl Fn(&[Sample], &[Sample]) -> bool,
+) -> Result<(Vec<Sample>, Vec<Sample>, bool)> {
+    let seen = [Mutex::new(Vec::new()), Mutex::new(Vec::new())];
+    let stop = AtomicBool::new(false);
+    let deadline = Instant::now() + max;
+    let mut done = false;
+    thread::scope(|s| -> Result<()> {
+        let mut handles = Vec::new();
+        for (vm, out) in [a, b].into_iter().zip(&seen) {
+            let stop = &stop;
+            handles.push(s.spawn(move || -> Result<()> {
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let smp = sample(vm)?;
+                    out.lock()
+                        .map_err(|_| anyhow::anyhow!("poisoned"))?
+                        .push(smp);
+                    thread::sleep(Duration::from_millis(30));
+                }
+                Ok(())
+            }));
+        }
+        let mut settled_at: Option<Instant> = None;
+        while Instant::now() < deadline && handles.iter().all(|h| !h.is_finished()) {
+            thread::sleep(Duration::from_millis(50));
+            if settled_at.is_none() {
+                let sa = seen[0].lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                let sb = seen[1].lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                if settled(&sa, &sb) {
+                    settled_at = Some(Instant::now());
+                    done = true;
+                }
+            }
+            if settled_at.is_some_and(|t| t.elapsed() >= tail) {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("sampler panicked"))??;
+        }
+        Ok(())
+    })?;
+    let [sa, sb] = seen;
+    Ok((
+        sa.into_inner().unwrap_or_default(),
+        sb.into_inner().unwrap_or_default(),
+        done,
+    ))
+}
+
+/// The longest span in which both guests were seen holding VIP at
+/// overlapping moments, seconds (0: never).
+fn double_held_s(sa: &[Sample], sb: &[Sample]) -> f64 {
+    let mut first: Option<u64> = None;
+    let mut last: u64 = 0;
+    for x in sa.iter().filter(|s| s.vips[0]) {
+        for y in sb.iter().filter(|s| s.vips[0]) {
+            if x.from.rt_ns <= y.to.rt_ns && y.from.rt_ns <= x.to.rt_ns {
+                let lo = x.from.rt_ns.max(y.from.rt_ns);
+                let hi = x.to.rt_ns.min(y.to.rt_ns);
+                first = Some(first.map_or(lo, |f| f.min(lo)));
+                last = last.max(hi);
+            }
+        }
+    }
+    first.map_or(0.0, |f| (last.saturating_sub(f)) as f64 / 1e9)
+}
+
+/// Seconds from `t0` to the end of the first sample satisfying `p`.
+fn first_after(samples: &[Sample], t0: &Stamp, p: impl Fn(&Sample) -> bool) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.from.rt_ns >= t0.rt_ns && p(s))
+        .map(|s| (s.to.rt_ns - t0.rt_ns) as f64 / 1e9)
+}
+
+/// The newest MasterDown transition of a status report: (detection error
+/// ms = at − last advert − Master_Down_Interval, at − last advert ms).
+fn detection(status: &Value) -> Option<(f64, f64)> {
+    let inst = &status["instances"][0];
+    let mdi = inst["master_down_interval_ns"].as_f64()?;
+    let t = inst["transitions"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|t| t["reason"] == "MasterDown" && t["to"] == "MASTER")?;
+    let at = t["at_ns"].as_f64()?;
+    let last = t["last_advert_ns"].as_f64()?;
+    Some(((at - last - mdi) / 1e6, (at - last) / 1e6))
+}
+
+fn transitions(s: &Sample) -> u64 {
+    s.status
+        .as_ref()
+        .and_then(|v| v["instances"][0]["counters"]["transitions"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Bounds that fit the acceleration: software emulation runs timers late.
+struct Bounds {
+    /// Host-observed take-over after the master-down interval, s.
+    takeover_slack_s: f64,
+    /// Detection error, ms.
+    detection_ms: f64,
+    /// Double holding of a VIP, s.
+    double_s: f64,
+}
+
+fn bounds(accel: Accel) -> Bounds {
+    match accel {
+        Accel::Kvm => Bounds {
+            takeover_slack_s: 0.5,
+            detection_ms: 20.0,
+            double_s: 0.3,
+        },
+        Accel::Tcg => Bounds {
+            takeover_slack_s: 1.5,
+            detection_ms: 250.0,
+            double_s: ADVERT_INT_S,
+        },
+    }
+}
+
+fn outage_text(log: &ProbeLog, from: &Stamp, secs: f64) -> String {
+    let o = log.outage(from.rt_ns, from.rt_ns + (secs * 1e9) as u64);
+    format!("client outage {:.0} ms", o.gap_ns as f64 / 1e6)
+}
+
+struct Pair<'a> {
+    a: &'a mut Vm,
+    b: &'a mut Vm,
+    prober: &'a Prober,
+    bounds: Bounds,
+    /// Where every sample of every event is logged.
+    log: PathBuf,
+}
+
+/// Appends an event's samples to the kernel's event log.
+fn log_samples(log: &Path, event: &str, t0: &Stamp, sa: &[Sample], sb: &[Sample]) {
+    let mut all: Vec<(&str, &Sample)> = sa
+        .iter()
+        .map(|s| (A.name, s))
+        .chain(sb.iter().map(|s| (B.name, s)))
+        .collect();
+    all.sort_by_key(|(_, s)| s.from.rt_ns);
+    let mut text = format!("== {event}\n");
+    for (vm, s) in all {
+        let rel = |x: &Stamp| (x.rt_ns as f64 - t0.rt_ns as f64) / 1e9;
+        let _ = writeln!(
+            text,
+            "{:8.3}..{:8.3} {vm} vips={:?} unit={} restarts={} state={}",
+            rel(&s.from),
+            rel(&s.to),
+            s.vips,
+            s.active,
+            s.restarts,
+            s.state.as_deref().unwrap_or("-")
+        );
+    }
+    let _ = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+}
+
+fn main_pid_kill(vm: &mut Vm, signal: &str) -> Result<()> {
+    vm.ok(&format!(
+        "pid=$(systemctl show -p MainPID --value xvrrpd); [ \"$pid\" -gt 0 ] && kill -{signal} $pid"
+    ))?;
+    Ok(())
+}
+
+/// A master again on A and a backup on B, VIP on A only.
+fn a_master_again(sa: &[Sample], sb: &[Sample], restarts: u32) -> bool {
+    matches!((sa.last(), sb.last()), (Some(x), Some(y))
+        if x.master() && x.vips[0] && x.restarts >= restarts
+            && y.state.as_deref() == Some("BACKUP") && !y.vips[0])
+}
+
+/// `kill -9` or SIGSTOP of the master's daemon: B takes over, systemd
+/// brings A back (ExecStopPost cleans up, Restart=, the watchdog for a
+/// stopped daemon), A preempts again, and the VIP never sits on both.
+fn crash(p: &mut Pair, col: &mut Column, check: &'static str, signal: &str) -> Result<()> {
+    let before = sample(p.a)?.restarts;
+    let t0 = Stamp::now();
+    main_pid_kill(p.a, signal)?;
+    let max = Duration::from_secs_f64(mdi_s(B.priority) + 45.0);
+    let (sa, sb, settled) = watch(p.a, p.b, max, Duration::from_millis(1500), |sa, sb| {
+        sb.iter().any(|s| s.master()) && a_master_again(sa, sb, before + 1)
+    })?;
+    log_samples(&p.log, check, &t0, &sa, &sb);
+    let takeover = first_after(&sb, &t0, |s| s.master() && s.vips[0]);
+    let restarted = first_after(&sa, &t0, |s| s.restarts > before && s.active == "active");
+    let back = first_after(&sa, &t0, |s| s.master() && s.vips[0] && s.restarts > before);
+    // Between the crash and A's return as master A must not keep the VIP
+    // once B holds it: ExecStopPost (or the daemon's start) removes it.
+    let double = double_held_s(&sa, &sb);
+    let det = sb
+        .iter()
+        .rev()
+        .find_map(|s| s.status.as_ref().and_then(detection));
+    let log = p.prober.snapshot();
+    let bound = mdi_s(B.priority) + p.bounds.takeover_slack_s;
+    let mut text = String::new();
+    let mut ok = settled;
+    match takeover {
+        Some(t) => {
+            let _ = write!(text, "backup master after {t:.2} s (bound {bound:.2} s)");
+            ok &= t <= bound || signal == "STOP";
+        }
+        None => {
+            text.push_str("backup never became master");
+            ok = false;
+        }
+    }
+    if let Some((err, _)) = det {
+        let _ = write!(text, ", detection error {err:.1} ms");
+        ok &= err.abs() <= p.bounds.detection_ms;
+    }
+    match restarted {
+        Some(t) => {
+            let _ = write!(text, ", systemd restarted it after {t:.1} s");
+        }
+        None => {
+            text.push_str(", systemd did not restart it");
+            ok = false;
+        }
+    }
+    if let Some(t) = back {
+        let _ = write!(text, ", master again after {t:.1} s");
+    }
+    let _ = write!(
+        text,
+        ", VIP on both ≤ {:.2} s, {}",
+        double,
+        outage_text(&log, &t0, back.unwrap_or(30.0))
+    );
+    // A stopped daemon keeps its addresses until the watchdog kills it and
+    // ExecStopPost removes them (the eBPF fence stops the host answering
+    // for them meanwhile); a killed one's are removed at once.
+    let double_bound = if signal == "STOP" {
+        f64::from(WATCHDOG_SEC) + p.bounds.takeover_slack_s + 2.0 * ADVERT_INT_S
+    } else {
+        p.bounds.double_s
+    };
+    ok &= double <= double_bound;
+    if signal == "STOP" {
+        let journal =
+            p.a.sh(
+                "journalctl -u xvrrpd --no-pager -o cat | grep -ci watchdog",
+                Duration::from_secs(20),
+            )?
+            .out;
+        let hits: u32 = journal.trim().parse().unwrap_or(0);
+        if hits == 0 {
+            text.push_str(", no watchdog in the journal");
+            ok = false;
+        } else {
+            text.push_str(", killed by the watchdog");
+        }
+    }
+    col.check(check, ok, text);
+    Ok(())
+}
+
+fn run_kernel(
+    kernel: &Kernel,
+    accel: Accel,
+    deb: &Path,
+    dir: &Path,
+    col: &mut Column,
+) -> Result<()> {
+    let lab = Lab::new()?;
+    lab.add_tap("tapa")?;
+    lab.add_tap("tapb")?;
+    let mut lab = lab;
+    let client = lab.add_host("client", &[CLIENT])?;
+    let initrd = dir.join("initrd");
+    image::initrd(kernel, &[("/root/xvrrpd.deb", deb)], &initrd)?;
+    let spec = |node: &Node, tap: &str| VmSpec {
+        name: node.name.into(),
+        kernel: kernel.clone(),
+        initrd: initrd.clone(),
+        accel,
+        tap: Some((lab.switch_ns().to_string(), tap.to_string())),
+        mac: node.mac.into(),
+        mem_mb: 1024,
+        dir: dir.to_path_buf(),
+    };
+    let boot_timeout = match accel {
+        Accel::Kvm => Duration::from_secs(60),
+        Accel::Tcg => Duration::from_secs(180),
+    };
+    let (sa, sb) = (spec(&A, "tapa"), spec(&B, "tapb"));
+    let (ra, rb) = thread::scope(|s| {
+        let ha = s.spawn(|| Vm::boot(&sa, boot_timeout));
+        let hb = s.spawn(|| Vm::boot(&sb, boot_timeout));
+        (ha.join(), hb.join())
+    });
+    let (mut a, mut b) = match (ra, rb) {
+        (Ok(Ok(a)), Ok(Ok(b))) => (a, b),
+        (Ok(Err(e)), _) | (_, Ok(Err(e))) => {
+            col.fail("boot", format!("{e:#}"));
+            return Ok(());
+        }
+        _ => bail!("a boot thread panicked"),
+    };
+    let _ = fs::remove_file(&initrd);
+    let result = run_checks(&mut a, &mut b, &client, accel, dir, col);
+    // The daemons' journals and kernel logs, whatever happened.
+    for vm in [&mut a, &mut b] {
+        for (what, script) in [
+            (
+                "journal",
+                "journalctl -u xvrrpd --no-pager -o short-monotonic",
+            ),
+            ("dmesg", "dmesg"),
+        ] {
+            if let Ok(r) = vm.sh(script, Duration::from_secs(30)) {
+                let _ = fs::write(dir.join(format!("{}-{what}.log", vm.name)), r.out);
+            }
+        }
+    }
+    drop(lab);
+    result
+}
+
+fn run_checks(
+    a: &mut Vm,
+    b: &mut Vm,
+    client: &xvrrpd_tests::lab::Host,
+    accel: Accel,
+    dir: &Path,
+    col: &mut Column,
+) -> Result<()> {
+    col.pass(
+        "boot",
+        format!(
+            "{} and {} s to the control port",
+            fmt_s(a.booted_in),
+            fmt_s(b.booted_in)
+        ),
+    );
+
+    // Install and configure.
+    for (vm, node) in [(&mut *a, &A), (&mut *b, &B)] {
+        let conf = config(node, &[VIP]);
+        vm.ok(&format!(
+            "set -e\nip link set eth0 up\nip addr add {}/24 dev eth0\n\
+             dpkg -i /root/xvrrpd.deb >/run/dpkg.log 2>&1 || {{ cat /run/dpkg.log; exit 1; }}\n\
+             mkdir -p /etc/keepalived /etc/systemd/system/xvrrpd.service.d\n\
+             cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf}EOF\n\
+             printf '[Service]\\nWatchdogSec={WATCHDOG_SEC}s\\n' > /etc/systemd/system/xvrrpd.service.d/vmtest.conf\n\
+             systemctl daemon-reload\n",
+            node.addr
+        ))?;
+    }
+    let version = a.ok("dpkg-query -W -f='${Version}' xvrrpd")?;
+    col.pass("install", format!("xvrrpd {version} from the .deb"));
+
+    // Start both; systemctl start returns once the daemon says READY=1.
+    let mut ready = Vec::new();
+    for vm in [&mut *a, &mut *b] {
+        let out = vm.ok(
+            "s=$(date +%s%N); systemctl start xvrrpd; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); \
+             systemctl show -p Type --value xvrrpd; systemctl show -p ActiveState --value xvrrpd; \
+             systemctl show -p StatusText --value xvrrpd",
+        )?;
+        let l: Vec<&str> = out.lines().collect();
+        ready.push((
+            l.first().copied().unwrap_or("").to_string(),
+            l.get(1).copied().unwrap_or("").to_string(),
+            l.get(2).copied().unwrap_or("").to_string(),
+            l.get(3).copied().unwrap_or("").to_string(),
+        ));
+    }
+    let ok = ready
+        .iter()
+        .all(|(_, ty, active, text)| ty == "notify" && active == "active" && !text.is_empty());
+    col.check(
+        "Type=notify readiness",
+        ok,
+        format!(
+            "ready {} / {} ms after `systemctl start`; status text: \"{}\"",
+            ready[0].0, ready[1].0, ready[0].3
+        ),
+    );
+
+    // What the daemon settled on.
+    let st = sample(a)?;
+    match &st.status {
+        Some(s) => {
+            let d = &s["daemon"];
+            let modes: Vec<String> = d["attachments"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|x| {
+                            format!(
+                                "{} {}",
+                                x["interface"].as_str().unwrap_or("?"),
+                                x["mode"].as_str().unwrap_or("?")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let datapath = d["datapath"].as_str().unwrap_or("?");
+            let why = d["datapath_fallback_reason"].as_str().unwrap_or("");
+            col.check(
+                "datapath",
+                datapath == "ebpf",
+                if datapath == "ebpf" {
+                    format!("eBPF, {}", modes.join(", "))
+                } else {
+                    format!("{datapath}: {why}")
+                },
+            );
+            let k = &d["kernel"];
+            col.pass(
+                "kernel paths",
+                format!(
+                    "ring buffer {}, down timers: {}, VIP marker: {}",
+                    if datapath == "ebpf" { "yes" } else { "no" },
+                    k["down_timers"].as_str().unwrap_or("?"),
+                    k["vip_marker"].as_str().unwrap_or("?")
+                ),
+            );
+        }
+        None => {
+            col.fail("datapath", "no status from the daemon");
+        }
+    }
+
+    // Election: A (150) master, B (100) backup, the VIP on A only.
+    let t0 = Stamp::now();
+    let (sa, sb, settled) = watch(
+        a,
+        b,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        |sa, sb| a_master_again(sa, sb, 0),
+    )?;
+    log_samples(&dir.join("events.log"), "election", &t0, &sa, &sb);
+    col.check(
+        "election",
+        settled,
+        match first_after(&sa, &t0, |s| s.master() && s.vips[0]) {
+            Some(t) => format!(
+                "{} master, {} backup ({t:.1} s after the check began)",
+                A.name, B.name
+            ),
+            None => format!(
+                "no master on {}: last states {:?} / {:?}",
+                A.name,
+                sa.last().and_then(|s| s.state.clone()),
+                sb.last().and_then(|s| s.state.clone())
+            ),
+        },
+    );
+    if !settled {
+        return Ok(());
+    }
+
+    let target: IpAddr = VIP.parse()?;
+    let prober = Prober::start(
+        client,
+        target,
+        ProbeConfig {
+            interval: Duration::from_millis(1),
+            max_duration: Duration::from_secs(600),
+            max_count: 600_000,
+        },
+    )?;
+    let mut pair = Pair {
+        a,
+        b,
+        prober: &prober,
+        bounds: bounds(accel),
+        log: dir.join("events.log"),
+    };
+    crash(&mut pair, col, "kill -9 of the master's daemon", "9")?;
+
+    // Reload with a second VIP: no flap, the new VIP comes up on the master.
+    let conf = config(&A, &[VIP, VIP2]);
+    let conf_b = config(&B, &[VIP, VIP2]);
+    let before = (sample(pair.a)?, sample(pair.b)?);
+    let t0 = Stamp::now();
+    pair.b.ok(&format!(
+        "cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf_b}EOF\nsystemctl reload xvrrpd"
+    ))?;
+    pair.a.ok(&format!(
+        "cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf}EOF\nsystemctl reload xvrrpd"
+    ))?;
+    let (sa, sb, settled) = watch(
+        pair.a,
+        pair.b,
+        Duration::from_secs(20),
+        Duration::from_secs(2),
+        |sa, _| sa.last().is_some_and(|s| s.vips[1]),
+    )?;
+    log_samples(&pair.log, "reload", &t0, &sa, &sb);
+    let flapped = sa
+        .iter()
+        .any(|s| !s.vips[0] || transitions(s) != transitions(&before.0))
+        || sb
+            .iter()
+            .any(|s| s.vips[0] || transitions(s) != transitions(&before.1));
+    let reloads = sa
+        .last()
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s["daemon"]["reloads"].as_u64())
+        .unwrap_or(0);
+    col.check(
+        "systemctl reload",
+        settled && !flapped && reloads >= 1,
+        format!(
+            "{} VIP up after {}, {}, {}",
+            VIP2,
+            first_after(&sa, &t0, |s| s.vips[1]).map_or("never".into(), |t| format!("{t:.1} s")),
+            if flapped { "FLAPPED" } else { "no flap" },
+            outage_text(&pair.prober.snapshot(), &t0, 5.0)
+        ),
+    );
+
+    crash(
+        &mut pair,
+        col,
+        "SIGSTOP of the master's daemon (watchdog)",
+        "STOP",
+    )?;
+
+    // systemctl stop: priority 0, the backup takes over after its skew time.
+    let t0 = Stamp::now();
+    pair.a.ok("systemctl stop xvrrpd")?;
+    let (sa, sb, settled) = watch(
+        pair.a,
+        pair.b,
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+        |sa, sb| {
+            sb.last().is_some_and(|s| s.master() && s.vips[0])
+                && sa
+                    .last()
+                    .is_some_and(|s| s.active != "active" && !s.vips[0])
+        },
+    )?;
+    let skew_ms = (256.0 - f64::from(B.priority)) / 256.0 * ADVERT_INT_S * 1e3;
+    let handover = sb
+        .iter()
+        .rev()
+        .find_map(|s| s.status.as_ref().and_then(detection))
+        .map(|(_, since_last)| since_last);
+    let double = double_held_s(&sa, &sb);
+    let ok = settled
+        && handover.is_some_and(|h| h <= skew_ms + pair.bounds.detection_ms)
+        && double <= pair.bounds.double_s;
+    col.check(
+        "systemctl stop (priority 0)",
+        ok,
+        format!(
+            "backup master {} after the priority-0 advert (skew {skew_ms:.0} ms), \
+             seen after {}, VIP on both ≤ {double:.2} s, {}",
+            handover.map_or("?".into(), |h| format!("{h:.0} ms")),
+            first_after(&sb, &t0, |s| s.master() && s.vips[0])
+                .map_or("never".into(), |t| format!("{t:.1} s")),
+            outage_text(&pair.prober.snapshot(), &t0, 10.0)
+        ),
+    );
+    pair.a.ok("systemctl start xvrrpd")?;
+    let (_, _, settled) = watch(
+        pair.a,
+        pair.b,
+        Duration::from_secs(30),
+        Duration::ZERO,
+        |sa, sb| a_master_again(sa, sb, 0),
+    )?;
+    if !settled {
+        col.notes
+            .push("after `systemctl start` the first guest did not become master again".into());
+    }
+    drop(pair);
+    let _ = prober.stop();
+    Ok(())
+}
+
+fn fmt_s(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64())
+}
+
+fn render(cols: &[Column], accel: Accel, accel_why: &str, deb: &Path) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# VM matrix\n");
+    let _ = writeln!(
+        out,
+        "Two qemu guests per kernel on one bridge (virtio-net, 1 vCPU, 2 queue pairs), \
+         each running `xvrrpd.service` from `{}` under systemd, configured by \
+         /etc/keepalived/keepalived.conf (`advert_int {ADVERT_INT_S}`, priorities {} and {}); \
+         a client on the bridge pings the VIP every millisecond. Guests ran under {} ({accel_why}).{}\n",
+        deb.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        A.priority,
+        B.priority,
+        accel.name(),
+        if accel == Accel::Tcg {
+            " Under software emulation timings are not meaningful: the bounds fit the \
+             emulation, and precise timing stays with the namespace benchmarks."
+        } else {
+            ""
+        }
+    );
+    let mut checks: Vec<&'static str> = Vec::new();
+    for c in cols {
+        for (name, _) in &c.cells {
+            if !checks.contains(name) {
+                checks.push(name);
+            }
+        }
+    }
+    let _ = write!(out, "| check |");
+    for c in cols {
+        let _ = write!(out, " {} |", c.kernel);
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in cols {
+        let _ = write!(out, "---|");
+    }
+    out.push('\n');
+    for check in checks {
+        let _ = write!(out, "| {check} |");
+        for c in cols {
+            match c.cells.iter().find(|(n, _)| *n == check) {
+                Some((_, cell)) => {
+                    let _ = write!(
+                        out,
+                        " {} {} |",
+                        if cell.ok { "✓" } else { "✗" },
+                        cell.text.replace('|', "/")
+                    );
+                }
+                None => out.push_str(" — |"),
+            }
+        }
+        out.push('\n');
+    }
+    for c in cols {
+        for n in &c.notes {
+            let _ = writeln!(out, "\n- {}: {}", c.kernel, n);
+        }
+    }
+    out
+}
+
+fn find_deb() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("XVRRPD_DEB") {
+        return Ok(PathBuf::from(d));
+    }
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dist");
+    fs::read_dir(&dist)
+        .ok()
+        .and_then(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        })
+        .context(
+            "no xvrrpd .deb: build it with `cargo xtask dist --deb` (or run `cargo xtask vmtest`)",
+        )
+}
+
+fn run() -> Result<bool> {
+    require_root();
+    let mut series: Vec<String> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--kernel" => series.push(args.next().context("--kernel needs a series, e.g. 6.1")?),
+            // What cargo's test runner passes along.
+            "--nocapture" | "--test-threads=1" => {}
+            "--help" | "-h" => {
+                println!("vm_matrix [--kernel SERIES]... (default: {DEFAULT_SERIES:?})");
+                return Ok(true);
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    if series.is_empty() {
+        series = DEFAULT_SERIES.iter().map(|s| s.to_string()).collect();
+    }
+    let deb = find_deb()?;
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vmtest");
+    fs::create_dir_all(&out_dir)?;
+    let kernels = image::kernels(&series)?;
+    image::rootfs()?;
+    let probe_initrd = out_dir.join("probe-initrd");
+    image::initrd(&kernels[0], &[], &probe_initrd)?;
+    let (accel, why) = probe_accel(
+        &kernels[0],
+        &probe_initrd,
+        &out_dir,
+        Duration::from_secs(20),
+    );
+    let _ = fs::remove_file(&probe_initrd);
+    eprintln!("[vmtest] guests run under {}: {why}", accel.name());
+    let mut cols = Vec::new();
+    for k in &kernels {
+        let started = Instant::now();
+        eprintln!("[vmtest] kernel {} ({})", k.release, k.version);
+        let dir = out_dir.join(&k.release);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let mut col = Column {
+            kernel: format!("{} ({})", k.series, k.release),
+            ..Column::default()
+        };
+        if let Err(e) = run_kernel(k, accel, &deb, &dir, &mut col) {
+            col.fail("run", format!("{e:#}"));
+        }
+        col.notes.push(format!(
+            "checks took {:.0} s; logs in {}",
+            started.elapsed().as_secs_f64(),
+            dir.display()
+        ));
+        for (check, cell) in &col.cells {
+            eprintln!(
+                "[vmtest] {} {check}: {} {}",
+                k.series,
+                if cell.ok { "ok" } else { "FAILED" },
+                cell.text
+            );
+        }
+        cols.push(col);
+    }
+    let md = render(&cols, accel, &why, &deb);
+    fs::write(out_dir.join("matrix.md"), &md)?;
+    println!("{md}");
+    println!("written to {}", out_dir.join("matrix.md").display());
+    Ok(!cols.iter().any(Column::failed))
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => {
+            println!("test result: ok. 1 passed; 0 failed; 0 ignored");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("test result: FAILED. 0 passed; 1 failed; 0 ignored");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("vm matrix: {e:#}");
+            println!("test result: FAILED. 0 passed; 1 failed; 0 ignored");
+            ExitCode::FAILURE
+        }
+    }
+}
