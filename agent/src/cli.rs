@@ -178,9 +178,13 @@ fn netns_tag() -> Option<String> {
     if named.is_some() {
         return named;
     }
-    // PID 1's namespace file may be unreadable (another user namespace).
-    match id(Path::new("/proc/1/ns/net")) {
-        Some(init) if init != mine => Some(format!("ino-{}", mine.1)),
+    // PID 1's namespace may be unreadable (another user namespace, or no
+    // ptrace access: a daemon without CAP_SYS_PTRACE under systemd). Its
+    // link text is compared: `stat` of a denied link gave the link's own
+    // inode on Linux 5.10, which looked like another namespace.
+    let link = |p: &str| std::fs::read_link(p).ok();
+    match (link("/proc/1/ns/net"), link("/proc/self/ns/net")) {
+        (Some(init), Some(own)) if init != own => Some(format!("ino-{}", mine.1)),
         _ => None,
     }
 }

@@ -30,6 +30,7 @@ fn report() -> StatusReport {
             attachments: Vec::new(),
             uptime_s: 0.0,
             reloads: 0,
+            kernel: None,
         },
         instances: Vec::new(),
         sync_groups: Vec::new(),

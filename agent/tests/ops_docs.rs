@@ -8,8 +8,8 @@ use xvrrpd::{
     control::{
         metrics::METRIC_NAMES,
         status::{
-            Attachment, DaemonStatus, InstanceCounters, InstanceStatus, SCHEMA_VERSION,
-            StatusReport, SyncGroupStatus, TrackerStatus, TransitionRecord,
+            Attachment, DaemonStatus, InstanceCounters, InstanceStatus, KernelStatus,
+            SCHEMA_VERSION, StatusReport, SyncGroupStatus, TrackerStatus, TransitionRecord,
         },
     },
     vrrp::{DiscardReason, Reason, State},
@@ -38,6 +38,11 @@ fn full_report() -> StatusReport {
             }],
             uptime_s: 1.0,
             reloads: 0,
+            kernel: Some(KernelStatus {
+                release: "6.1.0-57-amd64".into(),
+                down_timers: "bpf-timer".into(),
+                vip_marker: "ifa-proto".into(),
+            }),
         },
         instances: vec![InstanceStatus {
             name: "VI_1".into(),

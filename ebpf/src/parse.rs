@@ -74,14 +74,19 @@ struct IpInfo {
     msg_len: usize,
 }
 
-/// An offset or length computed from packet bytes, hidden from the
-/// compiler and bounded by a compare the verifier tracks. LLVM may rewrite
-/// such a value (split into masked halves, say) so that verifiers before
-/// Linux 6.x lose its bounds, and it drops a compare it can prove.
+/// An offset or length computed from packet bytes, bounded in a way the
+/// verifier tracks. LLVM may take such a value apart and put it together
+/// again (low byte | high bytes) so that verifiers before Linux 6.x lose
+/// its bounds, drops a compare it can prove, and reloads a value instead of
+/// reusing the compared register. A mask of the value hidden from LLVM is a
+/// new value that it can neither fold nor rebuild.
 #[inline(always)]
 fn verifier_bounded(v: usize) -> Option<usize> {
-    let v = core::hint::black_box(v);
-    if v > MAX_VRRP_PACKET { None } else { Some(v) }
+    if v > MAX_VRRP_PACKET {
+        return None;
+    }
+    // MAX_VRRP_PACKET <= 0x3fff: the mask changes no bounded value.
+    Some(core::hint::black_box(v) & 0x3fff)
 }
 
 #[inline(always)]
@@ -183,8 +188,8 @@ fn ipv4_vrrp(data: usize, data_end: usize, off: usize) -> Option<Result<IpInfo, 
         family: FAMILY_IPV4,
         ttl: byte(data, data_end, off + 8)?,
         addr_off: off + 12,
-        vrrp_off: verifier_bounded(off + ihl)?,
-        msg_len: verifier_bounded(total - ihl)?,
+        vrrp_off: off + ihl,
+        msg_len: total - ihl,
     }))
 }
 
@@ -216,8 +221,8 @@ fn ipv6_header(data: usize, data_end: usize, off: usize) -> Option<L3> {
         family: FAMILY_IPV6,
         ttl,
         addr_off: off + 8,
-        vrrp_off: verifier_bounded(off + IPV6_HLEN)?,
-        msg_len: verifier_bounded(payload)?,
+        vrrp_off: off + IPV6_HLEN,
+        msg_len: payload,
     })))
 }
 
@@ -285,6 +290,9 @@ struct Checked {
     version: u8,
     vrid: u8,
     count: u8,
+    /// The header's priority and (VRRPv2) authentication type bytes.
+    priority: u8,
+    auth_type: u8,
     form: ChecksumForm,
     interval_cs: u16,
     alen: usize,
@@ -372,12 +380,20 @@ fn check(
     ip: &IpInfo,
     vrids: &HashMap<VridKey, VridConfig>,
 ) -> Result<Checked, Counter> {
-    let v = ip.vrrp_off;
+    // Bounded where it is used: LLVM may take the value apart and put it
+    // together again (low byte | high bytes) after any earlier bound.
+    let v = verifier_bounded(ip.vrrp_off).ok_or(Counter::BadLength)?;
     if ip.msg_len < VRRP_HEADER_LEN {
         return Err(Counter::BadLength);
     }
-    ptr_at::<[u8; VRRP_HEADER_LEN]>(data, data_end, v).ok_or(Counter::BadLength)?;
-    let vt = byte(data, data_end, v).ok_or(Counter::BadLength)?;
+    // The fixed header read once through the pointer just checked: a
+    // pointer computed again for each field carries no checked range on
+    // older verifiers.
+    // SAFETY: bounds checked by ptr_at; unaligned read.
+    let hdr = ptr_at::<[u8; VRRP_HEADER_LEN]>(data, data_end, v)
+        .map(|p| unsafe { p.read_unaligned() })
+        .ok_or(Counter::BadLength)?;
+    let vt = hdr[0];
     let version = vt >> 4;
     if !(version == 3 || (version == 2 && ip.family == FAMILY_IPV4)) {
         return Err(Counter::BadVersion);
@@ -385,7 +401,7 @@ fn check(
     if vt & 0x0f != 1 {
         return Err(Counter::BadType);
     }
-    let vrid = byte(data, data_end, v + 1).ok_or(Counter::BadLength)?;
+    let vrid = hdr[1];
     // SAFETY: read-only lookup of a plain value type.
     let cfg = match unsafe { vrids.get(VridKey::new(ifindex, ip.family, vrid)) } {
         Some(cfg) => *cfg,
@@ -394,7 +410,7 @@ fn check(
     if cfg.flags & VRID_FLAG_CHECK_TTL != 0 && ip.ttl != VRRP_TTL {
         return Err(Counter::BadTtl);
     }
-    let count = byte(data, data_end, v + 3).ok_or(Counter::BadLength)?;
+    let count = hdr[3];
     if count == 0 {
         return Err(Counter::BadAddrCount);
     }
@@ -405,9 +421,9 @@ fn check(
         return Err(Counter::BadLength);
     }
     let interval_cs: u16 = if version == 2 {
-        byte(data, data_end, v + 5).ok_or(Counter::BadLength)? as u16 * 100
+        hdr[5] as u16 * 100
     } else {
-        be16(data, data_end, v + 4).ok_or(Counter::BadLength)? & 0x0fff
+        u16::from_be_bytes([hdr[4], hdr[5]]) & 0x0fff
     };
     if interval_cs == 0 {
         return Err(Counter::BadInterval);
@@ -440,6 +456,8 @@ fn check(
         version,
         vrid,
         count,
+        priority: hdr[2],
+        auth_type: hdr[4],
         form,
         interval_cs,
         alen,
@@ -465,7 +483,7 @@ fn deliver(
     let mut auth_lo = 0u32;
     let mut auth_hi = 0u32;
     if c.version == 2 {
-        auth_type = byte(data, data_end, v + 4)?;
+        auth_type = c.auth_type;
         if auth_type != c.cfg.auth_type {
             return Some(Counter::BadAuth);
         }
@@ -483,7 +501,7 @@ fn deliver(
             return Some(Counter::BadInterval);
         }
     }
-    let priority = byte(data, data_end, v + 2)?;
+    let priority = c.priority;
     // SAFETY: a helper call without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     // Before the ring: with the agent dead the ring is full, and this is

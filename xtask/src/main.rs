@@ -52,6 +52,14 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// The VM matrix: the Debian package under systemd in qemu guests, on
+    /// Debian's 5.10, 6.1 and 6.12 kernels (root; images cached in
+    /// /var/cache/xvrrpd-vmtest); writes target/vmtest/matrix.md.
+    Vmtest {
+        /// Only this kernel series (repeatable), e.g. `--kernel 6.1`.
+        #[arg(long, value_name = "SERIES")]
+        kernel: Vec<String>,
+    },
     /// Man pages and shell completions into target/dist/; with --deb also
     /// the Debian package (eBPF datapath embedded).
     Dist {
@@ -101,6 +109,10 @@ fn main() -> Result<()> {
         Command::Bench { which, args } => {
             setup::run()?;
             tasks::bench(&which, &args)
+        }
+        Command::Vmtest { kernel } => {
+            setup::run()?;
+            tasks::vmtest(&kernel)
         }
         Command::Dist {
             deb,

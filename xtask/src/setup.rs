@@ -4,7 +4,8 @@
 //! - bpf-linker 0.13.0 built against that nightly's own libLLVM (a plain
 //!   `cargo install bpf-linker` looks for a system LLVM and fails);
 //! - cargo-fuzz for the fuzz smoke tests;
-//! - Debian packages the tests drive: keepalived, tcpdump, iproute2, procps.
+//! - Debian packages the tests drive: keepalived, tcpdump, iproute2, procps;
+//!   qemu, debootstrap, kmod and cpio for the VM matrix.
 
 use std::{
     env, fs,
@@ -29,6 +30,12 @@ const APT_PACKAGES: &[&str] = &[
     "iputils-ping",
     // systemd-analyze, to verify the unit file.
     "systemd",
+    // The VM matrix: guests, their root file system, module lists, initrds.
+    "qemu-system-x86",
+    "debootstrap",
+    "kmod",
+    "cpio",
+    "debian-archive-keyring",
 ];
 
 fn say(msg: &str) {

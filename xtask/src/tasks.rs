@@ -101,7 +101,7 @@ pub fn test(fuzz_seconds: u32) -> Result<()> {
             "xvrrpd-ebpf",
             "--all-targets",
             "--features",
-            "xvrrpd-tests/privileged",
+            "xvrrpd-tests/vmtest",
         ])
         .args(["--", "-D", "warnings"])
         .status_ok()?;
@@ -144,12 +144,43 @@ pub fn test(fuzz_seconds: u32) -> Result<()> {
     fuzz_smoke(fuzz_seconds)?;
     step("Debian package: build, install, check, purge");
     crate::dist::run(true, true, false)?;
+    // The package just built, on every kernel of the matrix.
+    vm_matrix(&[], &mut totals)?;
     eprintln!("\nall green in {:.0} s", started.elapsed().as_secs_f64());
     println!(
         "xtask: {} passed, {} failed, {} skipped",
         totals.passed, totals.failed, totals.ignored
     );
     Ok(())
+}
+
+/// `cargo xtask vmtest`: the Debian package, then the matrix.
+pub fn vmtest(kernels: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!("the VM matrix builds namespaces, taps and root file systems: run it as root");
+    }
+    step("Debian package");
+    crate::dist::run(true, false, false)?;
+    vm_matrix(kernels, &mut Totals::default())
+}
+
+fn vm_matrix(kernels: &[String], totals: &mut Totals) -> Result<()> {
+    step("VM matrix (qemu guests under systemd, one kernel after another)");
+    let mut c = cargo("stable");
+    c.args([
+        "test",
+        "-p",
+        "xvrrpd-tests",
+        "--features",
+        "vmtest",
+        "--test",
+        "vm_matrix",
+        "--",
+    ]);
+    for k in kernels {
+        c.args(["--kernel", k]);
+    }
+    cargo_test(&mut c, totals)
 }
 
 /// Runs every fuzz target for a few seconds: it must not find a crash.
