@@ -197,6 +197,28 @@ impl RunArgs {
             .clone()
             .unwrap_or_else(default_control_socket)
     }
+
+    /// Where `status` looks, in order: the socket given, else this
+    /// namespace's default and then the one named by the namespace's inode.
+    /// A daemon whose view of PID 1's namespace differs from its client's
+    /// (under systemd on Linux 5.10 it named its socket by inode) is found
+    /// either way; both paths belong to this namespace only.
+    pub fn control_socket_candidates(&self) -> Vec<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(given) = &self.control_socket {
+            return vec![given.clone()];
+        }
+        let mut out = vec![default_control_socket()];
+        if let Ok(m) = std::fs::metadata("/proc/self/ns/net") {
+            let by_inode = Path::new("/run/xvrrpd/netns")
+                .join(format!("ino-{}", m.ino()))
+                .join("xvrrpd.sock");
+            if !out.contains(&by_inode) {
+                out.push(by_inode);
+            }
+        }
+        out
+    }
 }
 
 impl Cli {
