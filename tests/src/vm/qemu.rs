@@ -299,7 +299,11 @@ pub fn probe_accel(
         ),
         Err(e) => (
             Accel::Tcg,
-            format!("a {} guest did not boot under KVM ({e:#})", kernel.release),
+            format!(
+                "a {} guest did not boot under KVM: {}",
+                kernel.release,
+                format!("{e:#}").lines().next().unwrap_or_default()
+            ),
         ),
     }
 }
