@@ -29,51 +29,34 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use xvrrpd_tests::{
     clock::Stamp,
-    lab::{Lab, require_root},
+    lab::require_root,
     prober::{ProbeConfig, ProbeLog, Prober},
     vm::{
-        image::{self, Kernel},
-        qemu::{Accel, Vm, VmSpec, probe_accel},
+        self,
+        image::Kernel,
+        qemu::{Accel, Vm},
+        segment::{self, NODE_A, NODE_B, Node},
     },
 };
 
 const DEFAULT_SERIES: &[&str] = &["5.10", "6.1", "6.12"];
 const VIP: &str = "192.0.2.10";
 const VIP2: &str = "192.0.2.11";
-const CLIENT: &str = "192.0.2.100/24";
 const ADVERT_INT_S: f64 = 1.0;
 /// Systemd's watchdog for the guests (a drop-in): the shipped 20 s would
 /// only make the run longer; the mechanism is the same.
 const WATCHDOG_SEC: u32 = 4;
 
-/// One guest of the pair.
-struct Node {
-    name: &'static str,
-    addr: &'static str,
-    mac: &'static str,
-    priority: u8,
-}
+const PRIO_A: u8 = 150;
+const PRIO_B: u8 = 100;
 
-const A: Node = Node {
-    name: "vma",
-    addr: "192.0.2.1",
-    mac: "52:54:00:00:0a:01",
-    priority: 150,
-};
-const B: Node = Node {
-    name: "vmb",
-    addr: "192.0.2.2",
-    mac: "52:54:00:00:0a:02",
-    priority: 100,
-};
-
-fn config(node: &Node, vips: &[&str]) -> String {
+fn config(node: &Node, priority: u8, vips: &[&str]) -> String {
     let vips: String = vips.iter().map(|v| format!("        {v}/24\n")).collect();
     format!(
         "global_defs {{\n    router_id {}\n}}\n\nvrrp_instance VI_1 {{\n    state BACKUP\n    \
          interface eth0\n    virtual_router_id 51\n    priority {}\n    advert_int {ADVERT_INT_S}\n    \
          virtual_ipaddress {{\n{vips}    }}\n}}\n",
-        node.name, node.priority
+        node.name, priority
     )
 }
 
@@ -329,8 +312,8 @@ struct Pair<'a> {
 fn log_samples(log: &Path, event: &str, t0: &Stamp, sa: &[Sample], sb: &[Sample]) {
     let mut all: Vec<(&str, &Sample)> = sa
         .iter()
-        .map(|s| (A.name, s))
-        .chain(sb.iter().map(|s| (B.name, s)))
+        .map(|s| (NODE_A.name, s))
+        .chain(sb.iter().map(|s| (NODE_B.name, s)))
         .collect();
     all.sort_by_key(|(_, s)| s.from.rt_ns);
     let mut text = format!("== {event}\n");
@@ -375,7 +358,7 @@ fn crash(p: &mut Pair, col: &mut Column, check: &'static str, signal: &str) -> R
     let before = sample(p.a)?.restarts;
     let t0 = Stamp::now();
     main_pid_kill(p.a, signal)?;
-    let max = Duration::from_secs_f64(mdi_s(B.priority) + 45.0);
+    let max = Duration::from_secs_f64(mdi_s(PRIO_B) + 45.0);
     let (sa, sb, settled) = watch(p.a, p.b, max, Duration::from_millis(1500), |sa, sb| {
         sb.iter().any(|s| s.master()) && a_master_again(sa, sb, before + 1)
     })?;
@@ -393,7 +376,7 @@ fn crash(p: &mut Pair, col: &mut Column, check: &'static str, signal: &str) -> R
         .rev()
         .find_map(|s| s.status.as_ref().and_then(detection));
     let log = p.prober.snapshot();
-    let bound = mdi_s(B.priority) + p.bounds.takeover_slack_s;
+    let bound = mdi_s(PRIO_B) + p.bounds.takeover_slack_s;
     let mut text = String::new();
     let mut ok = settled;
     match takeover {
@@ -463,58 +446,16 @@ fn run_kernel(
     dir: &Path,
     col: &mut Column,
 ) -> Result<()> {
-    let lab = Lab::new()?;
-    lab.add_tap("tapa")?;
-    lab.add_tap("tapb")?;
-    let mut lab = lab;
-    let client = lab.add_host("client", &[CLIENT])?;
-    let initrd = dir.join("initrd");
-    image::initrd(kernel, &[("/root/xvrrpd.deb", deb)], &initrd)?;
-    let spec = |node: &Node, tap: &str| VmSpec {
-        name: node.name.into(),
-        kernel: kernel.clone(),
-        initrd: initrd.clone(),
-        accel,
-        tap: Some((lab.switch_ns().to_string(), tap.to_string())),
-        mac: node.mac.into(),
-        mem_mb: 1024,
-        dir: dir.to_path_buf(),
-    };
-    let boot_timeout = match accel {
-        Accel::Kvm => Duration::from_secs(60),
-        Accel::Tcg => Duration::from_secs(180),
-    };
-    let (sa, sb) = (spec(&A, "tapa"), spec(&B, "tapb"));
-    let (ra, rb) = thread::scope(|s| {
-        let ha = s.spawn(|| Vm::boot(&sa, boot_timeout));
-        let hb = s.spawn(|| Vm::boot(&sb, boot_timeout));
-        (ha.join(), hb.join())
-    });
-    let (mut a, mut b) = match (ra, rb) {
-        (Ok(Ok(a)), Ok(Ok(b))) => (a, b),
-        (Ok(Err(e)), _) | (_, Ok(Err(e))) => {
+    let mut seg = match segment::boot(kernel, accel, deb, dir) {
+        Ok(seg) => seg,
+        Err(e) => {
             col.fail("boot", format!("{e:#}"));
             return Ok(());
         }
-        _ => bail!("a boot thread panicked"),
     };
-    let _ = fs::remove_file(&initrd);
-    let result = run_checks(&mut a, &mut b, &client, accel, dir, col);
+    let result = run_checks(&mut seg.a, &mut seg.b, &seg.client, accel, dir, col);
     // The daemons' journals and kernel logs, whatever happened.
-    for vm in [&mut a, &mut b] {
-        for (what, script) in [
-            (
-                "journal",
-                "journalctl -u xvrrpd --no-pager -o short-monotonic",
-            ),
-            ("dmesg", "dmesg"),
-        ] {
-            if let Ok(r) = vm.sh(script, Duration::from_secs(30)) {
-                let _ = fs::write(dir.join(format!("{}-{what}.log", vm.name)), r.out);
-            }
-        }
-    }
-    drop(lab);
+    segment::save_logs(&mut seg, dir);
     result
 }
 
@@ -536,18 +477,9 @@ fn run_checks(
     );
 
     // Install and configure.
-    for (vm, node) in [(&mut *a, &A), (&mut *b, &B)] {
-        let conf = config(node, &[VIP]);
-        vm.ok(&format!(
-            "set -e\nip link set eth0 up\nip addr add {}/24 dev eth0\n\
-             dpkg -i /root/xvrrpd.deb >/run/dpkg.log 2>&1 || {{ cat /run/dpkg.log; exit 1; }}\n\
-             mkdir -p /etc/keepalived /etc/systemd/system/xvrrpd.service.d\n\
-             cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf}EOF\n\
-             printf '[Service]\\nWatchdogSec={WATCHDOG_SEC}s\\n' > /etc/systemd/system/xvrrpd.service.d/vmtest.conf\n\
-             systemctl daemon-reload\n",
-            node.addr
-        ))?;
-    }
+    let drop_in = format!("WatchdogSec={WATCHDOG_SEC}s\n");
+    segment::install(a, &NODE_A, &config(&NODE_A, PRIO_A, &[VIP]), &drop_in)?;
+    segment::install(b, &NODE_B, &config(&NODE_B, PRIO_B, &[VIP]), &drop_in)?;
     let version = a.ok("dpkg-query -W -f='${Version}' xvrrpd")?;
     col.pass("install", format!("xvrrpd {version} from the .deb"));
 
@@ -670,11 +602,11 @@ fn run_checks(
         match first_after(&sa, &t0, |s| s.master() && s.vips[0]) {
             Some(t) => format!(
                 "{} master, {} backup ({t:.1} s after the check began)",
-                A.name, B.name
+                NODE_A.name, NODE_B.name
             ),
             None => format!(
                 "no master on {}: last states {:?} / {:?}",
-                A.name,
+                NODE_A.name,
                 sa.last().and_then(|s| s.state.clone()),
                 sb.last().and_then(|s| s.state.clone())
             ),
@@ -704,8 +636,8 @@ fn run_checks(
     crash(&mut pair, col, "kill -9 of the master's daemon", "9")?;
 
     // Reload with a second VIP: no flap, the new VIP comes up on the master.
-    let conf = config(&A, &[VIP, VIP2]);
-    let conf_b = config(&B, &[VIP, VIP2]);
+    let conf = config(&NODE_A, PRIO_A, &[VIP, VIP2]);
+    let conf_b = config(&NODE_B, PRIO_B, &[VIP, VIP2]);
     let before = (sample(pair.a)?, sample(pair.b)?);
     let t0 = Stamp::now();
     pair.b.ok(&format!(
@@ -767,7 +699,7 @@ fn run_checks(
                     .is_some_and(|s| s.active != "active" && !s.vips[0])
         },
     )?;
-    let skew_ms = (256.0 - f64::from(B.priority)) / 256.0 * ADVERT_INT_S * 1e3;
+    let skew_ms = (256.0 - f64::from(PRIO_B)) / 256.0 * ADVERT_INT_S * 1e3;
     let handover = sb
         .iter()
         .rev()
@@ -822,8 +754,8 @@ fn render(cols: &[Column], accel: Accel, accel_why: &str, deb: &Path) -> String 
         deb.file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default(),
-        A.priority,
-        B.priority,
+        PRIO_A,
+        PRIO_B,
         accel.name(),
         if accel == Accel::Tcg {
             " Under software emulation timings are not meaningful: the bounds fit the \
@@ -874,23 +806,6 @@ fn render(cols: &[Column], accel: Accel, accel_why: &str, deb: &Path) -> String 
     out
 }
 
-fn find_deb() -> Result<PathBuf> {
-    if let Some(d) = std::env::var_os("XVRRPD_DEB") {
-        return Ok(PathBuf::from(d));
-    }
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dist");
-    fs::read_dir(&dist)
-        .ok()
-        .and_then(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        })
-        .context(
-            "no xvrrpd .deb: build it with `cargo xtask dist --deb` (or run `cargo xtask vmtest`)",
-        )
-}
-
 fn run() -> Result<bool> {
     require_root();
     let mut series: Vec<String> = Vec::new();
@@ -910,20 +825,9 @@ fn run() -> Result<bool> {
     if series.is_empty() {
         series = DEFAULT_SERIES.iter().map(|s| s.to_string()).collect();
     }
-    let deb = find_deb()?;
-    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vmtest");
-    fs::create_dir_all(&out_dir)?;
-    let kernels = image::kernels(&series)?;
-    image::rootfs()?;
-    let probe_initrd = out_dir.join("probe-initrd");
-    image::initrd(&kernels[0], &[], &probe_initrd)?;
-    let (accel, why) = probe_accel(
-        &kernels[0],
-        &probe_initrd,
-        &out_dir,
-        Duration::from_secs(20),
-    );
-    let _ = fs::remove_file(&probe_initrd);
+    let deb = vm::package()?;
+    let out_dir = vm::out_dir()?;
+    let (kernels, accel, why) = vm::prepare(&series, &out_dir)?;
     eprintln!("[vmtest] guests run under {}: {why}", accel.name());
     let mut cols = Vec::new();
     for k in &kernels {

@@ -44,9 +44,10 @@ enum Command {
     },
     /// Benchmarks: datapath, sim, failover, chaos (xvrrpd next to
     /// keepalived; `cargo xtask bench failover -- --help` and
-    /// `cargo xtask bench chaos -- --help` for their options).
+    /// `cargo xtask bench chaos -- --help` for their options), vm-attach
+    /// (attach modes on virtio-net in qemu guests; `-- --kernel 6.1`).
     Bench {
-        #[arg(value_parser = ["datapath", "sim", "failover", "chaos"])]
+        #[arg(value_parser = ["datapath", "sim", "failover", "chaos", "vm-attach"])]
         which: String,
         /// Arguments for the benchmark, after `--`.
         #[arg(last = true)]

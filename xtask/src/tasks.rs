@@ -222,7 +222,7 @@ fn fuzz_smoke(seconds: u32) -> Result<()> {
 }
 
 pub fn bench(which: &str, args: &[String]) -> Result<()> {
-    if which != "failover" && which != "chaos" && !args.is_empty() {
+    if !["failover", "chaos", "vm-attach"].contains(&which) && !args.is_empty() {
         bail!("`bench {which}` takes no arguments (got {args:?})");
     }
     match which {
@@ -245,6 +245,27 @@ pub fn bench(which: &str, args: &[String]) -> Result<()> {
             .status_ok(),
         "failover" => bench_daemons("failover", args),
         "chaos" => bench_daemons("chaos", args),
+        "vm-attach" => {
+            if !is_root() {
+                bail!("`bench vm-attach` boots qemu guests on a lab bridge: run it as root");
+            }
+            step("Debian package");
+            crate::dist::run(true, false, false)?;
+            step("bench vm-attach");
+            cargo("stable")
+                .args([
+                    "bench",
+                    "-p",
+                    "xvrrpd-tests",
+                    "--features",
+                    "vmtest",
+                    "--bench",
+                    "vm_attach",
+                    "--",
+                ])
+                .args(args)
+                .status_ok()
+        }
         other => bail!("unknown benchmark {other}"),
     }
 }
