@@ -40,7 +40,7 @@ fn config(node: &Node, priority: u8) -> String {
         let _ = write!(
             c,
             "vrrp_instance VI_{k} {{\n    state BACKUP\n    interface eth0\n    \
-             virtual_router_id {k}\n    priority {priority}\n    advert_int 0.01\n    \
+             virtual_router_id {k}\n    priority {priority}\n    version 3\n    advert_int 0.01\n    \
              virtual_ipaddress {{\n        192.0.2.{}/24\n    }}\n}}\n",
             100 + k
         );
