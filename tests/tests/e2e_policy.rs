@@ -43,6 +43,9 @@ fn failing_script_with_negative_weight_fails_over_and_recovery_preempts_back() -
                             name: "chk".into(),
                             weight: Some(-60),
                         });
+                        cfg.instances[0]
+                            .extra
+                            .push("notify_priority_changes".into());
                     }
                     Ok(())
                 },
@@ -97,6 +100,24 @@ fn failing_script_with_negative_weight_fails_over_and_recovery_preempts_back() -
             c.router("r1").set_check("chk", true)?;
             let back = c.preempted_by("r1", "r2", event, "check passes")?;
             println!("{}", back.summary());
+            // `notify_priority_changes`: each change of r1's effective
+            // priority on its FIFO, named by the state it was in (master when
+            // the check failed, backup when it passed again).
+            let changes: Vec<(String, Option<u32>)> = c
+                .router("r1")
+                .fifo_lines()
+                .iter()
+                .filter(|l| l.state.ends_with("_PRIORITY"))
+                .map(|l| (l.state.clone(), l.priority))
+                .collect();
+            assert_eq!(
+                changes,
+                vec![
+                    ("MASTER_PRIORITY".to_string(), Some(90)),
+                    ("BACKUP_PRIORITY".to_string(), Some(150)),
+                ],
+                "r1's FIFO lines for its priority changes"
+            );
             c.finish()
         },
     )

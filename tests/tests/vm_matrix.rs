@@ -129,17 +129,21 @@ impl Sample {
     }
 }
 
-const SAMPLE_SCRIPT: &str = "ip -br -4 addr show dev eth0; echo @@; \
-    systemctl show -p ActiveState --value xvrrpd; \
+const UNIT_AND_STATUS: &str = "systemctl show -p ActiveState --value xvrrpd; \
     systemctl show -p NRestarts --value xvrrpd; echo @@; \
     timeout 2 xvrrpd status --json 2>/dev/null";
 
+/// One look at a guest. The addresses are read by a command of their own,
+/// so the sample's window (`from`..`to`) is short: what it says of the VIP
+/// is compared across guests by host time.
 fn sample(vm: &mut Vm) -> Result<Sample> {
     let from = Stamp::now();
-    let r = vm.sh(SAMPLE_SCRIPT, Duration::from_secs(20))?;
+    let addrs = vm
+        .sh("ip -br -4 addr show dev eth0", Duration::from_secs(20))?
+        .out;
     let to = Stamp::now();
+    let r = vm.sh(UNIT_AND_STATUS, Duration::from_secs(20))?;
     let mut parts = r.out.split("@@\n");
-    let addrs = parts.next().unwrap_or_default();
     let unit = parts.next().unwrap_or_default();
     let json = parts.next().unwrap_or_default();
     let holds = |v: &str| addrs.split_whitespace().any(|w| w == format!("{v}/24"));
@@ -219,22 +223,36 @@ fn watch(
     ))
 }
 
-/// The longest span in which both guests were seen holding VIP at
-/// overlapping moments, seconds (0: never).
+/// The longest time both guests were seen holding VIP at once, seconds
+/// (0: never): the overlaps of their samples' windows, merged where they
+/// touch. Separate overlaps (a take-over, later a preemption back) are not
+/// added together.
 fn double_held_s(sa: &[Sample], sb: &[Sample]) -> f64 {
-    let mut first: Option<u64> = None;
-    let mut last: u64 = 0;
+    let mut overlaps: Vec<(u64, u64)> = Vec::new();
     for x in sa.iter().filter(|s| s.vips[0]) {
         for y in sb.iter().filter(|s| s.vips[0]) {
             if x.from.rt_ns <= y.to.rt_ns && y.from.rt_ns <= x.to.rt_ns {
-                let lo = x.from.rt_ns.max(y.from.rt_ns);
-                let hi = x.to.rt_ns.min(y.to.rt_ns);
-                first = Some(first.map_or(lo, |f| f.min(lo)));
-                last = last.max(hi);
+                overlaps.push((x.from.rt_ns.max(y.from.rt_ns), x.to.rt_ns.min(y.to.rt_ns)));
             }
         }
     }
-    first.map_or(0.0, |f| (last.saturating_sub(f)) as f64 / 1e9)
+    overlaps.sort_unstable();
+    let mut longest = 0u64;
+    let mut current: Option<(u64, u64)> = None;
+    for (lo, hi) in overlaps {
+        current = match current {
+            Some((clo, chi)) if lo <= chi => Some((clo, chi.max(hi))),
+            Some((clo, chi)) => {
+                longest = longest.max(chi - clo);
+                Some((lo, hi))
+            }
+            None => Some((lo, hi)),
+        };
+    }
+    if let Some((clo, chi)) = current {
+        longest = longest.max(chi - clo);
+    }
+    longest as f64 / 1e9
 }
 
 /// Seconds from `t0` to the end of the first sample satisfying `p`.

@@ -91,6 +91,8 @@ pub struct GlobalDefs {
     pub vrrp_min_garp: bool,
     pub vrrp_lower_prio_no_advert: bool,
     pub vrrp_higher_prio_send_advert: bool,
+    /// Default of each instance's `notify_priority_changes`.
+    pub vrrp_notify_priority_changes: bool,
     pub vrrp_skip_check_adv_addr: bool,
     pub vrrp_strict: bool,
     pub vrrp_check_unicast_src: bool,
@@ -126,6 +128,7 @@ impl Default for GlobalDefs {
             vrrp_min_garp: false,
             vrrp_lower_prio_no_advert: false,
             vrrp_higher_prio_send_advert: false,
+            vrrp_notify_priority_changes: false,
             vrrp_skip_check_adv_addr: false,
             vrrp_strict: false,
             vrrp_check_unicast_src: false,
@@ -322,6 +325,9 @@ pub struct VrrpInstance {
     pub garp_master_refresh_repeat: u32,
     pub lower_prio_no_advert: bool,
     pub higher_prio_send_advert: bool,
+    /// Write MASTER_PRIORITY / BACKUP_PRIORITY lines to the notify FIFOs
+    /// when the effective priority changes.
+    pub notify_priority_changes: bool,
     pub skip_check_adv_addr: bool,
     pub strict_mode: bool,
     pub check_unicast_src: bool,

@@ -304,8 +304,18 @@ impl Daemon {
         info!("{}: {ev:?}", self.name(inst));
         match ev {
             crate::vrrp::Event::PriorityChanged { to, .. } => {
-                if let Some(i) = self.instances.get(inst) {
-                    i.metrics.set_effective_priority(to);
+                let Some(i) = self.instances.get(inst) else {
+                    return;
+                };
+                i.metrics.set_effective_priority(to);
+                if i.plan.notify_priority_changes {
+                    // keepalived: MASTER_PRIORITY as master, BACKUP_PRIORITY
+                    // in any other state.
+                    let is_master = self
+                        .router(inst)
+                        .is_some_and(|r| r.state() == crate::vrrp::State::Master);
+                    let name = i.plan.name.clone();
+                    self.notifier.priority_change(&name, is_master, to);
                 }
             }
             crate::vrrp::Event::MasterRxLowerPriority { .. } => {

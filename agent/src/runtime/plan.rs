@@ -88,6 +88,8 @@ pub struct InstancePlan {
     pub checksum: V3Ipv4Checksum,
     pub vrid: VridSpec,
     pub notify: NotifyScripts,
+    /// `notify_priority_changes`: effective priority changes go to the FIFOs.
+    pub notify_priority_changes: bool,
     pub sync_group: Option<String>,
     /// Tracked objects of this instance, with names for status.
     pub tracker_names: Vec<(TrackerId, String, &'static str)>,
@@ -559,6 +561,7 @@ async fn instance_plan(
     )?;
     Ok(InstancePlan {
         name: inst.name.clone(),
+        notify_priority_changes: inst.notify_priority_changes,
         ifname: ifname.clone(),
         ifindex,
         vrid,

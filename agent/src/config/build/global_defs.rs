@@ -169,6 +169,9 @@ static GLOBAL_DEFS: Table<GlobalDefs> = Table {
         unchecked(&["vrrp_lower_prio_no_advert"], |b, g, n| {
             b.set_flag(n, &mut g.vrrp_lower_prio_no_advert)
         }),
+        unchecked(&["vrrp_notify_priority_changes"], |b, g, n| {
+            b.set_flag(n, &mut g.vrrp_notify_priority_changes)
+        }),
         unchecked(&["vrrp_higher_prio_send_advert"], |b, g, n| {
             b.set_flag(n, &mut g.vrrp_higher_prio_send_advert)
         }),
@@ -284,7 +287,6 @@ const IGNORED_GLOBALS: &[&str] = &[
     "nftables_ipvs_start_fwmark",
     "disable_local_igmp",
     "vrrp_garp_extra_if",
-    "vrrp_notify_priority_changes",
     "fifo_write_vrrp_states_on_reload",
     "umask",
     "log_unknown_vrids",

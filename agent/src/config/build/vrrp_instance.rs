@@ -117,6 +117,7 @@ fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
         garp_master_refresh_repeat: g.vrrp_garp_master_refresh_repeat,
         lower_prio_no_advert: g.vrrp_lower_prio_no_advert,
         higher_prio_send_advert: g.vrrp_higher_prio_send_advert,
+        notify_priority_changes: g.vrrp_notify_priority_changes,
         skip_check_adv_addr: g.vrrp_skip_check_adv_addr,
         strict_mode: g.vrrp_strict,
         check_unicast_src: g.vrrp_check_unicast_src,
@@ -370,6 +371,9 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
         leaf(&["lower_prio_no_advert"], |b, d, n| {
             b.set_flag(n, &mut d.v.lower_prio_no_advert)
         }),
+        leaf(&["notify_priority_changes"], |b, d, n| {
+            b.set_flag(n, &mut d.v.notify_priority_changes)
+        }),
         leaf(&["higher_prio_send_advert"], |b, d, n| {
             b.set_flag(n, &mut d.v.higher_prio_send_advert)
         }),
@@ -393,12 +397,7 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
         leaf(&["smtp_alert"], tracking::smtp_alert),
         leaf(&["native_ipv6"], native_ipv6),
         leaf(
-            &[
-                "debug",
-                "notify_priority_changes",
-                "kernel_rx_buf_size",
-                "linkbeat_use_polling",
-            ],
+            &["debug", "kernel_rx_buf_size", "linkbeat_use_polling"],
             |b, _, n| b.ignored(n),
         ),
         unchecked(&["track_bfd"], |b, _, n| b.not_supported(n)),
