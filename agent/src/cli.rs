@@ -179,14 +179,25 @@ fn netns_tag() -> Option<String> {
         return named;
     }
     // PID 1's namespace may be unreadable (another user namespace, or no
-    // ptrace access: a daemon without CAP_SYS_PTRACE under systemd). Its
-    // link text is compared: `stat` of a denied link gave the link's own
-    // inode on Linux 5.10, which looked like another namespace.
-    let link = |p: &str| std::fs::read_link(p).ok();
-    match (link("/proc/1/ns/net"), link("/proc/self/ns/net")) {
-        (Some(init), Some(own)) if init != own => Some(format!("ino-{}", mine.1)),
+    // ptrace access: a daemon without CAP_SYS_PTRACE under systemd); then
+    // this is taken for the host's.
+    match read_netns_link("/proc/1/ns/net") {
+        Some(init) if init != mine.1 => Some(format!("ino-{}", mine.1)),
         _ => None,
     }
+}
+
+/// The namespace inode a `/proc/PID/ns/net` link names, when it can be
+/// read. A link the caller may not follow is no answer: Linux 5.10 reads
+/// it as empty text (and `stat` gives the link's own inode).
+fn read_netns_link(path: &str) -> Option<u64> {
+    let text = std::fs::read_link(path).ok()?;
+    parse_netns_link(text.to_str()?)
+}
+
+/// `net:[4026531840]` → 4026531840.
+fn parse_netns_link(text: &str) -> Option<u64> {
+    text.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
 impl RunArgs {
@@ -197,28 +208,6 @@ impl RunArgs {
             .clone()
             .unwrap_or_else(default_control_socket)
     }
-
-    /// Where `status` looks, in order: the socket given, else this
-    /// namespace's default and then the one named by the namespace's inode.
-    /// A daemon whose view of PID 1's namespace differs from its client's
-    /// (under systemd on Linux 5.10 it named its socket by inode) is found
-    /// either way; both paths belong to this namespace only.
-    pub fn control_socket_candidates(&self) -> Vec<PathBuf> {
-        use std::os::unix::fs::MetadataExt;
-        if let Some(given) = &self.control_socket {
-            return vec![given.clone()];
-        }
-        let mut out = vec![default_control_socket()];
-        if let Ok(m) = std::fs::metadata("/proc/self/ns/net") {
-            let by_inode = Path::new("/run/xvrrpd/netns")
-                .join(format!("ino-{}", m.ino()))
-                .join("xvrrpd.sock");
-            if !out.contains(&by_inode) {
-                out.push(by_inode);
-            }
-        }
-        out
-    }
 }
 
 impl Cli {
@@ -226,5 +215,19 @@ impl Cli {
         self.config
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_netns_link;
+
+    #[test]
+    fn a_namespace_link_names_its_inode_and_anything_else_none() {
+        assert_eq!(parse_netns_link("net:[4026531840]"), Some(4026531840));
+        // What a denied link reads as on Linux 5.10, and other namespaces.
+        assert_eq!(parse_netns_link(""), None);
+        assert_eq!(parse_netns_link("mnt:[4026531841]"), None);
+        assert_eq!(parse_netns_link("net:[x]"), None);
     }
 }

@@ -12,23 +12,7 @@ fn main() -> ExitCode {
         Some(Command::Check { dump_json }) => xvrrpd::config::check_command(&config, *dump_json),
         None if cli.config_test => xvrrpd::config::check_command(&config, false),
         Some(Command::Status { json }) => {
-            // The first candidate's error is the one to report.
-            let mut result = None;
-            for path in cli.run.control_socket_candidates() {
-                let fetched = xvrrpd::control::socket::fetch_status(&path);
-                let ok = fetched.is_ok();
-                if ok || result.is_none() {
-                    result = Some(fetched);
-                }
-                if ok {
-                    break;
-                }
-            }
-            let Some(result) = result else {
-                eprintln!("xvrrpd status: no control socket to try");
-                return ExitCode::FAILURE;
-            };
-            match result {
+            match xvrrpd::control::socket::fetch_status(&cli.run.control_socket()) {
                 Ok(report) if *json => match serde_json::to_string_pretty(&report) {
                     Ok(s) => {
                         println!("{s}");

@@ -16,8 +16,9 @@ pub const VRRP_AUTH_LEN: usize = 8;
 /// it bounds the checksum loop in the kernel and still fits any 1500-byte MTU.
 pub const MAX_MESSAGE_LEN: usize = 2048;
 /// IP packets longer than this (total length, or IPv6 payload length) are
-/// no adverts: both validators count them `BadLength` before anything else
-/// (the kernel's verifier needs a bound it tracks). The longest advert is
+/// no adverts: both validators count them `BadLength` (the kernel's
+/// verifier needs a bound it tracks before such a length offsets a packet
+/// pointer). The longest advert is
 /// IPv6 with 255 addresses: 4,088 bytes of VRRP.
 pub const MAX_VRRP_PACKET: usize = 8192;
 /// Bytes of address list copied into an [`AdvertEvent`]: 64 IPv4 or 16 IPv6 addresses.

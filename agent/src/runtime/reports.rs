@@ -131,6 +131,9 @@ impl Daemon {
     }
 
     fn daemon_status(&self) -> status::DaemonStatus {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|r| r.trim().to_string())
+            .unwrap_or_default();
         status::DaemonStatus {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -155,18 +158,17 @@ impl Daemon {
             uptime_s: self.started.elapsed().as_secs_f64(),
             reloads: self.reloads,
             kernel: Some(status::KernelStatus {
-                release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                    .map(|r| r.trim().to_string())
-                    .unwrap_or_default(),
+                // The rule `VipManager` chose its marker by, on the same text.
+                vip_marker: match crate::net::addr::MarkerMode::for_kernel_release(&release) {
+                    crate::net::addr::MarkerMode::IfaProto => "ifa-proto",
+                    crate::net::addr::MarkerMode::Lifetime => "valid-lifetime",
+                }
+                .into(),
+                release,
                 down_timers: if self.datapath.kernel_timers() {
                     "bpf-timer"
                 } else {
                     "agent"
-                }
-                .into(),
-                vip_marker: match crate::net::addr::MarkerMode::detect() {
-                    crate::net::addr::MarkerMode::IfaProto => "ifa-proto",
-                    crate::net::addr::MarkerMode::Lifetime => "valid-lifetime",
                 }
                 .into(),
             }),
