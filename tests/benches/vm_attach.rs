@@ -9,18 +9,13 @@
 //! Under software emulation the figures are emulated CPU time: a proxy for
 //! the work done (instructions), not a timing; under KVM they are real.
 
-use std::{
-    fmt::Write as _,
-    fs,
-    process::ExitCode,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, fs, process::ExitCode, thread, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use xvrrpd_tests::{
-    lab::require_root,
+    kconf::{Daemon, Instance, RouterConfig},
+    lab::{require_root, wait_until},
     vm::{
         self,
         qemu::{Accel, Vm},
@@ -28,24 +23,22 @@ use xvrrpd_tests::{
     },
 };
 
-const INSTANCES: u32 = 50;
+const INSTANCES: u8 = 50;
 const ROUNDS: usize = 2;
 const WINDOW: Duration = Duration::from_secs(10);
 /// The listener's modes; `none`: no daemon (the stack drops the adverts).
 const MODES: &[&str] = &["none", "xdp-native", "xdp-generic", "tc"];
 
-fn config(node: &Node, priority: u8) -> String {
-    let mut c = format!("global_defs {{\n    router_id {}\n}}\n", node.name);
+/// keepalived.conf of a guest: [`INSTANCES`] VRRPv3 instances at 10 ms.
+fn config(node: &Node, priority: u8) -> Result<String> {
+    let mut cfg = RouterConfig::default();
+    cfg.global.router_id = node.name.into();
     for k in 1..=INSTANCES {
-        let _ = write!(
-            c,
-            "vrrp_instance VI_{k} {{\n    state BACKUP\n    interface eth0\n    \
-             virtual_router_id {k}\n    priority {priority}\n    version 3\n    advert_int 0.01\n    \
-             virtual_ipaddress {{\n        192.0.2.{}/24\n    }}\n}}\n",
-            100 + k
-        );
+        let vip = format!("192.0.2.{}/24", 100 + k);
+        cfg.instances
+            .push(Instance::new(&format!("VI_{k}"), k, &[&vip]).with_priority(priority));
     }
-    c
+    cfg.render(Daemon::Xvrrpd)
 }
 
 fn status(vm: &mut Vm) -> Result<Value> {
@@ -88,15 +81,12 @@ fn cpu_jiffies(vm: &mut Vm) -> Result<(u64, u64)> {
     Ok((busy, total))
 }
 
-fn wait_for(what: &str, max: Duration, mut ok: impl FnMut() -> Result<bool>) -> Result<()> {
-    let until = Instant::now() + max;
-    while Instant::now() < until {
-        if ok()? {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(500));
+/// Polls `ok` every half second for up to `max`.
+fn wait_for(what: &str, max: Duration, ok: impl FnMut() -> bool) -> Result<()> {
+    if !wait_until(max, Duration::from_millis(500), ok) {
+        bail!("{what} not within {max:?}");
     }
-    bail!("{what} not within {max:?}")
+    Ok(())
 }
 
 struct Round {
@@ -120,7 +110,7 @@ fn measure(seg: &mut segment::Segment, mode: &'static str) -> Result<Round> {
                 let attached = s["daemon"]["attachments"]
                     .as_array()
                     .is_some_and(|x| x.iter().any(|m| m["mode"] == mode));
-                Ok(attached && count_state(&s, "BACKUP") == INSTANCES as usize)
+                attached && count_state(&s, "BACKUP") == usize::from(INSTANCES)
             },
         )?;
     }
@@ -145,18 +135,9 @@ fn measure(seg: &mut segment::Segment, mode: &'static str) -> Result<Round> {
 
 fn run() -> Result<()> {
     require_root();
-    let mut series: Vec<String> = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--kernel" => series.push(args.next().context("--kernel needs a series")?),
-            "--bench" => {}
-            other => bail!("unknown argument {other:?} (--kernel SERIES)"),
-        }
-    }
-    if series.is_empty() {
-        series.push("6.12".into());
-    }
+    let Some(series) = vm::series_from_args("vm_attach", &["6.12"])? else {
+        return Ok(());
+    };
     let deb = vm::package()?;
     let out_dir = vm::out_dir()?;
     let (kernels, accel, why) = vm::prepare(&series, &out_dir)?;
@@ -167,12 +148,12 @@ fn run() -> Result<()> {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
         let mut seg = segment::boot(k, accel, &deb, &dir)?;
-        segment::install(&mut seg.a, &NODE_A, &config(&NODE_A, 100), "")?;
-        segment::install(&mut seg.b, &NODE_B, &config(&NODE_B, 200), "")?;
+        segment::install(&mut seg.a, &NODE_A, &config(&NODE_A, 100)?, "")?;
+        segment::install(&mut seg.b, &NODE_B, &config(&NODE_B, 200)?, "")?;
         seg.b.ok("systemctl start xvrrpd")?;
         let b = &mut seg.b;
         wait_for("the master's instances", Duration::from_secs(120), || {
-            Ok(count_state(&status(b)?, "MASTER") == INSTANCES as usize)
+            status(b).is_ok_and(|s| count_state(&s, "MASTER") == usize::from(INSTANCES))
         })?;
         let mut rounds = Vec::new();
         for round in 0..ROUNDS {

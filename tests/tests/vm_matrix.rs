@@ -25,10 +25,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use serde_json::Value;
 use xvrrpd_tests::{
+    analysis::{master_down_ns, skew_ns},
     clock::Stamp,
+    kconf::{Daemon, Instance, RouterConfig, secs_text},
     lab::require_root,
     prober::{ProbeConfig, ProbeLog, Prober},
     vm::{
@@ -42,7 +44,7 @@ use xvrrpd_tests::{
 const DEFAULT_SERIES: &[&str] = &["5.10", "6.1", "6.12"];
 const VIP: &str = "192.0.2.10";
 const VIP2: &str = "192.0.2.11";
-const ADVERT_INT_S: f64 = 1.0;
+const ADVERT_INT: Duration = Duration::from_secs(1);
 /// Systemd's watchdog for the guests (a drop-in): the shipped 20 s would
 /// only make the run longer; the mechanism is the same.
 const WATCHDOG_SEC: u32 = 4;
@@ -50,19 +52,20 @@ const WATCHDOG_SEC: u32 = 4;
 const PRIO_A: u8 = 150;
 const PRIO_B: u8 = 100;
 
-fn config(node: &Node, priority: u8, vips: &[&str]) -> String {
-    let vips: String = vips.iter().map(|v| format!("        {v}/24\n")).collect();
-    format!(
-        "global_defs {{\n    router_id {}\n}}\n\nvrrp_instance VI_1 {{\n    state BACKUP\n    \
-         interface eth0\n    virtual_router_id 51\n    priority {}\n    advert_int {ADVERT_INT_S}\n    \
-         virtual_ipaddress {{\n{vips}    }}\n}}\n",
-        node.name, priority
-    )
+/// keepalived.conf of a guest: one VRRPv3 instance at [`ADVERT_INT`].
+fn config(node: &Node, priority: u8, vips: &[&str]) -> Result<String> {
+    let cidrs: Vec<String> = vips.iter().map(|v| format!("{v}/24")).collect();
+    let cidrs: Vec<&str> = cidrs.iter().map(String::as_str).collect();
+    let mut inst = Instance::new("VI_1", 51, &cidrs).with_priority(priority);
+    inst.advert_int = ADVERT_INT;
+    let mut cfg = RouterConfig::single(inst);
+    cfg.global.router_id = node.name.into();
+    cfg.render(Daemon::Xvrrpd)
 }
 
-/// Master_Down_Interval for a priority (RFC 3768), seconds.
+/// Master_Down_Interval of a backup of `priority`, seconds.
 fn mdi_s(priority: u8) -> f64 {
-    3.0 * ADVERT_INT_S + (256.0 - f64::from(priority)) / 256.0
+    master_down_ns(3, priority, ADVERT_INT) as f64 / 1e9
 }
 
 /// A result cell of the matrix.
@@ -80,30 +83,15 @@ struct Column {
 }
 
 impl Column {
+    fn check(&mut self, check: &'static str, ok: bool, text: impl Into<String>) {
+        let text = text.into();
+        self.cells.push((check, Cell { ok, text }));
+    }
     fn pass(&mut self, check: &'static str, text: impl Into<String>) {
-        self.cells.push((
-            check,
-            Cell {
-                ok: true,
-                text: text.into(),
-            },
-        ));
+        self.check(check, true, text)
     }
     fn fail(&mut self, check: &'static str, text: impl Into<String>) {
-        self.cells.push((
-            check,
-            Cell {
-                ok: false,
-                text: text.into(),
-            },
-        ));
-    }
-    fn check(&mut self, check: &'static str, ok: bool, text: impl Into<String>) {
-        if ok {
-            self.pass(check, text)
-        } else {
-            self.fail(check, text)
-        }
+        self.check(check, false, text)
     }
     fn failed(&self) -> bool {
         self.cells.iter().any(|(_, c)| !c.ok)
@@ -307,7 +295,7 @@ fn bounds(accel: Accel) -> Bounds {
         Accel::Tcg => Bounds {
             takeover_slack_s: 3.5,
             detection_ms: 250.0,
-            double_s: ADVERT_INT_S,
+            double_s: ADVERT_INT.as_secs_f64(),
         },
     }
 }
@@ -355,6 +343,17 @@ fn log_samples(log: &Path, event: &str, t0: &Stamp, sa: &[Sample], sb: &[Sample]
         .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
 }
 
+/// How often systemd has ended the guest's daemon for its watchdog.
+fn watchdog_kills(vm: &mut Vm) -> Result<u32> {
+    let out = vm
+        .sh(
+            "journalctl -u xvrrpd --no-pager -o cat | grep -c \"Failed with result 'watchdog'\"",
+            Duration::from_secs(20),
+        )?
+        .out;
+    Ok(out.trim().parse().unwrap_or(0))
+}
+
 fn main_pid_kill(vm: &mut Vm, signal: &str) -> Result<()> {
     vm.ok(&format!(
         "pid=$(systemctl show -p MainPID --value xvrrpd); [ \"$pid\" -gt 0 ] && kill -{signal} $pid"
@@ -374,6 +373,7 @@ fn a_master_again(sa: &[Sample], sb: &[Sample], restarts: u32) -> bool {
 /// stopped daemon), A preempts again, and the VIP never sits on both.
 fn crash(p: &mut Pair, col: &mut Column, check: &'static str, signal: &str) -> Result<()> {
     let before = sample(p.a)?.restarts;
+    let kills_before = watchdog_kills(p.a)?;
     let t0 = Stamp::now();
     main_pid_kill(p.a, signal)?;
     let max = Duration::from_secs_f64(mdi_s(PRIO_B) + 45.0);
@@ -433,24 +433,17 @@ fn crash(p: &mut Pair, col: &mut Column, check: &'static str, signal: &str) -> R
     // ExecStopPost removes them (the eBPF fence stops the host answering
     // for them meanwhile); a killed one's are removed at once.
     let double_bound = if signal == "STOP" {
-        f64::from(WATCHDOG_SEC) + p.bounds.takeover_slack_s + 2.0 * ADVERT_INT_S
+        f64::from(WATCHDOG_SEC) + p.bounds.takeover_slack_s + 2.0 * ADVERT_INT.as_secs_f64()
     } else {
         p.bounds.double_s
     };
     ok &= double <= double_bound;
     if signal == "STOP" {
-        let journal =
-            p.a.sh(
-                "journalctl -u xvrrpd --no-pager -o cat | grep -ci watchdog",
-                Duration::from_secs(20),
-            )?
-            .out;
-        let hits: u32 = journal.trim().parse().unwrap_or(0);
-        if hits == 0 {
-            text.push_str(", no watchdog in the journal");
-            ok = false;
-        } else {
+        if watchdog_kills(p.a)? > kills_before {
             text.push_str(", killed by the watchdog");
+        } else {
+            text.push_str(", not killed by the watchdog");
+            ok = false;
         }
     }
     col.check(check, ok, text);
@@ -471,20 +464,20 @@ fn run_kernel(
             return Ok(());
         }
     };
-    let result = run_checks(&mut seg.a, &mut seg.b, &seg.client, accel, dir, col);
+    let result = run_checks(&mut seg, kernel, accel, dir, col);
     // The daemons' journals and kernel logs, whatever happened.
     segment::save_logs(&mut seg, dir);
     result
 }
 
 fn run_checks(
-    a: &mut Vm,
-    b: &mut Vm,
-    client: &xvrrpd_tests::lab::Host,
+    seg: &mut segment::Segment,
+    kernel: &Kernel,
     accel: Accel,
     dir: &Path,
     col: &mut Column,
 ) -> Result<()> {
+    let (a, b, client) = (&mut seg.a, &mut seg.b, &seg.client);
     col.pass(
         "boot",
         format!(
@@ -496,8 +489,8 @@ fn run_checks(
 
     // Install and configure.
     let drop_in = format!("WatchdogSec={WATCHDOG_SEC}s\n");
-    segment::install(a, &NODE_A, &config(&NODE_A, PRIO_A, &[VIP]), &drop_in)?;
-    segment::install(b, &NODE_B, &config(&NODE_B, PRIO_B, &[VIP]), &drop_in)?;
+    segment::install(a, &NODE_A, &config(&NODE_A, PRIO_A, &[VIP])?, &drop_in)?;
+    segment::install(b, &NODE_B, &config(&NODE_B, PRIO_B, &[VIP])?, &drop_in)?;
     let version = a.ok("dpkg-query -W -f='${Version}' xvrrpd")?;
     col.pass("install", format!("xvrrpd {version} from the .deb"));
 
@@ -560,13 +553,34 @@ fn run_checks(
                 },
             );
             let k = &d["kernel"];
-            col.pass(
+            let (timers, marker) = (
+                k["down_timers"].as_str().unwrap_or("?"),
+                k["vip_marker"].as_str().unwrap_or("?"),
+            );
+            // What the kernel offers decides: BPF timers from 5.15 (eBPF
+            // only), IFA_PROTO from 5.18.
+            let version = kernel_version(&kernel.release);
+            let want_timers = if datapath == "ebpf" && version >= (5, 15) {
+                "bpf-timer"
+            } else {
+                "agent"
+            };
+            let want_marker = if version >= (5, 18) {
+                "ifa-proto"
+            } else {
+                "valid-lifetime"
+            };
+            col.check(
                 "kernel paths",
+                timers == want_timers && marker == want_marker,
                 format!(
-                    "ring buffer {}, down timers: {}, VIP marker: {}",
+                    "ring buffer {}, down timers: {timers}, VIP marker: {marker}{}",
                     if datapath == "ebpf" { "yes" } else { "no" },
-                    k["down_timers"].as_str().unwrap_or("?"),
-                    k["vip_marker"].as_str().unwrap_or("?")
+                    if timers == want_timers && marker == want_marker {
+                        String::new()
+                    } else {
+                        format!(" (expected {want_timers}, {want_marker})")
+                    }
                 ),
             );
         }
@@ -654,8 +668,8 @@ fn run_checks(
     crash(&mut pair, col, "kill -9 of the master's daemon", "9")?;
 
     // Reload with a second VIP: no flap, the new VIP comes up on the master.
-    let conf = config(&NODE_A, PRIO_A, &[VIP, VIP2]);
-    let conf_b = config(&NODE_B, PRIO_B, &[VIP, VIP2]);
+    let conf = config(&NODE_A, PRIO_A, &[VIP, VIP2])?;
+    let conf_b = config(&NODE_B, PRIO_B, &[VIP, VIP2])?;
     let before = (sample(pair.a)?, sample(pair.b)?);
     let t0 = Stamp::now();
     pair.b.ok(&format!(
@@ -717,43 +731,50 @@ fn run_checks(
                     .is_some_and(|s| s.active != "active" && !s.vips[0])
         },
     )?;
-    let skew_ms = (256.0 - f64::from(PRIO_B)) / 256.0 * ADVERT_INT_S * 1e3;
+    let skew_ms = skew_ns(3, PRIO_B, ADVERT_INT) as f64 / 1e6;
     let handover = sb
         .iter()
         .rev()
         .find_map(|s| s.status.as_ref().and_then(detection))
         .map(|(_, since_last)| since_last);
     let double = double_held_s(&sa, &sb);
-    let ok = settled
-        && handover.is_some_and(|h| h <= skew_ms + pair.bounds.detection_ms)
-        && double <= pair.bounds.double_s;
-    col.check(
-        "systemctl stop (priority 0)",
-        ok,
-        format!(
-            "backup master {} after the priority-0 advert (skew {skew_ms:.0} ms), \
-             seen after {}, VIP on both ≤ {double:.2} s, {}",
-            handover.map_or("?".into(), |h| format!("{h:.0} ms")),
-            first_after(&sb, &t0, |s| s.master() && s.vips[0])
-                .map_or("never".into(), |t| format!("{t:.1} s")),
-            outage_text(&pair.prober.snapshot(), &t0, 10.0)
-        ),
-    );
+    let t_start = Stamp::now();
     pair.a.ok("systemctl start xvrrpd")?;
-    let (_, _, settled) = watch(
+    let (sa, _, back) = watch(
         pair.a,
         pair.b,
         Duration::from_secs(30),
         Duration::ZERO,
         |sa, sb| a_master_again(sa, sb, 0),
     )?;
-    if !settled {
-        col.notes
-            .push("after `systemctl start` the first guest did not become master again".into());
-    }
+    let ok = settled
+        && back
+        && handover.is_some_and(|h| h <= skew_ms + pair.bounds.detection_ms)
+        && double <= pair.bounds.double_s;
+    col.check(
+        "systemctl stop (priority 0), start",
+        ok,
+        format!(
+            "backup master {} after the priority-0 advert (skew {skew_ms:.0} ms), \
+             seen after {}, VIP on both ≤ {double:.2} s, {}; master again {} after start",
+            handover.map_or("?".into(), |h| format!("{h:.0} ms")),
+            first_after(&sb, &t0, |s| s.master() && s.vips[0])
+                .map_or("never".into(), |t| format!("{t:.1} s")),
+            outage_text(&pair.prober.snapshot(), &t0, 10.0),
+            first_after(&sa, &t_start, |s| s.master() && s.vips[0])
+                .map_or("never".into(), |t| format!("{t:.1} s")),
+        ),
+    );
     drop(pair);
     let _ = prober.stop();
     Ok(())
+}
+
+/// (major, minor) of a release such as `5.10.0-46-amd64`.
+fn kernel_version(release: &str) -> (u32, u32) {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (next(), next())
 }
 
 fn fmt_s(d: Duration) -> String {
@@ -767,11 +788,12 @@ fn render(cols: &[Column], accel: Accel, accel_why: &str, deb: &Path) -> String 
         out,
         "Two qemu guests per kernel on one bridge (virtio-net, 1 vCPU, 2 queue pairs), \
          each running `xvrrpd.service` from `{}` under systemd, configured by \
-         /etc/keepalived/keepalived.conf (`advert_int {ADVERT_INT_S}`, priorities {} and {}); \
+         /etc/keepalived/keepalived.conf (VRRPv3, `advert_int {}`, priorities {} and {}); \
          a client on the bridge pings the VIP every millisecond. Guests ran under {} ({accel_why}).{}\n",
         deb.file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default(),
+        secs_text(ADVERT_INT),
         PRIO_A,
         PRIO_B,
         accel.name(),
@@ -826,23 +848,9 @@ fn render(cols: &[Column], accel: Accel, accel_why: &str, deb: &Path) -> String 
 
 fn run() -> Result<bool> {
     require_root();
-    let mut series: Vec<String> = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--kernel" => series.push(args.next().context("--kernel needs a series, e.g. 6.1")?),
-            // What cargo's test runner passes along.
-            "--nocapture" | "--test-threads=1" => {}
-            "--help" | "-h" => {
-                println!("vm_matrix [--kernel SERIES]... (default: {DEFAULT_SERIES:?})");
-                return Ok(true);
-            }
-            other => bail!("unknown argument {other:?} (try --help)"),
-        }
-    }
-    if series.is_empty() {
-        series = DEFAULT_SERIES.iter().map(|s| s.to_string()).collect();
-    }
+    let Some(series) = vm::series_from_args("vm_matrix", DEFAULT_SERIES)? else {
+        return Ok(true);
+    };
     let deb = vm::package()?;
     let out_dir = vm::out_dir()?;
     let (kernels, accel, why) = vm::prepare(&series, &out_dir)?;

@@ -13,7 +13,30 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+
+/// The kernel series the command line asks for (`--kernel SERIES`,
+/// repeatable), else `default`; None when it asked for `--help` (usage
+/// printed). Flags cargo's runners pass along are let through.
+pub fn series_from_args(program: &str, default: &[&str]) -> Result<Option<Vec<String>>> {
+    let mut series = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--kernel" => series.push(args.next().context("--kernel needs a series, e.g. 6.1")?),
+            "--nocapture" | "--test-threads=1" | "--bench" => {}
+            "--help" | "-h" => {
+                println!("{program} [--kernel SERIES]... (default: {default:?})");
+                return Ok(None);
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    if series.is_empty() {
+        series = default.iter().map(|s| s.to_string()).collect();
+    }
+    Ok(Some(series))
+}
 
 /// The package under test: `$XVRRPD_DEB`, else target/dist/xvrrpd_*.deb.
 pub fn package() -> Result<PathBuf> {

@@ -158,8 +158,13 @@ impl Vm {
             console_log,
             booted_in: Duration::ZERO,
         };
-        vm.read_until(b"@@vmctl-ready@@\n", deadline)
-            .with_context(|| format!("{} did not boot within {timeout:?}", spec.name))?;
+        if let Err(e) = vm.read_until(b"@@vmctl-ready@@\n", deadline) {
+            bail!(
+                "{} did not boot within {timeout:?} ({e:#}); its console ended with:\n{}",
+                spec.name,
+                vm.console_tail(20)
+            );
+        }
         vm.booted_in = started.elapsed();
         Ok(vm)
     }
