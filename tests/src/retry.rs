@@ -11,6 +11,9 @@
 //! * a take-over later than its bound carries a [`LateTakeover`]: a stall
 //!   overlapping `[deadline − 1 ms, first advert]`, at least as long as the
 //!   lateness beyond the tolerance;
+//! * an old master still advertising after the new one's first advert and
+//!   the grace carries a [`LateYield`]: a stall overlapping `[first
+//!   advert, last stray advert]`, at least as long as that advert was late;
 //! * any other failure of a lab step carries a [`StepFailed`]: a stall of
 //!   one advert interval (at least 5 ms), during the step or one
 //!   `Master_Down_Interval` before it (that still delays what the step
@@ -29,7 +32,7 @@ use anyhow::Result;
 
 use crate::{
     clock::{mono_ns, ms},
-    scenario::{LateTakeover, StepFailed},
+    scenario::{LateTakeover, LateYield, StepFailed},
     stall::{self, Stall, StallWindow},
     vrrp_lab,
 };
@@ -94,6 +97,9 @@ pub fn explaining_window(
 ) -> StallWindow {
     if let Some(e) = failure {
         if let Some(late) = e.downcast_ref::<LateTakeover>() {
+            return late.stall_window();
+        }
+        if let Some(late) = e.downcast_ref::<LateYield>() {
             return late.stall_window();
         }
         if let Some(step) = e.downcast_ref::<StepFailed>() {
@@ -244,6 +250,32 @@ mod tests {
             !explains(stall(1300, 50)),
             "after the step, though within 2 s of the failure"
         );
+    }
+
+    #[test]
+    fn a_late_yield_is_explained_by_a_stall_as_long_as_its_lateness() {
+        // The CI failure this models: the new master's first advert at
+        // 1000 ms, the old one's reply 3.3 ms later (grace 2 ms), a host
+        // stall of 2.07 ms at 1000.9 ms.
+        let late = LateYield {
+            first_advert_mono: 1000 * MS,
+            last_stray_mono: 1000 * MS + 3_300_000,
+            excess_ns: 1_300_000,
+        };
+        let e = anyhow!("expected adverts from r1 only")
+            .context(late)
+            .context(step_failed(500, 1200));
+        let explains = |due: u64, late_ns: u64| {
+            let s = Stall {
+                due_mono: due,
+                late_ns,
+            };
+            explaining_stall(Some(&e), 0, 5000 * MS, &[s]).is_some()
+        };
+        assert!(explains(1000 * MS + 900_000, 2_070_000));
+        assert!(!explains(1000 * MS + 900_000, 1_200_000), "shorter");
+        assert!(!explains(990 * MS, 2_070_000), "over before the advert");
+        assert!(!explains(1010 * MS, 50 * MS), "after the stray advert");
     }
 
     #[test]

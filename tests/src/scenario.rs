@@ -109,6 +109,41 @@ impl std::fmt::Display for LateTakeover {
     }
 }
 
+/// An old master that still advertised after the new one's first advert
+/// and the grace for one already on its way, as an error context. A host
+/// stall between the two, at least as long as the advert was late, keeps
+/// the old master from reading the new one's advert in time; a master that
+/// never yielded is late by whole intervals, which no short stall explains.
+#[derive(Clone, Copy, Debug)]
+pub struct LateYield {
+    /// The new master's first advert (CLOCK_MONOTONIC).
+    pub first_advert_mono: u64,
+    /// The old master's last advert in the window (CLOCK_MONOTONIC).
+    pub last_stray_mono: u64,
+    /// How much later than the grace that advert was (ns).
+    pub excess_ns: u64,
+}
+
+impl LateYield {
+    pub fn stall_window(&self) -> StallWindow {
+        StallWindow {
+            from_mono: self.first_advert_mono,
+            to_mono: self.last_stray_mono,
+            min: Duration::from_nanos(self.excess_ns.max(1_000_000)),
+        }
+    }
+}
+
+impl std::fmt::Display for LateYield {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the old master advertised {} after the grace",
+            ms(self.excess_ns as i128)
+        )
+    }
+}
+
 /// A failed step of a [`Cluster`], as an error context: what it did, and
 /// the host stall that may explain the failure.
 #[derive(Clone, Debug)]
@@ -645,12 +680,24 @@ impl Cluster {
         let bound_rt = tk.new_first.t_ns + grace.as_nanos() as u64;
         let events = self.wire()?;
         let ads = adverts(&events, self.inst.vrid, self.vip.is_ipv6());
-        check_sole_advertiser(
-            &ads,
-            self.router(new).mac,
-            bound_rt,
-            now.rt_ns,
-            self.lab.origin.rt_ns,
+        let new_mac = self.router(new).mac;
+        check_sole_advertiser(&ads, new_mac, bound_rt, now.rt_ns, self.lab.origin.rt_ns).map_err(
+            |e| {
+                let last_stray = ads
+                    .iter()
+                    .filter(|a| a.mac != new_mac && a.priority > 0)
+                    .filter(|a| a.t_ns >= bound_rt && a.t_ns <= now.rt_ns)
+                    .map(|a| a.t_ns)
+                    .max();
+                match last_stray {
+                    Some(t) => e.context(LateYield {
+                        first_advert_mono: event.rt_to_mono(tk.new_first.t_ns),
+                        last_stray_mono: event.rt_to_mono(t),
+                        excess_ns: t - bound_rt,
+                    }),
+                    None => e,
+                }
+            },
         )?;
         let hold_rt = bound_rt.max(tk.announce_ns.unwrap_or(0)) + WATCH_SLACK.as_nanos() as u64;
         let hold = event.rt_to_mono(hold_rt);
