@@ -109,9 +109,15 @@ pub struct RunArgs {
     pub no_kernel_timers: bool,
     /// The control socket `xvrrpd status` talks to [default:
     /// /run/xvrrpd/xvrrpd.sock in the host's network namespace,
-    /// /run/xvrrpd/netns/NAME/xvrrpd.sock in namespace NAME]
+    /// /run/xvrrpd/netns/NAME/xvrrpd.sock in namespace NAME;
+    /// xvrrpd_INSTANCE.sock with the configuration's `instance`]
     #[arg(long, value_name = "PATH", global = true)]
     pub control_socket: Option<PathBuf>,
+    /// Run in (or, for status and cleanup, talk to the daemon of) the
+    /// network namespace `ip netns` calls NAME, overriding the
+    /// configuration's `net_namespace` (keepalived `-s`).
+    #[arg(short = 's', long = "namespace", value_name = "NAME", global = true)]
+    pub namespace: Option<String>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
@@ -152,11 +158,17 @@ pub enum LogFormat {
 /// netns exec NAME xvrrpd status` reaches the daemon of NAME:
 /// `/run/xvrrpd/netns/NAME/xvrrpd.sock` in a namespace `ip netns` names,
 /// `/run/xvrrpd/netns/ino-N/xvrrpd.sock` in an unnamed one other than PID
-/// 1's (when that can be read), [`DEFAULT_CONTROL_SOCKET`] otherwise.
-pub fn default_control_socket() -> PathBuf {
+/// 1's (when that can be read), [`DEFAULT_CONTROL_SOCKET`] otherwise. A
+/// configuration's `instance NAME` makes the file `xvrrpd_NAME.sock`, so
+/// several daemons can share a namespace, as keepalived's pid files do.
+pub fn default_control_socket(instance: Option<&str>) -> PathBuf {
+    let file = match instance {
+        Some(i) => format!("xvrrpd_{i}.sock"),
+        None => "xvrrpd.sock".to_string(),
+    };
     match netns_tag() {
-        None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
-        Some(tag) => Path::new("/run/xvrrpd/netns").join(tag).join("xvrrpd.sock"),
+        None => Path::new(DEFAULT_CONTROL_SOCKET).with_file_name(file),
+        Some(tag) => Path::new("/run/xvrrpd/netns").join(tag).join(file),
     }
 }
 
@@ -167,7 +179,8 @@ pub fn default_control_socket() -> PathBuf {
 fn netns_tag() -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    let mine = id(Path::new("/proc/self/ns/net"))?;
+    // This thread's: `net_namespace` moves the thread that reads this.
+    let mine = id(Path::new("/proc/thread-self/ns/net"))?;
     let named = std::fs::read_dir("/run/netns").ok().and_then(|dir| {
         dir.flatten().find_map(|e| {
             let name = e.file_name().into_string().ok()?;
@@ -202,11 +215,11 @@ fn parse_netns_link(text: &str) -> Option<u64> {
 
 impl RunArgs {
     /// The control socket: as given, or this network namespace's default
-    /// ([`default_control_socket`]).
-    pub fn control_socket(&self) -> PathBuf {
+    /// for the configuration's `instance` ([`default_control_socket`]).
+    pub fn control_socket(&self, instance: Option<&str>) -> PathBuf {
         self.control_socket
             .clone()
-            .unwrap_or_else(default_control_socket)
+            .unwrap_or_else(|| default_control_socket(instance))
     }
 }
 
@@ -220,7 +233,22 @@ impl Cli {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_netns_link;
+    use super::{default_control_socket, parse_netns_link};
+
+    #[test]
+    fn an_instance_names_its_own_socket_in_the_namespace_directory() {
+        let plain = default_control_socket(None);
+        let named = default_control_socket(Some("lb1"));
+        assert_eq!(plain.parent(), named.parent());
+        assert_eq!(
+            named.file_name().and_then(|n| n.to_str()),
+            Some("xvrrpd_lb1.sock")
+        );
+        assert_eq!(
+            plain.file_name().and_then(|n| n.to_str()),
+            Some("xvrrpd.sock")
+        );
+    }
 
     #[test]
     fn a_namespace_link_names_its_inode_and_anything_else_none() {

@@ -12,7 +12,14 @@ fn main() -> ExitCode {
         Some(Command::Check { dump_json }) => xvrrpd::config::check_command(&config, *dump_json),
         None if cli.config_test => xvrrpd::config::check_command(&config, false),
         Some(Command::Status { json }) => {
-            match xvrrpd::control::socket::fetch_status(&cli.run.control_socket()) {
+            let socket = match xvrrpd::runtime::client_socket(&cli) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("xvrrpd status: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match xvrrpd::control::socket::fetch_status(&socket) {
                 Ok(report) if *json => match serde_json::to_string_pretty(&report) {
                     Ok(s) => {
                         println!("{s}");

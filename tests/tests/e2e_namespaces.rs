@@ -162,3 +162,177 @@ fn daemons_in_two_namespaces_start_with_no_options_and_status_reaches_each() -> 
     ensure!(s.instances.len() == 1, "{} lost its daemon", a.ns);
     Ok(())
 }
+
+/// `ip -n NS -br addr show dev eth0` has `vip`.
+fn has_address(ns: &str, vip: &str) -> Result<bool> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-br", "addr", "show", "dev", "eth0"])
+        .output()?;
+    ensure!(out.status.success(), "ip -n {ns} addr: {:?}", out.status);
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .any(|w| w.split('/').next() == Some(vip)))
+}
+
+/// `ip addr` of this (the test's own) namespace has `vip`.
+fn host_has_address(vip: &str) -> Result<bool> {
+    let out = Command::new("ip").args(["-br", "addr"]).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .any(|w| w.split('/').next() == Some(vip)))
+}
+
+/// `xvrrpd status --json -f cfg` run where the test runs, with `prefix`
+/// (e.g. `ip netns exec NS`) before it.
+fn status_via(prefix: &[&str], cfg: &Path) -> Result<StatusReport> {
+    let bin = xvrrpd_binary()?;
+    let mut c = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(&bin);
+            c
+        }
+        None => Command::new(&bin),
+    };
+    let out = c.args(["status", "--json", "-f"]).arg(cfg).output()?;
+    ensure!(
+        out.status.success(),
+        "status {prefix:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if done()? {
+            return Ok(());
+        }
+        ensure!(Instant::now() < end, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn net_namespace_runs_the_instances_there_and_instance_names_socket_and_pid_file() -> Result<()> {
+    let mut lab = Lab::new()?;
+    let a = lab.add_host("nsn", &["192.0.2.1/24"])?;
+    let dir = std::env::temp_dir().join(format!("xvt-netns-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let run_dir = Path::new("/run/xvrrpd/netns").join(&a.ns);
+    let _leftovers = Leftovers(vec![dir.clone(), run_dir.clone()]);
+    let vip = "192.0.2.71";
+    let text = |instance: &str| {
+        format!(
+            "net_namespace {}\ninstance {instance}\n\
+             vrrp_instance VI_N {{\n  state MASTER\n  interface eth0\n  virtual_router_id 71\n  \
+             priority 150\n  advert_int 1\n  virtual_ipaddress {{\n    {vip}/24\n  }}\n}}\n",
+            a.ns
+        )
+    };
+    let cfg = dir.join("ns.conf");
+    std::fs::write(&cfg, text("lb1"))?;
+    let log_path = dir.join("ns.log");
+    let log = std::fs::File::create(&log_path)?;
+    // Started in the test's own namespace: the configuration moves it.
+    let child = Command::new(xvrrpd_binary()?)
+        .args(["run", "-f"])
+        .arg(&cfg)
+        .args(["--bpf-pin-dir", "none"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("spawning xvrrpd")?;
+    let pid = child.id();
+    lab.adopt(child);
+    let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    wait_for("the VIP in the configured namespace", 20, || {
+        has_address(&a.ns, vip)
+    })
+    .with_context(|| format!("daemon log:\n{}", log_text()))?;
+    ensure!(
+        !host_has_address(vip)?,
+        "{vip} was added in the namespace xvrrpd started in"
+    );
+    let socket = run_dir.join("xvrrpd_lb1.sock");
+    ensure!(socket.exists(), "{} is missing", socket.display());
+    let pid_file = run_dir.join("xvrrpd_lb1.pid");
+    let wrote = std::fs::read_to_string(&pid_file)
+        .with_context(|| format!("reading {}", pid_file.display()))?;
+    ensure!(
+        wrote.trim() == pid.to_string(),
+        "{} holds {wrote:?}, the daemon is {pid}",
+        pid_file.display()
+    );
+    // `status -f` finds the daemon from outside the namespace and inside.
+    for prefix in [&[][..], &["ip", "netns", "exec", a.ns.as_str()][..]] {
+        let s = status_via(prefix, &cfg)?;
+        ensure!(
+            s.instances.len() == 1 && s.instances[0].name == "VI_N",
+            "status {prefix:?} answered for {:?}",
+            s.instances.iter().map(|i| &i.name).collect::<Vec<_>>()
+        );
+    }
+
+    // A reload may not rename the instance: refused, the daemon unchanged.
+    std::fs::write(&cfg, text("lb2"))?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid)?),
+        nix::sys::signal::Signal::SIGHUP,
+    )?;
+    wait_for("the refused reload in the log", 10, || {
+        Ok(log_text().contains("instance changes from lb1 to lb2"))
+    })
+    .with_context(|| format!("daemon log:\n{}", log_text()))?;
+    ensure!(socket.exists(), "the socket went with the refused reload");
+    ensure!(
+        has_address(&a.ns, vip)?,
+        "the VIP went with the refused reload"
+    );
+    std::fs::write(&cfg, text("lb1"))?;
+
+    // SIGTERM: the VIP and the pid file go.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid)?),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    wait_for("the VIP removed at stop", 15, || {
+        Ok(!has_address(&a.ns, vip)?)
+    })?;
+    wait_for(
+        "the pid file removed at stop",
+        15,
+        || Ok(!pid_file.exists()),
+    )?;
+    Ok(())
+}
+
+#[test]
+fn a_missing_net_namespace_refuses_to_start_and_says_how_to_make_it() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("xvt-netns-missing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let _leftovers = Leftovers(vec![dir.clone()]);
+    let cfg = dir.join("missing.conf");
+    std::fs::write(
+        &cfg,
+        "net_namespace xvt-no-such-namespace\n\
+         vrrp_instance VI_M {\n  interface eth0\n  virtual_router_id 72\n  priority 100\n  \
+         virtual_ipaddress {\n    192.0.2.72/24\n  }\n}\n",
+    )?;
+    let out = Command::new(xvrrpd_binary()?)
+        .args(["run", "-f"])
+        .arg(&cfg)
+        .args(["--bpf-pin-dir", "none"])
+        .stdin(Stdio::null())
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "it started: {said}");
+    ensure!(
+        said.contains("xvt-no-such-namespace") && said.contains("ip netns add"),
+        "the refusal does not name the namespace and the fix: {said}"
+    );
+    Ok(())
+}

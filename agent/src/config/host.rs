@@ -39,15 +39,18 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 impl Host for SystemHost {
     fn interface_exists(&self, name: &str) -> Option<bool> {
-        let base = Path::new("/sys/class/net");
-        if !base.is_dir() {
-            return None;
-        }
-        // Names with a slash would escape the directory; no interface has one.
-        if name.contains('/') || name.is_empty() {
+        // Asked of the kernel in this thread's network namespace: /sys shows
+        // the namespace it was mounted in, which after `net_namespace`
+        // (setns without a new mount namespace) is not ours.
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('/') {
             return Some(false);
         }
-        Some(base.join(name).exists())
+        match nix::net::if_::if_nametoindex(name) {
+            Ok(_) => Some(true),
+            Err(nix::errno::Errno::ENODEV) => Some(false),
+            // No socket to ask with (a sandbox): unknown, not absent.
+            Err(_) => None,
+        }
     }
 
     fn user_exists(&self, name: &str) -> bool {

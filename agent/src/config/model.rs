@@ -108,12 +108,19 @@ pub struct GlobalDefs {
     pub vrrp_notify_fifo_script: Option<Script>,
     pub script_user: Option<ScriptUser>,
     pub enable_script_security: bool,
+    /// `net_namespace NAME`: the daemon runs in `/run/netns/NAME`.
+    pub net_namespace: Option<String>,
+    /// `instance NAME`: names this daemon's control socket and pid file, so
+    /// several daemons can run in one namespace.
+    pub instance: Option<String>,
 }
 
 impl Default for GlobalDefs {
     fn default() -> Self {
         Self {
             router_id: None,
+            net_namespace: None,
+            instance: None,
             vrrp_version: 2,
             vrrp_mcast_group4: Ipv4Addr::new(224, 0, 0, 18),
             vrrp_mcast_group6: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12),

@@ -24,17 +24,17 @@ pub struct PinDir(PathBuf);
 impl PinDir {
     /// This daemon's directory from its command line, unless pinning is
     /// off (`--bpf-pin-dir none`).
-    pub fn from_args(run: &crate::cli::RunArgs) -> Option<Self> {
+    pub fn from_args(run: &crate::cli::RunArgs, control_socket: &Path) -> Option<Self> {
         if run.bpf_pin_dir.as_os_str() == "none" {
             return None;
         }
-        Self::for_daemon(&run.bpf_pin_dir, &run.control_socket()).ok()
+        Self::for_daemon(&run.bpf_pin_dir, control_socket).ok()
     }
 
     /// The directory for the daemon answering on `control_socket` in this
     /// network namespace, under `root`.
     pub fn for_daemon(root: &Path, control_socket: &Path) -> io::Result<Self> {
-        let netns = std::fs::metadata("/proc/self/ns/net")?.ino();
+        let netns = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
         let socket: String = control_socket
             .to_string_lossy()
             .trim_start_matches('/')

@@ -6,7 +6,8 @@
 //! * [`gratuitous`]: gratuitous ARP and unsolicited neighbour
 //!   advertisements on a packet socket;
 //! * [`link`]: link and address state from netlink notifications, and
-//!   look-ups of interface names and advert source addresses.
+//!   look-ups of interface names and advert source addresses;
+//! * [`netns`]: entering the network namespace `net_namespace` names.
 //!
 //! Everything async runs on tokio and works on a current-thread runtime
 //! (with IO and time enabled). Sending adverts and gratuitous frames never
@@ -56,6 +57,7 @@
 pub mod addr;
 pub mod gratuitous;
 pub mod link;
+pub mod netns;
 mod nl;
 
 pub use nl::NlError;

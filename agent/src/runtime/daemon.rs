@@ -167,6 +167,9 @@ pub struct DaemonOptions {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Where the XDP links are pinned (`None`: not pinned).
     pub pins: Option<PinDir>,
+    /// The namespace and instance name it started with: a reload may not
+    /// change them.
+    pub identity: super::DaemonIdentity,
 }
 
 /// The eBPF programs being verified on a thread of their own.

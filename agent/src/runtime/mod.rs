@@ -83,21 +83,118 @@ fn set_realtime(priority: u8) {
     }
 }
 
+/// Which daemon this is, beyond its configuration file: the network
+/// namespace it runs in and its `instance` name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DaemonIdentity {
+    /// Entered at start (`--namespace`, else `net_namespace`).
+    pub net_namespace: Option<String>,
+    /// `--namespace` was given: the configuration's does not count.
+    pub namespace_from_cli: bool,
+    pub instance: Option<String>,
+}
+
+impl DaemonIdentity {
+    /// What the command line and the configuration's `global_defs` name.
+    pub fn of(cli: &Cli, global: Option<&crate::config::model::GlobalDefs>) -> Self {
+        Self {
+            net_namespace: cli
+                .run
+                .namespace
+                .clone()
+                .or_else(|| global.and_then(|g| g.net_namespace.clone())),
+            namespace_from_cli: cli.run.namespace.is_some(),
+            instance: global.and_then(|g| g.instance.clone()),
+        }
+    }
+
+    /// Moves this thread into the namespace, if one is named.
+    pub fn enter(&self) -> Result<(), crate::net::netns::NetnsError> {
+        match &self.net_namespace {
+            Some(ns) => crate::net::netns::enter(ns),
+            None => Ok(()),
+        }
+    }
+
+    /// Why a reload to `global` cannot run in this daemon, if it cannot:
+    /// the namespace and the instance name stay what the daemon started
+    /// with (keepalived keeps them too).
+    pub fn reload_conflict(&self, global: &crate::config::model::GlobalDefs) -> Option<String> {
+        if !self.namespace_from_cli && global.net_namespace != self.net_namespace {
+            return Some(format!(
+                "net_namespace changes from {} to {}: restart xvrrpd to move it",
+                self.net_namespace.as_deref().unwrap_or("(none)"),
+                global.net_namespace.as_deref().unwrap_or("(none)")
+            ));
+        }
+        if global.instance != self.instance {
+            return Some(format!(
+                "instance changes from {} to {}: it names the control socket; restart xvrrpd to rename it",
+                self.instance.as_deref().unwrap_or("(none)"),
+                global.instance.as_deref().unwrap_or("(none)")
+            ));
+        }
+        None
+    }
+
+    /// The pid file beside the control socket: `xvrrpd[_INSTANCE].pid`.
+    fn pid_file(socket: &std::path::Path) -> std::path::PathBuf {
+        socket.with_extension("pid")
+    }
+}
+
+/// For `status` and `cleanup`: enters the namespace of the daemon the
+/// command line, or else the configuration file (when it reads), names,
+/// and returns its control socket.
+pub fn client_socket(cli: &Cli) -> Result<std::path::PathBuf, String> {
+    let path = cli.config_path();
+    let loaded = path
+        .exists()
+        .then(|| crate::config::load(&path).ok())
+        .flatten();
+    let id = DaemonIdentity::of(cli, loaded.as_ref().map(|l| &l.config.global_defs));
+    id.enter().map_err(|e| e.to_string())?;
+    Ok(cli.run.control_socket(id.instance.as_deref()))
+}
+
+/// `xvrrpd warden` (started by the daemon; see `warden`).
+pub fn warden_main(cli: &Cli, agent_pid: u32, pin_dir: &std::path::Path) -> ExitCode {
+    init_logging(cli);
+    warden::warden_main(agent_pid, pin_dir)
+}
+
 /// Runs the daemon until SIGTERM/SIGINT; the exit code says how it ended.
 pub fn daemon_main(cli: &Cli) -> ExitCode {
     init_logging(cli);
     let path = cli.config_path();
-    let loaded = match crate::config::load(&path) {
-        Ok(l) => l,
+    let load = || match crate::config::load(&path) {
+        Ok(l) => Some(l),
         Err(e) => {
             eprintln!("{e}");
             eprintln!(
                 "xvrrpd: not starting: fix the configuration (`xvrrpd check -f {}`)",
                 path.display()
             );
-            return ExitCode::from(2);
+            None
         }
     };
+    let Some(mut loaded) = load() else {
+        return ExitCode::from(2);
+    };
+    let identity = DaemonIdentity::of(cli, Some(&loaded.config.global_defs));
+    if let Some(ns) = &identity.net_namespace {
+        // Before any thread exists: every thread and child inherits it.
+        if let Err(e) = identity.enter() {
+            eprintln!("xvrrpd: not starting: {e}");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!("running in network namespace {ns}");
+        // The host checks (interfaces) again, now in the namespace.
+        let Some(again) = load() else {
+            return ExitCode::from(2);
+        };
+        loaded = again;
+    }
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -118,6 +215,8 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let control_socket = cli.run.control_socket(identity.instance.as_deref());
+    let own_pid_file = DaemonIdentity::pid_file(&control_socket);
     let opts = daemon::DaemonOptions {
         config: path,
         datapath: DatapathOptions {
@@ -130,19 +229,31 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
                 AttachArg::Tc => AttachPreference::Only(AttachMode::Tc),
             },
         },
-        control_socket: cli.run.control_socket(),
+        pins: crate::datapath::pin::PinDir::from_args(&cli.run, &control_socket),
+        control_socket,
         metrics_listen: cli.run.metrics_listen,
-        pins: crate::datapath::pin::PinDir::from_args(&cli.run),
+        identity,
     };
     let rt_priority = cli.run.rt_priority;
     let local = tokio::task::LocalSet::new();
-    let result = local.block_on(&rt, async move {
+    let pid = std::process::id().to_string();
+    let wrote_pid = std::cell::Cell::new(false);
+    let result = local.block_on(&rt, async {
         let d = daemon::Daemon::new(opts, &loaded.config).await?;
+        // Only once the control socket is ours: a second daemon refused
+        // there must not touch the first one's pid file.
+        match std::fs::write(&own_pid_file, format!("{pid}\n")) {
+            Ok(()) => wrote_pid.set(true),
+            Err(e) => tracing::warn!("cannot write pid file {}: {e}", own_pid_file.display()),
+        }
         // Real-time for this thread only: the eBPF loader thread, started
         // before, verifies on the normal scheduler.
         set_realtime(rt_priority);
         d.run().await
     });
+    if wrote_pid.get() && std::fs::read_to_string(&own_pid_file).is_ok_and(|s| s.trim() == pid) {
+        let _ = std::fs::remove_file(&own_pid_file);
+    }
     for path in [&cli.pid_file, &cli.vrrp_pid_file].into_iter().flatten() {
         let _ = std::fs::remove_file(path);
     }
@@ -155,14 +266,16 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
     }
 }
 
-/// `xvrrpd warden` (started by the daemon; see `warden`).
-pub fn warden_main(cli: &Cli, agent_pid: u32, pin_dir: &std::path::Path) -> ExitCode {
-    init_logging(cli);
-    warden::warden_main(agent_pid, pin_dir)
-}
-
 /// `xvrrpd cleanup`: removes every address carrying xvrrpd's marker.
 pub fn cleanup_main(cli: &Cli) -> ExitCode {
+    // The namespace before the runtime: its threads inherit it.
+    let socket = match client_socket(cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("xvrrpd cleanup: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -183,21 +296,22 @@ pub fn cleanup_main(cli: &Cli) -> ExitCode {
         };
         // VIPs first: the pinned fence guards them until they are gone.
         let removed = vips.remove_stale_marked(&[]).await;
-        let unpinned =
-            match crate::datapath::pin::PinDir::from_args(&cli.run).map(|p| (p.clear(), p)) {
-                Some((Ok(n), p)) if n > 0 => {
-                    println!(
-                        "released {n} pinned datapath link(s) in {}",
-                        p.path().display()
-                    );
-                    true
-                }
-                Some((Err(e), p)) => {
-                    eprintln!("could not release {}: {e}", p.path().display());
-                    false
-                }
-                _ => true,
-            };
+        let unpinned = match crate::datapath::pin::PinDir::from_args(&cli.run, &socket)
+            .map(|p| (p.clear(), p))
+        {
+            Some((Ok(n), p)) if n > 0 => {
+                println!(
+                    "released {n} pinned datapath link(s) in {}",
+                    p.path().display()
+                );
+                true
+            }
+            Some((Err(e), p)) => {
+                eprintln!("could not release {}: {e}", p.path().display());
+                false
+            }
+            _ => true,
+        };
         match removed {
             Ok(c) => {
                 for a in &c.removed {
@@ -221,4 +335,64 @@ pub fn cleanup_main(cli: &Cli) -> ExitCode {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::DaemonIdentity;
+    use crate::{cli::Cli, config::model::GlobalDefs};
+
+    fn globals(ns: Option<&str>, instance: Option<&str>) -> GlobalDefs {
+        GlobalDefs {
+            net_namespace: ns.map(str::to_string),
+            instance: instance.map(str::to_string),
+            ..GlobalDefs::default()
+        }
+    }
+
+    #[test]
+    fn the_command_line_namespace_overrides_the_configuration() {
+        let g = globals(Some("blue"), Some("lb1"));
+        let plain = DaemonIdentity::of(&Cli::parse_from(["xvrrpd"]), Some(&g));
+        assert_eq!(plain.net_namespace.as_deref(), Some("blue"));
+        assert_eq!(plain.instance.as_deref(), Some("lb1"));
+        let cli = Cli::parse_from(["xvrrpd", "-s", "red"]);
+        let overridden = DaemonIdentity::of(&cli, Some(&g));
+        assert_eq!(overridden.net_namespace.as_deref(), Some("red"));
+        assert!(overridden.namespace_from_cli);
+        assert_eq!(DaemonIdentity::of(&cli, None).instance, None);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_namespace_and_the_instance_name() {
+        let running = DaemonIdentity::of(
+            &Cli::parse_from(["xvrrpd"]),
+            Some(&globals(Some("blue"), Some("lb1"))),
+        );
+        assert_eq!(
+            running.reload_conflict(&globals(Some("blue"), Some("lb1"))),
+            None
+        );
+        let moved = running.reload_conflict(&globals(None, Some("lb1")));
+        assert!(moved.is_some_and(|m| m.contains("net_namespace changes from blue to (none)")));
+        let renamed = running.reload_conflict(&globals(Some("blue"), Some("lb2")));
+        assert!(renamed.is_some_and(|m| m.contains("instance changes from lb1 to lb2")));
+        // Given on the command line, the configuration's namespace may change.
+        let pinned = DaemonIdentity::of(
+            &Cli::parse_from(["xvrrpd", "--namespace", "red"]),
+            Some(&globals(None, None)),
+        );
+        assert_eq!(pinned.reload_conflict(&globals(Some("blue"), None)), None);
+    }
+
+    #[test]
+    fn the_pid_file_sits_beside_the_control_socket() {
+        let socket = std::path::Path::new("/run/xvrrpd/netns/blue/xvrrpd_lb1.sock");
+        assert_eq!(
+            DaemonIdentity::pid_file(socket),
+            std::path::Path::new("/run/xvrrpd/netns/blue/xvrrpd_lb1.pid")
+        );
+    }
 }

@@ -290,6 +290,9 @@ impl Daemon {
     /// back when a later step fails).
     pub(super) fn prepare(&mut self, new: Box<NewConfig>) -> Result<Prepared, String> {
         let new = *new;
+        if let Some(why) = self.opts.identity.reload_conflict(&new.config.global_defs) {
+            return Err(why);
+        }
         let diff = diff(&self.running_view(), &self.plan, &new.plan);
         let mut singles = Vec::new();
         for (n, ip) in new.plan.instances.iter().enumerate() {

@@ -111,6 +111,19 @@ impl Builder<'_> {
         Some(t)
     }
 
+    /// A word that names a file (a namespace under /run/netns, a socket):
+    /// no '/', not `.` or `..`.
+    pub(super) fn file_name_word(&mut self, n: &Node, what: &str) -> Option<String> {
+        let t = self.word(n, what)?;
+        if t.text.contains('/') || t.text == "." || t.text == ".." || t.text.contains('\0') {
+            self.d
+                .error(&t.loc, format!("'{}' is not a valid {what}", t.text))
+                .hint("use a plain name without '/', as `ip netns list` shows them");
+            return None;
+        }
+        Some(t.text)
+    }
+
     pub(super) fn extra(&mut self, n: &Node, max: usize) {
         if let Some(t) = n.args.get(max) {
             let rest: Vec<&str> = n.args[max..].iter().map(|t| t.text.as_str()).collect();

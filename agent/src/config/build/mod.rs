@@ -88,6 +88,24 @@ static TOP: Table<()> = Table {
     unknown_leaf: false,
     keywords: &[
         unchecked(&["global_defs"], |b, _, n| b.global_defs(n)),
+        // Top-level in keepalived, not in global_defs: they act before
+        // the configuration is read (which namespace, which files).
+        unchecked(&["net_namespace"], |b, _, n| {
+            b.cfg.global_defs.net_namespace = b.file_name_word(n, "namespace name");
+        }),
+        unchecked(&["instance"], |b, _, n| {
+            b.cfg.global_defs.instance = b.file_name_word(n, "instance name");
+        }),
+        unchecked(
+            &[
+                "net_namespace_ipvs",
+                "namespace_with_ipsets",
+                "use_pid_dir",
+                "child_wait_time",
+                "linkbeat_use_polling",
+            ],
+            |b, _, n| b.ignored(n),
+        ),
         unchecked(&["vrrp_script"], |b, _, n| b.vrrp_script(n)),
         unchecked(&["vrrp_track_file", "track_file"], |b, _, n| {
             b.track_file(n)
