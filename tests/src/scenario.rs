@@ -381,6 +381,15 @@ impl Cluster {
         self.inst.advert_int.max(Duration::from_millis(5))
     }
 
+    /// The template's `unicast_ttl`, if it sets one.
+    fn unicast_ttl(&self) -> Option<u8> {
+        self.inst
+            .extra
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("unicast_ttl "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// Runs the step `what`. Its failure carries a [`StepFailed`]: a
     /// whole-host stall of at least [`Cluster::explaining_stall`], during
     /// the step or one `Master_Down_Interval` before it (that still delays
@@ -486,8 +495,13 @@ impl Cluster {
                         c.inst.version
                     );
                 }
-                if a.ttl != 255 {
-                    bail!("{name}'s advert has TTL/hop limit {}, not 255", a.ttl);
+                // `unicast_ttl` (a unicast template's; multicast keeps 255).
+                let want_ttl = c.unicast_ttl().unwrap_or(255);
+                if a.ttl != want_ttl {
+                    bail!(
+                        "{name}'s advert has TTL/hop limit {}, not {want_ttl}",
+                        a.ttl
+                    );
                 }
             }
             if want_prio != 255

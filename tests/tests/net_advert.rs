@@ -395,8 +395,8 @@ fn adverts_sharing_a_socket_leave_together_each_once() -> Result<()> {
         move || async move {
             let pool = SenderPool::default();
             let peers = AdvertDest::Unicast(vec![ip("192.0.2.12"), ip("192.0.2.13")]);
-            let s1 = pool.get(ifindex, ip("192.0.2.11"), peers.clone())?;
-            let s2 = pool.get(ifindex, ip("192.0.2.11"), peers)?;
+            let s1 = pool.get(ifindex, ip("192.0.2.11"), peers.clone(), 255)?;
+            let s2 = pool.get(ifindex, ip("192.0.2.11"), peers, 255)?;
             ensure!(std::rc::Rc::ptr_eq(&s1, &s2), "the socket is not shared");
             let mut msgs = Vec::new();
             for adv in &adverts {

@@ -308,6 +308,14 @@ pub struct VrrpInstance {
     pub unicast_src_ip: Option<IpAddr>,
     pub mcast_src_ip: Option<IpAddr>,
     pub unicast_peer: Vec<UnicastPeer>,
+    /// `mcast_dst_ip`: this instance's group instead of the global one.
+    pub mcast_dst_ip: Option<IpAddr>,
+    /// `unicast_ttl`: TTL / hop limit of unicast adverts (default 255).
+    pub unicast_ttl: Option<u8>,
+    /// `unicast_fault_no_peer`: FAULT, not multicast, with no peers.
+    pub unicast_fault_no_peer: bool,
+    /// `track_src_ip`: FAULT while the configured source address is gone.
+    pub track_src_ip: bool,
     pub authentication: Option<Authentication>,
     pub track_interface: Vec<TrackInterface>,
     pub track_script: Vec<TrackRef>,

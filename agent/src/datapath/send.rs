@@ -129,6 +129,18 @@ impl AdvertSender {
     /// host on `ifindex` (the primary IPv4 address or `unicast_src_ip`; for
     /// IPv6 multicast, a link-local address). Does not need a runtime.
     pub fn open(ifindex: u32, source: IpAddr, dest: AdvertDest) -> Result<Self, AdvertTxError> {
+        Self::open_with_ttl(ifindex, source, dest, VRRP_TTL)
+    }
+
+    /// [`AdvertSender::open`] with unicast adverts sent with `unicast_ttl`
+    /// (keepalived's `unicast_ttl`, for peers behind routers); multicast
+    /// always goes with 255.
+    pub fn open_with_ttl(
+        ifindex: u32,
+        source: IpAddr,
+        dest: AdvertDest,
+        unicast_ttl: u8,
+    ) -> Result<Self, AdvertTxError> {
         let v6 = source.is_ipv6();
         let (targets, multicast) = match dest {
             AdvertDest::Multicast(g) => {
@@ -161,7 +173,7 @@ impl AdvertSender {
                 "{source} cannot be a source"
             )));
         }
-        let sock = open_socket(ifindex, source, &targets, multicast)?;
+        let sock = open_socket(ifindex, source, &targets, multicast, unicast_ttl)?;
         let dests = targets
             .into_iter()
             .map(|d| (d, sock_addr(d, ifindex)))
@@ -375,6 +387,7 @@ fn open_socket(
     source: IpAddr,
     targets: &[IpAddr],
     multicast: bool,
+    unicast_ttl: u8,
 ) -> Result<Socket, AdvertTxError> {
     let v6 = source.is_ipv6();
     let err = |step: &'static str| {
@@ -410,8 +423,9 @@ fn open_socket(
     sock.bind_device(Some(name.as_bytes()))
         .map_err(err("SO_BINDTODEVICE"))?;
     let ttl = u32::from(VRRP_TTL);
+    let unicast = u32::from(unicast_ttl);
     if v6 {
-        sock.set_unicast_hops_v6(ttl)
+        sock.set_unicast_hops_v6(unicast)
             .map_err(err("IPV6_UNICAST_HOPS"))?;
         sock.set_multicast_hops_v6(ttl)
             .map_err(err("IPV6_MULTICAST_HOPS"))?;
@@ -427,7 +441,7 @@ fn open_socket(
             .map_err(err("IPV6_CHECKSUM"))?;
         let _ = sock.set_multicast_all_v6(false);
     } else {
-        sock.set_ttl_v4(ttl).map_err(err("IP_TTL"))?;
+        sock.set_ttl_v4(unicast).map_err(err("IP_TTL"))?;
         sock.set_multicast_ttl_v4(ttl)
             .map_err(err("IP_MULTICAST_TTL"))?;
         set_multicast_if_v4_index(&sock, ifindex).map_err(err("IP_MULTICAST_IF"))?;
@@ -544,25 +558,34 @@ pub enum OutletError {
 /// an instance uses it.
 #[derive(Default)]
 pub struct SenderPool {
-    open: RefCell<HashMap<(u32, IpAddr, AdvertDest), Weak<AdvertSender>>>,
+    open: RefCell<HashMap<SenderKey, Weak<AdvertSender>>>,
 }
 
+/// Interface, source, destinations and unicast TTL.
+type SenderKey = (u32, IpAddr, AdvertDest, u8);
+
 impl SenderPool {
-    /// The socket for `ifindex`, `source` and `dest`: the one instances
-    /// already share, or a new one ([`AdvertSender::open`]).
+    /// The socket for `ifindex`, `source`, `dest` and unicast TTL: the one
+    /// instances already share, or a new one ([`AdvertSender::open_with_ttl`]).
     pub fn get(
         &self,
         ifindex: u32,
         source: IpAddr,
         dest: AdvertDest,
+        unicast_ttl: u8,
     ) -> Result<Rc<AdvertSender>, AdvertTxError> {
         let mut open = self.open.borrow_mut();
         open.retain(|_, s| s.strong_count() > 0);
-        let key = (ifindex, source, dest);
+        let key = (ifindex, source, dest, unicast_ttl);
         if let Some(s) = open.get(&key).and_then(Weak::upgrade) {
             return Ok(s);
         }
-        let s = Rc::new(AdvertSender::open(key.0, key.1, key.2.clone())?);
+        let s = Rc::new(AdvertSender::open_with_ttl(
+            key.0,
+            key.1,
+            key.2.clone(),
+            key.3,
+        )?);
         open.insert(key, Rc::downgrade(&s));
         Ok(s)
     }

@@ -239,6 +239,11 @@ impl LinkWatcher {
         self.addrs.get(&ifindex).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Whether any link has the address `a`.
+    pub fn has_addr(&self, a: IpAddr) -> bool {
+        self.addrs.values().flatten().any(|x| x.addr == a)
+    }
+
     /// The advert source keepalived would pick on this link.
     pub fn primary_ipv4(&self, ifindex: u32) -> Option<Ipv4Addr> {
         primary_ipv4(self.addrs(ifindex))

@@ -554,9 +554,20 @@ pub(super) fn open_sender(
         );
         return Ok(None);
     }
-    pool.get(ip.ifindex, ip.source, ip.dest.clone())
-        .map(Some)
-        .with_context(|| format!("instance {}: advert socket", ip.name))
+    match pool.get(ip.ifindex, ip.source, ip.dest.clone(), ip.unicast_ttl) {
+        Ok(s) => Ok(Some(s)),
+        // `track_src_ip`: FAULT until the address is back (its tracker).
+        Err(crate::datapath::send::AdvertTxError::SourceNotReady { .. })
+            if ip.src_ip_tracker.is_some() =>
+        {
+            warn!(
+                "{}: source address {} is on no interface: FAULT until it appears",
+                ip.name, ip.source
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("instance {}: advert socket", ip.name)),
+    }
 }
 
 /// Subjects notify scripts are registered for, in the order keepalived runs them.

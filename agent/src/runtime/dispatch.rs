@@ -766,6 +766,29 @@ impl Daemon {
         for inst in waiting {
             self.follow_source(inst);
         }
+        // `track_src_ip`: FAULT while the configured source is nowhere.
+        let now = monotonic_ns();
+        for inst in 0..self.instances.len() {
+            let p = &self.instances[inst].plan;
+            let Some(id) = p.src_ip_tracker else { continue };
+            let present = self.link.has_addr(p.source);
+            if present && self.instances[inst].outlet.sender().is_none() {
+                match super::daemon::open_sender(&self.senders, &self.instances[inst].plan) {
+                    Ok(Some(s)) => self.instances[inst].outlet.set_sender(Some(s)),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        debug!("{e:#}");
+                        continue;
+                    }
+                }
+            }
+            let state = if present {
+                TrackState::Up
+            } else {
+                TrackState::Down
+            };
+            self.feed(inst, now, Input::Track { id, state });
+        }
     }
 
     fn follow_source(&mut self, inst: InstanceId) {

@@ -96,6 +96,11 @@ pub struct InstancePlan {
     /// Set when the source address is chosen from the interface: the
     /// tracker that is down while the interface has none.
     pub source_tracker: Option<TrackerId>,
+    /// `track_src_ip`: the tracker that is down while the configured source
+    /// address is on no interface.
+    pub src_ip_tracker: Option<TrackerId>,
+    /// TTL / hop limit of unicast adverts (`unicast_ttl`, default 255).
+    pub unicast_ttl: u8,
 }
 
 impl InstancePlan {
@@ -519,6 +524,18 @@ async fn instance_plan(
     let source_tracker = configured_source
         .is_none()
         .then(|| ids.id(&format!("source:{ifindex}:{}", family_name(family))));
+    let src_ip_tracker = match configured_source {
+        Some(a) if inst.track_src_ip => {
+            // Every interface: a unicast source may live on another one.
+            let present = link::interface_addrs(0)
+                .await
+                .map_err(if_err)?
+                .iter()
+                .any(|x| x.addr == a);
+            Some((ids.id(&format!("src-ip:{a}")), present))
+        }
+        _ => None,
+    };
     let source = source.unwrap_or(match family {
         Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
@@ -543,6 +560,10 @@ async fn instance_plan(
         interfaces,
         (scripts, files, processes),
         (&ifname, family, source, source_tracker),
+        (
+            src_ip_tracker.map(|(id, _)| id),
+            src_ip_tracker.is_some_and(|(_, present)| present),
+        ),
     )
     .await;
     router.trackers = trackers;
@@ -590,6 +611,8 @@ async fn instance_plan(
         sync_group: inst.sync_group.clone(),
         tracker_names: names,
         source_tracker,
+        src_ip_tracker: src_ip_tracker.map(|(id, _)| id),
+        unicast_ttl: inst.unicast_ttl.unwrap_or(xvrrpd_common::VRRP_TTL),
     })
 }
 
@@ -602,10 +625,11 @@ fn vrid_spec(
     router: &RouterConfig,
 ) -> VridSpec {
     let unicast = !router.unicast_peers.is_empty();
-    let (key_family, group_addr) = match router.family {
+    let (key_family, global_group) = match router.family {
         Family::V4 => (FAMILY_IPV4, IpAddr::V4(g.vrrp_mcast_group4)),
         Family::V6 => (FAMILY_IPV6, IpAddr::V6(g.vrrp_mcast_group6)),
     };
+    let group_addr = inst.mcast_dst_ip.unwrap_or(global_group);
     let mut vcfg = VridConfig {
         flags: if unicast { 0 } else { VRID_FLAG_CHECK_TTL },
         auth_type: router.auth.type_code(),
@@ -699,6 +723,7 @@ async fn instance_trackers(
     interfaces: &mut BTreeMap<u32, u32>,
     (scripts, files, processes): (&[(ScriptPlan, CheckedScript)], &[FilePlan], &[ProcessPlan]),
     (ifname, family, source, source_tracker): (&str, Family, IpAddr, Option<TrackerId>),
+    (src_ip_tracker, src_ip_present): (Option<TrackerId>, bool),
 ) -> (Vec<TrackerConfig>, Vec<(TrackerId, String, &'static str)>) {
     let mut names = Vec::new();
     let mut trackers = Vec::new();
@@ -755,6 +780,22 @@ async fn instance_trackers(
             format!("{} address on {ifname}", family_name(family)),
             "source",
         ));
+    }
+    if let Some(id) = src_ip_tracker {
+        let state = if src_ip_present {
+            TrackState::Up
+        } else {
+            TrackState::Down
+        };
+        trackers.push(binary(id, 0, false, state));
+        names.push((id, source.to_string(), "source"));
+    }
+    // keepalived: `unicast_fault_no_peer` without peers is a configuration
+    // fault; the instance stays in FAULT rather than fall back to multicast.
+    if inst.unicast_fault_no_peer && inst.unicast_peer.is_empty() {
+        let id = ids.id(&format!("no-unicast-peer:{}", inst.name));
+        trackers.push(binary(id, 0, false, TrackState::Down));
+        names.push((id, "unicast peers (none configured)".into(), "config"));
     }
     let group_scripts = group.map(|sg| sg.track_script.as_slice()).unwrap_or(&[]);
     for r in inst.track_script.iter().chain(group_scripts) {

@@ -111,7 +111,10 @@ pub(super) fn diff(running: &[RunningInstance], old: &Plan, new: &Plan) -> Reloa
                 if !same_router_config(&r.plan.router, &ip.router) {
                     d.changed.push(n);
                 }
-                if r.sending_from != Some(ip.source) || r.plan.dest != ip.dest {
+                if r.sending_from != Some(ip.source)
+                    || r.plan.dest != ip.dest
+                    || r.plan.unicast_ttl != ip.unicast_ttl
+                {
                     d.new_sockets.push(n);
                 }
             }

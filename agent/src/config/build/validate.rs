@@ -98,6 +98,7 @@ impl Builder<'_> {
         for (what, a) in [
             ("unicast_src_ip", v.unicast_src_ip),
             ("mcast_src_ip", v.mcast_src_ip),
+            ("mcast_dst_ip", v.mcast_dst_ip),
         ] {
             if let Some(a) = a
                 && a.is_ipv6() != v6
@@ -107,7 +108,7 @@ impl Builder<'_> {
                         at,
                         format!("({name}) {what} {a} is not of the instance's address family"),
                     )
-                    .hint("use a source address of the same family as the virtual addresses");
+                    .hint("use an address of the same family as the virtual addresses");
             }
         }
         if v.unicast_peer.iter().any(|p| p.address.is_ipv6() != v6) {

@@ -1,6 +1,6 @@
 //! `vrrp_instance NAME { ... }`: one virtual router.
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 use super::{
     super::{UnsupportedKind, diag::Loc, lexer::Token, model::*, tree::Node},
@@ -97,6 +97,10 @@ fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
         unicast_src_ip: None,
         mcast_src_ip: None,
         unicast_peer: Vec::new(),
+        mcast_dst_ip: None,
+        unicast_ttl: None,
+        unicast_fault_no_peer: false,
+        track_src_ip: false,
         authentication: None,
         track_interface: Vec::new(),
         track_script: Vec::new(),
@@ -226,6 +230,31 @@ fn unicast_peer(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
                 d.v.unicast_peer.push(peer);
             }
         }
+    }
+}
+
+/// `mcast_dst_ip GROUP`: a multicast group; an IPv6 one link-local
+/// (ffX2::), as keepalived requires.
+fn mcast_dst_ip(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    let Some(t) = b.word(n, "group") else {
+        return;
+    };
+    let Some(a) = b.ip(&t, n.name()) else {
+        return;
+    };
+    let link_local_v6 = |g: &std::net::Ipv6Addr| g.segments()[0] & 0xff0f == 0xff02;
+    let ok = match a {
+        IpAddr::V4(g) => g.is_multicast(),
+        IpAddr::V6(g) => g.is_multicast() && link_local_v6(&g),
+    };
+    if ok {
+        d.v.mcast_dst_ip = Some(a);
+    } else {
+        b.d.error(
+            &t.loc,
+            format!("mcast_dst_ip {a} is not a multicast group VRRP can use"),
+        )
+        .hint("use a group in 224.0.0.0/4, or a link-local IPv6 one (ffX2::)");
     }
 }
 
@@ -389,6 +418,18 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
         leaf(&["check_unicast_src"], |b, d, n| {
             b.set_on(n, &mut d.v.check_unicast_src)
         }),
+        leaf(&["mcast_dst_ip"], mcast_dst_ip),
+        leaf(&["unicast_ttl"], |b, d, n| {
+            if let Some(ttl) = b.uint(n, 0, 255) {
+                d.v.unicast_ttl = u8::try_from(ttl).ok();
+            }
+        }),
+        leaf(&["unicast_fault_no_peer"], |b, d, n| {
+            b.set_on(n, &mut d.v.unicast_fault_no_peer)
+        }),
+        leaf(&["track_src_ip"], |b, d, n| {
+            b.set_on(n, &mut d.v.track_src_ip)
+        }),
         leaf(&["down_timer_adverts"], |b, d, n| {
             b.set_uint(n, 1, 100, &mut d.v.down_timer_adverts)
         }),
@@ -411,10 +452,6 @@ const UNSUPPORTED_INSTANCE: &[&str] = &[
     "vmac_xmit_base",
     "use_ipvlan",
     "vrf",
-    "track_src_ip",
-    "mcast_dst_ip",
-    "unicast_ttl",
-    "unicast_fault_no_peer",
     "promote_secondaries",
     "notify_deleted",
     "notify_master_rx_lower_pri",

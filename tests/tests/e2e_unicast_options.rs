@@ -1,0 +1,169 @@
+//! keepalived's unicast and advert options on the wire and in the state
+//! machine: `mcast_dst_ip`, `unicast_ttl`, `unicast_fault_no_peer` and
+//! `track_src_ip`. The routers run xvrrpd (`XVRRPD_LAB_DAEMON=keepalived`:
+//! the same checks against keepalived, which they are written from, but
+//! for `track_src_ip`, where keepalived 2.2.7 departs from its manual).
+
+use std::{process::Command, time::Duration};
+
+use anyhow::{Context, Result, ensure};
+use xvrrpd_tests::{
+    kconf::{Daemon, Instance},
+    retry::lab_test,
+    scenario::Cluster,
+    vrrp_lab::scenario_daemon,
+};
+
+const VIP: &str = "192.0.2.100/24";
+
+fn ip(ns: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new("ip").args(["-n", ns]).args(args).output()?;
+    ensure!(
+        out.status.success(),
+        "ip -n {ns} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn mcast_dst_ip_sends_and_hears_on_the_instance_group() -> Result<()> {
+    lab_test("mcast_dst_ip", || {
+        let d = scenario_daemon();
+        let mut inst = Instance::new("VI_G", 52, &[VIP]);
+        inst.extra.push("mcast_dst_ip 224.0.0.99".into());
+        let mut c = Cluster::new(
+            "mcastdst",
+            inst,
+            &[("r1", d, 150), ("r2", d, 100)],
+            false,
+            |_, _| Ok(()),
+        )?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        // The backup hears the master on the group: it takes over on a crash
+        // within the bound, which it could not if it missed the adverts.
+        println!("{}", c.crash("r1", "r2")?.summary());
+        let events = c.wire()?;
+        let ads: Vec<_> = events.iter().filter_map(|e| e.advert()).collect();
+        ensure!(!ads.is_empty(), "no adverts captured");
+        for a in &ads {
+            ensure!(
+                a.dst.to_string() == "224.0.0.99",
+                "an advert from {} went to {}, not to mcast_dst_ip 224.0.0.99",
+                a.src,
+                a.dst
+            );
+        }
+        c.finish()
+    })
+}
+
+#[test]
+fn unicast_ttl_sets_the_ttl_of_unicast_adverts() -> Result<()> {
+    lab_test("unicast_ttl", || {
+        let d = scenario_daemon();
+        let mut inst = Instance::new("VI_T", 53, &[VIP]);
+        inst.extra.push("unicast_ttl 7".into());
+        let mut c = Cluster::new(
+            "unicastttl",
+            inst,
+            &[("r1", d, 150), ("r2", d, 100)],
+            true,
+            |_, _| Ok(()),
+        )?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        println!("{}", c.crash("r1", "r2")?.summary());
+        let events = c.wire()?;
+        let ads: Vec<_> = events.iter().filter_map(|e| e.advert()).collect();
+        ensure!(!ads.is_empty(), "no adverts captured");
+        for a in &ads {
+            ensure!(
+                a.ttl == 7,
+                "a unicast advert from {} to {} left with TTL {}, not unicast_ttl 7",
+                a.src,
+                a.dst,
+                a.ttl
+            );
+        }
+        c.finish()
+    })
+}
+
+#[test]
+fn unicast_fault_no_peer_without_peers_is_fault_and_silent() -> Result<()> {
+    lab_test("unicast_fault_no_peer", || {
+        let d = scenario_daemon();
+        let mut inst = Instance::new("VI_F", 54, &[VIP]);
+        inst.extra.push("unicast_fault_no_peer".into());
+        let mut c = Cluster::new("nopeer", inst, &[("r1", d, 150)], false, |_, _| Ok(()))?;
+        c.start_all()?;
+        let r1 = c.router("r1");
+        r1.wait_state("VI_F", "FAULT", Duration::from_secs(10))?;
+        // Settled in FAULT: it never advertises, never holds the VIP.
+        std::thread::sleep(Duration::from_millis(500));
+        let vip = VIP.split('/').next().context("VIP")?.parse()?;
+        ensure!(!r1.has_vip(vip), "r1 holds the VIP in FAULT");
+        let events = c.wire()?;
+        let sent = events.iter().filter(|e| e.advert().is_some()).count();
+        ensure!(sent == 0, "r1 sent {sent} adverts with no peer");
+        c.finish()
+    })
+}
+
+/// xvrrpd only: keepalived 2.2.7 does not do what its manual says here.
+/// It reacts only to the loss of an interface's last IPv4 address, and
+/// then steps down for an instant (BACKUP, a priority-0 advert) and is
+/// master again at its next down timer, advertising from no address (seen
+/// in the lab); it never stays in FAULT. xvrrpd stays in FAULT while the
+/// configured source is on no interface, whichever address it is.
+#[test]
+fn track_src_ip_faults_while_the_configured_source_is_gone() -> Result<()> {
+    lab_test("track_src_ip", || {
+        let d = Daemon::Xvrrpd;
+        // r1 advertises from a second address of its own that the test
+        // removes (its first stays, and with it the VIP's subnet).
+        const SRC: &str = "192.0.2.201";
+        let inst = Instance::new("VI_S", 55, &[VIP]);
+        let mut c = Cluster::new(
+            "tracksrc",
+            inst,
+            &[("r1", d, 150), ("r2", d, 100)],
+            true,
+            |r, cfg| {
+                let i = &mut cfg.instances[0];
+                if r.name == "r1" {
+                    i.unicast_src = Some(SRC.into());
+                    i.extra.push("track_src_ip".into());
+                } else {
+                    i.unicast_peers = vec![SRC.into()];
+                }
+                Ok(())
+            },
+        )?;
+        let ns1 = c.router("r1").host.ns.clone();
+        let cidr = format!("{SRC}/24");
+        ip(&ns1, &["addr", "add", &cidr, "dev", "eth0"])?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        ip(&ns1, &["addr", "del", &cidr, "dev", "eth0"])?;
+        c.router("r1")
+            .wait_state("VI_S", "FAULT", Duration::from_secs(5))
+            .context("r1 after its source address went")?;
+        c.router("r2")
+            .wait_state("VI_S", "MASTER", Duration::from_secs(5))
+            .context("r2 after r1's fault")?;
+        // Still FAULT a while later: not a blip.
+        std::thread::sleep(Duration::from_millis(300));
+        c.router("r1")
+            .wait_state("VI_S", "FAULT", Duration::from_millis(100))?;
+        ip(&ns1, &["addr", "add", &cidr, "dev", "eth0"])?;
+        c.router("r1")
+            .wait_state("VI_S", "MASTER", Duration::from_secs(10))
+            .context("r1 once its source address is back (it preempts)")?;
+        c.router("r2")
+            .wait_state("VI_S", "BACKUP", Duration::from_secs(5))?;
+        c.finish()
+    })
+}
