@@ -181,9 +181,12 @@ fn master_receiving_a_lower_priority_advert_reports_it_on_the_fifo() -> Result<(
             let mut lab = VrrpLab::new("rx-lower-pri")?;
             let mut r1 = lab.add_router("r1", d, &["192.0.2.11/24"])?;
             let fake = lab.add_client("fake", &["192.0.2.99/24"])?;
-            r1.write_config(&RouterConfig::single(
-                Instance::new("VI_1", 51, &["192.0.2.100/24"]).with_priority(150),
-            ))?;
+            let mut vi1 = Instance::new("VI_1", 51, &["192.0.2.100/24"]).with_priority(150);
+            vi1.extra.push(format!(
+                "notify_master_rx_lower_pri {}",
+                r1.notify_script("rx_lower_pri")?
+            ));
+            r1.write_config(&RouterConfig::single(vi1))?;
             r1.start()?;
             r1.wait_state("VI_1", "MASTER", Duration::from_secs(5))?;
             let inj = frame_injector(&fake, "eth0")?;
@@ -212,6 +215,21 @@ fn master_receiving_a_lower_priority_advert_reports_it_on_the_fifo() -> Result<(
                     .collect::<Vec<_>>()
             );
             check_fifo_events(&r1, "VI_1", 150);
+            // `notify_master_rx_lower_pri`: its script runs, with no arguments.
+            let ran =
+                xvrrpd_tests::wait_until(Duration::from_secs(2), Duration::from_millis(10), || {
+                    r1.notify_calls().iter().any(|c| c.kind == "rx_lower_pri")
+                });
+            assert!(ran, "notify_master_rx_lower_pri's script did not run");
+            let call = r1
+                .notify_calls()
+                .into_iter()
+                .find(|c| c.kind == "rx_lower_pri");
+            assert_eq!(
+                call.map(|c| c.args),
+                Some(Vec::new()),
+                "notify_master_rx_lower_pri's script got arguments"
+            );
             assert_eq!(
                 r1.fifo_state("VI_1").as_deref(),
                 Some("MASTER"),
@@ -220,6 +238,100 @@ fn master_receiving_a_lower_priority_advert_reports_it_on_the_fifo() -> Result<(
             assert!(
                 r1.has_vip("192.0.2.100".parse().unwrap()),
                 "r1 dropped the VIP"
+            );
+            Ok(())
+        },
+    )
+}
+
+/// A reload that removes instances notifies keepalived's way: the generic
+/// script gets FAULT by default, DELETED with `notify_deleted` (whose own
+/// script runs; `notify_fault` does not), never STOP. The FIFO gets the
+/// same states from xvrrpd; keepalived 2.2.7 writes nothing there for them
+/// (seen in the lab: its reload reopens the FIFO only after).
+#[test]
+fn a_reload_that_removes_instances_notifies_fault_or_deleted() -> Result<()> {
+    lab_test(
+        "a_reload_that_removes_instances_notifies_fault_or_deleted",
+        || {
+            let d = scenario_daemon();
+            let mut lab = VrrpLab::new("deleted")?;
+            let mut r1 = lab.add_router("r1", d, &["192.0.2.11/24"])?;
+            let inst = |name: &str, vrid: u8, vip: &str| {
+                Instance::new(name, vrid, &[vip]).with_priority(150)
+            };
+            let mut plain = inst("VI_PLAIN", 61, "192.0.2.161/24");
+            plain.notify = Notify {
+                fault: Some(r1.notify_script("fault")?),
+                stop: Some(r1.notify_script("stop")?),
+                generic: Some(r1.notify_script("notify")?),
+                ..Notify::default()
+            };
+            let mut del = inst("VI_DEL", 62, "192.0.2.162/24");
+            del.extra
+                .push(format!("notify_deleted {}", r1.notify_script("deleted")?));
+            let keep = inst("VI_KEEP", 63, "192.0.2.163/24");
+            let mut cfg = RouterConfig::single(plain);
+            cfg.instances.push(del);
+            cfg.instances.push(keep.clone());
+            r1.write_config(&cfg)?;
+            r1.start()?;
+            for name in ["VI_PLAIN", "VI_DEL", "VI_KEEP"] {
+                r1.wait_state(name, "MASTER", Duration::from_secs(5))?;
+            }
+            r1.write_config(&RouterConfig::single(keep))?;
+            r1.sighup()?;
+            let done =
+                xvrrpd_tests::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+                    let calls = r1.notify_calls();
+                    calls.iter().any(|c| c.kind == "deleted")
+                        && calls.iter().any(|c| {
+                            c.kind == "notify" && c.args.get(2).is_some_and(|s| s == "FAULT")
+                        })
+                });
+            let fifo: Vec<String> = r1.fifo_lines().into_iter().map(|l| l.raw).collect();
+            let calls: Vec<String> = r1
+                .notify_calls()
+                .into_iter()
+                .map(|c| format!("{} {}", c.kind, c.args.join(" ")))
+                .collect();
+            assert!(
+                done,
+                "expected FAULT for VI_PLAIN and DELETED for VI_DEL; FIFO: {fifo:?}; scripts: {calls:?}"
+            );
+            assert!(
+                calls.contains(&"notify INSTANCE VI_PLAIN FAULT 150".to_string()),
+                "the generic script's FAULT line for VI_PLAIN: {calls:?}"
+            );
+            assert!(
+                !calls.iter().any(|c| c.trim() == "fault"),
+                "notify_fault ran for a removed instance (keepalived does not run it): {calls:?}"
+            );
+            if xvrrpd_only(d, "FAULT / DELETED on the FIFO for removed instances") {
+                for want in [
+                    "INSTANCE \"VI_PLAIN\" FAULT 150",
+                    "INSTANCE \"VI_DEL\" DELETED 150",
+                ] {
+                    let seen = xvrrpd_tests::wait_until(
+                        Duration::from_secs(2),
+                        Duration::from_millis(10),
+                        || r1.fifo_lines().iter().any(|l| l.raw == want),
+                    );
+                    assert!(seen, "no FIFO line {want:?}: {fifo:?}");
+                }
+            }
+            assert!(
+                !calls.iter().any(|c| c.starts_with("stop")),
+                "a removed instance ran notify_stop: {calls:?}"
+            );
+            assert!(
+                !fifo.iter().any(|l| l.contains("STOP")),
+                "a removed instance wrote STOP: {fifo:?}"
+            );
+            assert_eq!(
+                r1.fifo_state("VI_KEEP").as_deref(),
+                Some("MASTER"),
+                "the kept instance moved"
             );
             Ok(())
         },

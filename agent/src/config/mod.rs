@@ -31,6 +31,7 @@
 
 mod build;
 mod diag;
+mod expand;
 mod host;
 mod lexer;
 pub mod model;

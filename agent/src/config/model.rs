@@ -326,6 +326,13 @@ pub struct VrrpInstance {
     pub notify_fault: Option<Script>,
     pub notify_stop: Option<Script>,
     pub notify: Option<Script>,
+    /// `notify_master_rx_lower_pri`: run when a master hears a lower priority.
+    pub notify_master_rx_lower_pri: Option<Script>,
+    /// `notify_deleted`: a reload that removes the instance notifies DELETED
+    /// (keepalived's default: FAULT).
+    pub notify_deleted: bool,
+    /// The script `notify_deleted` names, if any.
+    pub notify_deleted_script: Option<Script>,
     /// Accept mode (keepalived's default: on, unless strict mode).
     pub accept: bool,
     pub dont_track_primary: bool,

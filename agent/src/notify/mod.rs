@@ -234,6 +234,27 @@ impl Notifier {
         self.fifo(subject, name, FifoEvent::State(state), priority);
     }
 
+    /// A reload removed the instance: keepalived runs its `notify_deleted`
+    /// script (if any, never `notify_fault`), and the generic script and the
+    /// FIFOs get `state` (FAULT, or DELETED with `notify_deleted`).
+    pub fn deleted(&self, name: &str, state: NotifyState, priority: u8) {
+        let subject = Subject::Instance;
+        if let Some(t) = self.targets.get(&(subject, name.to_owned())) {
+            let mut job: Job = Vec::new();
+            if let Some(s) = &t.scripts.deleted {
+                job.push((s.clone(), Vec::new()));
+            }
+            if let Some(g) = &t.scripts.notify {
+                job.push((
+                    g.clone(),
+                    notify_args(subject, name, state, priority).to_vec(),
+                ));
+            }
+            self.enqueue(t, name, job);
+        }
+        self.fifo(subject, name, FifoEvent::State(state), priority);
+    }
+
     /// A master received a lower-priority advert.
     pub fn master_rx_lower_pri(&self, name: &str, priority: u8) {
         if let Some(t) = self.targets.get(&(Subject::Instance, name.to_owned()))

@@ -89,6 +89,9 @@ pub(super) struct Instance {
     /// The down deadline whose approach made the datapath deliver the
     /// master's adverts again (see `quiet`): none are kept until it moves.
     pub(super) unquiet_for: Option<u64>,
+    /// A reload removed it: its last notify is keepalived's for a deleted
+    /// instance (FAULT, or DELETED with `notify_deleted`), not STOP.
+    pub(super) deleted: bool,
 }
 
 impl Instance {
@@ -126,6 +129,7 @@ impl Instance {
             heard_last: 0,
             heard_timed: false,
             unquiet_for: None,
+            deleted: false,
         }
     }
 

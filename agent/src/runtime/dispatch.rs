@@ -242,11 +242,24 @@ impl Daemon {
             }
             Action::Reannounce { addr } => self.reannounce(inst, addr),
             Action::CheckClaims { since } => self.check_claims(inst, since),
-            Action::Notify { from: _, to } => {
+            Action::Notify { from, to } => {
                 let prio = self.router(inst).map(|r| r.priority()).unwrap_or(0);
                 let name = self.name(inst).to_string();
-                self.notifier
-                    .state_change(Subject::Instance, &name, notify_state(to), prio);
+                match self.instances.get(inst) {
+                    // keepalived: a deleted instance notifies FAULT (not
+                    // again from FAULT), or DELETED with `notify_deleted`.
+                    Some(i) if i.deleted && to == State::Initialize => {
+                        if i.plan.notify_deleted {
+                            self.notifier.deleted(&name, NotifyState::Deleted, prio);
+                        } else if from != State::Fault {
+                            self.notifier.deleted(&name, NotifyState::Fault, prio);
+                        }
+                    }
+                    _ => {
+                        self.notifier
+                            .state_change(Subject::Instance, &name, notify_state(to), prio)
+                    }
+                }
             }
             Action::ArmTimer {
                 kind: TimerKind::MasterDown,

@@ -90,6 +90,8 @@ pub struct InstancePlan {
     pub notify: NotifyScripts,
     /// `notify_priority_changes`: effective priority changes go to the FIFOs.
     pub notify_priority_changes: bool,
+    /// `notify_deleted`: removed by a reload, it notifies DELETED, not FAULT.
+    pub notify_deleted: bool,
     pub sync_group: Option<String>,
     /// Tracked objects of this instance, with names for status.
     pub tracker_names: Vec<(TrackerId, String, &'static str)>,
@@ -288,15 +290,17 @@ impl ScriptChecker {
     fn notify_set(
         &mut self,
         owner: &str,
-        scripts: [&Option<model::Script>; 5],
+        scripts: [&Option<model::Script>; 7],
     ) -> Result<NotifyScripts, PlanError> {
         let mut out = NotifyScripts::default();
-        let slots: [&mut Option<CheckedScript>; 5] = [
+        let slots: [&mut Option<CheckedScript>; 7] = [
             &mut out.master,
             &mut out.backup,
             &mut out.fault,
             &mut out.stop,
             &mut out.notify,
+            &mut out.deleted,
+            &mut out.master_rx_lower_pri,
         ];
         for (slot, script) in slots.into_iter().zip(scripts) {
             if let Some(s) = script {
@@ -470,6 +474,8 @@ fn group_plans(
                 &sg.notify_fault,
                 &sg.notify_stop,
                 &sg.notify,
+                &None,
+                &None,
             ],
         )?;
         groups.push(GroupPlan {
@@ -578,10 +584,13 @@ async fn instance_plan(
             &inst.notify_fault,
             &inst.notify_stop,
             &inst.notify,
+            &inst.notify_deleted_script,
+            &inst.notify_master_rx_lower_pri,
         ],
     )?;
     Ok(InstancePlan {
         name: inst.name.clone(),
+        notify_deleted: inst.notify_deleted,
         notify_priority_changes: inst.notify_priority_changes,
         ifname: ifname.clone(),
         ifindex,

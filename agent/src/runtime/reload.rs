@@ -549,6 +549,7 @@ impl Daemon {
                 "reload: {} is no longer configured: leaving",
                 self.name(old)
             );
+            self.instances[old].deleted = true;
             self.feed(old, monotonic_ns(), Input::Shutdown);
             let key = self.instances[old].plan.vrid.key;
             if !new.instances.iter().any(|i| i.vrid.key == key)

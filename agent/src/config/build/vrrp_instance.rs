@@ -111,6 +111,9 @@ fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
         notify_fault: None,
         notify_stop: None,
         notify: None,
+        notify_master_rx_lower_pri: None,
+        notify_deleted: false,
+        notify_deleted_script: None,
         accept: true,
         dont_track_primary: false,
         garp_master_delay: g.vrrp_garp_master_delay,
@@ -230,6 +233,23 @@ fn unicast_peer(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
                 d.v.unicast_peer.push(peer);
             }
         }
+    }
+}
+
+/// `notify_deleted [SCRIPT [USER [GROUP]]]`: DELETED instead of FAULT when a
+/// reload removes the instance, and a script to run then.
+fn notify_deleted(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    if d.v.notify_deleted {
+        b.d.error(
+            &n.key.loc,
+            "notify_deleted already specified - ignoring this one",
+        )
+        .hint("keep one notify_deleted line");
+        return;
+    }
+    d.v.notify_deleted = true;
+    if !n.args.is_empty() {
+        d.v.notify_deleted_script = b.script(n, &d.owner, false);
     }
 }
 
@@ -364,6 +384,18 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
         unchecked(&["track_interface"], tracking::track_interface),
         unchecked(TRACK_REFS, tracking::track_refs),
         leaf(NOTIFY, tracking::notify),
+        leaf(&["notify_master_rx_lower_pri"], |b, d, n| {
+            if d.v.notify_master_rx_lower_pri.is_some() {
+                b.d.error(
+                    &n.key.loc,
+                    "notify_master_rx_lower_pri script already specified - ignoring this one",
+                )
+                .hint("keep one line per notify kind");
+                return;
+            }
+            d.v.notify_master_rx_lower_pri = b.script(n, &d.owner, false);
+        }),
+        leaf(&["notify_deleted"], notify_deleted),
         leaf(&["accept"], |b, d, n| {
             b.no_args(n);
             d.explicit_accept = Some(true);
@@ -453,8 +485,6 @@ const UNSUPPORTED_INSTANCE: &[&str] = &[
     "use_ipvlan",
     "vrf",
     "promote_secondaries",
-    "notify_deleted",
-    "notify_master_rx_lower_pri",
     "old_unicast_checksum",
     "garp_extra_if",
     "garp_extra_if_vmac",
