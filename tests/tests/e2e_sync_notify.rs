@@ -9,7 +9,7 @@ use std::{
 use anyhow::Result;
 use xvrrpd_tests::{
     analysis::{adverts, check_sole_advertiser},
-    clock::Stamp,
+    clock::{Stamp, ms},
     craft::vrrp_v3_ipv4_frame,
     frame_injector,
     kconf::{Instance, Notify, RouterConfig, SyncGroup, TrackScript, VrrpScript},
@@ -333,6 +333,79 @@ fn a_reload_that_removes_instances_notifies_fault_or_deleted() -> Result<()> {
                 Some("MASTER"),
                 "the kept instance moved"
             );
+            Ok(())
+        },
+    )
+}
+
+/// `startup_script` runs before the instances start and is waited for, up
+/// to `startup_script_timeout` (then killed); `shutdown_script` runs once
+/// the instances stopped and their VIPs are gone.
+#[test]
+fn startup_and_shutdown_scripts_run_around_the_instances() -> Result<()> {
+    lab_test(
+        "startup_and_shutdown_scripts_run_around_the_instances",
+        || {
+            let d = scenario_daemon();
+            let mut lab = VrrpLab::new("startstop")?;
+            let mut r1 = lab.add_router("r1", d, &["192.0.2.11/24"])?;
+            let log = r1.notify_log.display().to_string();
+            // Writes its line, then outlives its 1 s timeout.
+            let startup = r1.write_script(
+                "startup.sh",
+                &format!("#!/bin/sh\necho \"$(date +%s%N) startup\" >> {log}\nsleep 30\n"),
+            )?;
+            // Says whether the VIP is still on the interface when it runs.
+            let shutdown = r1.write_script(
+            "shutdown.sh",
+            &format!(
+                "#!/bin/sh\nif ip -br addr | grep -q 192.0.2.100/; then held=held; else held=gone; fi\n\
+                 echo \"$(date +%s%N) shutdown $held\" >> {log}\n"
+            ),
+        )?;
+            let mut cfg = RouterConfig::single(
+                Instance::new("VI_1", 51, &["192.0.2.100/24"]).with_priority(150),
+            );
+            cfg.global.extra.extend([
+                format!("startup_script {}", startup.display()),
+                "startup_script_timeout 1".to_string(),
+                format!("shutdown_script {}", shutdown.display()),
+            ]);
+            r1.write_config(&cfg)?;
+            r1.start()?;
+            r1.wait_state("VI_1", "MASTER", Duration::from_secs(15))?;
+            let master_rt = r1
+                .fifo_lines()
+                .iter()
+                .find(|l| l.state == "MASTER")
+                .map(|l| l.at.rt_ns)
+                .unwrap_or(0);
+            let started = r1
+                .notify_calls()
+                .into_iter()
+                .find(|c| c.kind == "startup")
+                .map(|c| c.rt_ns);
+            let Some(started) = started else {
+                panic!("the startup script did not run: {:?}", r1.notify_calls());
+            };
+            assert!(
+                master_rt >= started + 900_000_000,
+                "MASTER came {} after the startup script started: it was not waited for up to its 1 s timeout",
+                ms(master_rt as i128 - started as i128)
+            );
+            r1.sigterm()?;
+            let ran =
+                xvrrpd_tests::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+                    r1.notify_calls().iter().any(|c| c.kind == "shutdown")
+                });
+            let calls = r1.notify_calls();
+            assert!(ran, "the shutdown script did not run: {calls:?}");
+            let held: Vec<&str> = calls
+                .iter()
+                .filter(|c| c.kind == "shutdown")
+                .filter_map(|c| c.args.first().map(String::as_str))
+                .collect();
+            assert_eq!(held, ["gone"], "the VIP when the shutdown script ran");
             Ok(())
         },
     )

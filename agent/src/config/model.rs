@@ -108,6 +108,15 @@ pub struct GlobalDefs {
     pub vrrp_notify_fifo_script: Option<Script>,
     pub script_user: Option<ScriptUser>,
     pub enable_script_security: bool,
+    /// `startup_script`: run (and waited for, at most its timeout) before
+    /// the instances start.
+    pub startup_script: Option<Script>,
+    #[serde(serialize_with = "secs")]
+    pub startup_script_timeout: Duration,
+    /// `shutdown_script`: run after the instances stopped.
+    pub shutdown_script: Option<Script>,
+    #[serde(serialize_with = "secs")]
+    pub shutdown_script_timeout: Duration,
     /// `net_namespace NAME`: the daemon runs in `/run/netns/NAME`.
     pub net_namespace: Option<String>,
     /// `instance NAME`: names this daemon's control socket and pid file, so
@@ -121,6 +130,10 @@ impl Default for GlobalDefs {
             router_id: None,
             net_namespace: None,
             instance: None,
+            startup_script: None,
+            startup_script_timeout: Duration::from_secs(10),
+            shutdown_script: None,
+            shutdown_script_timeout: Duration::from_secs(10),
             vrrp_version: 2,
             vrrp_mcast_group4: Ipv4Addr::new(224, 0, 0, 18),
             vrrp_mcast_group6: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12),

@@ -234,6 +234,10 @@ impl Daemon {
         for w in &plan.warnings {
             warn!("{w}");
         }
+        // keepalived runs it before anything of VRRP starts, and waits.
+        if let Some((script, timeout)) = &plan.startup_script {
+            run_daemon_script("startup_script", script, *timeout).await;
+        }
         remove_leftovers(&VipManager::new().context("opening rtnetlink for VIPs")?).await;
         let vips = VipWorker::start().context("starting the VIP thread")?;
         // After the VIPs: the previous run's fence guards them until then.
@@ -419,6 +423,9 @@ impl Daemon {
             let _ = w.wait();
         }
         self.datapath.release_pins();
+        if let Some((script, timeout)) = &self.plan.shutdown_script {
+            run_daemon_script("shutdown_script", script, *timeout).await;
+        }
     }
 
     /// Runs every queued effect to its end (shutdown, removed instances).
@@ -435,6 +442,27 @@ impl Daemon {
         while let Ok(r) = self.reports_rx.try_recv() {
             self.on_report(r);
         }
+    }
+}
+
+/// Runs keepalived's `startup_script` / `shutdown_script` to its end, or
+/// kills its process group at `timeout`; how it ended is logged, and never
+/// stops the daemon (keepalived goes on either way).
+async fn run_daemon_script(what: &str, script: &crate::script::CheckedScript, timeout: Duration) {
+    use crate::script::{ScriptOutcome, exec};
+    let limits = exec::RunLimits {
+        timeout: Some(timeout),
+        kill_grace: exec::DEFAULT_KILL_GRACE,
+    };
+    info!("running {what} {}", script.program.display());
+    match exec::run(script, &[], limits).await {
+        ScriptOutcome::Exited(0) => info!("{what} succeeded"),
+        ScriptOutcome::Exited(code) => warn!("{what} failed, status {code}"),
+        ScriptOutcome::Signaled(sig) => warn!("{what} was killed by signal {sig}"),
+        ScriptOutcome::TimedOut => {
+            warn!("{what} ran past its timeout of {timeout:?} and was killed")
+        }
+        ScriptOutcome::SpawnFailed(e) => warn!("{what} could not start: {e}"),
     }
 }
 

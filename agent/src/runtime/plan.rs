@@ -171,6 +171,9 @@ pub struct Plan {
     pub startup_delay: Duration,
     pub default_run_as: RunAs,
     pub script_security: bool,
+    /// `startup_script` / `shutdown_script` with their timeouts.
+    pub startup_script: Option<(CheckedScript, Duration)>,
+    pub shutdown_script: Option<(CheckedScript, Duration)>,
     pub warnings: Vec<String>,
 }
 
@@ -187,6 +190,8 @@ impl Plan {
             startup_delay,
             default_run_as,
             script_security,
+            startup_script: None,
+            shutdown_script: None,
             warnings: Vec::new(),
         }
     }
@@ -369,6 +374,29 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
         instances.push(plan);
     }
     let groups = group_plans(config, &instances, &mut checker)?;
+    let mut daemon_script = |s: &Option<model::Script>, timeout: Duration, what: &str| {
+        s.as_ref()
+            .map(|s| {
+                checker
+                    .checked(s, true)
+                    .map(|c| (c, timeout))
+                    .map_err(|message| PlanError::Script {
+                        what: format!("{what} {}", s.command),
+                        message,
+                    })
+            })
+            .transpose()
+    };
+    let startup_script = daemon_script(
+        &g.startup_script,
+        g.startup_script_timeout,
+        "startup_script",
+    )?;
+    let shutdown_script = daemon_script(
+        &g.shutdown_script,
+        g.shutdown_script_timeout,
+        "shutdown_script",
+    )?;
     let mut warnings = checker.warnings;
     if let Some(summary) = crate::script::security::security_summary(
         g.enable_script_security,
@@ -386,6 +414,8 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
         startup_delay: g.vrrp_startup_delay,
         default_run_as: checker.default,
         script_security: g.enable_script_security,
+        startup_script,
+        shutdown_script,
         warnings,
     })
 }

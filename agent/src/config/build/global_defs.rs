@@ -124,6 +124,35 @@ static GLOBAL_DEFS: Table<GlobalDefs> = Table {
                 g.router_id = Some(t.text);
             }
         }),
+        unchecked(&["startup_script", "shutdown_script"], |b, g, n| {
+            let slot = if n.name() == "startup_script" {
+                &mut g.startup_script
+            } else {
+                &mut g.shutdown_script
+            };
+            if slot.is_some() {
+                b.d.error(
+                    &n.key.loc,
+                    format!("{} already specified - ignoring this one", n.name()),
+                )
+                .hint("keep one startup_script and one shutdown_script");
+                return;
+            }
+            *slot = b.script(n, "global_defs", false);
+        }),
+        unchecked(
+            &["startup_script_timeout", "shutdown_script_timeout"],
+            |b, g, n| {
+                if let Some(secs) = b.uint(n, 1, 1000) {
+                    let t = Duration::from_secs(secs);
+                    if n.name() == "startup_script_timeout" {
+                        g.startup_script_timeout = t;
+                    } else {
+                        g.shutdown_script_timeout = t;
+                    }
+                }
+            },
+        ),
         unchecked(&["vrrp_version"], |b, g, n| {
             b.set_uint(n, 2, 3, &mut g.vrrp_version)
         }),
@@ -307,10 +336,6 @@ const IGNORED_GLOBALS: &[&str] = &[
     "reload_time_file",
     "reload_repeat",
     "reload_file",
-    "startup_script",
-    "startup_script_timeout",
-    "shutdown_script",
-    "shutdown_script_timeout",
     "data_use_instance",
     "tmp_config_directory",
     "config_save_dir",
