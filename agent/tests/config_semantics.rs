@@ -135,3 +135,55 @@ fn lvs_blocks_are_notes_and_the_vrrp_part_loads() {
     assert_eq!(r.unsupported.len(), 1);
     assert_eq!(r.unsupported[0].location.line, 8);
 }
+
+#[test]
+fn umask_reads_numbers_and_bits_as_keepalived_does() {
+    let with = |line: &str| check(&format!("global_defs {{\n {line}\n}}\n{MIN}"));
+    for (line, want) in [
+        ("umask 0027", Some(0o027)),
+        ("umask 0x12", Some(0o022)),
+        ("umask 18", Some(0o022)),
+        ("umask IWGRP|IWOTH", Some(0o022)),
+        ("umask IWGRP | IRWXO", None),
+        ("umask IWGRP | IXOTH", Some(0o021)),
+        ("umask 0999", None),
+        ("umask 01000", None),
+        ("umask IWGRP|", None),
+    ] {
+        let r = with(line);
+        assert_eq!(r.config.global_defs.umask, want, "{line}");
+        assert_eq!(
+            errors(&r).is_empty(),
+            want.is_some(),
+            "{line}: {:?}",
+            errors(&r)
+        );
+    }
+}
+
+#[test]
+fn unsupported_globals_that_change_behaviour_are_warnings() {
+    for kw in [
+        "dynamic_interfaces",
+        "vrrp_iptables",
+        "reload_time_file /x",
+        "vrrp_garp_extra_if 5",
+    ] {
+        let r = check(&format!("global_defs {{\n {kw}\n}}\n{MIN}"));
+        assert_eq!(r.exit_code(), 1, "{kw}: {:?}", r.diagnostics);
+        assert!(
+            r.unsupported.iter().any(|u| kw.starts_with(&u.keyword)),
+            "{kw}: {:?}",
+            r.unsupported
+        );
+    }
+    // keepalived 2.2.7 does not know these: unknown, as there.
+    for kw in ["vrrp_owner_ignore_adverts", "notify_fifo_script_user root"] {
+        let r = check(&format!("global_defs {{\n {kw}\n}}\n{MIN}"));
+        let said: Vec<String> = r.diagnostics.iter().map(ToString::to_string).collect();
+        assert!(
+            said.iter().any(|d| d.contains("unknown keyword")),
+            "{kw}: {said:?}"
+        );
+    }
+}

@@ -247,8 +247,9 @@ fn master_receiving_a_lower_priority_advert_reports_it_on_the_fifo() -> Result<(
 /// A reload that removes instances notifies keepalived's way: the generic
 /// script gets FAULT by default, DELETED with `notify_deleted` (whose own
 /// script runs; `notify_fault` does not), never STOP. The FIFO gets the
-/// same states from xvrrpd; keepalived 2.2.7 writes nothing there for them
-/// (seen in the lab: its reload reopens the FIFO only after).
+/// same states from xvrrpd; keepalived 2.2.7 in this lab writes nothing
+/// on the FIFO after a reload (its log: "Failed to set default user for
+/// vrrp_ fifo (null)"), so that part is xvrrpd's alone here.
 #[test]
 fn a_reload_that_removes_instances_notifies_fault_or_deleted() -> Result<()> {
     lab_test(
@@ -332,6 +333,63 @@ fn a_reload_that_removes_instances_notifies_fault_or_deleted() -> Result<()> {
                 r1.fifo_state("VI_KEEP").as_deref(),
                 Some("MASTER"),
                 "the kept instance moved"
+            );
+            Ok(())
+        },
+    )
+}
+
+/// `fifo_write_vrrp_states_on_reload`: after a reload that changes nothing,
+/// the FIFO gets the state of each instance again (a reader that started
+/// late learns where things stand), with no transition and no script.
+#[test]
+fn fifo_write_vrrp_states_on_reload_repeats_the_states() -> Result<()> {
+    lab_test(
+        "fifo_write_vrrp_states_on_reload_repeats_the_states",
+        || {
+            let d = scenario_daemon();
+            let mut lab = VrrpLab::new("restate")?;
+            let mut r1 = lab.add_router("r1", d, &["192.0.2.11/24"])?;
+            let mut vi1 = Instance::new("VI_1", 51, &["192.0.2.100/24"]).with_priority(150);
+            vi1.notify.generic = Some(r1.notify_script("notify")?);
+            let mut cfg = RouterConfig::single(vi1);
+            cfg.global
+                .extra
+                .push("fifo_write_vrrp_states_on_reload".into());
+            r1.write_config(&cfg)?;
+            r1.start()?;
+            r1.wait_state("VI_1", "MASTER", Duration::from_secs(5))?;
+            let masters = |r: &RouterNode| {
+                r.fifo_lines()
+                    .iter()
+                    .filter(|l| l.raw == "INSTANCE \"VI_1\" MASTER 150")
+                    .count()
+            };
+            assert_eq!(masters(&r1), 1);
+            let scripts_before = r1.notify_calls().len();
+            r1.sighup()?;
+            if !xvrrpd_only(d, "the FIFO after a reload") {
+                // keepalived 2.2.7 in this lab has no FIFO after a reload: its
+                // log says "Failed to set default user for vrrp_ fifo (null)".
+                return Ok(());
+            }
+            let again =
+                xvrrpd_tests::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+                    masters(&r1) == 2
+                });
+            assert!(
+                again,
+                "no second MASTER line after the reload: {:?}",
+                r1.fifo_lines()
+                    .iter()
+                    .map(|l| l.raw.clone())
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(
+                r1.notify_calls().len(),
+                scripts_before,
+                "a script ran for the repeated state"
             );
             Ok(())
         },

@@ -117,6 +117,11 @@ pub struct GlobalDefs {
     pub shutdown_script: Option<Script>,
     #[serde(serialize_with = "secs")]
     pub shutdown_script_timeout: Duration,
+    /// `fifo_write_vrrp_states_on_reload`: after a reload, the FIFOs get
+    /// the state of every group and instance that went on.
+    pub fifo_write_vrrp_states_on_reload: bool,
+    /// `umask`: the file mode creation mask the daemon runs with.
+    pub umask: Option<u32>,
     /// `net_namespace NAME`: the daemon runs in `/run/netns/NAME`.
     pub net_namespace: Option<String>,
     /// `instance NAME`: names this daemon's control socket and pid file, so
@@ -130,6 +135,8 @@ impl Default for GlobalDefs {
             router_id: None,
             net_namespace: None,
             instance: None,
+            fifo_write_vrrp_states_on_reload: false,
+            umask: None,
             startup_script: None,
             startup_script_timeout: Duration::from_secs(10),
             shutdown_script: None,

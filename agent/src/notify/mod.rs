@@ -255,6 +255,12 @@ impl Notifier {
         self.fifo(subject, name, FifoEvent::State(state), priority);
     }
 
+    /// The FIFO line of a state the instance or group is already in
+    /// (`fifo_write_vrrp_states_on_reload`): no script runs.
+    pub fn restate(&self, subject: Subject, name: &str, state: NotifyState, priority: u8) {
+        self.fifo(subject, name, FifoEvent::State(state), priority);
+    }
+
     /// A master received a lower-priority advert.
     pub fn master_rx_lower_pri(&self, name: &str, priority: u8) {
         if let Some(t) = self.targets.get(&(Subject::Instance, name.to_owned()))

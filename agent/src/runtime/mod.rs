@@ -51,6 +51,15 @@ fn init_logging(cli: &Cli) {
     };
 }
 
+/// keepalived's `umask`: the mask for every file the daemon (and what it
+/// starts) creates from now on.
+pub(crate) fn apply_umask(g: &crate::config::model::GlobalDefs) {
+    if let Some(mask) = g.umask {
+        let mode = nix::sys::stat::Mode::from_bits_truncate(mask as libc::mode_t);
+        nix::sys::stat::umask(mode);
+    }
+}
+
 fn write_pid_files(cli: &Cli) {
     for path in [&cli.pid_file, &cli.vrrp_pid_file].into_iter().flatten() {
         if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
@@ -201,6 +210,7 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
     for u in &loaded.unsupported {
         tracing::info!("{u:?}");
     }
+    apply_umask(&loaded.config.global_defs);
     write_pid_files(cli);
     // Timer slack would add up to 50 µs to every wakeup of this thread.
     // SAFETY: prctl with an integer argument.

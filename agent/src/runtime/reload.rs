@@ -22,7 +22,7 @@ use xvrrpd_common::VridKey;
 
 use super::{
     daemon::{Daemon, Instance, InstanceId, Unit, open_sender, register_notifies},
-    dispatch::spin_lead,
+    dispatch::{notify_state, spin_lead},
     plan::{self, InstancePlan, NewConfig, Plan, PreparedConfig},
     trackers::{self, TrackerChanges},
 };
@@ -34,7 +34,7 @@ use crate::{
         send::{AdvertSender, Outlet},
     },
     net::gratuitous::GratuitousSender,
-    notify::{Notifier, NotifierOptions},
+    notify::{Notifier, NotifierOptions, Subject},
     vrrp::{Input, Router, RouterConfig, SyncGroup, TimerKind, TrackState},
 };
 
@@ -256,6 +256,20 @@ impl Daemon {
             }
         };
         self.reloads += 1;
+        super::apply_umask(&prepared.new.config.global_defs);
+        let restate = prepared
+            .new
+            .config
+            .global_defs
+            .fifo_write_vrrp_states_on_reload;
+        let continuing: Vec<String> = prepared
+            .diff
+            .continues
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_some())
+            .map(|(n, _)| prepared.new.plan.instances[n].name.clone())
+            .collect();
         let d = &prepared.diff;
         let (kept, changed, left) = (
             d.continues.iter().flatten().count(),
@@ -266,6 +280,9 @@ impl Daemon {
         for &unit in &new_units {
             self.start_unit(unit);
         }
+        if restate {
+            self.restate_on_fifo(&continuing);
+        }
         // Instances moved, left or changed their VIPs.
         self.guards_dirty = true;
         self.sync_guards();
@@ -275,6 +292,31 @@ impl Daemon {
             self.opts.config.display(),
             new_units.len()
         );
+    }
+
+    /// `fifo_write_vrrp_states_on_reload`: the FIFOs get the state of each
+    /// sync group, then of each instance that went on through the reload
+    /// (new ones announce themselves), as keepalived writes them.
+    fn restate_on_fifo(&self, continuing: &[String]) {
+        for unit in &self.units {
+            if let Unit::Group(g) = unit {
+                self.notifier
+                    .restate(Subject::Group, g.name(), notify_state(g.state()), 0);
+            }
+        }
+        for (n, i) in self.instances.iter().enumerate() {
+            if !continuing.contains(&i.plan.name) {
+                continue;
+            }
+            if let Some(r) = self.router(n) {
+                self.notifier.restate(
+                    Subject::Instance,
+                    &i.plan.name,
+                    notify_state(r.state()),
+                    r.priority(),
+                );
+            }
+        }
     }
 
     fn running_view(&self) -> Vec<RunningInstance<'_>> {

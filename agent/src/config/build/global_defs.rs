@@ -153,6 +153,11 @@ static GLOBAL_DEFS: Table<GlobalDefs> = Table {
                 }
             },
         ),
+        unchecked(&["fifo_write_vrrp_states_on_reload"], |b, g, n| {
+            b.set_on(n, &mut g.fifo_write_vrrp_states_on_reload)
+        }),
+        unchecked(&["umask"], umask),
+        unchecked(UNSUPPORTED_GLOBALS, |b, _, n| b.not_supported(n)),
         unchecked(&["vrrp_version"], |b, g, n| {
             b.set_uint(n, 2, 3, &mut g.vrrp_version)
         }),
@@ -261,11 +266,75 @@ const MAIL: &[&str] = &[
     "no_email_faults",
 ];
 
-/// global_defs keywords keepalived knows that change nothing for xvrrpd.
-const IGNORED_GLOBALS: &[&str] = &[
+/// global_defs keywords keepalived acts on and xvrrpd does not (yet): each
+/// is a warning, since the file would not run as written.
+const UNSUPPORTED_GLOBALS: &[&str] = &[
+    // Interfaces that come and go: xvrrpd needs every interface at start.
     "default_interface",
     "dynamic_interfaces",
     "allow_if_changes",
+    // Firewall rules for non-accept mode.
+    "vrrp_iptables",
+    "vrrp_ipsets",
+    "nftables",
+    "nftables_priority",
+    "nftables_counters",
+    "nftables_ifindex",
+    "vrrp_garp_extra_if",
+    // Scheduled reloads.
+    "reload_time_file",
+    "reload_repeat",
+    "reload_file",
+];
+
+/// `umask NUMBER` (octal with a leading 0, hex with 0x) or `umask
+/// IWGRP|IWOTH…`, as keepalived reads it.
+fn umask(b: &mut Builder<'_>, g: &mut GlobalDefs, n: &Node) {
+    let Some(first) = n.args.first() else {
+        b.d.error(&n.key.loc, "umask is missing its value")
+            .hint("write it as: umask 0027 (or umask IWGRP|IRWXO)");
+        return;
+    };
+    let all = 0o777u32;
+    let value = if first.text.starts_with(|c: char| c.is_ascii_digit()) {
+        b.extra(n, 1);
+        let t = first.text.as_str();
+        let parsed = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            u32::from_str_radix(h, 16).ok()
+        } else if t.len() > 1 && t.starts_with('0') {
+            u32::from_str_radix(&t[1..], 8).ok()
+        } else {
+            t.parse().ok()
+        };
+        parsed.filter(|v| v & !all == 0)
+    } else {
+        let bits = [
+            ("IRUSR", 0o400),
+            ("IWUSR", 0o200),
+            ("IXUSR", 0o100),
+            ("IRGRP", 0o040),
+            ("IWGRP", 0o020),
+            ("IXGRP", 0o010),
+            ("IROTH", 0o004),
+            ("IWOTH", 0o002),
+            ("IXOTH", 0o001),
+        ];
+        let text: String = n.args.iter().map(|t| t.text.as_str()).collect();
+        text.split('|')
+            .map(|w| bits.iter().find(|(name, _)| *name == w).map(|(_, v)| *v))
+            .try_fold(0u32, |acc, v| v.map(|v| acc | v))
+    };
+    match value {
+        Some(v) => g.umask = Some(v),
+        None => {
+            b.d.error(&first.loc, format!("invalid umask value {}", first.text))
+                .hint("use an octal mask such as 0027, or bits such as IWGRP|IWOTH");
+        }
+    }
+}
+
+/// global_defs keywords keepalived knows that change nothing for xvrrpd.
+const IGNORED_GLOBALS: &[&str] = &[
     "vrrp_no_swap",
     "vrrp_priority",
     "vrrp_rt_priority",
@@ -305,19 +374,10 @@ const IGNORED_GLOBALS: &[&str] = &[
     "snmp_socket",
     "enable_dbus",
     "dbus_service_name",
-    "vrrp_iptables",
-    "vrrp_ipsets",
-    "nftables",
-    "nftables_priority",
-    "nftables_counters",
-    "nftables_ifindex",
     "nftables_ipvs",
     "nftables_ipvs_priority",
     "nftables_ipvs_start_fwmark",
     "disable_local_igmp",
-    "vrrp_garp_extra_if",
-    "fifo_write_vrrp_states_on_reload",
-    "umask",
     "log_unknown_vrids",
     "vmac_prefix",
     "vmac_addr_prefix",
@@ -331,15 +391,8 @@ const IGNORED_GLOBALS: &[&str] = &[
     "lvs_netlink_monitor_rcv_bufs_force",
     "rs_init_notifies",
     "no_checker_emails",
-    "vrrp_startup_delay_ms",
     "random_seed",
-    "reload_time_file",
-    "reload_repeat",
-    "reload_file",
     "data_use_instance",
     "tmp_config_directory",
     "config_save_dir",
-    "vrrp_owner_ignore_adverts",
-    "vrrp_garp_lower_prio_repeat_interval",
-    "notify_fifo_script_user",
 ];
