@@ -93,9 +93,10 @@ impl Host for SystemHost {
     }
 
     fn config_id(&self) -> Option<String> {
+        // keepalived: the node name up to its first dot.
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
-            .map(|s| s.trim().to_string())
+            .and_then(|s| s.trim().split('.').next().map(str::to_string))
             .filter(|s| !s.is_empty())
     }
 }

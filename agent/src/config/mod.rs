@@ -4,6 +4,10 @@
 //! * [`lexer`](self) — comments (`!` and `#` anywhere outside double quotes),
 //!   quoted strings, `include`/`includet` with globs relative to the including
 //!   file, `$NAME=value` definitions and `@ID` lines; every brace stands alone.
+//! * `expand` — keepalived's line generation: definitions (multi-line ones
+//!   expand into lines), `~SEQ`/`~SEQx`/`~LST` and the built-ins
+//!   (`${_INSTANCE}`, `${_PWD}`, `${_RANDOM}`, `${_HASH}`, `${_BANG}`), each
+//!   bounded so a runaway expansion is an error, not a hang.
 //! * `tree` — keywords and their blocks, whether `{` is on the keyword's line
 //!   or the next; an unclosed block or a stray `}` is an error with its place.
 //! * `build` — the typed [`Config`], defaulted and validated as keepalived
@@ -41,6 +45,7 @@ use std::{io::Write, path::Path, process::ExitCode};
 
 use serde::Serialize;
 
+pub use build::keyword_catalog;
 pub use diag::{ConfigErrors, Diagnostic, Loc, Severity};
 pub use host::{FixedHost, Host, ScriptStatus, SystemHost};
 pub use model::*;

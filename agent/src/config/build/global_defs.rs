@@ -396,3 +396,8 @@ const IGNORED_GLOBALS: &[&str] = &[
     "tmp_config_directory",
     "config_save_dir",
 ];
+
+/// The names of this block's keywords (see `keyword_catalog`).
+pub(super) fn keyword_names() -> Vec<&'static str> {
+    GLOBAL_DEFS.names().collect()
+}

@@ -326,3 +326,8 @@ static AUTHENTICATION: Table<AuthDraft> = Table {
         leaf(&["auth_pass"], auth_pass),
     ],
 };
+
+/// The names of this block's keywords (see `keyword_catalog`).
+pub(super) fn keyword_names() -> Vec<&'static str> {
+    AUTHENTICATION.names().collect()
+}

@@ -53,6 +53,13 @@ pub(super) struct Table<S: 'static> {
     pub(super) keywords: &'static [Keyword<S>],
 }
 
+impl<S> Table<S> {
+    /// Every name the table answers to, aliases included, in table order.
+    pub(super) fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.keywords.iter().flat_map(|k| k.names.iter().copied())
+    }
+}
+
 /// Whether a keyword takes a block.
 #[derive(Clone, Copy)]
 pub(super) enum Shape {

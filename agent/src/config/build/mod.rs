@@ -40,6 +40,26 @@ pub(crate) struct Builder<'a> {
     scripts: Vec<scripts::PendingScript>,
 }
 
+/// Every keyword the reader knows, as (block, keyword): the block as
+/// keepalived.conf names it (`top level` for keywords outside any block).
+/// docs/migrating-from-keepalived.md's keyword table is checked against it.
+pub fn keyword_catalog() -> Vec<(&'static str, &'static str)> {
+    let blocks: [(&'static str, Vec<&'static str>); 8] = [
+        ("top level", TOP.names().collect()),
+        ("global_defs", global_defs::keyword_names()),
+        ("vrrp_instance", vrrp_instance::keyword_names()),
+        ("authentication", instance_blocks::keyword_names()),
+        ("vrrp_sync_group", vrrp_sync_group::keyword_names()),
+        ("vrrp_script", vrrp_script::keyword_names()),
+        ("vrrp_track_file", track_file::keyword_names()),
+        ("vrrp_track_process", track_process::keyword_names()),
+    ];
+    blocks
+        .into_iter()
+        .flat_map(|(block, names)| names.into_iter().map(move |k| (block, k)))
+        .collect()
+}
+
 impl<'a> Builder<'a> {
     pub(crate) fn new(host: &'a dyn Host, d: &'a mut Diags) -> Self {
         Self {

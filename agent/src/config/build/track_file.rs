@@ -63,3 +63,8 @@ static TRACK_FILE: Table<TrackFile> = Table {
         leaf(&["init_file"], init_file),
     ],
 };
+
+/// The names of this block's keywords (see `keyword_catalog`).
+pub(super) fn keyword_names() -> Vec<&'static str> {
+    TRACK_FILE.names().collect()
+}

@@ -108,3 +108,8 @@ static TRACK_PROCESS: Table<TrackProcess> = Table {
         }),
     ],
 };
+
+/// The names of this block's keywords (see `keyword_catalog`).
+pub(super) fn keyword_names() -> Vec<&'static str> {
+    TRACK_PROCESS.names().collect()
+}

@@ -489,3 +489,8 @@ const UNSUPPORTED_INSTANCE: &[&str] = &[
     "garp_extra_if",
     "garp_extra_if_vmac",
 ];
+
+/// The names of this block's keywords (see `keyword_catalog`).
+pub(super) fn keyword_names() -> Vec<&'static str> {
+    VRRP_INSTANCE.names().collect()
+}

@@ -163,3 +163,8 @@ static VRRP_SCRIPT: Table<ScriptDraft> = Table {
         leaf(&["init_fail"], |b, d, n| b.set_on(n, &mut d.s.init_fail)),
     ],
 };
+
+/// The names of this block's keywords (see `keyword_catalog`).
+pub(super) fn keyword_names() -> Vec<&'static str> {
+    VRRP_SCRIPT.names().collect()
+}

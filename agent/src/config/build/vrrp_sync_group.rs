@@ -100,3 +100,8 @@ static VRRP_SYNC_GROUP: Table<GroupDraft> = Table {
         leaf(&["track_bfd"], |b, _, n| b.not_supported(n)),
     ],
 };
+
+/// The names of this block's keywords (see `keyword_catalog`).
+pub(super) fn keyword_names() -> Vec<&'static str> {
+    VRRP_SYNC_GROUP.names().collect()
+}
