@@ -336,6 +336,8 @@ pub struct Global {
     pub enable_script_security: bool,
     pub script_user: Option<String>,
     pub extra: Vec<String>,
+    /// Top-level lines after global_defs (`static_routes { … }`, …).
+    pub top: Vec<String>,
 }
 
 impl Default for Global {
@@ -347,6 +349,7 @@ impl Default for Global {
             enable_script_security: true,
             script_user: Some("root".into()),
             extra: Vec::new(),
+            top: Vec::new(),
         }
     }
 }
@@ -401,6 +404,9 @@ impl RouterConfig {
             let _ = writeln!(out, "    {l}");
         }
         let _ = writeln!(out, "}}\n");
+        for l in &g.top {
+            let _ = writeln!(out, "{l}");
+        }
         for s in &self.scripts {
             s.render(&mut out);
             out.push('\n');

@@ -117,6 +117,11 @@ pub struct GlobalDefs {
     pub shutdown_script: Option<Script>,
     #[serde(serialize_with = "secs")]
     pub shutdown_script_timeout: Duration,
+    /// Top-level `static_ipaddress`, `static_routes`, `static_rules`: set
+    /// at start whatever the VRRP state, removed at stop.
+    pub static_ipaddress: Vec<VirtualAddress>,
+    pub static_routes: Vec<Route>,
+    pub static_rules: Vec<Rule>,
     /// `fifo_write_vrrp_states_on_reload`: after a reload, the FIFOs get
     /// the state of every group and instance that went on.
     pub fifo_write_vrrp_states_on_reload: bool,
@@ -137,6 +142,9 @@ impl Default for GlobalDefs {
             instance: None,
             fifo_write_vrrp_states_on_reload: false,
             umask: None,
+            static_ipaddress: Vec::new(),
+            static_routes: Vec::new(),
+            static_rules: Vec::new(),
             startup_script: None,
             startup_script_timeout: Duration::from_secs(10),
             shutdown_script: None,
@@ -275,6 +283,100 @@ pub struct VirtualAddress {
     pub flags: Vec<String>,
 }
 
+/// What a route does with what it matches (`ip route`'s route type).
+#[derive(Serialize, PartialEq, Eq, Clone, Copy, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteType {
+    Unicast,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+    Throw,
+}
+
+/// A destination or selector: an address and its prefix length.
+#[derive(Serialize, PartialEq, Eq, Clone, Copy, Debug)]
+pub struct Prefix {
+    pub address: IpAddr,
+    pub prefix_len: u8,
+}
+
+/// One next hop of a multipath route (`nexthop via X dev Y weight W onlink`).
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct NextHop {
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+    /// 1..256, as `ip route` takes it.
+    pub weight: Option<u16>,
+    pub onlink: bool,
+}
+
+/// One line of `virtual_routes` / `static_routes`, keepalived's syntax
+/// (`[src ADDR] [to] PREFIX [via|gw ADDR] [dev IF] [scope S] [table T]
+/// [metric|priority|preference N] [protocol P] [onlink] [no_track] …`).
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct Route {
+    pub route_type: RouteType,
+    pub to: Prefix,
+    pub src: Option<IpAddr>,
+    pub via: Option<IpAddr>,
+    /// `or ADDR`: keepalived's second gateway, tried when `via` is not
+    /// reachable.
+    pub or_via: Option<IpAddr>,
+    pub dev: Option<String>,
+    /// `host`, `link`, `global`, `site`, `nowhere` or a number.
+    pub scope: Option<String>,
+    /// A number, or a name from `/etc/iproute2/rt_tables` (`main`, `local`, …).
+    pub table: Option<String>,
+    pub metric: Option<u32>,
+    /// A number or a name from `/etc/iproute2/rt_protos`.
+    pub protocol: Option<String>,
+    pub tos: Option<u8>,
+    pub mtu: Option<u32>,
+    pub onlink: bool,
+    pub nexthops: Vec<NextHop>,
+    /// Not put back when someone else deletes it.
+    pub no_track: bool,
+    /// The line as written, for logs and status.
+    pub text: String,
+}
+
+/// What a rule does when it matches.
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// `table T` (a number or a name).
+    Table(String),
+    /// `goto PREF`.
+    Goto(u32),
+    Blackhole,
+    Unreachable,
+    Prohibit,
+    Nop,
+}
+
+/// One line of `virtual_rules` / `static_rules`, keepalived's syntax
+/// (`[not] [from PREFIX] [to PREFIX] [iif IF] [oif IF] [tos N] [fwmark
+/// M[/MASK]] [preference|priority|pref N] table T|goto N|… [no_track]`).
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct Rule {
+    /// `inet` or `inet6`: from the addresses, else IPv4 (`family` if given).
+    pub family: Family,
+    pub invert: bool,
+    pub from: Option<Prefix>,
+    pub to: Option<Prefix>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    pub tos: Option<u8>,
+    pub fwmark: Option<u32>,
+    pub fwmask: Option<u32>,
+    pub priority: Option<u32>,
+    pub action: RuleAction,
+    pub no_track: bool,
+    /// The line as written.
+    pub text: String,
+}
+
 #[derive(Serialize, PartialEq, Eq, Clone, Debug)]
 pub struct UnicastPeer {
     pub address: IpAddr,
@@ -375,8 +477,8 @@ pub struct VrrpInstance {
     pub check_unicast_src: bool,
     pub down_timer_adverts: u32,
     pub use_vmac: Option<UseVmac>,
-    pub virtual_routes: Vec<String>,
-    pub virtual_rules: Vec<String>,
+    pub virtual_routes: Vec<Route>,
+    pub virtual_rules: Vec<Rule>,
     pub smtp_alert: bool,
     /// The `vrrp_sync_group` this instance belongs to.
     pub sync_group: Option<String>,

@@ -7,7 +7,12 @@
 //!   advertisements on a packet socket;
 //! * [`link`]: link and address state from netlink notifications, and
 //!   look-ups of interface names and advert source addresses;
-//! * [`netns`]: entering the network namespace `net_namespace` names.
+//! * [`netns`]: entering the network namespace `net_namespace` names;
+//! * [`route`]: routes and policy rules (`virtual_routes`, `virtual_rules`,
+//!   `static_routes`, `static_rules`) through rtnetlink, marked with a
+//!   routing protocol so a restart finds what a dead instance left;
+//! * [`route_watch`]: deletions of those routes and rules, filtered in the
+//!   kernel so a churning routing table does not wake the daemon.
 //!
 //! Everything async runs on tokio and works on a current-thread runtime
 //! (with IO and time enabled). Sending adverts and gratuitous frames never
@@ -59,6 +64,8 @@ pub mod gratuitous;
 pub mod link;
 pub mod netns;
 mod nl;
+pub mod route;
+pub mod route_watch;
 
 pub use nl::NlError;
 

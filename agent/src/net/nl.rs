@@ -27,6 +27,12 @@ pub(crate) const RTM_GETLINK: u16 = 18;
 pub(crate) const RTM_NEWADDR: u16 = 20;
 pub(crate) const RTM_DELADDR: u16 = 21;
 pub(crate) const RTM_GETADDR: u16 = 22;
+pub(crate) const RTM_NEWROUTE: u16 = 24;
+pub(crate) const RTM_DELROUTE: u16 = 25;
+pub(crate) const RTM_GETROUTE: u16 = 26;
+pub(crate) const RTM_NEWRULE: u16 = 32;
+pub(crate) const RTM_DELRULE: u16 = 33;
+pub(crate) const RTM_GETRULE: u16 = 34;
 
 pub(crate) const NLM_F_REQUEST: u16 = 0x01;
 pub(crate) const NLM_F_ACK: u16 = 0x04;
@@ -43,6 +49,16 @@ const NLMSGERR_ATTR_MSG: u16 = 1;
 pub(crate) const RTNLGRP_LINK: u32 = 1;
 pub(crate) const RTNLGRP_IPV4_IFADDR: u32 = 5;
 pub(crate) const RTNLGRP_IPV6_IFADDR: u32 = 9;
+// Route and rule changes, for the watcher that puts back what xvrrpd
+// installed; unused until it is wired in.
+#[allow(dead_code)]
+pub(crate) const RTNLGRP_IPV4_ROUTE: u32 = 7;
+#[allow(dead_code)]
+pub(crate) const RTNLGRP_IPV4_RULE: u32 = 8;
+#[allow(dead_code)]
+pub(crate) const RTNLGRP_IPV6_ROUTE: u32 = 11;
+#[allow(dead_code)]
+pub(crate) const RTNLGRP_IPV6_RULE: u32 = 19;
 
 /// Largest datagram the kernel sends us (dump parts are at most 32 KiB).
 const RECV_BUF_LEN: usize = 64 * 1024;
@@ -154,6 +170,15 @@ impl NlSocket {
             seq: 0,
             rx: vec![0u8; RECV_BUF_LEN].into_boxed_slice(),
         })
+    }
+
+    /// Has the kernel check dump requests strictly and honour the filters
+    /// in their headers (`NETLINK_GET_STRICT_CHK`, kernel 4.20), so a dump
+    /// of a big table returns only what was asked for. False where the
+    /// kernel cannot: its dumps then ignore the filters, and callers filter
+    /// what comes back anyway.
+    pub(crate) fn set_strict_check(&self) -> bool {
+        self.fd.get_ref().set_netlink_get_strict_chk(true).is_ok()
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -367,6 +392,14 @@ impl NlSocket {
             }
         }
         Err(NlError::DumpInterrupted)
+    }
+}
+
+/// The raw socket, for options this module does not wrap (a classic BPF
+/// filter on notifications).
+impl AsFd for NlSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.get_ref().as_fd()
     }
 }
 

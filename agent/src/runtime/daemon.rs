@@ -15,11 +15,11 @@ use std::{
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use xvrrpd_common::{QuietAdvert, VridKey};
 
 use super::{
-    effects::{EffectQueue, Report, VipWorker},
+    effects::{EffectQueue, Report, RouteBatch, VipWorker},
     plan::{self, InstancePlan, NewConfig, Plan, PreparedConfig, TrackerIds},
     timers::Timers,
     trackers::Trackers,
@@ -40,6 +40,7 @@ use crate::{
         addr::{Vip, VipManager},
         gratuitous::GratuitousSender,
         link::{LinkWatcher, Watch},
+        route_watch::RouteWatcher,
     },
     notify::{Notifier, NotifierOptions, Subject},
     vrrp::{Input, Router, State, SyncGroup, TimerKind},
@@ -224,6 +225,9 @@ pub struct Daemon {
     /// Advert sockets, shared by instances with the same interface, source
     /// and destinations.
     pub(super) senders: SenderPool,
+    /// Deletions of the routes and rules it installed (only while the
+    /// configuration has some), and the protocols it filters on.
+    pub(super) route_watch: Option<(RouteWatcher, Vec<u8>)>,
 }
 
 impl Daemon {
@@ -240,6 +244,8 @@ impl Daemon {
         }
         remove_leftovers(&VipManager::new().context("opening rtnetlink for VIPs")?).await;
         let vips = VipWorker::start().context("starting the VIP thread")?;
+        remove_stale_routes(&vips).await;
+        set_static(&vips, &plan, true).await;
         // After the VIPs: the previous run's fence guards them until then.
         let (datapath, ebpf_loading) = open_datapath(&plan, opts.datapath, opts.pins.as_ref())?;
         let link = LinkWatcher::new(Watch::LinksAndAddresses)
@@ -290,6 +296,7 @@ impl Daemon {
             rechecked_claims: Vec::new(),
             quiet_dirty: Vec::new(),
             senders: SenderPool::default(),
+            route_watch: None,
         };
         // The first configuration is a reload of an empty one: the same
         // validation, the same resources, nothing running to keep.
@@ -301,6 +308,7 @@ impl Daemon {
             }))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         d.apply(prepared).await;
+        d.sync_route_watch();
         Ok(d)
     }
 
@@ -422,6 +430,7 @@ impl Daemon {
             let _ = w.kill();
             let _ = w.wait();
         }
+        set_static(&self.host.vips, &self.plan, false).await;
         self.datapath.release_pins();
         if let Some((script, timeout)) = &self.plan.shutdown_script {
             run_daemon_script("shutdown_script", script, *timeout).await;
@@ -441,6 +450,85 @@ impl Daemon {
         }
         while let Ok(r) = self.reports_rx.try_recv() {
             self.on_report(r);
+        }
+    }
+}
+
+/// Routes and rules a dead xvrrpd left (they carry its protocol marker).
+async fn remove_stale_routes(vips: &VipWorker) {
+    match vips.remove_stale_routes().await {
+        Ok((routes, rules)) if !routes.is_empty() || !rules.is_empty() => warn!(
+            "removed {} route(s) and {} rule(s) a previous run left",
+            routes.len(),
+            rules.len()
+        ),
+        Ok(_) => {}
+        Err(e) => warn!("could not look for routes a previous run left: {e}"),
+    }
+}
+
+/// `static_ipaddress`, `static_rules` and `static_routes`: set at start
+/// (`up`), removed at stop, in keepalived's order.
+pub(super) async fn set_static(vips: &VipWorker, plan: &plan::Plan, up: bool) {
+    let batch = RouteBatch {
+        routes: plan.static_routes.clone(),
+        rules: plan.static_rules.clone(),
+    };
+    if !up && !batch.is_empty() {
+        log_route_results(
+            "static",
+            false,
+            &batch,
+            vips.routes(false, batch.clone()).await,
+        );
+    }
+    if !plan.static_vips.is_empty() {
+        let results = if up {
+            vips.add_vips(&plan.static_vips)
+                .await
+                .into_iter()
+                .map(|r| r.map(|_| ()))
+                .collect::<Vec<_>>()
+        } else {
+            vips.remove_vips(&plan.static_vips)
+                .await
+                .into_iter()
+                .map(|r| r.map(|_| ()))
+                .collect()
+        };
+        for (v, r) in plan.static_vips.iter().zip(results) {
+            if let Err(e) = r {
+                warn!("static_ipaddress {}: {e}", v.addr);
+            }
+        }
+    }
+    if up && !batch.is_empty() {
+        log_route_results(
+            "static",
+            true,
+            &batch,
+            vips.routes(true, batch.clone()).await,
+        );
+    }
+}
+
+/// Logs the routes and rules of `batch` that could not be installed or
+/// removed.
+pub(super) fn log_route_results(
+    owner: &str,
+    add: bool,
+    batch: &RouteBatch,
+    (routes, rules): super::effects::RouteResults,
+) {
+    let verb = if add { "adding" } else { "removing" };
+    for (r, res) in batch.routes.iter().zip(routes) {
+        if let Err(e) = res {
+            error!("{owner}: {verb} route `{}`: {e}", r.text);
+        }
+    }
+    for (r, res) in batch.rules.iter().zip(rules) {
+        if let Err(e) = res {
+            error!("{owner}: {verb} rule `{}`: {e}", r.text);
         }
     }
 }

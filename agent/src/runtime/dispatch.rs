@@ -8,13 +8,18 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     daemon::{Daemon, Guard, InstanceId, Unit},
-    effects::Effect,
+    effects::{Effect, RouteBatch},
     plan,
+    route_plan::{PlannedRoute, PlannedRule},
 };
 use crate::{
     clock::monotonic_ns,
     datapath::{Received, event::mac_string, send::AdvertSender},
-    net::{addr::AddrInfo, link::NetEvent},
+    net::{
+        addr::AddrInfo,
+        link::NetEvent,
+        route_watch::{RouteOrRule, RouteWatcher},
+    },
     notify::{NotifyState, Subject},
     tracker::TrackerEvent,
     vrrp::{Action, Input, State, SyncAction, TimerKind, TrackState, TrackerId},
@@ -209,8 +214,16 @@ impl Daemon {
                 if let Some(vips) = self.instances.get(inst).map(|i| i.all_vips()) {
                     self.push_effect(inst, Effect::AddVips(vips));
                 }
+                // After the VIPs: a route may take one as its source.
+                if let Some(batch) = self.route_batch(inst) {
+                    self.push_effect(inst, Effect::Routes { add: true, batch });
+                }
             }
             Action::RemoveVips => {
+                // Before the VIPs, in keepalived's order.
+                if let Some(batch) = self.route_batch(inst) {
+                    self.push_effect(inst, Effect::Routes { add: false, batch });
+                }
                 if let Some(vips) = self.instances.get(inst).map(|i| i.all_vips()) {
                     self.push_effect(inst, Effect::RemoveVips(vips));
                 }
@@ -342,6 +355,133 @@ impl Daemon {
         }
     }
 
+    /// The instance's `virtual_routes` and `virtual_rules`, if it has any.
+    fn route_batch(&self, inst: InstanceId) -> Option<RouteBatch> {
+        let i = self.instances.get(inst)?;
+        let batch = RouteBatch {
+            routes: i.plan.routes.clone(),
+            rules: i.plan.rules.clone(),
+        };
+        (!batch.is_empty()).then_some(batch)
+    }
+
+    /// Someone else deleted a route or rule: a master instance (or the
+    /// static configuration) that installed it, and tracks it, puts it back.
+    pub(super) fn on_route_deleted(&mut self, deleted: RouteOrRule) {
+        let matching = |routes: &[PlannedRoute], rules: &[PlannedRule]| match &deleted {
+            RouteOrRule::Route(r) => RouteBatch {
+                routes: routes
+                    .iter()
+                    .filter(|p| !p.no_track && p.spec.same_route(r))
+                    .cloned()
+                    .collect(),
+                rules: Vec::new(),
+            },
+            RouteOrRule::Rule(r) => RouteBatch {
+                routes: Vec::new(),
+                rules: rules
+                    .iter()
+                    .filter(|p| !p.no_track && p.spec.same_rule(r))
+                    .cloned()
+                    .collect(),
+            },
+        };
+        let statics = matching(&self.plan.static_routes, &self.plan.static_rules);
+        self.put_back_static(statics);
+        for inst in self.masters() {
+            let plan = &self.instances[inst].plan;
+            let batch = matching(&plan.routes, &plan.rules);
+            if batch.is_empty() {
+                continue;
+            }
+            warn!(
+                "{}: {} deleted by someone else: adding it back",
+                plan.name,
+                describe_batch(&batch)
+            );
+            self.enqueue(inst, 0, Effect::Routes { add: true, batch });
+        }
+    }
+
+    /// Deletions may have been missed: every tracked route and rule of the
+    /// masters and of the static configuration is added again (what is
+    /// there stays as it is).
+    pub(super) fn reassert_routes(&mut self) {
+        let tracked = |routes: &[PlannedRoute], rules: &[PlannedRule]| RouteBatch {
+            routes: routes.iter().filter(|r| !r.no_track).cloned().collect(),
+            rules: rules.iter().filter(|r| !r.no_track).cloned().collect(),
+        };
+        let statics = tracked(&self.plan.static_routes, &self.plan.static_rules);
+        self.put_back_static(statics);
+        for inst in self.masters() {
+            let plan = &self.instances[inst].plan;
+            let batch = tracked(&plan.routes, &plan.rules);
+            if !batch.is_empty() {
+                self.enqueue(inst, 0, Effect::Routes { add: true, batch });
+            }
+        }
+    }
+
+    fn masters(&self) -> Vec<InstanceId> {
+        (0..self.instances.len())
+            .filter(|&n| self.router(n).is_some_and(|r| r.state() == State::Master))
+            .collect()
+    }
+
+    /// Static routes and rules belong to no instance: added off the loop on
+    /// a task of their own.
+    fn put_back_static(&self, batch: RouteBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        warn!(
+            "{} deleted by someone else: adding it back",
+            describe_batch(&batch)
+        );
+        let vips = self.host.vips.clone();
+        tokio::task::spawn_local(async move {
+            let results = vips.routes(true, batch.clone()).await;
+            super::daemon::log_route_results("static", true, &batch, results);
+        });
+    }
+
+    /// Opens, re-filters or closes the watch on route and rule deletions
+    /// as the plan needs it: only the protocols of tracked routes wake it.
+    pub(super) fn sync_route_watch(&mut self) {
+        let tracked_routes = self
+            .plan
+            .static_routes
+            .iter()
+            .chain(self.instances.iter().flat_map(|i| &i.plan.routes))
+            .filter(|r| !r.no_track);
+        let mut protocols: Vec<u8> = tracked_routes.map(|r| r.spec.protocol).collect();
+        protocols.sort_unstable();
+        protocols.dedup();
+        let any_rule = self
+            .plan
+            .static_rules
+            .iter()
+            .chain(self.instances.iter().flat_map(|i| &i.plan.rules))
+            .any(|r| !r.no_track);
+        if protocols.is_empty() && !any_rule {
+            self.route_watch = None;
+            return;
+        }
+        if self
+            .route_watch
+            .as_ref()
+            .is_some_and(|(_, p)| *p == protocols)
+        {
+            return;
+        }
+        match RouteWatcher::new(&protocols) {
+            Ok(w) => self.route_watch = Some((w, protocols)),
+            Err(e) => {
+                warn!("cannot watch route deletions ({e}): routes deleted by others stay deleted")
+            }
+        }
+    }
+
     /// Queues an effect for the instance's last transition.
     fn push_effect(&mut self, inst: InstanceId, effect: Effect) {
         let Some(i) = self.instances.get_mut(inst) else {
@@ -354,6 +494,11 @@ impl Daemon {
             *n += 1;
         }
         self.enqueue(inst, at, effect);
+    }
+
+    /// Queues `effect` outside any transition (a reload's changes).
+    pub(super) fn enqueue_effect(&mut self, inst: InstanceId, effect: Effect) {
+        self.enqueue(inst, 0, effect);
     }
 
     /// Hands `effect` to the instance's queue, stamped with the transition
@@ -862,4 +1007,15 @@ impl Daemon {
             _ => {}
         }
     }
+}
+
+/// The routes and rules of a batch as written, for logs.
+fn describe_batch(batch: &RouteBatch) -> String {
+    batch
+        .routes
+        .iter()
+        .map(|r| format!("route `{}`", r.text))
+        .chain(batch.rules.iter().map(|r| format!("rule `{}`", r.text)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

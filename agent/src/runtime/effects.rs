@@ -24,8 +24,11 @@ use crate::{
     net::{
         addr::{AddOutcome, AddrError, AddrInfo, RemoveOutcome, Vip, VipManager},
         gratuitous::GratuitousSender,
+        route::{Outcome, RouteError, RouteManager, RouteSpec, RuleSpec},
     },
 };
+
+use super::route_plan::{PlannedRoute, PlannedRule};
 
 /// One request to the VIP thread, with where its answer goes.
 enum VipJob {
@@ -38,8 +41,34 @@ enum VipJob {
         oneshot::Sender<Vec<Result<RemoveOutcome, AddrError>>>,
     ),
     ListMarked(oneshot::Sender<Result<Vec<AddrInfo>, AddrError>>),
+    /// Routes and rules: installed (true) or removed, each with its outcome.
+    Routes(bool, RouteBatch, oneshot::Sender<RouteResults>),
+    /// A previous run's marked routes and rules removed.
+    RemoveStaleRoutes(oneshot::Sender<Result<StaleRoutes, RouteError>>),
     DropCapabilities(Plan, std::sync::mpsc::SyncSender<Result<(), String>>),
 }
+
+/// Routes and rules to install or remove together.
+#[derive(Clone, Debug, Default)]
+pub struct RouteBatch {
+    pub routes: Vec<PlannedRoute>,
+    pub rules: Vec<PlannedRule>,
+}
+
+impl RouteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.rules.is_empty()
+    }
+}
+
+/// What a previous run left: its routes and rules.
+pub type StaleRoutes = (Vec<RouteSpec>, Vec<RuleSpec>);
+
+/// One outcome per route, then per rule, of a [`RouteBatch`].
+pub type RouteResults = (
+    Vec<Result<Outcome, RouteError>>,
+    Vec<Result<Outcome, RouteError>>,
+);
 
 /// The VIP thread: adds, removes and lists VIPs for every effect queue, one
 /// request after the other (the kernel serialises them anyway), on the
@@ -82,6 +111,15 @@ impl VipWorker {
                             return;
                         }
                     };
+                    let routes = match RouteManager::new() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(AddrError::Netlink(
+                                crate::net::NlError::Open(e.to_string()),
+                            )));
+                            return;
+                        }
+                    };
                     let _ = ready_tx.send(Ok(()));
                     while let Some(job) = rx.recv().await {
                         match job {
@@ -93,6 +131,25 @@ impl VipWorker {
                             }
                             VipJob::ListMarked(reply) => {
                                 let _ = reply.send(vips.list_marked().await);
+                            }
+                            VipJob::Routes(add, batch, reply) => {
+                                let routes_of: Vec<RouteSpec> =
+                                    batch.routes.iter().map(|r| r.spec.clone()).collect();
+                                let rules_of: Vec<RuleSpec> =
+                                    batch.rules.iter().map(|r| r.spec.clone()).collect();
+                                // keepalived's order: rules, then routes, on
+                                // the way up; routes, then rules, down.
+                                let results = if add {
+                                    let l = routes.add_rules(&rules_of).await;
+                                    (routes.add_routes(&routes_of).await, l)
+                                } else {
+                                    let r = routes.remove_routes(&routes_of).await;
+                                    (r, routes.remove_rules(&rules_of).await)
+                                };
+                                let _ = reply.send(results);
+                            }
+                            VipJob::RemoveStaleRoutes(reply) => {
+                                let _ = reply.send(routes.remove_stale_marked().await);
                             }
                             VipJob::DropCapabilities(plan, reply) => {
                                 let r = privileges::drop_in_this_thread(&plan)
@@ -144,6 +201,38 @@ impl VipWorker {
         answer.await.unwrap_or(Err(AddrError::WorkerGone))
     }
 
+    /// Installs (`add`) or removes the routes and rules of `batch`; an
+    /// outcome per route, then per rule.
+    pub async fn routes(&self, add: bool, batch: RouteBatch) -> RouteResults {
+        let gone = |b: &RouteBatch| {
+            (
+                b.routes
+                    .iter()
+                    .map(|_| Err(RouteError::WorkerGone))
+                    .collect(),
+                b.rules
+                    .iter()
+                    .map(|_| Err(RouteError::WorkerGone))
+                    .collect(),
+            )
+        };
+        let fallback = gone(&batch);
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(VipJob::Routes(add, batch, reply)).is_err() {
+            return fallback;
+        }
+        answer.await.unwrap_or(fallback)
+    }
+
+    /// Removes the routes and rules a previous run left (marked).
+    pub async fn remove_stale_routes(&self) -> Result<StaleRoutes, RouteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(VipJob::RemoveStaleRoutes(reply))
+            .map_err(|_| RouteError::WorkerGone)?;
+        answer.await.unwrap_or(Err(RouteError::WorkerGone))
+    }
+
     /// Has the thread drop the capabilities `plan` does not keep, from its
     /// own sets, before the main thread drops them (capabilities are per
     /// thread). Waits at most two seconds.
@@ -167,6 +256,11 @@ pub enum Effect {
         add: Vec<Vip>,
         remove: Vec<(u32, IpAddr)>,
     },
+    /// `virtual_routes`/`virtual_rules` installed (`add`) or removed.
+    Routes {
+        add: bool,
+        batch: RouteBatch,
+    },
     /// A GARP/NA batch: `count` messages per address, `spacing` apart.
     Gratuitous {
         sender: Rc<GratuitousSender>,
@@ -179,6 +273,7 @@ pub enum Effect {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Done {
     Vips,
+    Routes,
     /// The first message of a batch left (None: nothing was sent).
     Gratuitous(Option<u64>),
 }
@@ -287,6 +382,21 @@ async fn run(instance: &str, vips: &VipWorker, effect: Effect, generation: &Rc<C
                 }
             }
             Done::Vips
+        }
+        Effect::Routes { add, batch } => {
+            let (routes, rules) = vips.routes(add, batch.clone()).await;
+            let verb = if add { "adding" } else { "removing" };
+            for (r, res) in batch.routes.iter().zip(routes) {
+                if let Err(e) = res {
+                    error!("{instance}: {verb} route `{}`: {e}", r.text);
+                }
+            }
+            for (r, res) in batch.rules.iter().zip(rules) {
+                if let Err(e) = res {
+                    error!("{instance}: {verb} rule `{}`: {e}", r.text);
+                }
+            }
+            Done::Routes
         }
         Effect::Gratuitous {
             sender,

@@ -24,7 +24,10 @@ use crate::{
     clock::monotonic_ns,
     control::{metrics::DatapathSnapshot, socket::Request, systemd},
     datapath::{PreparedEbpf, Received},
-    net::link::NetEvent,
+    net::{
+        link::NetEvent,
+        route_watch::{RouteOrRule, RouteWatcher},
+    },
     tracker::TrackerEvent,
     vrrp::Input,
 };
@@ -54,6 +57,7 @@ enum Wake {
     Housekeeping,
     Effect(Option<Report>),
     Retry(Source),
+    RouteDeleted(Result<RouteOrRule, crate::net::NlError>),
 }
 
 /// A source of events that failed and waits for its retry.
@@ -113,6 +117,16 @@ async fn prepared_reload(
         Some(rx) => rx
             .await
             .unwrap_or_else(|_| Err("the reload task stopped".to_string())),
+        None => std::future::pending().await,
+    }
+}
+
+/// The next deletion of a route or rule; pending while none is watched.
+async fn route_deletion(
+    watch: &mut Option<(RouteWatcher, Vec<u8>)>,
+) -> Result<RouteOrRule, crate::net::NlError> {
+    match watch {
+        Some((w, _)) => w.next().await,
         None => std::future::pending().await,
     }
 }
@@ -177,6 +191,7 @@ impl Daemon {
                 r = ebpf_loaded(&mut self.ebpf_loading) => Wake::EbpfLoaded(r),
                 _ = datapath_retry.expired() => Wake::Retry(Source::Datapath),
                 _ = link_retry.expired() => Wake::Retry(Source::LinkWatch),
+                r = route_deletion(&mut self.route_watch) => Wake::RouteDeleted(r),
             };
             // Every timer this event moves is set on the timerfd once, at the end.
             self.timers.batch();
@@ -227,6 +242,12 @@ impl Daemon {
                 }
                 Wake::Retry(Source::Datapath) => datapath_retry.until = None,
                 Wake::Retry(Source::LinkWatch) => link_retry.until = None,
+                Wake::RouteDeleted(Ok(deleted)) => self.on_route_deleted(deleted),
+                Wake::RouteDeleted(Err(e)) => {
+                    // Deletions may have been lost: put back whatever is missing.
+                    warn!("route watch: {e}: checking every route and rule installed");
+                    self.reassert_routes();
+                }
                 Wake::Reload => self.start_reload(),
                 Wake::EbpfLoaded(r) => self.on_ebpf_loaded(r),
                 Wake::Reloaded(prepared) => {

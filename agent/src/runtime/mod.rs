@@ -2,7 +2,7 @@
 //! in; the state machines' actions out, executed in order.
 //!
 //! - [`plan`]: the keepalived model resolved against the host (interfaces,
-//!   addresses, scripts) into what runs;
+//!   addresses, scripts) into what runs; [`route_plan`] its routes and rules;
 //! - [`daemon`]: what runs, start-up and shutdown;
 //! - [`event_loop`]: the loop and its wake-ups;
 //! - [`dispatch`]: inputs through the state machines, actions executed;
@@ -21,6 +21,7 @@ pub mod plan;
 mod quiet;
 mod reload;
 mod reports;
+pub mod route_plan;
 pub mod timers;
 mod trackers;
 mod warden;
@@ -306,6 +307,29 @@ pub fn cleanup_main(cli: &Cli) -> ExitCode {
         };
         // VIPs first: the pinned fence guards them until they are gone.
         let removed = vips.remove_stale_marked(&[]).await;
+        // Then the routes and rules (a route may use a VIP as its source,
+        // and went with it; what is left carries the marker).
+        let routes_ok = match crate::net::route::RouteManager::new() {
+            Ok(m) => match m.remove_stale_marked().await {
+                Ok((routes, rules)) => {
+                    for r in &routes {
+                        println!("removed route {}/{} (table {})", r.dst, r.dst_len, r.table);
+                    }
+                    if !rules.is_empty() {
+                        println!("removed {} rule(s)", rules.len());
+                    }
+                    true
+                }
+                Err(e) => {
+                    eprintln!("could not remove routes and rules: {e}");
+                    false
+                }
+            },
+            Err(e) => {
+                eprintln!("could not remove routes and rules: {e}");
+                false
+            }
+        };
         let unpinned = match crate::datapath::pin::PinDir::from_args(&cli.run, &socket)
             .map(|p| (p.clear(), p))
         {
@@ -333,7 +357,7 @@ pub fn cleanup_main(cli: &Cli) -> ExitCode {
                 for (a, e) in &c.failed {
                     eprintln!("could not remove {}: {e}", a.addr);
                 }
-                if c.failed.is_empty() && unpinned {
+                if c.failed.is_empty() && unpinned && routes_ok {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE

@@ -14,6 +14,7 @@ use std::{
 use thiserror::Error;
 use xvrrpd_common::{FAMILY_IPV4, FAMILY_IPV6, VRID_FLAG_CHECK_TTL, VridConfig, VridKey};
 
+use super::route_plan::{self, PlannedRoute, PlannedRule};
 use crate::{
     config::model::{self, Config, VirtualAddress, VrrpInstance},
     datapath::{VridSpec, send::AdvertDest},
@@ -57,6 +58,8 @@ pub enum PlanError {
     NoInterface(String),
     #[error("{what}: {message}")]
     Script { what: String, message: String },
+    #[error("{0}")]
+    Route(String),
 }
 
 /// Stable ids for tracked objects across reloads: the same object keeps its id.
@@ -103,6 +106,9 @@ pub struct InstancePlan {
     pub src_ip_tracker: Option<TrackerId>,
     /// TTL / hop limit of unicast adverts (`unicast_ttl`, default 255).
     pub unicast_ttl: u8,
+    /// `virtual_routes` / `virtual_rules`: installed with the VIPs.
+    pub routes: Vec<PlannedRoute>,
+    pub rules: Vec<PlannedRule>,
 }
 
 impl InstancePlan {
@@ -171,6 +177,11 @@ pub struct Plan {
     pub startup_delay: Duration,
     pub default_run_as: RunAs,
     pub script_security: bool,
+    /// `static_ipaddress` / `static_routes` / `static_rules`: set at start,
+    /// whatever the VRRP states, and removed at stop.
+    pub static_vips: Vec<Vip>,
+    pub static_routes: Vec<PlannedRoute>,
+    pub static_rules: Vec<PlannedRule>,
     /// `startup_script` / `shutdown_script` with their timeouts.
     pub startup_script: Option<(CheckedScript, Duration)>,
     pub shutdown_script: Option<(CheckedScript, Duration)>,
@@ -190,6 +201,9 @@ impl Plan {
             startup_delay,
             default_run_as,
             script_security,
+            static_vips: Vec::new(),
+            static_routes: Vec::new(),
+            static_rules: Vec::new(),
             startup_script: None,
             shutdown_script: None,
             warnings: Vec::new(),
@@ -397,6 +411,25 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
         g.shutdown_script_timeout,
         "shutdown_script",
     )?;
+    let static_vips = g
+        .static_ipaddress
+        .iter()
+        .map(|v| {
+            let ifindex = match &v.dev {
+                Some(_) => 0,
+                None => {
+                    return Err(PlanError::Route(format!(
+                        "static_ipaddress {}: needs `dev IFNAME`",
+                        v.address
+                    )));
+                }
+            };
+            vip_of(v, ifindex, "static_ipaddress")
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (static_routes, static_rules) =
+        route_plan::resolve("static_routes", &g.static_routes, &g.static_rules)
+            .map_err(PlanError::Route)?;
     let mut warnings = checker.warnings;
     if let Some(summary) = crate::script::security::security_summary(
         g.enable_script_security,
@@ -414,6 +447,9 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
         startup_delay: g.vrrp_startup_delay,
         default_run_as: checker.default,
         script_security: g.enable_script_security,
+        static_vips,
+        static_routes,
+        static_rules,
         startup_script,
         shutdown_script,
         warnings,
@@ -604,6 +640,12 @@ async fn instance_plan(
     .await;
     router.trackers = trackers;
 
+    let (routes, rules) = route_plan::resolve(
+        &format!("vrrp_instance {}", inst.name),
+        &inst.virtual_routes,
+        &inst.virtual_rules,
+    )
+    .map_err(PlanError::Route)?;
     let vrid = vrid_spec(g, inst, (&ifname, ifindex), &router);
     let group_addr = vrid.group;
     let notify = checker.notify_set(
@@ -652,6 +694,8 @@ async fn instance_plan(
         source_tracker,
         src_ip_tracker: src_ip_tracker.map(|(id, _)| id),
         unicast_ttl: inst.unicast_ttl.unwrap_or(xvrrpd_common::VRRP_TTL),
+        routes,
+        rules,
     })
 }
 

@@ -23,6 +23,7 @@ use xvrrpd_common::VridKey;
 use super::{
     daemon::{Daemon, Instance, InstanceId, Unit, open_sender, register_notifies},
     dispatch::{notify_state, spin_lead},
+    effects::{Effect, RouteBatch},
     plan::{self, InstancePlan, NewConfig, Plan, PreparedConfig},
     trackers::{self, TrackerChanges},
 };
@@ -35,7 +36,7 @@ use crate::{
     },
     net::gratuitous::GratuitousSender,
     notify::{Notifier, NotifierOptions, Subject},
-    vrrp::{Input, Router, RouterConfig, SyncGroup, TimerKind, TrackState},
+    vrrp::{Input, Router, RouterConfig, State, SyncGroup, TimerKind, TrackState},
 };
 
 /// A running instance as [`diff`] sees it.
@@ -276,10 +277,13 @@ impl Daemon {
             d.changed.len(),
             d.leaving.len(),
         );
+        let before = self.routes_now();
         let new_units = self.apply(prepared).await;
         for &unit in &new_units {
             self.start_unit(unit);
         }
+        self.apply_route_changes(before).await;
+        self.sync_route_watch();
         if restate {
             self.restate_on_fifo(&continuing);
         }
@@ -292,6 +296,107 @@ impl Daemon {
             self.opts.config.display(),
             new_units.len()
         );
+    }
+
+    /// The static routes, rules and addresses, and each instance's routes
+    /// and rules, before a reload.
+    fn routes_now(&self) -> RoutesBefore {
+        RoutesBefore {
+            statics: (
+                RouteBatch {
+                    routes: self.plan.static_routes.clone(),
+                    rules: self.plan.static_rules.clone(),
+                },
+                self.plan.static_vips.clone(),
+            ),
+            instances: self
+                .instances
+                .iter()
+                .map(|i| {
+                    (
+                        i.plan.name.clone(),
+                        RouteBatch {
+                            routes: i.plan.routes.clone(),
+                            rules: i.plan.rules.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// What a reload changed in the routes and rules: a master that goes
+    /// on removes the ones it no longer has and adds its new ones (through
+    /// its effect queue); the static configuration does the same at once.
+    async fn apply_route_changes(&mut self, before: RoutesBefore) {
+        let (old_static, old_vips) = before.statics;
+        let new_static = RouteBatch {
+            routes: self.plan.static_routes.clone(),
+            rules: self.plan.static_rules.clone(),
+        };
+        let (gone, added) = batch_diff(&old_static, &new_static);
+        let vips = self.host.vips.clone();
+        if !gone.is_empty() {
+            let r = vips.routes(false, gone.clone()).await;
+            super::daemon::log_route_results("static", false, &gone, r);
+        }
+        let old_keys: Vec<_> = old_vips.iter().map(|v| v.key()).collect();
+        let new_vips = &self.plan.static_vips;
+        let dropped: Vec<_> = old_vips
+            .iter()
+            .filter(|v| !new_vips.iter().any(|n| n.key() == v.key()))
+            .cloned()
+            .collect();
+        let fresh: Vec<_> = new_vips
+            .iter()
+            .filter(|v| !old_keys.contains(&v.key()))
+            .cloned()
+            .collect();
+        for (v, r) in dropped.iter().zip(vips.remove_vips(&dropped).await) {
+            if let Err(e) = r {
+                warn!("static_ipaddress {}: {e}", v.addr);
+            }
+        }
+        for (v, r) in fresh.iter().zip(vips.add_vips(&fresh).await) {
+            if let Err(e) = r {
+                warn!("static_ipaddress {}: {e}", v.addr);
+            }
+        }
+        if !added.is_empty() {
+            let r = vips.routes(true, added.clone()).await;
+            super::daemon::log_route_results("static", true, &added, r);
+        }
+        for (name, old) in before.instances {
+            let Some(n) = self.instances.iter().position(|i| i.plan.name == name) else {
+                continue;
+            };
+            if !self.router(n).is_some_and(|r| r.state() == State::Master) {
+                continue;
+            }
+            let new = RouteBatch {
+                routes: self.instances[n].plan.routes.clone(),
+                rules: self.instances[n].plan.rules.clone(),
+            };
+            let (gone, added) = batch_diff(&old, &new);
+            if !gone.is_empty() {
+                self.enqueue_effect(
+                    n,
+                    Effect::Routes {
+                        add: false,
+                        batch: gone,
+                    },
+                );
+            }
+            if !added.is_empty() {
+                self.enqueue_effect(
+                    n,
+                    Effect::Routes {
+                        add: true,
+                        batch: added,
+                    },
+                );
+            }
+        }
     }
 
     /// `fifo_write_vrrp_states_on_reload`: the FIFOs get the state of each
@@ -617,4 +722,43 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Routes and rules as they were before a reload.
+struct RoutesBefore {
+    statics: (RouteBatch, Vec<crate::net::addr::Vip>),
+    instances: Vec<(String, RouteBatch)>,
+}
+
+/// What `old` has and `new` lacks, and the reverse.
+fn batch_diff(old: &RouteBatch, new: &RouteBatch) -> (RouteBatch, RouteBatch) {
+    let gone = RouteBatch {
+        routes: old
+            .routes
+            .iter()
+            .filter(|r| !new.routes.contains(r))
+            .cloned()
+            .collect(),
+        rules: old
+            .rules
+            .iter()
+            .filter(|r| !new.rules.contains(r))
+            .cloned()
+            .collect(),
+    };
+    let added = RouteBatch {
+        routes: new
+            .routes
+            .iter()
+            .filter(|r| !old.routes.contains(r))
+            .cloned()
+            .collect(),
+        rules: new
+            .rules
+            .iter()
+            .filter(|r| !old.rules.contains(r))
+            .cloned()
+            .collect(),
+    };
+    (gone, added)
 }

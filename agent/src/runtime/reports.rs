@@ -101,7 +101,7 @@ impl Daemon {
                     }
                 }
             }
-            Done::Gratuitous(None) => {}
+            Done::Gratuitous(None) | Done::Routes => {}
         }
         if let Some((at, n)) = &mut i.pending_log
             && *at == r.transition_at_ns

@@ -11,6 +11,7 @@ mod global_defs;
 mod instance_blocks;
 mod keywords;
 mod resolve;
+mod routes;
 mod scripts;
 mod track_file;
 mod track_process;
@@ -38,6 +39,8 @@ pub(crate) struct Builder<'a> {
     inst_meta: Vec<vrrp_instance::InstMeta>,
     group_meta: Vec<vrrp_sync_group::GroupMeta>,
     scripts: Vec<scripts::PendingScript>,
+    /// The preference keepalived gives the next rule without one (IPv4, IPv6).
+    next_rule_priority: (u32, u32),
 }
 
 /// Every keyword the reader knows, as (block, keyword): the block as
@@ -72,6 +75,7 @@ impl<'a> Builder<'a> {
             inst_meta: Vec::new(),
             group_meta: Vec::new(),
             scripts: Vec::new(),
+            next_rule_priority: (routes::RULE_START_PRIORITY, routes::RULE_START_PRIORITY),
         }
     }
 
@@ -148,16 +152,20 @@ static TOP: Table<()> = Table {
                 )
             },
         ),
-        unchecked(
-            &["static_ipaddress", "static_routes", "static_rules"],
-            |b, _, n| {
-                b.unsupported(
-                    n,
-                    UnsupportedKind::NotSupported,
-                    "is not supported by xvrrpd yet: these addresses/routes are not configured",
-                )
-            },
-        ),
+        // Top-level in keepalived, kept in global_defs: set whatever the
+        // VRRP state. Several blocks add up, as in keepalived.
+        unchecked(&["static_ipaddress"], |b, _, n| {
+            let a = b.static_addresses(n);
+            b.cfg.global_defs.static_ipaddress.extend(a);
+        }),
+        unchecked(&["static_routes"], |b, _, n| {
+            let r = b.routes(n, routes::Owner::Static);
+            b.cfg.global_defs.static_routes.extend(r);
+        }),
+        unchecked(&["static_rules"], |b, _, n| {
+            let r = b.rules(n, routes::Owner::Static);
+            b.cfg.global_defs.static_rules.extend(r);
+        }),
         unchecked(
             &[
                 "garp_group",

@@ -3,9 +3,10 @@
 use std::{net::IpAddr, time::Duration};
 
 use super::{
-    super::{UnsupportedKind, diag::Loc, lexer::Token, model::*, tree::Node},
+    super::{UnsupportedKind, diag::Loc, model::*, tree::Node},
     Builder,
     keywords::{Shape, TIMER_MAX_SEC, Table, leaf, unchecked},
+    routes::Owner,
     track_refs::PendingTracks,
     tracking::{self, NOTIFY, TRACK_REFS, Tracking},
 };
@@ -300,29 +301,19 @@ fn use_vmac(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
     );
 }
 
-/// `virtual_routes`/`virtual_rules`: each line kept as written, not acted on.
+/// `virtual_routes`/`virtual_rules`: installed while master.
 fn routes_or_rules(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
-    if !b.shape(n, Shape::Block) {
-        return;
-    }
-    let lines: Vec<String> = n.children().iter().map(line_text).collect();
+    let owner = Owner::Instance(&d.v.name);
     match n.name() {
-        "virtual_routes" => d.v.virtual_routes = lines,
-        _ => d.v.virtual_rules = lines,
+        "virtual_routes" => {
+            let r = b.routes(n, owner);
+            d.v.virtual_routes.extend(r);
+        }
+        _ => {
+            let r = b.rules(n, owner);
+            d.v.virtual_rules.extend(r);
+        }
     }
-    b.unsupported(
-        n,
-        UnsupportedKind::NotSupported,
-        "is parsed but not supported by xvrrpd yet: these routes/rules are not installed",
-    );
-}
-
-fn line_text(l: &Node) -> String {
-    std::iter::once(&l.key)
-        .chain(&l.args)
-        .map(|t: &Token| t.text.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn native_ipv6(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
