@@ -274,3 +274,56 @@ fn static_addresses_routes_and_rules_live_with_the_daemon() -> Result<()> {
         },
     )
 }
+
+/// `promote_secondaries`: on for the instance's interface while the daemon
+/// runs (the other addresses of a subnet survive when its primary goes),
+/// back off after it stops.
+#[test]
+fn promote_secondaries_is_on_while_the_daemon_runs() -> Result<()> {
+    lab_test("promote_secondaries_is_on_while_the_daemon_runs", || {
+        let d = scenario_daemon();
+        // The VIP shares a subnet whose primary is not the advert source.
+        let mut inst = Instance::new("VI_P", 83, &["203.0.113.100/24"]);
+        inst.extra.push("promote_secondaries".into());
+        let mut c = Cluster::new("promote", inst, &[("r1", d, 150)], false, |_, _| Ok(()))?;
+        let ns = c.router("r1").host.ns.clone();
+        let out = Command::new("ip")
+            .args(["-n", &ns, "addr", "add", "203.0.113.1/24", "dev", "eth0"])
+            .output()?;
+        ensure!(out.status.success(), "ip addr add: {:?}", out.status);
+        let setting = || -> Result<String> {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns, "cat"])
+                .arg("/proc/sys/net/ipv4/conf/eth0/promote_secondaries")
+                .output()?;
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        ensure!(setting()? == "0", "promote_secondaries on before the start");
+        c.start_all()?;
+        c.router("r1")
+            .wait_state("VI_P", "MASTER", Duration::from_secs(10))?;
+        ensure!(
+            setting()? == "1",
+            "promote_secondaries is {} while running",
+            setting()?
+        );
+        // The subnet's primary goes; the VIP (a secondary) is promoted, not lost.
+        let out = Command::new("ip")
+            .args(["-n", &ns, "addr", "del", "203.0.113.1/24", "dev", "eth0"])
+            .output()?;
+        ensure!(out.status.success(), "ip addr del: {:?}", out.status);
+        std::thread::sleep(Duration::from_millis(200));
+        let addrs = ip_show(&ns, &["-br", "addr", "show", "dev", "eth0"])?;
+        ensure!(
+            addrs.contains("203.0.113.100/24"),
+            "the VIP went with the primary: {addrs}"
+        );
+        c.router_mut("r1").sigterm()?;
+        wait_for(
+            "promote_secondaries back off",
+            Duration::from_secs(5),
+            || Ok(setting()? == "0"),
+        )?;
+        c.finish()
+    })
+}

@@ -438,6 +438,8 @@ pub struct VrrpInstance {
     pub unicast_fault_no_peer: bool,
     /// `track_src_ip`: FAULT while the configured source address is gone.
     pub track_src_ip: bool,
+    /// `promote_secondaries`: set on the interface while xvrrpd runs.
+    pub promote_secondaries: bool,
     pub authentication: Option<Authentication>,
     pub track_interface: Vec<TrackInterface>,
     pub track_script: Vec<TrackRef>,

@@ -3,6 +3,7 @@
 //!
 //! * [`addr`]: virtual IPs through rtnetlink, marked so a restart after
 //!   `kill -9` finds and removes what a dead instance left behind;
+//! * [`devconf`]: an interface's `promote_secondaries`;
 //! * [`gratuitous`]: gratuitous ARP and unsolicited neighbour
 //!   advertisements on a packet socket;
 //! * [`link`]: link and address state from netlink notifications, and
@@ -60,6 +61,7 @@
 //! ```
 
 pub mod addr;
+pub mod devconf;
 pub mod gratuitous;
 pub mod link;
 pub mod netns;

@@ -24,6 +24,7 @@ pub(crate) const NLMSG_OVERRUN: u16 = 4;
 pub(crate) const RTM_NEWLINK: u16 = 16;
 pub(crate) const RTM_DELLINK: u16 = 17;
 pub(crate) const RTM_GETLINK: u16 = 18;
+pub(crate) const RTM_SETLINK: u16 = 19;
 pub(crate) const RTM_NEWADDR: u16 = 20;
 pub(crate) const RTM_DELADDR: u16 = 21;
 pub(crate) const RTM_GETADDR: u16 = 22;
@@ -424,8 +425,9 @@ fn set_rcvbuf(sock: &netlink_sys::Socket, size: usize) {
     }
 }
 
-/// A payload that is already bytes (dump request headers).
-struct RawPayload<'a>(&'a [u8]);
+/// A payload that is already bytes (dump request headers, hand-built
+/// attributes).
+pub(crate) struct RawPayload<'a>(pub(crate) &'a [u8]);
 
 impl Emitable for RawPayload<'_> {
     fn buffer_len(&self) -> usize {

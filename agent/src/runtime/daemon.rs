@@ -228,6 +228,9 @@ pub struct Daemon {
     /// Deletions of the routes and rules it installed (only while the
     /// configuration has some), and the protocols it filters on.
     pub(super) route_watch: Option<(RouteWatcher, Vec<u8>)>,
+    /// Interfaces whose `promote_secondaries` xvrrpd turned on, to turn off
+    /// again at stop (keepalived restores it too).
+    pub(super) promoted: Vec<u32>,
 }
 
 impl Daemon {
@@ -297,6 +300,7 @@ impl Daemon {
             quiet_dirty: Vec::new(),
             senders: SenderPool::default(),
             route_watch: None,
+            promoted: Vec::new(),
         };
         // The first configuration is a reload of an empty one: the same
         // validation, the same resources, nothing running to keep.
@@ -309,6 +313,7 @@ impl Daemon {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         d.apply(prepared).await;
         d.sync_route_watch();
+        d.promote_secondaries().await;
         Ok(d)
     }
 
@@ -431,9 +436,44 @@ impl Daemon {
             let _ = w.wait();
         }
         set_static(&self.host.vips, &self.plan, false).await;
+        for ifindex in std::mem::take(&mut self.promoted) {
+            if let Err(e) = crate::net::devconf::set_promote_secondaries(ifindex, false).await {
+                warn!("restoring promote_secondaries on interface {ifindex}: {e}");
+            }
+        }
         self.datapath.release_pins();
         if let Some((script, timeout)) = &self.plan.shutdown_script {
             run_daemon_script("shutdown_script", script, *timeout).await;
+        }
+    }
+
+    /// `promote_secondaries`: turned on where an instance asks for it and
+    /// it is off (then turned off again at stop).
+    pub(super) async fn promote_secondaries(&mut self) {
+        let mut wanted: Vec<(u32, String)> = self
+            .instances
+            .iter()
+            .filter(|i| i.plan.promote_secondaries)
+            .map(|i| (i.plan.ifindex, i.plan.ifname.clone()))
+            .collect();
+        wanted.dedup();
+        for (ifindex, ifname) in wanted {
+            if self.promoted.contains(&ifindex) {
+                continue;
+            }
+            match crate::net::devconf::promote_secondaries(ifindex).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    match crate::net::devconf::set_promote_secondaries(ifindex, true).await {
+                        Ok(()) => {
+                            info!("{ifname}: promote_secondaries set");
+                            self.promoted.push(ifindex);
+                        }
+                        Err(e) => warn!("{ifname}: setting promote_secondaries: {e}"),
+                    }
+                }
+                Err(e) => warn!("{ifname}: reading promote_secondaries: {e}"),
+            }
         }
     }
 

@@ -106,6 +106,8 @@ pub struct InstancePlan {
     pub src_ip_tracker: Option<TrackerId>,
     /// TTL / hop limit of unicast adverts (`unicast_ttl`, default 255).
     pub unicast_ttl: u8,
+    /// `promote_secondaries` on its interface while xvrrpd runs.
+    pub promote_secondaries: bool,
     /// `virtual_routes` / `virtual_rules`: installed with the VIPs.
     pub routes: Vec<PlannedRoute>,
     pub rules: Vec<PlannedRule>,
@@ -694,6 +696,7 @@ async fn instance_plan(
         source_tracker,
         src_ip_tracker: src_ip_tracker.map(|(id, _)| id),
         unicast_ttl: inst.unicast_ttl.unwrap_or(xvrrpd_common::VRRP_TTL),
+        promote_secondaries: inst.promote_secondaries,
         routes,
         rules,
     })

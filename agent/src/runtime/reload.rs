@@ -284,6 +284,7 @@ impl Daemon {
         }
         self.apply_route_changes(before).await;
         self.sync_route_watch();
+        self.promote_secondaries().await;
         if restate {
             self.restate_on_fifo(&continuing);
         }

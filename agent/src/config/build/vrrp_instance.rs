@@ -102,6 +102,7 @@ fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
         unicast_ttl: None,
         unicast_fault_no_peer: false,
         track_src_ip: false,
+        promote_secondaries: false,
         authentication: None,
         track_interface: Vec::new(),
         track_script: Vec::new(),
@@ -453,6 +454,9 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
         leaf(&["track_src_ip"], |b, d, n| {
             b.set_on(n, &mut d.v.track_src_ip)
         }),
+        leaf(&["promote_secondaries"], |b, d, n| {
+            b.set_on(n, &mut d.v.promote_secondaries)
+        }),
         leaf(&["down_timer_adverts"], |b, d, n| {
             b.set_uint(n, 1, 100, &mut d.v.down_timer_adverts)
         }),
@@ -475,7 +479,6 @@ const UNSUPPORTED_INSTANCE: &[&str] = &[
     "vmac_xmit_base",
     "use_ipvlan",
     "vrf",
-    "promote_secondaries",
     "old_unicast_checksum",
     "garp_extra_if",
     "garp_extra_if_vmac",
