@@ -4,7 +4,8 @@
 //! - bpf-linker 0.13.0 built against that nightly's own libLLVM (a plain
 //!   `cargo install bpf-linker` looks for a system LLVM and fails);
 //! - cargo-fuzz for the fuzz smoke tests;
-//! - Debian packages the tests drive: keepalived, tcpdump, iproute2, procps;
+//! - Debian packages the tests drive: keepalived, tcpdump, iproute2, procps,
+//!   xdp-tools;
 //!   qemu, debootstrap, kmod and cpio for the VM matrix.
 
 use std::{
@@ -36,6 +37,8 @@ const APT_PACKAGES: &[&str] = &[
     "kmod",
     "cpio",
     "debian-archive-keyring",
+    // A load balancer's XDP program beside xvrrpd's (libxdp's loader).
+    "xdp-tools",
 ];
 
 fn say(msg: &str) {

@@ -1,0 +1,155 @@
+//! xvrrpd beside a load balancer's own XDP program on the same NIC, with
+//! Debian's xdp-tools (`xdp-filter`, loaded by libxdp) and iproute2's
+//! `ip link set dev X xdpgeneric obj …`:
+//!
+//! * the XDP program first: xvrrpd (default `--attach auto`) settles on TC,
+//!   elects and fails over, and the XDP program goes on seeing traffic;
+//! * xvrrpd first with `--attach tc`: the XDP hook stays free, so both
+//!   loaders succeed afterwards, and both programs see their traffic.
+//!
+//! (xvrrpd first with the default attach holds the XDP hook, and a later
+//! XDP loader is refused: see docs/datapath.md, "Sharing the NIC".)
+
+use std::{path::Path, process::Command, time::Duration};
+
+use anyhow::{Context, Result, ensure};
+use xvrrpd_tests::{
+    kconf::{Daemon, Instance},
+    retry::lab_test,
+    router::RouterNode,
+    scenario::Cluster,
+};
+
+const FILTER_OBJ: &str = "/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_all.o";
+
+/// `xdp-filter ARGS` in `r`'s namespace, libxdp's pins on `r`'s own BPF
+/// filesystem (`ip netns exec` hides the host's).
+fn xdp_filter(r: &RouterNode, args: &[&str]) -> Result<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &r.host.ns, "env"])
+        .arg(format!("LIBXDP_BPFFS={}", r.bpf_dir().display()))
+        .arg("xdp-filter")
+        .args(args)
+        .output()
+        .context("running xdp-filter (Debian's xdp-tools; `cargo xtask setup` installs it)")?;
+    ensure!(
+        out.status.success(),
+        "xdp-filter {args:?} in {}: {}{}",
+        r.name,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// xdp-filter's XDP_PASS packet count on `r`.
+fn passed(r: &RouterNode) -> Result<u64> {
+    let status = xdp_filter(r, &["status"])?;
+    status
+        .lines()
+        .find(|l| l.trim_start().starts_with("XDP_PASS"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no XDP_PASS count in: {status}"))
+}
+
+fn attach_mode(r: &RouterNode) -> Result<String> {
+    let s = r.status()?;
+    Ok(s.daemon
+        .attachments
+        .iter()
+        .map(|a| format!("{} {}", a.interface, a.mode))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
+fn cluster(test: &str, extra_args: &[&str]) -> Result<Cluster> {
+    ensure!(
+        Path::new(FILTER_OBJ).exists(),
+        "{FILTER_OBJ} is missing: install Debian's xdp-tools (`cargo xtask setup`)"
+    );
+    let mut c = Cluster::new(
+        test,
+        Instance::new("VI_X", 91, &["192.0.2.100/24"]),
+        &[("r1", Daemon::Xvrrpd, 150), ("r2", Daemon::Xvrrpd, 100)],
+        false,
+        |_, _| Ok(()),
+    )?;
+    for r in &mut c.routers {
+        r.extra_args
+            .extend(extra_args.iter().map(|s| s.to_string()));
+    }
+    Ok(c)
+}
+
+#[test]
+fn an_xdp_program_loaded_first_keeps_its_hook_and_xvrrpd_runs_beside_it() -> Result<()> {
+    lab_test("an_xdp_program_loaded_first", || {
+        let mut c = cluster("xdpfirst", &[])?;
+        for r in &c.routers {
+            xdp_filter(r, &["load", "eth0", "--mode", "skb"])?;
+        }
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        for r in &c.routers {
+            r.wait_datapath_settled(Duration::from_secs(10))?;
+            let mode = attach_mode(r)?;
+            ensure!(
+                mode == "eth0 tc",
+                "{}: attached as {mode}, not beside XDP on TC",
+                r.name
+            );
+        }
+        let before = passed(c.router("r2"))?;
+        println!("{}", c.crash("r1", "r2")?.summary());
+        let after = passed(c.router("r2"))?;
+        ensure!(
+            after > before,
+            "r2's XDP program saw no traffic while xvrrpd ran ({before} → {after})"
+        );
+        c.finish()
+    })
+}
+
+#[test]
+fn with_attach_tc_xdp_loaders_that_come_later_succeed() -> Result<()> {
+    lab_test("with_attach_tc_xdp_loaders_that_come_later_succeed", || {
+        let mut c = cluster("tcfirst", &["--attach", "tc"])?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        for r in &c.routers {
+            r.wait_datapath_settled(Duration::from_secs(10))?;
+        }
+        // libxdp's loader on r1, iproute2's on r2: both must succeed.
+        xdp_filter(c.router("r1"), &["load", "eth0", "--mode", "skb"])?;
+        let r2 = c.router("r2");
+        let out = Command::new("ip")
+            .args([
+                "-n",
+                &r2.host.ns,
+                "link",
+                "set",
+                "dev",
+                "eth0",
+                "xdpgeneric",
+                "obj",
+            ])
+            .arg(FILTER_OBJ)
+            .args(["sec", "xdp"])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "ip link set xdpgeneric obj on r2: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let before = passed(c.router("r1"))?;
+        std::thread::sleep(Duration::from_millis(300));
+        ensure!(
+            passed(c.router("r1"))? > before,
+            "r1's XDP program sees no traffic"
+        );
+        // xvrrpd still sees its adverts behind both: r2 takes over on a crash.
+        println!("{}", c.crash("r1", "r2")?.summary());
+        c.finish()
+    })
+}
