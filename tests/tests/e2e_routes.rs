@@ -327,3 +327,77 @@ fn promote_secondaries_is_on_while_the_daemon_runs() -> Result<()> {
         c.finish()
     })
 }
+
+/// A reload that changes a running master's routes and rules removes the
+/// ones it no longer has and adds the new ones, with no transition.
+#[test]
+fn a_reload_changes_a_masters_routes_in_place() -> Result<()> {
+    lab_test("a_reload_changes_a_masters_routes_in_place", || {
+        let d = xvrrpd_tests::kconf::Daemon::Xvrrpd;
+        let mut inst = Instance::new("VI_L", 84, &["192.0.2.100/24"]);
+        inst.extra.extend(
+            [
+                "virtual_routes {",
+                "    198.51.100.0/24 via 192.0.2.1 dev eth0",
+                "}",
+                "virtual_rules {",
+                "    from 192.0.2.100 table 100 preference 200",
+                "}",
+            ]
+            .map(String::from),
+        );
+        let mut c = Cluster::new(
+            "reloadroutes",
+            inst,
+            &[("r1", d, 150)],
+            false,
+            |_, _| Ok(()),
+        )?;
+        let ns = c.router("r1").host.ns.clone();
+        c.start_all()?;
+        c.router("r1")
+            .wait_state("VI_L", "MASTER", Duration::from_secs(10))?;
+        wait_for("the first route and rule", Duration::from_secs(5), || {
+            Ok(routes(&ns)?.contains("198.51.100.0/24 via 192.0.2.1")
+                && rules(&ns)?.contains("200:\tfrom 192.0.2.100 lookup 100"))
+        })?;
+        let mut cfg = c.router("r1").config().context("r1 has no config")?.clone();
+        let i = &mut cfg.instances[0];
+        i.extra = [
+            "virtual_routes {",
+            "    203.0.113.0/24 via 192.0.2.1 dev eth0",
+            "}",
+            "virtual_rules {",
+            "    from 192.0.2.100 table 101 preference 201",
+            "}",
+        ]
+        .map(String::from)
+        .to_vec();
+        let lines = c.router("r1").fifo_lines().len();
+        c.router_mut("r1").write_config(&cfg)?;
+        c.router_mut("r1").sighup()?;
+        wait_for(
+            "the new route and rule, the old ones gone",
+            Duration::from_secs(5),
+            || {
+                let (r, l) = (routes(&ns)?, rules(&ns)?);
+                Ok(r.contains("203.0.113.0/24 via 192.0.2.1")
+                    && !r.contains("198.51.100.0/24")
+                    && l.contains("201:\tfrom 192.0.2.100 lookup 101")
+                    && !l.contains("lookup 100"))
+            },
+        )
+        .with_context(|| {
+            format!(
+                "{}{}",
+                routes(&ns).unwrap_or_default(),
+                rules(&ns).unwrap_or_default()
+            )
+        })?;
+        ensure!(
+            c.router("r1").fifo_lines().len() == lines,
+            "r1 changed state on the reload"
+        );
+        c.finish()
+    })
+}
