@@ -281,6 +281,7 @@ const UNSUPPORTED_GLOBALS: &[&str] = &[
     "nftables_counters",
     "nftables_ifindex",
     "vrrp_garp_extra_if",
+    "vrrp_vmac_garp_intvl",
     // Scheduled reloads.
     "reload_time_file",
     "reload_repeat",
@@ -335,6 +336,19 @@ fn umask(b: &mut Builder<'_>, g: &mut GlobalDefs, n: &Node) {
 
 /// global_defs keywords keepalived knows that change nothing for xvrrpd.
 const IGNORED_GLOBALS: &[&str] = &[
+    "vrrp_cpu_affinity",
+    "checker_cpu_affinity",
+    "bfd_cpu_affinity",
+    "vrrp_rlimit_rtime",
+    "checker_rlimit_rtime",
+    "bfd_rlimit_rtime",
+    "lvs_flush_onstop",
+    "lvs_process_name",
+    "process_monitor_rcv_bufs",
+    "process_monitor_rcv_bufs_force",
+    // xvrrpd always checks a new file whole before it applies any of it.
+    "reload_check_config",
+    "include_check",
     "vrrp_no_swap",
     "vrrp_priority",
     "vrrp_rt_priority",

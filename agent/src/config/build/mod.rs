@@ -169,6 +169,7 @@ static TOP: Table<()> = Table {
         unchecked(
             &[
                 "garp_group",
+                "track_group",
                 "linkbeat_interfaces",
                 "interface_up_down_delays",
                 "bfd_instance",

@@ -465,7 +465,12 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
         leaf(&["smtp_alert"], tracking::smtp_alert),
         leaf(&["native_ipv6"], native_ipv6),
         leaf(
-            &["debug", "kernel_rx_buf_size", "linkbeat_use_polling"],
+            &[
+                "debug",
+                "kernel_rx_buf_size",
+                "linkbeat_use_polling",
+                "lvs_sync_daemon_interface",
+            ],
             |b, _, n| b.ignored(n),
         ),
         unchecked(&["track_bfd"], |b, _, n| b.not_supported(n)),
@@ -482,6 +487,7 @@ const UNSUPPORTED_INSTANCE: &[&str] = &[
     "old_unicast_checksum",
     "garp_extra_if",
     "garp_extra_if_vmac",
+    "vmac_garp_intvl",
 ];
 
 /// The names of this block's keywords (see `keyword_catalog`).
