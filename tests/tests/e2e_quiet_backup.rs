@@ -124,8 +124,11 @@ fn sleeps_and_takes_over(test: &str, kernel_timers: bool) -> Result<()> {
         accepted <= 5,
         "{accepted} identical adverts of a healthy master still woke r2"
     );
+    // A status report reads the kernel's per-instance times and its global
+    // counters a few microseconds apart: an advert kept between the two is
+    // in one and not yet in the other, at each of the two reports.
     ensure!(
-        received1 - received0 >= heard,
+        received1 - received0 + 2 >= heard,
         "the adverts kept in the kernel are missing from r2's received count"
     );
     // Master_Down_Interval is 36 ms: at most ~28 wake-ups a second without
