@@ -144,6 +144,37 @@ impl std::fmt::Display for LateYield {
     }
 }
 
+/// How soon after the new master's first advert a yielding master's one
+/// answer may come: xvrrpd steps down with an advert of its own (keepalived's
+/// `higher_prio_send_advert`, on outside strict mode), which takes a
+/// debug-build event loop a few milliseconds on this shared machine.
+pub const STEP_DOWN_REPLY: Duration = Duration::from_millis(10);
+
+/// `ads` without each other router's first advert within
+/// [`STEP_DOWN_REPLY`] of the new master's first one (at `first_rt`): the
+/// step-down answer. A second one, or a later one, still counts.
+fn without_step_down_replies(
+    ads: Vec<crate::analysis::AdvertSeen>,
+    new_mac: crate::pcap::Mac,
+    first_rt: u64,
+) -> Vec<crate::analysis::AdvertSeen> {
+    let until = first_rt + STEP_DOWN_REPLY.as_nanos() as u64;
+    let mut answered = Vec::new();
+    ads.into_iter()
+        .filter(|a| {
+            let reply = a.mac != new_mac
+                && a.priority > 0
+                && a.t_ns >= first_rt
+                && a.t_ns <= until
+                && !answered.contains(&a.mac);
+            if reply {
+                answered.push(a.mac);
+            }
+            !reply
+        })
+        .collect()
+}
+
 /// A failed step of a [`Cluster`], as an error context: what it did, and
 /// the host stall that may explain the failure.
 #[derive(Clone, Debug)]
@@ -693,8 +724,12 @@ impl Cluster {
     ) -> Result<Option<i128>> {
         let bound_rt = tk.new_first.t_ns + grace.as_nanos() as u64;
         let events = self.wire()?;
-        let ads = adverts(&events, self.inst.vrid, self.vip.is_ipv6());
         let new_mac = self.router(new).mac;
+        let ads = without_step_down_replies(
+            adverts(&events, self.inst.vrid, self.vip.is_ipv6()),
+            new_mac,
+            tk.new_first.t_ns,
+        );
         check_sole_advertiser(&ads, new_mac, bound_rt, now.rt_ns, self.lab.origin.rt_ns).map_err(
             |e| {
                 let last_stray = ads
@@ -1180,6 +1215,51 @@ pub fn stand_in(d: Daemon) -> Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_yielding_masters_one_step_down_answer_is_not_a_second_master() {
+        use crate::{
+            analysis::AdvertSeen,
+            pcap::{ChecksumKind, Mac},
+        };
+        const MS: u64 = 1_000_000;
+        let (new, old) = (Mac([2, 0, 0, 0, 0, 1]), Mac([2, 0, 0, 0, 0, 2]));
+        let ad = |t_ns, mac| AdvertSeen {
+            t_ns,
+            mac,
+            src: std::net::IpAddr::from([192, 0, 2, 1]),
+            vrid: 1,
+            priority: 100,
+            version: 3,
+            interval_cs: 1,
+            ttl: 255,
+            checksum: ChecksumKind::PseudoHeader,
+        };
+        let first = 1000 * MS;
+        let left = |ads: Vec<AdvertSeen>| {
+            without_step_down_replies(ads, new, first)
+                .iter()
+                .map(|a| (a.t_ns / MS, a.mac == old))
+                .collect::<Vec<_>>()
+        };
+        // The answer 2.8 ms after the new master's first advert goes.
+        assert_eq!(
+            left(vec![
+                ad(first, new),
+                ad(first + 2_800_000, old),
+                ad(first + 10 * MS, new)
+            ]),
+            [(1000, false), (1010, false)]
+        );
+        // A second one, or one after the bound, stays.
+        assert_eq!(
+            left(vec![ad(first + MS, old), ad(first + 3 * MS, old)]),
+            [(1003, true)]
+        );
+        assert_eq!(left(vec![ad(first + 11 * MS, old)]), [(1011, true)]);
+        // Before the new master's first advert, the old one was still master.
+        assert_eq!(left(vec![ad(first - MS, old)]), [(999, true)]);
+    }
 
     #[test]
     fn a_late_takeover_is_found_under_the_check_message() {
