@@ -366,6 +366,13 @@ fn fifo_write_vrrp_states_on_reload_repeats_the_states() -> Result<()> {
                     .count()
             };
             assert_eq!(masters(&r1), 1);
+            // The generic script of BACKUP and of MASTER, run after their
+            // FIFO lines: both are done before counting.
+            let settled =
+                xvrrpd_tests::wait_until(Duration::from_secs(3), Duration::from_millis(10), || {
+                    r1.notify_calls().len() >= 2
+                });
+            assert!(settled, "the notify scripts of the start did not run");
             let scripts_before = r1.notify_calls().len();
             r1.sighup()?;
             if !xvrrpd_only(d, "the FIFO after a reload") {
