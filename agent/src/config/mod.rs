@@ -46,6 +46,7 @@ use std::{io::Write, path::Path, process::ExitCode};
 use serde::Serialize;
 
 pub use build::keyword_catalog;
+pub(crate) use build::{Iproute2Name, iproute2_number};
 pub use diag::{ConfigErrors, Diagnostic, Loc, Severity};
 pub use host::{FixedHost, Host, ScriptStatus, SystemHost};
 pub use model::*;

@@ -218,30 +218,31 @@ impl Notifier {
     /// A transition of `name` to `state`. Never waits. `priority` is the
     /// effective priority (0 for a group).
     pub fn state_change(&self, subject: Subject, name: &str, state: NotifyState, priority: u8) {
-        if let Some(t) = self.targets.get(&(subject, name.to_owned())) {
-            let mut job: Job = Vec::new();
-            if let Some(s) = t.scripts.for_state(state) {
-                job.push((s.clone(), Vec::new()));
-            }
-            if let Some(g) = &t.scripts.notify {
-                job.push((
-                    g.clone(),
-                    notify_args(subject, name, state, priority).to_vec(),
-                ));
-            }
-            self.enqueue(t, name, job);
-        }
-        self.fifo(subject, name, FifoEvent::State(state), priority);
+        self.announce(subject, name, state, priority, |s| s.for_state(state));
     }
 
     /// A reload removed the instance: keepalived runs its `notify_deleted`
     /// script (if any, never `notify_fault`), and the generic script and the
     /// FIFOs get `state` (FAULT, or DELETED with `notify_deleted`).
     pub fn deleted(&self, name: &str, state: NotifyState, priority: u8) {
-        let subject = Subject::Instance;
+        self.announce(Subject::Instance, name, state, priority, |s| {
+            s.deleted.as_ref()
+        });
+    }
+
+    /// The script `own` picks, then the generic one with `state`, then the
+    /// FIFO line.
+    fn announce(
+        &self,
+        subject: Subject,
+        name: &str,
+        state: NotifyState,
+        priority: u8,
+        own: impl Fn(&NotifyScripts) -> Option<&CheckedScript>,
+    ) {
         if let Some(t) = self.targets.get(&(subject, name.to_owned())) {
             let mut job: Job = Vec::new();
-            if let Some(s) = &t.scripts.deleted {
+            if let Some(s) = own(&t.scripts) {
                 job.push((s.clone(), Vec::new()));
             }
             if let Some(g) = &t.scripts.notify {

@@ -4,10 +4,11 @@
 //! [`crate::net::route`] installs. Part of the plan: nothing here touches
 //! the host beyond reading names.
 
-use std::path::Path;
-
 use crate::{
-    config::model::{self, RouteType, RuleAction},
+    config::{
+        Iproute2Name, iproute2_number,
+        model::{self, RouteType, RuleAction},
+    },
     net::{
         link,
         route::{MARK_PROTOCOL, NextHopSpec, RouteKind, RouteSpec, RuleActionSpec, RuleSpec},
@@ -34,103 +35,24 @@ const RT_TABLE_MAIN: u32 = 254;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
 
-/// Where iproute2 keeps its name files: /etc first, then the distribution's
-/// defaults (iproute2 6.x moved them to /usr/share).
-const IPROUTE2_DIRS: [&str; 3] = ["/etc/iproute2", "/usr/share/iproute2", "/usr/lib/iproute2"];
-
-/// `NAME` → number from iproute2's `file` (`rt_tables`, `rt_protos`,
-/// `rt_scopes`), or the built-ins iproute2 knows without a file.
-fn named_number(file: &str, name: &str, builtin: &[(&str, u32)]) -> Option<u32> {
-    if let Ok(n) = parse_number(name) {
-        return Some(n);
-    }
-    if let Some((_, n)) = builtin.iter().find(|(b, _)| *b == name) {
-        return Some(*n);
-    }
-    IPROUTE2_DIRS.iter().find_map(|dir| {
-        let text = std::fs::read_to_string(Path::new(dir).join(file)).ok()?;
-        lookup_in(&text, name)
-    })
-}
-
-/// `0x`-hex or decimal, as iproute2 reads numbers.
-fn parse_number(s: &str) -> Result<u32, std::num::ParseIntError> {
-    match s.strip_prefix("0x") {
-        Some(h) => u32::from_str_radix(h, 16),
-        None => s.parse(),
-    }
-}
-
-/// `NUMBER NAME` lines of an iproute2 name file.
-fn lookup_in(text: &str, name: &str) -> Option<u32> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((w.next()?, w.next()?))
-        })
-        .find(|(_, n)| *n == name)
-        .and_then(|(num, _)| parse_number(num).ok())
+/// `name` resolved as the reader accepted it (see
+/// [`crate::config::iproute2_number`]), within `max`.
+fn number(kind: Iproute2Name, name: &str, max: u64) -> Result<u64, String> {
+    iproute2_number(kind, name)
+        .filter(|n| *n <= max)
+        .ok_or_else(|| format!("{kind:?} {name} is not a number nor in iproute2's files"))
 }
 
 fn table_id(name: &str) -> Result<u32, String> {
-    named_number(
-        "rt_tables",
-        name,
-        &[("unspec", 0), ("default", 253), ("main", 254), ("local", 255)],
-    )
-    .ok_or_else(|| {
-        format!("table {name} is not a number nor in iproute2's rt_tables: add it there or use its number")
-    })
+    number(Iproute2Name::Table, name, u64::from(u32::MAX)).map(|n| n as u32)
 }
 
 fn protocol_id(name: &str) -> Result<u8, String> {
-    let n = named_number(
-        "rt_protos",
-        name,
-        &[
-            ("unspec", 0),
-            ("redirect", 1),
-            ("kernel", 2),
-            ("boot", 3),
-            ("static", 4),
-            ("gated", 8),
-            ("ra", 9),
-            ("mrt", 10),
-            ("zebra", 11),
-            ("bird", 12),
-            ("dnrouted", 13),
-            ("xorp", 14),
-            ("ntk", 15),
-            ("dhcp", 16),
-            ("keepalived", 18),
-            ("babel", 42),
-            ("bgp", 186),
-            ("isis", 187),
-            ("ospf", 188),
-            ("rip", 189),
-            ("eigrp", 192),
-        ],
-    )
-    .ok_or_else(|| format!("protocol {name} is not a number nor in iproute2's rt_protos"))?;
-    u8::try_from(n).map_err(|_| format!("protocol {name} is out of range 0..255"))
+    number(Iproute2Name::Protocol, name, 255).map(|n| n as u8)
 }
 
 fn scope_id(name: &str) -> Result<u8, String> {
-    let n = named_number(
-        "rt_scopes",
-        name,
-        &[
-            ("global", 0),
-            ("universe", 0),
-            ("site", 200),
-            ("link", 253),
-            ("host", 254),
-            ("nowhere", 255),
-        ],
-    )
-    .ok_or_else(|| format!("scope {name} is not a number nor in iproute2's rt_scopes"))?;
-    u8::try_from(n).map_err(|_| format!("scope {name} is out of range 0..255"))
+    number(Iproute2Name::Scope, name, 255).map(|n| n as u8)
 }
 
 fn ifindex(name: &str) -> Result<u32, String> {
@@ -252,16 +174,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn iproute2_name_files_are_read_as_iproute2_does() {
-        let text = "# comment\n255\tlocal\n254 main\n100   lb # the LB's table\n0x65 hex\n";
-        assert_eq!(lookup_in(text, "lb"), Some(100));
-        assert_eq!(lookup_in(text, "main"), Some(254));
-        assert_eq!(lookup_in(text, "hex"), Some(101));
-        assert_eq!(lookup_in(text, "comment"), None);
+    fn names_resolve_as_the_reader_accepted_them() {
         assert_eq!(table_id("main"), Ok(254));
         assert_eq!(table_id("100"), Ok(100));
         assert_eq!(protocol_id("bird"), Ok(12));
+        assert_eq!(protocol_id("keepalived"), Ok(18));
         assert_eq!(scope_id("link"), Ok(253));
         assert!(protocol_id("300").is_err());
+        assert!(table_id("no-such-table-name").is_err());
     }
 }

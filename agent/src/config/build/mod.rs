@@ -12,6 +12,8 @@ mod instance_blocks;
 mod keywords;
 mod resolve;
 mod routes;
+
+pub(crate) use routes::{Iproute2Name, iproute2_number};
 mod scripts;
 mod track_file;
 mod track_process;

@@ -358,6 +358,26 @@ impl NameFile {
     }
 }
 
+/// The number of a routing table, protocol or scope named as a file may
+/// name it (a number, or a name from iproute2's files or the built-ins),
+/// for the runtime, which installs what the reader accepted.
+pub(crate) fn iproute2_number(kind: Iproute2Name, text: &str) -> Option<u64> {
+    let file = match kind {
+        Iproute2Name::Table => &TABLES,
+        Iproute2Name::Protocol => &PROTOCOLS,
+        Iproute2Name::Scope => &SCOPES,
+    };
+    file.lookup(text).map(|(n, _)| n)
+}
+
+/// Which of iproute2's name files [`iproute2_number`] reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Iproute2Name {
+    Table,
+    Protocol,
+    Scope,
+}
+
 /// `ipproto`: a number up to 127 (keepalived's bound) or a name from
 /// /etc/protocols.
 fn is_ip_proto(s: &str) -> bool {
