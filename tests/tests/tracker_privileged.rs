@@ -317,11 +317,21 @@ fn start_named(dir: &Path, name: &str) -> Child {
         std::fs::copy("/bin/sleep", &exe).expect("copy sleep");
         chmod(&exe, 0o755);
     }
-    Command::new(&exe)
+    let child = Command::new(&exe)
         .arg("1000")
         .stdin(Stdio::null())
         .spawn()
-        .expect("spawn")
+        .expect("spawn");
+    // spawn() returns once exec has taken the memory over, which can be
+    // before the kernel renames the task: wait for the name the tracker
+    // matches, so a scan right after sees the process.
+    let comm = format!("/proc/{}/comm", child.id());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !std::fs::read_to_string(&comm).is_ok_and(|c| c.trim_end() == name) {
+        assert!(Instant::now() < deadline, "{name} never showed its name");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child
 }
 
 async fn next_event(
@@ -399,11 +409,10 @@ async fn connector_terminate_delay_hides_a_quick_restart() {
     let _ = first.kill();
     let _ = first.wait();
     let mut second = start_named(dir.path(), &name);
+    let early = next_event(&mut rx, Duration::from_millis(1500)).await;
     assert!(
-        next_event(&mut rx, Duration::from_millis(1500))
-            .await
-            .is_none(),
-        "restart within terminate_delay must not be reported"
+        early.is_none(),
+        "restart within terminate_delay must not be reported, got {early:?}"
     );
     let _ = second.kill();
     let _ = second.wait();

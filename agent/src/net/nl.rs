@@ -416,7 +416,7 @@ fn recv_into(sock: &netlink_sys::Socket, rx: &mut [u8]) -> io::Result<Recv> {
     }
 }
 
-fn set_rcvbuf(sock: &netlink_sys::Socket, size: usize) {
+pub(crate) fn set_rcvbuf(sock: &impl AsFd, size: usize) {
     use nix::sys::socket::{setsockopt, sockopt};
     // FORCE passes rmem_max when we have CAP_NET_ADMIN; otherwise the
     // plain option gets as close as the limit allows.

@@ -31,6 +31,8 @@ pub(super) struct Connector {
     fd: AsyncFd<OwnedFd>,
 }
 
+const CONNECTOR_RCVBUF: usize = 1 << 20;
+
 impl Connector {
     pub(super) fn open() -> std::io::Result<Self> {
         // SAFETY: plain socket(2); the result is checked before use.
@@ -61,6 +63,9 @@ impl Connector {
         if rc < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        // Every process on the host reports here: room for a fork storm
+        // (a lost event costs a /proc rescan).
+        crate::net::nl::set_rcvbuf(&fd, CONNECTOR_RCVBUF);
         let msg = listen_message();
         // SAFETY: `msg` is a valid buffer of the length passed.
         let rc = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };

@@ -265,6 +265,11 @@ impl ProcessMonitor {
     }
 }
 
+/// How long after an overflow of the connector the monitor rescans /proc:
+/// long enough to let a fork storm pass, short next to any terminate_delay
+/// worth setting.
+const LOST_EVENTS_RESCAN: Duration = Duration::from_millis(100);
+
 async fn run_monitor(
     mut core: Core,
     connector: Option<Connector>,
@@ -285,7 +290,17 @@ async fn run_monitor(
         let changes = tokio::select! {
             _ = &mut stop => return,
             _ = tx.closed() => return,
-            _ = sleep_opt(timer_at) => core.on_timer(monotonic_ns()),
+            _ = sleep_opt(timer_at) => {
+                // Events were lost since the count was last exact: a delayed
+                // loss is confirmed against /proc, not against a count that
+                // may miss a restart.
+                let mut out = Vec::new();
+                if rescan_at.take().is_some() {
+                    out.extend(core.rescan(monotonic_ns(), false));
+                }
+                out.extend(core.on_timer(monotonic_ns()));
+                out
+            }
             _ = sleep_opt(rescan_at) => {
                 rescan_at = None;
                 core.rescan(monotonic_ns(), false)
@@ -301,8 +316,13 @@ async fn run_monitor(
                     out
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    tracing::info!("track_process: process events lost; rescanning in 1 s");
-                    rescan_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                    // A storm overflowed the socket. Rescan soon, once for
+                    // the whole storm; events still queued re-apply safely
+                    // (they are checked against the pids the scan found).
+                    if rescan_at.is_none() {
+                        tracing::info!("track_process: process events lost; rescanning /proc");
+                        rescan_at = Some(tokio::time::Instant::now() + LOST_EVENTS_RESCAN);
+                    }
                     Vec::new()
                 }
                 Err(e) => {
