@@ -171,6 +171,7 @@ fn latency_asyncfd() -> Result<Vec<u64>> {
                 key: VridKey::new(ifindex, FAMILY_IPV4, 10),
                 cfg: vrid_cfg(),
                 group: IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18)),
+                vmac_ifindex: None,
             };
             let opts = DatapathOptions::default();
             let mut dp = Datapath::open(&[spec], opts)?;

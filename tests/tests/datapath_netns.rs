@@ -50,6 +50,7 @@ fn run_case_set(opts: DatapathOptions) -> Result<Outcome> {
             ifname: "eth0".into(),
             key,
             cfg,
+            vmac_ifindex: None,
             group: if key.family == FAMILY_IPV4 {
                 IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18))
             } else {

@@ -404,8 +404,13 @@ pub struct TrackRef {
 
 #[derive(Serialize, PartialEq, Eq, Clone, Debug)]
 pub struct UseVmac {
+    /// The macvlan's name; keepalived's `vrrp.VRID` when not given.
     pub interface: Option<String>,
+    /// A MAC instead of the RFC's virtual one, as `aa:bb:cc:dd:ee:ff` (five
+    /// octets given: the VRID is the sixth).
     pub mac: Option<String>,
+    /// `group GROUP`: the macvlan's link group (default: the base's).
+    pub group: Option<u32>,
 }
 
 #[derive(Serialize, PartialEq, Eq, Clone, Debug)]
@@ -479,6 +484,8 @@ pub struct VrrpInstance {
     pub check_unicast_src: bool,
     pub down_timer_adverts: u32,
     pub use_vmac: Option<UseVmac>,
+    /// `vmac_xmit_base`: adverts go from the base interface, not the VMAC.
+    pub vmac_xmit_base: bool,
     pub virtual_routes: Vec<Route>,
     pub virtual_rules: Vec<Rule>,
     pub smtp_alert: bool,

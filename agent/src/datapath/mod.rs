@@ -57,6 +57,10 @@ pub struct VridSpec {
     /// Multicast group to join on the interface (for NIC filters and, on the
     /// raw-socket path, for delivery).
     pub group: IpAddr,
+    /// `use_vmac`: the macvlan in front of which the datapath sits. The
+    /// eBPF program sees adverts on the base before the macvlan takes
+    /// them; the raw sockets only see them on the macvlan.
+    pub vmac_ifindex: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -163,7 +167,7 @@ impl Datapath {
     pub fn open_raw(specs: &[VridSpec], opts: DatapathOptions, reason: String) -> io::Result<Self> {
         let mut rx = RawReceiver::open()?;
         for s in specs {
-            rx.set_vrid(s.key, s.cfg, s.group)?;
+            rx.set_vrid(s.key, s.cfg, s.group, s.vmac_ifindex)?;
         }
         let [f4, f6] = rx.fds();
         // SAFETY: both fds belong to `rx`, which lives in the same variant and
@@ -203,7 +207,7 @@ impl Datapath {
         // joining takes the RTNL lock, so it happens here, off the loop.
         let mut joins = RawReceiver::open()?;
         for s in specs {
-            joins.set_vrid(s.key, s.cfg, s.group)?;
+            joins.set_vrid(s.key, s.cfg, s.group, None)?;
         }
         Ok(PreparedEbpf { dp, joins })
     }
@@ -229,7 +233,7 @@ impl Datapath {
             if !dp.attachments().iter().any(|(i, _)| *i == s.ifname) {
                 let mode = dp.attach(&s.ifname, self.attach)?;
                 tracing::info!(interface = %s.ifname, mode = %mode, "datapath attached");
-                joins.set_vrid(s.key, s.cfg, s.group)?;
+                joins.set_vrid(s.key, s.cfg, s.group, None)?;
             }
         }
         let ebpf = Self::take_over(PreparedEbpf { dp, joins }, specs)?;
@@ -501,9 +505,9 @@ impl Datapath {
                         .map_err(io::Error::other)?;
                 }
                 dp.set_vrid(spec.key, spec.cfg).map_err(io::Error::other)?;
-                _joins.set_vrid(spec.key, spec.cfg, spec.group)
+                _joins.set_vrid(spec.key, spec.cfg, spec.group, None)
             }
-            Inner::Raw { rx, .. } => rx.set_vrid(spec.key, spec.cfg, spec.group),
+            Inner::Raw { rx, .. } => rx.set_vrid(spec.key, spec.cfg, spec.group, spec.vmac_ifindex),
         }
     }
 

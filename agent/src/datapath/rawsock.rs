@@ -30,6 +30,8 @@ pub struct RawReceiver {
     v4: OwnedFd,
     v6: OwnedFd,
     vrids: HashMap<VridKey, VridConfig>,
+    /// VMAC ifindex → its base's.
+    vmacs: HashMap<u32, u32>,
     counters: [u64; COUNTER_COUNT as usize],
     buf: Vec<u8>,
 }
@@ -128,15 +130,31 @@ impl RawReceiver {
             v4,
             v6,
             vrids: HashMap::new(),
+            vmacs: HashMap::new(),
             counters: [0; COUNTER_COUNT as usize],
             buf: vec![0; 65536],
         })
     }
 
-    /// Receives adverts for `key` on its interface (joins the multicast group).
-    pub fn set_vrid(&mut self, key: VridKey, cfg: VridConfig, group: IpAddr) -> io::Result<()> {
+    /// Receives adverts for `key` on its interface (joins the multicast
+    /// group). With a VMAC, a master's adverts (sent from the same virtual
+    /// MAC) reach the IP layer on the macvlan only: the group is joined
+    /// there too, and what arrives there counts as the base's. The kernel
+    /// then reports that membership from the virtual MAC, which the eBPF
+    /// datapath avoids.
+    pub fn set_vrid(
+        &mut self,
+        key: VridKey,
+        cfg: VridConfig,
+        group: IpAddr,
+        vmac_ifindex: Option<u32>,
+    ) -> io::Result<()> {
         let fd = if group.is_ipv4() { &self.v4 } else { &self.v6 };
         join_group(fd.as_raw_fd(), key.ifindex, group)?;
+        if let Some(vmac) = vmac_ifindex {
+            join_group(fd.as_raw_fd(), vmac, group)?;
+            self.vmacs.insert(vmac, key.ifindex);
+        }
         self.vrids.insert(key, cfg);
         Ok(())
     }
@@ -205,6 +223,7 @@ impl RawReceiver {
                     }
                 }
             }
+            let ifindex = self.vmacs.get(&ifindex).copied().unwrap_or(ifindex);
             let src6 = msg
                 .address
                 .as_ref()

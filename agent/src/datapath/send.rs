@@ -141,6 +141,20 @@ impl AdvertSender {
         dest: AdvertDest,
         unicast_ttl: u8,
     ) -> Result<Self, AdvertTxError> {
+        Self::open_on(ifindex, ifindex, source, dest, unicast_ttl)
+    }
+
+    /// [`AdvertSender::open_with_ttl`], sending on `ifindex` and joining the
+    /// group on `join_ifindex`: with a VMAC the adverts leave from the
+    /// macvlan, but the group is joined on its base, where they are
+    /// received, so the membership report never carries the virtual MAC.
+    pub fn open_on(
+        ifindex: u32,
+        join_ifindex: u32,
+        source: IpAddr,
+        dest: AdvertDest,
+        unicast_ttl: u8,
+    ) -> Result<Self, AdvertTxError> {
         let v6 = source.is_ipv6();
         let (targets, multicast) = match dest {
             AdvertDest::Multicast(g) => {
@@ -173,7 +187,13 @@ impl AdvertSender {
                 "{source} cannot be a source"
             )));
         }
-        let sock = open_socket(ifindex, source, &targets, multicast, unicast_ttl)?;
+        let sock = open_socket(
+            (ifindex, join_ifindex),
+            source,
+            &targets,
+            multicast,
+            unicast_ttl,
+        )?;
         let dests = targets
             .into_iter()
             .map(|d| (d, sock_addr(d, ifindex)))
@@ -383,7 +403,7 @@ fn sock_addr(ip: IpAddr, ifindex: u32) -> SockAddr {
 }
 
 fn open_socket(
-    ifindex: u32,
+    (ifindex, join_ifindex): (u32, u32),
     source: IpAddr,
     targets: &[IpAddr],
     multicast: bool,
@@ -485,9 +505,9 @@ fn open_socket(
         for g in targets {
             match g {
                 IpAddr::V4(g) => {
-                    sock.join_multicast_v4_n(g, &InterfaceIndexOrAddress::Index(ifindex))
+                    sock.join_multicast_v4_n(g, &InterfaceIndexOrAddress::Index(join_ifindex))
                 }
-                IpAddr::V6(g) => sock.join_multicast_v6(g, ifindex),
+                IpAddr::V6(g) => sock.join_multicast_v6(g, join_ifindex),
             }
             .map_err(err("joining the multicast group"))?;
         }
@@ -561,8 +581,8 @@ pub struct SenderPool {
     open: RefCell<HashMap<SenderKey, Weak<AdvertSender>>>,
 }
 
-/// Interface, source, destinations and unicast TTL.
-type SenderKey = (u32, IpAddr, AdvertDest, u8);
+/// Interfaces (sending, joining), source, destinations and unicast TTL.
+type SenderKey = ((u32, u32), IpAddr, AdvertDest, u8);
 
 impl SenderPool {
     /// The socket for `ifindex`, `source`, `dest` and unicast TTL: the one
@@ -574,14 +594,27 @@ impl SenderPool {
         dest: AdvertDest,
         unicast_ttl: u8,
     ) -> Result<Rc<AdvertSender>, AdvertTxError> {
+        self.get_on((ifindex, ifindex), source, dest, unicast_ttl)
+    }
+
+    /// [`SenderPool::get`] for a socket that sends on one interface and
+    /// joins the group on another ([`AdvertSender::open_on`]).
+    pub fn get_on(
+        &self,
+        ifindexes: (u32, u32),
+        source: IpAddr,
+        dest: AdvertDest,
+        unicast_ttl: u8,
+    ) -> Result<Rc<AdvertSender>, AdvertTxError> {
         let mut open = self.open.borrow_mut();
         open.retain(|_, s| s.strong_count() > 0);
-        let key = (ifindex, source, dest, unicast_ttl);
+        let key = (ifindexes, source, dest, unicast_ttl);
         if let Some(s) = open.get(&key).and_then(Weak::upgrade) {
             return Ok(s);
         }
-        let s = Rc::new(AdvertSender::open_with_ttl(
-            key.0,
+        let s = Rc::new(AdvertSender::open_on(
+            key.0.0,
+            key.0.1,
             key.1,
             key.2.clone(),
             key.3,

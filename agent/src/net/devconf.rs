@@ -1,6 +1,7 @@
-//! `promote_secondaries`: an interface's IPv4 setting that keeps the other
-//! addresses of a subnet when its primary one is removed. Set over
-//! rtnetlink, because under the shipped unit /proc/sys is read-only.
+//! Per-interface IPv4 settings (`net.ipv4.conf.IF.*`) xvrrpd changes:
+//! `promote_secondaries`, and for a VMAC the ARP and source checks
+//! keepalived sets. Read and set over rtnetlink, because under the
+//! shipped unit /proc/sys is read-only.
 
 use super::{
     NlError,
@@ -12,10 +13,20 @@ const IFINFOMSG_LEN: usize = 16;
 const IFLA_AF_SPEC: u16 = 26;
 const AF_INET: u16 = 2;
 const IFLA_INET_CONF: u16 = 1;
-/// `IPV4_DEVCONF_PROMOTE_SECONDARIES` (include/uapi/linux/ip.h): the
-/// attribute type when set, the 1-based index in the array when read.
-const DEVCONF_PROMOTE_SECONDARIES: u16 = 20;
 const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// An `IPV4_DEVCONF_*` setting (include/uapi/linux/ip.h): the attribute
+/// type when set, the 1-based index in the array when read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum DevConf {
+    RpFilter = 8,
+    ArpFilter = 13,
+    ArpAnnounce = 18,
+    ArpIgnore = 19,
+    PromoteSecondaries = 20,
+    AcceptLocal = 23,
+}
 
 /// The attributes of a netlink attribute stream: (type, value).
 fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
@@ -28,14 +39,14 @@ fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-/// `promote_secondaries` of one RTM_NEWLINK payload, if it reports one.
-fn read_from(payload: &[u8]) -> Option<bool> {
+/// `setting` of one RTM_NEWLINK payload, if it reports one.
+fn read_from(payload: &[u8], setting: DevConf) -> Option<u32> {
     let (_, af_spec) = attrs(payload.get(IFINFOMSG_LEN..)?).find(|(k, _)| *k == IFLA_AF_SPEC)?;
     let (_, inet) = attrs(af_spec).find(|(k, _)| *k == AF_INET)?;
     let (_, conf) = attrs(inet).find(|(k, _)| *k == IFLA_INET_CONF)?;
-    let at = usize::from(DEVCONF_PROMOTE_SECONDARIES - 1) * 4;
+    let at = usize::from(setting as u16 - 1) * 4;
     let v = conf.get(at..at + 4)?;
-    Some(u32::from_ne_bytes([v[0], v[1], v[2], v[3]]) != 0)
+    Some(u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
 }
 
 fn ifindex_of(payload: &[u8]) -> Option<u32> {
@@ -43,21 +54,26 @@ fn ifindex_of(payload: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// Whether `promote_secondaries` is on for the interface `ifindex`.
-pub async fn promote_secondaries(ifindex: u32) -> Result<bool, LinkError> {
+/// The value of `setting` on the interface `ifindex`.
+pub async fn get(ifindex: u32, setting: DevConf) -> Result<u32, LinkError> {
     let mut sock = NlSocket::open(&[], 1 << 20)?;
     let mut found = None;
     sock.dump(RTM_GETLINK, &[0u8; IFINFOMSG_LEN], |kind, payload| {
         if kind == RTM_NEWLINK && ifindex_of(payload) == Some(ifindex) {
-            found = read_from(payload);
+            found = read_from(payload, setting);
         }
     })
     .await?;
     found.ok_or(LinkError::NoSuchIndex(ifindex))
 }
 
-/// The RTM_SETLINK payload that sets `promote_secondaries` to `on`.
-fn set_message(ifindex: u32, on: bool) -> Vec<u8> {
+/// Whether `promote_secondaries` is on for the interface `ifindex`.
+pub async fn promote_secondaries(ifindex: u32) -> Result<bool, LinkError> {
+    Ok(get(ifindex, DevConf::PromoteSecondaries).await? != 0)
+}
+
+/// The RTM_SETLINK payload that sets each of `settings`.
+fn set_message(ifindex: u32, settings: &[(DevConf, u32)]) -> Vec<u8> {
     fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(4 + value.len() + 3);
         out.extend(
@@ -72,7 +88,10 @@ fn set_message(ifindex: u32, on: bool) -> Vec<u8> {
         }
         out
     }
-    let conf = nla(DEVCONF_PROMOTE_SECONDARIES, &u32::from(on).to_ne_bytes());
+    let conf: Vec<u8> = settings
+        .iter()
+        .flat_map(|(k, v)| nla(*k as u16, &v.to_ne_bytes()))
+        .collect();
     let spec = nla(IFLA_AF_SPEC, &nla(AF_INET, &nla(IFLA_INET_CONF, &conf)));
     let mut msg = vec![0u8; IFINFOMSG_LEN];
     msg[4..8].copy_from_slice(&ifindex.to_ne_bytes());
@@ -80,16 +99,21 @@ fn set_message(ifindex: u32, on: bool) -> Vec<u8> {
     msg
 }
 
-/// Sets `promote_secondaries` on the interface `ifindex`.
-pub async fn set_promote_secondaries(ifindex: u32, on: bool) -> Result<(), LinkError> {
+/// Sets each of `settings` on the interface `ifindex`, in one request.
+pub async fn set(ifindex: u32, settings: &[(DevConf, u32)]) -> Result<(), LinkError> {
     let mut sock = NlSocket::open(&[], 1 << 16)?;
-    let msg = set_message(ifindex, on);
+    let msg = set_message(ifindex, settings);
     sock.request_acked(RTM_SETLINK, 0, &[RawPayload(&msg)])
         .await
         .into_iter()
         .next()
         .unwrap_or(Err(NlError::Overrun))
         .map_err(LinkError::from)
+}
+
+/// Sets `promote_secondaries` on the interface `ifindex`.
+pub async fn set_promote_secondaries(ifindex: u32, on: bool) -> Result<(), LinkError> {
+    set(ifindex, &[(DevConf::PromoteSecondaries, u32::from(on))]).await
 }
 
 #[cfg(test)]
@@ -101,7 +125,7 @@ mod tests {
         // A set message has the same nesting a dump's IFLA_INET_CONF has,
         // but one attribute instead of the array: check the nesting, and
         // read an array built by hand.
-        let msg = set_message(7, true);
+        let msg = set_message(7, &[(DevConf::PromoteSecondaries, 1)]);
         assert_eq!(ifindex_of(&msg), Some(7));
         let (k, spec) = attrs(&msg[IFINFOMSG_LEN..]).next().unwrap_or((0, &[]));
         assert_eq!(k, IFLA_AF_SPEC);
@@ -112,7 +136,7 @@ mod tests {
         let (k, v) = attrs(conf).next().unwrap_or((0, &[]));
         assert_eq!(
             (k, v),
-            (DEVCONF_PROMOTE_SECONDARIES, &1u32.to_ne_bytes()[..])
+            (DevConf::PromoteSecondaries as u16, &1u32.to_ne_bytes()[..])
         );
 
         let mut array = vec![0u8; 32 * 4];
@@ -128,13 +152,13 @@ mod tests {
             IFLA_AF_SPEC,
             &nla(AF_INET, &nla(IFLA_INET_CONF, &array)),
         ));
-        assert_eq!(read_from(&dump), Some(true));
+        assert_eq!(read_from(&dump, DevConf::PromoteSecondaries), Some(1));
         array[19 * 4..20 * 4].copy_from_slice(&0u32.to_ne_bytes());
         let mut off = vec![0u8; IFINFOMSG_LEN];
         off.extend(nla(
             IFLA_AF_SPEC,
             &nla(AF_INET, &nla(IFLA_INET_CONF, &array)),
         ));
-        assert_eq!(read_from(&off), Some(false));
+        assert_eq!(read_from(&off, DevConf::PromoteSecondaries), Some(0));
     }
 }

@@ -65,9 +65,10 @@ pub mod devconf;
 pub mod gratuitous;
 pub mod link;
 pub mod netns;
-mod nl;
+pub(crate) mod nl;
 pub mod route;
 pub mod route_watch;
+pub mod vmac;
 
 pub use nl::NlError;
 

@@ -231,13 +231,23 @@ pub struct Daemon {
     /// Interfaces whose `promote_secondaries` xvrrpd turned on, to turn off
     /// again at stop (keepalived restores it too).
     pub(super) promoted: Vec<u32>,
+    /// Bases of VMACs, with the ARP settings they had before xvrrpd set
+    /// them, to put back when their last VMAC goes.
+    pub(super) vmac_bases: HashMap<u32, crate::net::vmac::BaseArp>,
 }
 
 impl Daemon {
     /// Builds everything from the configuration; nothing runs yet.
     pub async fn new(opts: DaemonOptions, config: &crate::config::Config) -> Result<Self> {
         let mut ids = TrackerIds::default();
-        let plan = plan::build(config, &mut ids).await?;
+        let made_vmacs = make_vmacs(config).await?;
+        let plan = match plan::build(config, &mut ids).await {
+            Ok(p) => p,
+            Err(e) => {
+                remove_vmacs(&made_vmacs).await;
+                return Err(e.into());
+            }
+        };
         for w in &plan.warnings {
             warn!("{w}");
         }
@@ -301,6 +311,7 @@ impl Daemon {
             senders: SenderPool::default(),
             route_watch: None,
             promoted: Vec::new(),
+            vmac_bases: HashMap::new(),
         };
         // The first configuration is a reload of an empty one: the same
         // validation, the same resources, nothing running to keep.
@@ -309,11 +320,13 @@ impl Daemon {
                 config: config.clone(),
                 plan,
                 ids: d.ids.clone(),
+                made_vmacs,
             }))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         d.apply(prepared).await;
         d.sync_route_watch();
         d.promote_secondaries().await;
+        d.sync_vmac_bases().await;
         Ok(d)
     }
 
@@ -436,6 +449,18 @@ impl Daemon {
             let _ = w.wait();
         }
         set_static(&self.host.vips, &self.plan, false).await;
+        // After the VIPs, which were on them; keepalived removes them too.
+        let vmacs: Vec<String> = self
+            .instances
+            .iter()
+            .filter_map(|i| Some(i.plan.vmac.as_ref()?.spec.name.clone()))
+            .collect();
+        remove_vmacs(&vmacs).await;
+        for (base, before) in std::mem::take(&mut self.vmac_bases) {
+            if let Err(e) = crate::net::vmac::release_base(base, before).await {
+                warn!("restoring arp_ignore/arp_filter/arp_announce on interface {base}: {e}");
+            }
+        }
         for ifindex in std::mem::take(&mut self.promoted) {
             if let Err(e) = crate::net::devconf::set_promote_secondaries(ifindex, false).await {
                 warn!("restoring promote_secondaries on interface {ifindex}: {e}");
@@ -697,6 +722,74 @@ fn open_datapath(
     Ok((dp, Some((rx, loader))))
 }
 
+/// Makes the VMACs the configuration needs, or takes over those a previous
+/// run left; returns the ones made now. On a failure, removes them again.
+pub(super) async fn make_vmacs(config: &crate::config::Config) -> Result<Vec<String>> {
+    let specs = plan::vmac_specs(config)?;
+    let mut made = Vec::new();
+    for (instance, spec) in &specs {
+        match crate::net::vmac::ensure(spec).await {
+            Ok((_, true)) => {
+                info!("{instance}: VMAC {} made", spec.name);
+                made.push(spec.name.clone());
+            }
+            Ok((_, false)) => info!("{instance}: VMAC {} taken over", spec.name),
+            Err(e) => {
+                remove_vmacs(&made).await;
+                return Err(e).with_context(|| format!("instance {instance}: use_vmac"));
+            }
+        }
+    }
+    Ok(made)
+}
+
+pub(super) async fn remove_vmacs(names: &[String]) {
+    for name in names {
+        if let Err(e) = crate::net::vmac::remove(name).await {
+            warn!("{e}");
+        }
+    }
+}
+
+impl Daemon {
+    /// The bases of the running VMACs neither answer ARP for the VIPs on
+    /// them nor name a VIP in their own requests ([`crate::net::vmac::
+    /// claim_base`]); a base with no VMAC left gets its settings back.
+    pub(super) async fn sync_vmac_bases(&mut self) {
+        let bases: std::collections::BTreeSet<u32> = self
+            .instances
+            .iter()
+            .filter_map(|i| Some(i.plan.vmac.as_ref()?.spec.base))
+            .collect();
+        for &base in &bases {
+            if self.vmac_bases.contains_key(&base) {
+                continue;
+            }
+            match crate::net::vmac::claim_base(base).await {
+                Ok(before) => {
+                    self.vmac_bases.insert(base, before);
+                }
+                Err(e) => {
+                    warn!("setting arp_ignore/arp_filter/arp_announce on interface {base}: {e}")
+                }
+            }
+        }
+        let gone: Vec<u32> = self
+            .vmac_bases
+            .keys()
+            .filter(|b| !bases.contains(b))
+            .copied()
+            .collect();
+        for base in gone {
+            if let Some(before) = self.vmac_bases.remove(&base)
+                && let Err(e) = crate::net::vmac::release_base(base, before).await
+            {
+                warn!("restoring arp_ignore/arp_filter/arp_announce on interface {base}: {e}");
+            }
+        }
+    }
+}
+
 /// The advert socket of an instance; none while it has no source address.
 pub(super) fn open_sender(
     pool: &SenderPool,
@@ -714,7 +807,12 @@ pub(super) fn open_sender(
         );
         return Ok(None);
     }
-    match pool.get(ip.ifindex, ip.source, ip.dest.clone(), ip.unicast_ttl) {
+    match pool.get_on(
+        (ip.advert_ifindex, ip.ifindex),
+        ip.source,
+        ip.dest.clone(),
+        ip.unicast_ttl,
+    ) {
         Ok(s) => Ok(Some(s)),
         // `track_src_ip`: FAULT until the address is back (its tracker).
         Err(crate::datapath::send::AdvertTxError::SourceNotReady { .. })

@@ -594,7 +594,7 @@ impl Daemon {
         spacing_ns: u64,
     ) -> Option<Effect> {
         let i = self.instances.get(inst)?;
-        let sender = self.host.garp.get(&i.plan.ifindex)?.clone();
+        let sender = self.host.garp.get(&i.plan.announce_ifindex())?.clone();
         let addrs: Vec<IpAddr> = addrs
             .into_iter()
             .filter(|a| !matches!(a, IpAddr::V6(v6) if crate::net::addr::is_ipv6_link_local(v6)))
@@ -704,10 +704,12 @@ impl Daemon {
             if router.state() != State::Master {
                 continue;
             }
-            let ifindex = i.plan.ifindex;
+            // The datapath sees claims on the instance's interface; its
+            // VIPs are claimed with the MAC they are announced from.
+            let announce = i.plan.announce_ifindex();
             let mac = *macs
-                .entry(ifindex)
-                .or_insert_with(|| self.host.garp.get(&ifindex).and_then(|s| s.mac().ok()));
+                .entry(announce)
+                .or_insert_with(|| self.host.garp.get(&announce).and_then(|s| s.mac().ok()));
             let Some(mac) = mac else {
                 continue;
             };

@@ -21,6 +21,7 @@ use crate::{
     net::{
         addr::{Scope, Vip, ipv4_broadcast},
         link,
+        vmac::{VmacSpec, rfc_mac},
     },
     notify::NotifyScripts,
     packet::{Auth, V3Ipv4Checksum, Version},
@@ -39,6 +40,8 @@ pub struct NewConfig {
     pub config: crate::config::Config,
     pub plan: Plan,
     pub ids: TrackerIds,
+    /// VMACs made for it (not taken over): removed if it is refused.
+    pub made_vmacs: Vec<String>,
 }
 
 /// What the off-loop reader hands back: a new configuration, or why the
@@ -111,16 +114,37 @@ pub struct InstancePlan {
     /// `virtual_routes` / `virtual_rules`: installed with the VIPs.
     pub routes: Vec<PlannedRoute>,
     pub rules: Vec<PlannedRule>,
+    /// `use_vmac`: the macvlan its VIPs go on.
+    pub vmac: Option<VmacPlan>,
+    /// Where its adverts leave: the VMAC, unless `vmac_xmit_base` or no
+    /// VMAC (then `ifindex`). Adverts are always received on `ifindex`,
+    /// where the datapath sits, in front of the macvlan.
+    pub advert_ifindex: u32,
+}
+
+/// An instance's VMAC, made before the plan is built ([`vmac_specs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmacPlan {
+    pub spec: VmacSpec,
+    pub ifindex: u32,
+    pub xmit_base: bool,
 }
 
 impl InstancePlan {
+    /// Where its GARPs/NAs leave, and whose MAC its VIPs are claimed with:
+    /// the VMAC, else its interface.
+    pub fn announce_ifindex(&self) -> u32 {
+        self.vmac.as_ref().map_or(self.ifindex, |m| m.ifindex)
+    }
+
     /// What must match for a reload to update this instance in place.
-    pub fn identity(&self) -> (String, u32, Family, u8) {
+    pub fn identity(&self) -> (String, u32, Family, u8, Option<VmacPlan>) {
         (
             self.name.clone(),
             self.ifindex,
             self.router.family,
             self.router.vrid,
+            self.vmac.clone(),
         )
     }
 }
@@ -349,7 +373,73 @@ type TrackerPlans = (
 );
 
 /// Builds the plan; `ids` keeps tracker ids stable across reloads.
+/// The VMACs the configuration's instances need, by instance name: named
+/// as configured, or `vrrp.VRID` as keepalived names them (`vrrp1.VRID`, …
+/// when another instance has that name already). They must exist before
+/// [`build`] runs.
+pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec)>, PlanError> {
+    let mut taken: Vec<String> = config
+        .vrrp_instance
+        .iter()
+        .filter_map(|i| i.use_vmac.as_ref()?.interface.clone())
+        .collect();
+    let mut out = Vec::new();
+    for inst in &config.vrrp_instance {
+        let Some(u) = &inst.use_vmac else {
+            continue;
+        };
+        let ifname = inst
+            .interface
+            .clone()
+            .ok_or_else(|| PlanError::NoInterface(inst.name.clone()))?;
+        let base = link::ifindex_by_name(&ifname).map_err(|source| PlanError::Interface {
+            instance: inst.name.clone(),
+            ifname: ifname.clone(),
+            source,
+        })?;
+        let vrid = inst.virtual_router_id;
+        let name = match &u.interface {
+            Some(n) => n.clone(),
+            None => {
+                let name = std::iter::once(format!("vrrp.{vrid}"))
+                    .chain((1..).map(|n| format!("vrrp{n}.{vrid}")))
+                    .find(|n| !taken.contains(n))
+                    .unwrap_or_default();
+                taken.push(name.clone());
+                name
+            }
+        };
+        let mac = match &u.mac {
+            Some(text) => parse_mac(text).ok_or_else(|| PlanError::Interface {
+                instance: inst.name.clone(),
+                ifname: name.clone(),
+                source: link::LinkError::NoSuchName(format!("MAC {text}")),
+            })?,
+            None => rfc_mac(vrid, inst.family == model::Family::Inet6),
+        };
+        out.push((
+            inst.name.clone(),
+            VmacSpec {
+                name,
+                base,
+                mac,
+                group: u.group,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let v: Vec<u8> = text
+        .split(':')
+        .map(|o| u8::from_str_radix(o, 16).ok())
+        .collect::<Option<_>>()?;
+    v.try_into().ok()
+}
+
 pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanError> {
+    let vmacs = vmac_specs(config)?;
     let g = &config.global_defs;
     let configured_user = g.script_user.as_ref().map(|u| UserSpec {
         user: u.user.clone(),
@@ -378,6 +468,20 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
     let mut interfaces = BTreeMap::new();
     let mut instances = Vec::new();
     for inst in &config.vrrp_instance {
+        let vmac = match vmacs.iter().find(|(n, _)| *n == inst.name) {
+            Some((_, spec)) => Some(VmacPlan {
+                ifindex: link::ifindex_by_name(&spec.name).map_err(|source| {
+                    PlanError::Interface {
+                        instance: inst.name.clone(),
+                        ifname: spec.name.clone(),
+                        source,
+                    }
+                })?,
+                spec: spec.clone(),
+                xmit_base: inst.vmac_xmit_base,
+            }),
+            None => None,
+        };
         let plan = instance_plan(
             config,
             inst,
@@ -385,6 +489,7 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
             &mut interfaces,
             (&scripts, &files, &processes),
             &mut checker,
+            vmac,
         )
         .await?;
         instances.push(plan);
@@ -562,6 +667,7 @@ async fn instance_plan(
     interfaces: &mut BTreeMap<u32, u32>,
     (scripts, files, processes): (&[(ScriptPlan, CheckedScript)], &[FilePlan], &[ProcessPlan]),
     checker: &mut ScriptChecker,
+    vmac: Option<VmacPlan>,
 ) -> Result<InstancePlan, PlanError> {
     let g = &config.global_defs;
     let ifname = inst
@@ -614,15 +720,25 @@ async fn instance_plan(
         Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
     });
+    // With a VMAC, the addresses on the instance's interface go on the
+    // VMAC; those on other interfaces stay there (keepalived).
+    let on_vmac = |v: &VirtualAddress| -> VirtualAddress {
+        let mut v = v.clone();
+        if vmac.is_some() && v.dev.as_deref().is_none_or(|d| d == ifname) {
+            v.dev = None;
+        }
+        v
+    };
+    let vip_ifindex = vmac.as_ref().map_or(ifindex, |m| m.ifindex);
     let vips = inst
         .virtual_ipaddress
         .iter()
-        .map(|v| vip_of(v, ifindex, &inst.name))
+        .map(|v| vip_of(&on_vmac(v), vip_ifindex, &inst.name))
         .collect::<Result<Vec<_>, _>>()?;
     let excluded = inst
         .virtual_ipaddress_excluded
         .iter()
-        .map(|v| vip_of(v, ifindex, &inst.name))
+        .map(|v| vip_of(&on_vmac(v), vip_ifindex, &inst.name))
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut router = router_config(inst, g, version, family, source, &vips);
@@ -648,7 +764,8 @@ async fn instance_plan(
         &inst.virtual_rules,
     )
     .map_err(PlanError::Route)?;
-    let vrid = vrid_spec(g, inst, (&ifname, ifindex), &router);
+    let mut vrid = vrid_spec(g, inst, (&ifname, ifindex), &router);
+    vrid.vmac_ifindex = vmac.as_ref().map(|m| m.ifindex);
     let group_addr = vrid.group;
     let notify = checker.notify_set(
         &format!("vrrp_instance {}", inst.name),
@@ -699,6 +816,11 @@ async fn instance_plan(
         promote_secondaries: inst.promote_secondaries,
         routes,
         rules,
+        advert_ifindex: vmac
+            .as_ref()
+            .filter(|m| !m.xmit_base)
+            .map_or(ifindex, |m| m.ifindex),
+        vmac,
     })
 }
 
@@ -731,6 +853,7 @@ fn vrid_spec(
         key: VridKey::new(ifindex, key_family, inst.virtual_router_id),
         cfg: vcfg,
         group: group_addr,
+        vmac_ifindex: None,
     }
 }
 

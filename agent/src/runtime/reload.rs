@@ -225,13 +225,20 @@ impl Daemon {
                     for w in &loaded.warnings {
                         warn!("{w}");
                     }
-                    match plan::build(&loaded.config, &mut ids).await {
-                        Ok(plan) => Ok(Box::new(NewConfig {
-                            config: loaded.config,
-                            plan,
-                            ids,
-                        })),
-                        Err(e) => Err(e.to_string()),
+                    match super::daemon::make_vmacs(&loaded.config).await {
+                        Err(e) => Err(format!("{e:#}")),
+                        Ok(made_vmacs) => match plan::build(&loaded.config, &mut ids).await {
+                            Ok(plan) => Ok(Box::new(NewConfig {
+                                config: loaded.config,
+                                plan,
+                                ids,
+                                made_vmacs,
+                            })),
+                            Err(e) => {
+                                super::daemon::remove_vmacs(&made_vmacs).await;
+                                Err(e.to_string())
+                            }
+                        },
                     }
                 }
             };
@@ -243,19 +250,27 @@ impl Daemon {
     /// The new configuration is read: a bad one, or one whose resources
     /// cannot all be had, keeps the running configuration exactly as it is.
     pub(super) async fn reload(&mut self, prepared: PreparedConfig) {
+        let mut made_vmacs = Vec::new();
         let result = prepared.and_then(|new| {
             for w in &new.plan.warnings {
                 warn!("{w}");
             }
+            made_vmacs = new.made_vmacs.clone();
             self.prepare(new)
         });
         let prepared = match result {
             Ok(p) => p,
             Err(e) => {
+                super::daemon::remove_vmacs(&made_vmacs).await;
                 error!("reload refused, keeping the running configuration:\n{e}");
                 return;
             }
         };
+        let vmacs_before: Vec<String> = self
+            .instances
+            .iter()
+            .filter_map(|i| Some(i.plan.vmac.as_ref()?.spec.name.clone()))
+            .collect();
         self.reloads += 1;
         super::apply_umask(&prepared.new.config.global_defs);
         let restate = prepared
@@ -285,6 +300,17 @@ impl Daemon {
         self.apply_route_changes(before).await;
         self.sync_route_watch();
         self.promote_secondaries().await;
+        let vmacs_gone: Vec<String> = vmacs_before
+            .into_iter()
+            .filter(|n| {
+                !self
+                    .instances
+                    .iter()
+                    .any(|i| i.plan.vmac.as_ref().is_some_and(|m| m.spec.name == *n))
+            })
+            .collect();
+        super::daemon::remove_vmacs(&vmacs_gone).await;
+        self.sync_vmac_bases().await;
         if restate {
             self.restate_on_fifo(&continuing);
         }
@@ -504,12 +530,12 @@ impl Daemon {
     fn gratuitous_senders(&self, plan: &Plan) -> Vec<(u32, Rc<GratuitousSender>)> {
         let mut out: Vec<(u32, Rc<GratuitousSender>)> = Vec::new();
         for ip in &plan.instances {
-            if self.host.garp.contains_key(&ip.ifindex) || out.iter().any(|(i, _)| *i == ip.ifindex)
-            {
+            let ifindex = ip.announce_ifindex();
+            if self.host.garp.contains_key(&ifindex) || out.iter().any(|(i, _)| *i == ifindex) {
                 continue;
             }
-            match GratuitousSender::new(ip.ifindex) {
-                Ok(g) => out.push((ip.ifindex, Rc::new(g))),
+            match GratuitousSender::new(ifindex) {
+                Ok(g) => out.push((ifindex, Rc::new(g))),
                 Err(err) => warn!("{}: no gratuitous ARP/NA on {}: {err}", ip.name, ip.ifname),
             }
         }

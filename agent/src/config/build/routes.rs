@@ -366,6 +366,7 @@ pub(crate) fn iproute2_number(kind: Iproute2Name, text: &str) -> Option<u64> {
         Iproute2Name::Table => &TABLES,
         Iproute2Name::Protocol => &PROTOCOLS,
         Iproute2Name::Scope => &SCOPES,
+        Iproute2Name::Group => &GROUPS,
     };
     file.lookup(text).map(|(n, _)| n)
 }
@@ -376,6 +377,7 @@ pub(crate) enum Iproute2Name {
     Table,
     Protocol,
     Scope,
+    Group,
 }
 
 /// `ipproto`: a number up to 127 (keepalived's bound) or a name from

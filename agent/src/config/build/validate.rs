@@ -34,6 +34,7 @@ impl Builder<'_> {
         self.instance_advert(d);
         self.master_without_preempt(d);
         self.strict_mode(d);
+        self.vmac(d);
         self.instance_required(d);
         // Addresses without `dev` go on the instance's interface.
         let v = &mut d.v;
@@ -266,6 +267,49 @@ impl Builder<'_> {
                 )
                 .hint("remove the authentication block, or use version 2");
             v.authentication = None;
+        }
+    }
+
+    /// `use_vmac` with what keepalived corrects in it, and the VRID as the
+    /// last octet of a five-octet MAC.
+    fn vmac(&mut self, d: &mut InstanceDraft) {
+        let v = &mut d.v;
+        let name = &v.name;
+        if v.use_vmac.is_some() && v.family == Family::Inet6 {
+            self.d
+                .warn(
+                    &d.m.loc,
+                    format!("({name}) use_vmac is not supported for IPv6 instances yet - the VIPs go on {} with its own MAC", v.interface.as_deref().unwrap_or("the interface")),
+                )
+                .hint("IPv4 instances take use_vmac; an IPv6 VMAC needs its link-local address and MLD kept off the virtual MAC");
+            v.use_vmac = None;
+            return;
+        }
+        let Some(u) = &mut v.use_vmac else {
+            return;
+        };
+        if let Some(mac) = &mut u.mac
+            && mac.ends_with(':')
+        {
+            mac.push_str(&format!("{:02x}", v.virtual_router_id));
+        }
+        if v.vmac_xmit_base && v.strict_mode {
+            self.d
+                .warn(
+                    &d.m.loc,
+                    format!("({name}) xmit_base is incompatible with strict mode - resetting"),
+                )
+                .hint("drop vmac_xmit_base, or strict mode");
+            v.vmac_xmit_base = false;
+        }
+        if !v.unicast_peer.is_empty() && !v.vmac_xmit_base {
+            self.d
+                .warn(
+                    &d.m.loc,
+                    format!("({name}) unicast with use_vmac requires vmac_xmit_base - setting"),
+                )
+                .hint("add vmac_xmit_base");
+            v.vmac_xmit_base = true;
         }
     }
 

@@ -3,7 +3,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use super::{
-    super::{UnsupportedKind, diag::Loc, model::*, tree::Node},
+    super::{diag::Loc, model::*, tree::Node},
     Builder,
     keywords::{Shape, TIMER_MAX_SEC, Table, leaf, unchecked},
     routes::Owner,
@@ -132,6 +132,7 @@ fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
         check_unicast_src: g.vrrp_check_unicast_src,
         down_timer_adverts: g.vrrp_down_timer_adverts,
         use_vmac: None,
+        vmac_xmit_base: false,
         virtual_routes: Vec::new(),
         virtual_rules: Vec::new(),
         smtp_alert: false,
@@ -280,26 +281,122 @@ fn mcast_dst_ip(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
     }
 }
 
-/// `use_vmac [IFNAME] [MAC]`: recorded, not acted on.
+/// `use_vmac [[name] IFNAME] [MAC] [netlink_notify_msg] [group GROUP]`, read
+/// as keepalived reads it: a word with ':' is the MAC.
 fn use_vmac(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
-    b.extra(n, 2);
     let mut u = UseVmac {
         interface: None,
         mac: None,
+        group: None,
     };
-    for a in &n.args {
-        if a.text.contains(':') && a.text.len() >= 14 {
-            u.mac = Some(a.text.clone());
-        } else {
-            u.interface = Some(a.text.clone());
+    let mut args = n.args.iter();
+    while let Some(a) = args.next() {
+        let word = a.text.as_str();
+        if word.contains(':') {
+            if u.mac.is_some() {
+                b.d.error(&a.loc, "VMAC interface address already specified")
+                    .hint("give one MAC");
+                continue;
+            }
+            match vmac_address(word) {
+                Ok(mac) => u.mac = Some(mac),
+                Err(why) => {
+                    b.d.error(&a.loc, format!("VMAC {why} {word} - ignoring"))
+                        .hint("give a unicast MAC such as 02:00:5e:00:01:07, or five octets and the VRID as the sixth");
+                }
+            }
+            continue;
         }
+        match word {
+            // Only keepalived's own netlink cache needs the extra message.
+            "netlink_notify_msg" => continue,
+            "group" => {
+                let Some(g) = args.next() else {
+                    b.d.error(&a.loc, "VMAC group is missing its value")
+                        .hint("write group NUMBER, or a name from /etc/iproute2/group");
+                    continue;
+                };
+                match super::routes::iproute2_number(super::routes::Iproute2Name::Group, &g.text)
+                    .and_then(|v| u32::try_from(v).ok())
+                {
+                    Some(v) => u.group = Some(v),
+                    None => {
+                        b.d.error(&g.loc, format!("VMAC group {} not found", g.text))
+                            .hint("use a number, or a name from /etc/iproute2/group");
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let name_tok = if word == "name" {
+            match args.next() {
+                Some(t) => t,
+                None => {
+                    b.d.error(&a.loc, "VMAC 'name' is missing the interface name")
+                        .hint("write use_vmac name IFNAME");
+                    continue;
+                }
+            }
+        } else {
+            a
+        };
+        if u.interface.is_some() {
+            b.d.error(&name_tok.loc, "VMAC interface name already specified")
+                .hint("give one name");
+            continue;
+        }
+        if !valid_ifname(&name_tok.text) {
+            b.d.error(
+                &name_tok.loc,
+                format!(
+                    "VMAC interface name '{}' too long or invalid characters - ignoring",
+                    name_tok.text
+                ),
+            )
+            .hint("an interface name has at most 15 characters and no '/', ':' or spaces");
+            continue;
+        }
+        u.interface = Some(name_tok.text.clone());
     }
     d.v.use_vmac = Some(u);
-    b.unsupported(
-        n,
-        UnsupportedKind::NotSupported,
-        "is parsed but not supported by xvrrpd yet: addresses go on the physical interface",
-    );
+}
+
+/// An interface name the kernel takes (keepalived's `dev_name_valid`).
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < libc::IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
+}
+
+/// A MAC for `use_vmac`: six octets, or five (the VRID completes it, shown
+/// as `xx:..:xx:` ), unicast and not the RFC's own range.
+fn vmac_address(text: &str) -> Result<String, &'static str> {
+    let octets: Vec<&str> = text.trim_end_matches(':').split(':').collect();
+    if !(5..=6).contains(&octets.len())
+        || octets
+            .iter()
+            .any(|o| o.is_empty() || o.len() > 2 || !o.bytes().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err("invalid MAC address");
+    }
+    let bytes: Vec<u8> = octets
+        .iter()
+        .filter_map(|o| u8::from_str_radix(o, 16).ok())
+        .collect();
+    if bytes[0] & 1 != 0 {
+        return Err("MAC address is multicast");
+    }
+    if bytes[..4] == [0, 0, 0x5e, 0] && matches!(bytes[4], 1 | 2) {
+        return Err("MAC address not allowed to be RFC5798 address");
+    }
+    let mut out: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if out.len() == 5 {
+        out.push(String::new());
+    }
+    Ok(out.join(":"))
 }
 
 /// `virtual_routes`/`virtual_rules`: installed while master.
@@ -461,6 +558,10 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
             b.set_uint(n, 1, 100, &mut d.v.down_timer_adverts)
         }),
         leaf(&["use_vmac"], use_vmac),
+        leaf(&["vmac_xmit_base"], |b, d, n| {
+            b.no_args(n);
+            d.v.vmac_xmit_base = true;
+        }),
         unchecked(&["virtual_routes", "virtual_rules"], routes_or_rules),
         leaf(&["smtp_alert"], tracking::smtp_alert),
         leaf(&["native_ipv6"], native_ipv6),
@@ -481,7 +582,6 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
 /// vrrp_instance keywords keepalived knows and xvrrpd does not implement.
 const UNSUPPORTED_INSTANCE: &[&str] = &[
     "use_vmac_addr",
-    "vmac_xmit_base",
     "use_ipvlan",
     "vrf",
     "old_unicast_checksum",
