@@ -114,22 +114,46 @@ fn vmac_link(c: &Cluster, router: &str) -> Result<String> {
         .to_string())
 }
 
-fn pair(test: &str, d1: Daemon, d2: Daemon) -> Result<Cluster> {
+/// How the pair runs.
+#[derive(Clone, Copy, Default)]
+struct Variant {
+    /// `vmac_xmit_base`: adverts from the base's MAC, GARPs from the VMAC.
+    xmit_base: bool,
+    /// xvrrpd on raw sockets instead of eBPF.
+    no_ebpf: bool,
+}
+
+fn pair(test: &str, d1: Daemon, d2: Daemon, v: Variant) -> Result<Cluster> {
     let mut inst = Instance::new("VI_VMAC", VRID, &[&format!("{VIP}/24")]);
     inst.extra.push("use_vmac".into());
-    Cluster::new(
+    if v.xmit_base {
+        inst.extra.push("vmac_xmit_base".into());
+    }
+    let mut c = Cluster::new(
         test,
         inst,
         &[("r1", d1, 150), ("r2", d2, 100)],
         false,
         |_, _| Ok(()),
-    )
+    )?;
+    if v.no_ebpf {
+        for r in ["r1", "r2"] {
+            c.router_mut(r).extra_args.push("--no-ebpf".into());
+        }
+    }
+    Ok(c)
 }
 
 /// Everything on the wire from `r`'s address after `from_rt` for the VRID:
-/// adverts and GARPs must carry the virtual MAC.
-fn check_wire(c: &Cluster, master: &str, from_rt: u64) -> Result<()> {
+/// GARPs and ARP replies for the VIP carry the virtual MAC, and so do the
+/// adverts (the base's MAC with `vmac_xmit_base`).
+fn check_wire(c: &Cluster, master: &str, from_rt: u64, v: Variant) -> Result<()> {
     let src = c.router(master).addr(false);
+    let advert_mac = if v.xmit_base {
+        c.router(master).mac
+    } else {
+        VMAC
+    };
     let events = c.wire()?;
     let mut adverts = 0;
     let mut garps = 0;
@@ -137,8 +161,8 @@ fn check_wire(c: &Cluster, master: &str, from_rt: u64) -> Result<()> {
         match &e.kind {
             WireKind::Advert(a) if a.vrid == VRID && a.src == src && a.priority > 0 => {
                 ensure!(
-                    e.src_mac == VMAC,
-                    "{master}'s advert left from {}, not the virtual MAC {VMAC}",
+                    e.src_mac == advert_mac,
+                    "{master}'s advert left from {}, not {advert_mac}",
                     e.src_mac
                 );
                 adverts += 1;
@@ -170,8 +194,8 @@ fn check_wire(c: &Cluster, master: &str, from_rt: u64) -> Result<()> {
     Ok(())
 }
 
-fn run(test: &str, d1: Daemon, d2: Daemon) -> Result<()> {
-    let mut c = pair(test, d1, d2)?;
+fn run(test: &str, d1: Daemon, d2: Daemon, v: Variant) -> Result<()> {
+    let mut c = pair(test, d1, d2, v)?;
     let vip: IpAddr = VIP.parse()?;
     let r1_arp_before = arp_settings(&c, "r1")?;
     let t0 = c.lab.mark("start");
@@ -200,7 +224,7 @@ fn run(test: &str, d1: Daemon, d2: Daemon) -> Result<()> {
     );
     client_reaches_vmac(&c, "r1", "after the election")?;
     std::thread::sleep(Duration::from_millis(1500));
-    check_wire(&c, "r1", t0.rt_ns)?;
+    check_wire(&c, "r1", t0.rt_ns, v)?;
 
     // SIGTERM: r1 goes, its VMAC with it (keepalived removes it too), and
     // its eth0 has its ARP settings back.
@@ -211,7 +235,7 @@ fn run(test: &str, d1: Daemon, d2: Daemon) -> Result<()> {
         .context("r2 after r1's SIGTERM")?;
     client_reaches_vmac(&c, "r2", "after SIGTERM of r1")?;
     std::thread::sleep(Duration::from_millis(1500));
-    check_wire(&c, "r2", t.rt_ns)?;
+    check_wire(&c, "r2", t.rt_ns, v)?;
     ensure!(
         vmac_link(&c, "r1")?.is_empty(),
         "r1 left vrrp.{VRID} behind after SIGTERM"
@@ -234,7 +258,29 @@ fn run(test: &str, d1: Daemon, d2: Daemon) -> Result<()> {
     })?;
     client_reaches_vmac(&c, "r1", "after r1 preempted")?;
     std::thread::sleep(Duration::from_millis(1500));
-    check_wire(&c, "r1", t.rt_ns)?;
+    check_wire(&c, "r1", t.rt_ns, v)?;
+
+    // The master's VMAC down: FAULT, r2 takes over; back up: r1 again.
+    if xvrrpd_only(d1, "FAULT while the VMAC is down") {
+        let vmac = format!("vrrp.{VRID}");
+        c.router("r1")
+            .host
+            .exec(&["ip", "link", "set", "dev", &vmac, "down"])?;
+        c.router("r1")
+            .wait_state("VI_VMAC", "FAULT", Duration::from_secs(5))
+            .context("r1 with its VMAC down")?;
+        c.router("r2")
+            .wait_state("VI_VMAC", "MASTER", Duration::from_secs(10))
+            .context("r2 while r1's VMAC is down")?;
+        client_reaches_vmac(&c, "r2", "with r1's VMAC down")?;
+        c.router("r1")
+            .host
+            .exec(&["ip", "link", "set", "dev", &vmac, "up"])?;
+        c.router("r1")
+            .wait_state("VI_VMAC", "MASTER", Duration::from_secs(10))
+            .context("r1 with its VMAC up again")?;
+        client_reaches_vmac(&c, "r1", "with r1's VMAC up again")?;
+    }
 
     // kill -9 of the master: r2 takes over with the same MAC.
     let t = c.router_mut("r1").kill9()?;
@@ -243,7 +289,7 @@ fn run(test: &str, d1: Daemon, d2: Daemon) -> Result<()> {
         .context("r2 after r1's kill -9")?;
     client_reaches_vmac(&c, "r2", "after kill -9 of r1")?;
     std::thread::sleep(Duration::from_millis(1500));
-    check_wire(&c, "r2", t.rt_ns)?;
+    check_wire(&c, "r2", t.rt_ns, v)?;
     c.finish()
 }
 
@@ -253,7 +299,7 @@ fn vmac_keeps_the_clients_neighbour_entry_across_failovers() -> Result<()> {
         "vmac_keeps_the_clients_neighbour_entry_across_failovers",
         || {
             let d = scenario_daemon();
-            run("vmac", d, d)
+            run("vmac", d, d, Variant::default())
         },
     )
 }
@@ -261,13 +307,50 @@ fn vmac_keeps_the_clients_neighbour_entry_across_failovers() -> Result<()> {
 #[test]
 fn interop_vmac_keepalived_master_xvrrpd_backup() -> Result<()> {
     lab_test("interop_vmac_keepalived_master_xvrrpd_backup", || {
-        run("vmac-ka-xv", Daemon::Keepalived, Daemon::Xvrrpd)
+        run(
+            "vmac-ka-xv",
+            Daemon::Keepalived,
+            Daemon::Xvrrpd,
+            Variant::default(),
+        )
     })
 }
 
 #[test]
 fn interop_vmac_xvrrpd_master_keepalived_backup() -> Result<()> {
     lab_test("interop_vmac_xvrrpd_master_keepalived_backup", || {
-        run("vmac-xv-ka", Daemon::Xvrrpd, Daemon::Keepalived)
+        run(
+            "vmac-xv-ka",
+            Daemon::Xvrrpd,
+            Daemon::Keepalived,
+            Variant::default(),
+        )
+    })
+}
+
+#[test]
+fn vmac_xmit_base_sends_adverts_from_the_base() -> Result<()> {
+    lab_test("vmac_xmit_base_sends_adverts_from_the_base", || {
+        let d = scenario_daemon();
+        let v = Variant {
+            xmit_base: true,
+            ..Variant::default()
+        };
+        run("vmac-base", d, d, v)
+    })
+}
+
+/// The raw-socket datapath hears the master through the macvlan.
+#[test]
+fn vmac_without_ebpf() -> Result<()> {
+    lab_test("vmac_without_ebpf", || {
+        if !xvrrpd_only(scenario_daemon(), "the raw-socket datapath with a VMAC") {
+            return Ok(());
+        }
+        let v = Variant {
+            no_ebpf: true,
+            ..Variant::default()
+        };
+        run("vmac-raw", Daemon::Xvrrpd, Daemon::Xvrrpd, v)
     })
 }

@@ -71,6 +71,8 @@ pub struct ScriptUser {
 pub struct GlobalDefs {
     /// None = the host name (keepalived's default).
     pub router_id: Option<String>,
+    /// `vmac_prefix`: default VMAC names are PREFIX.VRID (`vrrp`).
+    pub vmac_prefix: Option<String>,
     pub vrrp_version: u8,
     pub vrrp_mcast_group4: Ipv4Addr,
     pub vrrp_mcast_group6: Ipv6Addr,
@@ -138,6 +140,7 @@ impl Default for GlobalDefs {
     fn default() -> Self {
         Self {
             router_id: None,
+            vmac_prefix: None,
             net_namespace: None,
             instance: None,
             fifo_write_vrrp_states_on_reload: false,

@@ -401,8 +401,15 @@ pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec)>, PlanError>
         let name = match &u.interface {
             Some(n) => n.clone(),
             None => {
-                let name = std::iter::once(format!("vrrp.{vrid}"))
-                    .chain((1..).map(|n| format!("vrrp{n}.{vrid}")))
+                // keepalived shortens the prefix so the name fits IFNAMSIZ.
+                let fit = |prefix: &str, tail: String| -> String {
+                    let room = (libc::IFNAMSIZ - 1).saturating_sub(tail.len());
+                    let cut: String = prefix.chars().take(room).collect();
+                    format!("{cut}{tail}")
+                };
+                let prefix = config.global_defs.vmac_prefix.as_deref().unwrap_or("vrrp");
+                let name = std::iter::once(fit(prefix, format!(".{vrid}")))
+                    .chain((1..).map(|n| fit(prefix, format!("{n}.{vrid}"))))
                     .find(|n| !taken.contains(n))
                     .unwrap_or_default();
                 taken.push(name.clone());
@@ -749,8 +756,10 @@ async fn instance_plan(
         ids,
         interfaces,
         (scripts, files, processes),
-        (&ifname, family, source, source_tracker),
+        (&ifname, vmac.as_ref().map(|m| m.spec.name.as_str()), family),
         (
+            source,
+            source_tracker,
             src_ip_tracker.map(|(id, _)| id),
             src_ip_tracker.is_some_and(|(_, present)| present),
         ),
@@ -931,8 +940,13 @@ async fn instance_trackers(
     ids: &mut TrackerIds,
     interfaces: &mut BTreeMap<u32, u32>,
     (scripts, files, processes): (&[(ScriptPlan, CheckedScript)], &[FilePlan], &[ProcessPlan]),
-    (ifname, family, source, source_tracker): (&str, Family, IpAddr, Option<TrackerId>),
-    (src_ip_tracker, src_ip_present): (Option<TrackerId>, bool),
+    (ifname, vmac, family): (&str, Option<&str>, Family),
+    (source, source_tracker, src_ip_tracker, src_ip_present): (
+        IpAddr,
+        Option<TrackerId>,
+        Option<TrackerId>,
+        bool,
+    ),
 ) -> (Vec<TrackerConfig>, Vec<(TrackerId, String, &'static str)>) {
     let mut names = Vec::new();
     let mut trackers = Vec::new();
@@ -948,6 +962,11 @@ async fn instance_trackers(
     let mut tracked_ifaces: Vec<(String, i32, bool)> = Vec::new();
     if !inst.dont_track_primary {
         tracked_ifaces.push((ifname.to_string(), 0, false));
+    }
+    // Its VMAC too: the VIPs and adverts live there (keepalived tracks it
+    // as the instance's interface).
+    if let Some(v) = vmac {
+        tracked_ifaces.push((v.to_string(), 0, false));
     }
     let group = config
         .vrrp_sync_group
@@ -1045,5 +1064,34 @@ pub fn auto_source(family: Family, addrs: &[crate::net::addr::AddrInfo]) -> Opti
     match family {
         Family::V4 => link::primary_ipv4(addrs).map(IpAddr::V4),
         Family::V6 => link::ipv6_link_local(addrs).map(IpAddr::V6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SystemHost, analyze_source};
+
+    fn specs(text: &str) -> Vec<(String, VmacSpec)> {
+        let r = analyze_source(text.as_bytes(), "t.conf", &SystemHost);
+        assert!(!r.has_errors(), "{:?}", r.diagnostics);
+        vmac_specs(&r.config).expect("specs")
+    }
+
+    #[test]
+    fn vmac_names_follow_keepalived() {
+        // `lo` exists everywhere; nothing is created here.
+        let s = specs(
+            "global_defs {\n vmac_prefix averyveryverylongprefix\n}\n\
+             vrrp_instance A {\n interface lo\n use_vmac\n virtual_router_id 7\n \
+             virtual_ipaddress {\n 10.0.0.1/24\n }\n}\n\
+             vrrp_instance C {\n interface lo\n use_vmac averyveryvery.7 02:00:00:00:07:\n \
+             virtual_router_id 9\n virtual_ipaddress {\n 10.0.2.1/24\n }\n}\n",
+        );
+        let names: Vec<&str> = s.iter().map(|(_, v)| v.name.as_str()).collect();
+        // Cut to 15 characters; a name another instance has gets a number.
+        assert_eq!(names, ["averyveryver1.7", "averyveryvery.7"]);
+        assert_eq!(s[0].1.mac, [0, 0, 0x5e, 0, 1, 7]);
+        assert_eq!(s[1].1.mac, [2, 0, 0, 0, 7, 9]);
     }
 }

@@ -119,6 +119,11 @@ static GLOBAL_DEFS: Table<GlobalDefs> = Table {
     context: "global_defs",
     unknown_leaf: false,
     keywords: &[
+        unchecked(&["vmac_prefix"], |b, g, n| {
+            if let Some(t) = b.word(n, "prefix") {
+                g.vmac_prefix = Some(t.text);
+            }
+        }),
         unchecked(&["router_id"], |b, g, n| {
             if let Some(t) = b.word(n, "name") {
                 g.router_id = Some(t.text);
@@ -393,7 +398,6 @@ const IGNORED_GLOBALS: &[&str] = &[
     "nftables_ipvs_start_fwmark",
     "disable_local_igmp",
     "log_unknown_vrids",
-    "vmac_prefix",
     "vmac_addr_prefix",
     "vrrp_netlink_cmd_rcv_bufs",
     "vrrp_netlink_cmd_rcv_bufs_force",
