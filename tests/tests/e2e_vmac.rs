@@ -23,6 +23,8 @@ use xvrrpd_tests::{
 const VRID: u8 = 47;
 const VMAC: Mac = Mac([0, 0, 0x5e, 0, 1, VRID]);
 const VIP: &str = "192.0.2.147";
+const VMAC6: Mac = Mac([0, 0, 0x5e, 0, 2, VRID]);
+const VIP6: &str = "2001:db8::147";
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
     let end = Instant::now() + timeout;
@@ -40,7 +42,8 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> Result<bool
 /// `arp_announce` alone, so its master's own ARP requests (answering the
 /// client) name the VIP from the base's MAC and rewrite the client's
 /// entry: there only reachability is checked, and the entry printed.
-fn client_reaches_vmac(c: &Cluster, master: &str, when: &str) -> Result<()> {
+fn client_reaches_vmac(c: &Cluster, master: &str, when: &str, v: Variant) -> Result<()> {
+    let (vip, vmac) = (v.vip(), v.vmac());
     let strict = c.router(master).daemon == Daemon::Xvrrpd;
     let mut last = String::new();
     // The first ping after a take-over may race the GARP: a few tries.
@@ -48,12 +51,12 @@ fn client_reaches_vmac(c: &Cluster, master: &str, when: &str) -> Result<()> {
         let out = c
             .client
             .cmd("ping")
-            .args(["-c", "1", "-W", "1", VIP])
+            .args(["-c", "1", "-W", "1", vip])
             .output()?;
-        let neigh = c.client_neighbour(VIP)?;
-        if out.status.success() && (!strict || neigh == VMAC.to_string()) {
+        let neigh = c.client_neighbour(vip)?;
+        if out.status.success() && (!strict || neigh == vmac.to_string()) {
             if !strict {
-                println!("{when}: keepalived master; the client's entry for {VIP} is {neigh}");
+                println!("{when}: keepalived master; the client's entry for {vip} is {neigh}");
             }
             return Ok(());
         }
@@ -82,7 +85,7 @@ fn client_reaches_vmac(c: &Cluster, master: &str, when: &str) -> Result<()> {
             }
         }
     }
-    bail!("{when}: the client should reach {VIP} at {VMAC}: {last}{hosts}")
+    bail!("{when}: the client should reach {vip} at {vmac}: {last}{hosts}")
 }
 
 /// eth0's ARP settings on `router`.
@@ -121,10 +124,24 @@ struct Variant {
     xmit_base: bool,
     /// xvrrpd on raw sockets instead of eBPF.
     no_ebpf: bool,
+    /// An IPv6 instance: the VMAC is 00:00:5e:00:02:VRID and the adverts
+    /// leave from the base.
+    ipv6: bool,
+}
+
+impl Variant {
+    fn vip(&self) -> &'static str {
+        if self.ipv6 { VIP6 } else { VIP }
+    }
+
+    fn vmac(&self) -> Mac {
+        if self.ipv6 { VMAC6 } else { VMAC }
+    }
 }
 
 fn pair(test: &str, d1: Daemon, d2: Daemon, v: Variant) -> Result<Cluster> {
-    let mut inst = Instance::new("VI_VMAC", VRID, &[&format!("{VIP}/24")]);
+    let prefix = if v.ipv6 { 64 } else { 24 };
+    let mut inst = Instance::new("VI_VMAC", VRID, &[&format!("{}/{prefix}", v.vip())]);
     inst.extra.push("use_vmac".into());
     if v.xmit_base {
         inst.extra.push("vmac_xmit_base".into());
@@ -148,18 +165,44 @@ fn pair(test: &str, d1: Daemon, d2: Daemon, v: Variant) -> Result<Cluster> {
 /// GARPs and ARP replies for the VIP carry the virtual MAC, and so do the
 /// adverts (the base's MAC with `vmac_xmit_base`).
 fn check_wire(c: &Cluster, master: &str, from_rt: u64, v: Variant) -> Result<()> {
-    let src = c.router(master).addr(false);
-    let advert_mac = if v.xmit_base {
+    let (vip, vmac) = (v.vip(), v.vmac());
+    // IPv6 adverts come from the base's link-local address (EUI-64).
+    let src = if v.ipv6 {
+        let m = c.router(master).mac.0;
+        IpAddr::V6(std::net::Ipv6Addr::from([
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            m[0] ^ 2,
+            m[1],
+            m[2],
+            0xff,
+            0xfe,
+            m[3],
+            m[4],
+            m[5],
+        ]))
+    } else {
+        c.router(master).addr(false)
+    };
+    // xvrrpd sends IPv6 adverts from the base (keepalived from the VMAC).
+    let xvrrpd = c.router(master).daemon == Daemon::Xvrrpd;
+    let advert_mac = if v.xmit_base || (v.ipv6 && xvrrpd) {
         c.router(master).mac
     } else {
-        VMAC
+        vmac
     };
     let events = c.wire()?;
     let mut adverts = 0;
-    let mut garps = 0;
+    let mut announces = 0;
     for e in events.iter().filter(|e| e.t_ns >= from_rt) {
         match &e.kind {
-            WireKind::Advert(a) if a.vrid == VRID && a.src == src && a.priority > 0 => {
+            WireKind::Advert(a) if a.vrid == VRID && a.src == src => {
                 ensure!(
                     e.src_mac == advert_mac,
                     "{master}'s advert left from {}, not {advert_mac}",
@@ -167,36 +210,44 @@ fn check_wire(c: &Cluster, master: &str, from_rt: u64, v: Variant) -> Result<()>
                 );
                 adverts += 1;
             }
-            WireKind::Garp { ip, sender_mac, .. } if IpAddr::V4(*ip).to_string() == VIP => {
+            WireKind::Garp { ip, sender_mac, .. } if ip.to_string() == vip => {
                 ensure!(
-                    *sender_mac == VMAC && e.src_mac == VMAC,
-                    "a GARP for {VIP} from {} (sender {sender_mac}), not {VMAC}",
+                    *sender_mac == vmac && e.src_mac == vmac,
+                    "a GARP for {vip} from {} (sender {sender_mac}), not {vmac}",
                     e.src_mac
                 );
-                garps += 1;
+                announces += 1;
             }
             WireKind::Arp {
                 op: 2,
                 sender_ip,
                 sender_mac,
                 ..
-            } if sender_ip.to_string() == VIP => {
+            } if sender_ip.to_string() == vip => {
                 ensure!(
-                    *sender_mac == VMAC,
-                    "an ARP reply for {VIP} names {sender_mac}, not {VMAC}: the base answered"
+                    *sender_mac == vmac,
+                    "an ARP reply for {vip} names {sender_mac}, not {vmac}: the base answered"
                 );
+            }
+            WireKind::Na { target, tlla, .. } if target.to_string() == vip => {
+                ensure!(
+                    *tlla == Some(vmac) && e.src_mac == vmac,
+                    "an NA for {vip} from {} names {tlla:?}, not {vmac}",
+                    e.src_mac
+                );
+                announces += 1;
             }
             _ => {}
         }
     }
     ensure!(adverts > 0, "no advert from {master} on the wire");
-    ensure!(garps > 0, "no GARP for {VIP} on the wire");
+    ensure!(announces > 0, "no GARP/NA for {vip} on the wire");
     Ok(())
 }
 
 fn run(test: &str, d1: Daemon, d2: Daemon, v: Variant) -> Result<()> {
     let mut c = pair(test, d1, d2, v)?;
-    let vip: IpAddr = VIP.parse()?;
+    let vip: IpAddr = v.vip().parse()?;
     let r1_arp_before = arp_settings(&c, "r1")?;
     let t0 = c.lab.mark("start");
     c.start_all()?;
@@ -209,8 +260,9 @@ fn run(test: &str, d1: Daemon, d2: Daemon, v: Variant) -> Result<()> {
     for r in ["r1", "r2"] {
         let link = vmac_link(&c, r)?;
         ensure!(
-            link.contains(&VMAC.to_string()) && link.contains("macvlan mode private"),
-            "{r}: vrrp.{VRID} is not a private macvlan with {VMAC}: {link}"
+            link.contains(&v.vmac().to_string()) && link.contains("macvlan mode private"),
+            "{r}: vrrp.{VRID} is not a private macvlan with {}: {link}",
+            v.vmac()
         );
     }
     let addr =
@@ -218,11 +270,11 @@ fn run(test: &str, d1: Daemon, d2: Daemon, v: Variant) -> Result<()> {
             .host
             .exec(&["ip", "-br", "addr", "show", "dev", &format!("vrrp.{VRID}")])?;
     ensure!(
-        String::from_utf8_lossy(&addr.stdout).contains(VIP),
+        String::from_utf8_lossy(&addr.stdout).contains(v.vip()),
         "r1's VIP is not on vrrp.{VRID}: {}",
         String::from_utf8_lossy(&addr.stdout)
     );
-    client_reaches_vmac(&c, "r1", "after the election")?;
+    client_reaches_vmac(&c, "r1", "after the election", v)?;
     std::thread::sleep(Duration::from_millis(1500));
     check_wire(&c, "r1", t0.rt_ns, v)?;
 
@@ -233,7 +285,7 @@ fn run(test: &str, d1: Daemon, d2: Daemon, v: Variant) -> Result<()> {
     c.router("r2")
         .wait_state("VI_VMAC", "MASTER", Duration::from_secs(10))
         .context("r2 after r1's SIGTERM")?;
-    client_reaches_vmac(&c, "r2", "after SIGTERM of r1")?;
+    client_reaches_vmac(&c, "r2", "after SIGTERM of r1", v)?;
     std::thread::sleep(Duration::from_millis(1500));
     check_wire(&c, "r2", t.rt_ns, v)?;
     ensure!(
@@ -256,7 +308,7 @@ fn run(test: &str, d1: Daemon, d2: Daemon, v: Variant) -> Result<()> {
     wait_for("r2 without the VIP", Duration::from_secs(5), || {
         Ok(!c.router("r2").has_vip(vip))
     })?;
-    client_reaches_vmac(&c, "r1", "after r1 preempted")?;
+    client_reaches_vmac(&c, "r1", "after r1 preempted", v)?;
     std::thread::sleep(Duration::from_millis(1500));
     check_wire(&c, "r1", t.rt_ns, v)?;
 
@@ -272,14 +324,14 @@ fn run(test: &str, d1: Daemon, d2: Daemon, v: Variant) -> Result<()> {
         c.router("r2")
             .wait_state("VI_VMAC", "MASTER", Duration::from_secs(10))
             .context("r2 while r1's VMAC is down")?;
-        client_reaches_vmac(&c, "r2", "with r1's VMAC down")?;
+        client_reaches_vmac(&c, "r2", "with r1's VMAC down", v)?;
         c.router("r1")
             .host
             .exec(&["ip", "link", "set", "dev", &vmac, "up"])?;
         c.router("r1")
             .wait_state("VI_VMAC", "MASTER", Duration::from_secs(10))
             .context("r1 with its VMAC up again")?;
-        client_reaches_vmac(&c, "r1", "with r1's VMAC up again")?;
+        client_reaches_vmac(&c, "r1", "with r1's VMAC up again", v)?;
     }
 
     // kill -9 of the master: r2 takes over with the same MAC.
@@ -287,7 +339,7 @@ fn run(test: &str, d1: Daemon, d2: Daemon, v: Variant) -> Result<()> {
     c.router("r2")
         .wait_state("VI_VMAC", "MASTER", Duration::from_secs(10))
         .context("r2 after r1's kill -9")?;
-    client_reaches_vmac(&c, "r2", "after kill -9 of r1")?;
+    client_reaches_vmac(&c, "r2", "after kill -9 of r1", v)?;
     std::thread::sleep(Duration::from_millis(1500));
     check_wire(&c, "r2", t.rt_ns, v)?;
     c.finish()
@@ -352,5 +404,29 @@ fn vmac_without_ebpf() -> Result<()> {
             ..Variant::default()
         };
         run("vmac-raw", Daemon::Xvrrpd, Daemon::Xvrrpd, v)
+    })
+}
+
+#[test]
+fn vmac_ipv6() -> Result<()> {
+    lab_test("vmac_ipv6", || {
+        let d = scenario_daemon();
+        let v = Variant {
+            ipv6: true,
+            ..Variant::default()
+        };
+        run("vmac6", d, d, v)
+    })
+}
+
+#[test]
+fn interop_vmac_ipv6_both_roles() -> Result<()> {
+    lab_test("interop_vmac_ipv6_both_roles", || {
+        let v = Variant {
+            ipv6: true,
+            ..Variant::default()
+        };
+        run("vmac6-ka-xv", Daemon::Keepalived, Daemon::Xvrrpd, v)?;
+        run("vmac6-xv-ka", Daemon::Xvrrpd, Daemon::Keepalived, v)
     })
 }

@@ -756,9 +756,11 @@ impl Daemon {
     /// them nor name a VIP in their own requests ([`crate::net::vmac::
     /// claim_base`]); a base with no VMAC left gets its settings back.
     pub(super) async fn sync_vmac_bases(&mut self) {
+        // ARP is IPv4's: an IPv6 instance's VMAC leaves its base alone.
         let bases: std::collections::BTreeSet<u32> = self
             .instances
             .iter()
+            .filter(|i| i.plan.router.family == crate::vrrp::Family::V4)
             .filter_map(|i| Some(i.plan.vmac.as_ref()?.spec.base))
             .collect();
         for &base in &bases {

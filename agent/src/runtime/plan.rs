@@ -825,9 +825,13 @@ async fn instance_plan(
         promote_secondaries: inst.promote_secondaries,
         routes,
         rules,
+        // IPv6 adverts always leave from the base: from the VMAC they would
+        // need a link-local address there, and a backup's VMAC with an
+        // address reports its multicast groups from the virtual MAC,
+        // moving it to the backup in every snooping switch.
         advert_ifindex: vmac
             .as_ref()
-            .filter(|m| !m.xmit_base)
+            .filter(|m| !m.xmit_base && family == Family::V4)
             .map_or(ifindex, |m| m.ifindex),
         vmac,
     })

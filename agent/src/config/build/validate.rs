@@ -275,16 +275,6 @@ impl Builder<'_> {
     fn vmac(&mut self, d: &mut InstanceDraft) {
         let v = &mut d.v;
         let name = &v.name;
-        if v.use_vmac.is_some() && v.family == Family::Inet6 {
-            self.d
-                .warn(
-                    &d.m.loc,
-                    format!("({name}) use_vmac is not supported for IPv6 instances yet - the VIPs go on {} with its own MAC", v.interface.as_deref().unwrap_or("the interface")),
-                )
-                .hint("IPv4 instances take use_vmac; an IPv6 VMAC needs its link-local address and MLD kept off the virtual MAC");
-            v.use_vmac = None;
-            return;
-        }
         let Some(u) = &mut v.use_vmac else {
             return;
         };
