@@ -4,7 +4,8 @@
 //! virtual MAC before and after kill -9, SIGTERM and a preemption — while
 //! the client's pings keep being answered. The base interface answers no
 //! ARP for the VIP. `XVRRPD_LAB_DAEMON=keepalived`: the same file under
-//! Debian's keepalived; `interop_*`: one of each, in both roles.
+//! Debian's keepalived; `interop_*`: one of each, in both roles. Also: a
+//! VIP on another interface is announced from that interface.
 
 use std::{
     net::IpAddr,
@@ -428,5 +429,60 @@ fn interop_vmac_ipv6_both_roles() -> Result<()> {
         };
         run("vmac6-ka-xv", Daemon::Keepalived, Daemon::Xvrrpd, v)?;
         run("vmac6-xv-ka", Daemon::Xvrrpd, Daemon::Keepalived, v)
+    })
+}
+
+/// A VIP with `dev` on another interface is announced on that interface
+/// (with its MAC), not on the instance's: keepalived does the same.
+#[test]
+fn vips_on_another_interface_are_announced_there() -> Result<()> {
+    lab_test("vips_on_another_interface_are_announced_there", || {
+        const OTHER: [u8; 4] = [198, 51, 100, 7];
+        let d = scenario_daemon();
+        let inst = Instance::new(
+            "VI_DEV",
+            VRID,
+            &[&format!("{VIP}/24"), "198.51.100.7/24 dev lb0"],
+        );
+        let mut c = Cluster::new(
+            "garp-dev",
+            inst,
+            &[("r1", d, 150), ("r2", d, 100)],
+            false,
+            |_, _| Ok(()),
+        )?;
+        for r in ["r1", "r2"] {
+            let h = &c.router(r).host;
+            h.exec(&[
+                "ip", "link", "add", "lb0", "type", "veth", "peer", "name", "lb0p",
+            ])?;
+            h.exec(&["ip", "link", "set", "lb0", "up"])?;
+            h.exec(&["ip", "link", "set", "lb0p", "up"])?;
+        }
+        // GARPs for the other VIP that reach lb0's peer in r1's namespace.
+        let garps = c
+            .router("r1")
+            .host
+            .capture(Duration::from_secs(10), 1, |f: &[u8]| {
+                f.len() >= 42 && f[12..14] == [8, 6] && f[28..32] == OTHER
+            })?;
+        let t0 = c.lab.mark("start");
+        c.start_all()?;
+        c.router("r1")
+            .wait_state("VI_DEV", "MASTER", Duration::from_secs(10))?;
+        let seen = garps.wait()?;
+        ensure!(!seen.is_empty(), "no GARP for 198.51.100.7 left r1's lb0");
+        std::thread::sleep(Duration::from_millis(300));
+        let on_eth0 = c
+            .wire()?
+            .into_iter()
+            .filter(|e| e.t_ns >= t0.rt_ns)
+            .filter(|e| matches!(&e.kind, WireKind::Garp { ip, .. } if ip.octets() == OTHER))
+            .count();
+        ensure!(
+            on_eth0 == 0,
+            "{on_eth0} GARP(s) for 198.51.100.7 went out on eth0, not on lb0"
+        );
+        c.finish()
     })
 }

@@ -594,14 +594,24 @@ impl Daemon {
         spacing_ns: u64,
     ) -> Option<Effect> {
         let i = self.instances.get(inst)?;
-        let sender = self.host.garp.get(&i.plan.announce_ifindex())?.clone();
-        let addrs: Vec<IpAddr> = addrs
-            .into_iter()
-            .filter(|a| !matches!(a, IpAddr::V6(v6) if crate::net::addr::is_ipv6_link_local(v6)))
-            .collect();
-        Some(Effect::Gratuitous {
-            sender,
-            addrs,
+        // Each address from its own interface (keepalived): a VIP with
+        // `dev` elsewhere is announced there, not on the instance's.
+        let mut batches: Vec<(Rc<crate::net::gratuitous::GratuitousSender>, Vec<IpAddr>)> =
+            Vec::new();
+        for a in addrs {
+            if matches!(a, IpAddr::V6(v6) if crate::net::addr::is_ipv6_link_local(&v6)) {
+                continue;
+            }
+            let Some(sender) = self.host.garp.get(&i.plan.vip_ifindex(a)) else {
+                continue;
+            };
+            match batches.iter_mut().find(|(s, _)| Rc::ptr_eq(s, sender)) {
+                Some((_, list)) => list.push(a),
+                None => batches.push((sender.clone(), vec![a])),
+            }
+        }
+        (!batches.is_empty()).then(|| Effect::Gratuitous {
+            batches,
             count,
             spacing: Duration::from_nanos(spacing_ns),
         })

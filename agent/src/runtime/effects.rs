@@ -261,10 +261,10 @@ pub enum Effect {
         add: bool,
         batch: RouteBatch,
     },
-    /// A GARP/NA batch: `count` messages per address, `spacing` apart.
+    /// A GARP/NA batch: `count` messages per address, `spacing` apart,
+    /// each address from the interface it lives on.
     Gratuitous {
-        sender: Rc<GratuitousSender>,
-        addrs: Vec<IpAddr>,
+        batches: Vec<(Rc<GratuitousSender>, Vec<IpAddr>)>,
         count: u32,
         spacing: Duration,
     },
@@ -399,19 +399,25 @@ async fn run(instance: &str, vips: &VipWorker, effect: Effect, generation: &Rc<C
             Done::Routes
         }
         Effect::Gratuitous {
-            sender,
-            addrs,
+            batches,
             count,
             spacing,
         } => {
-            if addrs.is_empty() || count == 0 {
+            if batches.iter().all(|(_, a)| a.is_empty()) || count == 0 {
                 return Done::Gratuitous(None);
             }
-            if let Err(e) = sender.send_for(&addrs).await {
-                warn!("{instance}: gratuitous ARP/NA: {e}");
-                return Done::Gratuitous(None);
+            let mut first = None;
+            for (sender, addrs) in &batches {
+                match sender.send_for(addrs).await {
+                    Ok(_) => {
+                        first.get_or_insert_with(monotonic_ns);
+                    }
+                    Err(e) => warn!("{instance}: gratuitous ARP/NA: {e}"),
+                }
             }
-            let first = monotonic_ns();
+            let Some(first) = first else {
+                return Done::Gratuitous(None);
+            };
             if count > 1 {
                 // The rest of the batch is paced on its own, so a later
                 // effect (say, giving the VIPs up again) never waits for it;
@@ -425,7 +431,9 @@ async fn run(instance: &str, vips: &VipWorker, effect: Effect, generation: &Rc<C
                         if generation.get() != started {
                             break;
                         }
-                        let _ = sender.send_for(&addrs).await;
+                        for (sender, addrs) in &batches {
+                            let _ = sender.send_for(addrs).await;
+                        }
                     }
                 });
             }

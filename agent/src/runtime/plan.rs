@@ -137,6 +137,26 @@ impl InstancePlan {
         self.vmac.as_ref().map_or(self.ifindex, |m| m.ifindex)
     }
 
+    /// The interface a VIP (or excluded address) of this instance lives on.
+    pub fn vip_ifindex(&self, addr: IpAddr) -> u32 {
+        self.vips
+            .iter()
+            .chain(&self.excluded)
+            .find(|v| v.addr == addr)
+            .map_or(self.announce_ifindex(), |v| v.ifindex)
+    }
+
+    /// Every interface its addresses are announced on.
+    pub fn announce_ifindexes(&self) -> Vec<u32> {
+        let mut out = vec![self.announce_ifindex()];
+        for v in self.vips.iter().chain(&self.excluded) {
+            if !out.contains(&v.ifindex) {
+                out.push(v.ifindex);
+            }
+        }
+        out
+    }
+
     /// What must match for a reload to update this instance in place.
     pub fn identity(&self) -> (String, u32, Family, u8, Option<VmacPlan>) {
         (

@@ -530,13 +530,17 @@ impl Daemon {
     fn gratuitous_senders(&self, plan: &Plan) -> Vec<(u32, Rc<GratuitousSender>)> {
         let mut out: Vec<(u32, Rc<GratuitousSender>)> = Vec::new();
         for ip in &plan.instances {
-            let ifindex = ip.announce_ifindex();
-            if self.host.garp.contains_key(&ifindex) || out.iter().any(|(i, _)| *i == ifindex) {
-                continue;
-            }
-            match GratuitousSender::new(ifindex) {
-                Ok(g) => out.push((ifindex, Rc::new(g))),
-                Err(err) => warn!("{}: no gratuitous ARP/NA on {}: {err}", ip.name, ip.ifname),
+            for ifindex in ip.announce_ifindexes() {
+                if self.host.garp.contains_key(&ifindex) || out.iter().any(|(i, _)| *i == ifindex) {
+                    continue;
+                }
+                match GratuitousSender::new(ifindex) {
+                    Ok(g) => out.push((ifindex, Rc::new(g))),
+                    Err(err) => warn!(
+                        "{}: no gratuitous ARP/NA on interface {ifindex}: {err}",
+                        ip.name
+                    ),
+                }
             }
         }
         out
