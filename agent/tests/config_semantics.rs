@@ -170,7 +170,7 @@ fn unsupported_globals_that_change_behaviour_are_warnings() {
         "dynamic_interfaces",
         "vrrp_iptables",
         "reload_time_file /x",
-        "vrrp_garp_extra_if 5",
+        "nftables",
     ] {
         let r = check(&format!("global_defs {{\n {kw}\n}}\n{MIN}"));
         assert_eq!(r.exit_code(), 1, "{kw}: {:?}", r.diagnostics);

@@ -73,6 +73,8 @@ pub struct GlobalDefs {
     pub router_id: Option<String>,
     /// `vmac_prefix`: default VMAC names are PREFIX.VRID (`vrrp`).
     pub vmac_prefix: Option<String>,
+    /// `vrrp_garp_extra_if`: the instances' default `garp_extra_if`.
+    pub vrrp_garp_extra_if: Option<GarpExtraIf>,
     pub vrrp_version: u8,
     pub vrrp_mcast_group4: Ipv4Addr,
     pub vrrp_mcast_group6: Ipv6Addr,
@@ -141,6 +143,7 @@ impl Default for GlobalDefs {
         Self {
             router_id: None,
             vmac_prefix: None,
+            vrrp_garp_extra_if: None,
             net_namespace: None,
             instance: None,
             fifo_write_vrrp_states_on_reload: false,
@@ -405,6 +408,16 @@ pub struct TrackRef {
     pub weight_reverse: bool,
 }
 
+/// `garp_extra_if [all] SECONDS`: while master, a GARP/NA for each VIP on
+/// another interface than the instance's, every so often.
+#[derive(Serialize, PartialEq, Eq, Clone, Copy, Debug)]
+pub struct GarpExtraIf {
+    #[serde(serialize_with = "secs")]
+    pub interval: Duration,
+    /// `all`: on every other interface, not only VMACs.
+    pub all: bool,
+}
+
 #[derive(Serialize, PartialEq, Eq, Clone, Debug)]
 pub struct UseVmac {
     /// The macvlan's name; keepalived's `vrrp.VRID` when not given.
@@ -489,6 +502,8 @@ pub struct VrrpInstance {
     pub use_vmac: Option<UseVmac>,
     /// `vmac_xmit_base`: adverts go from the base interface, not the VMAC.
     pub vmac_xmit_base: bool,
+    /// `garp_extra_if` (default: `vrrp_garp_extra_if`).
+    pub garp_extra_if: Option<GarpExtraIf>,
     pub virtual_routes: Vec<Route>,
     pub virtual_rules: Vec<Rule>,
     pub smtp_alert: bool,

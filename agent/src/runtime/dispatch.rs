@@ -253,6 +253,23 @@ impl Daemon {
                     self.push_effect(inst, effect);
                 }
             }
+            Action::SendGratuitousExtraIf => {
+                let addrs: Vec<IpAddr> = self
+                    .instances
+                    .get(inst)
+                    .map(|i| {
+                        let own = i.plan.announce_ifindex();
+                        i.all_vips()
+                            .into_iter()
+                            .filter(|v| i.plan.vip_ifindex(v.addr) != own)
+                            .map(|v| v.addr)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(effect) = self.gratuitous(inst, addrs, 1, 0) {
+                    self.push_untimed(inst, effect);
+                }
+            }
             Action::Reannounce { addr } => self.reannounce(inst, addr),
             Action::CheckClaims { since } => self.check_claims(inst, since),
             Action::Notify { from, to } => {

@@ -769,6 +769,16 @@ async fn instance_plan(
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut router = router_config(inst, g, version, family, source, &vips);
+    // keepalived: only with VIPs on other interfaces; without `all` only
+    // on their VMACs, which xvrrpd makes for the instance's interface only.
+    let own = vmac.as_ref().map_or(ifindex, |m| m.ifindex);
+    if let Some(x) = inst.garp_extra_if
+        && x.all
+        && vips.iter().chain(&excluded).any(|v| v.ifindex != own)
+        && !g.vrrp_min_garp
+    {
+        router.garp.extra_if_ns = duration_ns(x.interval);
+    }
     let unicast = !router.unicast_peers.is_empty();
     let (trackers, names) = instance_trackers(
         config,
@@ -945,6 +955,8 @@ fn router_config(
             lower_prio_repeat: inst.garp_lower_prio_repeat,
             interval_ns: duration_ns(g.vrrp_garp_interval),
             na_interval_ns: duration_ns(g.vrrp_gna_interval),
+            // Set by `instance_plan`, which knows the VIPs' interfaces.
+            extra_if_ns: 0,
         }
     };
     router.skip_check_adv_addr = inst.skip_check_adv_addr;

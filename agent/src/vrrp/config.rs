@@ -68,6 +68,10 @@ pub struct GarpConfig {
     pub interval_ns: u64,
     /// `gna_interval`: spacing between unsolicited NAs (IPv6).
     pub na_interval_ns: u64,
+    /// `garp_extra_if`: while master, one GARP/NA for each VIP on another
+    /// interface than the instance's, this often (0 = off), so the
+    /// switches keep the MACs that carry no adverts.
+    pub extra_if_ns: u64,
 }
 
 impl Default for GarpConfig {
@@ -83,6 +87,7 @@ impl Default for GarpConfig {
             lower_prio_repeat: 5,
             interval_ns: 0,
             na_interval_ns: 0,
+            extra_if_ns: 0,
         }
     }
 }

@@ -122,6 +122,7 @@
 //! | 83 | Backup: the datapath may keep a master's repeated advert from the agent only while a repeat would do nothing but re-arm the down timer (priority ≥ ours, or `nopreempt` without `preempt_delay`; not priority 0, not as Master) | design (backups sleep) | `quiet_master_only_while_a_repeat_only_rearms_the_down_timer` |
 //! | 84 | Backup, the accepted master heard again (a repeat timed by the datapath): re-arm the down timer from its receive time; older news, or a master our priority now preempts, changes nothing | design (backups sleep) | `heard_master_rearms_down_timer_like_its_advert` |
 //! | 85 | Master, advert timer handled up to 1/8 interval early (adverts of instances falling due together go out in one wake-up): send, and the cadence moves to now | design (masters batch) | `advert_timer_handled_early_within_an_eighth_of_the_interval_joins_the_batch` |
+//! | 86 | `garp_extra_if`: while master, one GARP/NA for each VIP on another interface, periodically (first after `garp_master_delay` plus one period) | keepalived | `keepalived_garp_extra_if_announces_other_interfaces_periodically` |
 
 mod config;
 mod router;

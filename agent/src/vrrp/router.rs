@@ -357,6 +357,13 @@ impl Router {
             let at = now.saturating_add(self.cfg.garp.master_refresh_ns);
             self.arm(TimerKind::GarpRefresh, at, out);
         }
+        if self.cfg.garp.extra_if_ns > 0 {
+            // keepalived: first after the second batch's delay plus one period.
+            let at = now
+                .saturating_add(self.cfg.garp.master_delay_ns)
+                .saturating_add(self.cfg.garp.extra_if_ns);
+            self.arm(TimerKind::GarpExtraIf, at, out);
+        }
         out.push(Action::Notify {
             from,
             to: State::Master,
@@ -508,6 +515,11 @@ impl Router {
                 }
                 let at = now.saturating_add(self.cfg.garp.master_refresh_ns);
                 self.arm(TimerKind::GarpRefresh, at, out);
+            }
+            (State::Master, TimerKind::GarpExtraIf) => {
+                out.push(Action::SendGratuitousExtraIf);
+                let at = now.saturating_add(self.cfg.garp.extra_if_ns);
+                self.arm(TimerKind::GarpExtraIf, at, out);
             }
             (State::Master, TimerKind::GarpLowerPrio) => out.push(Action::SendGratuitous {
                 count: self.cfg.garp.lower_prio_repeat,
@@ -926,6 +938,12 @@ impl Router {
                 } else if self.deadline(TimerKind::GarpRefresh).is_none() {
                     let at = now.saturating_add(self.cfg.garp.master_refresh_ns);
                     self.arm(TimerKind::GarpRefresh, at, out);
+                }
+                if self.cfg.garp.extra_if_ns == 0 {
+                    self.cancel(TimerKind::GarpExtraIf, out);
+                } else if self.deadline(TimerKind::GarpExtraIf).is_none() {
+                    let at = now.saturating_add(self.cfg.garp.extra_if_ns);
+                    self.arm(TimerKind::GarpExtraIf, at, out);
                 }
             }
             State::Initialize | State::Fault => {}

@@ -64,10 +64,13 @@ pub enum TimerKind {
     /// was claimed again meanwhile (claims inside the interval are not
     /// answered at once): the owner has the last word.
     ClaimCheck,
+    /// Master: the periodic GARP/NA on the VIPs' other interfaces
+    /// (`garp_extra_if`).
+    GarpExtraIf,
 }
 
 impl TimerKind {
-    pub const ALL: [TimerKind; 7] = [
+    pub const ALL: [TimerKind; 8] = [
         TimerKind::Advert,
         TimerKind::MasterDown,
         TimerKind::PreemptDelay,
@@ -75,6 +78,7 @@ impl TimerKind {
         TimerKind::GarpRefresh,
         TimerKind::GarpLowerPrio,
         TimerKind::ClaimCheck,
+        TimerKind::GarpExtraIf,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -335,6 +339,9 @@ pub enum Action {
         count: u32,
         spacing_ns: u64,
     },
+    /// Announce once each VIP that lives on another interface than the
+    /// instance's (`garp_extra_if`).
+    SendGratuitousExtraIf,
     /// Announce one VIP once, now (a claim of it by another MAC): one
     /// gratuitous ARP or unsolicited NA.
     Reannounce {

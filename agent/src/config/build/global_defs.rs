@@ -119,6 +119,14 @@ static GLOBAL_DEFS: Table<GlobalDefs> = Table {
     context: "global_defs",
     unknown_leaf: false,
     keywords: &[
+        unchecked(
+            &["vrrp_garp_extra_if", "vrrp_vmac_garp_intvl"],
+            |b, g, n| {
+                if let Some(v) = b.garp_extra_if(n, 1, "vrrp_garp_extra_if") {
+                    g.vrrp_garp_extra_if = v;
+                }
+            },
+        ),
         unchecked(&["vmac_prefix"], |b, g, n| {
             if let Some(t) = b.word(n, "prefix") {
                 g.vmac_prefix = Some(t.text);
@@ -285,8 +293,6 @@ const UNSUPPORTED_GLOBALS: &[&str] = &[
     "nftables_priority",
     "nftables_counters",
     "nftables_ifindex",
-    "vrrp_garp_extra_if",
-    "vrrp_vmac_garp_intvl",
     // Scheduled reloads.
     "reload_time_file",
     "reload_repeat",

@@ -4,7 +4,7 @@
 use std::{net::IpAddr, str::FromStr, time::Duration};
 
 use super::{
-    super::{Unsupported, UnsupportedKind, lexer::Token, tree::Node},
+    super::{Unsupported, UnsupportedKind, lexer::Token, model::GarpExtraIf, tree::Node},
     Builder,
 };
 
@@ -332,6 +332,60 @@ impl Builder<'_> {
         }
         *reverse = n.args.get(1).is_some_and(|t| t.text == "reverse");
         self.extra(n, 2);
+    }
+
+    /// `garp_extra_if [all] SECONDS` (and its old name): `Some(None)` for 0
+    /// (off), `None` when the line is ignored, as keepalived ignores it.
+    pub(super) fn garp_extra_if(
+        &mut self,
+        n: &Node,
+        min: u64,
+        name: &str,
+    ) -> Option<Option<GarpExtraIf>> {
+        if n.name() != name {
+            self.d
+                .warn(
+                    &n.key.loc,
+                    format!(
+                        "Keyword \"{}\" is deprecated - please use \"{name}\"",
+                        n.name()
+                    ),
+                )
+                .hint(format!("write {name}"));
+        }
+        let mut all = false;
+        let mut secs = None;
+        for t in &n.args {
+            if t.text == "all" {
+                all = true;
+                continue;
+            }
+            match t.text.parse::<u64>() {
+                Ok(v) if (min..=86_400).contains(&v) => secs = Some(v),
+                _ => {
+                    self.d
+                        .error(
+                            &t.loc,
+                            format!("{} '{}' invalid - ignoring", n.name(), t.text),
+                        )
+                        .hint(format!("seconds from {min} to 86400, and `all` if wanted"));
+                    return None;
+                }
+            }
+        }
+        let Some(secs) = secs else {
+            self.d
+                .error(
+                    &n.key.loc,
+                    format!("{} specified without time - ignoring", n.name()),
+                )
+                .hint(format!("write {name} [all] SECONDS"));
+            return None;
+        };
+        Some((secs > 0).then(|| GarpExtraIf {
+            interval: Duration::from_secs(secs),
+            all,
+        }))
     }
 
     // ---- keywords not acted on -----------------------------------------

@@ -133,6 +133,7 @@ fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
         down_timer_adverts: g.vrrp_down_timer_adverts,
         use_vmac: None,
         vmac_xmit_base: false,
+        garp_extra_if: g.vrrp_garp_extra_if,
         virtual_routes: Vec::new(),
         virtual_rules: Vec::new(),
         smtp_alert: false,
@@ -558,6 +559,11 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
             b.set_uint(n, 1, 100, &mut d.v.down_timer_adverts)
         }),
         leaf(&["use_vmac"], use_vmac),
+        leaf(&["garp_extra_if", "vmac_garp_intvl"], |b, d, n| {
+            if let Some(v) = b.garp_extra_if(n, 0, "garp_extra_if") {
+                d.v.garp_extra_if = v;
+            }
+        }),
         leaf(&["vmac_xmit_base"], |b, d, n| {
             b.no_args(n);
             d.v.vmac_xmit_base = true;
@@ -585,9 +591,7 @@ const UNSUPPORTED_INSTANCE: &[&str] = &[
     "use_ipvlan",
     "vrf",
     "old_unicast_checksum",
-    "garp_extra_if",
     "garp_extra_if_vmac",
-    "vmac_garp_intvl",
 ];
 
 /// The names of this block's keywords (see `keyword_catalog`).

@@ -1,4 +1,4 @@
-//! Rules 66–69: gratuitous ARP / unsolicited NA batches.
+//! Rules 66–69 and 86: gratuitous ARP / unsolicited NA batches.
 
 use super::*;
 
@@ -182,4 +182,20 @@ fn conflict_claims_inside_the_interval_are_checked_when_it_ends() {
         }
     ));
     assert_eq!(r.deadline(TimerKind::ClaimCheck), None);
+}
+
+#[test]
+fn keepalived_garp_extra_if_announces_other_interfaces_periodically() {
+    let mut c = cfg(Version::V3, 100);
+    c.garp.extra_if_ns = 100 * S;
+    let (mut r, t0) = master(c);
+    // The first after the second batch's delay plus one period.
+    let at = r.deadline(TimerKind::GarpExtraIf).expect("armed as master");
+    assert_eq!(at, t0 + 5 * S + 100 * S);
+    let a = r.handle(at, Input::TimerFired(TimerKind::GarpExtraIf));
+    assert!(has(&a, &Action::SendGratuitousExtraIf));
+    assert_eq!(armed(&a, TimerKind::GarpExtraIf), Some(at + 100 * S));
+    // Off by default.
+    let (r, _) = master(cfg(Version::V3, 100));
+    assert_eq!(r.deadline(TimerKind::GarpExtraIf), None);
 }
