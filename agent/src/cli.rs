@@ -88,6 +88,19 @@ pub enum Command {
     /// trackers, counters and the last transitions with their timelines.
     Status {
         /// Print the report as JSON (stable; see docs/status-json.md).
+        #[arg(long, conflicts_with = "watch")]
+        json: bool,
+        /// Keep the table on screen, refreshed twice a second, with the time
+        /// each instance has been in its state (Ctrl-C to quit).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Follow the running daemon's transitions (with their timelines) and
+    /// notable events (VIP claims and restores, tracker changes, reloads) as
+    /// they happen, a line each. A follower that stops reading is cut off;
+    /// the daemon never waits for it.
+    Events {
+        /// One JSON object per line (see docs/events.md).
         #[arg(long)]
         json: bool,
     },

@@ -1,4 +1,4 @@
-//! The `xvrrpd` binary: daemon, config check and status client.
+//! The `xvrrpd` binary: daemon, config check, status and events client.
 
 use std::process::ExitCode;
 
@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Check { dump_json }) => xvrrpd::config::check_command(&config, *dump_json),
         None if cli.config_test => xvrrpd::config::check_command(&config, false),
-        Some(Command::Status { json }) => {
+        Some(Command::Status { json, watch }) => {
             let socket = match xvrrpd::runtime::client_socket(&cli) {
                 Ok(s) => s,
                 Err(e) => {
@@ -19,6 +19,15 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            if *watch {
+                return match xvrrpd::control::watch::watch(&socket) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("xvrrpd status: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             match xvrrpd::control::socket::fetch_status(&socket) {
                 Ok(report) if *json => match serde_json::to_string_pretty(&report) {
                     Ok(s) => {
@@ -36,6 +45,29 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("xvrrpd status: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::Events { json }) => {
+            let socket = match xvrrpd::runtime::client_socket(&cli) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("xvrrpd events: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            match xvrrpd::control::socket::follow_events(&socket, *json, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                // A closed pipe (`| head`) is the reader's choice, not a failure.
+                Err(xvrrpd::control::socket::ControlError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::BrokenPipe =>
+                {
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("xvrrpd events: {e}");
                     ExitCode::FAILURE
                 }
             }

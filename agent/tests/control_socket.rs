@@ -14,6 +14,7 @@ use std::{
 
 use tokio::sync::mpsc;
 use xvrrpd::control::{
+    events::EventBus,
     socket::{MAX_CONNECTIONS, Request, serve},
     status::{DaemonStatus, SCHEMA_VERSION, StatusReport},
 };
@@ -92,7 +93,7 @@ fn the_control_socket_backs_off_when_out_of_descriptors_and_bounds_its_clients()
         .expect("runtime");
     rt.block_on(async {
         let (tx, mut rx) = mpsc::channel(4);
-        let _server = serve(&path, tx).expect("serve the control socket");
+        let _server = serve(&path, tx, EventBus::new()).expect("serve the control socket");
         tokio::spawn(async move {
             while let Some(Request::Status(reply)) = rx.recv().await {
                 let _ = reply.send(report());

@@ -1060,5 +1060,58 @@ fn write_report(
         md_path.display(),
         js_path.display()
     ));
+    for svg in plots(per_seed, stem)? {
+        progress(&format!("wrote {}", svg.display()));
+    }
     Ok(())
+}
+
+/// Per seed, both daemons side by side: how long the client's entry named a
+/// host that did not hold the VIP, and how many of its probes were lost.
+fn plots(per_seed: &[SeedRun], stem: &str) -> Result<Vec<std::path::PathBuf>> {
+    use xvrrpd_tests::plot::{Chart, Series, Style, write_svg};
+    let dir = bench::out_dir();
+    std::fs::create_dir_all(&dir)?;
+    let mut written = Vec::new();
+    for (file, title, unit, pick) in [
+        (
+            "client-on-non-owner",
+            "client's entry on a host without the VIP, per seed",
+            "ms",
+            (|f: &Figures| f.client_non_owner) as fn(&Figures) -> f64,
+        ),
+        (
+            "lost-probes",
+            "client probes lost, per seed",
+            "probes",
+            |f: &Figures| f.lost_probes as f64,
+        ),
+    ] {
+        let series: Vec<Series> = ["keepalived", "xvrrpd"]
+            .into_iter()
+            .map(|d| Series {
+                name: d.to_string(),
+                points: per_seed
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(n, (_, _, figs))| Some(((n + 1) as f64, pick(figs.get(d)?))))
+                    .collect(),
+                xvrrpd: d == "xvrrpd",
+            })
+            .collect();
+        let path = dir.join(format!("{stem}-{file}.svg"));
+        write_svg(
+            &path,
+            &Chart {
+                title,
+                x_label: "seed (in the order run)",
+                y_label: unit,
+                style: Style::Points,
+                log_x: false,
+            },
+            &series,
+        )?;
+        written.push(path);
+    }
+    Ok(written)
 }

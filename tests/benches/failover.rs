@@ -558,5 +558,8 @@ fn write_report(
         md_path.display(),
         js_path.display()
     ));
+    for svg in report::plots(results, &stem)? {
+        progress(&format!("wrote {}", svg.display()));
+    }
     Ok(())
 }

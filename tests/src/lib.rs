@@ -51,6 +51,7 @@ pub mod craft;
 pub mod kconf;
 pub mod lab;
 pub mod pcap;
+pub mod plot;
 pub mod prober;
 pub mod retry;
 pub mod router;

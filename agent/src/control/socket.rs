@@ -1,5 +1,7 @@
 //! The control socket: a unix stream socket answering one request per
-//! connection. Requests are one line (`status`); the answer is JSON.
+//! connection. Requests are one line: `status` (the answer is JSON), or
+//! `events` / `events json` (the event stream, a line per event, until
+//! the follower goes or falls behind).
 
 use std::{
     io,
@@ -15,7 +17,10 @@ use tokio::{
     sync::{Semaphore, mpsc, oneshot},
 };
 
-use super::status::StatusReport;
+use super::{
+    events::{EventBus, stream_lines},
+    status::StatusReport,
+};
 
 /// The pid of the process serving `path`, if one answers.
 fn serving_pid(path: &Path) -> Option<Option<i32>> {
@@ -65,6 +70,7 @@ pub enum ControlError {
 pub fn serve(
     path: &Path,
     requests: mpsc::Sender<Request>,
+    events: EventBus,
 ) -> Result<tokio::task::JoinHandle<()>, ControlError> {
     let listen_err = |source| ControlError::Listen {
         path: path.to_path_buf(),
@@ -91,7 +97,7 @@ pub fn serve(
         let _ = std::fs::remove_file(path);
     }
     let listener = UnixListener::bind(path).map_err(listen_err)?;
-    Ok(tokio::spawn(accept_loop(listener, requests)))
+    Ok(tokio::spawn(accept_loop(listener, requests, events)))
 }
 
 /// Connections answered at once; more are closed as they come, so a client
@@ -102,7 +108,7 @@ pub const MAX_CONNECTIONS: usize = 16;
 const ACCEPT_RETRY_FIRST: Duration = Duration::from_millis(10);
 const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
 
-async fn accept_loop(listener: UnixListener, requests: mpsc::Sender<Request>) {
+async fn accept_loop(listener: UnixListener, requests: mpsc::Sender<Request>, events: EventBus) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut retry = Duration::ZERO;
     loop {
@@ -125,28 +131,60 @@ async fn accept_loop(listener: UnixListener, requests: mpsc::Sender<Request>) {
             continue;
         };
         let requests = requests.clone();
+        let events = events.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, requests)).await;
+            let _ = answer(stream, requests, events).await;
             drop(slot);
         });
     }
 }
 
-async fn answer(stream: UnixStream, requests: mpsc::Sender<Request>) -> io::Result<()> {
+/// A request and its answer within this; an event stream has no end, but
+/// each of its writes is bounded ([`super::events::WRITE_TIMEOUT`]).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Send buffer of an event stream's connection (the kernel doubles it).
+pub const EVENTS_SNDBUF: usize = 32 * 1024;
+
+async fn answer(
+    stream: UnixStream,
+    requests: mpsc::Sender<Request>,
+    events: EventBus,
+) -> io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut line = String::new();
     // Bounded: a client cannot make us buffer more than one short line.
-    BufReader::new(rd.take(256)).read_line(&mut line).await?;
+    let mut reader = BufReader::new(rd.take(256));
+    if tokio::time::timeout(ANSWER_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
     match line.trim() {
         "status" => {
-            let (tx, rx) = oneshot::channel();
-            if requests.send(Request::Status(tx)).await.is_err() {
-                return Ok(());
+            let reply = async {
+                let (tx, rx) = oneshot::channel();
+                if requests.send(Request::Status(tx)).await.is_err() {
+                    return Ok(());
+                }
+                if let Ok(report) = rx.await {
+                    let json = serde_json::to_vec(&report).map_err(io::Error::other)?;
+                    wr.write_all(&json).await?;
+                }
+                io::Result::Ok(())
+            };
+            match tokio::time::timeout(ANSWER_TIMEOUT, reply).await {
+                Ok(r) => r?,
+                Err(_) => return Ok(()),
             }
-            if let Ok(report) = rx.await {
-                let json = serde_json::to_vec(&report).map_err(io::Error::other)?;
-                wr.write_all(&json).await?;
-            }
+        }
+        "events" | "events json" => {
+            // A small send buffer: a follower that stops reading holds
+            // little kernel memory, and is found out (and cut off) soon.
+            let _ = socket2::SockRef::from(wr.as_ref()).set_send_buffer_size(EVENTS_SNDBUF);
+            let follower = events.subscribe();
+            stream_lines(follower, &mut wr, line.trim() == "events json").await?;
         }
         other => {
             wr.write_all(format!("{{\"error\":\"unknown request {other:?}\"}}").as_bytes())
@@ -176,4 +214,31 @@ pub fn fetch_status(path: &Path) -> Result<StatusReport, ControlError> {
     serde_json::from_slice(&buf).map_err(|_| {
         ControlError::BadAnswer(String::from_utf8_lossy(&buf).chars().take(200).collect())
     })
+}
+
+/// `xvrrpd events`: follows the daemon's event stream, writing each line to
+/// `out`, until the daemon stops, cuts this follower off, or `out` fails.
+pub fn follow_events(
+    path: &Path,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<(), ControlError> {
+    use std::io::{BufRead, Write};
+    let io_err = |source| ControlError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut s =
+        std::os::unix::net::UnixStream::connect(path).map_err(|source| ControlError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    s.write_all(if json { b"events json\n" } else { b"events\n" })
+        .map_err(io_err)?;
+    for line in std::io::BufReader::new(s).lines() {
+        let line = line.map_err(io_err)?;
+        writeln!(out, "{line}").map_err(io_err)?;
+        out.flush().map_err(io_err)?;
+    }
+    Ok(())
 }

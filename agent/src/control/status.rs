@@ -282,6 +282,13 @@ impl TransitionRecord {
 impl StatusReport {
     /// The human form: one table of instances, then the recent transitions.
     pub fn render_table(&self) -> String {
+        self.render_table_at(None)
+    }
+
+    /// [`StatusReport::render_table`], with a `SINCE` column (time in the
+    /// state) when the reader's CLOCK_MONOTONIC `now_ns` is given (same
+    /// host: the daemon's transition times are on that clock).
+    pub fn render_table_at(&self, now_ns: Option<u64>) -> String {
         let d = &self.daemon;
         let mut out = format!(
             "xvrrpd {} pid {} — datapath {}{} — up {:.0} s, {} reload(s)\n\n",
@@ -298,7 +305,7 @@ impl StatusReport {
         if let Some(r) = &d.datapath_fallback_reason {
             out.push_str(&format!("eBPF not in use: {r}\n\n"));
         }
-        let header = [
+        let mut header = vec![
             "INSTANCE",
             "STATE",
             "IFACE",
@@ -309,9 +316,12 @@ impl StatusReport {
             "VIPS",
             "ADV IN/OUT",
         ];
+        if now_ns.is_some() {
+            header.insert(2, "SINCE");
+        }
         let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
         for i in &self.instances {
-            rows.push(vec![
+            let mut row = vec![
                 i.name.clone(),
                 i.state.clone(),
                 i.interface.clone(),
@@ -332,7 +342,16 @@ impl StatusReport {
                     "{}/{}",
                     i.counters.adverts_received, i.counters.adverts_sent
                 ),
-            ]);
+            ];
+            if let Some(now) = now_ns {
+                let since = i
+                    .transitions
+                    .last()
+                    .map(|t| human_duration(now.saturating_sub(t.at_ns)))
+                    .unwrap_or_else(|| "-".into());
+                row.insert(2, since);
+            }
+            rows.push(row);
         }
         let widths: Vec<usize> = (0..header.len())
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
@@ -382,6 +401,17 @@ impl StatusReport {
         }
         out.push('\n');
         out
+    }
+}
+
+/// `12 ms`, `3.4 s`, `5 min 07 s`, `2 h 05 min`.
+pub fn human_duration(ns: u64) -> String {
+    let ms = ns / 1_000_000;
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{} min {:02} s", ms / 60_000, (ms / 1000) % 60),
+        _ => format!("{} h {:02} min", ms / 3_600_000, (ms / 60_000) % 60),
     }
 }
 

@@ -234,6 +234,9 @@ pub struct Daemon {
     /// Bases of VMACs, with the ARP settings they had before xvrrpd set
     /// them, to put back when their last VMAC goes.
     pub(super) vmac_bases: HashMap<u32, crate::net::vmac::BaseArp>,
+    /// Transitions and notable events, to `xvrrpd events` and HTTP
+    /// `/events` followers.
+    pub(super) events: crate::control::events::EventBus,
 }
 
 impl Daemon {
@@ -267,7 +270,9 @@ impl Daemon {
         let (control_tx, control_rx) = mpsc::channel(16);
         let metrics = Metrics::new();
         metrics.set_refresher(control_tx.clone());
-        let control = socket::serve(&opts.control_socket, control_tx)?;
+        let events = crate::control::events::EventBus::new();
+        metrics.set_events(events.clone());
+        let control = socket::serve(&opts.control_socket, control_tx, events.clone())?;
         let metrics_server = match opts.metrics_listen {
             Some(addr) => {
                 let srv = crate::control::metrics::serve(addr, metrics.clone())?;
@@ -312,6 +317,7 @@ impl Daemon {
             route_watch: None,
             promoted: Vec::new(),
             vmac_bases: HashMap::new(),
+            events,
         };
         // The first configuration is a reload of an empty one: the same
         // validation, the same resources, nothing running to keep.

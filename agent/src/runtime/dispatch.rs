@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     clock::monotonic_ns,
+    control::events::EventKind,
     datapath::{Received, event::mac_string, send::AdvertSender},
     net::{
         addr::AddrInfo,
@@ -639,6 +640,11 @@ impl Daemon {
             return;
         };
         let claimant = mac_string(&mac);
+        self.events.publish(EventKind::VipClaimed {
+            instance: i.plan.name.clone(),
+            vip: addr.to_string(),
+            claimant: claimant.clone(),
+        });
         i.counters.vip_claims += 1;
         i.metrics.vip_claimed(reannounced);
         if reannounced {
@@ -831,6 +837,20 @@ impl Daemon {
     }
 
     pub(super) fn on_tracker(&mut self, ev: TrackerEvent) {
+        for i in &self.instances {
+            if let Some((_, name, kind)) = i.plan.tracker_names.iter().find(|(id, ..)| *id == ev.id)
+            {
+                self.events.publish(EventKind::Tracker {
+                    instance: i.plan.name.clone(),
+                    tracker: format!("{kind} {name}"),
+                    state: match ev.state {
+                        TrackState::Up => "up".into(),
+                        TrackState::Down => "down".into(),
+                        TrackState::Value(v) => format!("value {v}"),
+                    },
+                });
+            }
+        }
         self.track(ev.id, ev.state, ev.at_ns.max(1));
     }
 
@@ -900,6 +920,10 @@ impl Daemon {
             );
             i.counters.vips_restored += 1;
             i.metrics.vip_restored();
+            self.events.publish(EventKind::VipRestored {
+                instance: i.plan.name.clone(),
+                vip: a.addr.to_string(),
+            });
             self.push_untimed(inst, Effect::AddVips(vec![vip]));
             let garp = self.router(inst).map(|r| {
                 let g = &r.config().garp;

@@ -263,6 +263,8 @@ impl Daemon {
             Err(e) => {
                 super::daemon::remove_vmacs(&made_vmacs).await;
                 error!("reload refused, keeping the running configuration:\n{e}");
+                self.events
+                    .publish(crate::control::events::EventKind::ReloadRefused { error: e });
                 return;
             }
         };
@@ -318,6 +320,13 @@ impl Daemon {
         self.guards_dirty = true;
         self.sync_guards();
         let _ = systemd::ready_with_status(&format!("{} instance(s)", self.instances.len()));
+        self.events
+            .publish(crate::control::events::EventKind::Reloaded {
+                kept,
+                changed,
+                left,
+                new: new_units.len(),
+            });
         info!(
             "reloaded {}: {kept} kept ({changed} changed), {left} left, {} new",
             self.opts.config.display(),

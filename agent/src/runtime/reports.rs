@@ -60,6 +60,11 @@ impl Daemon {
         };
         if let Some(t) = i.history.iter().rev().find(|t| t.at_ns == at) {
             info!("{}", t.log_line(&i.plan.name));
+            self.events
+                .publish(crate::control::events::EventKind::Transition {
+                    instance: i.plan.name.clone(),
+                    transition: t.clone(),
+                });
         }
     }
 

@@ -926,3 +926,100 @@ pub fn json(r: &Results, header: &[(String, String)], targets: &[Target]) -> Val
         })).collect::<Vec<_>>(),
     })
 }
+
+/// The pictures beside the tables: per-trial detection error and client
+/// outage of each configuration, and CPU against the instance count, for
+/// both daemons. Returns the files written.
+pub fn plots(r: &Results, stem: &str) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use xvrrpd_tests::plot::{Chart, Series, Style, write_svg};
+    let dir = xvrrpd_tests::bench::out_dir();
+    std::fs::create_dir_all(&dir)?;
+    let mut written = Vec::new();
+    for case in &r.failover {
+        for (what, unit, pick) in [
+            (
+                "detection error",
+                "detection error, ms (new master's first advert − old master's last − protocol interval)",
+                (|s: &crate::failures::StepResult| Some(s.detection_error_ns as f64 / 1e6))
+                    as fn(&crate::failures::StepResult) -> Option<f64>,
+            ),
+            (
+                "client outage",
+                "client outage, ms (longest run of unanswered pings)",
+                |s: &crate::failures::StepResult| s.outage_ns.map(|n| n as f64 / 1e6),
+            ),
+        ] {
+            let series: Vec<Series> = [Daemon::Keepalived, Daemon::Xvrrpd]
+                .into_iter()
+                .flat_map(|d| Failure::ALL.into_iter().map(move |f| (d, f)))
+                .map(|(d, f)| Series {
+                    name: format!("{d} {}", f.name()),
+                    points: case
+                        .of(d)
+                        .steps
+                        .iter()
+                        .filter(|(ff, _)| *ff == f)
+                        .enumerate()
+                        .filter_map(|(n, (_, s))| Some(((n + 1) as f64, pick(s)?)))
+                        .collect(),
+                    xvrrpd: d == Daemon::Xvrrpd,
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect();
+            if series.is_empty() {
+                continue;
+            }
+            let path = dir.join(format!(
+                "{stem}-{}-{}.svg",
+                case.config.name(),
+                what.replace(' ', "-")
+            ));
+            let title = format!("{}: {what} per trial", case.config.label());
+            write_svg(
+                &path,
+                &Chart {
+                    title: &title,
+                    x_label: "trial",
+                    y_label: unit,
+                    style: Style::Points,
+                    log_x: false,
+                },
+                &series,
+            )?;
+            written.push(path);
+        }
+    }
+    // CPU (master + backup) against the instance count, per interval.
+    let mut cpu: Vec<Series> = Vec::new();
+    for w in &r.cpu {
+        let name = format!("{} advert_int {} ms", w.daemon, w.advert_int.as_millis());
+        let point = (w.instances as f64, w.master_pct + w.backup_pct);
+        match cpu.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.points.push(point),
+            None => cpu.push(Series {
+                name,
+                points: vec![point],
+                xvrrpd: w.daemon == Daemon::Xvrrpd,
+            }),
+        }
+    }
+    for s in &mut cpu {
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    if !cpu.is_empty() {
+        let path = dir.join(format!("{stem}-cpu.svg"));
+        write_svg(
+            &path,
+            &Chart {
+                title: "steady CPU of master + backup against the instance count",
+                x_label: "instances (log scale)",
+                y_label: "% of one core (run time)",
+                style: Style::Lines,
+                log_x: true,
+            },
+            &cpu,
+        )?;
+        written.push(path);
+    }
+    Ok(written)
+}

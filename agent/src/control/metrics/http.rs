@@ -1,5 +1,7 @@
-//! The HTTP endpoint: serves the exposition on `GET /metrics` with bounded
-//! request size, time and concurrency.
+//! The HTTP endpoint, read-only: the exposition on `GET /metrics`, the
+//! status report on `GET /status` (the JSON of `xvrrpd status --json`) and
+//! the event stream on `GET /events` (JSON lines, as `xvrrpd events
+//! --json`), with bounded request size, time and concurrency.
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -98,12 +100,25 @@ async fn accept_loop(listener: TcpListener, metrics: Metrics, opts: ServeOptions
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = tokio::time::timeout(opts.timeout, handle(stream, &metrics, opts)).await;
+            let answered = tokio::time::timeout(opts.timeout, handle(stream, &metrics, opts)).await;
+            // The event stream outlives the request's time limit; each of
+            // its writes has its own.
+            if let Ok(Ok(Some((mut stream, follower)))) = answered {
+                let _ = crate::control::events::stream_lines(follower, &mut stream, true).await;
+                let _ = stream.shutdown().await;
+            }
         });
     }
 }
 
-async fn handle(mut stream: TcpStream, metrics: &Metrics, opts: ServeOptions) -> io::Result<()> {
+/// An event stream to serve after the response head.
+type Streaming = Option<(TcpStream, crate::control::events::Follower)>;
+
+async fn handle(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    opts: ServeOptions,
+) -> io::Result<Streaming> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let head_len = loop {
@@ -111,28 +126,30 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, opts: ServeOptions) ->
             break p;
         }
         if buf.len() > opts.max_request_bytes {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "", b"").await;
+            return done(
+                respond(&mut stream, "431 Request Header Fields Too Large", "", b"").await,
+            );
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         buf.extend_from_slice(&chunk[..n]);
     };
     if head_len > opts.max_request_bytes {
-        return respond(&mut stream, "431 Request Header Fields Too Large", "", b"").await;
+        return done(respond(&mut stream, "431 Request Header Fields Too Large", "", b"").await);
     }
     let head = String::from_utf8_lossy(&buf[..head_len]);
     let mut words = head.lines().next().unwrap_or("").split_ascii_whitespace();
     let (method, target, version) = (words.next(), words.next(), words.next());
     let (Some(method), Some(target), Some(version)) = (method, target, version) else {
-        return respond(&mut stream, "400 Bad Request", "", b"").await;
+        return done(respond(&mut stream, "400 Bad Request", "", b"").await);
     };
     if !version.starts_with("HTTP/1.") {
-        return respond(&mut stream, "505 HTTP Version Not Supported", "", b"").await;
+        return done(respond(&mut stream, "505 HTTP Version Not Supported", "", b"").await);
     }
     let path = target.split('?').next().unwrap_or(target);
-    match (method, path) {
+    let answered = match (method, path) {
         ("GET" | "HEAD", "/metrics") => {
             // The datapath figures are read on the loop, fresh for each scrape.
             metrics.refresh().await;
@@ -148,18 +165,47 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, opts: ServeOptions) ->
                 }
             }
         }
+        ("GET" | "HEAD", "/status") => match metrics.status().await {
+            Some(report) => {
+                let body = serde_json::to_vec_pretty(&report).map_err(io::Error::other)?;
+                let head = method == "HEAD";
+                respond_with(&mut stream, "200 OK", JSON, &body, !head).await
+            }
+            None => respond(&mut stream, "503 Service Unavailable", "", b"").await,
+        },
+        ("GET", "/events") => match metrics.follow_events() {
+            Some(follower) => {
+                let _ = socket2::SockRef::from(&stream)
+                    .set_send_buffer_size(crate::control::socket::EVENTS_SNDBUF);
+                // No length: the body is the stream, until either side ends.
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {NDJSON}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+                );
+                stream.write_all(head.as_bytes()).await?;
+                return Ok(Some((stream, follower)));
+            }
+            None => respond(&mut stream, "503 Service Unavailable", "", b"").await,
+        },
         ("GET" | "HEAD", _) => {
             respond(
                 &mut stream,
                 "404 Not Found",
                 "text/plain; charset=utf-8",
-                b"metrics are at /metrics\n",
+                b"this endpoint serves /metrics, /status and /events\n",
             )
             .await
         }
         _ => respond(&mut stream, "405 Method Not Allowed", "", b"").await,
-    }
+    };
+    done(answered)
 }
+
+fn done(r: io::Result<()>) -> io::Result<Streaming> {
+    r.map(|()| None)
+}
+
+const JSON: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
 
 async fn respond(
     stream: &mut TcpStream,

@@ -245,6 +245,8 @@ struct Inner {
     datapath: Arc<Mutex<Option<DatapathSnapshot>>>,
     /// Asks the event loop for fresh datapath figures before a scrape.
     refresher: Mutex<Option<tokio::sync::mpsc::Sender<crate::control::socket::Request>>>,
+    /// The event stream the HTTP `/events` follows.
+    events: Mutex<Option<crate::control::events::EventBus>>,
 }
 
 /// The registry and its metric families. Cheap to clone (shared inside):
@@ -478,6 +480,7 @@ impl Metrics {
                 failover_garp,
                 datapath,
                 refresher: Mutex::new(None),
+                events: Mutex::new(None),
             }),
         }
     }
@@ -491,6 +494,43 @@ impl Metrics {
             .refresher
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    }
+
+    /// The daemon's event stream, for HTTP `/events`.
+    pub fn set_events(&self, bus: crate::control::events::EventBus) {
+        *self
+            .inner
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(bus);
+    }
+
+    /// A follower of the event stream, when there is one.
+    pub fn follow_events(&self) -> Option<crate::control::events::Follower> {
+        self.inner
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(crate::control::events::EventBus::subscribe)
+    }
+
+    /// The status report, as `xvrrpd status --json` has it (asked of the
+    /// loop, waiting at most 2 s); `None` without a loop to ask.
+    pub async fn status(&self) -> Option<crate::control::status::StatusReport> {
+        let tx = self
+            .inner
+            .refresher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        tx.try_send(crate::control::socket::Request::Status(reply))
+            .ok()?;
+        tokio::time::timeout(std::time::Duration::from_secs(2), wait)
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Has the loop refresh the datapath figures, waiting at most 250 ms:
