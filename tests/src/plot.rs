@@ -85,12 +85,16 @@ pub fn write_svg(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<()
     macro_rules! draw {
         ($ctx:expr) => {{
             let mut ctx = $ctx;
-            ctx.configure_mesh()
-                .x_desc(chart.x_label)
+            let mut mesh = ctx.configure_mesh();
+            mesh.x_desc(chart.x_label)
                 .y_desc(chart.y_label)
-                .light_line_style(RGBColor(235, 235, 235))
-                .draw()
-                .map_err(|e| anyhow!("{e}"))?;
+                .light_line_style(RGBColor(235, 235, 235));
+            // Trials are counted: one label per whole number.
+            if chart.style == Style::Points {
+                mesh.x_labels(((x_hi - x_lo) as usize + 1).clamp(2, 20))
+                    .x_label_formatter(&|x| format!("{x:.0}"));
+            }
+            mesh.draw().map_err(|e| anyhow!("{e}"))?;
             for s in series {
                 let c = color(s.xvrrpd);
                 let pts: Vec<(f64, f64)> = s.points.clone();

@@ -939,13 +939,13 @@ pub fn plots(r: &Results, stem: &str) -> anyhow::Result<Vec<std::path::PathBuf>>
         for (what, unit, pick) in [
             (
                 "detection error",
-                "detection error, ms (new master's first advert − old master's last − protocol interval)",
+                "detection error, ms",
                 (|s: &crate::failures::StepResult| Some(s.detection_error_ns as f64 / 1e6))
                     as fn(&crate::failures::StepResult) -> Option<f64>,
             ),
             (
                 "client outage",
-                "client outage, ms (longest run of unanswered pings)",
+                "client outage, ms",
                 |s: &crate::failures::StepResult| s.outage_ns.map(|n| n as f64 / 1e6),
             ),
         ] {
