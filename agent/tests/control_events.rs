@@ -103,6 +103,10 @@ fn followers_get_events_in_order_and_a_stalled_one_is_cut_off() {
         .expect("reader");
         let sink = cut.expect("the stalled follower's connection ends");
         assert!(sink.len() < 5_000 * 200, "it got everything: not cut off");
-        assert_eq!(bus.followers(), 0, "the cut-off follower is still subscribed");
+        assert_eq!(
+            bus.followers(),
+            0,
+            "the cut-off follower is still subscribed"
+        );
     });
 }
