@@ -230,11 +230,12 @@ fn events_follow_a_failover_and_a_stalled_follower_is_cut_off() -> Result<()> {
             )?;
 
             // The stalled follower falls behind while r2, master, goes on
-            // advertising: ~800 tracker events overfill its socket.
+            // advertising: thousands of tracker events (hundreds of KiB)
+            // overfill its socket whatever its buffer.
             let flips_from = c.lab.mark("flips").rt_ns;
-            for n in 0..800 {
+            for n in 0..3000 {
                 write_value(&level, n % 2)?;
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(1));
             }
             let flips_to = c.lab.mark("flips done").rt_ns;
             // Cut off: its socket reaches its end once the daemon gave up
@@ -244,8 +245,9 @@ fn events_follow_a_failover_and_a_stalled_follower_is_cut_off() -> Result<()> {
             let cut = stalled.read_to_end(&mut sink);
             ensure!(
                 cut.is_ok(),
-                "the stalled follower was not cut off: {cut:?} after {} bytes",
-                sink.len()
+                "the stalled follower was not cut off: {cut:?} after {} bytes; the reading one saw {} lines",
+                sink.len(),
+                follower.snapshot().len()
             );
             // r2's adverts during the flips: no gap a follower could explain.
             let src = c.router("r2").addr(false);
