@@ -350,8 +350,11 @@ fn status_watch_shows_a_failover_in_a_terminal() -> Result<()> {
         c.start_all()?;
         c.expect_master("r1", Duration::from_secs(10))?;
         let r2 = c.router("r2");
+        // `exec`: whatever shell script(1) starts must not stay between the
+        // terminal and the view, or Ctrl-C ends the shell (dash does not
+        // exec a lone command) and the view's exit status is lost.
         let watch = format!(
-            "{} status --watch --control-socket {}",
+            "exec {} status --watch --control-socket {}",
             r2.bin.display(),
             r2.control_socket.display()
         );

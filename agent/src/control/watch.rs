@@ -58,8 +58,9 @@ pub fn watch(socket: &Path) -> Result<(), ControlError> {
         .map_err(io_err)?;
     let tty = io::stdout().is_terminal();
     let result = rt.block_on(async {
-        let stop = tokio::signal::ctrl_c();
-        tokio::pin!(stop);
+        // Installed before the first frame: a Ctrl-C at any moment after
+        // the view appears restores the cursor instead of killing it.
+        let mut stop = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut out = io::stdout().lock();
         if tty {
             write!(out, "{HIDE_CURSOR}{CLEAR_SCREEN}")?;
@@ -68,7 +69,7 @@ pub fn watch(socket: &Path) -> Result<(), ControlError> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
-                _ = &mut stop => break,
+                _ = stop.recv() => break,
                 _ = tick.tick() => {}
             }
             // The query blocks for at most its own timeout; the view is
