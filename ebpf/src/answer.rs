@@ -1,12 +1,16 @@
-//! The fence's answer (XDP only): a packet sent to a fenced VIP is turned,
-//! in place, into an announcement that the VIP lives at the owner's MAC and
-//! sent back to its sender (`XDP_TX`): a gratuitous ARP request for IPv4, an
-//! unsolicited neighbour advertisement with the override flag for IPv6. The
-//! sender's neighbour entry then points at the owner: its next packet goes
-//! there. The reply is never larger than the packet, and goes only to the
-//! MAC that sent it.
+//! The fence's answer: a packet sent to a fenced VIP is turned, in place,
+//! into an announcement that the VIP lives at the owner's MAC and sent back
+//! to its sender (XDP: `XDP_TX`; TC: redirected to the interface's egress):
+//! a gratuitous ARP request for IPv4, an unsolicited neighbour advertisement
+//! with the override flag for IPv6. The sender's neighbour entry then points
+//! at the owner: its next packet goes there. The reply is never larger than
+//! the packet, and goes only to the MAC that sent it.
 
-use aya_ebpf::{helpers::bpf_xdp_adjust_tail, programs::XdpContext};
+use aya_ebpf::{
+    bindings::BPF_F_RECOMPUTE_CSUM,
+    helpers::{bpf_skb_change_tail, bpf_xdp_adjust_tail},
+    programs::{TcContext, XdpContext},
+};
 use xvrrpd_common::FAMILY_IPV4;
 
 use crate::parse::Redirect;
@@ -18,11 +22,83 @@ const NA_LEN: usize = 72;
 /// Shortest Ethernet frame without its FCS.
 const MIN_FRAME: usize = 60;
 
+/// A frame the answer is written into: XDP's buffer, or TC's skb.
+pub trait Reply {
+    fn len(&self) -> usize;
+    fn get<T: Copy>(&self, off: usize) -> Option<T>;
+    /// Writes `value` at `off`; `false` if the frame is too short.
+    fn put<T>(&self, off: usize, value: T) -> bool;
+    /// Cuts the frame to `len` bytes (never grows it).
+    fn truncate(&self, len: usize) -> bool;
+}
+
+impl Reply for XdpContext {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.data_end() - self.data()
+    }
+
+    #[inline(always)]
+    fn get<T: Copy>(&self, off: usize) -> Option<T> {
+        let (data, data_end) = (self.data(), self.data_end());
+        if data + off + core::mem::size_of::<T>() > data_end {
+            return None;
+        }
+        // SAFETY: bounds checked above; unaligned read of plain bytes.
+        Some(unsafe { ((data + off) as *const T).read_unaligned() })
+    }
+
+    #[inline(always)]
+    fn put<T>(&self, off: usize, value: T) -> bool {
+        let (data, data_end) = (self.data(), self.data_end());
+        if data + off + core::mem::size_of::<T>() > data_end {
+            return false;
+        }
+        // SAFETY: bounds checked above; unaligned write of plain bytes.
+        unsafe { ((data + off) as *mut T).write_unaligned(value) };
+        true
+    }
+
+    #[inline(always)]
+    fn truncate(&self, len: usize) -> bool {
+        let now = Reply::len(self);
+        // SAFETY: the context is the program's own; a negative delta only
+        // shrinks the frame.
+        now <= len || unsafe { bpf_xdp_adjust_tail(self.ctx, len as i32 - now as i32) } == 0
+    }
+}
+
+/// On TC every write goes through the store helper, which makes a shared
+/// skb private and keeps a `CHECKSUM_COMPLETE` sum true to the new bytes.
+impl Reply for TcContext {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.skb.len() as usize
+    }
+
+    #[inline(always)]
+    fn get<T: Copy>(&self, off: usize) -> Option<T> {
+        self.skb.load::<T>(off).ok()
+    }
+
+    #[inline(always)]
+    fn put<T>(&self, off: usize, value: T) -> bool {
+        self.skb
+            .store(off, &value, BPF_F_RECOMPUTE_CSUM as u64)
+            .is_ok()
+    }
+
+    #[inline(always)]
+    fn truncate(&self, len: usize) -> bool {
+        // SAFETY: the skb is the program's own; the helper only shrinks it here.
+        Reply::len(self) <= len || unsafe { bpf_skb_change_tail(self.skb.skb, len as u32, 0) } == 0
+    }
+}
+
 /// Rewrites the packet into the owner's announcement; `false` when it is
 /// too short to hold one (it is dropped then).
 #[inline(always)]
-pub fn announce_owner(ctx: &XdpContext, r: &Redirect) -> bool {
-    let (data, data_end) = (ctx.data(), ctx.data_end());
+pub fn announce_owner<F: Reply>(frame: &F, r: &Redirect) -> bool {
     let l3 = r.l3_off;
     let body = if r.family == FAMILY_IPV4 {
         ARP_LEN
@@ -34,11 +110,11 @@ pub fn announce_owner(ctx: &XdpContext, r: &Redirect) -> bool {
     } else {
         l3 + body
     };
-    if l3 < 14 || data + want > data_end {
+    if l3 < 14 || want > frame.len() {
         return false;
     }
     // The sender's MAC, before the header is rewritten.
-    let Some(client) = read::<[u8; 6]>(data, data_end, 6) else {
+    let Some(client) = frame.get::<[u8; 6]>(6) else {
         return false;
     };
     if client[0] & 1 != 0 {
@@ -49,27 +125,15 @@ pub fn announce_owner(ctx: &XdpContext, r: &Redirect) -> bool {
     } else {
         ETH_P_IPV6
     };
-    let written = write(data, data_end, 0, client)
-        && write(data, data_end, 6, r.ours)
-        && write(data, data_end, l3 - 2, ethertype.to_be_bytes())
+    let written = frame.put(0, client)
+        && frame.put(6, r.ours)
+        && frame.put(l3 - 2, ethertype.to_be_bytes())
         && if r.family == FAMILY_IPV4 {
-            write(data, data_end, l3, garp(r)) && zero(data, data_end, l3 + ARP_LEN, want)
+            frame.put(l3, garp(r)) && zero(frame, l3 + ARP_LEN, want)
         } else {
-            write(data, data_end, l3, na(r))
+            frame.put(l3, na(r))
         };
-    if !written {
-        return false;
-    }
-    let len = data_end - data;
-    if len > want {
-        // SAFETY: the context is the program's own; a negative delta only
-        // shrinks the frame.
-        let rc = unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - len as i32) };
-        if rc != 0 {
-            return false;
-        }
-    }
-    true
+    written && frame.truncate(want)
 }
 
 /// A gratuitous ARP request: "the VIP is at the owner's MAC".
@@ -157,34 +221,15 @@ fn fold(mut sum: u64) -> u16 {
     sum as u16
 }
 
-#[inline(always)]
-fn read<T: Copy>(data: usize, data_end: usize, off: usize) -> Option<T> {
-    if data + off + core::mem::size_of::<T>() > data_end {
-        return None;
-    }
-    // SAFETY: bounds checked above; unaligned read of plain bytes.
-    Some(unsafe { ((data + off) as *const T).read_unaligned() })
-}
-
-#[inline(always)]
-fn write<T>(data: usize, data_end: usize, off: usize, value: T) -> bool {
-    if data + off + core::mem::size_of::<T>() > data_end {
-        return false;
-    }
-    // SAFETY: bounds checked above; unaligned write of plain bytes.
-    unsafe { ((data + off) as *mut T).write_unaligned(value) };
-    true
-}
-
 /// Zeroes `from..to` (at most the few bytes of Ethernet padding).
 #[inline(always)]
-fn zero(data: usize, data_end: usize, from: usize, to: usize) -> bool {
+fn zero<F: Reply>(frame: &F, from: usize, to: usize) -> bool {
     for i in 0..MIN_FRAME {
         let at = from + i;
         if at >= to {
             break;
         }
-        if !write(data, data_end, at, 0u8) {
+        if !frame.put(at, 0u8) {
             return false;
         }
     }

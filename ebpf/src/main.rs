@@ -18,6 +18,7 @@ mod parse;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    helpers::bpf_redirect,
     macros::{btf_map, classifier, map, xdp},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
@@ -90,7 +91,7 @@ fn count(counter: Counter) {
 enum Verdict {
     Pass,
     Drop,
-    /// Answer it with the owner's announcement (XDP; TC drops it).
+    /// Answer it with the owner's announcement.
     Redirect(Redirect),
 }
 
@@ -233,11 +234,16 @@ fn tc_verdict(ctx: &TcContext, timers: Option<&TimerMap>) -> i32 {
     match verdict(&TcFrame(ctx), ifindex, timers) {
         Verdict::Pass => TC_ACT_OK,
         Verdict::Drop => TC_ACT_SHOT,
-        // TC cannot answer in place: the sender finds the owner when it
-        // asks again, and only the owner answers.
-        Verdict::Redirect(_) => {
-            count(Counter::FenceDropped);
-            TC_ACT_SHOT
+        // Out of the interface it came in on, back to its sender.
+        Verdict::Redirect(r) => {
+            if answer::announce_owner(ctx, &r) {
+                count(Counter::FenceRedirected);
+                // SAFETY: a plain helper call; TC_ACT_REDIRECT on success.
+                unsafe { bpf_redirect(ifindex, 0) as i32 }
+            } else {
+                count(Counter::FenceDropped);
+                TC_ACT_SHOT
+            }
         }
     }
 }

@@ -11,6 +11,9 @@
 //! program's `XDP_TX` reaches the other end only when that end has an XDP
 //! program too, which this lab's bridge ports do not (docs/datapath.md).
 //!
+//! On TC (not pinned: a stopped agent only) the answer leaves through the
+//! interface's egress.
+//!
 //! The raw-socket fallback has no kernel half to outlive the process: with
 //! it, a dead agent's host keeps the VIP until xvrrpd starts again.
 
@@ -28,7 +31,8 @@ use xvrrpd_tests::{
 
 const VIP: &str = "192.0.2.100";
 
-fn cluster(name: &str) -> Result<Cluster> {
+/// `attach`: `xdp-generic` (see above) or `tc`.
+fn cluster(name: &str, attach: &str) -> Result<Cluster> {
     let mut c = Cluster::new(
         name,
         Instance::new("VI_1", 51, &["192.0.2.100/24"]),
@@ -41,7 +45,7 @@ fn cluster(name: &str) -> Result<Cluster> {
     for r in ["r1", "r2"] {
         c.router_mut(r)
             .extra_args
-            .extend(["--attach".to_string(), "xdp-generic".to_string()]);
+            .extend(["--attach".to_string(), attach.to_string()]);
     }
     let started = Stamp::now();
     c.start_all()?;
@@ -110,15 +114,16 @@ fn xdp_attached(c: &Cluster, r: &str) -> Result<bool> {
 
 /// With r1's agent gone (dead or stopped) and r2 master: r1 answers no
 /// ARP for the VIP, and a client sent to r1 ends on r2 at once.
-fn dead_host_lets_go(c: &mut Cluster, how: &str) -> Result<()> {
+fn dead_host_lets_go(c: &mut Cluster, how: &str, attach: &str) -> Result<()> {
     let r1_mac = c.router("r1").mac;
     let r2_mac = c.router("r2").mac;
     let vip4: Ipv4Addr = VIP.parse()?;
     c.router("r2")
         .wait_state("VI_1", "MASTER", Duration::from_secs(2))
         .with_context(|| format!("r2 did not take over from the {how} r1"))?;
+    // A stopped process still holds its TC link; only XDP links are pinned.
     ensure!(
-        pins(c, "r1").iter().any(|p| p.contains("xdp-")),
+        attach == "tc" || pins(c, "r1").iter().any(|p| p.contains("xdp-")),
         "r1's XDP link is not pinned: {:?}",
         pins(c, "r1")
     );
@@ -199,7 +204,7 @@ fn a_killed_masters_host_lets_go_and_a_restart_clears_it() -> Result<()> {
     lab_test(
         "a_killed_masters_host_lets_go_and_a_restart_clears_it",
         || {
-            let mut c = cluster("dead-agent")?;
+            let mut c = cluster("dead-agent", "xdp-generic")?;
             let killed = c.router_mut("r1").kill9()?;
             c.lab.mark("r1 killed");
             // The warden takes the address away once r2 owns it.
@@ -231,7 +236,7 @@ fn a_killed_masters_host_lets_go_and_a_restart_clears_it() -> Result<()> {
                 "the warden removed the VIP {} after r2 owned it",
                 ms(gap)
             );
-            dead_host_lets_go(&mut c, "killed")?;
+            dead_host_lets_go(&mut c, "killed", "xdp-generic")?;
 
             // A restart adopts the pinned datapath as it runs (no
             // verification, no raw-socket phase), ends the old warden and
@@ -330,27 +335,37 @@ fn a_killed_masters_host_lets_go_and_a_restart_clears_it() -> Result<()> {
 fn a_hung_masters_host_lets_go_and_takes_over_again_when_it_resumes() -> Result<()> {
     lab_test(
         "a_hung_masters_host_lets_go_and_takes_over_again_when_it_resumes",
-        || {
-            let mut c = cluster("hung-agent")?;
-            c.router("r1").sigstop()?;
-            c.lab.mark("r1 stopped");
-            let result = dead_host_lets_go(&mut c, "stopped");
-            c.router("r1").sigcont()?;
-            result?;
-            c.lab.mark("r1 resumed");
-            // r1 renews its lease, hears r2's lower priority and preempts.
-            c.expect_master("r1", Duration::from_secs(5))?;
-            c.router("r2")
-                .wait_state("VI_1", "BACKUP", Duration::from_secs(2))?;
-            let r1_mac = c.router("r1").mac.to_string();
-            ensure!(
-                wait_until(Duration::from_secs(2), Duration::from_millis(5), || {
-                    c.client_neighbour(VIP).is_ok_and(|m| m == r1_mac)
-                }),
-                "after r1 resumed the client stays on {}",
-                c.client_neighbour(VIP)?
-            );
-            c.finish()
-        },
+        || hung_master("hung-agent", "xdp-generic"),
     )
+}
+
+/// The same on TC: the answer leaves through the interface's egress.
+#[test]
+fn a_hung_masters_host_lets_go_on_tc_too() -> Result<()> {
+    lab_test("a_hung_masters_host_lets_go_on_tc_too", || {
+        hung_master("hung-agent-tc", "tc")
+    })
+}
+
+fn hung_master(name: &str, attach: &str) -> Result<()> {
+    let mut c = cluster(name, attach)?;
+    c.router("r1").sigstop()?;
+    c.lab.mark("r1 stopped");
+    let result = dead_host_lets_go(&mut c, "stopped", attach);
+    c.router("r1").sigcont()?;
+    result?;
+    c.lab.mark("r1 resumed");
+    // r1 renews its lease, hears r2's lower priority and preempts.
+    c.expect_master("r1", Duration::from_secs(5))?;
+    c.router("r2")
+        .wait_state("VI_1", "BACKUP", Duration::from_secs(2))?;
+    let r1_mac = c.router("r1").mac.to_string();
+    ensure!(
+        wait_until(Duration::from_secs(2), Duration::from_millis(5), || {
+            c.client_neighbour(VIP).is_ok_and(|m| m == r1_mac)
+        }),
+        "after r1 resumed the client stays on {}",
+        c.client_neighbour(VIP)?
+    );
+    c.finish()
 }

@@ -12,7 +12,7 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use xvrrpd_tests::{
     kconf::{Daemon, Instance},
     retry::lab_test,
@@ -23,22 +23,35 @@ use xvrrpd_tests::{
 const FILTER_OBJ: &str = "/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_all.o";
 
 /// `xdp-filter ARGS` in `r`'s namespace, libxdp's pins on `r`'s own BPF
-/// filesystem (`ip netns exec` hides the host's).
+/// filesystem (`ip netns exec` hides the host's), and its program lock
+/// (`/run/xdp-filter.lck`, host-wide, never recovered once stale) on a
+/// `/run` of its own, so no other run on this host can hold it.
 fn xdp_filter(r: &RouterNode, args: &[&str]) -> Result<String> {
     let out = Command::new("ip")
-        .args(["netns", "exec", &r.host.ns, "env"])
+        .args([
+            "netns", "exec", &r.host.ns, "unshare", "--mount", "sh", "-c",
+        ])
+        .arg(r#"mount -t tmpfs xdp-run /run && exec "$@""#)
+        .args(["sh", "env"])
         .arg(format!("LIBXDP_BPFFS={}", r.bpf_dir().display()))
         .arg("xdp-filter")
         .args(args)
         .output()
         .context("running xdp-filter (Debian's xdp-tools; `cargo xtask setup` installs it)")?;
-    ensure!(
-        out.status.success(),
-        "xdp-filter {args:?} in {}: {}{}",
-        r.name,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        let pins = Command::new("find")
+            .arg(r.bpf_dir())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        bail!(
+            "xdp-filter {args:?} in {}: {}{}\n{}'s BPF filesystem holds:\n{pins}",
+            r.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            r.name
+        );
+    }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

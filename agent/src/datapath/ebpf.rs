@@ -708,16 +708,12 @@ impl EbpfDatapath {
     /// Runs the XDP program once on `frame`; returns the verdict and the
     /// frame as the program left it (for `XDP_TX` answers).
     pub fn test_run_xdp_out(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
-        let prog = self.xdp_ref()?;
-        let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..TestRunOptions::new()
-        };
-        let res = prog.test_run(opts).map_err(prog_err(PROG_XDP))?;
-        out.truncate(res.data_size_out as usize);
-        Ok((res.return_value, out))
+        run_out(self.xdp_ref()?, frame).map_err(prog_err(PROG_XDP))
+    }
+
+    /// As [`Self::test_run_xdp_out`], on the TC program.
+    pub fn test_run_tc_out(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
+        run_out(self.tc_program()?, frame).map_err(prog_err(PROG_TC))
     }
 
     /// Runs one of the object's benchmark reference programs
@@ -807,6 +803,22 @@ where
     };
     let res = prog.test_run(opts)?;
     Ok((res.return_value, res.duration))
+}
+
+/// One run that keeps the frame as the program left it.
+fn run_out<P>(prog: &P, frame: &[u8]) -> Result<(u32, Vec<u8>), ProgramError>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = aya::programs::TestRunResult>,
+{
+    let mut out = vec![0u8; frame.len() + 256];
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ..TestRunOptions::new()
+    };
+    let res = prog.test_run(opts)?;
+    out.truncate(res.data_size_out as usize);
+    Ok((res.return_value, out))
 }
 
 /// A removal of a key that is not there is done (the kernel says ENOENT).
