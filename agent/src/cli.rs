@@ -152,8 +152,9 @@ pub struct RunArgs {
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachArg {
-    /// By the interface's driver: generic XDP first on veth, native XDP first
-    /// elsewhere; then the other XDP mode, then TC.
+    /// TC first on kernels with tcx (6.6+), which leaves the XDP hook to
+    /// other programs; then XDP. Before 6.6: generic XDP first on veth,
+    /// native XDP first elsewhere; then the other XDP mode, then TC.
     Auto,
     XdpNative,
     XdpGeneric,

@@ -196,15 +196,18 @@ fn tc_ingress_delivers_adverts_and_counts_junk() {
     attach_only(AttachMode::Tc);
 }
 
-/// On veth, `--attach auto` takes generic XDP (see `ebpf::auto_order`):
-/// the driver is read from the interface.
+/// `--attach auto` takes a tcx link where the kernel has tcx, and generic
+/// XDP on a veth before (see `ebpf::auto_order`: the driver is read from
+/// the interface).
 #[test]
-fn auto_attach_on_veth_prefers_generic_xdp() {
+fn auto_attach_takes_tcx_or_generic_xdp_on_veth() {
     let out = run_case_set(DatapathOptions::default()).expect("lab run");
-    assert_eq!(
-        out.attachments,
-        vec![("eth0".to_string(), AttachMode::XdpGeneric)]
-    );
+    let want = if xvrrpd::datapath::ebpf::tcx_available() {
+        AttachMode::Tc
+    } else {
+        AttachMode::XdpGeneric
+    };
+    assert_eq!(out.attachments, vec![("eth0".to_string(), want)]);
 }
 
 #[test]

@@ -102,9 +102,29 @@ fn link_inode(c: &Cluster, r: &str) -> Result<u64> {
     use std::os::unix::fs::MetadataExt;
     let link = pins(c, r)
         .into_iter()
-        .find(|p| p.rsplit('/').next().is_some_and(|n| n.starts_with("xdp-")))
-        .context("no pinned XDP link")?;
+        .find(|p| {
+            p.rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with("xdp-") || n.starts_with("tc-"))
+        })
+        .context("no pinned link")?;
     Ok(std::fs::metadata(link)?.ino())
+}
+
+/// Whether any xvrrpd program is on r's eth0: XDP, or a tcx link.
+fn datapath_attached(c: &Cluster, r: &str) -> Result<bool> {
+    if xdp_attached(c, r)? {
+        return Ok(true);
+    }
+    let tcx = c.router(r).host.run_in(|| {
+        use aya::programs::{SchedClassifier, TcAttachType};
+        let (_, progs) = SchedClassifier::query_tcx("eth0", TcAttachType::Ingress)?;
+        Ok(progs
+            .iter()
+            .filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("xvrrpd")))
+            .count())
+    })?;
+    Ok(tcx > 0)
 }
 
 fn xdp_attached(c: &Cluster, r: &str) -> Result<bool> {
@@ -114,17 +134,18 @@ fn xdp_attached(c: &Cluster, r: &str) -> Result<bool> {
 
 /// With r1's agent gone (dead or stopped) and r2 master: r1 answers no
 /// ARP for the VIP, and a client sent to r1 ends on r2 at once.
-fn dead_host_lets_go(c: &mut Cluster, how: &str, attach: &str) -> Result<()> {
+fn dead_host_lets_go(c: &mut Cluster, how: &str) -> Result<()> {
     let r1_mac = c.router("r1").mac;
     let r2_mac = c.router("r2").mac;
     let vip4: Ipv4Addr = VIP.parse()?;
     c.router("r2")
         .wait_state("VI_1", "MASTER", Duration::from_secs(2))
         .with_context(|| format!("r2 did not take over from the {how} r1"))?;
-    // A stopped process still holds its TC link; only XDP links are pinned.
     ensure!(
-        attach == "tc" || pins(c, "r1").iter().any(|p| p.contains("xdp-")),
-        "r1's XDP link is not pinned: {:?}",
+        pins(c, "r1")
+            .iter()
+            .any(|p| p.contains("/xdp-") || p.contains("/tc-")),
+        "r1's link is not pinned: {:?}",
         pins(c, "r1")
     );
     // r2's adverts reach r1's datapath: the fence is up.
@@ -203,132 +224,150 @@ fn dead_host_lets_go(c: &mut Cluster, how: &str, attach: &str) -> Result<()> {
 fn a_killed_masters_host_lets_go_and_a_restart_clears_it() -> Result<()> {
     lab_test(
         "a_killed_masters_host_lets_go_and_a_restart_clears_it",
-        || {
-            let mut c = cluster("dead-agent", "xdp-generic")?;
-            let killed = c.router_mut("r1").kill9()?;
-            c.lab.mark("r1 killed");
-            // The warden takes the address away once r2 owns it.
-            let vip = VIP.parse()?;
-            c.router("r2")
-                .wait_state("VI_1", "MASTER", Duration::from_secs(2))?;
-            ensure!(
-                c.router("r1").wait_vip(vip, false, Duration::from_secs(1)),
-                "the killed r1 still holds the VIP 1 s after r2 took over"
-            );
-            let change = |r: &str, added: bool| {
-                c.router(r)
-                    .watch
-                    .events()
-                    .into_iter()
-                    .find(|e| e.addr == vip && e.added == added && e.at.mono_ns >= killed.mono_ns)
-                    .map(|e| e.at.mono_ns)
-            };
-            let (Some(owned), Some(gone)) = (change("r2", true), change("r1", false)) else {
-                anyhow::bail!("no VIP add on r2 / removal on r1 seen after the kill");
-            };
-            let gap = gone as i128 - owned as i128;
-            println!(
-                "killed r1: VIP removed by the warden {} after r2 added it",
-                ms(gap)
-            );
-            ensure!(
-                gap <= 200_000_000,
-                "the warden removed the VIP {} after r2 owned it",
-                ms(gap)
-            );
-            dead_host_lets_go(&mut c, "killed", "xdp-generic")?;
-
-            // A restart adopts the pinned datapath as it runs (no
-            // verification, no raw-socket phase), ends the old warden and
-            // takes the VIP back (r1 has the higher priority).
-            let link_before = link_inode(&c, "r1")?;
-            let restarted = c.router_mut("r1").start()?;
-            c.router("r1")
-                .wait_datapath_settled(Duration::from_secs(5))?;
-            let settled = Stamp::now();
-            c.expect_master("r1", Duration::from_secs(5))?;
-            ensure!(
-                c.router("r1").log().contains("adopted the eBPF datapath"),
-                "r1's restart did not adopt the pinned datapath"
-            );
-            ensure!(
-                link_inode(&c, "r1")? == link_before,
-                "the restart replaced the pinned link instead of adopting it"
-            );
-            println!(
-                "killed r1 restarted: datapath adopted and settled within {}",
-                ms(settled.rt_ns as i128 - restarted.rt_ns as i128)
-            );
-            let pin_dir = c.router("r1").bpf_dir().display().to_string();
-            ensure!(
-                wait_until(Duration::from_secs(1), Duration::from_millis(10), || {
-                    wardens().iter().filter(|w| w.contains(&pin_dir)).count() == 1
-                }),
-                "after the restart the wardens are {:?}",
-                wardens()
-            );
-
-            // A clean stop leaves nothing: no pin, no XDP, no VIP.
-            let (_, st) = c.router_mut("r1").sigterm()?;
-            ensure!(st.success(), "r1 exited {st} on SIGTERM");
-            ensure!(
-                pins(&c, "r1").is_empty(),
-                "left pinned: {:?}",
-                pins(&c, "r1")
-            );
-            ensure!(
-                !xdp_attached(&c, "r1")?,
-                "XDP still attached after a clean stop"
-            );
-            ensure!(
-                !c.router("r1").has_vip(VIP.parse()?),
-                "VIP left after a clean stop"
-            );
-
-            // `xvrrpd cleanup` after a crash does the same.
-            c.router_mut("r1").start()?;
-            c.expect_master("r1", Duration::from_secs(5))?;
-            c.router("r1")
-                .wait_datapath_settled(Duration::from_secs(5))?;
-            c.router_mut("r1").kill9()?;
-            ensure!(
-                xdp_attached(&c, "r1")?,
-                "the killed r1's datapath is not pinned"
-            );
-            let r1 = c.router("r1");
-            let bin = r1.bin.display().to_string();
-            let sock = r1.control_socket.display().to_string();
-            let pin_dir = r1.bpf_dir().display().to_string();
-            let out = r1.host.exec(&[
-                &bin,
-                "cleanup",
-                "--control-socket",
-                &sock,
-                "--bpf-pin-dir",
-                &pin_dir,
-            ])?;
-            ensure!(out.status.success(), "xvrrpd cleanup failed: {out:?}");
-            ensure!(
-                pins(&c, "r1").is_empty(),
-                "cleanup left {:?}",
-                pins(&c, "r1")
-            );
-            ensure!(!xdp_attached(&c, "r1")?, "XDP still attached after cleanup");
-            ensure!(
-                !c.router("r1").has_vip(VIP.parse()?),
-                "VIP left after cleanup"
-            );
-            ensure!(
-                wait_until(Duration::from_secs(1), Duration::from_millis(10), || {
-                    !wardens().iter().any(|w| w.contains(&pin_dir))
-                }),
-                "a warden still runs after cleanup: {:?}",
-                wardens()
-            );
-            c.router_mut("r1").start()?;
-            c.finish()
-        },
+        || killed_master("dead-agent", "xdp-generic"),
     )
+}
+
+/// The same with the default attach: a pinned tcx link where the kernel
+/// has tcx (6.6+), as on this suite's host.
+#[test]
+fn a_killed_masters_host_lets_go_on_a_pinned_tcx_link() -> Result<()> {
+    lab_test("a_killed_masters_host_lets_go_on_a_pinned_tcx_link", || {
+        ensure!(
+            xvrrpd::datapath::ebpf::tcx_available(),
+            "this kernel has no tcx (6.6+): the default attach is XDP here"
+        );
+        killed_master("dead-agent-tcx", "auto")
+    })
+}
+
+fn killed_master(name: &str, attach: &str) -> Result<()> {
+    let mut c = cluster(name, attach)?;
+    let killed = c.router_mut("r1").kill9()?;
+    c.lab.mark("r1 killed");
+    // The warden takes the address away once r2 owns it.
+    let vip = VIP.parse()?;
+    c.router("r2")
+        .wait_state("VI_1", "MASTER", Duration::from_secs(2))?;
+    ensure!(
+        c.router("r1").wait_vip(vip, false, Duration::from_secs(1)),
+        "the killed r1 still holds the VIP 1 s after r2 took over"
+    );
+    let change = |r: &str, added: bool| {
+        c.router(r)
+            .watch
+            .events()
+            .into_iter()
+            .find(|e| e.addr == vip && e.added == added && e.at.mono_ns >= killed.mono_ns)
+            .map(|e| e.at.mono_ns)
+    };
+    let (Some(owned), Some(gone)) = (change("r2", true), change("r1", false)) else {
+        anyhow::bail!("no VIP add on r2 / removal on r1 seen after the kill");
+    };
+    let gap = gone as i128 - owned as i128;
+    println!(
+        "killed r1: VIP removed by the warden {} after r2 added it",
+        ms(gap)
+    );
+    ensure!(
+        gap <= 200_000_000,
+        "the warden removed the VIP {} after r2 owned it",
+        ms(gap)
+    );
+    dead_host_lets_go(&mut c, "killed")?;
+
+    // A restart adopts the pinned datapath as it runs (no
+    // verification, no raw-socket phase), ends the old warden and
+    // takes the VIP back (r1 has the higher priority).
+    let link_before = link_inode(&c, "r1")?;
+    let restarted = c.router_mut("r1").start()?;
+    c.router("r1")
+        .wait_datapath_settled(Duration::from_secs(5))?;
+    let settled = Stamp::now();
+    c.expect_master("r1", Duration::from_secs(5))?;
+    ensure!(
+        c.router("r1").log().contains("adopted the eBPF datapath"),
+        "r1's restart did not adopt the pinned datapath"
+    );
+    ensure!(
+        link_inode(&c, "r1")? == link_before,
+        "the restart replaced the pinned link instead of adopting it"
+    );
+    println!(
+        "killed r1 restarted: datapath adopted and settled within {}",
+        ms(settled.rt_ns as i128 - restarted.rt_ns as i128)
+    );
+    let pin_dir = c.router("r1").bpf_dir().display().to_string();
+    ensure!(
+        wait_until(Duration::from_secs(1), Duration::from_millis(10), || {
+            wardens().iter().filter(|w| w.contains(&pin_dir)).count() == 1
+        }),
+        "after the restart the wardens are {:?}",
+        wardens()
+    );
+
+    // A clean stop leaves nothing: no pin, no XDP, no VIP.
+    let (_, st) = c.router_mut("r1").sigterm()?;
+    ensure!(st.success(), "r1 exited {st} on SIGTERM");
+    ensure!(
+        pins(&c, "r1").is_empty(),
+        "left pinned: {:?}",
+        pins(&c, "r1")
+    );
+    ensure!(
+        !datapath_attached(&c, "r1")?,
+        "the datapath is still attached after a clean stop"
+    );
+    ensure!(
+        !c.router("r1").has_vip(VIP.parse()?),
+        "VIP left after a clean stop"
+    );
+
+    // `xvrrpd cleanup` after a crash does the same.
+    c.router_mut("r1").start()?;
+    c.expect_master("r1", Duration::from_secs(5))?;
+    c.router("r1")
+        .wait_datapath_settled(Duration::from_secs(5))?;
+    c.router_mut("r1").kill9()?;
+    ensure!(
+        datapath_attached(&c, "r1")?,
+        "the killed r1's datapath is not pinned"
+    );
+    let r1 = c.router("r1");
+    let bin = r1.bin.display().to_string();
+    let sock = r1.control_socket.display().to_string();
+    let pin_dir = r1.bpf_dir().display().to_string();
+    let out = r1.host.exec(&[
+        &bin,
+        "cleanup",
+        "--control-socket",
+        &sock,
+        "--bpf-pin-dir",
+        &pin_dir,
+    ])?;
+    ensure!(out.status.success(), "xvrrpd cleanup failed: {out:?}");
+    ensure!(
+        pins(&c, "r1").is_empty(),
+        "cleanup left {:?}",
+        pins(&c, "r1")
+    );
+    ensure!(
+        !datapath_attached(&c, "r1")?,
+        "the datapath is still attached after cleanup"
+    );
+    ensure!(
+        !c.router("r1").has_vip(VIP.parse()?),
+        "VIP left after cleanup"
+    );
+    ensure!(
+        wait_until(Duration::from_secs(1), Duration::from_millis(10), || {
+            !wardens().iter().any(|w| w.contains(&pin_dir))
+        }),
+        "a warden still runs after cleanup: {:?}",
+        wardens()
+    );
+    c.router_mut("r1").start()?;
+    c.finish()
 }
 
 #[test]
@@ -351,7 +390,7 @@ fn hung_master(name: &str, attach: &str) -> Result<()> {
     let mut c = cluster(name, attach)?;
     c.router("r1").sigstop()?;
     c.lab.mark("r1 stopped");
-    let result = dead_host_lets_go(&mut c, "stopped", attach);
+    let result = dead_host_lets_go(&mut c, "stopped");
     c.router("r1").sigcont()?;
     result?;
     c.lab.mark("r1 resumed");

@@ -1,14 +1,16 @@
 //! xvrrpd beside a load balancer's own XDP program on the same NIC, with
 //! Debian's xdp-tools (`xdp-filter`, loaded by libxdp) and iproute2's
-//! `ip link set dev X xdpgeneric obj …`:
+//! `ip link set dev X xdp obj …`:
 //!
 //! * the XDP program first: xvrrpd (default `--attach auto`) settles on TC,
 //!   elects and fails over, and the XDP program goes on seeing traffic;
-//! * xvrrpd first with `--attach tc`: the XDP hook stays free, so both
-//!   loaders succeed afterwards, and both programs see their traffic.
+//! * xvrrpd first, with no options: on a kernel with tcx (6.6+) it takes a
+//!   tcx link and the XDP hook stays free, so both loaders succeed
+//!   afterwards, and both programs see their traffic.
 //!
-//! (xvrrpd first with the default attach holds the XDP hook, and a later
-//! XDP loader is refused: see docs/datapath.md, "Sharing the NIC".)
+//! (Before 6.6 xvrrpd's default holds the XDP hook and a later XDP loader
+//! is refused unless xvrrpd runs with `--attach tc`: docs/datapath.md,
+//! "Sharing the NIC".)
 
 use std::{path::Path, process::Command, time::Duration};
 
@@ -124,14 +126,23 @@ fn an_xdp_program_loaded_first_keeps_its_hook_and_xvrrpd_runs_beside_it() -> Res
     })
 }
 
+/// xvrrpd first, with no options: on a kernel with tcx it takes a tcx
+/// link and the XDP loaders that come later succeed.
 #[test]
-fn with_attach_tc_xdp_loaders_that_come_later_succeed() -> Result<()> {
-    lab_test("with_attach_tc_xdp_loaders_that_come_later_succeed", || {
-        let mut c = cluster("tcfirst", &["--attach", "tc"])?;
+fn xdp_loaders_that_come_after_xvrrpd_succeed() -> Result<()> {
+    lab_test("xdp_loaders_that_come_after_xvrrpd_succeed", || {
+        ensure!(
+            xvrrpd::datapath::ebpf::tcx_available(),
+            "this kernel has no tcx (6.6+): there xvrrpd's default is XDP and a later \
+             XDP loader is refused (docs/datapath.md, \"Sharing the NIC\")"
+        );
+        let mut c = cluster("tcfirst", &[])?;
         c.start_all()?;
         c.expect_master("r1", Duration::from_secs(10))?;
         for r in &c.routers {
             r.wait_datapath_settled(Duration::from_secs(10))?;
+            let mode = attach_mode(r)?;
+            ensure!(mode == "eth0 tc", "{}: attached as {mode}, not tcx", r.name);
         }
         // libxdp's loader on r1, iproute2's on r2: both must succeed.
         xdp_filter(c.router("r1"), &["load", "eth0", "--mode", "skb"])?;
@@ -144,7 +155,7 @@ fn with_attach_tc_xdp_loaders_that_come_later_succeed() -> Result<()> {
                 "set",
                 "dev",
                 "eth0",
-                "xdpgeneric",
+                "xdp",
                 "obj",
             ])
             .arg(FILTER_OBJ)
@@ -152,7 +163,7 @@ fn with_attach_tc_xdp_loaders_that_come_later_succeed() -> Result<()> {
             .output()?;
         ensure!(
             out.status.success(),
-            "ip link set xdpgeneric obj on r2: {}",
+            "ip link set xdp obj on r2: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let before = passed(c.router("r1"))?;

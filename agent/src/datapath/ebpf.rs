@@ -148,25 +148,37 @@ impl std::fmt::Display for AttachMode {
     }
 }
 
+/// Whether TC programs attach as tcx links (kernel 6.6 and later, as aya
+/// decides): any number of programs share the hook, and a link can be
+/// pinned like an XDP one.
+pub fn tcx_available() -> bool {
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+}
+
 /// The modes `--attach auto` tries on an interface of `driver`, in order,
 /// chosen by measurement (docs/datapath.md, "Attach modes").
-pub fn auto_order(driver: Option<&str>) -> [Option<AttachMode>; 3] {
+pub fn auto_order(driver: Option<&str>, tcx: bool) -> [Option<AttachMode>; 3] {
     use AttachMode::{Tc, XdpGeneric, XdpNative};
-    match driver {
+    match (tcx, driver) {
+        // tcx shares the NIC: an XDP program loaded after xvrrpd (a load
+        // balancer's, by xdp-loader or `ip link`) still gets the XDP hook.
+        // Only where the hook is taken does XDP come next.
+        (true, Some("veth")) => [Some(Tc), Some(XdpGeneric), Some(XdpNative)],
+        (true, _) => [Some(Tc), Some(XdpNative), Some(XdpGeneric)],
         // veth: native XDP moves the receiver's work into a NAPI poll the
         // sender pays for, and its XDP_TX answers (the fence's) reach the
         // peer only if the peer runs an XDP program too. Generic XDP costs
         // less here and answers everywhere.
-        Some("veth") => [Some(XdpGeneric), Some(XdpNative), Some(Tc)],
+        (false, Some("veth")) => [Some(XdpGeneric), Some(XdpNative), Some(Tc)],
         // Real drivers: native XDP sees the frame before an skb exists.
-        _ => [Some(XdpNative), Some(XdpGeneric), Some(Tc)],
+        (false, _) => [Some(XdpNative), Some(XdpGeneric), Some(Tc)],
     }
 }
 
 /// What modes to try, in order (tests force one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum AttachPreference {
-    /// XDP native → XDP generic → TC.
+    /// By [`auto_order`].
     #[default]
     Auto,
     Only(AttachMode),
@@ -292,7 +304,7 @@ impl EbpfDatapath {
             pins: Some(pins.clone()),
             pinned: Vec::new(),
         };
-        for (path, ifindex, mode) in pins.xdp_links()? {
+        for (path, ifindex, mode) in pins.links()? {
             let link = PinnedLink::from_pin(&path).map_err(|e| DatapathError::Pin {
                 path: path.display().to_string(),
                 reason: e.to_string(),
@@ -458,6 +470,47 @@ impl EbpfDatapath {
         Ok(())
     }
 
+    /// Pins the tcx link just attached to `ifname`, as [`Self::pin_xdp`]
+    /// does for XDP. Before 6.6 the program is a clsact filter, which has
+    /// no link to pin: it stays with the program and goes when it does.
+    fn pin_tc(
+        &mut self,
+        ifname: &str,
+        id: aya::programs::tc::SchedClassifierLinkId,
+    ) -> Result<(), DatapathError> {
+        let Some(dir) = self.pins.clone() else {
+            return Ok(());
+        };
+        if !tcx_available() {
+            return Ok(());
+        }
+        let ifindex = ifindex_of(ifname);
+        let prog = self.tc_program()?;
+        let link = prog.take_link(id).map_err(prog_err(PROG_TC))?;
+        let pinned = match (ifindex, FdLink::try_from(link)) {
+            (Some(ifindex), Ok(fd)) => {
+                let path = dir.tc_link(ifindex);
+                let _ = std::fs::remove_file(&path);
+                fd.pin(&path).map_err(|e| e.to_string())
+            }
+            (None, _) => Err(format!("no interface {ifname}")),
+            (_, Err(e)) => Err(e.to_string()),
+        };
+        match pinned {
+            Ok(p) => self.pinned.push(p),
+            Err(why) => {
+                tracing::warn!(
+                    interface = ifname,
+                    "datapath: cannot pin the TC link ({why}); if xvrrpd dies, this host keeps \
+                     answering for its VIPs until it starts again"
+                );
+                prog.attach(ifname, TcAttachType::Ingress)
+                    .map_err(prog_err(PROG_TC))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Attaches to `ifname` in the modes `pref` allows, in [`auto_order`]'s
     /// order for its driver (or the one mode asked for).
     pub fn attach(
@@ -466,7 +519,9 @@ impl EbpfDatapath {
         pref: AttachPreference,
     ) -> Result<AttachMode, DatapathError> {
         let order = match pref {
-            AttachPreference::Auto => auto_order(crate::net::link::driver(ifname).as_deref()),
+            AttachPreference::Auto => {
+                auto_order(crate::net::link::driver(ifname).as_deref(), tcx_available())
+            }
             AttachPreference::Only(m) => [Some(m), None, None],
         };
         let skipped = || "not tried".to_string();
@@ -478,9 +533,17 @@ impl EbpfDatapath {
                 AttachMode::Tc => {
                     // Kernels before 6.6 attach TC programs through a clsact qdisc.
                     let _ = qdisc_add_clsact(ifname);
-                    let prog = self.tc_program()?;
+                    // An adopted datapath has no TC program: XDP is next.
+                    let prog = match self.tc_program() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tc = e.to_string();
+                            continue;
+                        }
+                    };
                     match prog.attach(ifname, TcAttachType::Ingress) {
-                        Ok(_) => {
+                        Ok(id) => {
+                            self.pin_tc(ifname, id)?;
                             self.attached.push((ifname.to_string(), AttachMode::Tc));
                             return Ok(AttachMode::Tc);
                         }
@@ -925,15 +988,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_attach_takes_generic_xdp_on_veth_and_native_elsewhere() {
-        assert_eq!(auto_order(Some("veth"))[0], Some(AttachMode::XdpGeneric));
-        for d in [Some("virtio_net"), Some("mlx5_core"), None] {
-            assert_eq!(auto_order(d)[0], Some(AttachMode::XdpNative), "{d:?}");
+    fn auto_attach_takes_tcx_where_the_kernel_has_it_and_xdp_before() {
+        for d in [Some("veth"), Some("virtio_net"), Some("mlx5_core"), None] {
+            assert_eq!(auto_order(d, true)[0], Some(AttachMode::Tc), "{d:?}");
         }
-        for d in [Some("veth"), None] {
-            let mut all: Vec<_> = auto_order(d).into_iter().flatten().collect();
-            all.sort_by_key(|m| *m as u8);
-            assert_eq!(all.len(), 3, "every mode is tried: {d:?}");
+        assert_eq!(
+            auto_order(Some("veth"), false)[0],
+            Some(AttachMode::XdpGeneric)
+        );
+        assert_eq!(
+            auto_order(Some("veth"), true)[1],
+            Some(AttachMode::XdpGeneric)
+        );
+        for d in [Some("virtio_net"), Some("mlx5_core"), None] {
+            assert_eq!(
+                auto_order(d, false)[0],
+                Some(AttachMode::XdpNative),
+                "{d:?}"
+            );
+            assert_eq!(auto_order(d, true)[1], Some(AttachMode::XdpNative), "{d:?}");
+        }
+        for tcx in [true, false] {
+            for d in [Some("veth"), None] {
+                let mut all: Vec<_> = auto_order(d, tcx).into_iter().flatten().collect();
+                all.sort_by_key(|m| *m as u8);
+                all.dedup();
+                assert_eq!(all.len(), 3, "every mode is tried: {d:?} {tcx}");
+            }
         }
     }
 }

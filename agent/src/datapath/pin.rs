@@ -88,8 +88,13 @@ impl PinDir {
         self.0.join(format!("xdp-{ifindex}-{mode}"))
     }
 
-    /// The XDP links pinned here: path, interface index, mode.
-    pub fn xdp_links(&self) -> io::Result<Vec<(PathBuf, u32, AttachMode)>> {
+    /// The pin of the TC (tcx) link on `ifindex`.
+    pub fn tc_link(&self, ifindex: u32) -> PathBuf {
+        self.0.join(format!("tc-{ifindex}"))
+    }
+
+    /// The links pinned here (XDP and tcx): path, interface index, mode.
+    pub fn links(&self) -> io::Result<Vec<(PathBuf, u32, AttachMode)>> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.0)? {
             let path = entry?.path();
@@ -98,16 +103,20 @@ impl PinDir {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            let Some(rest) = name.strip_prefix("xdp-") else {
+            let (index, mode) = if let Some(index) = name.strip_prefix("tc-") {
+                (index, AttachMode::Tc)
+            } else if let Some(rest) = name.strip_prefix("xdp-") {
+                let Some((index, mode)) = rest.split_once('-') else {
+                    continue;
+                };
+                let mode = match mode {
+                    "native" => AttachMode::XdpNative,
+                    "generic" => AttachMode::XdpGeneric,
+                    _ => continue,
+                };
+                (index, mode)
+            } else {
                 continue;
-            };
-            let Some((index, mode)) = rest.split_once('-') else {
-                continue;
-            };
-            let mode = match mode {
-                "native" => AttachMode::XdpNative,
-                "generic" => AttachMode::XdpGeneric,
-                _ => continue,
             };
             if let Ok(ifindex) = index.parse() {
                 out.push((path, ifindex, mode));
@@ -166,6 +175,7 @@ mod tests {
         assert!(name.ends_with("-run_xvrrpd_xvrrpd_sock"), "{name}");
         assert_eq!(a.xdp_link(7, false), a.path().join("xdp-7-native"));
         assert_eq!(a.xdp_link(7, true), a.path().join("xdp-7-generic"));
+        assert_eq!(a.tc_link(7), a.path().join("tc-7"));
     }
 
     #[test]
