@@ -199,6 +199,9 @@ pub struct EbpfDatapath {
     /// Where XDP links are pinned; `None`: not pinned.
     pins: Option<PinDir>,
     pinned: Vec<PinnedLink>,
+    /// Links a clean stop unpinned: they detach when the datapath is
+    /// dropped, not when unpinned (see [`Self::release_pins`]).
+    unpinned: Vec<FdLink>,
 }
 
 fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> DatapathError {
@@ -263,6 +266,7 @@ impl EbpfDatapath {
             attached: Vec::new(),
             pins: None,
             pinned: Vec::new(),
+            unpinned: Vec::new(),
         })
     }
 
@@ -303,6 +307,7 @@ impl EbpfDatapath {
             attached: Vec::new(),
             pins: Some(pins.clone()),
             pinned: Vec::new(),
+            unpinned: Vec::new(),
         };
         for (path, ifindex, mode) in pins.links()? {
             let link = PinnedLink::from_pin(&path).map_err(|e| DatapathError::Pin {
@@ -418,11 +423,15 @@ impl EbpfDatapath {
         self.pins.as_ref()
     }
 
-    /// A clean stop: unpins the links, so they detach when dropped.
+    /// A clean stop: unpins the links, so they detach when the datapath is
+    /// dropped. Not here: a detach takes the kernel's RTNL lock (and waits
+    /// for an RCU grace period), and on a shared kernel (containers, labs)
+    /// the successor adding its VIPs would wait for it.
     pub fn release_pins(&mut self) {
         for link in self.pinned.drain(..) {
-            if let Err(e) = link.unpin() {
-                tracing::warn!("datapath: unpinning a link: {e}");
+            match link.unpin() {
+                Ok(link) => self.unpinned.push(link),
+                Err(e) => tracing::warn!("datapath: unpinning a link: {e}"),
             }
         }
         if let Some(dir) = &self.pins
