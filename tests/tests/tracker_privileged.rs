@@ -311,17 +311,43 @@ fn default_script_user_follows_keepalived() {
     assert_eq!(d.run_as.uid, NOBODY);
 }
 
-fn start_named(dir: &Path, name: &str) -> Child {
+/// A started process, killed when dropped: a failing test leaves no
+/// process behind (one would also hold the test's output open).
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_named(dir: &Path, name: &str) -> Running {
     let exe = dir.join(name);
     if !exe.exists() {
         std::fs::copy("/bin/sleep", &exe).expect("copy sleep");
         chmod(&exe, 0o755);
     }
-    let child = Command::new(&exe)
-        .arg("1000")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let child = Running(
+        Command::new(&exe)
+            .arg("1000")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
     // spawn() returns once exec has taken the memory over, which can be
     // before the kernel renames the task: wait for the name the tracker
     // matches, so a scan right after sees the process.

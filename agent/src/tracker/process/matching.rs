@@ -249,7 +249,13 @@ impl Core {
         comm_only: bool,
         now: u64,
     ) -> Vec<(usize, bool)> {
-        let now_matching = info.map(|i| self.matching(&i)).unwrap_or_default();
+        // Gone before its exec or comm event was read (the kernel sends
+        // the exec event after the new name shows): its exit event counts
+        // the loss, after terminate_delay, not this one at once.
+        let Some(info) = info else {
+            return Vec::new();
+        };
+        let now_matching = self.matching(&info);
         let had = self.pids.get(&pid).cloned().unwrap_or_default();
         let mut out = Vec::new();
         for i in 0..self.cfgs.len() {
@@ -364,5 +370,19 @@ mod tests {
         assert!(c.on_exit(101, 0).is_empty());
         assert!(c.on_exit(100, 0).is_empty());
         assert_eq!(c.quorums[0].count(), 0);
+    }
+
+    /// A tracked process killed before its exec event is read: the event
+    /// finds it gone, and the loss waits for terminate_delay as any exit.
+    #[test]
+    fn an_exec_event_of_a_dead_process_does_not_skip_terminate_delay() {
+        let mut c = Core::new(vec![cfg(1, u32::MAX, 0, 800)]);
+        c.pids.insert(100, vec![0]);
+        c.quorums[0] = Quorum::new(&c.cfgs[0], 1);
+        assert!(c.recheck(100, None, false, 0).is_empty());
+        assert!(c.on_exit(100, 0).is_empty());
+        assert_eq!(c.quorums[0].deadline(), Some(800_000_000));
+        assert!(c.on_timer(799_999_999).is_empty());
+        assert_eq!(c.on_timer(800_000_000), [(0, false)]);
     }
 }
