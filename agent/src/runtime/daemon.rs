@@ -403,8 +403,8 @@ impl Daemon {
                 ),
             }
         }
-        // Capabilities are per thread: this runs once the loader thread is
-        // gone; the VIP thread is asked to drop its own.
+        // Capabilities are per thread: this runs once the loader thread is gone.
+        // Capabilities are per thread: the VIP thread drops its own first.
         let plan = crate::control::privileges::Plan::for_this_kernel();
         let dropped = self
             .host

@@ -45,7 +45,7 @@ enum VipJob {
     Routes(bool, RouteBatch, oneshot::Sender<RouteResults>),
     /// A previous run's marked routes and rules removed.
     RemoveStaleRoutes(oneshot::Sender<Result<StaleRoutes, RouteError>>),
-    DropCapabilities(Plan),
+    DropCapabilities(Plan, std::sync::mpsc::SyncSender<Result<(), String>>),
 }
 
 /// Routes and rules to install or remove together.
@@ -151,10 +151,11 @@ impl VipWorker {
                             VipJob::RemoveStaleRoutes(reply) => {
                                 let _ = reply.send(routes.remove_stale_marked().await);
                             }
-                            VipJob::DropCapabilities(plan) => {
-                                if let Err(e) = privileges::drop_in_this_thread(&plan) {
-                                    tracing::warn!("the VIP thread keeps its capabilities: {e}");
-                                }
+                            VipJob::DropCapabilities(plan, reply) => {
+                                let r = privileges::drop_in_this_thread(&plan)
+                                    .map(|_| ())
+                                    .map_err(|e| e.to_string());
+                                let _ = reply.send(r);
                             }
                         }
                     }
@@ -233,13 +234,16 @@ impl VipWorker {
     }
 
     /// Has the thread drop the capabilities `plan` does not keep, from its
-    /// own sets (capabilities are per thread), when it comes to it: the
-    /// event loop does not wait for a thread that may be waiting for the
-    /// kernel's RTNL lock. A failure is logged there.
+    /// own sets, before the main thread drops them (capabilities are per
+    /// thread). Waits at most two seconds.
     pub fn drop_capabilities(&self, plan: &Plan) -> Result<(), String> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
         self.tx
-            .send(VipJob::DropCapabilities(plan.clone()))
-            .map_err(|_| "the VIP thread stopped".to_string())
+            .send(VipJob::DropCapabilities(plan.clone(), reply))
+            .map_err(|_| "the VIP thread stopped".to_string())?;
+        answer
+            .recv_timeout(Duration::from_secs(2))
+            .map_err(|e| format!("the VIP thread did not answer: {e}"))?
     }
 }
 
