@@ -211,9 +211,13 @@ fn a_flood_of_foreign_garps_gets_one_reannounce_per_advert_interval() -> Result<
                 "{} re-announces in {window} ns: more than one per advert interval",
                 answers.len()
             );
-            // Wire timestamps jitter; the rule itself is exact (unit test).
+            // Wire timestamps jitter, and under the flood a re-announce can
+            // leave the host up to a couple of milliseconds after its
+            // decision (seen: 8.9 ms after the previous one on the wire, the
+            // decisions 10.3 ms apart); the rule itself is exact (unit test)
+            // and the count above bounds the rate.
             ensure!(
-                min_gap.is_none_or(|g| g >= INTERVAL_NS * 9 / 10),
+                min_gap.is_none_or(|g| g >= INTERVAL_NS * 8 / 10),
                 "two re-announces {min_gap:?} ns apart"
             );
             let (claims, reannounced, _) = counters(&c)?;
