@@ -453,26 +453,14 @@ impl EbpfDatapath {
         let Some(dir) = self.pins.clone() else {
             return Ok(());
         };
-        let ifindex = ifindex_of(ifname);
         let xdp = self.xdp_mut()?;
         let link = xdp.take_link(id).map_err(prog_err(PROG_XDP))?;
-        let pinned = match (ifindex, FdLink::try_from(link)) {
-            (Some(ifindex), Ok(fd)) => {
-                let path = dir.xdp_link(ifindex, xmode == XdpMode::Skb);
-                let _ = std::fs::remove_file(&path);
-                fd.pin(&path).map_err(|e| e.to_string())
-            }
-            (None, _) => Err(format!("no interface {ifname}")),
-            (_, Err(e)) => Err(e.to_string()),
-        };
+        let pinned = pin_taken_link(ifname, FdLink::try_from(link), |i| {
+            dir.xdp_link(i, xmode == XdpMode::Skb)
+        });
         match pinned {
             Ok(p) => self.pinned.push(p),
-            Err(why) => {
-                tracing::warn!(
-                    interface = ifname,
-                    "datapath: cannot pin the XDP link ({why}); if xvrrpd dies, this host keeps \
-                     answering for its VIPs until it starts again"
-                );
+            Err(()) => {
                 xdp.attach(ifname, xmode).map_err(prog_err(PROG_XDP))?;
             }
         }
@@ -493,26 +481,11 @@ impl EbpfDatapath {
         if !tcx_available() {
             return Ok(());
         }
-        let ifindex = ifindex_of(ifname);
         let prog = self.tc_program()?;
         let link = prog.take_link(id).map_err(prog_err(PROG_TC))?;
-        let pinned = match (ifindex, FdLink::try_from(link)) {
-            (Some(ifindex), Ok(fd)) => {
-                let path = dir.tc_link(ifindex);
-                let _ = std::fs::remove_file(&path);
-                fd.pin(&path).map_err(|e| e.to_string())
-            }
-            (None, _) => Err(format!("no interface {ifname}")),
-            (_, Err(e)) => Err(e.to_string()),
-        };
-        match pinned {
+        match pin_taken_link(ifname, FdLink::try_from(link), |i| dir.tc_link(i)) {
             Ok(p) => self.pinned.push(p),
-            Err(why) => {
-                tracing::warn!(
-                    interface = ifname,
-                    "datapath: cannot pin the TC link ({why}); if xvrrpd dies, this host keeps \
-                     answering for its VIPs until it starts again"
-                );
+            Err(()) => {
                 prog.attach(ifname, TcAttachType::Ingress)
                     .map_err(prog_err(PROG_TC))?;
             }
@@ -540,8 +513,11 @@ impl EbpfDatapath {
                 AttachMode::XdpNative => XdpMode::Driver,
                 AttachMode::XdpGeneric => XdpMode::Skb,
                 AttachMode::Tc => {
-                    // Kernels before 6.6 attach TC programs through a clsact qdisc.
-                    let _ = qdisc_add_clsact(ifname);
+                    // Before tcx (6.6) TC programs attach through a clsact
+                    // qdisc; a tcx link needs none, so none is left behind.
+                    if !tcx_available() {
+                        let _ = qdisc_add_clsact(ifname);
+                    }
                     // An adopted datapath has no TC program: XDP is next.
                     let prog = match self.tc_program() {
                         Ok(p) => p,
@@ -875,6 +851,33 @@ where
     };
     let res = prog.test_run(opts)?;
     Ok((res.return_value, res.duration))
+}
+
+/// Pins a link just taken out of its program at `path(ifindex)`. On
+/// failure (no BPF link support, a pin error) it says what that costs and
+/// returns `Err`: the caller attaches again unpinned, and the datapath then
+/// lives as long as the process, as without pins.
+fn pin_taken_link(
+    ifname: &str,
+    link: Result<FdLink, aya::programs::links::LinkError>,
+    path: impl FnOnce(u32) -> std::path::PathBuf,
+) -> Result<PinnedLink, ()> {
+    let pinned = match (ifindex_of(ifname), link) {
+        (Some(ifindex), Ok(fd)) => {
+            let path = path(ifindex);
+            let _ = std::fs::remove_file(&path);
+            fd.pin(&path).map_err(|e| e.to_string())
+        }
+        (None, _) => Err(format!("no interface {ifname}")),
+        (_, Err(e)) => Err(e.to_string()),
+    };
+    pinned.map_err(|why| {
+        tracing::warn!(
+            interface = ifname,
+            "datapath: cannot pin the link ({why}); if xvrrpd dies, this host keeps answering \
+             for its VIPs until it starts again"
+        );
+    })
 }
 
 /// One run that keeps the frame as the program left it.
