@@ -49,6 +49,10 @@ const ADVERT_INT: Duration = Duration::from_secs(1);
 /// only make the run longer; the mechanism is the same.
 const WATCHDOG_SEC: u32 = 4;
 
+/// What only loading needs and no kernel lets the running daemon keep:
+/// CAP_SETPCAP, CAP_SYS_ADMIN and CAP_PERFMON (CAP_BPF stays before 5.19
+/// where `kernel.unprivileged_bpf_disabled` is set).
+const STARTUP_ONLY_MASK: u64 = (1 << 8) | (1 << 21) | (1 << 38);
 const PRIO_A: u8 = 150;
 const PRIO_B: u8 = 100;
 
@@ -281,11 +285,62 @@ fn detection(status: &Value) -> Option<(f64, f64)> {
     Some(((at - last - mdi) / 1e6, (at - last) / 1e6))
 }
 
-fn transitions(s: &Sample) -> u64 {
+/// The instance's transition count, when the sample has the daemon's status.
+fn transitions(s: &Sample) -> Option<u64> {
     s.status
         .as_ref()
         .and_then(|v| v["instances"][0]["counters"]["transitions"].as_u64())
-        .unwrap_or(0)
+}
+
+/// A sample with the daemon's status (a slow guest's status query can time
+/// out), so that later samples have something to compare with.
+fn settled_sample(vm: &mut Vm) -> Result<Sample> {
+    let mut s = sample(vm)?;
+    for _ in 0..5 {
+        if transitions(&s).is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        s = sample(vm)?;
+    }
+    Ok(s)
+}
+
+/// What in `samples` differs from `before` for a node that should keep
+/// (`holder`) or never take the VIP: its VIP, or its transition count.
+fn flaps_of(
+    node: &str,
+    t0: &Stamp,
+    samples: &[Sample],
+    before: &Sample,
+    holder: bool,
+) -> Vec<String> {
+    let at = |s: &Sample| (s.from.rt_ns as f64 - t0.rt_ns as f64) / 1e9;
+    let mut out = Vec::new();
+    for s in samples {
+        if s.vips[0] != holder {
+            out.push(format!(
+                "{node} {} the VIP at {:.1} s",
+                if holder { "lost" } else { "held" },
+                at(s)
+            ));
+        }
+        if let (Some(now), Some(then)) = (transitions(s), transitions(before))
+            && now != then
+        {
+            out.push(format!(
+                "{node} made {} transition(s) by {:.1} s, now {}",
+                now.abs_diff(then),
+                at(s),
+                s.state.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    if transitions(before).is_none() {
+        out.push(format!("{node} gave no status before the reload"));
+    }
+    out.dedup();
+    out
 }
 
 /// Bounds that fit the acceleration: software emulation runs timers late.
@@ -342,13 +397,14 @@ fn log_samples(log: &Path, event: &str, t0: &Stamp, sa: &[Sample], sb: &[Sample]
         let rel = |x: &Stamp| (x.rt_ns as f64 - t0.rt_ns as f64) / 1e9;
         let _ = writeln!(
             text,
-            "{:8.3}..{:8.3} {vm} vips={:?} unit={} restarts={} state={}",
+            "{:8.3}..{:8.3} {vm} vips={:?} unit={} restarts={} state={} transitions={}",
             rel(&s.from),
             rel(&s.to),
             s.vips,
             s.active,
             s.restarts,
-            s.state.as_deref().unwrap_or("-")
+            s.state.as_deref().unwrap_or("-"),
+            transitions(s).map_or("-".to_string(), |n| n.to_string())
         );
     }
     let _ = fs::OpenOptions::new()
@@ -377,9 +433,12 @@ fn main_pid_kill(vm: &mut Vm, signal: &str) -> Result<()> {
 }
 
 /// A master again on A and a backup on B, VIP on A only.
+/// A master again with its VIP and READY (a restarted daemon serves VRRP
+/// before its eBPF datapath settles; the next check starts from a settled
+/// one), B a backup without it.
 fn a_master_again(sa: &[Sample], sb: &[Sample], restarts: u32) -> bool {
     matches!((sa.last(), sb.last()), (Some(x), Some(y))
-        if x.master() && x.vips[0] && x.restarts >= restarts
+        if x.master() && x.vips[0] && x.restarts >= restarts && x.active == "active"
             && y.state.as_deref() == Some("BACKUP") && !y.vips[0])
 }
 
@@ -625,17 +684,46 @@ fn run_checks(
         .status
         .as_ref()
         .is_some_and(|s| s["daemon"]["datapath"] == "ebpf");
+    // Capabilities belong to threads: after READY no thread of either
+    // daemon may still hold what only loading needed.
+    let mut held = Vec::new();
+    for vm in [&mut *a, &mut *b] {
+        let mut read = 0;
+        let out = vm.ok(
+            "pid=$(systemctl show -p MainPID --value xvrrpd); \
+             for t in /proc/$pid/task/*; do echo ${t##*/} $(awk '/^CapEff:/ {print $2}' $t/status); done",
+        )?;
+        for line in out.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(tid), Some(hex)) = (f.next(), f.next()) else {
+                continue;
+            };
+            read += 1;
+            let bits = u64::from_str_radix(hex, 16).unwrap_or(u64::MAX);
+            if bits & STARTUP_ONLY_MASK != 0 {
+                held.push(format!("{} thread {tid} CapEff {hex}", vm.name));
+            }
+        }
+        if read == 0 {
+            held.push(format!("{}: no thread of the daemon found", vm.name));
+        }
+    }
     col.check(
         "systemd sandbox",
-        rr && (pins > 0 || !ebpf),
+        rr && (pins > 0 || !ebpf) && held.is_empty(),
         format!(
-            "{} in /sys/fs/bpf, event loop {}",
+            "{} in /sys/fs/bpf, event loop {}, {}",
             if pins > 0 {
                 "datapath pinned"
             } else {
                 "nothing pinned"
             },
-            if rr { "SCHED_RR" } else { "not real-time" }
+            if rr { "SCHED_RR" } else { "not real-time" },
+            if held.is_empty() {
+                "startup capabilities dropped in every thread".to_string()
+            } else {
+                format!("startup capabilities still held: {}", held.join(", "))
+            }
         ),
     );
 
@@ -697,7 +785,7 @@ fn run_checks(
     // backup took over while the master was still reloading).
     let conf = config(&NODE_A, PRIO_A, &[VIP, VIP2])?;
     let conf_b = config(&NODE_B, PRIO_B, &[VIP, VIP2])?;
-    let before = (sample(pair.a)?, sample(pair.b)?);
+    let before = (settled_sample(pair.a)?, settled_sample(pair.b)?);
     let staged = "/etc/keepalived/keepalived.conf.next";
     pair.b.ok(&format!("cat > {staged} <<'EOF'\n{conf_b}EOF"))?;
     pair.a.ok(&format!("cat > {staged} <<'EOF'\n{conf}EOF"))?;
@@ -715,12 +803,9 @@ fn run_checks(
         |sa, _| sa.last().is_some_and(|s| s.vips[1]),
     )?;
     log_samples(&pair.log, "reload", &t0, &sa, &sb);
-    let flapped = sa
-        .iter()
-        .any(|s| !s.vips[0] || transitions(s) != transitions(&before.0))
-        || sb
-            .iter()
-            .any(|s| s.vips[0] || transitions(s) != transitions(&before.1));
+    let mut flaps = flaps_of(NODE_A.name, &t0, &sa, &before.0, true);
+    flaps.extend(flaps_of(NODE_B.name, &t0, &sb, &before.1, false));
+    let flapped = !flaps.is_empty();
     let reloads = sa
         .last()
         .and_then(|s| s.status.as_ref())
@@ -733,7 +818,11 @@ fn run_checks(
             "{} VIP up after {}, {}, {}",
             VIP2,
             first_after(&sa, &t0, |s| s.vips[1]).map_or("never".into(), |t| format!("{t:.1} s")),
-            if flapped { "FLAPPED" } else { "no flap" },
+            if flapped {
+                format!("FLAPPED ({})", flaps.join("; "))
+            } else {
+                "no flap".to_string()
+            },
             outage_text(&pair.prober.snapshot(), &t0, 5.0)
         ),
     );

@@ -105,6 +105,26 @@ pub struct PreparedEbpf {
     joins: RawReceiver,
 }
 
+/// The raw sockets an upgraded datapath no longer reads.
+pub struct RetiredSockets(RawReceiver);
+
+impl RetiredSockets {
+    /// Closes them on a thread of their own: closing a socket that holds
+    /// multicast memberships takes the RTNL lock, which another daemon's XDP
+    /// attach can hold for tens of milliseconds, and a master's adverts
+    /// would wait meanwhile. The thread inherits the caller's capabilities,
+    /// so call this after dropping them.
+    pub fn close_in_background(self) {
+        let rx = self.0;
+        if let Err(e) = std::thread::Builder::new()
+            .name("raw-close".into())
+            .spawn(move || drop(rx))
+        {
+            tracing::debug!("closing the raw sockets on the event loop: {e}");
+        }
+    }
+}
+
 /// The receive side, whichever implementation runs.
 pub struct Datapath {
     inner: Inner,
@@ -216,13 +236,15 @@ impl Datapath {
     /// [`Datapath::prepare_ebpf`]: adverts still queued on the raw sockets go
     /// to `out` (the ring holds the same ones again, which is harmless: they
     /// come in order), then the programs start consuming what they deliver.
-    /// On error the raw sockets stay.
+    /// On error the raw sockets stay. The raw sockets come back as
+    /// [`RetiredSockets`], for the caller to close once it has dropped the
+    /// capabilities a new thread would otherwise inherit.
     pub fn upgrade(
         &mut self,
         prepared: PreparedEbpf,
         specs: &[VridSpec],
         out: &mut Vec<Received>,
-    ) -> Result<(), DatapathError> {
+    ) -> Result<Option<RetiredSockets>, DatapathError> {
         let PreparedEbpf { mut dp, mut joins } = prepared;
         if let Inner::Raw { rx, .. } = &mut self.inner {
             rx.drain(&mut self.scratch)?;
@@ -237,21 +259,16 @@ impl Datapath {
             }
         }
         let ebpf = Self::take_over(PreparedEbpf { dp, joins }, specs)?;
-        if let Inner::Raw { v4, v6, rx } = std::mem::replace(&mut self.inner, ebpf) {
-            // Off the reactor here; closed on a thread of their own: closing
-            // a socket that holds multicast memberships takes the RTNL lock,
-            // which another daemon's XDP attach can hold for tens of
-            // milliseconds, and a master's adverts would wait meanwhile.
-            drop((v4, v6));
-            let closing = std::thread::Builder::new()
-                .name("raw-close".into())
-                .spawn(move || drop(rx));
-            if let Err(e) = closing {
-                tracing::debug!("closing the raw sockets on the event loop: {e}");
+        let retired = match std::mem::replace(&mut self.inner, ebpf) {
+            Inner::Raw { v4, v6, rx } => {
+                // Off the reactor here; the fds stay open in `rx`.
+                drop((v4, v6));
+                Some(RetiredSockets(rx))
             }
-        }
+            Inner::Ebpf { .. } => None,
+        };
         self.fallback_reason = None;
-        Ok(())
+        Ok(retired)
     }
 
     /// The attached programs take over: they consume the adverts they

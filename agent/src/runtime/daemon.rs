@@ -371,23 +371,29 @@ impl Daemon {
                 .upgrade(*prepared, &specs, &mut queued)
                 .map_err(|e| e.to_string())
         });
-        match result {
-            Ok(()) => {
+        let retired = match result {
+            Ok(retired) => {
                 for (ifname, mode) in self.datapath.attachments() {
                     info!("datapath: eBPF attached to {ifname} as {mode}");
                 }
+                retired
             }
             Err(e) => {
                 warn!("datapath: staying on raw sockets: {e}");
                 self.datapath.fallback_reason = Some(e);
+                None
             }
-        }
+        };
         // Guards set while on raw sockets went nowhere: set them all again.
         self.guarded.clear();
         self.guards_dirty = true;
         self.on_adverts(queued);
         self.sync_guards();
         self.datapath_settled();
+        // After the drop: the closing thread inherits only what is kept.
+        if let Some(retired) = retired {
+            retired.close_in_background();
+        }
     }
 
     /// The datapath is final: drop what only loading eBPF needed, tell
@@ -403,8 +409,9 @@ impl Daemon {
                 ),
             }
         }
-        // Capabilities are per thread: this runs once the loader thread is gone.
-        // Capabilities are per thread: the VIP thread drops its own first.
+        // Capabilities are per thread: this runs once the loader thread is
+        // gone and before any other thread starts; the VIP thread drops its
+        // own first.
         let plan = crate::control::privileges::Plan::for_this_kernel();
         let dropped = self
             .host
