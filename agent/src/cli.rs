@@ -75,14 +75,15 @@ pub enum Command {
     /// host (they carry xvrrpd's address marker) and the datapath it left
     /// pinned (same --control-socket and --bpf-pin-dir). For `ExecStopPost=`.
     Cleanup,
-    /// Started by the daemon beside itself: if the daemon dies, removes
-    /// each VIP it held once another router owns it.
+    /// Started by the daemon beside itself: if the daemon dies, sends its
+    /// masters' priority-0 adverts and removes each VIP it held once
+    /// another router owns it.
     #[command(hide = true)]
     Warden {
         #[arg(long)]
         agent_pid: u32,
         #[arg(long)]
-        pin_dir: PathBuf,
+        pin_dir: Option<PathBuf>,
     },
     /// Ask the running daemon for its state: instances, masters, VIPs,
     /// trackers, counters and the last transitions with their timelines.

@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Cleanup) => xvrrpd::runtime::cleanup_main(&cli),
         Some(Command::Warden { agent_pid, pin_dir }) => {
-            xvrrpd::runtime::warden_main(&cli, *agent_pid, pin_dir)
+            xvrrpd::runtime::warden_main(&cli, *agent_pid, pin_dir.as_deref())
         }
         Some(Command::Run) | None => xvrrpd::runtime::daemon_main(&cli),
     }

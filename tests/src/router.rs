@@ -717,6 +717,21 @@ impl RouterNode {
         Ok(at)
     }
 
+    /// kill -9 of everything the daemon runs on its host, the warden that
+    /// outlives a crash of the daemon included (as when the host loses
+    /// power): no priority-0 advert leaves, the backup waits a whole
+    /// Master_Down_Interval.
+    pub fn kill9_all(&mut self) -> Result<Stamp> {
+        let pid = self
+            .pid()
+            .context("kill9_all while the daemon is not running")?;
+        for w in wardens_of(pid) {
+            // SIGKILL to a pid just read from /proc; it may be gone already.
+            let _ = nix::sys::signal::kill(Pid::from_raw(w), Signal::SIGKILL);
+        }
+        self.kill9()
+    }
+
     /// SIGTERM; waits (10 s at most) for the daemon to exit and returns its
     /// exit status.
     pub fn sigterm(&mut self) -> Result<(Stamp, ExitStatus)> {
@@ -948,6 +963,26 @@ impl RouterNode {
 }
 
 /// Processes of process group `pgid` that are not zombies.
+/// The wardens xvrrpd `pid` started (`xvrrpd warden --agent-pid PID`).
+pub fn wardens_of(pid: u32) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let agent = pid.to_string();
+    rd.flatten()
+        .filter_map(|e| {
+            let p = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let ours = args.get(1) == Some(&&b"warden"[..])
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"--agent-pid" && w[1] == agent.as_bytes());
+            ours.then_some(p)
+        })
+        .collect()
+}
+
 fn live_members(pgid: i32) -> usize {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return 0;

@@ -840,15 +840,52 @@ impl Cluster {
         })
     }
 
-    /// kill -9 of `master`: `successor` must take over within its
-    /// `Master_Down_Interval` (+ the daemon's tolerance).
+    /// kill -9 of `master`'s daemon, its host left running. xvrrpd's
+    /// warden sends the dead master's priority-0 advert: `successor` takes
+    /// over within its `Skew_Time`. keepalived has nothing left to send it:
+    /// within its `Master_Down_Interval` (+ the daemon's tolerance).
     pub fn crash(&mut self, master: &str, successor: &str) -> Result<Failover> {
-        self.step(format!("crash {master} → {successor}"), |c| {
-            let event = c.router_mut(master).kill9()?;
+        self.crash_with(master, successor, false)
+    }
+
+    /// kill -9 of everything xvrrpd (or keepalived) runs on `master`'s host,
+    /// as when it loses power: `successor` takes over within its
+    /// `Master_Down_Interval` (+ the daemon's tolerance).
+    pub fn host_crash(&mut self, master: &str, successor: &str) -> Result<Failover> {
+        self.crash_with(master, successor, true)
+    }
+
+    fn crash_with(&mut self, master: &str, successor: &str, all: bool) -> Result<Failover> {
+        let farewell = !all && self.router(master).daemon == Daemon::Xvrrpd;
+        let step = if all { "host crash" } else { "crash" };
+        self.step(format!("{step} {master} → {successor}"), |c| {
+            let event = if all {
+                c.router_mut(master).kill9_all()?
+            } else {
+                c.router_mut(master).kill9()?
+            };
             c.lab.mark_at(&format!("kill -9 {master}"), event);
-            let theory = c.mdi_ns(successor);
-            let what = format!("{successor} detecting {master}'s crash");
+            let (theory, what) = if farewell {
+                (
+                    c.skew_ns(successor),
+                    format!(
+                        "{successor} taking over after the priority-0 advert of {master}'s warden"
+                    ),
+                )
+            } else {
+                (
+                    c.mdi_ns(successor),
+                    format!("{successor} detecting {master}'s crash"),
+                )
+            };
             let taken = c.expect_takeover(master, successor, event, theory, &what)?;
+            if farewell && taken.0.old_last.priority != 0 {
+                bail!(
+                    "{master}'s last advert before {successor} took over has priority {}, \
+                     not 0: its warden did not say the dead daemon's farewell",
+                    taken.0.old_last.priority
+                );
+            }
             // The dead daemon's VIP stays on its host (nobody removes it):
             // that host is left out of the holder check.
             let what = format!("kill -9 {master}");

@@ -200,6 +200,8 @@ fn quick_demo_runs_every_step_and_cleans_up() {
         "Skew_Time(r2) = (256 − 100)/256 × 10 ms = 6.094 ms",
         "r1's last advert → r2's first: VI_4 ",
         "r1's priority-0 advert → r2's first: VI_4 ",
+        "the priority-0 advert of r1's warden → r2's first: VI_4 ",
+        "= 6.094 ms after the priority-0 advert r1's warden sent",
         "now: r1 FAULT",
         "now: r1 BACKUP 90 (base 150)",
         "━━ summary ━━",

@@ -408,3 +408,40 @@ fn hung_master(name: &str, attach: &str) -> Result<()> {
     );
     c.finish()
 }
+
+/// A killed backup's warden says nothing: only a daemon that died as master
+/// has a priority-0 advert to send. r1 stays master.
+#[test]
+fn a_killed_backup_sends_no_farewell() -> Result<()> {
+    lab_test("a_killed_backup_sends_no_farewell", || {
+        let mut c = cluster("farewell-backup", "auto")?;
+        let r2_mac = c.router("r2").mac;
+        let r2_pid = c.router("r2").pid().context("r2 is not running")?;
+        ensure!(
+            !xvrrpd_tests::router::wardens_of(r2_pid).is_empty(),
+            "r2 runs without a warden"
+        );
+        let killed = c.router_mut("r2").kill9()?;
+        c.lab.mark("r2 killed");
+        // Its warden's own end: it had no VIP to guard.
+        ensure!(
+            wait_until(Duration::from_secs(2), Duration::from_millis(10), || {
+                xvrrpd_tests::router::wardens_of(r2_pid).is_empty()
+            }),
+            "the killed backup's warden still runs 2 s later"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let from_r2: Vec<u8> = c
+            .wire()?
+            .iter()
+            .filter(|e| e.t_ns >= killed.rt_ns && e.src_mac == r2_mac)
+            .filter_map(|e| e.advert().map(|a| a.priority))
+            .collect();
+        ensure!(
+            from_r2.is_empty(),
+            "the killed backup r2 sent adverts of priority {from_r2:?}"
+        );
+        c.expect_master("r1", Duration::from_secs(2))?;
+        c.finish()
+    })
+}

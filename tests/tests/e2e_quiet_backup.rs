@@ -138,7 +138,7 @@ fn sleeps_and_takes_over(test: &str, kernel_timers: bool) -> Result<()> {
         switches < most,
         "r2 was switched in {switches} times in a second while r1 sent ~100 adverts"
     );
-    let f = c.crash("r1", "r2")?;
+    let f = c.host_crash("r1", "r2")?;
     println!("{}", f.summary());
     let expired = c
         .router("r2")
@@ -276,7 +276,7 @@ fn a_master_lost_before_its_advert_repeats_is_still_timed_out_on_time() -> Resul
                 );
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let f = c.crash("r1", "r2")?;
+            let f = c.host_crash("r1", "r2")?;
             println!("{}", f.summary());
             c.finish()
         },

@@ -272,7 +272,9 @@ fn first_after(samples: &[Sample], t0: &Stamp, p: impl Fn(&Sample) -> bool) -> O
 
 /// The newest MasterDown transition of a status report: (detection error
 /// ms = at − last advert − Master_Down_Interval, at − last advert ms).
-fn detection(status: &Value) -> Option<(f64, f64)> {
+/// The backup's last take-over: (detection error ms, ms since the last
+/// advert, whether that advert had priority 0).
+fn detection(status: &Value) -> Option<(f64, f64, bool)> {
     let inst = &status["instances"][0];
     let mdi = inst["master_down_interval_ns"].as_f64()?;
     let t = inst["transitions"]
@@ -282,7 +284,15 @@ fn detection(status: &Value) -> Option<(f64, f64)> {
         .find(|t| t["reason"] == "MasterDown" && t["to"] == "MASTER")?;
     let at = t["at_ns"].as_f64()?;
     let last = t["last_advert_ns"].as_f64()?;
-    Some(((at - last - mdi) / 1e6, (at - last) / 1e6))
+    // After a priority-0 advert (a stop, or the warden's farewell for a
+    // killed daemon) the protocol's time is Skew_Time: MDI − 3 intervals.
+    let p0 = t["master_priority"].as_u64() == Some(0);
+    let theory = if p0 {
+        mdi - 3.0 * inst["advert_int_cs"].as_f64()? * 1e7
+    } else {
+        mdi
+    };
+    Some(((at - last - theory) / 1e6, (at - last) / 1e6, p0))
 }
 
 /// The instance's transition count, when the sample has the daemon's status.
@@ -470,7 +480,14 @@ fn crash(p: &mut Pair, col: &mut Column, check: &'static str, signal: &str) -> R
         .rev()
         .find_map(|s| s.status.as_ref().and_then(detection));
     let log = p.prober.snapshot();
-    let bound = mdi_s(PRIO_B) + p.bounds.takeover_slack_s;
+    // The protocol's time: after a kill the warden's priority-0 advert
+    // leaves at once (Skew_Time); a stopped daemon is silent (MDI).
+    let protocol_s = if signal == "9" {
+        skew_ns(3, PRIO_B, ADVERT_INT) as f64 / 1e9
+    } else {
+        mdi_s(PRIO_B)
+    };
+    let bound = protocol_s + p.bounds.takeover_slack_s;
     let mut text = String::new();
     let mut ok = settled;
     match takeover {
@@ -487,9 +504,19 @@ fn crash(p: &mut Pair, col: &mut Column, check: &'static str, signal: &str) -> R
             ok = false;
         }
     }
-    if let Some((err, _)) = det {
+    if let Some((err, _, p0)) = det {
         let _ = write!(text, ", detection error {err:.1} ms");
         ok &= err.abs() <= p.bounds.detection_ms;
+        // A killed daemon's warden says its farewell; a stopped one is not
+        // dead until the watchdog kills it, long after the backup's timer.
+        if signal == "9" {
+            text.push_str(if p0 {
+                " after the warden's priority-0 advert"
+            } else {
+                " (no priority-0 advert from the warden)"
+            });
+            ok &= p0;
+        }
     }
     match restarted {
         Some(t) => {
@@ -854,7 +881,7 @@ fn run_checks(
         .iter()
         .rev()
         .find_map(|s| s.status.as_ref().and_then(detection))
-        .map(|(_, since_last)| since_last);
+        .map(|(_, since_last, _)| since_last);
     let double = double_held_s(&sa, &sb);
     let t_start = Stamp::now();
     pair.a.ok("systemctl start xvrrpd")?;

@@ -57,6 +57,23 @@ impl FenceView {
     }
 }
 
+/// Ends the leases of `vrids` in the maps pinned in `dir`, as a daemon's
+/// own priority-0 advert does: the fence answers for the new owner as soon
+/// as it advertises, instead of once the lease would have lapsed.
+pub fn end_leases(dir: &PinDir, vrids: &[VridKey]) -> Result<(), DatapathError> {
+    let map_err = |source| DatapathError::Map {
+        name: MAP_LEASES,
+        source,
+    };
+    let data = MapData::from_pin(dir.map(MAP_LEASES)).map_err(map_err)?;
+    let mut map: BpfHashMap<_, VridKey, u64> =
+        BpfHashMap::try_from(Map::HashMap(data)).map_err(map_err)?;
+    for k in vrids {
+        map.insert(k, 0, 0).map_err(map_err)?;
+    }
+    Ok(())
+}
+
 /// Every entry of the hash map `name` pinned in `dir`.
 fn entries<K: aya::Pod, V: aya::Pod>(
     dir: &PinDir,

@@ -119,9 +119,11 @@ pub enum AdvertTxError {
 pub struct AdvertSender {
     sock: Socket,
     ifindex: u32,
+    join_ifindex: u32,
     source: IpAddr,
     dests: Vec<(IpAddr, SockAddr)>,
     multicast: bool,
+    unicast_ttl: u8,
 }
 
 impl AdvertSender {
@@ -201,10 +203,21 @@ impl AdvertSender {
         Ok(AdvertSender {
             sock,
             ifindex,
+            join_ifindex,
             source,
             dests,
             multicast,
+            unicast_ttl,
         })
+    }
+
+    /// Where this socket's adverts go, as it was opened with.
+    pub fn dest(&self) -> AdvertDest {
+        if self.multicast {
+            AdvertDest::Multicast(self.dests[0].0)
+        } else {
+            AdvertDest::Unicast(self.dests.iter().map(|(d, _)| *d).collect())
+        }
     }
 
     pub fn ifindex(&self) -> u32 {
@@ -627,6 +640,59 @@ impl SenderPool {
 /// An encoded advert and the socket it leaves through.
 pub type Encoded<'a> = (Rc<AdvertSender>, &'a [u8]);
 
+/// A master's priority-0 advert and where it goes, self-contained, so that
+/// another process (the warden) can send it for a daemon that died without
+/// its shutdown: the backup then takes over after its Skew_Time instead of
+/// a whole Master_Down_Interval.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Farewell {
+    pub ifindex: u32,
+    pub join_ifindex: u32,
+    pub source: IpAddr,
+    /// The multicast group, or every unicast peer.
+    pub dests: Vec<IpAddr>,
+    pub multicast: bool,
+    pub unicast_ttl: u8,
+    /// The VRRP message, encoded for `source` and the first destination.
+    pub message: Vec<u8>,
+    /// The instance's datapath entry (ifindex, family, VRID): its fence
+    /// lease ends with the farewell, as with the daemon's own.
+    pub vrid: (u32, u8, u8),
+}
+
+impl Farewell {
+    /// Sends the farewells, each through a socket opened as the daemon's
+    /// was (one per interface, source and destinations, as in
+    /// [`SenderPool`]): one result per farewell, in order.
+    pub fn send_all(farewells: &[&Farewell]) -> Vec<Result<usize, AdvertTxError>> {
+        let pool = SenderPool::default();
+        let mut socks = Vec::with_capacity(farewells.len());
+        for f in farewells {
+            let dest = if f.multicast {
+                f.dests.first().map(|g| AdvertDest::Multicast(*g))
+            } else {
+                Some(AdvertDest::Unicast(f.dests.clone()))
+            };
+            socks.push(match dest {
+                Some(d) => pool.get_on((f.ifindex, f.join_ifindex), f.source, d, f.unicast_ttl),
+                None => Err(AdvertTxError::InvalidDest("no destination".into())),
+            });
+        }
+        farewells
+            .iter()
+            .zip(socks)
+            .map(|(f, s)| s.and_then(|s| s.send(&f.message)))
+            .collect()
+    }
+}
+
+/// Outlet generations, unique in the process: an outlet made anew (a
+/// reload) never repeats one an earlier outlet had.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// One instance's way out: its socket (none while the interface has no
 /// source address) and its encoded advert, encoded again only when the
 /// priority or the interval changes.
@@ -634,6 +700,8 @@ pub struct Outlet {
     sender: Option<Rc<AdvertSender>>,
     checksum: V3Ipv4Checksum,
     cached: Option<((u8, u16), Vec<u8>)>,
+    /// Changes with the socket or the encoding (see [`Outlet::generation`]).
+    generation: u64,
 }
 
 impl Outlet {
@@ -642,7 +710,14 @@ impl Outlet {
             sender,
             checksum,
             cached: None,
+            generation: next_generation(),
         }
+    }
+
+    /// Changes whenever the socket or the encoded advert does: what was
+    /// made from the outlet at one generation holds until the next.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn sender(&self) -> Option<&AdvertSender> {
@@ -652,6 +727,7 @@ impl Outlet {
     /// The socket, for an outlet with another configuration.
     pub fn take_sender(&mut self) -> Option<Rc<AdvertSender>> {
         self.cached = None;
+        self.generation = next_generation();
         self.sender.take()
     }
 
@@ -659,11 +735,55 @@ impl Outlet {
     pub fn set_sender(&mut self, sender: Option<Rc<AdvertSender>>) {
         self.sender = sender;
         self.cached = None;
+        self.generation = next_generation();
     }
 
     /// The bytes [`Outlet::encoded`] made last.
     pub fn last_encoded(&self) -> Option<&[u8]> {
         self.cached.as_ref().map(|(_, b)| b.as_slice())
+    }
+
+    /// The priority-0 advert `router` would send at `interval_cs`, with
+    /// its socket's addresses ([`Farewell`]); `None` without a socket.
+    pub fn farewell(
+        &self,
+        router: &RouterConfig,
+        interval_cs: u16,
+        vrid: xvrrpd_common::VridKey,
+    ) -> Result<Option<Farewell>, OutletError> {
+        let Some(sender) = self.sender.as_deref() else {
+            return Ok(None);
+        };
+        let message = crate::packet::encode(
+            &Self::advert(router, 0, interval_cs),
+            sender.source(),
+            sender.encode_destination(),
+            self.checksum,
+        )?;
+        Ok(Some(Farewell {
+            ifindex: sender.ifindex,
+            join_ifindex: sender.join_ifindex,
+            source: sender.source,
+            dests: sender.destinations().collect(),
+            multicast: sender.multicast,
+            unicast_ttl: sender.unicast_ttl,
+            message,
+            vrid: (vrid.ifindex, vrid.family, vrid.vrid),
+        }))
+    }
+
+    fn advert(router: &RouterConfig, priority: u8, interval_cs: u16) -> Advert {
+        Advert {
+            version: router.version,
+            vrid: router.vrid,
+            priority,
+            interval_cs,
+            addrs: router.vips.clone(),
+            auth: match router.version {
+                Version::V2 => router.auth,
+                Version::V3 => Auth::None,
+            },
+        }
     }
 
     /// The advert `router` describes with `priority` and `interval_cs`, and
@@ -680,17 +800,7 @@ impl Outlet {
         };
         let key = (priority, interval_cs);
         if self.cached.as_ref().is_none_or(|(k, _)| *k != key) {
-            let advert = Advert {
-                version: router.version,
-                vrid: router.vrid,
-                priority,
-                interval_cs,
-                addrs: router.vips.clone(),
-                auth: match router.version {
-                    Version::V2 => router.auth,
-                    Version::V3 => Auth::None,
-                },
-            };
+            let advert = Self::advert(router, priority, interval_cs);
             let bytes = crate::packet::encode(
                 &advert,
                 sender.source(),
@@ -698,6 +808,7 @@ impl Outlet {
                 self.checksum,
             )?;
             self.cached = Some((key, bytes));
+            self.generation = next_generation();
         }
         let bytes = self.cached.as_ref().map_or(&[][..], |(_, b)| b.as_slice());
         Ok(Some((sender, bytes)))

@@ -93,6 +93,9 @@ pub(super) struct Instance {
     /// A reload removed it: its last notify is keepalived's for a deleted
     /// instance (FAULT, or DELETED with `notify_deleted`), not STOP.
     pub(super) deleted: bool,
+    /// The outlet generation its farewell (priority-0 advert) was told to
+    /// the warden from; `None` while it has none there.
+    pub(super) farewell_told: Option<u64>,
 }
 
 impl Instance {
@@ -131,6 +134,7 @@ impl Instance {
             heard_timed: false,
             unquiet_for: None,
             deleted: false,
+            farewell_told: None,
         }
     }
 
@@ -214,9 +218,12 @@ pub struct Daemon {
     /// An instance entered or left MASTER, or instances moved: the guard
     /// map is brought up to date at the end of the turn.
     pub(super) guards_dirty: bool,
-    /// Removes our VIPs if we die and another router takes over (pinned
-    /// eBPF datapath only).
-    pub(super) warden: Option<std::process::Child>,
+    /// If we die: says each master's farewell (priority 0) and, with a
+    /// pinned eBPF datapath, removes our VIPs once another router owns them.
+    pub(super) warden: Option<super::warden::Warden>,
+    /// The farewells told to the warden, by instance name (told again to a
+    /// warden started later).
+    pub(super) farewells: HashMap<String, crate::datapath::send::Farewell>,
     /// Claims found by a claim check, fed back after the turn's actions.
     pub(super) rechecked_claims: Vec<(InstanceId, Input)>,
     /// Instances whose datapath entry for a quiet master may be out of step
@@ -311,6 +318,7 @@ impl Daemon {
             guarded: HashMap::new(),
             guards_dirty: false,
             warden: None,
+            farewells: HashMap::new(),
             rechecked_claims: Vec::new(),
             quiet_dirty: Vec::new(),
             senders: SenderPool::default(),
@@ -399,15 +407,19 @@ impl Daemon {
     /// The datapath is final: drop what only loading eBPF needed, tell
     /// systemd we are ready.
     pub(super) fn datapath_settled(&mut self) {
-        // Before capabilities are dropped: the warden reads pinned maps.
-        if let Some(dir) = self.datapath.pin_dir() {
-            match super::warden::spawn(dir) {
-                Ok(child) => self.warden = Some(child),
-                Err(e) => warn!(
-                    "datapath: no warden ({e}): if xvrrpd dies, its VIPs stay until it starts \
-                     again, answered by no one once another router owns them"
-                ),
+        // Before capabilities are dropped: the warden reads pinned maps and
+        // opens advert sockets.
+        match super::warden::spawn(self.datapath.pin_dir()) {
+            Ok(mut w) => {
+                for (name, f) in &self.farewells {
+                    w.tell(name, Some(f));
+                }
+                self.warden = Some(w);
             }
+            Err(e) => warn!(
+                "no warden ({e}): if xvrrpd dies, its backups wait a whole \
+                 Master_Down_Interval, and its VIPs stay until it starts again"
+            ),
         }
         // Capabilities are per thread: this runs once the loader thread is
         // gone and before any other thread starts; the VIP thread drops its
@@ -457,9 +469,8 @@ impl Daemon {
             Notifier::new(Vec::new(), NotifierOptions::default()),
         );
         notifier.shutdown(Duration::from_secs(2)).await;
-        if let Some(mut w) = self.warden.take() {
-            let _ = w.kill();
-            let _ = w.wait();
+        if let Some(w) = self.warden.take() {
+            w.stop();
         }
         set_static(&self.host.vips, &self.plan, false).await;
         // After the VIPs, which were on them; keepalived removes them too.

@@ -200,6 +200,9 @@ impl Daemon {
                 if t.from == State::Master || t.to == State::Master {
                     self.guards_dirty = true;
                 }
+                if t.from == State::Master && t.to != State::Master {
+                    self.forget_farewell(inst);
+                }
                 self.flush_log(inst);
                 self.record_transition(inst, &t);
                 if let Some(i) = self.instances.get_mut(inst) {
@@ -558,6 +561,8 @@ impl Daemon {
             }
         }
         let mut leases = Vec::new();
+        // Masters whose farewell the warden must learn or forget.
+        let mut farewells: Vec<(InstanceId, Option<u16>)> = Vec::new();
         for (sock, items) in by_socket {
             let msgs: Vec<&[u8]> = items
                 .iter()
@@ -581,6 +586,11 @@ impl Daemon {
                 i.metrics.advert_sent();
                 if priority == 0 {
                     i.counters.priority_zero_sent += 1;
+                    if i.farewell_told.is_some() {
+                        farewells.push((inst, None));
+                    }
+                } else if i.farewell_told != Some(i.outlet.generation()) {
+                    farewells.push((inst, Some(interval_cs)));
                 }
                 // The adverts renew the lease the kernel fence checks: three
                 // intervals, about when a backup would take over, renewed
@@ -599,6 +609,63 @@ impl Daemon {
         }
         if let Err(e) = self.datapath.renew_leases(&leases) {
             warn!("renewing the datapath leases: {e}");
+        }
+        for (inst, interval_cs) in farewells {
+            match interval_cs {
+                Some(interval_cs) => self.tell_farewell(inst, interval_cs),
+                None => self.forget_farewell(inst),
+            }
+        }
+    }
+
+    /// Tells the warden the priority-0 advert that ends the instance's
+    /// mastership, for it to send if the daemon dies as master.
+    fn tell_farewell(&mut self, inst: InstanceId, interval_cs: u16) {
+        // The last advert of a master that let go in the same turn.
+        let Some(router) = self
+            .router(inst)
+            .filter(|r| r.state() == State::Master)
+            .map(|r| r.config().clone())
+        else {
+            return;
+        };
+        let Some(i) = self.instances.get_mut(inst) else {
+            return;
+        };
+        let farewell = match i.outlet.farewell(&router, interval_cs, i.plan.vrid.key) {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
+                warn!("{}: encoding its priority-0 advert: {e}", i.plan.name);
+                return;
+            }
+        };
+        i.farewell_told = Some(i.outlet.generation());
+        let name = i.plan.name.clone();
+        if let Some(w) = self.warden.as_mut() {
+            w.tell(&name, Some(&farewell));
+        }
+        self.farewells.insert(name, farewell);
+    }
+
+    /// The instance is no longer master (or said goodbye itself).
+    pub(super) fn forget_farewell(&mut self, inst: InstanceId) {
+        let Some(i) = self.instances.get_mut(inst) else {
+            return;
+        };
+        if i.farewell_told.take().is_none() {
+            return;
+        }
+        let name = i.plan.name.clone();
+        self.forget_farewell_of(&name);
+    }
+
+    /// Forgets the farewell told under `name`.
+    pub(super) fn forget_farewell_of(&mut self, name: &str) {
+        if self.farewells.remove(name).is_some()
+            && let Some(w) = self.warden.as_mut()
+        {
+            w.tell(name, None);
         }
     }
 

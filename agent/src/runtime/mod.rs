@@ -168,7 +168,7 @@ pub fn client_socket(cli: &Cli) -> Result<std::path::PathBuf, String> {
 }
 
 /// `xvrrpd warden` (started by the daemon; see `warden`).
-pub fn warden_main(cli: &Cli, agent_pid: u32, pin_dir: &std::path::Path) -> ExitCode {
+pub fn warden_main(cli: &Cli, agent_pid: u32, pin_dir: Option<&std::path::Path>) -> ExitCode {
     init_logging(cli);
     warden::warden_main(agent_pid, pin_dir)
 }

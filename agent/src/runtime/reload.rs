@@ -616,6 +616,16 @@ impl Daemon {
             self.feed(n, now, Input::Reload(Box::new(cfg)));
         }
         self.publish_priorities();
+        // Instances the new configuration no longer has said goodbye.
+        let gone: Vec<String> = self
+            .farewells
+            .keys()
+            .filter(|name| !self.plan.instances.iter().any(|i| &i.name == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.forget_farewell_of(&name);
+        }
         new_units
     }
 

@@ -1,31 +1,41 @@
 //! The warden: a small process the daemon starts beside itself, in a
-//! session of its own, that outlives it. It sleeps on the daemon's pidfd.
-//! If the daemon dies without a clean stop (its pins are still there), the
-//! warden watches the pinned fence maps and removes each VIP the dead
-//! daemon held as soon as another router owns it — the kernel fence already
-//! stopped this host answering for it; the warden takes the address away
-//! too, so local programs stop treating it as local. It exits when every
-//! such VIP is gone, when a new daemon clears the pins, or after a clean
-//! stop (the daemon ends it).
+//! process group of its own, that outlives it. It sleeps on the daemon's
+//! pidfd and on a pipe through which the daemon keeps it told of each
+//! master's priority-0 advert (its "farewell").
+//!
+//! If the daemon dies without its shutdown (kill -9, a crash, the OOM
+//! killer, systemd's watchdog), the warden at once sends those adverts, as
+//! the daemon's own shutdown would have: each backup takes over after its
+//! Skew_Time instead of waiting a whole Master_Down_Interval. Then, if the
+//! datapath is pinned, it watches the pinned fence maps and removes each
+//! VIP the dead daemon held as soon as another router owns it — the kernel
+//! fence already stopped this host answering for it; the warden takes the
+//! address away too, so local programs stop treating it as local. It exits
+//! when every such VIP is gone, when a new daemon clears the pins, or after
+//! a clean stop (the daemon ends it).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
+    io::{Read, Write},
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd},
         unix::{fs::MetadataExt, process::CommandExt},
     },
     path::Path,
-    process::{Child, Command, ExitCode, Stdio},
+    process::{Child, ChildStdin, Command, ExitCode, Stdio},
     time::Duration,
 };
 
-use tracing::{info, warn};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+use xvrrpd_common::VridKey;
 
 use crate::{
     clock::monotonic_ns,
     datapath::{
-        fence::{FenceView, guard_addr},
+        fence::{FenceView, end_leases, guard_addr},
         pin::PinDir,
+        send::Farewell,
     },
     net::addr::{Vip, VipManager},
 };
@@ -33,23 +43,92 @@ use crate::{
 /// How often a dead daemon's fence maps are read.
 const POLL: Duration = Duration::from_millis(10);
 
-/// Starts the warden for this process and `pins`.
-pub fn spawn(pins: &PinDir) -> std::io::Result<Child> {
+/// One line on the warden's stdin: an instance's farewell, or none (it is
+/// no longer master, or said goodbye itself).
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub instance: String,
+    pub farewell: Option<Farewell>,
+}
+
+/// The running warden, as the daemon holds it.
+pub struct Warden {
+    child: Child,
+    /// Non-blocking; `None` once the warden stopped reading.
+    tell: Option<ChildStdin>,
+}
+
+/// Starts the warden for this process, with `pins` if the datapath is
+/// pinned (without, it only says the farewells).
+pub fn spawn(pins: Option<&PinDir>) -> std::io::Result<Warden> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("warden")
         .arg("--agent-pid")
-        .arg(std::process::id().to_string())
-        .arg("--pin-dir")
-        .arg(pins.path())
-        .stdin(Stdio::null())
+        .arg(std::process::id().to_string());
+    if let Some(pins) = pins {
+        cmd.arg("--pin-dir").arg(pins.path());
+    }
+    cmd.stdin(Stdio::piped())
         // A process group of its own keeps the warden out of a signal to the
         // daemon's group. Unlike a `pre_exec` hook it lets the standard
         // library use posix_spawn: no fork of the daemon's address space,
         // and the event loop that spawns it waits about a millisecond, not
         // several.
         .process_group(0);
-    cmd.spawn()
+    let mut child = cmd.spawn()?;
+    let tell = child.stdin.take();
+    if let Some(t) = &tell {
+        // The event loop never waits on the pipe: a warden that stopped
+        // reading costs a lost message, not a stalled master.
+        set_nonblocking(t.as_raw_fd())?;
+    }
+    Ok(Warden { child, tell })
+}
+
+impl Warden {
+    /// Tells the warden the farewell of `instance` (or that it has none).
+    pub fn tell(&mut self, instance: &str, farewell: Option<&Farewell>) {
+        let Some(pipe) = self.tell.as_mut() else {
+            return;
+        };
+        let msg = Message {
+            instance: instance.to_string(),
+            farewell: farewell.cloned(),
+        };
+        let mut line = match serde_json::to_vec(&msg) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("warden: cannot encode the farewell of {instance}: {e}");
+                return;
+            }
+        };
+        line.push(b'\n');
+        // Far below the pipe's capacity: all or nothing (PIPE_BUF).
+        if let Err(e) = pipe.write_all(&line) {
+            warn!(
+                "warden: cannot tell it {instance}'s farewell ({e}): if xvrrpd dies, its \
+                 backups wait a whole Master_Down_Interval"
+            );
+            self.tell = None;
+        }
+    }
+
+    /// Ends the warden (a clean stop: the daemon said its goodbyes itself).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn set_nonblocking(fd: i32) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own, with integer arguments.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Ends the warden of a previous run whose datapath this run adopted
@@ -79,14 +158,28 @@ pub fn end_previous(pins: &PinDir) {
 }
 
 /// `xvrrpd warden`: runs until the daemon's VIPs are safe.
-pub fn warden_main(agent_pid: u32, pin_dir: &Path) -> ExitCode {
-    let pins = PinDir::at(pin_dir);
-    let Some(identity) = dir_identity(pin_dir) else {
+pub fn warden_main(agent_pid: u32, pin_dir: Option<&Path>) -> ExitCode {
+    let identity = pin_dir.and_then(dir_identity);
+    let farewells = match wait_for_exit(agent_pid) {
+        Ok(f) => f,
+        Err(e) => {
+            warn!("warden: cannot watch xvrrpd (pid {agent_pid}): {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    say_farewells(agent_pid, &farewells);
+    let (Some(dir), Some(identity)) = (pin_dir, identity) else {
         return ExitCode::SUCCESS;
     };
-    if let Err(e) = wait_for_exit(agent_pid) {
-        warn!("warden: cannot watch xvrrpd (pid {agent_pid}): {e}");
-        return ExitCode::FAILURE;
+    let pins = PinDir::at(dir);
+    if !farewells.is_empty() {
+        let vrids: Vec<VridKey> = farewells
+            .values()
+            .map(|f| VridKey::new(f.vrid.0, f.vrid.1, f.vrid.2))
+            .collect();
+        if let Err(e) = end_leases(&pins, &vrids) {
+            warn!("warden: ending the fence leases: {e}");
+        }
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -99,6 +192,31 @@ pub fn warden_main(agent_pid: u32, pin_dir: &Path) -> ExitCode {
         }
     };
     rt.block_on(guard_vips(&pins, identity))
+}
+
+/// Sends the dead daemon's farewells, as its shutdown would have.
+fn say_farewells(agent_pid: u32, farewells: &HashMap<String, Farewell>) {
+    let (names, list): (Vec<&String>, Vec<&Farewell>) = farewells.iter().unzip();
+    let mut said = Vec::new();
+    for (instance, sent) in names.into_iter().zip(Farewell::send_all(&list)) {
+        match sent {
+            Ok(_) => said.push(instance.as_str()),
+            Err(e) => warn!("warden: the priority-0 advert of {instance}: {e}"),
+        }
+    }
+    if said.is_empty() {
+        return;
+    }
+    said.sort_unstable();
+    let shown = if said.len() > 8 {
+        format!("{} … ({} instances)", said[..8].join(", "), said.len())
+    } else {
+        said.join(", ")
+    };
+    info!(
+        "warden: xvrrpd (pid {agent_pid}) died as master of {shown}: sent the priority-0 \
+         adverts its shutdown would have, so the backups take over after their skew time"
+    );
 }
 
 /// After the daemon died: removes each VIP it held once it is fenced.
@@ -164,15 +282,70 @@ fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// Blocks until process `pid` has exited.
-fn wait_for_exit(pid: u32) -> std::io::Result<()> {
+/// What the daemon told the warden: farewells by instance.
+#[derive(Default)]
+struct Told {
+    farewells: HashMap<String, Farewell>,
+    partial: Vec<u8>,
+}
+
+impl Told {
+    /// Reads what `stdin` holds now; false at its end.
+    fn read_from(&mut self, stdin: &mut std::io::Stdin) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => self.take(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) => {
+                    debug!("warden: reading from xvrrpd: {e}");
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            match serde_json::from_slice::<Message>(&line) {
+                Ok(Message {
+                    instance,
+                    farewell: Some(f),
+                }) => {
+                    self.farewells.insert(instance, f);
+                }
+                Ok(Message {
+                    instance,
+                    farewell: None,
+                }) => {
+                    self.farewells.remove(&instance);
+                }
+                Err(e) => warn!("warden: a message from xvrrpd it cannot read: {e}"),
+            }
+        }
+    }
+}
+
+/// Blocks until process `pid` has exited, keeping what it tells on stdin;
+/// returns its farewells as they stood when it died.
+fn wait_for_exit(pid: u32) -> std::io::Result<HashMap<String, Farewell>> {
+    let mut told = Told::default();
+    let mut stdin = std::io::stdin();
+    let mut stdin_open = set_nonblocking(libc::STDIN_FILENO).is_ok();
     // SAFETY: pidfd_open with a pid and no flags; the result is checked.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
         let e = std::io::Error::last_os_error();
         // Already gone.
         return if e.raw_os_error() == Some(libc::ESRCH) {
-            Ok(())
+            if stdin_open {
+                told.read_from(&mut stdin);
+            }
+            Ok(told.farewells)
         } else {
             Err(e)
         };
@@ -180,19 +353,88 @@ fn wait_for_exit(pid: u32) -> std::io::Result<()> {
     // SAFETY: a fresh descriptor owned from here on.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     loop {
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, -1) };
-        if n > 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if n < 0 && e.kind() != std::io::ErrorKind::Interrupted {
+        let mut fds = [
+            libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                // A negative fd is skipped once the pipe is closed.
+                fd: if stdin_open { libc::STDIN_FILENO } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
             return Err(e);
         }
+        if stdin_open && fds[1].revents != 0 {
+            stdin_open = told.read_from(&mut stdin);
+        }
+        if fds[0].revents != 0 {
+            // What it wrote just before dying is still in the pipe.
+            if stdin_open {
+                told.read_from(&mut stdin);
+            }
+            return Ok(told.farewells);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn farewell(last: u8) -> Farewell {
+        Farewell {
+            ifindex: 3,
+            join_ifindex: 3,
+            source: "192.0.2.1".parse().expect("literal"),
+            dests: vec!["224.0.0.18".parse().expect("literal")],
+            multicast: true,
+            unicast_ttl: 255,
+            message: vec![0x31, 7, 0, 1, 0, 100, 0, last],
+            vrid: (3, 4, 7),
+        }
+    }
+
+    fn line(instance: &str, f: Option<Farewell>) -> Vec<u8> {
+        let mut l = serde_json::to_vec(&Message {
+            instance: instance.into(),
+            farewell: f,
+        })
+        .expect("encodes");
+        l.push(b'\n');
+        l
+    }
+
+    #[test]
+    fn the_last_word_on_each_instance_counts_even_split_across_reads() {
+        let mut told = Told::default();
+        let mut bytes = line("VI_1", Some(farewell(1)));
+        bytes.extend(line("VI_2", Some(farewell(2))));
+        bytes.extend(line("VI_1", None));
+        bytes.extend(line("VI_2", Some(farewell(3))));
+        let (a, b) = bytes.split_at(bytes.len() / 2 + 3);
+        told.take(a);
+        told.take(b);
+        assert_eq!(told.farewells.len(), 1);
+        assert_eq!(told.farewells.get("VI_2"), Some(&farewell(3)));
+        assert!(told.partial.is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_line_is_skipped_and_the_next_one_read() {
+        let mut told = Told::default();
+        told.take(b"{not json\n");
+        told.take(&line("VI_1", Some(farewell(1))));
+        assert_eq!(told.farewells.get("VI_1"), Some(&farewell(1)));
     }
 }

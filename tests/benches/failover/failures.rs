@@ -1,5 +1,6 @@
-//! The failover trials: crash, SIGTERM and link down of the master, each
-//! followed by the master's return (restart or link up) and preemption.
+//! The failover trials: crash (the host gone), kill -9 of the daemon alone,
+//! SIGTERM and link down of the master, each followed by the master's return
+//! (restart or link up) and preemption.
 
 use std::time::Duration;
 
@@ -32,17 +33,27 @@ pub enum Failure {
     Crash,
     /// SIGTERM: a priority-0 advert, VIPs removed, exit.
     Sigterm,
+    /// SIGKILL to the daemon's process group, the host left running (a
+    /// crash of the daemon, the OOM killer): whatever survives it acts
+    /// (xvrrpd's warden says the dead master's farewell); then a restart.
+    Kill9,
     /// The bridge port of the master goes down (carrier lost); the daemon
     /// lives on and goes FAULT; then the link comes back.
     LinkDown,
 }
 
 impl Failure {
-    pub const ALL: [Failure; 3] = [Failure::Crash, Failure::Sigterm, Failure::LinkDown];
+    pub const ALL: [Failure; 4] = [
+        Failure::Crash,
+        Failure::Kill9,
+        Failure::Sigterm,
+        Failure::LinkDown,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Failure::Crash => "crash",
+            Failure::Kill9 => "daemon-kill9",
             Failure::Sigterm => "sigterm",
             Failure::LinkDown => "link-down",
         }
@@ -276,6 +287,7 @@ impl Step<'_> {
                 r.kill9()?;
                 at
             }
+            Failure::Kill9 => self.bl.c.router_mut(&pair.hi).kill9()?,
             Failure::Sigterm => {
                 let (at, status) = self.bl.c.router_mut(&pair.hi).sigterm()?;
                 if !status.success() {
@@ -324,7 +336,7 @@ impl Step<'_> {
         out.gap_ns = tk.gap_ns;
         out.last_was_p0 = tk.old_last.priority == 0;
         out.theory_ns = match self.failure {
-            Failure::Sigterm if out.last_was_p0 => self.skew_lo,
+            Failure::Sigterm | Failure::Kill9 if out.last_was_p0 => self.skew_lo,
             _ => self.mdi_lo,
         };
         out.detection_error_ns = tk.gap_ns as i64 - out.theory_ns as i64;
@@ -362,7 +374,7 @@ impl Step<'_> {
                 up_at = Some(Stamp::now());
                 at
             }
-            Failure::Sigterm => {
+            Failure::Sigterm | Failure::Kill9 => {
                 let at = self.bl.c.router_mut(&pair.hi).start()?;
                 up_at = Some(Stamp::now());
                 at

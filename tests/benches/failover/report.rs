@@ -98,7 +98,7 @@ type Pick = fn(&crate::failures::StepResult) -> Option<f64>;
 
 fn failover_rows(c: &FailoverCase) -> Vec<Row> {
     let mut rows = Vec::new();
-    const RESTARTS: &[Failure] = &[Failure::Crash, Failure::Sigterm];
+    const RESTARTS: &[Failure] = &[Failure::Crash, Failure::Kill9, Failure::Sigterm];
     let metrics: [(&'static str, &'static str, Pick, &[Failure]); 11] = [
         (
             "detection error",
@@ -428,6 +428,7 @@ pub fn targets(r: &Results, load: bool) -> Vec<Target> {
     for cfg in Config::ALL {
         let c = case(cfg);
         outage_targets(cfg, c, &mut t);
+        farewell_target(cfg, c, &mut t);
         restart_target(cfg, c, &mut t);
     }
     steady_targets(r, &mut t);
@@ -496,9 +497,38 @@ fn detection_targets(c10: Option<&FailoverCase>, f: Failure, load: bool, t: &mut
     }
 }
 
-/// Outage after a crash ≤ MDI + 1 ms; after SIGTERM ≤ skew + 1 ms.
+/// xvrrpd's dead master (its daemon killed, the host up) says its
+/// farewell: in every trial the backup took over on a priority-0 advert.
+fn farewell_target(cfg: Config, c: Option<&FailoverCase>, t: &mut Vec<Target>) {
+    let steps: Vec<bool> = c
+        .map(|c| {
+            c.xvrrpd
+                .steps
+                .iter()
+                .filter(|(f, _)| *f == Failure::Kill9)
+                .map(|(_, s)| s.last_was_p0)
+                .collect()
+        })
+        .unwrap_or_default();
+    let said = steps.iter().filter(|p0| **p0).count();
+    t.push(Target {
+        what: format!(
+            "daemon-kill9: the warden sends the dead master's priority-0 advert ({})",
+            cfg.label()
+        ),
+        measured: format!("{said} of {} trials", steps.len()),
+        met: (!steps.is_empty()).then_some(said == steps.len()),
+    });
+}
+
+/// Outage after a crash ≤ MDI + 1 ms; after SIGTERM or a kill of the
+/// daemon alone ≤ skew + 1 ms.
 fn outage_targets(cfg: Config, c: Option<&FailoverCase>, t: &mut Vec<Target>) {
-    for (f, bound_name) in [(Failure::Crash, "MDI"), (Failure::Sigterm, "skew")] {
+    for (f, bound_name) in [
+        (Failure::Crash, "MDI"),
+        (Failure::Kill9, "skew"),
+        (Failure::Sigterm, "skew"),
+    ] {
         let s = c.and_then(|c| xv_summary(c, f, |s| s.outage_ns.map(|v| v as f64 / 1e6)));
         let bound = c.map(|c| {
             (if f == Failure::Crash {

@@ -318,7 +318,7 @@ fn bound(lab: &DemoLab, s: &Step) -> (String, u64, String) {
         i = interval_text()
     );
     match s.inject {
-        Inject::Kill9 | Inject::LinkDown => (
+        Inject::LinkDown => (
             format!("Master_Down_Interval({})", s.new),
             mdi,
             format!("{mdi_text}\n           after the last advert it heard"),
@@ -331,16 +331,21 @@ fn bound(lab: &DemoLab, s: &Step) -> (String, u64, String) {
                 s.old
             ),
         ),
-        Inject::Sigterm => {
+        Inject::Sigterm | Inject::Kill9 => {
             let skew = lab.skew_ns(s.new);
             (
                 format!("Skew_Time({})", s.new),
                 skew,
                 format!(
-                    "Skew_Time({}) = (256 − {p})/256 × {} = {} after the priority-0 advert",
+                    "Skew_Time({}) = (256 − {p})/256 × {} = {} after the priority-0 advert{}",
                     s.new,
                     interval_text(),
-                    ms(skew)
+                    ms(skew),
+                    if s.inject == Inject::Kill9 {
+                        format!(" {}'s warden sent", s.old)
+                    } else {
+                        String::new()
+                    }
                 ),
             )
         }
@@ -368,14 +373,17 @@ fn inject(lab: &mut DemoLab, s: &Step) -> Result<(Stamp, [bool; 2], Duration)> {
     let (event, timeout) = match s.inject {
         Inject::Kill9 => {
             say!(
-                "  SIGKILL to {target}'s xvrrpd: no goodbye advert, its VIPs stay behind on its host"
+                "  SIGKILL to {target}'s xvrrpd: it cannot say goodbye, but its warden (a small process \
+                 beside it) at once sends"
             );
             say!(
-                "  until another router owns them: then its pinned datapath stops answering for them \
-                 and its warden removes them."
+                "  the priority-0 advert its shutdown would have: {} takes over after its skew time, \
+                 not a whole down interval.",
+                s.new
             );
             say!(
-                "  The backups hear silence; the first whose down timer runs out ({}) takes over.",
+                "  The VIPs stay behind on {target}'s host until {} owns them: then its pinned datapath \
+                 stops answering for them and its warden removes them.",
                 s.new
             );
             (lab.router_mut(target).kill9()?, Duration::from_secs(3))
@@ -646,24 +654,29 @@ impl FamilyCheck<'_> {
         };
         let mut wire_armed = None;
         let (wire_ns, handover_ns) = match s.inject {
-            Inject::Kill9 | Inject::LinkDown => {
+            Inject::LinkDown => {
                 let last = before_new(&|_| true).with_context(|| {
                     format!("{}: no advert from {} before {}'s", f.inst, s.old, s.new)
                 })?;
                 (Some(new_first.t_ns - last.t_ns), None)
             }
-            Inject::Sigterm => {
+            Inject::Sigterm | Inject::Kill9 => {
                 let last = before_new(&|_| true).with_context(|| {
                     format!("{}: no advert from {} before {}'s", f.inst, s.old, s.new)
                 })?;
                 if last.priority != 0 {
                     bail!(
                         "{}: {}'s last advert before {} took over has priority {}, not 0: \
-                         no priority-0 advert on SIGTERM",
+                         no priority-0 advert on {}",
                         f.inst,
                         s.old,
                         s.new,
-                        last.priority
+                        last.priority,
+                        if s.inject == Inject::Kill9 {
+                            "kill -9 (from its warden)"
+                        } else {
+                            "SIGTERM"
+                        }
                     );
                 }
                 (Some(new_first.t_ns - last.t_ns), None)
@@ -1028,8 +1041,12 @@ fn print_wire(lab: &DemoLab, res: &StepResult) {
         })
         .collect();
     let what = match s.inject {
-        Inject::Kill9 | Inject::LinkDown => format!("{}'s last advert → {}'s first:", s.old, s.new),
+        Inject::LinkDown => format!("{}'s last advert → {}'s first:", s.old, s.new),
         Inject::Sigterm => format!("{}'s priority-0 advert → {}'s first:", s.old, s.new),
+        Inject::Kill9 => format!(
+            "the priority-0 advert of {}'s warden → {}'s first:",
+            s.old, s.new
+        ),
         Inject::HealthFail => format!(
             "{}'s last advert at priority {} → {}'s first:",
             s.old,
