@@ -661,27 +661,35 @@ pub struct Farewell {
 }
 
 impl Farewell {
-    /// Sends the farewells, each through a socket opened as the daemon's
-    /// was (one per interface, source and destinations, as in
-    /// [`SenderPool`]): one result per farewell, in order.
-    pub fn send_all(farewells: &[&Farewell]) -> Vec<Result<usize, AdvertTxError>> {
-        let pool = SenderPool::default();
-        let mut socks = Vec::with_capacity(farewells.len());
-        for f in farewells {
-            let dest = if f.multicast {
-                f.dests.first().map(|g| AdvertDest::Multicast(*g))
-            } else {
-                Some(AdvertDest::Unicast(f.dests.clone()))
-            };
-            socks.push(match dest {
-                Some(d) => pool.get_on((f.ifindex, f.join_ifindex), f.source, d, f.unicast_ttl),
-                None => Err(AdvertTxError::InvalidDest("no destination".into())),
-            });
-        }
+    /// Its socket, set up as the daemon's was: the one `pool` already holds
+    /// for the same interface, source and destinations, or a new one.
+    pub fn open(&self, pool: &SenderPool) -> Result<Rc<AdvertSender>, AdvertTxError> {
+        let dest = if self.multicast {
+            match self.dests.first() {
+                Some(g) => AdvertDest::Multicast(*g),
+                None => return Err(AdvertTxError::InvalidDest("no destination".into())),
+            }
+        } else {
+            AdvertDest::Unicast(self.dests.clone())
+        };
+        pool.get_on(
+            (self.ifindex, self.join_ifindex),
+            self.source,
+            dest,
+            self.unicast_ttl,
+        )
+    }
+
+    /// Sends the farewells through `pool`'s sockets (opened beforehand, so
+    /// that sending is all that is left to do; opened now otherwise): one
+    /// result per farewell, in order.
+    pub fn send_all(
+        farewells: &[&Farewell],
+        pool: &SenderPool,
+    ) -> Vec<Result<usize, AdvertTxError>> {
         farewells
             .iter()
-            .zip(socks)
-            .map(|(f, s)| s.and_then(|s| s.send(&f.message)))
+            .map(|f| f.open(pool).and_then(|s| s.send(&f.message)))
             .collect()
     }
 }

@@ -23,6 +23,7 @@ use std::{
     },
     path::Path,
     process::{Child, ChildStdin, Command, ExitCode, Stdio},
+    rc::Rc,
     time::Duration,
 };
 
@@ -35,7 +36,7 @@ use crate::{
     datapath::{
         fence::{FenceView, end_leases, guard_addr},
         pin::PinDir,
-        send::Farewell,
+        send::{AdvertSender, Farewell, SenderPool},
     },
     net::addr::{Vip, VipManager},
 };
@@ -160,18 +161,22 @@ pub fn end_previous(pins: &PinDir) {
 /// `xvrrpd warden`: runs until the daemon's VIPs are safe.
 pub fn warden_main(agent_pid: u32, pin_dir: Option<&Path>) -> ExitCode {
     let identity = pin_dir.and_then(dir_identity);
-    let farewells = match wait_for_exit(agent_pid) {
+    let pins = pin_dir.map(PinDir::at);
+    let sockets = SenderPool::default();
+    let (mut farewells, _open) = match wait_for_exit(agent_pid, &sockets) {
         Ok(f) => f,
         Err(e) => {
             warn!("warden: cannot watch xvrrpd (pid {agent_pid}): {e}");
             return ExitCode::FAILURE;
         }
     };
-    say_farewells(agent_pid, &farewells);
-    let (Some(dir), Some(identity)) = (pin_dir, identity) else {
+    if let Some(pins) = &pins {
+        keep_if_still_advertising(&mut farewells, pins, agent_pid);
+    }
+    say_farewells(agent_pid, &farewells, &sockets);
+    let (Some(pins), Some(identity)) = (pins, identity) else {
         return ExitCode::SUCCESS;
     };
-    let pins = PinDir::at(dir);
     if !farewells.is_empty() {
         let vrids: Vec<VridKey> = farewells
             .values()
@@ -194,11 +199,39 @@ pub fn warden_main(agent_pid: u32, pin_dir: Option<&Path>) -> ExitCode {
     rt.block_on(guard_vips(&pins, identity))
 }
 
+/// Keeps the farewells of the instances whose fence lease still runs: the
+/// daemon advertised until it died (a lease outlives the last advert by two
+/// to three intervals). One that had been silent longer (it hung, then
+/// the watchdog killed it) says nothing: its backups' down timers already
+/// run, and a priority-0 advert would set them to Skew_Time, later than
+/// some would have fired.
+fn keep_if_still_advertising(
+    farewells: &mut HashMap<String, Farewell>,
+    pins: &PinDir,
+    agent_pid: u32,
+) {
+    let Ok(view) = FenceView::read(pins) else {
+        return;
+    };
+    let now = monotonic_ns();
+    farewells.retain(|instance, f| {
+        let key = VridKey::new(f.vrid.0, f.vrid.1, f.vrid.2);
+        let running = view.leases.get(&key).is_some_and(|until| *until > now);
+        if !running {
+            info!(
+                "warden: xvrrpd (pid {agent_pid}) had stopped advertising {instance} before it \
+                 died: no priority-0 advert, its backups' down timers are running"
+            );
+        }
+        running
+    });
+}
+
 /// Sends the dead daemon's farewells, as its shutdown would have.
-fn say_farewells(agent_pid: u32, farewells: &HashMap<String, Farewell>) {
+fn say_farewells(agent_pid: u32, farewells: &HashMap<String, Farewell>, sockets: &SenderPool) {
     let (names, list): (Vec<&String>, Vec<&Farewell>) = farewells.iter().unzip();
     let mut said = Vec::new();
-    for (instance, sent) in names.into_iter().zip(Farewell::send_all(&list)) {
+    for (instance, sent) in names.into_iter().zip(Farewell::send_all(&list, sockets)) {
         match sent {
             Ok(_) => said.push(instance.as_str()),
             Err(e) => warn!("warden: the priority-0 advert of {instance}: {e}"),
@@ -330,10 +363,32 @@ impl Told {
     }
 }
 
-/// Blocks until process `pid` has exited, keeping what it tells on stdin;
-/// returns its farewells as they stood when it died.
-fn wait_for_exit(pid: u32) -> std::io::Result<HashMap<String, Farewell>> {
+/// The farewells by instance, and the sockets opened for them.
+type Farewells = (HashMap<String, Farewell>, Vec<Rc<AdvertSender>>);
+
+/// Opens (or keeps) the socket of each farewell in `sockets`.
+fn open_sockets(told: &Told, sockets: &SenderPool) -> Vec<Rc<AdvertSender>> {
+    told.farewells
+        .iter()
+        .filter_map(|(instance, f)| match f.open(sockets) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!("warden: the socket for {instance}'s priority-0 advert: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Blocks until process `pid` has exited, keeping what it tells on stdin
+/// and each farewell's socket open in `sockets` (at the death sending is
+/// all that is left: under systemd the rest of the unit is killed
+/// milliseconds after its main process); returns its farewells as they
+/// stood when it died.
+fn wait_for_exit(pid: u32, sockets: &SenderPool) -> std::io::Result<Farewells> {
     let mut told = Told::default();
+    // The pool keeps sockets only while someone holds them.
+    let mut held: Vec<Rc<AdvertSender>> = Vec::new();
     let mut stdin = std::io::stdin();
     let mut stdin_open = set_nonblocking(libc::STDIN_FILENO).is_ok();
     // SAFETY: pidfd_open with a pid and no flags; the result is checked.
@@ -345,7 +400,7 @@ fn wait_for_exit(pid: u32) -> std::io::Result<HashMap<String, Farewell>> {
             if stdin_open {
                 told.read_from(&mut stdin);
             }
-            Ok(told.farewells)
+            Ok((told.farewells, held))
         } else {
             Err(e)
         };
@@ -377,13 +432,14 @@ fn wait_for_exit(pid: u32) -> std::io::Result<HashMap<String, Farewell>> {
         }
         if stdin_open && fds[1].revents != 0 {
             stdin_open = told.read_from(&mut stdin);
+            held = open_sockets(&told, sockets);
         }
         if fds[0].revents != 0 {
             // What it wrote just before dying is still in the pipe.
             if stdin_open {
                 told.read_from(&mut stdin);
             }
-            return Ok(told.farewells);
+            return Ok((told.farewells, held));
         }
     }
 }
