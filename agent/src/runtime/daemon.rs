@@ -738,6 +738,13 @@ fn open_datapath(
             // SAFETY: sched_setscheduler on this thread with a valid param.
             unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
             let r = Datapath::prepare_ebpf(&loader_specs, opts, pins);
+            // Capabilities are per thread, and a joined thread can still be
+            // listed while it exits, holding its own: the main thread's drop
+            // would then refuse. Loading is done, so it drops them first.
+            let plan = crate::control::privileges::Plan::for_this_kernel();
+            if let Err(e) = crate::control::privileges::drop_in_this_thread(&plan) {
+                tracing::debug!("the eBPF loader thread keeps its capabilities: {e}");
+            }
             let _ = tx.send(r.map(Box::new).map_err(|e| e.to_string()));
         })
         .context("starting the eBPF loader thread")?;
