@@ -699,6 +699,9 @@ impl Router {
     ) {
         self.last_advert_ts_ns = Some(ts);
         if adv.priority == PRIORITY_STOP {
+            // Status and the transition record say the master was leaving.
+            self.master_addr = Some(meta.src);
+            self.master_priority = Some(PRIORITY_STOP);
             self.arm_down_timer(ts, true, out);
             return;
         }

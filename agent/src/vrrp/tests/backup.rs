@@ -52,6 +52,11 @@ fn backup_on_priority_zero_arms_skew_timer() {
         Some(2 * S - 500 + r.skew_ns())
     );
     assert_eq!(r.state(), State::Backup);
+    // The take-over it leads to records the master as leaving.
+    assert_eq!(r.master(), (Some(ip("192.0.2.20")), Some(0)));
+    let t = r.deadline(TimerKind::MasterDown).expect("armed");
+    let a = r.handle(t, Input::TimerFired(TimerKind::MasterDown));
+    assert_eq!(transition(&a).and_then(|t| t.master_priority), Some(0));
 }
 
 #[test]
