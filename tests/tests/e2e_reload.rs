@@ -207,3 +207,42 @@ fn a_config_that_does_not_load_leaves_the_old_one_running() -> Result<()> {
         },
     )
 }
+
+/// A reload that changes only `virtual_ipaddress_excluded` (addresses that
+/// move with the VIPs but are not advertised) adds them on the master and
+/// removes them again, without a flap.
+#[test]
+fn a_reload_moves_excluded_addresses_on_the_master() -> Result<()> {
+    lab_test("a_reload_moves_excluded_addresses_on_the_master", || {
+        let mut c = two_instances("reload-excluded")?;
+        let extra: IpAddr = "192.0.2.150".parse()?;
+        let mut cfg: RouterConfig = c.router("r1").config().unwrap().clone();
+        cfg.instances[0]
+            .extra
+            .push("virtual_ipaddress_excluded {\n        192.0.2.150/24\n    }".into());
+        c.router_mut("r1").write_config(&cfg)?;
+        let hup = c.router_mut("r1").sighup()?;
+        c.lab.mark_at("SIGHUP r1 (an excluded address added)", hup);
+        assert!(
+            c.router("r1").wait_vip(extra, true, Duration::from_secs(2)),
+            "r1 (master) did not add the excluded address its reload configured"
+        );
+        cfg.instances[0].extra.pop();
+        c.router_mut("r1").write_config(&cfg)?;
+        let hup2 = c.router_mut("r1").sighup()?;
+        c.lab
+            .mark_at("SIGHUP r1 (the excluded address removed)", hup2);
+        assert!(
+            c.router("r1")
+                .wait_vip(extra, false, Duration::from_secs(2)),
+            "r1 kept the excluded address its reload no longer configures"
+        );
+        assert!(
+            !c.router("r2").has_vip(extra),
+            "the backup r2 took the excluded address"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        check_no_flap(&c, "VI_1", 51, VIP1, hup, Stamp::now())?;
+        c.finish()
+    })
+}

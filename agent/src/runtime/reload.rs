@@ -34,7 +34,7 @@ use crate::{
         VridSpec,
         send::{AdvertSender, Outlet},
     },
-    net::gratuitous::GratuitousSender,
+    net::{addr::Vip, gratuitous::GratuitousSender},
     notify::{Notifier, NotifierOptions, Subject},
     vrrp::{Input, Router, RouterConfig, State, SyncGroup, TimerKind, TrackState},
 };
@@ -63,6 +63,10 @@ pub(super) struct ReloadPlan {
     pub(super) new_sockets: Vec<usize>,
     /// New-plan instances whose datapath entry is new or different.
     pub(super) datapath: Vec<usize>,
+    /// Continuing new-plan instances whose `virtual_ipaddress_excluded`
+    /// changed (the state machine never sees those): (instance, to add, to
+    /// remove), applied when it is master.
+    pub(super) excluded: Vec<(usize, Vec<Vip>, Vec<Vip>)>,
 }
 
 /// Equal but for the trackers' assumed initial states, which only matter
@@ -111,6 +115,22 @@ pub(super) fn diff(running: &[RunningInstance], old: &Plan, new: &Plan) -> Reloa
                 let r = &running[o];
                 if !same_router_config(&r.plan.router, &ip.router) {
                     d.changed.push(n);
+                }
+                let add: Vec<Vip> = ip
+                    .excluded
+                    .iter()
+                    .filter(|v| !r.plan.excluded.contains(v))
+                    .cloned()
+                    .collect();
+                let remove: Vec<Vip> = r
+                    .plan
+                    .excluded
+                    .iter()
+                    .filter(|v| !ip.excluded.contains(v))
+                    .cloned()
+                    .collect();
+                if !add.is_empty() || !remove.is_empty() {
+                    d.excluded.push((n, add, remove));
                 }
                 if r.sending_from != Some(ip.source)
                     || r.plan.dest != ip.dest
@@ -291,7 +311,11 @@ impl Daemon {
         let d = &prepared.diff;
         let (kept, changed, left) = (
             d.continues.iter().flatten().count(),
-            d.changed.len(),
+            d.continues
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| d.changed.contains(n) || d.excluded.iter().any(|e| e.0 == *n))
+                .count(),
             d.leaving.len(),
         );
         let before = self.routes_now();
@@ -614,6 +638,20 @@ impl Daemon {
         for &n in &diff.changed {
             let cfg = self.instances[n].plan.router.clone();
             self.feed(n, now, Input::Reload(Box::new(cfg)));
+        }
+        // Excluded addresses follow the VIPs: a master takes the new ones
+        // and lets go of those no longer configured.
+        for (n, add, remove) in &diff.excluded {
+            if self.router(*n).is_some_and(|r| r.state() == State::Master) {
+                let remove = remove.iter().map(|v| (v.ifindex, v.addr)).collect();
+                self.enqueue_effect(
+                    *n,
+                    Effect::UpdateVips {
+                        add: add.clone(),
+                        remove,
+                    },
+                );
+            }
         }
         self.publish_priorities();
         // Instances the new configuration no longer has said goodbye.
