@@ -58,10 +58,23 @@ const PRIO_B: u8 = 100;
 
 /// keepalived.conf of a guest: one VRRPv3 instance at [`ADVERT_INT`].
 fn config(node: &Node, priority: u8, vips: &[&str]) -> Result<String> {
+    config_with(node, priority, vips, &[])
+}
+
+/// [`config`] with addresses in `virtual_ipaddress_excluded` (moved with
+/// the VIPs, not advertised).
+fn config_with(node: &Node, priority: u8, vips: &[&str], excluded: &[&str]) -> Result<String> {
     let cidrs: Vec<String> = vips.iter().map(|v| format!("{v}/24")).collect();
     let cidrs: Vec<&str> = cidrs.iter().map(String::as_str).collect();
     let mut inst = Instance::new("VI_1", 51, &cidrs).with_priority(priority);
     inst.advert_int = ADVERT_INT;
+    if !excluded.is_empty() {
+        let list: Vec<String> = excluded.iter().map(|v| format!("{v}/24")).collect();
+        inst.extra.push(format!(
+            "virtual_ipaddress_excluded {{\n        {}\n    }}",
+            list.join("\n        ")
+        ));
+    }
     let mut cfg = RouterConfig::single(inst);
     cfg.global.router_id = node.name.into();
     cfg.render(Daemon::Xvrrpd)
@@ -300,6 +313,14 @@ fn transitions(s: &Sample) -> Option<u64> {
     s.status
         .as_ref()
         .and_then(|v| v["instances"][0]["counters"]["transitions"].as_u64())
+}
+
+/// How often the daemon has reloaded, by its status.
+fn reloads(s: &Sample) -> u64 {
+    s.status
+        .as_ref()
+        .and_then(|v| v["daemon"]["reloads"].as_u64())
+        .unwrap_or(0)
 }
 
 /// A sample with the daemon's status (a slow guest's status query can time
@@ -803,16 +824,17 @@ fn run_checks(
     };
     crash(&mut pair, col, "kill -9 of the master's daemon", "9")?;
 
-    // Reload with a second VIP: no flap, the new VIP comes up on the master.
-    // Until both have reloaded, the backup discards the master's adverts
-    // (their address list is not its own, as in keepalived): the files go
-    // over the slow serial line first, then both reloads are queued
-    // without waiting (`--no-block`), so they run at nearly the same moment
-    // however long a reload takes under emulation (1.2 s once, and the
-    // backup took over while the master was still reloading).
-    let conf = config(&NODE_A, PRIO_A, &[VIP, VIP2])?;
-    let conf_b = config(&NODE_B, PRIO_B, &[VIP, VIP2])?;
+    // Reload with a second address: no flap, it comes up on the master.
+    // The address goes in `virtual_ipaddress_excluded`, which adverts do
+    // not carry: a change of the advertised list would make the backup
+    // discard the master's adverts (as keepalived does) from the first
+    // reload until the second, and under emulation reloads and the serial
+    // line are too slow to keep that window below Master_Down_Interval.
+    // The namespace tests reload advertised lists with precise timing.
+    let conf = config_with(&NODE_A, PRIO_A, &[VIP], &[VIP2])?;
+    let conf_b = config_with(&NODE_B, PRIO_B, &[VIP], &[VIP2])?;
     let before = (settled_sample(pair.a)?, settled_sample(pair.b)?);
+    let reloads_before = reloads(&before.0);
     let staged = "/etc/keepalived/keepalived.conf.next";
     pair.b.ok(&format!("cat > {staged} <<'EOF'\n{conf_b}EOF"))?;
     pair.a.ok(&format!("cat > {staged} <<'EOF'\n{conf}EOF"))?;
@@ -820,8 +842,8 @@ fn run_checks(
     let swap = format!(
         "mv {staged} /etc/keepalived/keepalived.conf && systemctl reload --no-block xvrrpd"
     );
-    pair.b.ok(&swap)?;
     pair.a.ok(&swap)?;
+    pair.b.ok(&swap)?;
     let (sa, sb, settled) = watch(
         pair.a,
         pair.b,
@@ -833,14 +855,10 @@ fn run_checks(
     let mut flaps = flaps_of(NODE_A.name, &t0, &sa, &before.0, true);
     flaps.extend(flaps_of(NODE_B.name, &t0, &sb, &before.1, false));
     let flapped = !flaps.is_empty();
-    let reloads = sa
-        .last()
-        .and_then(|s| s.status.as_ref())
-        .and_then(|s| s["daemon"]["reloads"].as_u64())
-        .unwrap_or(0);
+    let reloads = sa.last().map_or(0, reloads);
     col.check(
         "systemctl reload",
-        settled && !flapped && reloads >= 1,
+        settled && !flapped && reloads > reloads_before,
         format!(
             "{} VIP up after {}, {}, {}",
             VIP2,
