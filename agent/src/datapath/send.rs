@@ -658,6 +658,8 @@ pub struct Farewell {
     /// The instance's datapath entry (ifindex, family, VRID): its fence
     /// lease ends with the farewell, as with the daemon's own.
     pub vrid: (u32, u8, u8),
+    /// The advert interval the master sent at, centiseconds.
+    pub interval_cs: u16,
 }
 
 impl Farewell {
@@ -777,6 +779,7 @@ impl Outlet {
             unicast_ttl: sender.unicast_ttl,
             message,
             vrid: (vrid.ifindex, vrid.family, vrid.vrid),
+            interval_cs,
         }))
     }
 

@@ -404,12 +404,15 @@ impl Daemon {
         }
     }
 
-    /// The datapath is final: drop what only loading eBPF needed, tell
-    /// systemd we are ready.
-    pub(super) fn datapath_settled(&mut self) {
-        // Before capabilities are dropped: the warden reads pinned maps and
-        // opens advert sockets.
-        match super::warden::spawn(self.datapath.pin_dir()) {
+    /// Starts the warden, before any instance runs: a master that dies
+    /// while its eBPF datapath still loads has a farewell to say too. It
+    /// gets the pin directory the datapath will use (it reads the pins only
+    /// after the daemon died) and keeps the capabilities it starts with.
+    pub(super) fn start_warden(&mut self) {
+        let pins = (!self.opts.datapath.no_ebpf)
+            .then_some(self.opts.pins.as_ref())
+            .flatten();
+        match super::warden::spawn(pins) {
             Ok(mut w) => {
                 for (name, f) in &self.farewells {
                     w.tell(name, Some(f));
@@ -421,6 +424,11 @@ impl Daemon {
                  Master_Down_Interval, and its VIPs stay until it starts again"
             ),
         }
+    }
+
+    /// The datapath is final: drop what only loading eBPF needed, tell
+    /// systemd we are ready.
+    pub(super) fn datapath_settled(&mut self) {
         // Capabilities are per thread: this runs once the loader thread is
         // gone and before any other thread starts; the VIP thread drops its
         // own first.

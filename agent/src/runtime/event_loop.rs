@@ -149,6 +149,7 @@ impl Daemon {
             info!("waiting vrrp_startup_delay {:?}", self.plan.startup_delay);
             tokio::time::sleep(self.plan.startup_delay).await;
         }
+        self.start_warden();
         for unit in 0..self.units.len() {
             self.start_unit(unit);
         }

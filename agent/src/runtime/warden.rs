@@ -160,7 +160,6 @@ pub fn end_previous(pins: &PinDir) {
 
 /// `xvrrpd warden`: runs until the daemon's VIPs are safe.
 pub fn warden_main(agent_pid: u32, pin_dir: Option<&Path>) -> ExitCode {
-    let identity = pin_dir.and_then(dir_identity);
     let pins = pin_dir.map(PinDir::at);
     let sockets = SenderPool::default();
     let (mut farewells, _open) = match wait_for_exit(agent_pid, &sockets) {
@@ -174,6 +173,9 @@ pub fn warden_main(agent_pid: u32, pin_dir: Option<&Path>) -> ExitCode {
         keep_if_still_advertising(&mut farewells, pins, agent_pid);
     }
     say_farewells(agent_pid, &farewells, &sockets);
+    // The dead daemon's pins, as it left them (the warden may have started
+    // before they existed); a new daemon's directory differs.
+    let identity = pin_dir.and_then(dir_identity);
     let (Some(pins), Some(identity)) = (pins, identity) else {
         return ExitCode::SUCCESS;
     };
@@ -199,12 +201,15 @@ pub fn warden_main(agent_pid: u32, pin_dir: Option<&Path>) -> ExitCode {
     rt.block_on(guard_vips(&pins, identity))
 }
 
-/// Keeps the farewells of the instances whose fence lease still runs: the
-/// daemon advertised until it died (a lease outlives the last advert by two
-/// to three intervals). One that had been silent longer (it hung, then
-/// the watchdog killed it) says nothing: its backups' down timers already
-/// run, and a priority-0 advert would set them to Skew_Time, later than
-/// some would have fired.
+/// Keeps the farewells of the masters that were still advertising when
+/// they died. A master's fence lease runs two to three intervals past its
+/// last advert, so a lease that lapsed more than one interval ago means
+/// its backups have heard nothing for three: their down timers run out
+/// within Skew_Time anyway, and a priority-0 advert would set them to
+/// Skew_Time, later than they would fire (a daemon that hung, then was
+/// killed by the watchdog). Dying takes the kernel a while (closing the
+/// daemon's sockets and maps), so a lease a little past its end still
+/// counts as advertising.
 fn keep_if_still_advertising(
     farewells: &mut HashMap<String, Farewell>,
     pins: &PinDir,
@@ -216,14 +221,18 @@ fn keep_if_still_advertising(
     let now = monotonic_ns();
     farewells.retain(|instance, f| {
         let key = VridKey::new(f.vrid.0, f.vrid.1, f.vrid.2);
-        let running = view.leases.get(&key).is_some_and(|until| *until > now);
-        if !running {
+        let interval_ns = u64::from(f.interval_cs) * 10_000_000;
+        let silent = view
+            .leases
+            .get(&key)
+            .is_some_and(|until| now > until.saturating_add(interval_ns));
+        if silent {
             info!(
                 "warden: xvrrpd (pid {agent_pid}) had stopped advertising {instance} before it \
                  died: no priority-0 advert, its backups' down timers are running"
             );
         }
-        running
+        !silent
     });
 }
 
@@ -458,6 +467,7 @@ mod tests {
             unicast_ttl: 255,
             message: vec![0x31, 7, 0, 1, 0, 100, 0, last],
             vrid: (3, 4, 7),
+            interval_cs: 100,
         }
     }
 
