@@ -55,9 +55,15 @@ pub struct Message {
 /// The running warden, as the daemon holds it.
 pub struct Warden {
     child: Child,
-    /// Non-blocking; `None` once the warden stopped reading.
+    /// Non-blocking; `None` once the warden is gone.
     tell: Option<ChildStdin>,
+    /// Lines the full pipe did not take yet, sent before the next ones.
+    pending: std::collections::VecDeque<Vec<u8>>,
 }
+
+/// Room for the farewells of a few thousand masters told at once (a
+/// message is a few hundred bytes; the default pipe holds 64 KiB).
+const PIPE_BYTES: i32 = 1 << 20;
 
 /// Starts the warden for this process, with `pins` if the datapath is
 /// pinned (without, it only says the farewells).
@@ -80,19 +86,25 @@ pub fn spawn(pins: Option<&PinDir>) -> std::io::Result<Warden> {
     let mut child = cmd.spawn()?;
     let tell = child.stdin.take();
     if let Some(t) = &tell {
-        // The event loop never waits on the pipe: a warden that stopped
-        // reading costs a lost message, not a stalled master.
+        // The event loop never waits on the pipe: what a full pipe does not
+        // take waits in `pending`.
         set_nonblocking(t.as_raw_fd())?;
+        // SAFETY: fcntl on a descriptor we own; a refusal keeps the default.
+        unsafe { libc::fcntl(t.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
     }
-    Ok(Warden { child, tell })
+    Ok(Warden {
+        child,
+        tell,
+        pending: std::collections::VecDeque::new(),
+    })
 }
 
 impl Warden {
     /// Tells the warden the farewell of `instance` (or that it has none).
     pub fn tell(&mut self, instance: &str, farewell: Option<&Farewell>) {
-        let Some(pipe) = self.tell.as_mut() else {
+        if self.tell.is_none() {
             return;
-        };
+        }
         let msg = Message {
             instance: instance.to_string(),
             farewell: farewell.cloned(),
@@ -105,13 +117,33 @@ impl Warden {
             }
         };
         line.push(b'\n');
-        // Far below the pipe's capacity: all or nothing (PIPE_BUF).
-        if let Err(e) = pipe.write_all(&line) {
-            warn!(
-                "warden: cannot tell it {instance}'s farewell ({e}): if xvrrpd dies, its \
-                 backups wait a whole Master_Down_Interval"
-            );
-            self.tell = None;
+        self.pending.push_back(line);
+        self.flush();
+    }
+
+    /// Writes the pending lines the pipe takes now, in order.
+    fn flush(&mut self) {
+        let Some(pipe) = self.tell.as_mut() else {
+            return;
+        };
+        while let Some(line) = self.pending.front() {
+            // A line is far below PIPE_BUF: written whole or not at all.
+            match pipe.write(line) {
+                Ok(_) => {
+                    self.pending.pop_front();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!(
+                        "warden: cannot tell it the farewells ({e}): if xvrrpd dies, its \
+                         backups wait a whole Master_Down_Interval"
+                    );
+                    self.tell = None;
+                    self.pending.clear();
+                    return;
+                }
+            }
         }
     }
 
