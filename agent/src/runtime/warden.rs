@@ -233,15 +233,14 @@ pub fn warden_main(agent_pid: u32, pin_dir: Option<&Path>) -> ExitCode {
     rt.block_on(guard_vips(&pins, identity))
 }
 
-/// Keeps the farewells of the masters that were still advertising when
-/// they died. A master's fence lease runs two to three intervals past its
-/// last advert, so a lease that lapsed more than one interval ago means
-/// its backups have heard nothing for three: their down timers run out
-/// within Skew_Time anyway, and a priority-0 advert would set them to
-/// Skew_Time, later than they would fire (a daemon that hung, then was
-/// killed by the watchdog). Dying takes the kernel a while (closing the
-/// daemon's sockets and maps), so a lease a little past its end still
-/// counts as advertising.
+/// Keeps the farewells of masters that may still have a backup counting
+/// down. A master's fence lease runs two to three intervals past its last
+/// advert; once it lapsed more than three intervals and a second ago, every
+/// backup's down timer (at most four intervals) ran out long before: the
+/// daemon had hung (SIGSTOP, then the watchdog killed it), and a
+/// priority-0 advert now would only make the new master answer it. Dying
+/// itself can take the kernel tens of milliseconds (closing the daemon's
+/// sockets and maps), which the margin covers.
 fn keep_if_still_advertising(
     farewells: &mut HashMap<String, Farewell>,
     pins: &PinDir,
@@ -253,11 +252,11 @@ fn keep_if_still_advertising(
     let now = monotonic_ns();
     farewells.retain(|instance, f| {
         let key = VridKey::new(f.vrid.0, f.vrid.1, f.vrid.2);
-        let interval_ns = u64::from(f.interval_cs) * 10_000_000;
+        let margin_ns = 3 * u64::from(f.interval_cs) * 10_000_000 + 1_000_000_000;
         let silent = view
             .leases
             .get(&key)
-            .is_some_and(|until| now > until.saturating_add(interval_ns));
+            .is_some_and(|until| now > until.saturating_add(margin_ns));
         if silent {
             info!(
                 "warden: xvrrpd (pid {agent_pid}) had stopped advertising {instance} before it \
