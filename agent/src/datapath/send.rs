@@ -57,7 +57,7 @@ const PRIO_CONTROL: u32 = 7;
 const CHECKSUM_AT: usize = 6;
 
 /// Where adverts go.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AdvertDest {
     /// A multicast group: [`VRRP_GROUP_V4`] / [`VRRP_GROUP_V6`] or a
     /// configured one.
@@ -649,9 +649,7 @@ pub struct Farewell {
     pub ifindex: u32,
     pub join_ifindex: u32,
     pub source: IpAddr,
-    /// The multicast group, or every unicast peer.
-    pub dests: Vec<IpAddr>,
-    pub multicast: bool,
+    pub dest: AdvertDest,
     pub unicast_ttl: u8,
     /// The VRRP message, encoded for `source` and the first destination.
     pub message: Vec<u8>,
@@ -663,21 +661,19 @@ pub struct Farewell {
 }
 
 impl Farewell {
+    /// The instance's datapath key.
+    pub fn vrid_key(&self) -> xvrrpd_common::VridKey {
+        let (ifindex, family, vrid) = self.vrid;
+        xvrrpd_common::VridKey::new(ifindex, family, vrid)
+    }
+
     /// Its socket, set up as the daemon's was: the one `pool` already holds
     /// for the same interface, source and destinations, or a new one.
     pub fn open(&self, pool: &SenderPool) -> Result<Rc<AdvertSender>, AdvertTxError> {
-        let dest = if self.multicast {
-            match self.dests.first() {
-                Some(g) => AdvertDest::Multicast(*g),
-                None => return Err(AdvertTxError::InvalidDest("no destination".into())),
-            }
-        } else {
-            AdvertDest::Unicast(self.dests.clone())
-        };
         pool.get_on(
             (self.ifindex, self.join_ifindex),
             self.source,
-            dest,
+            self.dest.clone(),
             self.unicast_ttl,
         )
     }
@@ -774,8 +770,7 @@ impl Outlet {
             ifindex: sender.ifindex,
             join_ifindex: sender.join_ifindex,
             source: sender.source,
-            dests: sender.destinations().collect(),
-            multicast: sender.multicast,
+            dest: sender.dest(),
             unicast_ttl: sender.unicast_ttl,
             message,
             vrid: (vrid.ifindex, vrid.family, vrid.vrid),

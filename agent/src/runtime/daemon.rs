@@ -221,9 +221,6 @@ pub struct Daemon {
     /// If we die: says each master's farewell (priority 0) and, with a
     /// pinned eBPF datapath, removes our VIPs once another router owns them.
     pub(super) warden: Option<super::warden::Warden>,
-    /// The farewells told to the warden, by instance name (told again to a
-    /// warden started later).
-    pub(super) farewells: HashMap<String, crate::datapath::send::Farewell>,
     /// Claims found by a claim check, fed back after the turn's actions.
     pub(super) rechecked_claims: Vec<(InstanceId, Input)>,
     /// Instances whose datapath entry for a quiet master may be out of step
@@ -318,7 +315,6 @@ impl Daemon {
             guarded: HashMap::new(),
             guards_dirty: false,
             warden: None,
-            farewells: HashMap::new(),
             rechecked_claims: Vec::new(),
             quiet_dirty: Vec::new(),
             senders: SenderPool::default(),
@@ -413,12 +409,7 @@ impl Daemon {
             .then_some(self.opts.pins.as_ref())
             .flatten();
         match super::warden::spawn(pins) {
-            Ok(mut w) => {
-                for (name, f) in &self.farewells {
-                    w.tell(name, Some(f));
-                }
-                self.warden = Some(w);
-            }
+            Ok(w) => self.warden = Some(w),
             Err(e) => warn!(
                 "no warden ({e}): if xvrrpd dies, its backups wait a whole \
                  Master_Down_Interval, and its VIPs stay until it starts again"

@@ -621,18 +621,17 @@ impl Daemon {
     /// Tells the warden the priority-0 advert that ends the instance's
     /// mastership, for it to send if the daemon dies as master.
     fn tell_farewell(&mut self, inst: InstanceId, interval_cs: u16) {
-        // The last advert of a master that let go in the same turn.
-        let Some(router) = self
-            .router(inst)
-            .filter(|r| r.state() == State::Master)
-            .map(|r| r.config().clone())
-        else {
+        // Not for the last advert of a master that let go in the same turn.
+        let Some(router) = self.router(inst).filter(|r| r.state() == State::Master) else {
             return;
         };
-        let Some(i) = self.instances.get_mut(inst) else {
+        let Some(i) = self.instances.get(inst) else {
             return;
         };
-        let farewell = match i.outlet.farewell(&router, interval_cs, i.plan.vrid.key) {
+        let farewell = match i
+            .outlet
+            .farewell(router.config(), interval_cs, i.plan.vrid.key)
+        {
             Ok(Some(f)) => f,
             Ok(None) => return,
             Err(e) => {
@@ -640,12 +639,13 @@ impl Daemon {
                 return;
             }
         };
-        i.farewell_told = Some(i.outlet.generation());
-        let name = i.plan.name.clone();
+        let generation = i.outlet.generation();
         if let Some(w) = self.warden.as_mut() {
-            w.tell(&name, Some(&farewell));
+            w.tell(&i.plan.name, Some(&farewell));
         }
-        self.farewells.insert(name, farewell);
+        if let Some(i) = self.instances.get_mut(inst) {
+            i.farewell_told = Some(generation);
+        }
     }
 
     /// The instance is no longer master (or said goodbye itself).
@@ -653,19 +653,10 @@ impl Daemon {
         let Some(i) = self.instances.get_mut(inst) else {
             return;
         };
-        if i.farewell_told.take().is_none() {
-            return;
-        }
-        let name = i.plan.name.clone();
-        self.forget_farewell_of(&name);
-    }
-
-    /// Forgets the farewell told under `name`.
-    pub(super) fn forget_farewell_of(&mut self, name: &str) {
-        if self.farewells.remove(name).is_some()
+        if i.farewell_told.take().is_some()
             && let Some(w) = self.warden.as_mut()
         {
-            w.tell(name, None);
+            w.tell(&i.plan.name, None);
         }
     }
 

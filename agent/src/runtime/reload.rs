@@ -311,11 +311,11 @@ impl Daemon {
         let d = &prepared.diff;
         let (kept, changed, left) = (
             d.continues.iter().flatten().count(),
-            d.continues
+            d.changed
                 .iter()
-                .enumerate()
-                .filter(|(n, _)| d.changed.contains(n) || d.excluded.iter().any(|e| e.0 == *n))
-                .count(),
+                .chain(d.excluded.iter().map(|(n, _, _)| n))
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
             d.leaving.len(),
         );
         let before = self.routes_now();
@@ -654,16 +654,6 @@ impl Daemon {
             }
         }
         self.publish_priorities();
-        // Instances the new configuration no longer has said goodbye.
-        let gone: Vec<String> = self
-            .farewells
-            .keys()
-            .filter(|name| !self.plan.instances.iter().any(|i| &i.name == *name))
-            .cloned()
-            .collect();
-        for name in gone {
-            self.forget_farewell_of(&name);
-        }
         new_units
     }
 

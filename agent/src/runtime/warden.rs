@@ -29,7 +29,6 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
-use xvrrpd_common::VridKey;
 
 use crate::{
     clock::monotonic_ns,
@@ -212,10 +211,7 @@ pub fn warden_main(agent_pid: u32, pin_dir: Option<&Path>) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     if !farewells.is_empty() {
-        let vrids: Vec<VridKey> = farewells
-            .values()
-            .map(|f| VridKey::new(f.vrid.0, f.vrid.1, f.vrid.2))
-            .collect();
+        let vrids: Vec<_> = farewells.values().map(Farewell::vrid_key).collect();
         if let Err(e) = end_leases(&pins, &vrids) {
             warn!("warden: ending the fence leases: {e}");
         }
@@ -251,7 +247,7 @@ fn keep_if_still_advertising(
     };
     let now = monotonic_ns();
     farewells.retain(|instance, f| {
-        let key = VridKey::new(f.vrid.0, f.vrid.1, f.vrid.2);
+        let key = f.vrid_key();
         let margin_ns = 3 * u64::from(f.interval_cs) * 10_000_000 + 1_000_000_000;
         let silent = view
             .leases
@@ -493,8 +489,7 @@ mod tests {
             ifindex: 3,
             join_ifindex: 3,
             source: "192.0.2.1".parse().expect("literal"),
-            dests: vec!["224.0.0.18".parse().expect("literal")],
-            multicast: true,
+            dest: crate::datapath::send::AdvertDest::vrrp_group(false),
             unicast_ttl: 255,
             message: vec![0x31, 7, 0, 1, 0, 100, 0, last],
             vrid: (3, 4, 7),
