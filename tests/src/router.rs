@@ -962,7 +962,6 @@ impl RouterNode {
     }
 }
 
-/// Processes of process group `pgid` that are not zombies.
 /// The wardens xvrrpd `pid` started (`xvrrpd warden --agent-pid PID`).
 pub fn wardens_of(pid: u32) -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -983,6 +982,7 @@ pub fn wardens_of(pid: u32) -> Vec<i32> {
         .collect()
 }
 
+/// Processes of process group `pgid` that are not zombies.
 fn live_members(pgid: i32) -> usize {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return 0;

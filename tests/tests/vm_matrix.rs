@@ -27,6 +27,7 @@ use std::{
 
 use anyhow::Result;
 use serde_json::Value;
+use xvrrpd::control::privileges::{Capability, STARTUP_ONLY};
 use xvrrpd_tests::{
     analysis::{master_down_ns, skew_ns},
     clock::Stamp,
@@ -49,10 +50,6 @@ const ADVERT_INT: Duration = Duration::from_secs(1);
 /// only make the run longer; the mechanism is the same.
 const WATCHDOG_SEC: u32 = 4;
 
-/// What only loading needs and no kernel lets the running daemon keep:
-/// CAP_SETPCAP, CAP_SYS_ADMIN and CAP_PERFMON (CAP_BPF stays before 5.19
-/// where `kernel.unprivileged_bpf_disabled` is set).
-const STARTUP_ONLY_MASK: u64 = (1 << 8) | (1 << 21) | (1 << 38);
 const PRIO_A: u8 = 150;
 const PRIO_B: u8 = 100;
 
@@ -284,9 +281,8 @@ fn first_after(samples: &[Sample], t0: &Stamp, p: impl Fn(&Sample) -> bool) -> O
 }
 
 /// The newest MasterDown transition of a status report: (detection error
-/// ms = at − last advert − Master_Down_Interval, at − last advert ms).
-/// The backup's last take-over: (detection error ms, ms since the last
-/// advert, whether that advert had priority 0).
+/// ms = at − last advert − the protocol's time, at − last advert ms,
+/// whether that advert had priority 0).
 fn detection(status: &Value) -> Option<(f64, f64, bool)> {
     let inst = &status["instances"][0];
     let mdi = inst["master_down_interval_ns"].as_f64()?;
@@ -348,29 +344,30 @@ fn flaps_of(
 ) -> Vec<String> {
     let at = |s: &Sample| (s.from.rt_ns as f64 - t0.rt_ns as f64) / 1e9;
     let mut out = Vec::new();
-    for s in samples {
-        if s.vips[0] != holder {
-            out.push(format!(
-                "{node} {} the VIP at {:.1} s",
-                if holder { "lost" } else { "held" },
-                at(s)
-            ));
-        }
-        if let (Some(now), Some(then)) = (transitions(s), transitions(before))
-            && now != then
-        {
-            out.push(format!(
-                "{node} made {} transition(s) by {:.1} s, now {}",
-                now.abs_diff(then),
-                at(s),
-                s.state.as_deref().unwrap_or("?")
-            ));
+    // The first sample that shows each kind of change says enough.
+    if let Some(s) = samples.iter().find(|s| s.vips[0] != holder) {
+        out.push(format!(
+            "{node} {} the VIP at {:.1} s",
+            if holder { "lost" } else { "held" },
+            at(s)
+        ));
+    }
+    match transitions(before) {
+        None => out.push(format!("{node} gave no status before the reload")),
+        Some(then) => {
+            if let Some((s, now)) = samples
+                .iter()
+                .find_map(|s| transitions(s).filter(|n| *n != then).map(|n| (s, n)))
+            {
+                out.push(format!(
+                    "{node} made {} transition(s) by {:.1} s, then {}",
+                    now.abs_diff(then),
+                    at(s),
+                    s.state.as_deref().unwrap_or("?")
+                ));
+            }
         }
     }
-    if transitions(before).is_none() {
-        out.push(format!("{node} gave no status before the reload"));
-    }
-    out.dedup();
     out
 }
 
@@ -463,7 +460,6 @@ fn main_pid_kill(vm: &mut Vm, signal: &str) -> Result<()> {
     Ok(())
 }
 
-/// A master again on A and a backup on B, VIP on A only.
 /// A master again with its VIP and READY (a restarted daemon serves VRRP
 /// before its eBPF datapath settles; the next check starts from a settled
 /// one), B a backup without it.
@@ -733,7 +729,12 @@ fn run_checks(
         .as_ref()
         .is_some_and(|s| s["daemon"]["datapath"] == "ebpf");
     // Capabilities belong to threads: after READY no thread of either
-    // daemon may still hold what only loading needed.
+    // daemon may still hold what only loading needed (CAP_BPF aside: it
+    // stays before 5.19 where `kernel.unprivileged_bpf_disabled` is set).
+    let startup_only = STARTUP_ONLY
+        .iter()
+        .filter(|c| **c != Capability::CAP_BPF)
+        .fold(0u64, |m, c| m | c.bitmask());
     let mut held = Vec::new();
     for vm in [&mut *a, &mut *b] {
         let mut read = 0;
@@ -748,7 +749,7 @@ fn run_checks(
             };
             read += 1;
             let bits = u64::from_str_radix(hex, 16).unwrap_or(u64::MAX);
-            if bits & STARTUP_ONLY_MASK != 0 {
+            if bits & startup_only != 0 {
                 held.push(format!("{} thread {tid} CapEff {hex}", vm.name));
             }
         }
