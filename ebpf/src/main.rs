@@ -17,7 +17,7 @@ mod down;
 mod parse;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
     helpers::bpf_redirect,
     macros::{btf_map, classifier, map, xdp},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -228,11 +228,14 @@ fn tc_verdict(ctx: &TcContext, timers: Option<&TimerMap>) -> i32 {
     if linear < ctx.len() && parse::needs_pull(ctx.data(), ctx.data_end()) {
         let want = if ctx.len() > 2048 { 2048 } else { ctx.len() };
         if ctx.pull_data(want).is_err() {
-            return TC_ACT_OK;
+            return TC_ACT_UNSPEC;
         }
     }
     match verdict(&TcFrame(ctx), ifindex, timers) {
-        Verdict::Pass => TC_ACT_OK,
+        // "Not ours": the programs after this one on the hook (tcx links
+        // attached later, clsact filters, a load balancer's) still run.
+        // TC_ACT_OK would end the hook's chain here.
+        Verdict::Pass => TC_ACT_UNSPEC,
         Verdict::Drop => TC_ACT_SHOT,
         // Out of the interface it came in on, back to its sender.
         Verdict::Redirect(r) => {

@@ -177,3 +177,58 @@ fn xdp_loaders_that_come_after_xvrrpd_succeed() -> Result<()> {
         c.finish()
     })
 }
+
+/// Frames xvrrpd's TC program does not consume go on along the hook: a
+/// clsact filter after its tcx link (as a load balancer's or a traffic
+/// shaper's would be) still sees them.
+#[test]
+fn tc_filters_after_xvrrpd_still_see_the_traffic_it_does_not_consume() -> Result<()> {
+    lab_test("tc_filters_after_xvrrpd_still_see_the_traffic", || {
+        ensure!(
+            xvrrpd::datapath::ebpf::tcx_available(),
+            "this kernel has no tcx (6.6+): xvrrpd's TC program is not a tcx link here"
+        );
+        let mut c = cluster("tcchain", &[])?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        for r in &c.routers {
+            r.wait_datapath_settled(Duration::from_secs(10))?;
+        }
+        // On r2: a clsact filter behind xvrrpd's tcx link that mirrors
+        // every frame it sees to a veth of its own (the kernel here has
+        // u32 and mirred), whose transmit count says what it saw.
+        let h = &c.router("r2").host;
+        h.exec(&[
+            "ip", "link", "add", "mir0", "type", "veth", "peer", "name", "mir1",
+        ])?;
+        for d in ["mir0", "mir1"] {
+            h.exec(&["ip", "link", "set", d, "up"])?;
+        }
+        h.exec(&["tc", "qdisc", "add", "dev", "eth0", "clsact"])?;
+        h.exec(&[
+            "tc", "filter", "add", "dev", "eth0", "ingress", "pref", "1", "protocol", "all", "u32",
+            "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev", "mir0",
+        ])?;
+        let mirrored = || -> Result<u64> {
+            let out = h.exec(&["cat", "/sys/class/net/mir0/statistics/tx_packets"])?;
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .context("mir0's tx_packets")
+        };
+        let before = mirrored()?;
+        let r2_addr = c.router("r2").addr(false).to_string();
+        c.router("r1")
+            .host
+            .exec(&["ping", "-c", "20", "-i", "0.01", "-W", "1", "-q", &r2_addr])?;
+        let seen = mirrored()? - before;
+        ensure!(
+            seen >= 20,
+            "the clsact filter behind xvrrpd's tcx link saw {seen} frames of 20 pings: \
+             xvrrpd's program ended the hook's chain"
+        );
+        // xvrrpd still hears its master in front of it: r2 takes over.
+        println!("{}", c.crash("r1", "r2")?.summary());
+        c.finish()
+    })
+}

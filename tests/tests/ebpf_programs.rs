@@ -25,7 +25,9 @@ use xvrrpd_tests::require_root;
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-const TC_ACT_OK: u32 = 0;
+/// TC_ACT_UNSPEC (−1): the frame goes on to the hook's next program, so
+/// tcx links and clsact filters after xvrrpd's still see it.
+const TC_ACT_UNSPEC: u32 = u32::MAX;
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
 
@@ -58,7 +60,7 @@ fn pass_code(prog: Prog, pass: bool) -> u32 {
     match (prog, pass) {
         (Prog::Xdp, true) => XDP_PASS,
         (Prog::Xdp, false) => XDP_DROP,
-        (Prog::Tc, true) => TC_ACT_OK,
+        (Prog::Tc, true) => TC_ACT_UNSPEC,
         (Prog::Tc, false) => TC_ACT_SHOT,
     }
 }
