@@ -159,7 +159,11 @@ pub enum AttachArg {
     Auto,
     XdpNative,
     XdpGeneric,
+    /// TC ingress: a tcx link on 6.6+, a clsact filter before.
     Tc,
+    /// TC ingress as a clsact filter also where tcx exists (for tools that
+    /// list `tc filter`, or to run the pre-6.6 path on a newer kernel).
+    TcClsact,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -445,3 +445,85 @@ fn a_killed_backup_sends_no_farewell() -> Result<()> {
         c.finish()
     })
 }
+
+/// xvrrpd's clsact filters on `r`'s interface.
+fn clsact_filters(c: &Cluster, r: &str) -> Result<usize> {
+    let out = c
+        .router(r)
+        .host
+        .exec(&["tc", "filter", "show", "dev", "eth0", "ingress"])?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("xvrrpd_tc"))
+        .count())
+}
+
+/// Before 6.6 the TC program is a clsact filter (here with `--attach
+/// tc-clsact`, which takes that path on any kernel). No pin holds it: a
+/// killed agent's filter stays, and would go on consuming adverts for a
+/// ring nobody reads. A restart removes it before attaching its own, and
+/// so does `xvrrpd cleanup`; a clean stop leaves none.
+#[test]
+fn a_clsact_filter_a_killed_agent_left_goes_at_restart_and_cleanup() -> Result<()> {
+    lab_test("a_clsact_filter_a_killed_agent_left_goes", || {
+        let mut c = cluster("clsact-left", "tc-clsact")?;
+        c.router("r2")
+            .wait_datapath_settled(Duration::from_secs(5))?;
+        for r in ["r1", "r2"] {
+            let n = clsact_filters(&c, r)?;
+            ensure!(n == 1, "{r}: {n} xvrrpd clsact filters after the start");
+        }
+        // The backup dies: its filter stays.
+        c.router_mut("r2").kill9()?;
+        let n = clsact_filters(&c, "r2")?;
+        ensure!(n == 1, "r2: {n} xvrrpd clsact filters after kill -9");
+        c.router_mut("r2").start()?;
+        c.router("r2")
+            .wait_datapath_settled(Duration::from_secs(5))?;
+        let n = clsact_filters(&c, "r2")?;
+        ensure!(
+            n == 1,
+            "r2: {n} xvrrpd clsact filters after the restart, not 1"
+        );
+        let log = c.router("r2").log();
+        ensure!(
+            log.contains("removed the TC filter(s) a previous xvrrpd left on eth0"),
+            "r2's restart did not say it removed the old filter; log:\n{}",
+            c.router("r2").log_tail(30)
+        );
+        // The new filter is the one that hears r1: r2 takes over from it.
+        c.router("r2")
+            .wait_state("VI_1", "BACKUP", Duration::from_secs(2))?;
+        println!("{}", c.crash("r1", "r2")?.summary());
+        // `xvrrpd cleanup` removes the dead r1's filter.
+        ensure!(
+            clsact_filters(&c, "r1")? == 1,
+            "the killed r1's filter is gone already"
+        );
+        let r1 = c.router("r1");
+        let bin = r1.bin.display().to_string();
+        let sock = r1.control_socket.display().to_string();
+        let pin_dir = r1.bpf_dir().display().to_string();
+        let out = r1.host.exec(&[
+            &bin,
+            "cleanup",
+            "--control-socket",
+            &sock,
+            "--bpf-pin-dir",
+            &pin_dir,
+        ])?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && said.contains("removed a TC filter left on eth0"),
+            "xvrrpd cleanup: {out:?}"
+        );
+        let n = clsact_filters(&c, "r1")?;
+        ensure!(n == 0, "r1: {n} xvrrpd clsact filters after cleanup");
+        c.finish()?;
+        // A clean stop takes its own filter with it.
+        c.router_mut("r2").sigterm()?;
+        let n = clsact_filters(&c, "r2")?;
+        ensure!(n == 0, "r2: {n} xvrrpd clsact filters after a clean stop");
+        Ok(())
+    })
+}

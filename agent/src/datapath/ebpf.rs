@@ -12,7 +12,7 @@ use aya::{
     programs::{
         ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
-        tc::qdisc_add_clsact,
+        tc::{NlOptions, TcAttachOptions, qdisc_add_clsact, qdisc_detach_program},
     },
 };
 use thiserror::Error;
@@ -182,6 +182,35 @@ pub enum AttachPreference {
     #[default]
     Auto,
     Only(AttachMode),
+    /// TC as a `clsact` filter, as before 6.6, also where tcx exists.
+    TcClsact,
+}
+
+/// Removes the `clsact` filters of xvrrpd's TC programs from every
+/// interface of this network namespace, and says from which. No pin holds
+/// such a filter (TC before 6.6, or `--attach tc-clsact`): after a crash it
+/// goes on running, consuming adverts for a ring nobody reads, until it is
+/// deleted. A start does this once the leftover VIPs are gone (until then
+/// the old filter's fence guards them), and so does `xvrrpd cleanup`.
+pub fn remove_leftover_tc_filters() -> Vec<String> {
+    let Ok(ifaces) = nix::net::if_::if_nameindex() else {
+        return Vec::new();
+    };
+    let mut cleaned = Vec::new();
+    for iface in ifaces.iter() {
+        let Ok(ifname) = iface.name().to_str() else {
+            continue;
+        };
+        for prog in [PROG_TC, PROG_TC_PLAIN] {
+            // "Not found" (or no clsact qdisc at all) is the common case.
+            if qdisc_detach_program(ifname, TcAttachType::Ingress, prog).is_ok()
+                && !cleaned.iter().any(|c| c == ifname)
+            {
+                cleaned.push(ifname.to_string());
+            }
+        }
+    }
+    cleaned
 }
 
 /// The loaded programs and their maps. Dropping it detaches everything
@@ -274,8 +303,15 @@ impl EbpfDatapath {
     /// `pins`: its verified XDP program, its maps and its links on the
     /// interfaces in `ifnames` (links on others are released). Its state is
     /// cleared (the first configuration writes it again) and its queued
-    /// events dropped. `None` when nothing adoptable is there.
-    pub fn adopt(pins: &PinDir, ifnames: &[String]) -> Result<Option<Self>, DatapathError> {
+    /// events dropped. `None` when nothing adoptable is there, or when an
+    /// interface of `ifnames` has no pinned link in a mode `pref` allows:
+    /// an adopted datapath has no TC program to attach there (a clsact
+    /// filter is never pinned), so the programs are loaded afresh.
+    pub fn adopt(
+        pins: &PinDir,
+        ifnames: &[String],
+        pref: AttachPreference,
+    ) -> Result<Option<Self>, DatapathError> {
         if !object_embedded() {
             return Ok(None);
         }
@@ -323,6 +359,24 @@ impl EbpfDatapath {
                     let _ = link.unpin();
                 }
             }
+        }
+        let allowed = |mode: AttachMode| match pref {
+            AttachPreference::Auto => true,
+            AttachPreference::Only(m) => m == mode,
+            AttachPreference::TcClsact => false,
+        };
+        let unserved: Vec<&str> = ifnames
+            .iter()
+            .filter(|n| !dp.attached.iter().any(|(a, m)| a == *n && allowed(*m)))
+            .map(String::as_str)
+            .collect();
+        if !unserved.is_empty() {
+            tracing::info!(
+                "datapath: not adopting the previous run's: no pinned link for {} as asked; \
+                 loading afresh",
+                unserved.join(", ")
+            );
+            return Ok(None);
         }
         dp.clear_state()?;
         Ok(Some(dp))
@@ -468,8 +522,9 @@ impl EbpfDatapath {
     }
 
     /// Pins the tcx link just attached to `ifname`, as [`Self::pin_xdp`]
-    /// does for XDP. Before 6.6 the program is a clsact filter, which has
-    /// no link to pin: it stays with the program and goes when it does.
+    /// does for XDP. (A clsact filter has no link to pin: it stays with the
+    /// program and goes when it does, or stays after a crash until
+    /// [`remove_leftover_tc_filters`].)
     fn pin_tc(
         &mut self,
         ifname: &str,
@@ -478,9 +533,6 @@ impl EbpfDatapath {
         let Some(dir) = self.pins.clone() else {
             return Ok(());
         };
-        if !tcx_available() {
-            return Ok(());
-        }
         let prog = self.tc_program()?;
         let link = prog.take_link(id).map_err(prog_err(PROG_TC))?;
         match pin_taken_link(ifname, FdLink::try_from(link), |i| dir.tc_link(i)) {
@@ -505,7 +557,9 @@ impl EbpfDatapath {
                 auto_order(crate::net::link::driver(ifname).as_deref(), tcx_available())
             }
             AttachPreference::Only(m) => [Some(m), None, None],
+            AttachPreference::TcClsact => [Some(AttachMode::Tc), None, None],
         };
+        let clsact = pref == AttachPreference::TcClsact || !tcx_available();
         let skipped = || "not tried".to_string();
         let (mut native, mut generic, mut tc) = (skipped(), skipped(), skipped());
         for mode in order.into_iter().flatten() {
@@ -513,9 +567,9 @@ impl EbpfDatapath {
                 AttachMode::XdpNative => XdpMode::Driver,
                 AttachMode::XdpGeneric => XdpMode::Skb,
                 AttachMode::Tc => {
-                    // Before tcx (6.6) TC programs attach through a clsact
-                    // qdisc; a tcx link needs none, so none is left behind.
-                    if !tcx_available() {
+                    // A clsact filter needs its qdisc; a tcx link needs
+                    // none, so none is left behind.
+                    if clsact {
                         let _ = qdisc_add_clsact(ifname);
                     }
                     // An adopted datapath has no TC program: XDP is next.
@@ -526,9 +580,17 @@ impl EbpfDatapath {
                             continue;
                         }
                     };
-                    match prog.attach(ifname, TcAttachType::Ingress) {
+                    let attached = if clsact {
+                        let nl = TcAttachOptions::Netlink(NlOptions::default());
+                        prog.attach_with_options(ifname, TcAttachType::Ingress, nl)
+                    } else {
+                        prog.attach(ifname, TcAttachType::Ingress)
+                    };
+                    match attached {
                         Ok(id) => {
-                            self.pin_tc(ifname, id)?;
+                            if !clsact {
+                                self.pin_tc(ifname, id)?;
+                            }
                             self.attached.push((ifname.to_string(), AttachMode::Tc));
                             return Ok(AttachMode::Tc);
                         }

@@ -163,7 +163,7 @@ impl Datapath {
         opts: DatapathOptions,
         ifnames: &[String],
     ) -> Result<Option<Self>, DatapathError> {
-        let Some(dp) = EbpfDatapath::adopt(pins, ifnames)? else {
+        let Some(dp) = EbpfDatapath::adopt(pins, ifnames, opts.attach)? else {
             return Ok(None);
         };
         let joins = RawReceiver::open()?;

@@ -267,6 +267,7 @@ impl Daemon {
         remove_stale_routes(&vips).await;
         set_static(&vips, &plan, true).await;
         // After the VIPs: the previous run's fence guards them until then.
+        remove_leftover_tc_filters();
         let (datapath, ebpf_loading) = open_datapath(&plan, opts.datapath, opts.pins.as_ref())?;
         let link = LinkWatcher::new(Watch::LinksAndAddresses)
             .context("watching links and addresses over netlink")?;
@@ -657,6 +658,17 @@ async fn remove_leftovers(vips: &VipManager) {
         ),
         Ok(_) => {}
         Err(e) => warn!("could not look for addresses left by a previous xvrrpd: {e}"),
+    }
+}
+
+/// clsact filters a dead xvrrpd left: they would go on consuming adverts.
+fn remove_leftover_tc_filters() {
+    let cleaned = crate::datapath::ebpf::remove_leftover_tc_filters();
+    if !cleaned.is_empty() {
+        warn!(
+            "removed the TC filter(s) a previous xvrrpd left on {}",
+            cleaned.join(", ")
+        );
     }
 }
 

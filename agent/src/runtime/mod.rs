@@ -238,6 +238,7 @@ pub fn daemon_main(cli: &Cli) -> ExitCode {
                 AttachArg::XdpNative => AttachPreference::Only(AttachMode::XdpNative),
                 AttachArg::XdpGeneric => AttachPreference::Only(AttachMode::XdpGeneric),
                 AttachArg::Tc => AttachPreference::Only(AttachMode::Tc),
+                AttachArg::TcClsact => AttachPreference::TcClsact,
             },
         },
         pins: crate::datapath::pin::PinDir::from_args(&cli.run, &control_socket),
@@ -346,6 +347,10 @@ pub fn cleanup_main(cli: &Cli) -> ExitCode {
             }
             _ => true,
         };
+        // With the VIPs gone, as the pinned links above.
+        for ifname in crate::datapath::ebpf::remove_leftover_tc_filters() {
+            println!("removed a TC filter left on {ifname}");
+        }
         match removed {
             Ok(c) => {
                 for a in &c.removed {
