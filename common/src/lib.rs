@@ -37,6 +37,10 @@ pub enum ChecksumForm {
     V3PseudoHeader = 1,
     /// VRRPv3/IPv4 without pseudo-header (RFC 9568 text, keepalived `v3_checksum_as_v2`).
     V3Plain = 2,
+    /// VRRPv3/IPv4 unicast with the pseudo-header's destination taken as
+    /// 224.0.0.18, not the peer (keepalived 1.3.5 and before; its
+    /// `old_unicast_checksum`). Accepted only with [`VRID_FLAG_OLD_CHECKSUM`].
+    V3OldUnicast = 3,
 }
 
 impl ChecksumForm {
@@ -45,6 +49,7 @@ impl ChecksumForm {
             0 => Some(Self::V2Message),
             1 => Some(Self::V3PseudoHeader),
             2 => Some(Self::V3Plain),
+            3 => Some(Self::V3OldUnicast),
             _ => None,
         }
     }
@@ -145,6 +150,11 @@ impl VridKey {
 
 /// `VridConfig::flags`: require TTL / hop limit 255 (off for keepalived-style unicast).
 pub const VRID_FLAG_CHECK_TTL: u8 = 1;
+/// Accept VRRPv3/IPv4 adverts whose checksum is [`ChecksumForm::V3OldUnicast`].
+pub const VRID_FLAG_OLD_CHECKSUM: u8 = 2;
+/// The destination keepalived 1.3.5 and before put in a unicast VRRPv3
+/// advert's pseudo-header: the IPv4 VRRP group.
+pub const OLD_UNICAST_CHECKSUM_GROUP: [u8; 4] = [224, 0, 0, 18];
 
 /// What the kernel checks for one configured VRID before it wakes the agent.
 #[repr(C)]

@@ -11,8 +11,9 @@ use xvrrpd_common::{
     ADDR_HASH_SEED, AdvertEvent, ChecksumForm, ClaimEvent, Counter, EVENT_ADDR_BYTES,
     EVENT_FLAG_ADDRS_TRUNCATED, EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6,
     FENCE_OWNER_INTERVALS, FenceOwner, GuardKey, GuardValue, Heard, IPPROTO_VRRP, MAX_MESSAGE_LEN,
-    MAX_VRRP_PACKET, QUIET_COMPARED_WORDS, QuietAdvert, VRID_FLAG_CHECK_TTL, VRRP_AUTH_LEN,
-    VRRP_HEADER_LEN, VRRP_TTL, VridConfig, VridKey, addr_hash_step,
+    MAX_VRRP_PACKET, OLD_UNICAST_CHECKSUM_GROUP, QUIET_COMPARED_WORDS, QuietAdvert,
+    VRID_FLAG_CHECK_TTL, VRID_FLAG_OLD_CHECKSUM, VRRP_AUTH_LEN, VRRP_HEADER_LEN, VRRP_TTL,
+    VridConfig, VridKey, addr_hash_step,
 };
 
 const ETH_HLEN: usize = 14;
@@ -264,6 +265,16 @@ fn sum_addrs(data: usize, data_end: usize, ip: &IpInfo) -> Option<u64> {
     Some(sum)
 }
 
+/// The IPv4 pseudo-header's addresses as keepalived 1.3.5 and before
+/// summed them for a unicast advert: the source, and 224.0.0.18 in place
+/// of the peer. (A multicast advert verifies with its own destination
+/// first, so the group never reaches here as the destination.)
+#[inline(always)]
+fn old_unicast_pseudo(data: usize, data_end: usize, ip: &IpInfo) -> Option<u64> {
+    let src = word(data, data_end, ip.addr_off)? as u64;
+    Some(src + u32::from_ne_bytes(OLD_UNICAST_CHECKSUM_GROUP) as u64)
+}
+
 /// Folds a 64-bit one's complement accumulator to 16 bits.
 #[inline(always)]
 fn fold(mut sum: u64) -> u16 {
@@ -447,6 +458,12 @@ fn check(
         ChecksumForm::V3PseudoHeader
     } else if ip.family == FAMILY_IPV4 && fold(msg_sum) == 0xffff {
         ChecksumForm::V3Plain
+    } else if ip.family == FAMILY_IPV4
+        && cfg.flags & VRID_FLAG_OLD_CHECKSUM != 0
+        && fold(msg_sum + old_unicast_pseudo(data, data_end, ip).ok_or(Counter::BadLength)? + tail)
+            == 0xffff
+    {
+        ChecksumForm::V3OldUnicast
     } else {
         return Err(Counter::BadChecksum);
     };

@@ -372,9 +372,20 @@ impl AdvertSender {
         let v3 = msg[0] >> 4 == 3;
         let pseudo =
             v3 && checksum::verifies(msg, checksum::pseudo_header_sum(self.source, first, len));
-        // IPv6 has no message-only form.
-        let plain = !pseudo && self.source.is_ipv4() && checksum::verifies(msg, 0);
-        if !pseudo && !plain {
+        // IPv6 has no message-only form; the old unicast form (the group in
+        // the pseudo-header) is the same for every peer, as the plain one.
+        let same_for_all = !pseudo
+            && self.source.is_ipv4()
+            && (checksum::verifies(msg, 0)
+                || checksum::verifies(
+                    msg,
+                    checksum::pseudo_header_sum(
+                        self.source,
+                        crate::packet::old_unicast_checksum_group(),
+                        len,
+                    ),
+                ));
+        if !pseudo && !same_for_all {
             return Err(AdvertTxError::BadChecksum {
                 src: self.source,
                 dest: first,

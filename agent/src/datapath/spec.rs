@@ -5,7 +5,8 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use xvrrpd_common::{
-    Counter, FAMILY_IPV4, FAMILY_IPV6, IPPROTO_VRRP, VRID_FLAG_CHECK_TTL, VridConfig, VridKey,
+    Counter, FAMILY_IPV4, FAMILY_IPV6, IPPROTO_VRRP, VRID_FLAG_CHECK_TTL, VRID_FLAG_OLD_CHECKSUM,
+    VridConfig, VridKey,
 };
 
 use crate::packet::{
@@ -71,11 +72,14 @@ pub fn vrids_on(ifindex: u32) -> HashMap<VridKey, VridConfig> {
     v2_int.v2_interval_s = 1;
     let mut no_ttl = base;
     no_ttl.flags = 0;
+    let mut old_checksum = base;
+    old_checksum.flags |= VRID_FLAG_OLD_CHECKSUM;
     let mut m = HashMap::new();
     m.insert(VridKey::new(ifindex, FAMILY_IPV4, 10), base);
     m.insert(VridKey::new(ifindex, FAMILY_IPV4, 11), pass);
     m.insert(VridKey::new(ifindex, FAMILY_IPV4, 12), v2_int);
     m.insert(VridKey::new(ifindex, FAMILY_IPV4, 13), no_ttl);
+    m.insert(VridKey::new(ifindex, FAMILY_IPV4, 14), old_checksum);
     m.insert(VridKey::new(ifindex, FAMILY_IPV6, 10), base);
     m
 }
@@ -238,6 +242,26 @@ pub fn cases() -> Vec<Case> {
         uni.build(&encoded(&v3u, SRC4, "192.0.2.12", ps)),
         v3u,
     ));
+
+    // keepalived 1.3.5's unicast checksum (the group in the pseudo-header):
+    // only where the instance accepts it (`old_unicast_checksum`, or its
+    // detection, which keepalived does by default).
+    for (name, vrid, expect) in [
+        ("v3_old_unicast_checksum_where_accepted", 14, None),
+        (
+            "v3_old_unicast_checksum_elsewhere",
+            10,
+            Some(Counter::BadChecksum),
+        ),
+    ] {
+        let a = advert(Version::V3, vrid, &["192.0.2.100"]);
+        let f = VrrpFrame::new(ip(SRC4), ip("192.0.2.12"), vrid);
+        let bytes = f.build(&encoded(&a, SRC4, "192.0.2.12", V3Ipv4Checksum::OldUnicast));
+        out.push(match expect {
+            None => accepted(name, bytes, a),
+            Some(c) => rejected(name, bytes, c),
+        });
+    }
 
     let many: Vec<String> = (0..70).map(|i| format!("198.51.100.{i}")).collect();
     let many_refs: Vec<&str> = many.iter().map(String::as_str).collect();
@@ -565,6 +589,10 @@ mod tests {
             Some(F::V3PseudoHeader as u8)
         );
         assert_eq!(form("v3_ipv4_plain_checksum"), Some(F::V3Plain as u8));
+        assert_eq!(
+            form("v3_old_unicast_checksum_where_accepted"),
+            Some(F::V3OldUnicast as u8)
+        );
         assert_eq!(form("v3_ipv6_valid"), Some(F::V3PseudoHeader as u8));
     }
 }

@@ -11,9 +11,9 @@ use std::{
 };
 
 use xvrrpd_common::{
-    AdvertEvent, Counter, EVENT_ADDR_BYTES, EVENT_FLAG_ADDRS_TRUNCATED, EVENT_FLAG_UNICAST,
-    FAMILY_IPV4, FAMILY_IPV6, IPPROTO_VRRP, MAX_VRRP_PACKET, VRID_FLAG_CHECK_TTL, VRRP_TTL,
-    VridConfig, VridKey,
+    AdvertEvent, ChecksumForm, Counter, EVENT_ADDR_BYTES, EVENT_FLAG_ADDRS_TRUNCATED,
+    EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6, IPPROTO_VRRP, MAX_VRRP_PACKET,
+    VRID_FLAG_CHECK_TTL, VRID_FLAG_OLD_CHECKSUM, VRRP_TTL, VridConfig, VridKey,
 };
 
 use crate::packet::{self, DecodeError, Version, frame};
@@ -178,6 +178,9 @@ pub fn classify_ip(
         return Err(Counter::BadTtl);
     }
     let (advert, form) = packet::decode(ip.msg, ip.src, ip.dst).map_err(|e| counter_for(&e))?;
+    if form == ChecksumForm::V3OldUnicast && cfg.flags & VRID_FLAG_OLD_CHECKSUM == 0 {
+        return Err(Counter::BadChecksum);
+    }
     if advert.version == Version::V2 {
         if advert.auth.type_code() != cfg.auth_type {
             return Err(Counter::BadAuth);

@@ -104,6 +104,15 @@ pub enum V3Ipv4Checksum {
     PseudoHeader,
     /// RFC 9568's text / keepalived `v3_checksum_as_v2`: message only.
     Plain,
+    /// keepalived 1.3.5 and before over unicast (`old_unicast_checksum`):
+    /// the pseudo-header with 224.0.0.18 as its destination, whatever the
+    /// peer, so every peer gets the same bytes.
+    OldUnicast,
+}
+
+/// The pseudo-header destination of [`V3Ipv4Checksum::OldUnicast`].
+pub fn old_unicast_checksum_group() -> IpAddr {
+    IpAddr::from(xvrrpd_common::OLD_UNICAST_CHECKSUM_GROUP)
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -234,6 +243,15 @@ pub fn decode(msg: &[u8], src: IpAddr, dst: IpAddr) -> Result<(Advert, ChecksumF
                 ChecksumForm::V3PseudoHeader
             } else if ipv4 && checksum::verifies(msg, 0) {
                 ChecksumForm::V3Plain
+            } else if ipv4
+                && dst != old_unicast_checksum_group()
+                && checksum::verifies(
+                    msg,
+                    checksum::pseudo_header_sum(src, old_unicast_checksum_group(), need),
+                )
+            {
+                // Whether it is welcome is the receiver's to say.
+                ChecksumForm::V3OldUnicast
             } else {
                 return Err(DecodeError::BadChecksum);
             }
@@ -339,6 +357,9 @@ pub fn encode(
     }
     let pseudo = match (advert.version, ipv4, v3_ipv4) {
         (Version::V2, _, _) | (Version::V3, true, V3Ipv4Checksum::Plain) => 0,
+        (Version::V3, true, V3Ipv4Checksum::OldUnicast) => {
+            checksum::pseudo_header_sum(src, old_unicast_checksum_group(), len)
+        }
         (Version::V3, _, _) => checksum::pseudo_header_sum(src, dst, len),
     };
     let sum = checksum::compute(&out, pseudo);
@@ -395,6 +416,38 @@ mod tests {
             assert_eq!(a, b);
             assert_eq!(form, want);
         }
+    }
+
+    #[test]
+    fn the_old_unicast_checksum_names_the_group_for_every_peer() {
+        let a = sample(Version::V3, &["10.0.0.1"]);
+        let s = v4("10.0.0.9");
+        let bytes = encode(&a, s, v4("10.0.0.7"), V3Ipv4Checksum::OldUnicast).expect("encode");
+        for peer in ["10.0.0.7", "10.0.0.8"] {
+            let (b, form) = decode(&bytes, s, v4(peer)).expect("decode");
+            assert_eq!((b, form), (a.clone(), ChecksumForm::V3OldUnicast), "{peer}");
+        }
+        // Sent to the group itself, the two forms are one.
+        let group = v4("224.0.0.18");
+        let mcast = encode(&a, s, group, V3Ipv4Checksum::OldUnicast).expect("encode");
+        assert_eq!(
+            mcast,
+            encode(&a, s, group, V3Ipv4Checksum::PseudoHeader).expect("encode")
+        );
+        assert_eq!(
+            decode(&mcast, s, group).expect("decode").1,
+            ChecksumForm::V3PseudoHeader
+        );
+        // Today's form to a peer is not mistaken for the old one.
+        let new = encode(&a, s, v4("10.0.0.7"), V3Ipv4Checksum::PseudoHeader).expect("encode");
+        assert_eq!(
+            decode(&new, s, v4("10.0.0.7")).expect("decode").1,
+            ChecksumForm::V3PseudoHeader
+        );
+        assert_eq!(
+            decode(&new, s, v4("10.0.0.8")),
+            Err(DecodeError::BadChecksum)
+        );
     }
 
     #[test]
