@@ -49,7 +49,8 @@ pub fn vrrp_v3_ipv4_frame(
     pseudo.extend_from_slice(&[0, 112]);
     pseudo.extend_from_slice(&(v.len() as u16).to_be_bytes());
     let c = match checksum {
-        ChecksumKind::PseudoHeader => !fold(sum(sum(0, &pseudo), &v)),
+        // Sent to the group, the old unicast form is the pseudo-header one.
+        ChecksumKind::PseudoHeader | ChecksumKind::OldUnicast => !fold(sum(sum(0, &pseudo), &v)),
         ChecksumKind::MessageOnly => !fold(sum(0, &v)),
         ChecksumKind::Bad => !fold(sum(0, &v)) ^ 0x5a5a,
     };

@@ -146,6 +146,9 @@ pub enum ChecksumKind {
     MessageOnly,
     /// With the IP pseudo-header (VRRPv3/IPv6; keepalived's VRRPv3/IPv4).
     PseudoHeader,
+    /// VRRPv3/IPv4 unicast with 224.0.0.18 in the pseudo-header in place
+    /// of the peer (keepalived 1.3.5 and before, `old_unicast_checksum`).
+    OldUnicast,
     /// Neither matches.
     Bad,
 }
@@ -348,6 +351,10 @@ fn decode_vrrp(src: IpAddr, dst: IpAddr, ttl: u8, m: &[u8]) -> Option<Advert> {
                 ChecksumKind::PseudoHeader
             } else if checksum_ok(&[], m) {
                 ChecksumKind::MessageOnly
+            } else if version == 3
+                && checksum_ok(&pseudo_v4(s, Ipv4Addr::new(224, 0, 0, 18), 112, m.len()), m)
+            {
+                ChecksumKind::OldUnicast
             } else {
                 ChecksumKind::Bad
             }

@@ -8,7 +8,10 @@ use std::{process::Command, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use xvrrpd_tests::{
+    analysis::{adverts, check_sole_advertiser},
+    clock::Stamp,
     kconf::{Daemon, Instance},
+    pcap::ChecksumKind,
     retry::lab_test,
     scenario::Cluster,
     vrrp_lab::scenario_daemon,
@@ -165,5 +168,140 @@ fn track_src_ip_faults_while_the_configured_source_is_gone() -> Result<()> {
         c.router("r2")
             .wait_state("VI_S", "BACKUP", Duration::from_secs(5))?;
         c.finish()
+    })
+}
+
+/// The checksum forms of `r`'s adverts on the wire so far, counted.
+fn checksum_forms(c: &Cluster, r: &str) -> Result<Vec<(ChecksumKind, usize)>> {
+    let mac = c.router(r).mac;
+    let mut forms: Vec<(ChecksumKind, usize)> = Vec::new();
+    for e in c.wire()? {
+        let Some(a) = e.advert() else { continue };
+        if e.src_mac != mac {
+            continue;
+        }
+        match forms.iter_mut().find(|(k, _)| *k == a.checksum) {
+            Some((_, n)) => *n += 1,
+            None => forms.push((a.checksum, 1)),
+        }
+    }
+    Ok(forms)
+}
+
+/// `old_unicast_checksum` on both sides, xvrrpd master and keepalived
+/// 2.2.7 backup: xvrrpd's adverts carry the 1.3.5 checksum (the group in
+/// the pseudo-header), keepalived hears them and stays backup, and takes
+/// over when xvrrpd dies.
+#[test]
+fn old_unicast_checksum_is_sent_and_a_keepalived_configured_for_it_hears_it() -> Result<()> {
+    lab_test("old_unicast_checksum_sent", || {
+        let mut inst = Instance::new("VI_O", 54, &[VIP]);
+        inst.extra.push("old_unicast_checksum".into());
+        let mut c = Cluster::new(
+            "oldcsum",
+            inst,
+            &[("r1", Daemon::Xvrrpd, 150), ("r2", Daemon::Keepalived, 100)],
+            true,
+            |_, _| Ok(()),
+        )?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        // keepalived would take over after its down interval (3.6 s) if it
+        // refused r1's adverts.
+        let since = c.lab.mark("steady");
+        std::thread::sleep(Duration::from_nanos(2 * c.mdi_ns("r2")));
+        let now = Stamp::now();
+        let ads = adverts(&c.wire()?, 54, false);
+        check_sole_advertiser(
+            &ads,
+            c.router("r1").mac,
+            since.rt_ns,
+            now.rt_ns,
+            c.lab.origin.rt_ns,
+        )?;
+        let forms = checksum_forms(&c, "r1")?;
+        ensure!(
+            forms.len() == 1 && forms[0].0 == ChecksumKind::OldUnicast,
+            "xvrrpd's adverts with old_unicast_checksum: {forms:?}"
+        );
+        println!("xvrrpd's adverts: {forms:?}; keepalived stayed backup");
+        println!("{}", c.crash("r1", "r2")?.summary());
+        c.finish()
+    })
+}
+
+/// keepalived's default detection, in xvrrpd: a keepalived master that
+/// sends the 1.3.5 checksum is heard (no `old_unicast_checksum` on the
+/// xvrrpd side), and once xvrrpd takes over it sends that checksum too;
+/// with `old_unicast_checksum never` the same adverts are refused.
+#[test]
+fn the_old_unicast_checksum_is_detected_unless_never() -> Result<()> {
+    lab_test("old_unicast_checksum_detected", || {
+        for never in [false, true] {
+            let mut c = Cluster::new(
+                if never {
+                    "oldcsum-never"
+                } else {
+                    "oldcsum-detect"
+                },
+                Instance::new("VI_O", 55, &[VIP]),
+                &[("r1", Daemon::Keepalived, 150), ("r2", Daemon::Xvrrpd, 100)],
+                true,
+                |r, cfg| {
+                    let i = &mut cfg.instances[0];
+                    match r.name.as_str() {
+                        "r1" => i.extra.push("old_unicast_checksum".into()),
+                        _ if never => i.extra.push("old_unicast_checksum never".into()),
+                        _ => {}
+                    }
+                    Ok(())
+                },
+            )?;
+            c.start(&["r1"])?;
+            c.expect_master("r1", Duration::from_secs(10))?;
+            c.start(&["r2"])?;
+            if never {
+                // It hears nothing it accepts: master after its down timer.
+                c.router("r2")
+                    .wait_state("VI_O", "MASTER", Duration::from_secs(3))?;
+                let log = c.router("r2").log();
+                ensure!(
+                    !log.contains("keepalived 1.3.5"),
+                    "with never, r2 still switched: {}",
+                    c.router("r2").log_tail(20)
+                );
+                c.finish()?;
+                continue;
+            }
+            c.router("r2")
+                .wait_state("VI_O", "BACKUP", Duration::from_secs(5))?;
+            let since = c.lab.mark("steady");
+            std::thread::sleep(Duration::from_nanos(3 * c.mdi_ns("r2")));
+            let now = Stamp::now();
+            let ads = adverts(&c.wire()?, 55, false);
+            check_sole_advertiser(
+                &ads,
+                c.router("r1").mac,
+                since.rt_ns,
+                now.rt_ns,
+                c.lab.origin.rt_ns,
+            )?;
+            ensure!(
+                c.router("r2")
+                    .log()
+                    .contains("uses the unicast VRRPv3 checksum of keepalived 1.3.5"),
+                "r2 did not say it detected the old checksum: {}",
+                c.router("r2").log_tail(20)
+            );
+            println!("{}", c.crash("r1", "r2")?.summary());
+            let forms = checksum_forms(&c, "r2")?;
+            ensure!(
+                forms.len() == 1 && forms[0].0 == ChecksumKind::OldUnicast,
+                "xvrrpd's adverts after it detected the old checksum: {forms:?}"
+            );
+            println!("xvrrpd's adverts as master: {forms:?}");
+            c.finish()?;
+        }
+        Ok(())
     })
 }

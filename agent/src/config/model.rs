@@ -237,6 +237,22 @@ pub enum State {
     Backup,
 }
 
+/// Which unicast VRRPv3/IPv4 checksum an instance sends and accepts:
+/// today's (the peer in the pseudo-header) or keepalived 1.3.5's (the
+/// group 224.0.0.18 in its place), as keepalived decides it.
+#[derive(Serialize, PartialEq, Eq, Clone, Copy, Debug, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OldUnicastChecksum {
+    /// keepalived's default: today's, until a peer's advert carries the
+    /// old one; from then on the old one.
+    #[default]
+    Detect,
+    /// `old_unicast_checksum`: the old one.
+    Always,
+    /// `old_unicast_checksum never`: today's, and the old one is refused.
+    Never,
+}
+
 #[derive(Serialize, PartialEq, Eq, Clone, Copy, Debug)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
@@ -459,6 +475,9 @@ pub struct VrrpInstance {
     pub unicast_fault_no_peer: bool,
     /// `track_src_ip`: FAULT while the configured source address is gone.
     pub track_src_ip: bool,
+    /// `old_unicast_checksum [never]`: the unicast VRRPv3/IPv4 checksum of
+    /// keepalived 1.3.5 and before.
+    pub old_unicast_checksum: OldUnicastChecksum,
     /// `promote_secondaries`: set on the interface while xvrrpd runs.
     pub promote_secondaries: bool,
     pub authentication: Option<Authentication>,

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use xvrrpd_common::{
-    AdvertEvent, ClaimEvent, EVENT_FLAG_UNICAST, FAMILY_IPV4, QuietAdvert, VridKey,
+    AdvertEvent, ChecksumForm, ClaimEvent, EVENT_FLAG_UNICAST, FAMILY_IPV4, QuietAdvert, VridKey,
 };
 
 use crate::{
@@ -26,6 +26,9 @@ pub struct Received {
     /// when the state machine says a repeat of it only re-arms the down
     /// timer ([`crate::vrrp::Router::quiet_master`]).
     pub fingerprint: QuietAdvert,
+    /// Its checksum was keepalived 1.3.5's unicast one (accepted only where
+    /// the instance allows it).
+    pub old_checksum: bool,
 }
 
 /// Decodes one datapath record.
@@ -46,6 +49,7 @@ pub fn decode(ev: &AdvertEvent) -> Received {
     Received {
         key: VridKey::new(ev.ifindex, ev.family, ev.vrid),
         fingerprint: QuietAdvert::of_event(ev),
+        old_checksum: ev.checksum_form == ChecksumForm::V3OldUnicast as u8,
         advert: ReceivedAdvert {
             meta: AdvertMeta {
                 ts_ns: ev.ts_ns,

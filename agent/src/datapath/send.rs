@@ -755,6 +755,21 @@ impl Outlet {
         self.generation = next_generation();
     }
 
+    /// The checksum its adverts are encoded with.
+    pub fn checksum(&self) -> V3Ipv4Checksum {
+        self.checksum
+    }
+
+    /// Encodes from now on with `checksum` (a peer's advert showed which
+    /// one it expects).
+    pub fn set_checksum(&mut self, checksum: V3Ipv4Checksum) {
+        if self.checksum != checksum {
+            self.checksum = checksum;
+            self.cached = None;
+            self.generation = next_generation();
+        }
+    }
+
     /// The bytes [`Outlet::encoded`] made last.
     pub fn last_encoded(&self) -> Option<&[u8]> {
         self.cached.as_ref().map(|(_, b)| b.as_slice())

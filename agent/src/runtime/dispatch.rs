@@ -7,7 +7,7 @@ use std::{collections::HashMap, net::IpAddr, rc::Rc, time::Duration};
 use tracing::{debug, error, info, warn};
 
 use super::{
-    daemon::{Daemon, Guard, InstanceId, Unit},
+    daemon::{Daemon, Guard, Instance, InstanceId, Unit},
     effects::{Effect, RouteBatch},
     plan,
     route_plan::{PlannedRoute, PlannedRule},
@@ -22,6 +22,7 @@ use crate::{
         route_watch::{RouteOrRule, RouteWatcher},
     },
     notify::{NotifyState, Subject},
+    packet::V3Ipv4Checksum,
     tracker::TrackerEvent,
     vrrp::{Action, Input, State, SyncAction, TimerKind, TrackState, TrackerId},
 };
@@ -864,6 +865,9 @@ impl Daemon {
                 if r.advert.advert.priority == 0 {
                     i.counters.priority_zero_received += 1;
                 }
+                if r.old_checksum {
+                    adopt_old_checksum(i, r.advert.meta.src);
+                }
             }
             let start = decided.actions.len();
             self.decide(inst, monotonic_ns(), Input::Advert(r.advert), &mut decided);
@@ -1129,4 +1133,18 @@ fn describe_batch(batch: &RouteBatch) -> String {
         .chain(batch.rules.iter().map(|r| format!("rule `{}`", r.text)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// keepalived's detection: a peer that checksums unicast adverts as 1.3.5
+/// did expects them so too, and from now on gets them so (until a restart
+/// or reload, as with keepalived).
+fn adopt_old_checksum(i: &mut Instance, peer: IpAddr) {
+    if i.plan.detect_old_checksum && i.outlet.checksum() != V3Ipv4Checksum::OldUnicast {
+        i.outlet.set_checksum(V3Ipv4Checksum::OldUnicast);
+        info!(
+            "{}: {peer} uses the unicast VRRPv3 checksum of keepalived 1.3.5 and before: \
+             sending it too (old_unicast_checksum never keeps today's)",
+            i.plan.name
+        );
+    }
 }

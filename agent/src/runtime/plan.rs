@@ -12,7 +12,9 @@ use std::{
 };
 
 use thiserror::Error;
-use xvrrpd_common::{FAMILY_IPV4, FAMILY_IPV6, VRID_FLAG_CHECK_TTL, VridConfig, VridKey};
+use xvrrpd_common::{
+    FAMILY_IPV4, FAMILY_IPV6, VRID_FLAG_CHECK_TTL, VRID_FLAG_OLD_CHECKSUM, VridConfig, VridKey,
+};
 
 use super::route_plan::{self, PlannedRoute, PlannedRule};
 use crate::{
@@ -92,6 +94,10 @@ pub struct InstancePlan {
     pub source: IpAddr,
     pub dest: AdvertDest,
     pub checksum: V3Ipv4Checksum,
+    /// A peer's advert with keepalived 1.3.5's unicast checksum switches
+    /// this instance's adverts to it (keepalived's detection, the default
+    /// for unicast VRRPv3 over IPv4).
+    pub detect_old_checksum: bool,
     pub vrid: VridSpec,
     pub notify: NotifyScripts,
     /// `notify_priority_changes`: effective priority changes go to the FIFOs.
@@ -832,9 +838,16 @@ async fn instance_plan(
         },
         checksum: if g.v3_checksum_as_v2 {
             V3Ipv4Checksum::Plain
+        } else if old_checksum_applies(&router)
+            && inst.old_unicast_checksum == model::OldUnicastChecksum::Always
+        {
+            V3Ipv4Checksum::OldUnicast
         } else {
             V3Ipv4Checksum::PseudoHeader
         },
+        detect_old_checksum: !g.v3_checksum_as_v2
+            && old_checksum_applies(&router)
+            && inst.old_unicast_checksum == model::OldUnicastChecksum::Detect,
         router,
         no_track: inst
             .virtual_ipaddress
@@ -867,6 +880,12 @@ async fn instance_plan(
     })
 }
 
+/// keepalived 1.3.5's checksum differs from today's only for VRRPv3 over
+/// IPv4 unicast: the group stood in the pseudo-header for the peer.
+fn old_checksum_applies(router: &RouterConfig) -> bool {
+    !router.unicast_peers.is_empty() && router.version == Version::V3 && router.family == Family::V4
+}
+
 /// The datapath entry of an instance: what the kernel checks its adverts
 /// against, and the multicast group it joins.
 fn vrid_spec(
@@ -890,6 +909,10 @@ fn vrid_spec(
     };
     if router.version == Version::V2 {
         vcfg.v2_interval_s = u8::try_from(inst.advert_int_centis / 100).unwrap_or(0);
+    }
+    if old_checksum_applies(router) && inst.old_unicast_checksum != model::OldUnicastChecksum::Never
+    {
+        vcfg.flags |= VRID_FLAG_OLD_CHECKSUM;
     }
     VridSpec {
         ifname: ifname.to_string(),

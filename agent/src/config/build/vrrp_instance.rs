@@ -102,6 +102,7 @@ fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
         unicast_ttl: None,
         unicast_fault_no_peer: false,
         track_src_ip: false,
+        old_unicast_checksum: OldUnicastChecksum::Detect,
         promote_secondaries: false,
         authentication: None,
         track_interface: Vec::new(),
@@ -279,6 +280,22 @@ fn mcast_dst_ip(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
             format!("mcast_dst_ip {a} is not a multicast group VRRP can use"),
         )
         .hint("use a group in 224.0.0.0/4, or a link-local IPv6 one (ffX2::)");
+    }
+}
+
+/// `old_unicast_checksum [never]`.
+fn old_unicast_checksum(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    b.extra(n, 1);
+    match n.args.first() {
+        None => d.v.old_unicast_checksum = OldUnicastChecksum::Always,
+        Some(t) if t.text == "never" => d.v.old_unicast_checksum = OldUnicastChecksum::Never,
+        Some(t) => {
+            b.d.error(
+                &t.loc,
+                format!("old_unicast_checksum '{}' is not a mode", t.text),
+            )
+            .hint("write old_unicast_checksum alone (send the old checksum) or with never");
+        }
     }
 }
 
@@ -552,6 +569,7 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
         leaf(&["track_src_ip"], |b, d, n| {
             b.set_on(n, &mut d.v.track_src_ip)
         }),
+        leaf(&["old_unicast_checksum"], old_unicast_checksum),
         leaf(&["promote_secondaries"], |b, d, n| {
             b.set_on(n, &mut d.v.promote_secondaries)
         }),
@@ -586,13 +604,7 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
 };
 
 /// vrrp_instance keywords keepalived knows and xvrrpd does not implement.
-const UNSUPPORTED_INSTANCE: &[&str] = &[
-    "use_vmac_addr",
-    "use_ipvlan",
-    "vrf",
-    "old_unicast_checksum",
-    "garp_extra_if_vmac",
-];
+const UNSUPPORTED_INSTANCE: &[&str] = &["use_vmac_addr", "use_ipvlan", "vrf", "garp_extra_if_vmac"];
 
 /// The names of this block's keywords (see `keyword_catalog`).
 pub(super) fn keyword_names() -> Vec<&'static str> {
