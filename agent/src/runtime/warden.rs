@@ -54,8 +54,11 @@ pub struct Message {
 /// The running warden, as the daemon holds it.
 pub struct Warden {
     child: Child,
-    /// Non-blocking; `None` once the warden is gone.
-    tell: Option<ChildStdin>,
+    /// Non-blocking; `None` once it failed (it stays open: its end is the
+    /// warden's news of our death).
+    tell: Option<std::fs::File>,
+    /// The pipe after a failed write, kept open for the same reason.
+    _broken: Option<std::fs::File>,
     /// Lines the full pipe did not take yet, sent before the next ones.
     pending: std::collections::VecDeque<Vec<u8>>,
 }
@@ -63,6 +66,41 @@ pub struct Warden {
 /// Room for the farewells of a few thousand masters told at once (a
 /// message is a few hundred bytes; the default pipe holds 64 KiB).
 const PIPE_BYTES: i32 = 1 << 20;
+
+/// The highest descriptor this process may have, up to 4095: the pipe to
+/// the warden goes there (see [`onto_high_slot`]).
+fn high_slot() -> Option<i32> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a valid struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    let slot = i32::try_from(lim.rlim_cur.min(4096)).ok()? - 1;
+    // SAFETY: F_GETFD only asks whether the descriptor is open.
+    let free = unsafe { libc::fcntl(slot, libc::F_GETFD) } < 0;
+    (slot > 2 && free).then_some(slot)
+}
+
+/// `pipe` moved to the highest free descriptor. A killed process closes
+/// its descriptors and the kernel releases them last-closed first, each
+/// socket taking it milliseconds (RCU grace periods, multicast leaves):
+/// with a few dozen, tens of milliseconds before the pidfd says the
+/// process is gone. Released first, the pipe's end tells the warden at
+/// the start of that, and the farewell leaves before it.
+fn onto_high_slot(pipe: ChildStdin) -> std::fs::File {
+    let pipe = OwnedFd::from(pipe);
+    if let Some(slot) = high_slot() {
+        // SAFETY: dup3 onto a descriptor just found free; the new one is
+        // owned from here on, the old one dropped.
+        if unsafe { libc::dup3(pipe.as_raw_fd(), slot, libc::O_CLOEXEC) } == slot {
+            return std::fs::File::from(unsafe { OwnedFd::from_raw_fd(slot) });
+        }
+    }
+    std::fs::File::from(pipe)
+}
 
 /// Starts the warden for this process, with `pins` if the datapath is
 /// pinned (without, it only says the farewells).
@@ -83,7 +121,7 @@ pub fn spawn(pins: Option<&PinDir>) -> std::io::Result<Warden> {
         // several.
         .process_group(0);
     let mut child = cmd.spawn()?;
-    let tell = child.stdin.take();
+    let tell = child.stdin.take().map(onto_high_slot);
     if let Some(t) = &tell {
         // The event loop never waits on the pipe: what a full pipe does not
         // take waits in `pending`.
@@ -94,6 +132,7 @@ pub fn spawn(pins: Option<&PinDir>) -> std::io::Result<Warden> {
     Ok(Warden {
         child,
         tell,
+        _broken: None,
         pending: std::collections::VecDeque::new(),
     })
 }
@@ -138,7 +177,7 @@ impl Warden {
                         "warden: cannot tell it the farewells ({e}): if xvrrpd dies, its \
                          backups wait a whole Master_Down_Interval"
                     );
-                    self.tell = None;
+                    self._broken = self.tell.take();
                     self.pending.clear();
                     return;
                 }
@@ -352,6 +391,17 @@ fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
 }
 
 /// What the daemon told the warden: farewells by instance.
+/// The pipe from the daemon after a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pipe {
+    Open,
+    /// Its end closed: the daemon is dying (a clean stop ends the warden
+    /// first), and it closes this pipe before its sockets.
+    Closed,
+    /// Unreadable: only the pidfd tells the death from here.
+    Failed,
+}
+
 #[derive(Default)]
 struct Told {
     farewells: HashMap<String, Farewell>,
@@ -359,18 +409,18 @@ struct Told {
 }
 
 impl Told {
-    /// Reads what `stdin` holds now; false at its end.
-    fn read_from(&mut self, stdin: &mut std::io::Stdin) -> bool {
+    /// Reads what `stdin` holds now.
+    fn read_from(&mut self, stdin: &mut std::io::Stdin) -> Pipe {
         let mut buf = [0u8; 4096];
         loop {
             match stdin.read(&mut buf) {
-                Ok(0) => return false,
+                Ok(0) => return Pipe::Closed,
                 Ok(n) => self.take(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Pipe::Open,
                 Err(e) => {
                     debug!("warden: reading from xvrrpd: {e}");
-                    return false;
+                    return Pipe::Failed;
                 }
             }
         }
@@ -434,7 +484,7 @@ fn wait_for_exit(pid: u32, sockets: &SenderPool) -> std::io::Result<Farewells> {
         // Already gone.
         return if e.raw_os_error() == Some(libc::ESRCH) {
             if stdin_open {
-                told.read_from(&mut stdin);
+                let _ = told.read_from(&mut stdin);
             }
             Ok((told.farewells, held))
         } else {
@@ -467,13 +517,18 @@ fn wait_for_exit(pid: u32, sockets: &SenderPool) -> std::io::Result<Farewells> {
             return Err(e);
         }
         if stdin_open && fds[1].revents != 0 {
-            stdin_open = told.read_from(&mut stdin);
-            held = open_sockets(&told, sockets);
+            match told.read_from(&mut stdin) {
+                Pipe::Open => held = open_sockets(&told, sockets),
+                // Dying: it closed the pipe first of its descriptors; the
+                // pidfd follows once the rest are closed.
+                Pipe::Closed => return Ok((told.farewells, held)),
+                Pipe::Failed => stdin_open = false,
+            }
         }
         if fds[0].revents != 0 {
             // What it wrote just before dying is still in the pipe.
             if stdin_open {
-                told.read_from(&mut stdin);
+                let _ = told.read_from(&mut stdin);
             }
             return Ok((told.farewells, held));
         }
