@@ -502,3 +502,132 @@ fn vips_on_another_interface_are_announced_there() -> Result<()> {
         c.finish()
     })
 }
+
+/// `ip -o` lines of `router`'s links and addresses.
+fn links_and_addrs(c: &Cluster, router: &str) -> Result<(String, String)> {
+    let h = &c.router(router).host;
+    let links = h.exec(&["ip", "-d", "-o", "link", "show"])?;
+    let addrs = h.exec(&["ip", "-o", "addr", "show"])?;
+    Ok((
+        String::from_utf8_lossy(&links.stdout).into_owned(),
+        String::from_utf8_lossy(&addrs.stdout).into_owned(),
+    ))
+}
+
+/// `use_vmac_addr`: an address on another interface (lb0), and one of the
+/// other family, each go on a VMAC of their own on their interface, with
+/// the RFC MAC of their family, and move with the instance; the GARPs for
+/// the one on lb0 leave from its virtual MAC. A clean stop removes them.
+#[test]
+fn use_vmac_addr_gives_other_addresses_vmacs_of_their_own() -> Result<()> {
+    lab_test("use_vmac_addr", || {
+        const OTHER: [u8; 4] = [198, 51, 100, 8];
+        const OTHER_MAC: [u8; 6] = [0, 0, 0x5e, 0, 1, VRID];
+        let mut inst = Instance::new(
+            "VI_VA",
+            VRID,
+            &[&format!("{VIP}/24"), "198.51.100.8/24 dev lb0"],
+        );
+        inst.extra.extend(
+            [
+                "use_vmac_addr",
+                "virtual_ipaddress_excluded {\n        2001:db8::148/64\n    }",
+            ]
+            .map(String::from),
+        );
+        let mut c = Cluster::new(
+            "vmac-addr",
+            inst,
+            &[("r1", Daemon::Xvrrpd, 150), ("r2", Daemon::Xvrrpd, 100)],
+            false,
+            |_, _| Ok(()),
+        )?;
+        for r in ["r1", "r2"] {
+            let h = &c.router(r).host;
+            h.exec(&[
+                "ip", "link", "add", "lb0", "type", "veth", "peer", "name", "lb0p",
+            ])?;
+            h.exec(&["ip", "link", "set", "lb0", "up"])?;
+            h.exec(&["ip", "link", "set", "lb0p", "up"])?;
+        }
+        let garps = c
+            .router("r1")
+            .host
+            .capture(Duration::from_millis(3000), 4, |f: &[u8]| {
+                f.len() >= 42 && f[12..14] == [8, 6] && f[28..32] == OTHER
+            })?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        let on = |links: &str, name: &str, base: &str, mac: &str| {
+            links
+                .lines()
+                .any(|l| l.contains(&format!(": {name}@{base}:")) && l.contains(mac))
+        };
+        let has = |addrs: &str, dev: &str, addr: &str| {
+            addrs
+                .lines()
+                .any(|l| l.contains(&format!(": {dev} ")) && l.contains(addr))
+        };
+        let v4mac = format!("00:00:5e:00:01:{VRID:02x}");
+        let v6mac = format!("00:00:5e:00:02:{VRID:02x}");
+        for r in ["r1", "r2"] {
+            let master = r == "r1";
+            let mut last = (String::new(), String::new());
+            let ok = xvrrpd_tests::lab::wait_until(
+                Duration::from_secs(3),
+                Duration::from_millis(20),
+                || {
+                    let Ok(now) = links_and_addrs(&c, r) else {
+                        return false;
+                    };
+                    last = now;
+                    let (l, a) = (&last.0, &last.1);
+                    on(l, &format!("vrrp.{VRID}"), "lb0", &v4mac)
+                        && on(l, &format!("vrrp1.{VRID}"), "eth0", &v6mac)
+                        && has(a, &format!("vrrp.{VRID}"), "198.51.100.8/24") == master
+                        && has(a, &format!("vrrp1.{VRID}"), "2001:db8::148/64") == master
+                        && has(a, "eth0", &format!("{VIP}/24")) == master
+                },
+            );
+            ensure!(
+                ok,
+                "{r} ({}): not the VMACs and addresses use_vmac_addr asks for:\n{}\n{}",
+                if master { "master" } else { "backup" },
+                last.0,
+                last.1
+            );
+        }
+        let seen = garps.wait()?;
+        ensure!(!seen.is_empty(), "no GARP for 198.51.100.8 left r1's lb0");
+        for f in &seen {
+            ensure!(
+                f[6..12] == OTHER_MAC && f[22..28] == OTHER_MAC,
+                "a GARP for 198.51.100.8 left from {:02x?} (sender {:02x?}), not the VMAC",
+                &f[6..12],
+                &f[22..28]
+            );
+        }
+        println!("{}", c.crash("r1", "r2")?.summary());
+        let ok = xvrrpd_tests::lab::wait_until(
+            Duration::from_secs(2),
+            Duration::from_millis(20),
+            || {
+                links_and_addrs(&c, "r2")
+                    .is_ok_and(|(_, a)| has(&a, &format!("vrrp.{VRID}"), "198.51.100.8/24"))
+            },
+        );
+        ensure!(
+            ok,
+            "r2 took over but 198.51.100.8 is not on its vrrp.{VRID}"
+        );
+        c.finish()?;
+        c.router_mut("r2").sigterm()?;
+        let (links, _) = links_and_addrs(&c, "r2")?;
+        ensure!(
+            !links.contains(&format!(": vrrp.{VRID}@"))
+                && !links.contains(&format!(": vrrp1.{VRID}@")),
+            "r2's VMACs are still there after a clean stop:\n{links}"
+        );
+        Ok(())
+    })
+}

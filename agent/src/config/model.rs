@@ -73,6 +73,9 @@ pub struct GlobalDefs {
     pub router_id: Option<String>,
     /// `vmac_prefix`: default VMAC names are PREFIX.VRID (`vrrp`).
     pub vmac_prefix: Option<String>,
+    /// `vmac_addr_prefix`: the same for `use_vmac_addr`'s VMACs (default:
+    /// `vmac_prefix`).
+    pub vmac_addr_prefix: Option<String>,
     /// `vrrp_garp_extra_if`: the instances' default `garp_extra_if`.
     pub vrrp_garp_extra_if: Option<GarpExtraIf>,
     pub vrrp_version: u8,
@@ -143,6 +146,7 @@ impl Default for GlobalDefs {
         Self {
             router_id: None,
             vmac_prefix: None,
+            vmac_addr_prefix: None,
             vrrp_garp_extra_if: None,
             net_namespace: None,
             instance: None,
@@ -521,6 +525,9 @@ pub struct VrrpInstance {
     pub use_vmac: Option<UseVmac>,
     /// `vmac_xmit_base`: adverts go from the base interface, not the VMAC.
     pub vmac_xmit_base: bool,
+    /// `use_vmac_addr`: addresses on another interface, or of the other
+    /// family, go on VMACs of their own (as a VIP's own `use_vmac` asks).
+    pub use_vmac_addr: bool,
     /// `garp_extra_if` (default: `vrrp_garp_extra_if`).
     pub garp_extra_if: Option<GarpExtraIf>,
     pub virtual_routes: Vec<Route>,

@@ -477,7 +477,7 @@ impl Daemon {
         let vmacs: Vec<String> = self
             .instances
             .iter()
-            .filter_map(|i| Some(i.plan.vmac.as_ref()?.spec.name.clone()))
+            .flat_map(|i| i.plan.vmacs().map(|m| m.spec.name.clone()))
             .collect();
         remove_vmacs(&vmacs).await;
         for (base, before) in std::mem::take(&mut self.vmac_bases) {
@@ -769,7 +769,7 @@ fn open_datapath(
 pub(super) async fn make_vmacs(config: &crate::config::Config) -> Result<Vec<String>> {
     let specs = plan::vmac_specs(config)?;
     let mut made = Vec::new();
-    for (instance, spec) in &specs {
+    for (instance, spec, _) in &specs {
         match crate::net::vmac::ensure(spec).await {
             Ok((_, true)) => {
                 info!("{instance}: VMAC {} made", spec.name);
@@ -798,12 +798,26 @@ impl Daemon {
     /// them nor name a VIP in their own requests ([`crate::net::vmac::
     /// claim_base`]); a base with no VMAC left gets its settings back.
     pub(super) async fn sync_vmac_bases(&mut self) {
-        // ARP is IPv4's: an IPv6 instance's VMAC leaves its base alone.
+        // ARP is IPv4's: a VMAC with no IPv4 address on it (an IPv6
+        // instance's, or `use_vmac_addr`'s for IPv6) leaves its base alone.
         let bases: std::collections::BTreeSet<u32> = self
             .instances
             .iter()
-            .filter(|i| i.plan.router.family == crate::vrrp::Family::V4)
-            .filter_map(|i| Some(i.plan.vmac.as_ref()?.spec.base))
+            .flat_map(|i| {
+                let own = i
+                    .plan
+                    .vmac
+                    .iter()
+                    .filter(|_| i.plan.router.family == crate::vrrp::Family::V4);
+                let for_v4 = i.plan.addr_vmacs.iter().filter(|m| {
+                    i.plan
+                        .vips
+                        .iter()
+                        .chain(&i.plan.excluded)
+                        .any(|v| v.ifindex == m.ifindex && v.addr.is_ipv4())
+                });
+                own.chain(for_v4).map(|m| m.spec.base)
+            })
             .collect();
         for &base in &bases {
             if self.vmac_bases.contains_key(&base) {

@@ -266,7 +266,14 @@ impl Daemon {
                         let own = i.plan.announce_ifindex();
                         i.all_vips()
                             .into_iter()
-                            .filter(|v| i.plan.vip_ifindex(v.addr) != own)
+                            .filter(|v| {
+                                let on = i.plan.vip_ifindex(v.addr);
+                                if i.plan.garp_extra_if_all {
+                                    on != own
+                                } else {
+                                    i.plan.addr_vmacs.iter().any(|m| m.ifindex == on)
+                                }
+                            })
                             .map(|v| v.addr)
                             .collect()
                     })

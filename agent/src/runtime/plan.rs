@@ -122,6 +122,11 @@ pub struct InstancePlan {
     pub rules: Vec<PlannedRule>,
     /// `use_vmac`: the macvlan its VIPs go on.
     pub vmac: Option<VmacPlan>,
+    /// `use_vmac_addr`: the macvlans its other addresses go on.
+    pub addr_vmacs: Vec<VmacPlan>,
+    /// `garp_extra_if all`: the periodic announcements cover every address
+    /// off the instance's interface, not only those on `addr_vmacs`.
+    pub garp_extra_if_all: bool,
     /// Where its adverts leave: the VMAC, unless `vmac_xmit_base` or no
     /// VMAC (then `ifindex`). Adverts are always received on `ifindex`,
     /// where the datapath sits, in front of the macvlan.
@@ -164,14 +169,19 @@ impl InstancePlan {
     }
 
     /// What must match for a reload to update this instance in place.
-    pub fn identity(&self) -> (String, u32, Family, u8, Option<VmacPlan>) {
+    pub fn identity(&self) -> (String, u32, Family, u8, Vec<VmacPlan>) {
         (
             self.name.clone(),
             self.ifindex,
             self.router.family,
             self.router.vrid,
-            self.vmac.clone(),
+            self.vmacs().cloned().collect(),
         )
+    }
+
+    /// Every VMAC it runs: its own, then its addresses'.
+    pub fn vmacs(&self) -> impl Iterator<Item = &VmacPlan> {
+        self.vmac.iter().chain(&self.addr_vmacs)
     }
 }
 
@@ -403,7 +413,7 @@ type TrackerPlans = (
 /// as configured, or `vrrp.VRID` as keepalived names them (`vrrp1.VRID`, …
 /// when another instance has that name already). They must exist before
 /// [`build`] runs.
-pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec)>, PlanError> {
+pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec, VmacRole)>, PlanError> {
     let mut taken: Vec<String> = config
         .vrrp_instance
         .iter()
@@ -426,21 +436,11 @@ pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec)>, PlanError>
         let vrid = inst.virtual_router_id;
         let name = match &u.interface {
             Some(n) => n.clone(),
-            None => {
-                // keepalived shortens the prefix so the name fits IFNAMSIZ.
-                let fit = |prefix: &str, tail: String| -> String {
-                    let room = (libc::IFNAMSIZ - 1).saturating_sub(tail.len());
-                    let cut: String = prefix.chars().take(room).collect();
-                    format!("{cut}{tail}")
-                };
-                let prefix = config.global_defs.vmac_prefix.as_deref().unwrap_or("vrrp");
-                let name = std::iter::once(fit(prefix, format!(".{vrid}")))
-                    .chain((1..).map(|n| fit(prefix, format!("{n}.{vrid}"))))
-                    .find(|n| !taken.contains(n))
-                    .unwrap_or_default();
-                taken.push(name.clone());
-                name
-            }
+            None => free_vmac_name(
+                config.global_defs.vmac_prefix.as_deref().unwrap_or("vrrp"),
+                vrid,
+                &mut taken,
+            ),
         };
         let mac = match &u.mac {
             Some(text) => parse_mac(text).ok_or_else(|| PlanError::Interface {
@@ -458,9 +458,102 @@ pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec)>, PlanError>
                 mac,
                 group: u.group,
             },
+            VmacRole::Own,
         ));
     }
+    // `use_vmac_addr` (or a VIP's own `use_vmac`): one VMAC per base
+    // interface and family its other addresses need, named from
+    // `vmac_addr_prefix`, with the RFC MAC of the address's family (or the
+    // instance's configured MAC), as keepalived makes them.
+    for inst in &config.vrrp_instance {
+        let mut needed: Vec<(String, bool)> = Vec::new();
+        for v in inst
+            .virtual_ipaddress
+            .iter()
+            .chain(&inst.virtual_ipaddress_excluded)
+        {
+            if let Some(base) = addr_vmac_base(inst, v)
+                && !needed.contains(&(base.clone(), v.address.is_ipv6()))
+            {
+                needed.push((base, v.address.is_ipv6()));
+            }
+        }
+        for (base_name, v6) in needed {
+            let base =
+                link::ifindex_by_name(&base_name).map_err(|source| PlanError::Interface {
+                    instance: inst.name.clone(),
+                    ifname: base_name.clone(),
+                    source,
+                })?;
+            let prefix = config
+                .global_defs
+                .vmac_addr_prefix
+                .as_deref()
+                .or(config.global_defs.vmac_prefix.as_deref())
+                .unwrap_or("vrrp");
+            let name = free_vmac_name(prefix, inst.virtual_router_id, &mut taken);
+            let configured = inst.use_vmac.as_ref().and_then(|u| u.mac.as_deref());
+            let mac = configured
+                .and_then(parse_mac)
+                .unwrap_or_else(|| rfc_mac(inst.virtual_router_id, v6));
+            out.push((
+                inst.name.clone(),
+                VmacSpec {
+                    name,
+                    base,
+                    mac,
+                    group: None,
+                },
+                VmacRole::Addresses { v6 },
+            ));
+        }
+    }
     Ok(out)
+}
+
+/// What a VMAC of [`vmac_specs`] is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmacRole {
+    /// The instance's own (`use_vmac`): its adverts and the VIPs on its
+    /// interface.
+    Own,
+    /// Its addresses of one family on the VMAC's base (`use_vmac_addr`).
+    Addresses { v6: bool },
+}
+
+/// The base interface of the VMAC an address needs for itself, as
+/// keepalived decides it: one on another interface than the instance's, or
+/// of the other family, with `use_vmac_addr` on the instance or `use_vmac`
+/// on the address. `None`: it goes where it would without.
+fn addr_vmac_base(inst: &VrrpInstance, v: &VirtualAddress) -> Option<String> {
+    if !inst.use_vmac_addr && !v.flags.iter().any(|f| f == "use_vmac") {
+        return None;
+    }
+    let own_family = v.address.is_ipv6() == (inst.family == model::Family::Inet6);
+    let elsewhere = v
+        .dev
+        .as_deref()
+        .is_some_and(|d| Some(d) != inst.interface.as_deref());
+    if !elsewhere && own_family {
+        return None;
+    }
+    v.dev.clone().or_else(|| inst.interface.clone())
+}
+
+/// `PREFIX.VRID`, or `PREFIXn.VRID` when taken, cut to fit IFNAMSIZ as
+/// keepalived cuts it.
+fn free_vmac_name(prefix: &str, vrid: u8, taken: &mut Vec<String>) -> String {
+    let fit = |tail: String| -> String {
+        let room = (libc::IFNAMSIZ - 1).saturating_sub(tail.len());
+        let cut: String = prefix.chars().take(room).collect();
+        format!("{cut}{tail}")
+    };
+    let name = std::iter::once(fit(format!(".{vrid}")))
+        .chain((1..).map(|n| fit(format!("{n}.{vrid}"))))
+        .find(|n| !taken.contains(n))
+        .unwrap_or_default();
+    taken.push(name.clone());
+    name
 }
 
 fn parse_mac(text: &str) -> Option<[u8; 6]> {
@@ -501,8 +594,8 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
     let mut interfaces = BTreeMap::new();
     let mut instances = Vec::new();
     for inst in &config.vrrp_instance {
-        let vmac = match vmacs.iter().find(|(n, _)| *n == inst.name) {
-            Some((_, spec)) => Some(VmacPlan {
+        let made = |spec: &VmacSpec| -> Result<VmacPlan, PlanError> {
+            Ok(VmacPlan {
                 ifindex: link::ifindex_by_name(&spec.name).map_err(|source| {
                     PlanError::Interface {
                         instance: inst.name.clone(),
@@ -512,9 +605,16 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
                 })?,
                 spec: spec.clone(),
                 xmit_base: inst.vmac_xmit_base,
-            }),
-            None => None,
+            })
         };
+        let mut vmac = None;
+        let mut addr_vmacs = Vec::new();
+        for (_, spec, role) in vmacs.iter().filter(|(n, ..)| *n == inst.name) {
+            match role {
+                VmacRole::Own => vmac = Some(made(spec)?),
+                VmacRole::Addresses { v6 } => addr_vmacs.push((made(spec)?, *v6)),
+            }
+        }
         let plan = instance_plan(
             config,
             inst,
@@ -522,7 +622,7 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
             &mut interfaces,
             (&scripts, &files, &processes),
             &mut checker,
-            vmac,
+            (vmac, addr_vmacs),
         )
         .await?;
         instances.push(plan);
@@ -700,7 +800,7 @@ async fn instance_plan(
     interfaces: &mut BTreeMap<u32, u32>,
     (scripts, files, processes): (&[(ScriptPlan, CheckedScript)], &[FilePlan], &[ProcessPlan]),
     checker: &mut ScriptChecker,
-    vmac: Option<VmacPlan>,
+    (vmac, addr_vmacs): (Option<VmacPlan>, Vec<(VmacPlan, bool)>),
 ) -> Result<InstancePlan, PlanError> {
     let g = &config.global_defs;
     let ifname = inst
@@ -755,32 +855,59 @@ async fn instance_plan(
     });
     // With a VMAC, the addresses on the instance's interface go on the
     // VMAC; those on other interfaces stay there (keepalived).
-    let on_vmac = |v: &VirtualAddress| -> VirtualAddress {
+    // `use_vmac_addr`: those elsewhere, or of the other family, on their
+    // own VMACs.
+    let vip_ifindex = vmac.as_ref().map_or(ifindex, |m| m.ifindex);
+    let place = |v: &VirtualAddress| -> Result<Vip, PlanError> {
+        if let Some(base) = addr_vmac_base(inst, v) {
+            let base = link::ifindex_by_name(&base).map_err(|source| PlanError::Interface {
+                instance: inst.name.clone(),
+                ifname: base.clone(),
+                source,
+            })?;
+            if let Some((m, _)) = addr_vmacs
+                .iter()
+                .find(|(m, v6)| m.spec.base == base && *v6 == v.address.is_ipv6())
+            {
+                let mut on = v.clone();
+                on.dev = None;
+                return vip_of(&on, m.ifindex, &inst.name);
+            }
+        }
+        // With a VMAC, the addresses on the instance's interface go on the
+        // VMAC (keepalived 2.2.7 puts the other family's there too); those
+        // on other interfaces stay there.
         let mut v = v.clone();
         if vmac.is_some() && v.dev.as_deref().is_none_or(|d| d == ifname) {
             v.dev = None;
         }
-        v
+        vip_of(&v, vip_ifindex, &inst.name)
     };
-    let vip_ifindex = vmac.as_ref().map_or(ifindex, |m| m.ifindex);
     let vips = inst
         .virtual_ipaddress
         .iter()
-        .map(|v| vip_of(&on_vmac(v), vip_ifindex, &inst.name))
+        .map(place)
         .collect::<Result<Vec<_>, _>>()?;
     let excluded = inst
         .virtual_ipaddress_excluded
         .iter()
-        .map(|v| vip_of(&on_vmac(v), vip_ifindex, &inst.name))
+        .map(place)
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut router = router_config(inst, g, version, family, source, &vips);
     // keepalived: only with VIPs on other interfaces; without `all` only
-    // on their VMACs, which xvrrpd makes for the instance's interface only.
+    // those on `use_vmac_addr`'s VMACs.
     let own = vmac.as_ref().map_or(ifindex, |m| m.ifindex);
+    let on_addr_vmac = |v: &Vip| addr_vmacs.iter().any(|(m, _)| m.ifindex == v.ifindex);
+    let garp_extra_if_all = inst.garp_extra_if.is_some_and(|x| x.all);
     if let Some(x) = inst.garp_extra_if
-        && x.all
-        && vips.iter().chain(&excluded).any(|v| v.ifindex != own)
+        && vips.iter().chain(&excluded).any(|v| {
+            if x.all {
+                v.ifindex != own
+            } else {
+                on_addr_vmac(v)
+            }
+        })
         && !g.vrrp_min_garp
     {
         router.garp.extra_if_ns = duration_ns(x.interval);
@@ -877,6 +1004,8 @@ async fn instance_plan(
             .filter(|m| !m.xmit_base && family == Family::V4)
             .map_or(ifindex, |m| m.ifindex),
         vmac,
+        addr_vmacs: addr_vmacs.into_iter().map(|(m, _)| m).collect(),
+        garp_extra_if_all,
     })
 }
 
@@ -1131,7 +1260,7 @@ mod tests {
     use super::*;
     use crate::config::{SystemHost, analyze_source};
 
-    fn specs(text: &str) -> Vec<(String, VmacSpec)> {
+    fn specs(text: &str) -> Vec<(String, VmacSpec, VmacRole)> {
         let r = analyze_source(text.as_bytes(), "t.conf", &SystemHost);
         assert!(!r.has_errors(), "{:?}", r.diagnostics);
         vmac_specs(&r.config).expect("specs")
@@ -1147,10 +1276,42 @@ mod tests {
              vrrp_instance C {\n interface lo\n use_vmac averyveryvery.7 02:00:00:00:07:\n \
              virtual_router_id 9\n virtual_ipaddress {\n 10.0.2.1/24\n }\n}\n",
         );
-        let names: Vec<&str> = s.iter().map(|(_, v)| v.name.as_str()).collect();
+        let names: Vec<&str> = s.iter().map(|(_, v, _)| v.name.as_str()).collect();
         // Cut to 15 characters; a name another instance has gets a number.
         assert_eq!(names, ["averyveryver1.7", "averyveryvery.7"]);
         assert_eq!(s[0].1.mac, [0, 0, 0x5e, 0, 1, 7]);
         assert_eq!(s[1].1.mac, [2, 0, 0, 0, 7, 9]);
+    }
+
+    #[test]
+    fn use_vmac_addr_gives_the_other_family_a_vmac_of_its_own() {
+        let s = specs(
+            "global_defs {\n vmac_addr_prefix addr\n}\n\
+             vrrp_instance A {\n interface lo\n use_vmac\n use_vmac_addr\n \
+             virtual_router_id 7\n virtual_ipaddress {\n 10.0.0.1/24\n }\n \
+             virtual_ipaddress_excluded {\n 10.0.1.1/24\n 2001:db8::1/64\n \
+             2001:db8::2/64\n }\n}\n\
+             vrrp_instance B {\n interface lo\n virtual_router_id 8\n \
+             virtual_ipaddress {\n 10.0.2.1/24\n }\n \
+             virtual_ipaddress_excluded {\n 2001:db8::8/64\n }\n}\n",
+        );
+        let got: Vec<(&str, &str, VmacRole, [u8; 6])> = s
+            .iter()
+            .map(|(i, v, r)| (i.as_str(), v.name.as_str(), *r, v.mac))
+            .collect();
+        // The IPv4 ones go on A's own VMAC; both IPv6 ones share one of the
+        // IPv6 MAC; B has neither keyword and gets none.
+        assert_eq!(
+            got,
+            [
+                ("A", "vrrp.7", VmacRole::Own, [0, 0, 0x5e, 0, 1, 7]),
+                (
+                    "A",
+                    "addr.7",
+                    VmacRole::Addresses { v6: true },
+                    [0, 0, 0x5e, 0, 2, 7]
+                ),
+            ]
+        );
     }
 }

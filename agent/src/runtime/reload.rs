@@ -291,7 +291,7 @@ impl Daemon {
         let vmacs_before: Vec<String> = self
             .instances
             .iter()
-            .filter_map(|i| Some(i.plan.vmac.as_ref()?.spec.name.clone()))
+            .flat_map(|i| i.plan.vmacs().map(|m| m.spec.name.clone()))
             .collect();
         self.reloads += 1;
         super::apply_umask(&prepared.new.config.global_defs);
@@ -332,7 +332,7 @@ impl Daemon {
                 !self
                     .instances
                     .iter()
-                    .any(|i| i.plan.vmac.as_ref().is_some_and(|m| m.spec.name == *n))
+                    .any(|i| i.plan.vmacs().any(|m| m.spec.name == *n))
             })
             .collect();
         super::daemon::remove_vmacs(&vmacs_gone).await;

@@ -132,6 +132,11 @@ static GLOBAL_DEFS: Table<GlobalDefs> = Table {
                 g.vmac_prefix = Some(t.text);
             }
         }),
+        unchecked(&["vmac_addr_prefix"], |b, g, n| {
+            if let Some(t) = b.word(n, "prefix") {
+                g.vmac_addr_prefix = Some(t.text);
+            }
+        }),
         unchecked(&["router_id"], |b, g, n| {
             if let Some(t) = b.word(n, "name") {
                 g.router_id = Some(t.text);
@@ -404,7 +409,6 @@ const IGNORED_GLOBALS: &[&str] = &[
     "nftables_ipvs_start_fwmark",
     "disable_local_igmp",
     "log_unknown_vrids",
-    "vmac_addr_prefix",
     "vrrp_netlink_cmd_rcv_bufs",
     "vrrp_netlink_cmd_rcv_bufs_force",
     "vrrp_netlink_monitor_rcv_bufs",

@@ -134,6 +134,7 @@ fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
         down_timer_adverts: g.vrrp_down_timer_adverts,
         use_vmac: None,
         vmac_xmit_base: false,
+        use_vmac_addr: false,
         garp_extra_if: g.vrrp_garp_extra_if,
         virtual_routes: Vec::new(),
         virtual_rules: Vec::new(),
@@ -586,6 +587,10 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
             b.no_args(n);
             d.v.vmac_xmit_base = true;
         }),
+        leaf(&["use_vmac_addr"], |b, d, n| {
+            b.no_args(n);
+            d.v.use_vmac_addr = true;
+        }),
         unchecked(&["virtual_routes", "virtual_rules"], routes_or_rules),
         leaf(&["smtp_alert"], tracking::smtp_alert),
         leaf(&["native_ipv6"], native_ipv6),
@@ -604,7 +609,7 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
 };
 
 /// vrrp_instance keywords keepalived knows and xvrrpd does not implement.
-const UNSUPPORTED_INSTANCE: &[&str] = &["use_vmac_addr", "use_ipvlan", "vrf", "garp_extra_if_vmac"];
+const UNSUPPORTED_INSTANCE: &[&str] = &["use_ipvlan", "vrf", "garp_extra_if_vmac"];
 
 /// The names of this block's keywords (see `keyword_catalog`).
 pub(super) fn keyword_names() -> Vec<&'static str> {
