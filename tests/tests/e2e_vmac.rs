@@ -620,6 +620,29 @@ fn use_vmac_addr_gives_other_addresses_vmacs_of_their_own() -> Result<()> {
             ok,
             "r2 took over but 198.51.100.8 is not on its vrrp.{VRID}"
         );
+        // The dead r1's warden takes its addresses off its VMACs once r2
+        // owns the VRID (the kernel fence says so on eth0).
+        let mut left = String::new();
+        let ok = xvrrpd_tests::lab::wait_until(
+            Duration::from_secs(2),
+            Duration::from_millis(20),
+            || {
+                let Ok((_, a)) = links_and_addrs(&c, "r1") else {
+                    return false;
+                };
+                left = a
+                    .lines()
+                    .filter(|l| {
+                        ["198.51.100.8/", "2001:db8::148/", &format!("{VIP}/")]
+                            .iter()
+                            .any(|x| l.contains(x))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                left.is_empty()
+            },
+        );
+        ensure!(ok, "the dead r1 still holds:\n{left}");
         c.finish()?;
         c.router_mut("r2").sigterm()?;
         let (links, _) = links_and_addrs(&c, "r2")?;

@@ -361,13 +361,11 @@ async fn guard_vips(pins: &PinDir, identity: (u64, u64)) -> ExitCode {
         if !fenced.is_empty()
             && let Ok(marked) = vips.list_marked().await
         {
+            // A guard names the instance's interface; the address may sit
+            // on a VMAC or another interface (`dev`, `use_vmac_addr`).
             let gone: Vec<Vip> = marked
                 .iter()
-                .filter(|a| {
-                    fenced
-                        .iter()
-                        .any(|f| (f.ifindex, f.addr) == (a.ifindex, a.addr))
-                })
+                .filter(|a| fenced.iter().any(|f| f.addr == a.addr))
                 .map(|a| Vip::new(a.ifindex, a.addr, a.prefix_len))
                 .collect();
             for (v, r) in gone.iter().zip(vips.remove_vips(&gone).await) {
@@ -390,7 +388,6 @@ fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// What the daemon told the warden: farewells by instance.
 /// The pipe from the daemon after a read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pipe {
@@ -402,6 +399,7 @@ enum Pipe {
     Failed,
 }
 
+/// What the daemon told the warden: farewells by instance.
 #[derive(Default)]
 struct Told {
     farewells: HashMap<String, Farewell>,
