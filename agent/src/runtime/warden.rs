@@ -537,6 +537,28 @@ fn wait_for_exit(pid: u32, sockets: &SenderPool) -> std::io::Result<Farewells> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_pipe_to_the_warden_sits_above_every_other_descriptor() {
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cat");
+        let pipe = onto_high_slot(child.stdin.take().expect("piped"));
+        let fd = pipe.as_raw_fd();
+        let highest = std::fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .max();
+        assert_eq!(highest, Some(fd), "released first when the process dies");
+        // SAFETY: F_GETFD on a descriptor we own.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert_ne!(flags & libc::FD_CLOEXEC, 0, "no script inherits it");
+        // Its end is the warden's news: `cat` sees it and ends.
+        drop(pipe);
+        assert!(child.wait().expect("wait").success());
+    }
+
     fn farewell(last: u8) -> Farewell {
         Farewell {
             ifindex: 3,
