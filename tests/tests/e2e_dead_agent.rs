@@ -333,19 +333,9 @@ fn killed_master(name: &str, attach: &str) -> Result<()> {
         datapath_attached(&c, "r1")?,
         "the killed r1's datapath is not pinned"
     );
-    let r1 = c.router("r1");
-    let bin = r1.bin.display().to_string();
-    let sock = r1.control_socket.display().to_string();
-    let pin_dir = r1.bpf_dir().display().to_string();
-    let out = r1.host.exec(&[
-        &bin,
-        "cleanup",
-        "--control-socket",
-        &sock,
-        "--bpf-pin-dir",
-        &pin_dir,
-    ])?;
+    let out = cleanup(&c, "r1")?;
     ensure!(out.status.success(), "xvrrpd cleanup failed: {out:?}");
+    let pin_dir = c.router("r1").bpf_dir().display().to_string();
     ensure!(
         pins(&c, "r1").is_empty(),
         "cleanup left {:?}",
@@ -446,6 +436,22 @@ fn a_killed_backup_sends_no_farewell() -> Result<()> {
     })
 }
 
+/// `xvrrpd cleanup` for `r`'s daemon, run in its namespace.
+fn cleanup(c: &Cluster, r: &str) -> Result<std::process::Output> {
+    let r = c.router(r);
+    let bin = r.bin.display().to_string();
+    let sock = r.control_socket.display().to_string();
+    let pin_dir = r.bpf_dir().display().to_string();
+    r.host.exec(&[
+        &bin,
+        "cleanup",
+        "--control-socket",
+        &sock,
+        "--bpf-pin-dir",
+        &pin_dir,
+    ])
+}
+
 /// xvrrpd's clsact filters on `r`'s interface.
 fn clsact_filters(c: &Cluster, r: &str) -> Result<usize> {
     let out = c
@@ -500,18 +506,7 @@ fn a_clsact_filter_a_killed_agent_left_goes_at_restart_and_cleanup() -> Result<(
             clsact_filters(&c, "r1")? == 1,
             "the killed r1's filter is gone already"
         );
-        let r1 = c.router("r1");
-        let bin = r1.bin.display().to_string();
-        let sock = r1.control_socket.display().to_string();
-        let pin_dir = r1.bpf_dir().display().to_string();
-        let out = r1.host.exec(&[
-            &bin,
-            "cleanup",
-            "--control-socket",
-            &sock,
-            "--bpf-pin-dir",
-            &pin_dir,
-        ])?;
+        let out = cleanup(&c, "r1")?;
         let said = String::from_utf8_lossy(&out.stdout);
         ensure!(
             out.status.success() && said.contains("removed a TC filter left on eth0"),

@@ -171,6 +171,22 @@ fn track_src_ip_faults_while_the_configured_source_is_gone() -> Result<()> {
     })
 }
 
+/// Only r1 advertises `vrid` for `mdis` of r2's down intervals from now:
+/// r2 hears it.
+fn r1_alone_for(c: &Cluster, vrid: u8, mdis: u64) -> Result<()> {
+    let since = c.lab.mark("steady");
+    std::thread::sleep(Duration::from_nanos(mdis * c.mdi_ns("r2")));
+    let now = Stamp::now();
+    let ads = adverts(&c.wire()?, vrid, false);
+    check_sole_advertiser(
+        &ads,
+        c.router("r1").mac,
+        since.rt_ns,
+        now.rt_ns,
+        c.lab.origin.rt_ns,
+    )
+}
+
 /// The checksum forms of `r`'s adverts on the wire so far, counted.
 fn checksum_forms(c: &Cluster, r: &str) -> Result<Vec<(ChecksumKind, usize)>> {
     let mac = c.router(r).mac;
@@ -208,17 +224,7 @@ fn old_unicast_checksum_is_sent_and_a_keepalived_configured_for_it_hears_it() ->
         c.expect_master("r1", Duration::from_secs(10))?;
         // keepalived would take over after its down interval (3.6 s) if it
         // refused r1's adverts.
-        let since = c.lab.mark("steady");
-        std::thread::sleep(Duration::from_nanos(2 * c.mdi_ns("r2")));
-        let now = Stamp::now();
-        let ads = adverts(&c.wire()?, 54, false);
-        check_sole_advertiser(
-            &ads,
-            c.router("r1").mac,
-            since.rt_ns,
-            now.rt_ns,
-            c.lab.origin.rt_ns,
-        )?;
+        r1_alone_for(&c, 54, 2)?;
         let forms = checksum_forms(&c, "r1")?;
         ensure!(
             forms.len() == 1 && forms[0].0 == ChecksumKind::OldUnicast,
@@ -275,17 +281,7 @@ fn the_old_unicast_checksum_is_detected_unless_never() -> Result<()> {
             }
             c.router("r2")
                 .wait_state("VI_O", "BACKUP", Duration::from_secs(5))?;
-            let since = c.lab.mark("steady");
-            std::thread::sleep(Duration::from_nanos(3 * c.mdi_ns("r2")));
-            let now = Stamp::now();
-            let ads = adverts(&c.wire()?, 55, false);
-            check_sole_advertiser(
-                &ads,
-                c.router("r1").mac,
-                since.rt_ns,
-                now.rt_ns,
-                c.lab.origin.rt_ns,
-            )?;
+            r1_alone_for(&c, 55, 3)?;
             ensure!(
                 c.router("r2")
                     .log()

@@ -462,14 +462,7 @@ fn vips_on_another_interface_are_announced_there() -> Result<()> {
             false,
             |_, _| Ok(()),
         )?;
-        for r in ["r1", "r2"] {
-            let h = &c.router(r).host;
-            h.exec(&[
-                "ip", "link", "add", "lb0", "type", "veth", "peer", "name", "lb0p",
-            ])?;
-            h.exec(&["ip", "link", "set", "lb0", "up"])?;
-            h.exec(&["ip", "link", "set", "lb0p", "up"])?;
-        }
+        add_lb0(&c)?;
         // GARPs for the other VIP that reach lb0's peer in r1's namespace.
         let garps =
             c.router("r1")
@@ -501,6 +494,19 @@ fn vips_on_another_interface_are_announced_there() -> Result<()> {
         );
         c.finish()
     })
+}
+
+/// A second interface on each router, `lb0`, a veth whose peer `lb0p`
+/// stays in the router's namespace (frames sent on it are seen there).
+fn add_lb0(c: &Cluster) -> Result<()> {
+    for r in &c.routers {
+        r.host.exec(&[
+            "ip", "link", "add", "lb0", "type", "veth", "peer", "name", "lb0p",
+        ])?;
+        r.host.exec(&["ip", "link", "set", "lb0", "up"])?;
+        r.host.exec(&["ip", "link", "set", "lb0p", "up"])?;
+    }
+    Ok(())
 }
 
 /// `ip -o` lines of `router`'s links and addresses.
@@ -542,14 +548,7 @@ fn use_vmac_addr_gives_other_addresses_vmacs_of_their_own() -> Result<()> {
             false,
             |_, _| Ok(()),
         )?;
-        for r in ["r1", "r2"] {
-            let h = &c.router(r).host;
-            h.exec(&[
-                "ip", "link", "add", "lb0", "type", "veth", "peer", "name", "lb0p",
-            ])?;
-            h.exec(&["ip", "link", "set", "lb0", "up"])?;
-            h.exec(&["ip", "link", "set", "lb0p", "up"])?;
-        }
+        add_lb0(&c)?;
         let garps = c
             .router("r1")
             .host
