@@ -58,6 +58,7 @@ fn full_report() -> StatusReport {
             advert_int_cs: 100,
             master_down_interval_ns: 1,
             down_timer: Some("kernel".into()),
+            advert_checksum: None,
             vips: vec!["192.0.2.10".into()],
             trackers: vec![TrackerStatus {
                 name: "t".into(),

@@ -289,6 +289,13 @@ fn the_old_unicast_checksum_is_detected_unless_never() -> Result<()> {
                 "r2 did not say it detected the old checksum: {}",
                 c.router("r2").log_tail(20)
             );
+            let shown = c.router("r2").status()?.instances[0]
+                .advert_checksum
+                .clone();
+            ensure!(
+                shown.as_deref() == Some("old-unicast"),
+                "r2's status shows advert_checksum {shown:?} after the detection"
+            );
             println!("{}", c.crash("r1", "r2")?.summary());
             let forms = checksum_forms(&c, "r2")?;
             ensure!(

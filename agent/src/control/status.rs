@@ -85,6 +85,11 @@ pub struct InstanceStatus {
     /// when no down timer runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_timer: Option<String>,
+    /// The VRRPv3/IPv4 checksum its adverts carry when not the standard
+    /// one: `old-unicast` (keepalived 1.3.5's, configured or detected from
+    /// a peer) or `message-only` (`v3_checksum_as_v2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advert_checksum: Option<String>,
     pub vips: Vec<String>,
     pub trackers: Vec<TrackerStatus>,
     pub counters: InstanceCounters,
