@@ -186,28 +186,34 @@ pub enum AttachPreference {
     TcClsact,
 }
 
-/// Removes the `clsact` filters of xvrrpd's TC programs from every
-/// interface of this network namespace, and says from which. No pin holds
+/// Removes the `clsact` filters of xvrrpd's TC programs from the
+/// interfaces of this network namespace, and says from which. No pin holds
 /// such a filter (TC before 6.6, or `--attach tc-clsact`): after a crash it
 /// goes on running, consuming adverts for a ring nobody reads, until it is
 /// deleted. A start does this once the leftover VIPs are gone (until then
-/// the old filter's fence guards them), and so does `xvrrpd cleanup`.
-pub fn remove_leftover_tc_filters() -> Vec<String> {
-    let Ok(ifaces) = nix::net::if_::if_nameindex() else {
-        return Vec::new();
+/// the old filter's fence guards them), and so does `xvrrpd cleanup`. One
+/// qdisc dump finds the interfaces that can hold a filter at all, so a
+/// host with a thousand VLANs pays for the few with a `clsact` qdisc.
+pub async fn remove_leftover_tc_filters() -> Vec<String> {
+    let ifindexes = match crate::net::link::with_clsact().await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::debug!("listing clsact qdiscs: {e}");
+            return Vec::new();
+        }
     };
     let mut cleaned = Vec::new();
-    for iface in ifaces.iter() {
-        let Ok(ifname) = iface.name().to_str() else {
+    for ifindex in ifindexes {
+        let Ok(ifname) = crate::net::link::ifname_by_index(ifindex) else {
             continue;
         };
-        for prog in [PROG_TC, PROG_TC_PLAIN] {
-            // "Not found" (or no clsact qdisc at all) is the common case.
-            if qdisc_detach_program(ifname, TcAttachType::Ingress, prog).is_ok()
-                && !cleaned.iter().any(|c| c == ifname)
-            {
-                cleaned.push(ifname.to_string());
-            }
+        // Either of the two programs (with or without BPF timers).
+        let removed = [PROG_TC, PROG_TC_PLAIN]
+            .into_iter()
+            .filter(|prog| qdisc_detach_program(&ifname, TcAttachType::Ingress, prog).is_ok())
+            .count();
+        if removed > 0 {
+            cleaned.push(ifname);
         }
     }
     cleaned

@@ -20,8 +20,8 @@ use super::{
     addr::{AddrInfo, is_ipv6_link_local},
     nl::{
         self, NLM_F_DUMP_INTR, NlError, NlSocket, RTM_DELADDR, RTM_DELLINK, RTM_GETADDR,
-        RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR,
-        RTNLGRP_LINK, Recv,
+        RTM_GETLINK, RTM_GETQDISC, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWQDISC, RTNLGRP_IPV4_IFADDR,
+        RTNLGRP_IPV6_IFADDR, RTNLGRP_LINK, Recv,
     },
 };
 
@@ -543,6 +543,31 @@ pub async fn link_state(ifindex: u32) -> Result<LinkEvent, LinkError> {
     })
     .await?;
     found.ok_or(LinkError::NoSuchIndex(ifindex))
+}
+
+/// The interfaces of this network namespace that have a `clsact` qdisc
+/// (where TC filters can hang), from one dump.
+pub async fn with_clsact() -> Result<Vec<u32>, LinkError> {
+    use netlink_packet_core::Parseable;
+    use netlink_packet_route::tc::{TcAttribute, TcMessage};
+    // struct tcmsg: family, padding, ifindex, handle, parent, info.
+    const TCMSG_LEN: usize = 20;
+    let mut sock = NlSocket::open(&[], QUERY_RCVBUF)?;
+    let mut found = Vec::new();
+    sock.dump(RTM_GETQDISC, &[0u8; TCMSG_LEN], |kind, payload| {
+        if kind == RTM_NEWQDISC
+            && let Ok(m) = TcMessage::parse(payload)
+            && m.attributes
+                .iter()
+                .any(|a| matches!(a, TcAttribute::Kind(k) if k == "clsact"))
+            && let Ok(ifindex) = u32::try_from(m.header.index)
+            && !found.contains(&ifindex)
+        {
+            found.push(ifindex);
+        }
+    })
+    .await?;
+    Ok(found)
 }
 
 /// The addresses of one link, from a fresh dump, in the kernel's order.

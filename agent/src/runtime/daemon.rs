@@ -267,7 +267,7 @@ impl Daemon {
         remove_stale_routes(&vips).await;
         set_static(&vips, &plan, true).await;
         // After the VIPs: the previous run's fence guards them until then.
-        remove_leftover_tc_filters();
+        remove_leftover_tc_filters().await;
         let (datapath, ebpf_loading) = open_datapath(&plan, opts.datapath, opts.pins.as_ref())?;
         let link = LinkWatcher::new(Watch::LinksAndAddresses)
             .context("watching links and addresses over netlink")?;
@@ -662,8 +662,8 @@ async fn remove_leftovers(vips: &VipManager) {
 }
 
 /// clsact filters a dead xvrrpd left: they would go on consuming adverts.
-fn remove_leftover_tc_filters() {
-    let cleaned = crate::datapath::ebpf::remove_leftover_tc_filters();
+async fn remove_leftover_tc_filters() {
+    let cleaned = crate::datapath::ebpf::remove_leftover_tc_filters().await;
     if !cleaned.is_empty() {
         warn!(
             "removed the TC filter(s) a previous xvrrpd left on {}",

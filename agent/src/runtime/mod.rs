@@ -348,7 +348,7 @@ pub fn cleanup_main(cli: &Cli) -> ExitCode {
             _ => true,
         };
         // With the VIPs gone, as the pinned links above.
-        for ifname in crate::datapath::ebpf::remove_leftover_tc_filters() {
+        for ifname in crate::datapath::ebpf::remove_leftover_tc_filters().await {
             println!("removed a TC filter left on {ifname}");
         }
         match removed {
