@@ -259,24 +259,10 @@ impl Daemon {
                 }
             }
             Action::SendGratuitousExtraIf => {
-                let addrs: Vec<IpAddr> = self
+                let addrs = self
                     .instances
                     .get(inst)
-                    .map(|i| {
-                        let own = i.plan.announce_ifindex();
-                        i.all_vips()
-                            .into_iter()
-                            .filter(|v| {
-                                let on = i.plan.vip_ifindex(v.addr);
-                                if i.plan.garp_extra_if_all {
-                                    on != own
-                                } else {
-                                    i.plan.addr_vmacs.iter().any(|m| m.ifindex == on)
-                                }
-                            })
-                            .map(|v| v.addr)
-                            .collect()
-                    })
+                    .map(|i| i.plan.garp_extra_if.clone())
                     .unwrap_or_default();
                 if let Some(effect) = self.gratuitous(inst, addrs, 1, 0) {
                     self.push_untimed(inst, effect);

@@ -124,9 +124,8 @@ pub struct InstancePlan {
     pub vmac: Option<VmacPlan>,
     /// `use_vmac_addr`: the macvlans its other addresses go on.
     pub addr_vmacs: Vec<VmacPlan>,
-    /// `garp_extra_if all`: the periodic announcements cover every address
-    /// off the instance's interface, not only those on `addr_vmacs`.
-    pub garp_extra_if_all: bool,
+    /// `garp_extra_if`: the addresses announced periodically.
+    pub garp_extra_if: Vec<IpAddr>,
     /// Where its adverts leave: the VMAC, unless `vmac_xmit_base` or no
     /// VMAC (then `ifindex`). Adverts are always received on `ifindex`,
     /// where the datapath sits, in front of the macvlan.
@@ -465,33 +464,38 @@ pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec, VmacRole)>, 
     // interface and family its other addresses need, named from
     // `vmac_addr_prefix`, with the RFC MAC of the address's family (or the
     // instance's configured MAC), as keepalived makes them.
+    let g = &config.global_defs;
+    let addr_prefix = (g.vmac_addr_prefix.as_deref())
+        .or(g.vmac_prefix.as_deref())
+        .unwrap_or("vrrp");
     for inst in &config.vrrp_instance {
-        let mut needed: Vec<(String, bool)> = Vec::new();
+        let mut needed: Vec<VmacRole> = Vec::new();
         for v in inst
             .virtual_ipaddress
             .iter()
             .chain(&inst.virtual_ipaddress_excluded)
         {
-            if let Some(base) = addr_vmac_base(inst, v)
-                && !needed.contains(&(base.clone(), v.address.is_ipv6()))
+            if let Some(role) = addr_vmac_role(inst, v)
+                && !needed.contains(&role)
             {
-                needed.push((base, v.address.is_ipv6()));
+                needed.push(role);
             }
         }
-        for (base_name, v6) in needed {
-            let base =
-                link::ifindex_by_name(&base_name).map_err(|source| PlanError::Interface {
-                    instance: inst.name.clone(),
-                    ifname: base_name.clone(),
-                    source,
-                })?;
-            let prefix = config
-                .global_defs
-                .vmac_addr_prefix
-                .as_deref()
-                .or(config.global_defs.vmac_prefix.as_deref())
-                .unwrap_or("vrrp");
-            let name = free_vmac_name(prefix, inst.virtual_router_id, &mut taken);
+        for role in needed {
+            let VmacRole::Addresses {
+                base: base_name,
+                v6,
+            } = &role
+            else {
+                continue;
+            };
+            let v6 = *v6;
+            let base = link::ifindex_by_name(base_name).map_err(|source| PlanError::Interface {
+                instance: inst.name.clone(),
+                ifname: base_name.clone(),
+                source,
+            })?;
+            let name = free_vmac_name(addr_prefix, inst.virtual_router_id, &mut taken);
             let configured = inst.use_vmac.as_ref().and_then(|u| u.mac.as_deref());
             let mac = configured
                 .and_then(parse_mac)
@@ -504,7 +508,7 @@ pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec, VmacRole)>, 
                     mac,
                     group: None,
                 },
-                VmacRole::Addresses { v6 },
+                role,
             ));
         }
     }
@@ -512,20 +516,20 @@ pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec, VmacRole)>, 
 }
 
 /// What a VMAC of [`vmac_specs`] is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmacRole {
     /// The instance's own (`use_vmac`): its adverts and the VIPs on its
     /// interface.
     Own,
-    /// Its addresses of one family on the VMAC's base (`use_vmac_addr`).
-    Addresses { v6: bool },
+    /// Its addresses of one family on interface `base` (`use_vmac_addr`).
+    Addresses { base: String, v6: bool },
 }
 
-/// The base interface of the VMAC an address needs for itself, as
-/// keepalived decides it: one on another interface than the instance's, or
-/// of the other family, with `use_vmac_addr` on the instance or `use_vmac`
-/// on the address. `None`: it goes where it would without.
-fn addr_vmac_base(inst: &VrrpInstance, v: &VirtualAddress) -> Option<String> {
+/// The VMAC an address needs for itself, as keepalived decides it: one on
+/// another interface than the instance's, or of the other family, with
+/// `use_vmac_addr` on the instance or `use_vmac` on the address. `None`: it
+/// goes where it would without.
+fn addr_vmac_role(inst: &VrrpInstance, v: &VirtualAddress) -> Option<VmacRole> {
     if !inst.use_vmac_addr && !v.flags.iter().any(|f| f == "use_vmac") {
         return None;
     }
@@ -537,7 +541,10 @@ fn addr_vmac_base(inst: &VrrpInstance, v: &VirtualAddress) -> Option<String> {
     if !elsewhere && own_family {
         return None;
     }
-    v.dev.clone().or_else(|| inst.interface.clone())
+    Some(VmacRole::Addresses {
+        base: v.dev.clone().or_else(|| inst.interface.clone())?,
+        v6: v.address.is_ipv6(),
+    })
 }
 
 /// `PREFIX.VRID`, or `PREFIXn.VRID` when taken, cut to fit IFNAMSIZ as
@@ -612,7 +619,7 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
         for (_, spec, role) in vmacs.iter().filter(|(n, ..)| *n == inst.name) {
             match role {
                 VmacRole::Own => vmac = Some(made(spec)?),
-                VmacRole::Addresses { v6 } => addr_vmacs.push((made(spec)?, *v6)),
+                VmacRole::Addresses { .. } => addr_vmacs.push((made(spec)?, role.clone())),
             }
         }
         let plan = instance_plan(
@@ -800,7 +807,7 @@ async fn instance_plan(
     interfaces: &mut BTreeMap<u32, u32>,
     (scripts, files, processes): (&[(ScriptPlan, CheckedScript)], &[FilePlan], &[ProcessPlan]),
     checker: &mut ScriptChecker,
-    (vmac, addr_vmacs): (Option<VmacPlan>, Vec<(VmacPlan, bool)>),
+    (vmac, addr_vmacs): (Option<VmacPlan>, Vec<(VmacPlan, VmacRole)>),
 ) -> Result<InstancePlan, PlanError> {
     let g = &config.global_defs;
     let ifname = inst
@@ -859,20 +866,12 @@ async fn instance_plan(
     // own VMACs.
     let vip_ifindex = vmac.as_ref().map_or(ifindex, |m| m.ifindex);
     let place = |v: &VirtualAddress| -> Result<Vip, PlanError> {
-        if let Some(base) = addr_vmac_base(inst, v) {
-            let base = link::ifindex_by_name(&base).map_err(|source| PlanError::Interface {
-                instance: inst.name.clone(),
-                ifname: base.clone(),
-                source,
-            })?;
-            if let Some((m, _)) = addr_vmacs
-                .iter()
-                .find(|(m, v6)| m.spec.base == base && *v6 == v.address.is_ipv6())
-            {
-                let mut on = v.clone();
-                on.dev = None;
-                return vip_of(&on, m.ifindex, &inst.name);
-            }
+        if let Some(role) = addr_vmac_role(inst, v)
+            && let Some((m, _)) = addr_vmacs.iter().find(|(_, r)| *r == role)
+        {
+            let mut on = v.clone();
+            on.dev = None;
+            return vip_of(&on, m.ifindex, &inst.name);
         }
         // With a VMAC, the addresses on the instance's interface go on the
         // VMAC (keepalived 2.2.7 puts the other family's there too); those
@@ -895,20 +894,26 @@ async fn instance_plan(
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut router = router_config(inst, g, version, family, source, &vips);
-    // keepalived: only with VIPs on other interfaces; without `all` only
+    // keepalived: the addresses on other interfaces with `all`, else only
     // those on `use_vmac_addr`'s VMACs.
     let own = vmac.as_ref().map_or(ifindex, |m| m.ifindex);
-    let on_addr_vmac = |v: &Vip| addr_vmacs.iter().any(|(m, _)| m.ifindex == v.ifindex);
-    let garp_extra_if_all = inst.garp_extra_if.is_some_and(|x| x.all);
+    let garp_extra_if: Vec<IpAddr> = match inst.garp_extra_if {
+        Some(x) if !g.vrrp_min_garp => vips
+            .iter()
+            .chain(&excluded)
+            .filter(|v| {
+                if x.all {
+                    v.ifindex != own
+                } else {
+                    addr_vmacs.iter().any(|(m, _)| m.ifindex == v.ifindex)
+                }
+            })
+            .map(|v| v.addr)
+            .collect(),
+        _ => Vec::new(),
+    };
     if let Some(x) = inst.garp_extra_if
-        && vips.iter().chain(&excluded).any(|v| {
-            if x.all {
-                v.ifindex != own
-            } else {
-                on_addr_vmac(v)
-            }
-        })
-        && !g.vrrp_min_garp
+        && !garp_extra_if.is_empty()
     {
         router.garp.extra_if_ns = duration_ns(x.interval);
     }
@@ -963,7 +968,7 @@ async fn instance_plan(
         } else {
             AdvertDest::Multicast(group_addr)
         },
-        checksum: if g.v3_checksum_as_v2 {
+        checksum: if g.v3_checksum_as_v2 && version == Version::V3 && family == Family::V4 {
             V3Ipv4Checksum::Plain
         } else if old_checksum_applies(&router)
             && inst.old_unicast_checksum == model::OldUnicastChecksum::Always
@@ -1005,7 +1010,7 @@ async fn instance_plan(
             .map_or(ifindex, |m| m.ifindex),
         vmac,
         addr_vmacs: addr_vmacs.into_iter().map(|(m, _)| m).collect(),
-        garp_extra_if_all,
+        garp_extra_if,
     })
 }
 
@@ -1297,7 +1302,7 @@ mod tests {
         );
         let got: Vec<(&str, &str, VmacRole, [u8; 6])> = s
             .iter()
-            .map(|(i, v, r)| (i.as_str(), v.name.as_str(), *r, v.mac))
+            .map(|(i, v, r)| (i.as_str(), v.name.as_str(), r.clone(), v.mac))
             .collect();
         // The IPv4 ones go on A's own VMAC; both IPv6 ones share one of the
         // IPv6 MAC; B has neither keyword and gets none.
@@ -1308,7 +1313,10 @@ mod tests {
                 (
                     "A",
                     "addr.7",
-                    VmacRole::Addresses { v6: true },
+                    VmacRole::Addresses {
+                        base: "lo".into(),
+                        v6: true
+                    },
                     [0, 0, 0x5e, 0, 2, 7]
                 ),
             ]

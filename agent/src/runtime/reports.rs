@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     control::status::{self, InstanceStatus, StatusReport, TransitionRecord},
-    packet::{V3Ipv4Checksum, Version},
+    packet::V3Ipv4Checksum,
     vrrp::{Family, State, TrackState, Transition},
 };
 
@@ -229,11 +229,7 @@ impl Daemon {
             advert_int_cs: r.map(|r| r.master_adver_int_cs()).unwrap_or(0),
             master_down_interval_ns: r.map(|r| r.master_down_ns()).unwrap_or(0),
             down_timer: self.down_timer_owner(n).map(Into::into),
-            // Only VRRPv3 over IPv4 has a choice.
             advert_checksum: match i.outlet.checksum() {
-                _ if i.plan.router.version != Version::V3 || i.plan.router.family != Family::V4 => {
-                    None
-                }
                 V3Ipv4Checksum::PseudoHeader => None,
                 V3Ipv4Checksum::OldUnicast => Some("old-unicast".into()),
                 V3Ipv4Checksum::Plain => Some("message-only".into()),
