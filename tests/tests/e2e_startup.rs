@@ -1,6 +1,7 @@
 //! Backups that start beside a running master leave it alone: through
 //! their start, the raw-socket datapath they begin with, and the switch to
-//! eBPF, no advert of the master goes unheard and none of them takes over.
+//! eBPF, none of them ever advertises (it would if it missed the master's
+//! adverts for a down interval) and the VIP stays on the master only.
 //!
 //! Three xvrrpd routers on a bridge, VRRPv3 at 10 ms, VIP 192.0.2.100/24:
 //! r2 (200) is master; r1 (150) and r3 (100) start and stop together,
@@ -50,9 +51,9 @@ fn backups_starting_beside_a_master_never_take_over() -> Result<()> {
         let now = Stamp::now();
         let ads = adverts(&c.wire()?, 51, false);
         let r2 = c.router("r2").mac;
-        // The master's own rhythm while the others load their programs: a
-        // gap longer than the backups' Skew_Time is what made one of them
-        // take over before.
+        // For the log: the master's own rhythm while the others load their
+        // programs (a stall there is what the assertions below would catch
+        // as a takeover).
         let mine: Vec<u64> = ads
             .iter()
             .filter(|a| a.mac == r2 && a.t_ns >= since.rt_ns && a.t_ns <= now.rt_ns)

@@ -54,11 +54,11 @@ pub struct Message {
 /// The running warden, as the daemon holds it.
 pub struct Warden {
     child: Child,
-    /// Non-blocking; `None` once it failed (it stays open: its end is the
-    /// warden's news of our death).
+    /// Non-blocking. It stays open after a failed write: its end is the
+    /// warden's news of our death.
     tell: Option<std::fs::File>,
-    /// The pipe after a failed write, kept open for the same reason.
-    _broken: Option<std::fs::File>,
+    /// A write failed: nothing more is told.
+    broken: bool,
     /// Lines the full pipe did not take yet, sent before the next ones.
     pending: std::collections::VecDeque<Vec<u8>>,
 }
@@ -132,7 +132,7 @@ pub fn spawn(pins: Option<&PinDir>) -> std::io::Result<Warden> {
     Ok(Warden {
         child,
         tell,
-        _broken: None,
+        broken: false,
         pending: std::collections::VecDeque::new(),
     })
 }
@@ -140,7 +140,7 @@ pub fn spawn(pins: Option<&PinDir>) -> std::io::Result<Warden> {
 impl Warden {
     /// Tells the warden the farewell of `instance` (or that it has none).
     pub fn tell(&mut self, instance: &str, farewell: Option<&Farewell>) {
-        if self.tell.is_none() {
+        if self.tell.is_none() || self.broken {
             return;
         }
         let msg = Message {
@@ -177,7 +177,7 @@ impl Warden {
                         "warden: cannot tell it the farewells ({e}): if xvrrpd dies, its \
                          backups wait a whole Master_Down_Interval"
                     );
-                    self._broken = self.tell.take();
+                    self.broken = true;
                     self.pending.clear();
                     return;
                 }
