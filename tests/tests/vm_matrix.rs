@@ -5,7 +5,9 @@
 //! read the datapath and kernel paths it settled on, elect, then `kill -9`
 //! the master's daemon, reload, SIGSTOP it (watchdog), and stop it — each
 //! watched from both guests (VIP, unit, state) and from a client on the
-//! bridge pinging the VIP every millisecond. Writes target/vmtest/matrix.md.
+//! bridge pinging the VIP every millisecond; then the same pair with the VIP
+//! on a `use_ipvlan` ipvlan (a module this host's kernel may lack), elected
+//! and `kill -9`ed again. Writes target/vmtest/matrix.md.
 //!
 //! `--kernel SERIES` (repeatable) picks kernels, e.g. `--kernel 6.1`;
 //! `XVRRPD_DEB` names the package (default: target/dist/xvrrpd_*.deb);
@@ -77,6 +79,22 @@ fn config_with(node: &Node, priority: u8, vips: &[&str], excluded: &[&str]) -> R
     cfg.render(Daemon::Xvrrpd)
 }
 
+/// The ipvlan of the `use_ipvlan` check, and each guest's own address on
+/// it (the adverts' source).
+const IPVLAN: &str = "vip51";
+const IPVLAN_A: &str = "192.0.2.31";
+const IPVLAN_B: &str = "192.0.2.32";
+
+/// [`config`] with the VIP on an L2 ipvlan of eth0 with address `own`.
+fn config_ipvlan(node: &Node, priority: u8, own: &str) -> Result<String> {
+    let mut inst = Instance::new("VI_1", 51, &[&format!("{VIP}/24")]).with_priority(priority);
+    inst.advert_int = ADVERT_INT;
+    inst.extra.push(format!("use_ipvlan {IPVLAN} {own}/24"));
+    let mut cfg = RouterConfig::single(inst);
+    cfg.global.router_id = node.name.into();
+    cfg.render(Daemon::Xvrrpd)
+}
+
 /// Master_Down_Interval of a backup of `priority`, seconds.
 fn mdi_s(priority: u8) -> f64 {
     master_down_ns(3, priority, ADVERT_INT) as f64 / 1e9
@@ -140,9 +158,7 @@ const UNIT_AND_STATUS: &str = "systemctl show -p ActiveState --value xvrrpd; \
 /// is compared across guests by host time.
 fn sample(vm: &mut Vm) -> Result<Sample> {
     let from = Stamp::now();
-    let addrs = vm
-        .sh("ip -br -4 addr show dev eth0", Duration::from_secs(20))?
-        .out;
+    let addrs = vm.sh("ip -br -4 addr show", Duration::from_secs(20))?.out;
     let to = Stamp::now();
     let r = vm.sh(UNIT_AND_STATUS, Duration::from_secs(20))?;
     let mut parts = r.out.split("@@\n");
@@ -929,8 +945,95 @@ fn run_checks(
                 .map_or("never".into(), |t| format!("{t:.1} s")),
         ),
     );
+    ipvlan(&mut pair, col)?;
     drop(pair);
     let _ = prober.stop();
+    Ok(())
+}
+
+/// What a guest's ipvlan looks like: its kind and mode line from `ip -d
+/// link`, and its IPv4 addresses ("" when it does not exist).
+fn ipvlan_view(vm: &mut Vm) -> Result<(String, String)> {
+    let out = vm.ok(&format!(
+        "ip -d -o link show dev {IPVLAN} 2>/dev/null | grep -o 'ipvlan *mode [a-z0-9]* *[a-z]*' || true; echo @@; \
+         ip -br -4 addr show dev {IPVLAN} 2>/dev/null || true"
+    ))?;
+    let (link, addrs) = out.split_once("@@").unwrap_or((&out, ""));
+    Ok((link.trim().to_string(), addrs.trim().to_string()))
+}
+
+/// `use_ipvlan`: both guests restarted on a configuration that puts the VIP
+/// on an L2 ipvlan with an address of its own. The ipvlan is made on both,
+/// the VIP sits on the master's only, the backup hears the master's adverts
+/// from the ipvlan's address, a `kill -9` moves the VIP to the backup's
+/// ipvlan (the full crash check), and a stop removes the ipvlan.
+fn ipvlan(p: &mut Pair, col: &mut Column) -> Result<()> {
+    let conf_a = config_ipvlan(&NODE_A, PRIO_A, IPVLAN_A)?;
+    let conf_b = config_ipvlan(&NODE_B, PRIO_B, IPVLAN_B)?;
+    p.b.ok(&format!(
+        "cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf_b}EOF\nsystemctl restart xvrrpd"
+    ))?;
+    p.a.ok(&format!(
+        "cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf_a}EOF\nsystemctl restart xvrrpd"
+    ))?;
+    let t0 = Stamp::now();
+    let before = sample(p.a)?.restarts;
+    let (sa, sb, settled) = watch(
+        p.a,
+        p.b,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+        |sa, sb| a_master_again(sa, sb, before),
+    )?;
+    log_samples(&p.log, "use_ipvlan", &t0, &sa, &sb);
+    let (link_a, addrs_a) = ipvlan_view(p.a)?;
+    let (link_b, addrs_b) = ipvlan_view(p.b)?;
+    let holds = |addrs: &str, a: &str| addrs.split_whitespace().any(|w| w == format!("{a}/24"));
+    let heard_from = sb.last().and_then(|s| s.status.as_ref()).and_then(|s| {
+        s["instances"][0]["master_address"]
+            .as_str()
+            .map(str::to_string)
+    });
+    let l2 = |l: &str| l.starts_with("ipvlan") && l.contains("mode l2");
+    let ok = settled
+        && l2(&link_a)
+        && l2(&link_b)
+        && holds(&addrs_a, IPVLAN_A)
+        && holds(&addrs_a, VIP)
+        && holds(&addrs_b, IPVLAN_B)
+        && !holds(&addrs_b, VIP)
+        && heard_from.as_deref() == Some(IPVLAN_A);
+    col.check(
+        "use_ipvlan",
+        ok,
+        format!(
+            "{}: \"{link_a}\" [{addrs_a}]; {}: \"{link_b}\" [{addrs_b}]; the backup hears the master from {}{}",
+            NODE_A.name,
+            NODE_B.name,
+            heard_from.as_deref().unwrap_or("?"),
+            if settled { "" } else { "; A never settled as master" }
+        ),
+    );
+    if !settled {
+        return Ok(());
+    }
+    crash(p, col, "use_ipvlan: kill -9 of the master's daemon", "9")?;
+    for vm in [&mut *p.a, &mut *p.b] {
+        vm.ok("systemctl stop xvrrpd")?;
+    }
+    let (link_a, _) = ipvlan_view(p.a)?;
+    let (link_b, _) = ipvlan_view(p.b)?;
+    let after_a = sample(p.a)?;
+    let after_b = sample(p.b)?;
+    col.check(
+        "use_ipvlan: stop",
+        link_a.is_empty() && link_b.is_empty() && !after_a.vips[0] && !after_b.vips[0],
+        if link_a.is_empty() && link_b.is_empty() {
+            "the ipvlan is gone on both guests, and the VIP with it".to_string()
+        } else {
+            format!("ipvlan left: \"{link_a}\" / \"{link_b}\"")
+        },
+    );
     Ok(())
 }
 

@@ -449,6 +449,34 @@ pub struct UseVmac {
     pub group: Option<u32>,
 }
 
+/// `use_ipvlan [IFNAME] [ADDRESS[/PREFIX]] [bridge|private|vepa] [group
+/// GROUP]`: an L2 ipvlan on the instance's interface carries its VIPs
+/// (it shares the base's MAC: no virtual MAC).
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct UseIpvlan {
+    /// The ipvlan's name; keepalived's `vrrp.VRID` when not given.
+    pub interface: Option<String>,
+    /// The ipvlan's own address, also the adverts' source unless one is
+    /// configured (required for IPv4, as in keepalived).
+    pub address: Option<IpAddr>,
+    pub prefix_len: Option<u8>,
+    pub mode: IpvlanMode,
+    /// `group GROUP`: the ipvlan's link group (default: the base's).
+    pub group: Option<u32>,
+}
+
+/// The ipvlan's flags: how its slaves reach each other (`bridge`, the
+/// kernel's default), or not (`private`), or only through the switch
+/// (`vepa`).
+#[derive(Serialize, PartialEq, Eq, Clone, Copy, Debug, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvlanMode {
+    #[default]
+    Bridge,
+    Private,
+    Vepa,
+}
+
 #[derive(Serialize, PartialEq, Eq, Clone, Debug)]
 pub struct VrrpInstance {
     pub name: String,
@@ -523,6 +551,7 @@ pub struct VrrpInstance {
     pub check_unicast_src: bool,
     pub down_timer_adverts: u32,
     pub use_vmac: Option<UseVmac>,
+    pub use_ipvlan: Option<UseIpvlan>,
     /// `vmac_xmit_base`: adverts go from the base interface, not the VMAC.
     pub vmac_xmit_base: bool,
     /// `use_vmac_addr`: addresses on another interface, or of the other

@@ -43,6 +43,7 @@ pub(crate) const NLM_F_DUMP_INTR: u16 = 0x10;
 pub(crate) const NLM_F_DUMP: u16 = 0x300;
 pub(crate) const NLM_F_EXCL: u16 = 0x200;
 pub(crate) const NLM_F_CREATE: u16 = 0x400;
+pub(crate) const NLM_F_REPLACE: u16 = 0x100;
 /// On an error message: the original request was cut to its header.
 const NLM_F_CAPPED: u16 = 0x100;
 /// On an error message: extended-ack attributes follow.

@@ -5,38 +5,69 @@
 //! IPv6 address generation, so a backup never sends from the virtual MAC
 //! and never moves it in the switches; the ARP settings keepalived sets on
 //! it and on its base, so only the VMAC answers ARP for the VIPs.
+//!
+//! `use_ipvlan`: an L2 ipvlan instead, made as keepalived makes it. It
+//! shares its base's MAC, so it needs no ARP settings; it carries its own
+//! address (the adverts' source) besides the VIPs.
 
 use netlink_packet_core::Emitable;
 use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoMacVlan, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoIpVlan, InfoKind, InfoMacVlan,
+    IpVlanFlags, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
+use std::net::IpAddr;
 use thiserror::Error;
 
 use super::{
     NlError,
     devconf::{self, DevConf},
     link::LinkError,
-    nl::{NLM_F_CREATE, NLM_F_EXCL, NlSocket, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK},
+    nl::{
+        NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NlSocket, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR,
+        RTM_NEWLINK, RTM_SETLINK,
+    },
 };
 use netlink_packet_core::Parseable;
 
-/// One VMAC as an instance needs it.
+/// One VMAC (or ipvlan) as an instance needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmacSpec {
     pub name: String,
     /// The interface it sits on (the instance's `interface`).
     pub base: u32,
-    pub mac: [u8; 6],
+    pub kind: VmacKind,
     /// The link group; the base's when not configured, as in keepalived.
     pub group: Option<u32>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmacKind {
+    /// `use_vmac`: a private macvlan with this MAC.
+    Macvlan { mac: [u8; 6] },
+    /// `use_ipvlan`: an L2 ipvlan with these flags (`IPVLAN_F_*`) and its
+    /// own address.
+    Ipvlan {
+        flags: u16,
+        address: Option<(IpAddr, u8)>,
+    },
+}
+
+impl VmacKind {
+    pub fn is_ipvlan(&self) -> bool {
+        matches!(self, Self::Ipvlan { .. })
+    }
+}
+
+/// `IPVLAN_F_PRIVATE` and `IPVLAN_F_VEPA` (linux/if_link.h).
+pub const IPVLAN_F_PRIVATE: u16 = 1;
+pub const IPVLAN_F_VEPA: u16 = 2;
+
 #[derive(Debug, Error)]
 pub enum VmacError {
     #[error(
-        "interface {0} exists and is not a macvlan: xvrrpd will not replace it; rename it, or name the VMAC with `use_vmac NAME`"
+        "interface {0} exists and is not a macvlan or ipvlan: xvrrpd will not replace it; rename it, or name the VMAC with `use_vmac NAME` (`use_ipvlan NAME`)"
     )]
     NotMacvlan(String),
     #[error("VMAC {name}: {step}: {source}")]
@@ -53,6 +84,9 @@ struct Found {
     ifindex: u32,
     macvlan: bool,
     private: bool,
+    ipvlan: bool,
+    /// An ipvlan's mode is L2 and these are its flags.
+    ipvlan_l2_flags: Option<u16>,
     base: Option<u32>,
     mac: Option<[u8; 6]>,
     group: Option<u32>,
@@ -79,6 +113,17 @@ fn found_of(payload: &[u8]) -> Option<(String, Found)> {
                 for i in infos {
                     match i {
                         LinkInfo::Kind(InfoKind::MacVlan) => f.macvlan = true,
+                        LinkInfo::Kind(InfoKind::IpVlan) => f.ipvlan = true,
+                        LinkInfo::Data(InfoData::IpVlan(d)) => {
+                            let l2 = d
+                                .iter()
+                                .any(|x| matches!(x, InfoIpVlan::Mode(IpVlanMode::L2)));
+                            let flags = d.iter().find_map(|x| match x {
+                                InfoIpVlan::Flags(f) => Some(f.bits()),
+                                _ => None,
+                            });
+                            f.ipvlan_l2_flags = l2.then_some(flags.unwrap_or(0));
+                        }
                         LinkInfo::Data(InfoData::MacVlan(d)) => {
                             f.private = d
                                 .iter()
@@ -143,15 +188,17 @@ pub async fn ensure(spec: &VmacSpec) -> Result<(u32, bool), VmacError> {
     let existing = all.iter().find(|(n, _)| *n == spec.name).map(|(_, f)| f);
     let mut made = false;
     let ifindex = match existing {
-        Some(f) if !f.macvlan => return Err(VmacError::NotMacvlan(spec.name.clone())),
-        Some(f) if f.private && f.base == Some(spec.base) && f.mac == Some(spec.mac) => f.ifindex,
+        Some(f) if !f.macvlan && !f.ipvlan => {
+            return Err(VmacError::NotMacvlan(spec.name.clone()));
+        }
+        Some(f) if f.base == Some(spec.base) && f.is(&spec.kind) => f.ifindex,
         other => {
             if let Some(f) = other {
-                // A macvlan of ours from another configuration (other base,
-                // MAC or mode): keepalived replaces it too.
+                // A macvlan or ipvlan of ours from another configuration
+                // (other base, kind, MAC or mode): keepalived replaces it too.
                 request(RTM_DELLINK, 0, &header(f.ifindex))
                     .await
-                    .map_err(nl("removing the old macvlan"))?;
+                    .map_err(nl("removing the old link"))?;
             }
             let group = spec.group.or_else(|| {
                 all.iter()
@@ -161,21 +208,34 @@ pub async fn ensure(spec: &VmacSpec) -> Result<(u32, bool), VmacError> {
             let mut m = header(0);
             m.attributes.push(LinkAttribute::IfName(spec.name.clone()));
             m.attributes.push(LinkAttribute::Link(spec.base));
-            m.attributes.push(LinkAttribute::Address(spec.mac.to_vec()));
             if let Some(g) = group {
                 m.attributes.push(LinkAttribute::Group(g));
             }
-            m.attributes.push(LinkAttribute::LinkInfo(vec![
-                LinkInfo::Kind(InfoKind::MacVlan),
-                LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
-                    MacVlanMode::Private,
-                )])),
-            ]));
+            match spec.kind {
+                VmacKind::Macvlan { mac } => {
+                    m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+                    m.attributes.push(LinkAttribute::LinkInfo(vec![
+                        LinkInfo::Kind(InfoKind::MacVlan),
+                        LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                            MacVlanMode::Private,
+                        )])),
+                    ]));
+                }
+                VmacKind::Ipvlan { flags, .. } => {
+                    m.attributes.push(LinkAttribute::LinkInfo(vec![
+                        LinkInfo::Kind(InfoKind::IpVlan),
+                        LinkInfo::Data(InfoData::IpVlan(vec![
+                            InfoIpVlan::Mode(IpVlanMode::L2),
+                            InfoIpVlan::Flags(IpVlanFlags::from_bits_retain(flags)),
+                        ])),
+                    ]));
+                }
+            }
             request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &m)
                 .await
-                .map_err(nl("creating the macvlan"))?;
+                .map_err(nl("creating the link"))?;
             made = true;
-            super::link::ifindex_by_name(&spec.name).map_err(nl("finding the new macvlan"))?
+            super::link::ifindex_by_name(&spec.name).map_err(nl("finding the new link"))?
         }
     };
     // Before it is up: no link-local address, so nothing is ever sent from
@@ -189,28 +249,77 @@ pub async fn ensure(spec: &VmacSpec) -> Result<(u32, bool), VmacError> {
     request(RTM_SETLINK, 0, &m)
         .await
         .map_err(nl("turning IPv6 address generation off"))?;
-    devconf::set(
-        ifindex,
-        &[
-            (DevConf::ArpIgnore, 1),
-            (DevConf::AcceptLocal, 1),
-            (DevConf::RpFilter, 0),
-            (DevConf::PromoteSecondaries, 1),
-        ],
-    )
-    .await
-    .map_err(nl("setting arp_ignore, accept_local, rp_filter"))?;
+    if !spec.kind.is_ipvlan() {
+        devconf::set(
+            ifindex,
+            &[
+                (DevConf::ArpIgnore, 1),
+                (DevConf::AcceptLocal, 1),
+                (DevConf::RpFilter, 0),
+                (DevConf::PromoteSecondaries, 1),
+            ],
+        )
+        .await
+        .map_err(nl("setting arp_ignore, accept_local, rp_filter"))?;
+    }
     let mut m = header(ifindex);
     m.header.flags = LinkFlags::Up;
     m.header.change_mask = LinkFlags::Up;
     request(RTM_SETLINK, 0, &m)
         .await
         .map_err(nl("setting it up"))?;
+    if let VmacKind::Ipvlan {
+        address: Some((addr, prefix_len)),
+        ..
+    } = spec.kind
+    {
+        add_own_address(ifindex, addr, prefix_len)
+            .await
+            .map_err(nl("adding its address"))?;
+    }
     Ok((ifindex, made))
 }
 
-/// Removes the macvlan `name` if it is one (an interface of another kind
-/// by that name is left alone).
+/// The ipvlan's own address: a plain one, without xvrrpd's VIP marker, so
+/// no clean-up of VIPs ever takes it; it goes with the link.
+async fn add_own_address(ifindex: u32, addr: IpAddr, prefix_len: u8) -> Result<(), LinkError> {
+    let mut m = AddressMessage::default();
+    m.header.family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    m.header.prefix_len = prefix_len;
+    m.header.index = ifindex;
+    m.attributes.push(AddressAttribute::Local(addr));
+    m.attributes.push(AddressAttribute::Address(addr));
+    let mut sock = NlSocket::open(&[], 1 << 16)?;
+    let mut buf = vec![0u8; m.buffer_len()];
+    m.emit(&mut buf);
+    sock.request_acked(
+        RTM_NEWADDR,
+        NLM_F_CREATE | NLM_F_REPLACE,
+        &[super::nl::RawPayload(&buf)],
+    )
+    .await
+    .into_iter()
+    .next()
+    .unwrap_or(Err(NlError::Overrun))
+    .map_err(LinkError::from)
+}
+
+impl Found {
+    /// It is the link `kind` asks for (a macvlan's base is checked apart).
+    fn is(&self, kind: &VmacKind) -> bool {
+        match kind {
+            VmacKind::Macvlan { mac } => self.macvlan && self.private && self.mac == Some(*mac),
+            VmacKind::Ipvlan { flags, .. } => self.ipvlan && self.ipvlan_l2_flags == Some(*flags),
+        }
+    }
+}
+
+/// Removes the macvlan or ipvlan `name` if it is one (an interface of
+/// another kind by that name is left alone).
 pub async fn remove(name: &str) -> Result<bool, VmacError> {
     let nl = |step: &'static str| {
         let name = name.to_string();
@@ -221,7 +330,10 @@ pub async fn remove(name: &str) -> Result<bool, VmacError> {
         }
     };
     let all = links().await.map_err(nl("listing interfaces"))?;
-    let Some((_, f)) = all.iter().find(|(n, f)| n == name && f.macvlan) else {
+    let Some((_, f)) = all
+        .iter()
+        .find(|(n, f)| n == name && (f.macvlan || f.ipvlan))
+    else {
         return Ok(false);
     };
     request(RTM_DELLINK, 0, &header(f.ifindex))

@@ -770,15 +770,25 @@ pub(super) async fn make_vmacs(config: &crate::config::Config) -> Result<Vec<Str
     let specs = plan::vmac_specs(config)?;
     let mut made = Vec::new();
     for (instance, spec, _) in &specs {
+        let what = if spec.kind.is_ipvlan() {
+            "ipvlan"
+        } else {
+            "VMAC"
+        };
         match crate::net::vmac::ensure(spec).await {
             Ok((_, true)) => {
-                info!("{instance}: VMAC {} made", spec.name);
+                info!("{instance}: {what} {} made", spec.name);
                 made.push(spec.name.clone());
             }
-            Ok((_, false)) => info!("{instance}: VMAC {} taken over", spec.name),
+            Ok((_, false)) => info!("{instance}: {what} {} taken over", spec.name),
             Err(e) => {
                 remove_vmacs(&made).await;
-                return Err(e).with_context(|| format!("instance {instance}: use_vmac"));
+                let keyword = if spec.kind.is_ipvlan() {
+                    "use_ipvlan"
+                } else {
+                    "use_vmac"
+                };
+                return Err(e).with_context(|| format!("instance {instance}: {keyword}"));
             }
         }
     }
@@ -808,6 +818,7 @@ impl Daemon {
                     .plan
                     .vmac
                     .iter()
+                    .filter(|m| !m.spec.kind.is_ipvlan())
                     .filter(|_| i.plan.router.family == crate::vrrp::Family::V4);
                 let for_v4 = i.plan.addr_vmacs.iter().filter(|m| {
                     i.plan

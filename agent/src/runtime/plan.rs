@@ -23,7 +23,7 @@ use crate::{
     net::{
         addr::{Scope, Vip, ipv4_broadcast},
         link,
-        vmac::{VmacSpec, rfc_mac},
+        vmac::{IPVLAN_F_PRIVATE, IPVLAN_F_VEPA, VmacKind, VmacSpec, rfc_mac},
     },
     notify::NotifyScripts,
     packet::{Auth, V3Ipv4Checksum, Version},
@@ -416,10 +416,22 @@ pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec, VmacRole)>, 
     let mut taken: Vec<String> = config
         .vrrp_instance
         .iter()
-        .filter_map(|i| i.use_vmac.as_ref()?.interface.clone())
+        .filter_map(|i| match (&i.use_vmac, &i.use_ipvlan) {
+            (_, Some(u)) => u.interface.clone(),
+            (Some(u), None) => u.interface.clone(),
+            (None, None) => None,
+        })
         .collect();
     let mut out = Vec::new();
     for inst in &config.vrrp_instance {
+        if let Some(u) = &inst.use_ipvlan {
+            out.push((
+                inst.name.clone(),
+                ipvlan_spec(config, inst, u, &mut taken)?,
+                VmacRole::Own,
+            ));
+            continue;
+        }
         let Some(u) = &inst.use_vmac else {
             continue;
         };
@@ -454,7 +466,7 @@ pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec, VmacRole)>, 
             VmacSpec {
                 name,
                 base,
-                mac,
+                kind: VmacKind::Macvlan { mac },
                 group: u.group,
             },
             VmacRole::Own,
@@ -505,7 +517,7 @@ pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec, VmacRole)>, 
                 VmacSpec {
                     name,
                     base,
-                    mac,
+                    kind: VmacKind::Macvlan { mac },
                     group: None,
                 },
                 role,
@@ -513,6 +525,50 @@ pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec, VmacRole)>, 
         }
     }
     Ok(out)
+}
+
+/// `use_ipvlan`: named as a VMAC would be, on the instance's interface,
+/// with its address at the prefix given (a host address when none is).
+fn ipvlan_spec(
+    config: &Config,
+    inst: &VrrpInstance,
+    u: &model::UseIpvlan,
+    taken: &mut Vec<String>,
+) -> Result<VmacSpec, PlanError> {
+    let ifname = inst
+        .interface
+        .clone()
+        .ok_or_else(|| PlanError::NoInterface(inst.name.clone()))?;
+    let base = link::ifindex_by_name(&ifname).map_err(|source| PlanError::Interface {
+        instance: inst.name.clone(),
+        ifname: ifname.clone(),
+        source,
+    })?;
+    let name = match &u.interface {
+        Some(n) => n.clone(),
+        None => free_vmac_name(
+            config.global_defs.vmac_prefix.as_deref().unwrap_or("vrrp"),
+            inst.virtual_router_id,
+            taken,
+        ),
+    };
+    let flags = match u.mode {
+        model::IpvlanMode::Bridge => 0,
+        model::IpvlanMode::Private => IPVLAN_F_PRIVATE,
+        model::IpvlanMode::Vepa => IPVLAN_F_VEPA,
+    };
+    let address = u.address.map(|a| {
+        (
+            a,
+            u.prefix_len.unwrap_or(if a.is_ipv4() { 32 } else { 128 }),
+        )
+    });
+    Ok(VmacSpec {
+        name,
+        base,
+        kind: VmacKind::Ipvlan { flags, address },
+        group: u.group,
+    })
 }
 
 /// What a VMAC of [`vmac_specs`] is for.
@@ -833,7 +889,13 @@ async fn instance_plan(
     // DAD running) the instance waits in FAULT, as keepalived does, instead
     // of keeping the daemon from starting: a "source" tracker with weight 0
     // holds it there until the address appears.
-    let configured_source = inst.unicast_src_ip.or(inst.mcast_src_ip);
+    // `use_ipvlan`'s address is the source unless one is configured
+    // (keepalived).
+    let ipvlan_address = vmac.as_ref().and_then(|m| match m.spec.kind {
+        VmacKind::Ipvlan { address, .. } => address.map(|(a, _)| a),
+        VmacKind::Macvlan { .. } => None,
+    });
+    let configured_source = inst.unicast_src_ip.or(inst.mcast_src_ip).or(ipvlan_address);
     let source = match configured_source {
         Some(a) => Some(a),
         None => {
@@ -942,7 +1004,12 @@ async fn instance_plan(
     )
     .map_err(PlanError::Route)?;
     let mut vrid = vrid_spec(g, inst, (&ifname, ifindex), &router);
-    vrid.vmac_ifindex = vmac.as_ref().map(|m| m.ifindex);
+    // A macvlan's adverts reach the IP layer on the macvlan; an ipvlan's
+    // base hands them to its own stack first.
+    vrid.vmac_ifindex = vmac
+        .as_ref()
+        .filter(|m| !m.spec.kind.is_ipvlan())
+        .map(|m| m.ifindex);
     let group_addr = vrid.group;
     let notify = checker.notify_set(
         &format!("vrrp_instance {}", inst.name),
@@ -1004,9 +1071,12 @@ async fn instance_plan(
         // need a link-local address there, and a backup's VMAC with an
         // address reports its multicast groups from the virtual MAC,
         // moving it to the backup in every snooping switch.
+        // An ipvlan's adverts leave from its base too: the same bytes on
+        // the wire (the ipvlan has the base's MAC, the source is its
+        // address), without the ipvlan's deferred multicast transmit.
         advert_ifindex: vmac
             .as_ref()
-            .filter(|m| !m.xmit_base && family == Family::V4)
+            .filter(|m| !m.xmit_base && family == Family::V4 && !m.spec.kind.is_ipvlan())
             .map_or(ifindex, |m| m.ifindex),
         vmac,
         addr_vmacs: addr_vmacs.into_iter().map(|(m, _)| m).collect(),
@@ -1284,8 +1354,8 @@ mod tests {
         let names: Vec<&str> = s.iter().map(|(_, v, _)| v.name.as_str()).collect();
         // Cut to 15 characters; a name another instance has gets a number.
         assert_eq!(names, ["averyveryver1.7", "averyveryvery.7"]);
-        assert_eq!(s[0].1.mac, [0, 0, 0x5e, 0, 1, 7]);
-        assert_eq!(s[1].1.mac, [2, 0, 0, 0, 7, 9]);
+        assert_eq!(s[0].1.kind, mac([0, 0, 0x5e, 0, 1, 7]));
+        assert_eq!(s[1].1.kind, mac([2, 0, 0, 0, 7, 9]));
     }
 
     #[test]
@@ -1300,16 +1370,16 @@ mod tests {
              virtual_ipaddress {\n 10.0.2.1/24\n }\n \
              virtual_ipaddress_excluded {\n 2001:db8::8/64\n }\n}\n",
         );
-        let got: Vec<(&str, &str, VmacRole, [u8; 6])> = s
+        let got: Vec<(&str, &str, VmacRole, VmacKind)> = s
             .iter()
-            .map(|(i, v, r)| (i.as_str(), v.name.as_str(), r.clone(), v.mac))
+            .map(|(i, v, r)| (i.as_str(), v.name.as_str(), r.clone(), v.kind))
             .collect();
         // The IPv4 ones go on A's own VMAC; both IPv6 ones share one of the
         // IPv6 MAC; B has neither keyword and gets none.
         assert_eq!(
             got,
             [
-                ("A", "vrrp.7", VmacRole::Own, [0, 0, 0x5e, 0, 1, 7]),
+                ("A", "vrrp.7", VmacRole::Own, mac([0, 0, 0x5e, 0, 1, 7])),
                 (
                     "A",
                     "addr.7",
@@ -1317,7 +1387,50 @@ mod tests {
                         base: "lo".into(),
                         v6: true
                     },
-                    [0, 0, 0x5e, 0, 2, 7]
+                    mac([0, 0, 0x5e, 0, 2, 7])
+                ),
+            ]
+        );
+    }
+
+    fn mac(mac: [u8; 6]) -> VmacKind {
+        VmacKind::Macvlan { mac }
+    }
+
+    #[test]
+    fn use_ipvlan_is_named_like_a_vmac_and_carries_its_address() {
+        let s = specs(
+            "vrrp_instance A {\n interface lo\n use_ipvlan 10.0.0.11/24 private\n \
+             virtual_router_id 7\n virtual_ipaddress {\n 10.0.0.1/24\n }\n}\n\
+             vrrp_instance B {\n interface lo\n use_vmac\n use_ipvlan lb8 10.0.2.12\n \
+             virtual_router_id 8\n virtual_ipaddress {\n 10.0.2.1/24\n }\n}\n",
+        );
+        let got: Vec<(&str, &str, VmacRole, VmacKind)> = s
+            .iter()
+            .map(|(i, v, r)| (i.as_str(), v.name.as_str(), r.clone(), v.kind))
+            .collect();
+        // B's ipvlan wins over its use_vmac (as in keepalived); a host
+        // address when no prefix is given.
+        assert_eq!(
+            got,
+            [
+                (
+                    "A",
+                    "vrrp.7",
+                    VmacRole::Own,
+                    VmacKind::Ipvlan {
+                        flags: IPVLAN_F_PRIVATE,
+                        address: Some(("10.0.0.11".parse().expect("ip"), 24))
+                    }
+                ),
+                (
+                    "B",
+                    "lb8",
+                    VmacRole::Own,
+                    VmacKind::Ipvlan {
+                        flags: 0,
+                        address: Some(("10.0.2.12".parse().expect("ip"), 32))
+                    }
                 ),
             ]
         );

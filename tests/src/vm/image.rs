@@ -44,13 +44,14 @@ const KERNEL_SUITES: &[(&str, &str)] = &[
 const ROOTFS_SUITE: &str = "bookworm";
 const ROOTFS_PACKAGES: &str = "systemd,systemd-sysv,iproute2,kmod,procps";
 /// Modules the guests load at boot (with their dependencies): the NIC,
-/// and what the TC attach and keepalived's VMAC use.
+/// and what the TC attach, `use_vmac` and `use_ipvlan` use.
 const GUEST_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_net",
     "sch_ingress",
     "cls_bpf",
     "macvlan",
+    "ipvlan",
 ];
 /// Package lists older than this are refreshed (new kernel uploads).
 const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -239,7 +240,10 @@ pub fn kernels(series: &[String]) -> Result<Vec<Kernel>> {
         let release = package.trim_start_matches("linux-image-").to_string();
         let dir = cache.join("kernels").join(&release);
         let ready = dir.join("ready");
-        if fs::read_to_string(&ready).ok().as_deref() != Some(version.as_str()) {
+        // The module layer is part of what is cached: a new module list
+        // rebuilds it.
+        let recipe = format!("{version} {}", GUEST_MODULES.join(","));
+        if fs::read_to_string(&ready).ok().as_deref() != Some(recipe.as_str()) {
             say(&format!("kernel {s}: downloading {package} {version}"));
             let _ = fs::remove_dir_all(&dir);
             let debs = cache.join("debs");
@@ -274,7 +278,7 @@ pub fn kernels(series: &[String]) -> Result<Vec<Kernel>> {
                 dir.join("config"),
             )?;
             fs::remove_dir_all(&tree)?;
-            fs::write(&ready, &version)?;
+            fs::write(&ready, &recipe)?;
         }
         out.push(Kernel {
             series: s.clone(),

@@ -34,6 +34,7 @@ impl Builder<'_> {
         self.instance_advert(d);
         self.master_without_preempt(d);
         self.strict_mode(d);
+        self.ipvlan(d);
         self.vmac(d);
         self.instance_required(d);
         // Addresses without `dev` go on the instance's interface.
@@ -58,7 +59,8 @@ impl Builder<'_> {
         let decides = v.virtual_ipaddress.first().map(|a| a.address).or(v
             .unicast_src_ip
             .or(v.mcast_src_ip)
-            .or(v.unicast_peer.first().map(|p| p.address)));
+            .or(v.unicast_peer.first().map(|p| p.address))
+            .or(v.use_ipvlan.as_ref().and_then(|u| u.address)));
         if let Some(a) = decides {
             v.family = if a.is_ipv6() {
                 Family::Inet6
@@ -300,6 +302,55 @@ impl Builder<'_> {
                 )
                 .hint("add vmac_xmit_base");
             v.vmac_xmit_base = true;
+        }
+    }
+
+    /// `use_ipvlan` as keepalived takes it: it wins over `use_vmac`, its
+    /// address is of the instance's family, and an IPv4 one has an address
+    /// (its adverts' source).
+    fn ipvlan(&mut self, d: &mut InstanceDraft) {
+        let v = &mut d.v;
+        let (name, at) = (&v.name, &d.m.loc);
+        let Some(u) = &mut v.use_ipvlan else {
+            return;
+        };
+        if v.use_vmac.is_some() {
+            self.d
+                .warn(
+                    at,
+                    format!("({name}) use_vmac and use_ipvlan both given: the ipvlan is made, as keepalived does - ignoring use_vmac"),
+                )
+                .hint("keep one of use_vmac and use_ipvlan");
+            v.use_vmac = None;
+        }
+        if let Some(a) = u.address
+            && a.is_ipv6() != (v.family == Family::Inet6)
+        {
+            self.d
+                .error(
+                    at,
+                    format!("({name}) ipvlan address [{a}] MUST match vrrp instance family !!! Skipping..."),
+                )
+                .hint("give the ipvlan an address of the instance's family");
+            u.address = None;
+            u.prefix_len = None;
+        }
+        if v.family == Family::Inet && u.address.is_none() {
+            self.d
+                .error(
+                    at,
+                    format!("({name}) IPv4 ipvlan requires a source ip address to be configured"),
+                )
+                .hint("add the ipvlan's own address: use_ipvlan [NAME] 192.0.2.5/24");
+        }
+        if v.vmac_xmit_base {
+            self.d
+                .warn(
+                    at,
+                    format!("({name}) vmac_xmit_base is only valid with a vmac"),
+                )
+                .hint("drop vmac_xmit_base: an ipvlan shares its base's MAC");
+            v.vmac_xmit_base = false;
         }
     }
 

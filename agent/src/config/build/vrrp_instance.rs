@@ -133,6 +133,7 @@ fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
         check_unicast_src: g.vrrp_check_unicast_src,
         down_timer_adverts: g.vrrp_down_timer_adverts,
         use_vmac: None,
+        use_ipvlan: None,
         vmac_xmit_base: false,
         use_vmac_addr: false,
         garp_extra_if: g.vrrp_garp_extra_if,
@@ -381,6 +382,130 @@ fn use_vmac(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
     d.v.use_vmac = Some(u);
 }
 
+/// `use_ipvlan [[name] IFNAME] [ADDRESS[/PREFIX]] [bridge|private|vepa]
+/// [group GROUP]`, read as keepalived reads it: a word that is an address
+/// is the ipvlan's address, the mode words are the mode, the rest a name.
+fn use_ipvlan(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    if d.v.use_ipvlan.is_some() {
+        b.d.error(
+            &n.key.loc,
+            format!("({}) use_ipvlan already specified", d.v.name),
+        )
+        .hint("give one use_ipvlan line");
+        return;
+    }
+    let mut u = UseIpvlan {
+        interface: None,
+        address: None,
+        prefix_len: None,
+        mode: IpvlanMode::default(),
+        group: None,
+    };
+    let mut mode_set = false;
+    let mut args = n.args.iter();
+    while let Some(a) = args.next() {
+        let word = a.text.as_str();
+        let mode = match word {
+            "bridge" => Some(IpvlanMode::Bridge),
+            "private" => Some(IpvlanMode::Private),
+            "vepa" => Some(IpvlanMode::Vepa),
+            _ => None,
+        };
+        if let Some(m) = mode {
+            if mode_set {
+                b.d.error(
+                    &a.loc,
+                    format!("ipvlan type already specified - ignoring '{word}'"),
+                )
+                .hint("give one of bridge, private, vepa");
+            } else {
+                u.mode = m;
+                mode_set = true;
+            }
+            continue;
+        }
+        if word == "group" {
+            let Some(g) = args.next() else {
+                b.d.error(&a.loc, "ipvlan group is missing its value")
+                    .hint("write group NUMBER, or a name from /etc/iproute2/group");
+                continue;
+            };
+            match super::routes::iproute2_number(super::routes::Iproute2Name::Group, &g.text)
+                .and_then(|v| u32::try_from(v).ok())
+            {
+                Some(v) => u.group = Some(v),
+                None => {
+                    b.d.error(&g.loc, format!("ipvlan group {} not found", g.text))
+                        .hint("use a number, or a name from /etc/iproute2/group");
+                }
+            }
+            continue;
+        }
+        let (addr_text, prefix_text) = match word.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (word, None),
+        };
+        if let Ok(addr) = addr_text.parse::<IpAddr>() {
+            if u.address.is_some() {
+                b.d.error(
+                    &a.loc,
+                    format!("ipvlan address already specified - ignoring '{word}'"),
+                )
+                .hint("give one address");
+                continue;
+            }
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            match prefix_text.map(str::parse::<u8>) {
+                None => u.prefix_len = None,
+                Some(Ok(p)) if p <= max => u.prefix_len = Some(p),
+                Some(_) => {
+                    b.d.error(&a.loc, format!("invalid prefix length in '{word}'"))
+                        .hint(format!("the prefix length is 0..{max}"));
+                    continue;
+                }
+            }
+            u.address = Some(addr);
+            continue;
+        }
+        let name_tok = if word == "name" {
+            match args.next() {
+                Some(t) => t,
+                None => {
+                    b.d.error(&a.loc, "ipvlan 'name' is missing the interface name")
+                        .hint("write use_ipvlan name IFNAME");
+                    continue;
+                }
+            }
+        } else {
+            a
+        };
+        if u.interface.is_some() {
+            b.d.error(
+                &name_tok.loc,
+                format!(
+                    "IPVLAN interface already specified - ignoring '{}'",
+                    name_tok.text
+                ),
+            )
+            .hint("give one name");
+            continue;
+        }
+        if !valid_ifname(&name_tok.text) {
+            b.d.error(
+                &name_tok.loc,
+                format!(
+                    "IPVLAN interface name '{}' too long - ignoring",
+                    name_tok.text
+                ),
+            )
+            .hint("an interface name has at most 15 characters and no '/', ':' or spaces");
+            continue;
+        }
+        u.interface = Some(name_tok.text.clone());
+    }
+    d.v.use_ipvlan = Some(u);
+}
+
 /// An interface name the kernel takes (keepalived's `dev_name_valid`).
 fn valid_ifname(name: &str) -> bool {
     !name.is_empty()
@@ -578,6 +703,7 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
             b.set_uint(n, 1, 100, &mut d.v.down_timer_adverts)
         }),
         leaf(&["use_vmac"], use_vmac),
+        leaf(&["use_ipvlan"], use_ipvlan),
         leaf(&["garp_extra_if", "vmac_garp_intvl"], |b, d, n| {
             if let Some(v) = b.garp_extra_if(n, 0, "garp_extra_if") {
                 d.v.garp_extra_if = v;
@@ -609,7 +735,7 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
 };
 
 /// vrrp_instance keywords keepalived knows and xvrrpd does not implement.
-const UNSUPPORTED_INSTANCE: &[&str] = &["use_ipvlan", "vrf", "garp_extra_if_vmac"];
+const UNSUPPORTED_INSTANCE: &[&str] = &["vrf", "garp_extra_if_vmac"];
 
 /// The names of this block's keywords (see `keyword_catalog`).
 pub(super) fn keyword_names() -> Vec<&'static str> {
