@@ -190,7 +190,10 @@ impl Instance {
             InitState::Backup => "BACKUP",
         };
         let _ = writeln!(out, "    state {st}");
-        let _ = writeln!(out, "    interface {}", self.interface);
+        // Empty: none (a unicast instance may leave it out).
+        if !self.interface.is_empty() {
+            let _ = writeln!(out, "    interface {}", self.interface);
+        }
         let _ = writeln!(out, "    virtual_router_id {}", self.vrid);
         let _ = writeln!(out, "    priority {}", self.priority);
         let _ = writeln!(out, "    version {}", self.version);

@@ -1,6 +1,6 @@
 //! keepalived's unicast and advert options on the wire and in the state
-//! machine: `mcast_dst_ip`, `unicast_ttl`, `unicast_fault_no_peer` and
-//! `track_src_ip`. The routers run xvrrpd (`XVRRPD_LAB_DAEMON=keepalived`:
+//! machine: `mcast_dst_ip`, `unicast_ttl`, `unicast_fault_no_peer`,
+//! `track_src_ip`, `old_unicast_checksum` and unicast without `interface`. The routers run xvrrpd (`XVRRPD_LAB_DAEMON=keepalived`:
 //! the same checks against keepalived, which they are written from, but
 //! for `track_src_ip`, where keepalived 2.2.7 departs from its manual).
 
@@ -306,5 +306,107 @@ fn the_old_unicast_checksum_is_detected_unless_never() -> Result<()> {
             c.finish()?;
         }
         Ok(())
+    })
+}
+
+#[test]
+fn a_unicast_instance_without_interface_runs_where_its_peers_are_routed() -> Result<()> {
+    lab_test("unicast_no_interface", || {
+        let d = scenario_daemon();
+        if d != Daemon::Xvrrpd {
+            // keepalived 2.2.7 stops at "(VI_N) Unknown interface!"; later
+            // versions run such an instance unbound.
+            return Ok(());
+        }
+        let mut inst = Instance::new("VI_N", 55, &[VIP]);
+        inst.interface = String::new();
+        let mut c = Cluster::new(
+            "unicastnoif",
+            inst,
+            &[("r1", d, 150), ("r2", d, 100)],
+            true,
+            |r, cfg| {
+                // r2 leaves its source to the route, as keepalived allows.
+                if r.name == "r2" {
+                    cfg.instances[0].unicast_src = None;
+                }
+                Ok(())
+            },
+        )?;
+        c.start_all()?;
+        c.expect_master("r1", Duration::from_secs(10))?;
+        for r in ["r1", "r2"] {
+            let st = c.router(r).status()?;
+            let i = st.instances.first().context("no instance in status")?;
+            ensure!(
+                i.interface == "eth0",
+                "{r}: the instance runs on {:?}, not on eth0 where its peer is routed",
+                i.interface
+            );
+        }
+        // Both hear each other there: the backup takes over on a crash
+        // within the bound, from the right source.
+        println!("{}", c.crash("r1", "r2")?.summary());
+        let events = c.wire()?;
+        let last = events
+            .iter()
+            .rev()
+            .find_map(|e| e.advert())
+            .context("no adverts captured")?;
+        let r2 = c.router("r2").addr(false).to_string();
+        ensure!(
+            last.src.to_string() == r2,
+            "the new master's adverts come from {}, not from {r2}, its route's source",
+            last.src
+        );
+        c.finish()
+    })
+}
+
+#[test]
+fn peers_routed_through_two_interfaces_are_refused_with_the_reason() -> Result<()> {
+    lab_test("unicast_no_interface_split", || {
+        let d = scenario_daemon();
+        if d != Daemon::Xvrrpd {
+            // keepalived runs such an instance unbound; the refusal is xvrrpd's.
+            return Ok(());
+        }
+        let mut inst = Instance::new("VI_S", 56, &[VIP]);
+        inst.interface = String::new();
+        let c = Cluster::new(
+            "unicastsplit",
+            inst,
+            &[("r1", d, 150), ("r2", d, 100)],
+            true,
+            |r, cfg| {
+                if r.name == "r1" {
+                    cfg.instances[0].unicast_peers.push("198.51.100.9".into());
+                }
+                Ok(())
+            },
+        )?;
+        let ns = c.router("r1").host.ns.clone();
+        ip(
+            &ns,
+            &[
+                "link", "add", "side0", "type", "veth", "peer", "name", "side1",
+            ],
+        )?;
+        ip(&ns, &["link", "set", "side1", "up"])?;
+        ip(&ns, &["link", "set", "side0", "up"])?;
+        ip(&ns, &["route", "add", "198.51.100.9/32", "dev", "side0"])?;
+        let mut c = c;
+        let refused = c.router_mut("r1").start();
+        let Err(e) = refused else {
+            anyhow::bail!("r1 started although its peers are routed through eth0 and side0");
+        };
+        let text = format!("{e:#}");
+        ensure!(
+            text.contains("routed through different interfaces")
+                && text.contains("eth0")
+                && text.contains("side0"),
+            "r1 was refused, but without naming both interfaces: {text}"
+        );
+        c.finish()
     })
 }

@@ -6,8 +6,9 @@
 //! the master's daemon, reload, SIGSTOP it (watchdog), and stop it — each
 //! watched from both guests (VIP, unit, state) and from a client on the
 //! bridge pinging the VIP every millisecond; then the same pair with the VIP
-//! on a `use_ipvlan` ipvlan (a module this host's kernel may lack), elected
-//! and `kill -9`ed again. Writes target/vmtest/matrix.md.
+//! on a `use_ipvlan` ipvlan, and then as unicast instances without
+//! `interface` in a VRF (`vrf`), each elected and `kill -9`ed again (both
+//! are modules this host's kernel may lack). Writes target/vmtest/matrix.md.
 //!
 //! `--kernel SERIES` (repeatable) picks kernels, e.g. `--kernel 6.1`;
 //! `XVRRPD_DEB` names the package (default: target/dist/xvrrpd_*.deb);
@@ -90,6 +91,22 @@ fn config_ipvlan(node: &Node, priority: u8, own: &str) -> Result<String> {
     let mut inst = Instance::new("VI_1", 51, &[&format!("{VIP}/24")]).with_priority(priority);
     inst.advert_int = ADVERT_INT;
     inst.extra.push(format!("use_ipvlan {IPVLAN} {own}/24"));
+    let mut cfg = RouterConfig::single(inst);
+    cfg.global.router_id = node.name.into();
+    cfg.render(Daemon::Xvrrpd)
+}
+
+/// The VRF of the `vrf` check; eth0 is moved into it.
+const VRF: &str = "blue";
+
+/// A unicast instance without `interface`, in [`VRF`]: it finds eth0 and
+/// its source through the VRF's routes to `peer`.
+fn config_vrf(node: &Node, priority: u8, peer: &str) -> Result<String> {
+    let mut inst = Instance::new("VI_1", 51, &[&format!("{VIP}/24")]).with_priority(priority);
+    inst.advert_int = ADVERT_INT;
+    inst.interface = String::new();
+    inst.unicast_peers = vec![peer.to_string()];
+    inst.extra.push(format!("vrf {VRF}"));
     let mut cfg = RouterConfig::single(inst);
     cfg.global.router_id = node.name.into();
     cfg.render(Daemon::Xvrrpd)
@@ -946,9 +963,80 @@ fn run_checks(
         ),
     );
     ipvlan(&mut pair, col)?;
+    vrf(&mut pair, col)?;
     drop(pair);
     let _ = prober.stop();
     Ok(())
+}
+
+/// `vrf`: eth0 moved into a VRF on both guests, each running a unicast
+/// instance without `interface` that names the VRF. Each finds eth0 and its
+/// source through the VRF's routes, the pair elects, the backup hears the
+/// master from its eth0 address, and a `kill -9` moves the VIP (the full
+/// crash check). Runs last: eth0 stays in the VRF.
+fn vrf(p: &mut Pair, col: &mut Column) -> Result<()> {
+    for (vm, node, prio, peer) in [
+        (&mut *p.b, &NODE_B, PRIO_B, NODE_A.addr),
+        (&mut *p.a, &NODE_A, PRIO_A, NODE_B.addr),
+    ] {
+        let conf = config_vrf(node, prio, peer)?;
+        vm.ok(&format!(
+            "systemctl stop xvrrpd; ip link add {VRF} type vrf table 10 && ip link set {VRF} up \
+             && ip link set eth0 master {VRF}\n\
+             cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf}EOF\nsystemctl start xvrrpd"
+        ))?;
+    }
+    let t0 = Stamp::now();
+    let before = sample(p.a)?.restarts;
+    let (sa, sb, settled) = watch(
+        p.a,
+        p.b,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+        |sa, sb| a_master_again(sa, sb, before),
+    )?;
+    log_samples(&p.log, "vrf", &t0, &sa, &sb);
+    let on = |s: &[Sample]| {
+        s.last()
+            .and_then(|s| s.status.as_ref())
+            .and_then(|s| s["instances"][0]["interface"].as_str().map(str::to_string))
+    };
+    let (if_a, if_b) = (on(&sa), on(&sb));
+    let heard_from = sb.last().and_then(|s| s.status.as_ref()).and_then(|s| {
+        s["instances"][0]["master_address"]
+            .as_str()
+            .map(str::to_string)
+    });
+    let enslaved = p.a.ok(&format!("ip -br link show master {VRF}"))?;
+    let ok = settled
+        && if_a.as_deref() == Some("eth0")
+        && if_b.as_deref() == Some("eth0")
+        && heard_from.as_deref() == Some(NODE_A.addr)
+        && enslaved.contains("eth0");
+    col.check(
+        "vrf (unicast, no interface)",
+        ok,
+        format!(
+            "instances on {} / {} (eth0 in VRF {VRF}: {}), the backup hears the master from {}{}",
+            if_a.as_deref().unwrap_or("?"),
+            if_b.as_deref().unwrap_or("?"),
+            if enslaved.contains("eth0") {
+                "yes"
+            } else {
+                "no"
+            },
+            heard_from.as_deref().unwrap_or("?"),
+            if settled {
+                ""
+            } else {
+                "; A never settled as master"
+            }
+        ),
+    );
+    if !settled {
+        return Ok(());
+    }
+    crash(p, col, "vrf: kill -9 of the master's daemon", "9")
 }
 
 /// What a guest's ipvlan looks like: its kind and mode line from `ip -d

@@ -483,6 +483,9 @@ pub struct VrrpInstance {
     /// Initial state wanted (keepalived default BACKUP).
     pub state: State,
     pub interface: Option<String>,
+    /// `vrf NAME`: a unicast instance without `interface` finds its
+    /// interface through this VRF's routes.
+    pub vrf: Option<String>,
     pub virtual_router_id: u8,
     pub priority: u8,
     #[serde(serialize_with = "secs")]

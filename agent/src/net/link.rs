@@ -136,6 +136,8 @@ pub enum LinkError {
     NoSuchIndex(u32),
     #[error("link state: {0}")]
     Netlink(#[from] NlError),
+    #[error("route lookup: {0}")]
+    NoRoute(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -568,6 +570,51 @@ pub async fn with_clsact() -> Result<Vec<u32>, LinkError> {
     })
     .await?;
     Ok(found)
+}
+
+/// Where the kernel routes to `dst` (in `vrf`'s table when given, as `ip
+/// route get DST vrf VRF` asks): the interface the packets leave by, and
+/// the source address the route prefers.
+pub async fn route_to(dst: IpAddr, vrf: Option<u32>) -> Result<(u32, Option<IpAddr>), LinkError> {
+    use netlink_packet_core::{Emitable, Parseable};
+    use netlink_packet_route::{
+        AddressFamily,
+        route::{RouteAddress, RouteAttribute, RouteMessage},
+    };
+    let mut m = RouteMessage::default();
+    let (family, bits) = match dst {
+        IpAddr::V4(_) => (AddressFamily::Inet, 32),
+        IpAddr::V6(_) => (AddressFamily::Inet6, 128),
+    };
+    m.header.address_family = family;
+    m.header.destination_prefix_length = bits;
+    m.attributes.push(RouteAttribute::Destination(match dst {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
+    }));
+    if let Some(vrf) = vrf {
+        m.attributes.push(RouteAttribute::Oif(vrf));
+    }
+    let mut buf = vec![0u8; m.buffer_len()];
+    m.emit(&mut buf);
+    let mut sock = NlSocket::open(&[], QUERY_RCVBUF)?;
+    let answer = sock.get(super::nl::RTM_GETROUTE, &buf).await?;
+    let reply = RouteMessage::parse(answer.as_slice()).map_err(|e| {
+        LinkError::NoRoute(format!("{dst}: the kernel's answer did not parse ({e})"))
+    })?;
+    let mut oif = None;
+    let mut source = None;
+    for a in &reply.attributes {
+        match a {
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::PrefSource(RouteAddress::Inet(a)) => source = Some(IpAddr::V4(*a)),
+            RouteAttribute::PrefSource(RouteAddress::Inet6(a)) => source = Some(IpAddr::V6(*a)),
+            _ => {}
+        }
+    }
+    let oif =
+        oif.ok_or_else(|| LinkError::NoRoute(format!("{dst}: the route names no interface")))?;
+    Ok((oif, source))
 }
 
 /// The addresses of one link, from a fresh dump, in the kernel's order.

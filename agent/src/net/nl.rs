@@ -347,6 +347,37 @@ impl NlSocket {
         Ok(seq)
     }
 
+    /// Sends one `kind` request that the kernel answers with one message
+    /// (`RTM_GETROUTE` for a destination) and returns that message's payload.
+    pub(crate) async fn get(&mut self, kind: u16, payload: &[u8]) -> Result<Vec<u8>, NlError> {
+        let seq = self.next_seq();
+        let mut buf = Vec::with_capacity(NLMSG_HDRLEN + payload.len());
+        push_message(&mut buf, kind, NLM_F_REQUEST, seq, &RawPayload(payload));
+        self.send_raw(&buf)?;
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            let len = match self.recv_by(deadline).await? {
+                Recv::Datagram(len) => len,
+                Recv::Overrun => return Err(NlError::Overrun),
+            };
+            for m in self.messages(len) {
+                match m {
+                    Msg::Data {
+                        seq: s, payload, ..
+                    } if s == seq => return Ok(payload.to_vec()),
+                    Msg::Ack {
+                        seq: s,
+                        errno,
+                        message,
+                    } if s == seq && errno != 0 => {
+                        return Err(NlError::Kernel { errno, message });
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
     /// Dumps a table: calls `each(kind, payload)` for every entry. Retries
     /// when the kernel reports that the table changed during the dump.
     pub(crate) async fn dump(

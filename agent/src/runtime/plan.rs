@@ -61,6 +61,8 @@ pub enum PlanError {
     },
     #[error("instance {0} has no interface")]
     NoInterface(String),
+    #[error("instance {instance}: {why}")]
+    Unicast { instance: String, why: String },
     #[error("{what}: {message}")]
     Script { what: String, message: String },
     #[error("{0}")]
@@ -627,7 +629,73 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
     v.try_into().ok()
 }
 
+/// The interface each unicast instance without `interface` runs on, as
+/// the kernel routes to its peers now (in its `vrf`'s table when given):
+/// they must all leave by one interface, the one its adverts are received
+/// on. Its source is the route's preferred one unless configured.
+/// `None` when every instance names its interface.
+pub async fn resolve_interfaceless(config: &Config) -> Result<Option<Config>, PlanError> {
+    if config.vrrp_instance.iter().all(|i| i.interface.is_some()) {
+        return Ok(None);
+    }
+    let mut out = config.clone();
+    for inst in out
+        .vrrp_instance
+        .iter_mut()
+        .filter(|i| i.interface.is_none())
+    {
+        let why = |why: String| PlanError::Unicast {
+            instance: inst.name.clone(),
+            why,
+        };
+        let vrf = match &inst.vrf {
+            Some(name) => Some(link::ifindex_by_name(name).map_err(|e| why(format!("vrf: {e}")))?),
+            None => None,
+        };
+        let mut via: Option<(u32, Option<IpAddr>, IpAddr)> = None;
+        for peer in &inst.unicast_peer {
+            let (oif, source) = link::route_to(peer.address, vrf)
+                .await
+                .map_err(|e| why(format!("no interface given, and {e}")))?;
+            match via {
+                None => via = Some((oif, source, peer.address)),
+                Some((first, _, first_peer)) if first != oif => {
+                    let name = |i| link::ifname_by_index(i).unwrap_or_else(|_| i.to_string());
+                    return Err(why(format!(
+                        "no interface given, and its peers are routed through different \
+                         interfaces ({first_peer} through {}, {} through {}): xvrrpd runs an \
+                         instance on one interface; name it with `interface`",
+                        name(first),
+                        peer.address,
+                        name(oif)
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let Some((oif, source, _)) = via else {
+            return Err(PlanError::NoInterface(inst.name.clone()));
+        };
+        let ifname = link::ifname_by_index(oif).map_err(|e| why(e.to_string()))?;
+        tracing::info!(
+            "{}: no interface given: runs on {ifname}, where the route to its peers leaves{}",
+            inst.name,
+            inst.vrf
+                .as_deref()
+                .map(|v| format!(" (VRF {v})"))
+                .unwrap_or_default()
+        );
+        if inst.unicast_src_ip.is_none() && inst.mcast_src_ip.is_none() {
+            inst.unicast_src_ip = source;
+        }
+        inst.interface = Some(ifname);
+    }
+    Ok(Some(out))
+}
+
 pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanError> {
+    let resolved = resolve_interfaceless(config).await?;
+    let config = resolved.as_ref().unwrap_or(config);
     let vmacs = vmac_specs(config)?;
     let g = &config.global_defs;
     let configured_user = g.script_user.as_ref().map(|u| UserSpec {

@@ -44,7 +44,7 @@ const KERNEL_SUITES: &[(&str, &str)] = &[
 const ROOTFS_SUITE: &str = "bookworm";
 const ROOTFS_PACKAGES: &str = "systemd,systemd-sysv,iproute2,kmod,procps";
 /// Modules the guests load at boot (with their dependencies): the NIC,
-/// and what the TC attach, `use_vmac` and `use_ipvlan` use.
+/// and what the TC attach, `use_vmac`, `use_ipvlan` and `vrf` use.
 const GUEST_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_net",
@@ -52,6 +52,7 @@ const GUEST_MODULES: &[&str] = &[
     "cls_bpf",
     "macvlan",
     "ipvlan",
+    "vrf",
 ];
 /// Package lists older than this are refreshed (new kernel uploads).
 const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);

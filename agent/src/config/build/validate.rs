@@ -34,6 +34,7 @@ impl Builder<'_> {
         self.instance_advert(d);
         self.master_without_preempt(d);
         self.strict_mode(d);
+        self.interfaceless(d);
         self.ipvlan(d);
         self.vmac(d);
         self.instance_required(d);
@@ -302,6 +303,53 @@ impl Builder<'_> {
                 )
                 .hint("add vmac_xmit_base");
             v.vmac_xmit_base = true;
+        }
+    }
+
+    /// A unicast instance may leave out `interface` (it runs on the one
+    /// its peers' routes leave by, in `vrf`'s table when given); `vrf`
+    /// only applies then, and no VMAC or ipvlan can be made without a base
+    /// (keepalived's rules).
+    fn interfaceless(&mut self, d: &mut InstanceDraft) {
+        let v = &mut d.v;
+        let (name, at) = (&v.name, &d.m.loc);
+        if v.interface.is_some() {
+            if let Some(vrf) = v.vrf.take() {
+                self.d
+                    .error(
+                        at,
+                        format!("({name}) Cannot specify VRF interface and interface - ignoring vrf {vrf}"),
+                    )
+                    .hint("an instance with `interface` runs in that interface's VRF; drop the vrf line");
+            }
+            return;
+        }
+        if v.unicast_peer.is_empty() {
+            return;
+        }
+        if v.use_vmac.is_some() || v.use_ipvlan.is_some() {
+            self.d
+                .error(
+                    at,
+                    format!("({name}): Cannot use VMAC/ipvlan with unicast and no interface - clearing use_vmac"),
+                )
+                .hint("add `interface` (the VMAC's base), or drop use_vmac/use_ipvlan");
+            v.use_vmac = None;
+            v.use_ipvlan = None;
+        }
+        if let Some(p) = v.unicast_peer.iter().find(|p| match p.address {
+            IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+            IpAddr::V4(_) => false,
+        }) {
+            self.d
+                .error(
+                    at,
+                    format!(
+                        "({name}) unicast peer {} is link-local: it needs `interface`",
+                        p.address
+                    ),
+                )
+                .hint("add `interface` (the link the peer is on)");
         }
     }
 

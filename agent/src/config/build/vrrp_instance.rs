@@ -85,6 +85,7 @@ fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
         name: name.to_string(),
         state: State::Backup,
         interface: None,
+        vrf: None,
         virtual_router_id: 0,
         priority: 100,
         advert_int: Duration::from_secs(1),
@@ -163,6 +164,35 @@ fn interface(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
         d.v.interface = Some(t.text.clone());
         b.check_interface(&t, &format!("vrrp_instance {}", d.v.name));
     }
+}
+
+/// `vrf NAME`, as keepalived reads it (checked against `interface` once
+/// the block is read).
+fn vrf(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
+    let Some(t) = b.word(n, "VRF interface name") else {
+        return;
+    };
+    if d.v.vrf.is_some() {
+        b.d.error(
+            &t.loc,
+            format!("({}) VRF interface already specified - ignoring", d.v.name),
+        )
+        .hint("give one vrf line");
+        return;
+    }
+    if !valid_ifname(&t.text) {
+        b.d.error(
+            &t.loc,
+            format!(
+                "({}) VRF interface name '{}' too long - ignoring",
+                d.v.name, t.text
+            ),
+        )
+        .hint("an interface name has at most 15 characters and no '/', ':' or spaces");
+        return;
+    }
+    b.check_interface(&t, &format!("vrrp_instance {} (vrf)", d.v.name));
+    d.v.vrf = Some(t.text.clone());
 }
 
 fn virtual_router_id(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
@@ -574,6 +604,7 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
     keywords: &[
         leaf(&["state"], state),
         leaf(&["interface"], interface),
+        leaf(&["vrf"], vrf),
         leaf(&["virtual_router_id"], virtual_router_id),
         leaf(&["priority"], priority),
         leaf(&["advert_int"], advert_int),
@@ -735,7 +766,7 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
 };
 
 /// vrrp_instance keywords keepalived knows and xvrrpd does not implement.
-const UNSUPPORTED_INSTANCE: &[&str] = &["vrf", "garp_extra_if_vmac"];
+const UNSUPPORTED_INSTANCE: &[&str] = &["garp_extra_if_vmac"];
 
 /// The names of this block's keywords (see `keyword_catalog`).
 pub(super) fn keyword_names() -> Vec<&'static str> {
