@@ -761,12 +761,16 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
             |b, _, n| b.ignored(n),
         ),
         unchecked(&["track_bfd"], |b, _, n| b.not_supported(n)),
-        leaf(UNSUPPORTED_INSTANCE, |b, _, n| b.not_supported(n)),
+        // Named in keepalived's manual, taken by no keepalived parser.
+        leaf(&["garp_extra_if_vmac"], |b, _, n| {
+            b.unsupported(
+                n,
+                crate::config::UnsupportedKind::NotSupported,
+                "is named in keepalived's manual but no keepalived takes it (2.2.7 rejects it as unknown): use garp_extra_if",
+            )
+        }),
     ],
 };
-
-/// vrrp_instance keywords keepalived knows and xvrrpd does not implement.
-const UNSUPPORTED_INSTANCE: &[&str] = &["garp_extra_if_vmac"];
 
 /// The names of this block's keywords (see `keyword_catalog`).
 pub(super) fn keyword_names() -> Vec<&'static str> {
