@@ -8,8 +8,8 @@
 //! * `$NAME` (before a blank, `,`, `)` or the end of the line) and `${NAME}`
 //!   references, substituted recursively at use time; undefined names stay.
 //! * Built-ins `${_PWD}`, `${_INSTANCE}`, `${_RANDOM [MIN [MAX]]}`, `${_HASH}`,
-//!   `${_BANG}`. (`${_ENV NAME}` arrived in keepalived 2.4.0; 2.2.7 leaves it
-//!   as written, and so does this, with a warning.)
+//!   `${_BANG}`, and `${_ENV NAME}` (the environment's NAME, as keepalived
+//!   2.4.0 and later read it; 2.2.7 left it as written).
 //! * `~SEQ(VAR, [START, [STEP,]] END) TEXT`, `~SEQx(...)` (hex values) and
 //!   `~LST(VAR, V1, V2, ...)` / `~LST({VAR1, VAR2}, {V1, V2}, ...)`: TEXT is
 //!   read again once per value, with VAR defined; they nest on one line.
@@ -234,6 +234,7 @@ enum Builtin {
     Pwd,
     Instance,
     Random,
+    Env,
 }
 
 #[derive(Clone, Debug)]
@@ -243,8 +244,11 @@ struct Def {
     multiline: bool,
     /// Computed at each use (keepalived's `def->fn`); a `$NAME=` clears it.
     builtin: Option<Builtin>,
-    /// Only `_RANDOM` takes parameters; kept when it is redefined, as in keepalived.
+    /// Only `_RANDOM` (numbers) and `_ENV` (one name) take parameters; kept
+    /// when it is redefined, as in keepalived.
     max_params: usize,
+    min_params: usize,
+    numbers_only: bool,
 }
 
 impl Def {
@@ -254,6 +258,8 @@ impl Def {
             multiline: false,
             builtin: None,
             max_params: 0,
+            min_params: 0,
+            numbers_only: false,
         }
     }
 }
@@ -342,10 +348,11 @@ impl Default for Expander {
 impl Expander {
     pub(crate) fn new() -> Self {
         let mut defs = HashMap::new();
-        for (name, builtin, max_params) in [
-            ("_PWD", Builtin::Pwd, 0),
-            ("_INSTANCE", Builtin::Instance, 0),
-            ("_RANDOM", Builtin::Random, 2),
+        for (name, builtin, min_params, max_params, numbers_only) in [
+            ("_PWD", Builtin::Pwd, 0, 0, false),
+            ("_INSTANCE", Builtin::Instance, 0, 0, false),
+            ("_RANDOM", Builtin::Random, 0, 2, true),
+            ("_ENV", Builtin::Env, 1, 1, false),
         ] {
             defs.insert(
                 name.to_string(),
@@ -354,6 +361,8 @@ impl Expander {
                     multiline: false,
                     builtin: Some(builtin),
                     max_params,
+                    min_params,
+                    numbers_only,
                 },
             );
         }
@@ -724,12 +733,23 @@ impl Expander {
         }
         let name = &s[ns..p];
         let mut params = None;
+        let (mut count, mut numbers_only) = (0, true);
         if braces {
-            let (mut first, mut last) = (None, 0);
-            while let Some(&c) = b.get(p).filter(|&&c| c == b' ' || c.is_ascii_digit()) {
-                if c != b' ' {
+            let (mut first, mut last, mut in_param) = (None, 0, false);
+            while let Some(&c) = b
+                .get(p)
+                .filter(|&&c| matches!(c, b' ' | b'\t' | b'_') || c.is_ascii_alphanumeric())
+            {
+                if c == b' ' || c == b'\t' {
+                    in_param = false;
+                } else {
                     first.get_or_insert(p);
                     last = p;
+                    numbers_only &= c.is_ascii_digit();
+                    if !in_param {
+                        in_param = true;
+                        count += 1;
+                    }
                 }
                 p += 1;
             }
@@ -755,7 +775,15 @@ impl Expander {
         if def.multiline && !at_end {
             return None;
         }
-        if params.is_some() && def.max_params == 0 {
+        if params.is_some()
+            && (def.max_params == 0
+                || (def.numbers_only && !numbers_only)
+                // `_RANDOM`'s extra numbers are read and reported (2.2.7).
+                || (def.min_params > 0 && !(def.min_params..=def.max_params).contains(&count)))
+        {
+            return None;
+        }
+        if params.is_none() && def.min_params > 0 {
             return None;
         }
         // keepalived replaces `${NAME` plus one character: right for
@@ -899,6 +927,22 @@ impl Expander {
                 }
             },
             Some(Builtin::Random) => self.random(r.params.as_deref(), text_follows, col, ctx),
+            Some(Builtin::Env) => {
+                let name = r.params.as_deref().unwrap_or_default();
+                match std::env::var(name) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        self.report(
+                            ctx,
+                            Severity::Warning,
+                            col,
+                            format!("${{_ENV {name}}}: {name} is not set (or not UTF-8); it expands to nothing"),
+                            "set it in the daemon's environment (a systemd drop-in: Environment=NAME=VALUE)",
+                        );
+                        String::new()
+                    }
+                }
+            }
         }
     }
 
@@ -977,19 +1021,21 @@ impl Expander {
             .map_or(s.len(), |e| e + ns);
         let name = &s[ns..end];
         let next = b.get(end).copied();
-        if braces && name == "_ENV" && !self.defs.contains_key(name) {
+        let Some(def) = self.defs.get(name) else {
+            return;
+        };
+        if braces && def.builtin == Some(Builtin::Env) {
             self.report(
                 ctx,
                 Severity::Warning,
                 col,
-                "${_ENV ...} is not substituted: keepalived 2.2.7 has no ${_ENV} (it came in 2.4.0)",
-                "define the value in the file ($NAME=VALUE), or generate the file with the environment's value",
+                format!(
+                    "${{{name} ...}} is not substituted: it takes one environment variable's name"
+                ),
+                "write ${_ENV NAME}",
             );
             return;
         }
-        let Some(def) = self.defs.get(name) else {
-            return;
-        };
         let separated = if braces {
             next == Some(b'}')
         } else {
@@ -1715,10 +1761,21 @@ mod tests {
     }
 
     #[test]
-    fn env_and_parameterised_uses_stay_as_written() {
-        let (l, d) = run("m_${_ENV HOME}");
-        assert_eq!(l, ["m_$", "{", "_ENV HOME", "}"]);
-        assert!(warnings(&d)[0].contains("_ENV"));
+    fn env_is_the_environment_and_parameterised_uses_stay_as_written() {
+        // PATH is set wherever tests run.
+        let path = std::env::var("PATH").expect("PATH is set");
+        let (l, d) = run("m_${_ENV PATH}_n");
+        assert_eq!(l, [format!("m_{path}_n")]);
+        assert!(d.list.is_empty(), "{d:?}");
+        let (l, d) = run("m_${_ENV XVRRPD_SURELY_UNSET_VARIABLE}");
+        assert_eq!(l, ["m_"]);
+        assert!(warnings(&d)[0].contains("is not set"));
+        // One name, no more, no less, as keepalived checks it.
+        let (l, d) = run("m_${_ENV A B}");
+        assert_eq!(l, ["m_$", "{", "_ENV A B", "}"]);
+        assert!(warnings(&d)[0].contains("one environment variable"));
+        let (_, d) = run("m_${_ENV}");
+        assert!(warnings(&d)[0].contains("one environment variable"));
         let (l, d) = run("$V=v\ne_${V 1}");
         assert_eq!(l, ["e_$", "{", "V 1", "}"]);
         assert!(warnings(&d)[0].contains("take no parameters"));
