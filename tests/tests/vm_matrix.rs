@@ -85,6 +85,8 @@ fn config_with(node: &Node, priority: u8, vips: &[&str], excluded: &[&str]) -> R
 const IPVLAN: &str = "vip51";
 const IPVLAN_A: &str = "192.0.2.31";
 const IPVLAN_B: &str = "192.0.2.32";
+/// A's ipvlan address after the reload of the `use_ipvlan` check.
+const IPVLAN_A2: &str = "192.0.2.33";
 
 /// [`config`] with the VIP on an L2 ipvlan of eth0 with address `own`.
 fn config_ipvlan(node: &Node, priority: u8, own: &str) -> Result<String> {
@@ -1105,6 +1107,40 @@ fn ipvlan(p: &mut Pair, col: &mut Column) -> Result<()> {
     if !settled {
         return Ok(());
     }
+    // A reload that changes the ipvlan's address: the ipvlan is kept, the
+    // old address goes, the adverts come from the new one.
+    let conf_a2 = config_ipvlan(&NODE_A, PRIO_A, IPVLAN_A2)?;
+    p.a.ok(&format!(
+        "cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf_a2}EOF\nsystemctl reload xvrrpd"
+    ))?;
+    let t0 = Stamp::now();
+    let (sa, sb, settled) = watch(
+        p.a,
+        p.b,
+        Duration::from_secs(60),
+        Duration::from_secs(3),
+        |sa, sb| {
+            a_master_again(sa, sb, before)
+                && sb.last().and_then(|s| s.status.as_ref()).is_some_and(|s| {
+                    s["instances"][0]["master_address"].as_str() == Some(IPVLAN_A2)
+                })
+        },
+    )?;
+    log_samples(&p.log, "use_ipvlan reload", &t0, &sa, &sb);
+    let (_, addrs_a) = ipvlan_view(p.a)?;
+    col.check(
+        "use_ipvlan: reload with a new address",
+        settled && holds(&addrs_a, IPVLAN_A2) && !holds(&addrs_a, IPVLAN_A) && holds(&addrs_a, VIP),
+        format!(
+            "{}: [{addrs_a}]{}",
+            NODE_A.name,
+            if settled {
+                ", the backup hears the master from the new address"
+            } else {
+                "; not settled with the new address"
+            }
+        ),
+    );
     crash(p, col, "use_ipvlan: kill -9 of the master's daemon", "9")?;
     for vm in [&mut *p.a, &mut *p.b] {
         vm.ok("systemctl stop xvrrpd")?;

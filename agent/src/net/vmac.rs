@@ -25,8 +25,8 @@ use super::{
     devconf::{self, DevConf},
     link::LinkError,
     nl::{
-        NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NlSocket, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR,
-        RTM_NEWLINK, RTM_SETLINK,
+        NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NlSocket, RTM_DELADDR, RTM_DELLINK, RTM_GETLINK,
+        RTM_NEWADDR, RTM_NEWLINK, RTM_SETLINK,
     },
 };
 use netlink_packet_core::Parseable;
@@ -268,21 +268,41 @@ pub async fn ensure(spec: &VmacSpec) -> Result<(u32, bool), VmacError> {
     request(RTM_SETLINK, 0, &m)
         .await
         .map_err(nl("setting it up"))?;
-    if let VmacKind::Ipvlan {
-        address: Some((addr, prefix_len)),
-        ..
-    } = spec.kind
-    {
-        add_own_address(ifindex, addr, prefix_len)
+    if let VmacKind::Ipvlan { address, .. } = spec.kind {
+        // A taken-over ipvlan may carry the address of an older
+        // configuration: only VIPs (marked), link-local addresses and the
+        // configured one stay.
+        let own = address.map(|(a, _)| a);
+        for old in super::link::interface_addrs(ifindex)
             .await
-            .map_err(nl("adding its address"))?;
+            .map_err(nl("listing its addresses"))?
+        {
+            let link_local =
+                matches!(old.addr, IpAddr::V6(a) if super::addr::is_ipv6_link_local(&a));
+            if !old.is_marked() && !link_local && Some(old.addr) != own {
+                own_address(RTM_DELADDR, ifindex, old.addr, old.prefix_len)
+                    .await
+                    .map_err(nl("removing an address of an older configuration"))?;
+            }
+        }
+        if let Some((addr, prefix_len)) = address {
+            own_address(RTM_NEWADDR, ifindex, addr, prefix_len)
+                .await
+                .map_err(nl("adding its address"))?;
+        }
     }
     Ok((ifindex, made))
 }
 
-/// The ipvlan's own address: a plain one, without xvrrpd's VIP marker, so
-/// no clean-up of VIPs ever takes it; it goes with the link.
-async fn add_own_address(ifindex: u32, addr: IpAddr, prefix_len: u8) -> Result<(), LinkError> {
+/// Adds (`RTM_NEWADDR`) or removes (`RTM_DELADDR`) the ipvlan's own
+/// address: a plain one, without xvrrpd's VIP marker, so no clean-up of
+/// VIPs ever takes it; it goes with the link.
+async fn own_address(
+    kind: u16,
+    ifindex: u32,
+    addr: IpAddr,
+    prefix_len: u8,
+) -> Result<(), LinkError> {
     let mut m = AddressMessage::default();
     m.header.family = if addr.is_ipv4() {
         AddressFamily::Inet
@@ -296,16 +316,17 @@ async fn add_own_address(ifindex: u32, addr: IpAddr, prefix_len: u8) -> Result<(
     let mut sock = NlSocket::open(&[], 1 << 16)?;
     let mut buf = vec![0u8; m.buffer_len()];
     m.emit(&mut buf);
-    sock.request_acked(
-        RTM_NEWADDR,
-        NLM_F_CREATE | NLM_F_REPLACE,
-        &[super::nl::RawPayload(&buf)],
-    )
-    .await
-    .into_iter()
-    .next()
-    .unwrap_or(Err(NlError::Overrun))
-    .map_err(LinkError::from)
+    let flags = if kind == RTM_NEWADDR {
+        NLM_F_CREATE | NLM_F_REPLACE
+    } else {
+        0
+    };
+    sock.request_acked(kind, flags, &[super::nl::RawPayload(&buf)])
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or(Err(NlError::Overrun))
+        .map_err(LinkError::from)
 }
 
 impl Found {
