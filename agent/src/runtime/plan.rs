@@ -437,15 +437,7 @@ pub fn vmac_specs(config: &Config) -> Result<Vec<(String, VmacSpec, VmacRole)>, 
         let Some(u) = &inst.use_vmac else {
             continue;
         };
-        let ifname = inst
-            .interface
-            .clone()
-            .ok_or_else(|| PlanError::NoInterface(inst.name.clone()))?;
-        let base = link::ifindex_by_name(&ifname).map_err(|source| PlanError::Interface {
-            instance: inst.name.clone(),
-            ifname: ifname.clone(),
-            source,
-        })?;
+        let base = instance_ifindex(inst)?;
         let vrid = inst.virtual_router_id;
         let name = match &u.interface {
             Some(n) => n.clone(),
@@ -537,15 +529,7 @@ fn ipvlan_spec(
     u: &model::UseIpvlan,
     taken: &mut Vec<String>,
 ) -> Result<VmacSpec, PlanError> {
-    let ifname = inst
-        .interface
-        .clone()
-        .ok_or_else(|| PlanError::NoInterface(inst.name.clone()))?;
-    let base = link::ifindex_by_name(&ifname).map_err(|source| PlanError::Interface {
-        instance: inst.name.clone(),
-        ifname: ifname.clone(),
-        source,
-    })?;
+    let base = instance_ifindex(inst)?;
     let name = match &u.interface {
         Some(n) => n.clone(),
         None => free_vmac_name(
@@ -570,6 +554,19 @@ fn ipvlan_spec(
         base,
         kind: VmacKind::Ipvlan { flags, address },
         group: u.group,
+    })
+}
+
+/// The index of the instance's `interface` (a VMAC's or ipvlan's base).
+fn instance_ifindex(inst: &VrrpInstance) -> Result<u32, PlanError> {
+    let ifname = inst
+        .interface
+        .clone()
+        .ok_or_else(|| PlanError::NoInterface(inst.name.clone()))?;
+    link::ifindex_by_name(&ifname).map_err(|source| PlanError::Interface {
+        instance: inst.name.clone(),
+        ifname,
+        source,
     })
 }
 

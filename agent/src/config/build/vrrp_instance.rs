@@ -3,7 +3,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use super::{
-    super::{diag::Loc, model::*, tree::Node},
+    super::{diag::Loc, lexer::Token, model::*, tree::Node},
     Builder,
     keywords::{Shape, TIMER_MAX_SEC, Table, leaf, unchecked},
     routes::Owner,
@@ -361,53 +361,16 @@ fn use_vmac(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
             // Only keepalived's own netlink cache needs the extra message.
             "netlink_notify_msg" => continue,
             "group" => {
-                let Some(g) = args.next() else {
-                    b.d.error(&a.loc, "VMAC group is missing its value")
-                        .hint("write group NUMBER, or a name from /etc/iproute2/group");
-                    continue;
-                };
-                match super::routes::iproute2_number(super::routes::Iproute2Name::Group, &g.text)
-                    .and_then(|v| u32::try_from(v).ok())
-                {
-                    Some(v) => u.group = Some(v),
-                    None => {
-                        b.d.error(&g.loc, format!("VMAC group {} not found", g.text))
-                            .hint("use a number, or a name from /etc/iproute2/group");
-                    }
+                if let Some(g) = link_group(b, a, args.next(), "VMAC") {
+                    u.group = Some(g);
                 }
                 continue;
             }
             _ => {}
         }
-        let name_tok = if word == "name" {
-            match args.next() {
-                Some(t) => t,
-                None => {
-                    b.d.error(&a.loc, "VMAC 'name' is missing the interface name")
-                        .hint("write use_vmac name IFNAME");
-                    continue;
-                }
-            }
-        } else {
-            a
-        };
-        if u.interface.is_some() {
-            b.d.error(&name_tok.loc, "VMAC interface name already specified")
-                .hint("give one name");
-            continue;
+        if let Some(name) = link_name(b, a, &mut args, u.interface.is_some(), "VMAC") {
+            u.interface = Some(name);
         }
-        if !valid_ifname(&name_tok.text) {
-            b.d.error(
-                &name_tok.loc,
-                format!(
-                    "VMAC interface name '{}' too long or invalid characters - ignoring",
-                    name_tok.text
-                ),
-            )
-            .hint("an interface name has at most 15 characters and no '/', ':' or spaces");
-            continue;
-        }
-        u.interface = Some(name_tok.text.clone());
     }
     d.v.use_vmac = Some(u);
 }
@@ -455,19 +418,8 @@ fn use_ipvlan(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
             continue;
         }
         if word == "group" {
-            let Some(g) = args.next() else {
-                b.d.error(&a.loc, "ipvlan group is missing its value")
-                    .hint("write group NUMBER, or a name from /etc/iproute2/group");
-                continue;
-            };
-            match super::routes::iproute2_number(super::routes::Iproute2Name::Group, &g.text)
-                .and_then(|v| u32::try_from(v).ok())
-            {
-                Some(v) => u.group = Some(v),
-                None => {
-                    b.d.error(&g.loc, format!("ipvlan group {} not found", g.text))
-                        .hint("use a number, or a name from /etc/iproute2/group");
-                }
+            if let Some(g) = link_group(b, a, args.next(), "ipvlan") {
+                u.group = Some(g);
             }
             continue;
         }
@@ -497,43 +449,76 @@ fn use_ipvlan(b: &mut Builder<'_>, d: &mut InstanceDraft, n: &Node) {
             u.address = Some(addr);
             continue;
         }
-        let name_tok = if word == "name" {
-            match args.next() {
-                Some(t) => t,
-                None => {
-                    b.d.error(&a.loc, "ipvlan 'name' is missing the interface name")
-                        .hint("write use_ipvlan name IFNAME");
-                    continue;
-                }
-            }
-        } else {
-            a
-        };
-        if u.interface.is_some() {
-            b.d.error(
-                &name_tok.loc,
-                format!(
-                    "IPVLAN interface already specified - ignoring '{}'",
-                    name_tok.text
-                ),
-            )
-            .hint("give one name");
-            continue;
+        if let Some(name) = link_name(b, a, &mut args, u.interface.is_some(), "IPVLAN") {
+            u.interface = Some(name);
         }
-        if !valid_ifname(&name_tok.text) {
-            b.d.error(
-                &name_tok.loc,
-                format!(
-                    "IPVLAN interface name '{}' too long - ignoring",
-                    name_tok.text
-                ),
-            )
-            .hint("an interface name has at most 15 characters and no '/', ':' or spaces");
-            continue;
-        }
-        u.interface = Some(name_tok.text.clone());
     }
     d.v.use_ipvlan = Some(u);
+}
+
+/// `group GROUP` on a `use_vmac` / `use_ipvlan` line (`what` names it in
+/// messages): the link group, by number or /etc/iproute2/group name.
+fn link_group(b: &mut Builder<'_>, at: &Token, value: Option<&Token>, what: &str) -> Option<u32> {
+    let Some(g) = value else {
+        b.d.error(&at.loc, format!("{what} group is missing its value"))
+            .hint("write group NUMBER, or a name from /etc/iproute2/group");
+        return None;
+    };
+    let group = super::routes::iproute2_number(super::routes::Iproute2Name::Group, &g.text)
+        .and_then(|v| u32::try_from(v).ok());
+    if group.is_none() {
+        b.d.error(&g.loc, format!("{what} group {} not found", g.text))
+            .hint("use a number, or a name from /etc/iproute2/group");
+    }
+    group
+}
+
+/// The link's name on a `use_vmac` / `use_ipvlan` line: `word` itself, or
+/// the word after it when it is `name` (keepalived 2.3); `None` (reported)
+/// when missing, second or not an interface name.
+fn link_name<'t>(
+    b: &mut Builder<'_>,
+    word: &'t Token,
+    args: &mut std::slice::Iter<'t, Token>,
+    named_already: bool,
+    what: &str,
+) -> Option<String> {
+    let name_tok = if word.text == "name" {
+        let Some(t) = args.next() else {
+            b.d.error(
+                &word.loc,
+                format!("{what} 'name' is missing the interface name"),
+            )
+            .hint("write name IFNAME");
+            return None;
+        };
+        t
+    } else {
+        word
+    };
+    if named_already {
+        b.d.error(
+            &name_tok.loc,
+            format!(
+                "{what} interface name already specified - ignoring '{}'",
+                name_tok.text
+            ),
+        )
+        .hint("give one name");
+        return None;
+    }
+    if !valid_ifname(&name_tok.text) {
+        b.d.error(
+            &name_tok.loc,
+            format!(
+                "{what} interface name '{}' too long or invalid characters - ignoring",
+                name_tok.text
+            ),
+        )
+        .hint("an interface name has at most 15 characters and no '/', ':' or spaces");
+        return None;
+    }
+    Some(name_tok.text.clone())
 }
 
 /// An interface name the kernel takes (keepalived's `dev_name_valid`).
