@@ -448,4 +448,36 @@ mod tests {
             (9, Some(3), Some(rfc_mac(7, false)))
         );
     }
+
+    #[test]
+    fn a_created_ipvlan_reads_back_as_one_of_its_mode() {
+        let mut m = header(11);
+        m.attributes.push(LinkAttribute::IfName("vip51".into()));
+        m.attributes.push(LinkAttribute::Link(3));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::IpVlan),
+            LinkInfo::Data(InfoData::IpVlan(vec![
+                InfoIpVlan::Mode(IpVlanMode::L2),
+                InfoIpVlan::Flags(IpVlanFlags::from_bits_retain(IPVLAN_F_PRIVATE)),
+            ])),
+        ]));
+        let mut buf = vec![0u8; m.buffer_len()];
+        m.emit(&mut buf);
+        let (name, f) = found_of(&buf).expect("parses");
+        assert_eq!((name.as_str(), f.base), ("vip51", Some(3)));
+        let private = VmacKind::Ipvlan {
+            flags: IPVLAN_F_PRIVATE,
+            address: None,
+        };
+        let bridge = VmacKind::Ipvlan {
+            flags: 0,
+            address: None,
+        };
+        // Taken over only in the mode asked for; never as a macvlan.
+        assert!(f.is(&private));
+        assert!(!f.is(&bridge));
+        assert!(!f.is(&VmacKind::Macvlan {
+            mac: rfc_mac(51, false)
+        }));
+    }
 }
