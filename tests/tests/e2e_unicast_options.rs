@@ -312,12 +312,9 @@ fn the_old_unicast_checksum_is_detected_unless_never() -> Result<()> {
 #[test]
 fn a_unicast_instance_without_interface_runs_where_its_peers_are_routed() -> Result<()> {
     lab_test("unicast_no_interface", || {
-        let d = scenario_daemon();
-        if d != Daemon::Xvrrpd {
-            // keepalived 2.2.7 stops at "(VI_N) Unknown interface!"; later
-            // versions run such an instance unbound.
-            return Ok(());
-        }
+        // xvrrpd only: keepalived 2.2.7 stops at "(VI_N) Unknown
+        // interface!" (fixed in 2.2.8).
+        let d = Daemon::Xvrrpd;
         let mut inst = Instance::new("VI_N", 55, &[VIP]);
         inst.interface = String::new();
         let mut c = Cluster::new(
@@ -366,11 +363,8 @@ fn a_unicast_instance_without_interface_runs_where_its_peers_are_routed() -> Res
 #[test]
 fn peers_routed_through_two_interfaces_are_refused_with_the_reason() -> Result<()> {
     lab_test("unicast_no_interface_split", || {
-        let d = scenario_daemon();
-        if d != Daemon::Xvrrpd {
-            // keepalived runs such an instance unbound; the refusal is xvrrpd's.
-            return Ok(());
-        }
+        // xvrrpd only: keepalived runs such an instance unbound.
+        let d = Daemon::Xvrrpd;
         let mut inst = Instance::new("VI_S", 56, &[VIP]);
         inst.interface = String::new();
         let c = Cluster::new(

@@ -984,31 +984,16 @@ fn vrf(p: &mut Pair, col: &mut Column) -> Result<()> {
         let conf = config_vrf(node, prio, peer)?;
         vm.ok(&format!(
             "systemctl stop xvrrpd; ip link add {VRF} type vrf table 10 && ip link set {VRF} up \
-             && ip link set eth0 master {VRF}\n\
-             cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf}EOF\nsystemctl start xvrrpd"
+             && ip link set eth0 master {VRF}"
         ))?;
+        configure(vm, &conf, "systemctl start xvrrpd")?;
     }
-    let t0 = Stamp::now();
-    let before = sample(p.a)?.restarts;
-    let (sa, sb, settled) = watch(
-        p.a,
-        p.b,
-        Duration::from_secs(60),
-        Duration::from_secs(2),
-        |sa, sb| a_master_again(sa, sb, before),
-    )?;
-    log_samples(&p.log, "vrf", &t0, &sa, &sb);
-    let on = |s: &[Sample]| {
-        s.last()
-            .and_then(|s| s.status.as_ref())
-            .and_then(|s| s["instances"][0]["interface"].as_str().map(str::to_string))
-    };
-    let (if_a, if_b) = (on(&sa), on(&sb));
-    let heard_from = sb.last().and_then(|s| s.status.as_ref()).and_then(|s| {
-        s["instances"][0]["master_address"]
-            .as_str()
-            .map(str::to_string)
-    });
+    let (sa, sb, settled) = settle(p, "vrf", |_, _| true)?;
+    let (if_a, if_b) = (
+        instance_field(&sa, "interface"),
+        instance_field(&sb, "interface"),
+    );
+    let heard_from = instance_field(&sb, "master_address");
     let enslaved = p.a.ok(&format!("ip -br link show master {VRF}"))?;
     let ok = settled
         && if_a.as_deref() == Some("eth0")
@@ -1041,15 +1026,46 @@ fn vrf(p: &mut Pair, col: &mut Column) -> Result<()> {
     crash(p, col, "vrf: kill -9 of the master's daemon", "9")
 }
 
-/// What a guest's ipvlan looks like: its kind and mode line from `ip -d
-/// link`, and its IPv4 addresses ("" when it does not exist).
-fn ipvlan_view(vm: &mut Vm) -> Result<(String, String)> {
+/// What a guest's ipvlan looks like: its kind and mode from `ip -d link`
+/// ("?" when that line has none), and its IPv4 addresses; `None` when
+/// the link does not exist.
+fn ipvlan_view(vm: &mut Vm) -> Result<Option<(String, String)>> {
     let out = vm.ok(&format!(
-        "ip -d -o link show dev {IPVLAN} 2>/dev/null | grep -o 'ipvlan *mode [a-z0-9]* *[a-z]*' || true; echo @@; \
-         ip -br -4 addr show dev {IPVLAN} 2>/dev/null || true"
+        "ip link show dev {IPVLAN} >/dev/null 2>&1 || {{ echo absent; exit 0; }}; \
+         ip -d -o link show dev {IPVLAN} | grep -o 'ipvlan *mode [a-z0-9]* *[a-z]*' || echo '?'; echo @@; \
+         ip -br -4 addr show dev {IPVLAN}"
     ))?;
+    if out.trim() == "absent" {
+        return Ok(None);
+    }
     let (link, addrs) = out.split_once("@@").unwrap_or((&out, ""));
-    Ok((link.trim().to_string(), addrs.trim().to_string()))
+    Ok(Some((link.trim().to_string(), addrs.trim().to_string())))
+}
+
+/// A field of the first instance in the last status a guest gave.
+fn instance_field(samples: &[Sample], field: &str) -> Option<String> {
+    let status = samples.last()?.status.as_ref()?;
+    status["instances"][0][field].as_str().map(str::to_string)
+}
+
+/// Both guests watched until A is master again with its VIP and READY, B
+/// its backup, and `also` holds; logged as `label`.
+fn settle(
+    p: &mut Pair,
+    label: &str,
+    also: impl Fn(&[Sample], &[Sample]) -> bool,
+) -> Result<(Vec<Sample>, Vec<Sample>, bool)> {
+    let t0 = Stamp::now();
+    let before = sample(p.a)?.restarts;
+    let (sa, sb, settled) = watch(
+        p.a,
+        p.b,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+        |sa, sb| a_master_again(sa, sb, before) && also(sa, sb),
+    )?;
+    log_samples(&p.log, label, &t0, &sa, &sb);
+    Ok((sa, sb, settled))
 }
 
 /// `use_ipvlan`: both guests restarted on a configuration that puts the VIP
@@ -1060,34 +1076,22 @@ fn ipvlan_view(vm: &mut Vm) -> Result<(String, String)> {
 fn ipvlan(p: &mut Pair, col: &mut Column) -> Result<()> {
     let conf_a = config_ipvlan(&NODE_A, PRIO_A, IPVLAN_A)?;
     let conf_b = config_ipvlan(&NODE_B, PRIO_B, IPVLAN_B)?;
-    p.b.ok(&format!(
-        "cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf_b}EOF\nsystemctl restart xvrrpd"
-    ))?;
-    p.a.ok(&format!(
-        "cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf_a}EOF\nsystemctl restart xvrrpd"
-    ))?;
-    let t0 = Stamp::now();
-    let before = sample(p.a)?.restarts;
-    let (sa, sb, settled) = watch(
-        p.a,
-        p.b,
-        Duration::from_secs(60),
-        Duration::from_secs(2),
-        |sa, sb| a_master_again(sa, sb, before),
-    )?;
-    log_samples(&p.log, "use_ipvlan", &t0, &sa, &sb);
-    let (link_a, addrs_a) = ipvlan_view(p.a)?;
-    let (link_b, addrs_b) = ipvlan_view(p.b)?;
+    configure(p.b, &conf_b, "systemctl restart xvrrpd")?;
+    configure(p.a, &conf_a, "systemctl restart xvrrpd")?;
+    let (_, sb, settled) = settle(p, "use_ipvlan", |_, _| true)?;
+    let view_a = ipvlan_view(p.a)?;
+    let view_b = ipvlan_view(p.b)?;
     let holds = |addrs: &str, a: &str| addrs.split_whitespace().any(|w| w == format!("{a}/24"));
-    let heard_from = sb.last().and_then(|s| s.status.as_ref()).and_then(|s| {
-        s["instances"][0]["master_address"]
-            .as_str()
-            .map(str::to_string)
-    });
-    let l2 = |l: &str| l.starts_with("ipvlan") && l.contains("mode l2");
+    let heard_from = instance_field(&sb, "master_address");
+    let l2 = |v: &Option<(String, String)>| {
+        v.as_ref()
+            .is_some_and(|(l, _)| l.starts_with("ipvlan") && l.contains("mode l2"))
+    };
+    let addrs = |v: &Option<(String, String)>| v.as_ref().map_or(String::new(), |(_, a)| a.clone());
+    let (addrs_a, addrs_b) = (addrs(&view_a), addrs(&view_b));
     let ok = settled
-        && l2(&link_a)
-        && l2(&link_b)
+        && l2(&view_a)
+        && l2(&view_b)
         && holds(&addrs_a, IPVLAN_A)
         && holds(&addrs_a, VIP)
         && holds(&addrs_b, IPVLAN_B)
@@ -1097,11 +1101,15 @@ fn ipvlan(p: &mut Pair, col: &mut Column) -> Result<()> {
         "use_ipvlan",
         ok,
         format!(
-            "{}: \"{link_a}\" [{addrs_a}]; {}: \"{link_b}\" [{addrs_b}]; the backup hears the master from {}{}",
+            "{}: {view_a:?}; {}: {view_b:?}; the backup hears the master from {}{}",
             NODE_A.name,
             NODE_B.name,
             heard_from.as_deref().unwrap_or("?"),
-            if settled { "" } else { "; A never settled as master" }
+            if settled {
+                ""
+            } else {
+                "; A never settled as master"
+            }
         ),
     );
     if !settled {
@@ -1110,24 +1118,11 @@ fn ipvlan(p: &mut Pair, col: &mut Column) -> Result<()> {
     // A reload that changes the ipvlan's address: the ipvlan is kept, the
     // old address goes, the adverts come from the new one.
     let conf_a2 = config_ipvlan(&NODE_A, PRIO_A, IPVLAN_A2)?;
-    p.a.ok(&format!(
-        "cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf_a2}EOF\nsystemctl reload xvrrpd"
-    ))?;
-    let t0 = Stamp::now();
-    let (sa, sb, settled) = watch(
-        p.a,
-        p.b,
-        Duration::from_secs(60),
-        Duration::from_secs(3),
-        |sa, sb| {
-            a_master_again(sa, sb, before)
-                && sb.last().and_then(|s| s.status.as_ref()).is_some_and(|s| {
-                    s["instances"][0]["master_address"].as_str() == Some(IPVLAN_A2)
-                })
-        },
-    )?;
-    log_samples(&p.log, "use_ipvlan reload", &t0, &sa, &sb);
-    let (_, addrs_a) = ipvlan_view(p.a)?;
+    configure(p.a, &conf_a2, "systemctl reload xvrrpd")?;
+    let (_, _, settled) = settle(p, "use_ipvlan reload", |_, sb| {
+        instance_field(sb, "master_address").as_deref() == Some(IPVLAN_A2)
+    })?;
+    let addrs_a = addrs(&ipvlan_view(p.a)?);
     col.check(
         "use_ipvlan: reload with a new address",
         settled && holds(&addrs_a, IPVLAN_A2) && !holds(&addrs_a, IPVLAN_A) && holds(&addrs_a, VIP),
@@ -1145,19 +1140,27 @@ fn ipvlan(p: &mut Pair, col: &mut Column) -> Result<()> {
     for vm in [&mut *p.a, &mut *p.b] {
         vm.ok("systemctl stop xvrrpd")?;
     }
-    let (link_a, _) = ipvlan_view(p.a)?;
-    let (link_b, _) = ipvlan_view(p.b)?;
+    let (left_a, left_b) = (ipvlan_view(p.a)?, ipvlan_view(p.b)?);
     let after_a = sample(p.a)?;
     let after_b = sample(p.b)?;
+    let gone = left_a.is_none() && left_b.is_none();
     col.check(
         "use_ipvlan: stop",
-        link_a.is_empty() && link_b.is_empty() && !after_a.vips[0] && !after_b.vips[0],
-        if link_a.is_empty() && link_b.is_empty() {
+        gone && !after_a.vips[0] && !after_b.vips[0],
+        if gone {
             "the ipvlan is gone on both guests, and the VIP with it".to_string()
         } else {
-            format!("ipvlan left: \"{link_a}\" / \"{link_b}\"")
+            format!("ipvlan left: {left_a:?} / {left_b:?}")
         },
     );
+    Ok(())
+}
+
+/// Writes a guest's keepalived.conf, then runs `then` (a systemctl verb).
+fn configure(vm: &mut Vm, conf: &str, then: &str) -> Result<()> {
+    vm.ok(&format!(
+        "cat > /etc/keepalived/keepalived.conf <<'EOF'\n{conf}EOF\n{then}"
+    ))?;
     Ok(())
 }
 

@@ -153,7 +153,7 @@ async fn links() -> Result<Vec<(String, Found)>, LinkError> {
     Ok(out)
 }
 
-async fn request(kind: u16, flags: u16, msg: &LinkMessage) -> Result<(), LinkError> {
+async fn request(kind: u16, flags: u16, msg: &impl Emitable) -> Result<(), LinkError> {
     let mut sock = NlSocket::open(&[], 1 << 16)?;
     let mut buf = vec![0u8; msg.buffer_len()];
     msg.emit(&mut buf);
@@ -313,20 +313,12 @@ async fn own_address(
     m.header.index = ifindex;
     m.attributes.push(AddressAttribute::Local(addr));
     m.attributes.push(AddressAttribute::Address(addr));
-    let mut sock = NlSocket::open(&[], 1 << 16)?;
-    let mut buf = vec![0u8; m.buffer_len()];
-    m.emit(&mut buf);
     let flags = if kind == RTM_NEWADDR {
         NLM_F_CREATE | NLM_F_REPLACE
     } else {
         0
     };
-    sock.request_acked(kind, flags, &[super::nl::RawPayload(&buf)])
-        .await
-        .into_iter()
-        .next()
-        .unwrap_or(Err(NlError::Overrun))
-        .map_err(LinkError::from)
+    request(kind, flags, &m).await
 }
 
 impl Found {

@@ -84,10 +84,7 @@ impl Builder<'_> {
         let first_not_link_local = v
             .virtual_ipaddress
             .first()
-            .is_some_and(|a| match a.address {
-                IpAddr::V6(x) => (x.segments()[0] & 0xffc0) != 0xfe80,
-                IpAddr::V4(_) => false,
-            });
+            .is_some_and(|a| a.address.is_ipv6() && !is_link_local_v6(a.address));
         if v6
             && first_not_link_local
             && let Some(loc) = d.vip_locs.first()
@@ -337,10 +334,7 @@ impl Builder<'_> {
             v.use_vmac = None;
             v.use_ipvlan = None;
         }
-        if let Some(p) = v.unicast_peer.iter().find(|p| match p.address {
-            IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
-            IpAddr::V4(_) => false,
-        }) {
+        if let Some(p) = v.unicast_peer.iter().find(|p| is_link_local_v6(p.address)) {
             self.d
                 .error(
                     at,
@@ -424,4 +418,9 @@ impl Builder<'_> {
                 .hint("add a virtual_ipaddress block");
         }
     }
+}
+
+/// fe80::/10.
+fn is_link_local_v6(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(x) if x.segments()[0] & 0xffc0 == 0xfe80)
 }
