@@ -354,6 +354,22 @@ impl NlSocket {
         let mut buf = Vec::with_capacity(NLMSG_HDRLEN + payload.len());
         push_message(&mut buf, kind, NLM_F_REQUEST, seq, &RawPayload(payload));
         self.send_raw(&buf)?;
+        self.answers(seq, |m| match m {
+            Msg::Data {
+                seq: s, payload, ..
+            } if s == seq => Some(payload.to_vec()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Reads the answers to request `seq` until `each` returns a value or
+    /// the kernel refuses the request.
+    async fn answers<T>(
+        &mut self,
+        seq: u32,
+        mut each: impl FnMut(Msg<'_>) -> Option<T>,
+    ) -> Result<T, NlError> {
         let deadline = Instant::now() + REPLY_TIMEOUT;
         loop {
             let len = match self.recv_by(deadline).await? {
@@ -361,18 +377,21 @@ impl NlSocket {
                 Recv::Overrun => return Err(NlError::Overrun),
             };
             for m in self.messages(len) {
-                match m {
-                    Msg::Data {
-                        seq: s, payload, ..
-                    } if s == seq => return Ok(payload.to_vec()),
-                    Msg::Ack {
-                        seq: s,
-                        errno,
-                        message,
-                    } if s == seq && errno != 0 => {
-                        return Err(NlError::Kernel { errno, message });
-                    }
-                    _ => {}
+                if let Msg::Ack {
+                    seq: s,
+                    errno,
+                    message,
+                } = &m
+                    && *s == seq
+                    && *errno != 0
+                {
+                    return Err(NlError::Kernel {
+                        errno: *errno,
+                        message: message.clone(),
+                    });
+                }
+                if let Some(t) = each(m) {
+                    return Ok(t);
                 }
             }
         }
@@ -389,36 +408,22 @@ impl NlSocket {
         for _ in 0..DUMP_RETRIES {
             let mut entries: Vec<(u16, Vec<u8>)> = Vec::new();
             let seq = self.start_dump(kind, header)?;
-            let deadline = Instant::now() + REPLY_TIMEOUT;
             let mut interrupted = false;
-            'read: loop {
-                let len = match self.recv_by(deadline).await? {
-                    Recv::Datagram(len) => len,
-                    Recv::Overrun => return Err(NlError::Overrun),
-                };
-                for m in self.messages(len) {
-                    match m {
-                        Msg::Data {
-                            seq: s,
-                            kind,
-                            flags,
-                            payload,
-                        } if s == seq => {
-                            interrupted |= flags & NLM_F_DUMP_INTR != 0;
-                            entries.push((kind, payload.to_vec()));
-                        }
-                        Msg::Done { seq: s } if s == seq => break 'read,
-                        Msg::Ack {
-                            seq: s,
-                            errno,
-                            message,
-                        } if s == seq && errno != 0 => {
-                            return Err(NlError::Kernel { errno, message });
-                        }
-                        _ => {}
-                    }
+            self.answers(seq, |m| match m {
+                Msg::Data {
+                    seq: s,
+                    kind,
+                    flags,
+                    payload,
+                } if s == seq => {
+                    interrupted |= flags & NLM_F_DUMP_INTR != 0;
+                    entries.push((kind, payload.to_vec()));
+                    None
                 }
-            }
+                Msg::Done { seq: s } if s == seq => Some(()),
+                _ => None,
+            })
+            .await?;
             if !interrupted {
                 for (k, p) in &entries {
                     each(*k, p);
