@@ -323,7 +323,7 @@ fn a_unicast_instance_without_interface_runs_where_its_peers_are_routed() -> Res
             &[("r1", d, 150), ("r2", d, 100)],
             true,
             |r, cfg| {
-                // r2 leaves its source to the route, as keepalived allows.
+                // r2 leaves its source to its interface, as keepalived allows.
                 if r.name == "r2" {
                     cfg.instances[0].unicast_src = None;
                 }
@@ -353,7 +353,7 @@ fn a_unicast_instance_without_interface_runs_where_its_peers_are_routed() -> Res
         let r2 = c.router("r2").addr(false).to_string();
         ensure!(
             last.src.to_string() == r2,
-            "the new master's adverts come from {}, not from {r2}, its route's source",
+            "the new master's adverts come from {}, not from {r2}, its interface.s address",
             last.src
         );
         c.finish()

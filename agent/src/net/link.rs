@@ -573,9 +573,8 @@ pub async fn with_clsact() -> Result<Vec<u32>, LinkError> {
 }
 
 /// Where the kernel routes to `dst` (in `vrf`'s table when given, as `ip
-/// route get DST vrf VRF` asks): the interface the packets leave by, and
-/// the source address the route prefers.
-pub async fn route_to(dst: IpAddr, vrf: Option<u32>) -> Result<(u32, Option<IpAddr>), LinkError> {
+/// route get DST vrf VRF` asks): the interface the packets leave by.
+pub async fn route_to(dst: IpAddr, vrf: Option<u32>) -> Result<u32, LinkError> {
     use netlink_packet_core::{Emitable, Parseable};
     use netlink_packet_route::{
         AddressFamily,
@@ -602,19 +601,14 @@ pub async fn route_to(dst: IpAddr, vrf: Option<u32>) -> Result<(u32, Option<IpAd
     let reply = RouteMessage::parse(answer.as_slice()).map_err(|e| {
         LinkError::NoRoute(format!("{dst}: the kernel's answer did not parse ({e})"))
     })?;
-    let mut oif = None;
-    let mut source = None;
-    for a in &reply.attributes {
-        match a {
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            RouteAttribute::PrefSource(RouteAddress::Inet(a)) => source = Some(IpAddr::V4(*a)),
-            RouteAttribute::PrefSource(RouteAddress::Inet6(a)) => source = Some(IpAddr::V6(*a)),
-            _ => {}
-        }
-    }
-    let oif =
-        oif.ok_or_else(|| LinkError::NoRoute(format!("{dst}: the route names no interface")))?;
-    Ok((oif, source))
+    reply
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        })
+        .ok_or_else(|| LinkError::NoRoute(format!("{dst}: the route names no interface")))
 }
 
 /// The addresses of one link, from a fresh dump, in the kernel's order.

@@ -629,7 +629,8 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
 /// The interface each unicast instance without `interface` runs on, as
 /// the kernel routes to its peers now (in its `vrf`'s table when given):
 /// they must all leave by one interface, the one its adverts are received
-/// on. Its source is the route's preferred one unless configured.
+/// on, with that interface's address as its source unless one is
+/// configured, as any instance.
 /// `None` when every instance names its interface.
 pub async fn resolve_interfaceless(config: &Config) -> Result<Option<Config>, PlanError> {
     if config.vrrp_instance.iter().all(|i| i.interface.is_some()) {
@@ -649,14 +650,14 @@ pub async fn resolve_interfaceless(config: &Config) -> Result<Option<Config>, Pl
             Some(name) => Some(link::ifindex_by_name(name).map_err(|e| why(format!("vrf: {e}")))?),
             None => None,
         };
-        let mut via: Option<(u32, Option<IpAddr>, IpAddr)> = None;
+        let mut via: Option<(u32, IpAddr)> = None;
         for peer in &inst.unicast_peer {
-            let (oif, source) = link::route_to(peer.address, vrf)
+            let oif = link::route_to(peer.address, vrf)
                 .await
                 .map_err(|e| why(format!("no interface given, and {e}")))?;
             match via {
-                None => via = Some((oif, source, peer.address)),
-                Some((first, _, first_peer)) if first != oif => {
+                None => via = Some((oif, peer.address)),
+                Some((first, first_peer)) if first != oif => {
                     let name = |i| link::ifname_by_index(i).unwrap_or_else(|_| i.to_string());
                     return Err(why(format!(
                         "no interface given, and its peers are routed through different \
@@ -670,7 +671,7 @@ pub async fn resolve_interfaceless(config: &Config) -> Result<Option<Config>, Pl
                 Some(_) => {}
             }
         }
-        let Some((oif, source, _)) = via else {
+        let Some((oif, _)) = via else {
             return Err(PlanError::NoInterface(inst.name.clone()));
         };
         let ifname = link::ifname_by_index(oif).map_err(|e| why(e.to_string()))?;
@@ -682,9 +683,6 @@ pub async fn resolve_interfaceless(config: &Config) -> Result<Option<Config>, Pl
                 .map(|v| format!(" (VRF {v})"))
                 .unwrap_or_default()
         );
-        if inst.unicast_src_ip.is_none() && inst.mcast_src_ip.is_none() {
-            inst.unicast_src_ip = source;
-        }
         inst.interface = Some(ifname);
     }
     Ok(Some(out))
