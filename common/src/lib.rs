@@ -355,7 +355,26 @@ pub struct GuardValue {
     pub last_claim_ns: u64,
     /// Who made that claim.
     pub last_claim_mac: [u8; 6],
-    pub _pad2: [u8; 2],
+    /// `GUARD_FLAG_*`.
+    pub flags: u8,
+    pub _pad2: u8,
+}
+
+/// The guard's MAC is a VMAC every router of the VRID owns: a fenced
+/// packet is dropped, never answered, since any frame sent from that MAC
+/// would move it to this host in every switch.
+pub const GUARD_FLAG_SHARED_MAC: u8 = 1;
+
+/// Where IGMP/MLD reports leaving a VMAC go instead (keyed by the VMAC's
+/// ifindex): out of its base, from the base's MAC, so no switch learns the
+/// VMAC on a host that does not own it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct VmacBase {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
 }
 
 /// A claim of a guarded VIP by a foreign MAC (gratuitous ARP, ARP reply, or
@@ -538,12 +557,15 @@ pub const MAP_ARMED: &str = "ARMED";
 pub const MAP_QUIET: &str = "QUIET";
 pub const MAP_HEARD: &str = "HEARD";
 pub const MAP_TIMERS: &str = "TIMERS";
+pub const MAP_VMAC_BASES: &str = "VMAC_BASES";
 /// Program names in the eBPF object: with the kernel down timer (BPF
 /// timers, kernel ≥ 5.15) and without it (`_plain`).
 pub const PROG_XDP: &str = "xvrrpd_xdp";
 pub const PROG_TC: &str = "xvrrpd_tc";
 pub const PROG_XDP_PLAIN: &str = "xvrrpd_xdp_plain";
 pub const PROG_TC_PLAIN: &str = "xvrrpd_tc_plain";
+/// TC egress of a VMAC: moves its IGMP/MLD reports to its base ([`VmacBase`]).
+pub const PROG_VMAC_EGRESS: &str = "xvrrpd_vmac_out";
 
 #[cfg(feature = "user")]
 mod user {
@@ -556,6 +578,7 @@ mod user {
     unsafe impl aya::Pod for super::GuardValue {}
     unsafe impl aya::Pod for super::ClaimEvent {}
     unsafe impl aya::Pod for super::FenceOwner {}
+    unsafe impl aya::Pod for super::VmacBase {}
     unsafe impl aya::Pod for super::QuietAdvert {}
     unsafe impl aya::Pod for super::Heard {}
     unsafe impl aya::Pod for super::DownEvent {}

@@ -15,6 +15,7 @@
 mod answer;
 mod down;
 mod parse;
+mod vmac;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
@@ -27,7 +28,7 @@ use down::TimerMap;
 use parse::{Frame, Maps, Outcome, Redirect, classify};
 use xvrrpd_common::{
     COUNTER_COUNT, Counter, FenceOwner, GuardKey, GuardValue, Heard, IfacePolicy, QuietAdvert,
-    VridConfig, VridKey,
+    VmacBase, VridConfig, VridKey,
 };
 
 /// Adverts for the agent. 4 MiB holds ~12,000 events: a burst of a thousand
@@ -78,6 +79,10 @@ static TIMERS: TimerMap = TimerMap::new();
 /// Per-interface drop/pass policy; absent means [`IfacePolicy::DEFAULT`].
 #[map(name = "POLICY")]
 static POLICY: HashMap<u32, IfacePolicy> = HashMap::with_max_entries(1024, 0);
+
+/// Per VMAC (its ifindex): where its IGMP/MLD reports leave (see `vmac`).
+#[map(name = "VMAC_BASES")]
+static VMAC_BASES: HashMap<u32, VmacBase> = HashMap::with_max_entries(1024, 0);
 
 #[inline(always)]
 fn count(counter: Counter) {
@@ -249,6 +254,12 @@ fn tc_verdict(ctx: &TcContext, timers: Option<&TimerMap>) -> i32 {
             }
         }
     }
+}
+
+/// TC egress of each VMAC xvrrpd made (see `vmac`).
+#[classifier]
+pub fn xvrrpd_vmac_out(ctx: TcContext) -> i32 {
+    vmac::egress(&ctx, &VMAC_BASES)
 }
 
 #[panic_handler]

@@ -10,10 +10,10 @@ use aya_ebpf::{
 use xvrrpd_common::{
     ADDR_HASH_SEED, AdvertEvent, ChecksumForm, ClaimEvent, Counter, EVENT_ADDR_BYTES,
     EVENT_FLAG_ADDRS_TRUNCATED, EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6,
-    FENCE_OWNER_INTERVALS, FenceOwner, GuardKey, GuardValue, Heard, IPPROTO_VRRP, MAX_MESSAGE_LEN,
-    MAX_VRRP_PACKET, OLD_UNICAST_CHECKSUM_GROUP, QUIET_COMPARED_WORDS, QuietAdvert,
-    VRID_FLAG_CHECK_TTL, VRID_FLAG_OLD_CHECKSUM, VRRP_AUTH_LEN, VRRP_HEADER_LEN, VRRP_TTL,
-    VridConfig, VridKey, addr_hash_step,
+    FENCE_OWNER_INTERVALS, FenceOwner, GUARD_FLAG_SHARED_MAC, GuardKey, GuardValue, Heard,
+    IPPROTO_VRRP, MAX_MESSAGE_LEN, MAX_VRRP_PACKET, OLD_UNICAST_CHECKSUM_GROUP,
+    QUIET_COMPARED_WORDS, QuietAdvert, VRID_FLAG_CHECK_TTL, VRID_FLAG_OLD_CHECKSUM, VRRP_AUTH_LEN,
+    VRRP_HEADER_LEN, VRRP_TTL, VridConfig, VridKey, addr_hash_step,
 };
 
 const ETH_HLEN: usize = 14;
@@ -51,6 +51,8 @@ pub struct Redirect {
     /// Our MAC (the frame's source) and the owner's (what the announcement says).
     pub ours: [u8; 6],
     pub owner: [u8; 6],
+    /// `ours` is a VMAC (see [`xvrrpd_common::GUARD_FLAG_SHARED_MAC`]).
+    pub shared_mac: bool,
 }
 
 /// What the L2/L3 dispatch found worth a closer look.
@@ -914,8 +916,9 @@ fn armed(maps: &Maps) -> Option<u64> {
     Some(now)
 }
 
-/// Our MAC and the owner's when `addr` is a VIP this daemon guarded whose
-/// lease lapsed while another router advertises its VRID.
+/// Our MAC, the owner's and the guard's flags when `addr` is a VIP this
+/// daemon guarded whose lease lapsed while another router advertises its
+/// VRID.
 #[inline(always)]
 fn fence_owner(
     ifindex: u32,
@@ -923,7 +926,7 @@ fn fence_owner(
     addr: [u8; 16],
     maps: &Maps,
     now: u64,
-) -> Option<([u8; 6], [u8; 6])> {
+) -> Option<([u8; 6], [u8; 6], u8)> {
     // SAFETY: read-only lookups of plain values.
     let guard = unsafe { maps.guards.get(GuardKey::new(ifindex, family, addr)) }?;
     let key = VridKey::new(ifindex, guard.family, guard.vrid);
@@ -937,7 +940,7 @@ fn fence_owner(
     if now > owner.valid_until_ns {
         return None;
     }
-    Some((guard.mac, owner.mac))
+    Some((guard.mac, owner.mac, guard.flags))
 }
 
 #[inline(always)]
@@ -973,6 +976,10 @@ fn fence_packet(
         redirect6(data, data_end, ifindex, off, maps, now)
     };
     match redirect {
+        // A VMAC is every router's: the sender already has the owner's
+        // MAC, and an answer from it would move the VMAC here in every
+        // switch. The owner's next frame from the VMAC moves it back.
+        Some(r) if r.shared_mac => Outcome::Fenced,
         Some(r) => Outcome::Redirect(r),
         None => Outcome::NotVrrp,
     }
@@ -988,7 +995,7 @@ fn redirect4(
     now: u64,
 ) -> Option<Redirect> {
     let dst = word(data, data_end, off + 16)?;
-    let (ours, owner) = fence_owner(ifindex, FAMILY_IPV4, addr4(dst), maps, now)?;
+    let (ours, owner, flags) = fence_owner(ifindex, FAMILY_IPV4, addr4(dst), maps, now)?;
     Some(Redirect {
         family: FAMILY_IPV4,
         l3_off: off,
@@ -996,6 +1003,7 @@ fn redirect4(
         peer: [0; 4],
         ours,
         owner,
+        shared_mac: flags & GUARD_FLAG_SHARED_MAC != 0,
     })
 }
 
@@ -1011,7 +1019,7 @@ fn redirect6(
     let dst = addr6(data, data_end, off + 24)?;
     // SAFETY: same size, both plain bytes.
     let key = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(dst) };
-    let (ours, owner) = fence_owner(ifindex, FAMILY_IPV6, key, maps, now)?;
+    let (ours, owner, flags) = fence_owner(ifindex, FAMILY_IPV6, key, maps, now)?;
     Some(Redirect {
         family: FAMILY_IPV6,
         l3_off: off,
@@ -1019,6 +1027,7 @@ fn redirect6(
         peer: addr6(data, data_end, off + 8)?,
         ours,
         owner,
+        shared_mac: flags & GUARD_FLAG_SHARED_MAC != 0,
     })
 }
 

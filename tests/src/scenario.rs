@@ -617,6 +617,30 @@ impl Cluster {
         Ok(())
     }
 
+    /// The router whose switch port the bridge learned `mac` on (where it
+    /// sends frames for it), if any.
+    pub fn switch_port_of(&self, mac: &str) -> Result<Option<String>> {
+        let out = crate::lab::run(
+            &mut self
+                .lab
+                .net
+                .switch_cmd(&["bridge", "fdb", "show", "br", "br0"]),
+        )?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let port = text.lines().find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(mac) && words.next() == Some("dev"))
+                .then(|| words.next().map(str::to_string))
+                .flatten()
+        });
+        Ok(port.and_then(|p| {
+            self.routers
+                .iter()
+                .find(|r| self.lab.net.switch_port(&r.host).as_deref() == Some(p.as_str()))
+                .map(|r| r.name.clone())
+        }))
+    }
+
     /// The MAC the client's neighbour entry for `vip` points at (empty
     /// without one).
     pub fn client_neighbour(&self, vip: &str) -> Result<String> {

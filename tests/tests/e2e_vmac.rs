@@ -243,6 +243,15 @@ fn check_wire(c: &Cluster, master: &str, from_rt: u64, v: Variant) -> Result<()>
     }
     ensure!(adverts > 0, "no advert from {master} on the wire");
     ensure!(announces > 0, "no GARP/NA for {vip} on the wire");
+    // Nothing but the master sends from the VMAC: the switch still sends
+    // its traffic there after the others' delayed IGMP/MLD reports.
+    if c.routers.iter().all(|r| r.daemon == Daemon::Xvrrpd) {
+        let port = c.switch_port_of(&vmac.to_string())?;
+        ensure!(
+            port.as_deref() == Some(master),
+            "the switch sends {vmac} to {port:?}, not to the master {master}"
+        );
+    }
     Ok(())
 }
 

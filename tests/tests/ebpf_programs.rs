@@ -18,8 +18,8 @@ use xvrrpd::datapath::{
 };
 use xvrrpd::net::gratuitous::{garp_frame, unsolicited_na_frame};
 use xvrrpd_common::{
-    AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, FAMILY_IPV4, FAMILY_IPV6, GuardValue,
-    IfacePolicy, VridKey,
+    AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, FAMILY_IPV4, FAMILY_IPV6,
+    GUARD_FLAG_SHARED_MAC, GuardValue, IfacePolicy, VmacBase, VridKey,
 };
 use xvrrpd_tests::require_root;
 
@@ -238,6 +238,10 @@ const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
 
 /// The datapath with `VIP4` and `VIP6` guarded on the test-run interface.
 fn guarded(min_interval_ns: u64) -> (EbpfDatapath, EventRing) {
+    guarded_with(min_interval_ns, 0)
+}
+
+fn guarded_with(min_interval_ns: u64, flags: u8) -> (EbpfDatapath, EventRing) {
     let (mut dp, ring) = loaded();
     for addr in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
         let value = GuardValue {
@@ -252,7 +256,8 @@ fn guarded(min_interval_ns: u64) -> (EbpfDatapath, EventRing) {
             last_report_ns: 0,
             last_claim_ns: 0,
             last_claim_mac: [0; 6],
-            _pad2: [0; 2],
+            flags,
+            _pad2: 0,
         };
         dp.set_guard(guard_key(SPEC_IFINDEX, addr), value)
             .expect("guard");
@@ -594,6 +599,30 @@ fn fences_and_answers(prog: Prog) {
     assert_eq!(events.len(), 2, "the adverts still reach the agent");
 }
 
+/// A VIP on a VMAC: every router has that MAC, so the fence drops what
+/// comes for it and answers nothing (an answer from the VMAC would move it
+/// to this host in the switch).
+#[test]
+fn a_vmac_vip_is_fenced_without_an_answer() {
+    for prog in [Prog::Xdp, Prog::Tc] {
+        let (mut dp, _ring) = guarded_with(0, GUARD_FLAG_SHARED_MAC);
+        for family in [FAMILY_IPV4, FAMILY_IPV6] {
+            dp.set_lease(VridKey::new(SPEC_IFINDEX, family, FENCE_VRID), 1)
+                .expect("lease");
+        }
+        let drop = pass_code(prog, false);
+        for name in ["v3_ipv4_pseudo_header_checksum", "v3_ipv6_valid"] {
+            assert_eq!(run(&mut dp, prog, &case(name)), drop, "{name}");
+        }
+        let before = dp.counters().expect("counters");
+        for frame in [echo4(VIP4), echo6(VIP6), who_has(VIP4), solicit(VIP6)] {
+            assert_eq!(run(&mut dp, prog, &frame), drop, "{prog:?}");
+        }
+        assert_eq!(counter_delta(&dp, &before, Counter::FenceRedirected), 0);
+        assert_eq!(counter_delta(&dp, &before, Counter::FenceDropped), 4);
+    }
+}
+
 #[test]
 fn a_live_lease_or_a_silent_owner_fences_nothing() {
     // The agent renewed its lease: another router's advert changes nothing.
@@ -932,4 +961,88 @@ fn one_kernel_timer_watches_every_kept_vrid_and_reports_each_once() {
     dp.test_run_xdp(&frames[0], 1).expect("run");
     let key = VridKey::new(SPEC_IFINDEX, FAMILY_IPV4, 1);
     assert_eq!(dp.heard(&key).expect("HEARD").expect("an entry").timed, 1);
+}
+
+const VMAC: [u8; 6] = [0x00, 0x00, 0x5e, 0x00, 0x02, 0x2f];
+const BASE: VmacBase = VmacBase {
+    ifindex: 77,
+    mac: [0x02, 0, 0, 0, 0, 0x02],
+    _pad: [0; 2],
+};
+
+/// An IPv6 frame from the VMAC: `next` after the fixed header, `l4` after it.
+fn from_vmac6(next: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x33, 0x33, 0, 0, 0, 0x16];
+    f.extend_from_slice(&VMAC);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[next, 1]);
+    f.extend_from_slice(&[0; 16]);
+    f.extend_from_slice(&[0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x16]);
+    f.extend_from_slice(l4);
+    f
+}
+
+/// An MLD message of `kind` behind the hop-by-hop header with a router alert.
+fn mld(kind: u8) -> Vec<u8> {
+    let mut l4 = vec![58, 0, 5, 2, 0, 0, 1, 0];
+    l4.extend_from_slice(&[kind, 0, 0, 0, 0, 0, 0, 1]);
+    l4.extend_from_slice(&[4, 0, 0, 0]);
+    l4.extend_from_slice(&[
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0x01, 0x47,
+    ]);
+    from_vmac6(0, &l4)
+}
+
+fn igmp_report() -> Vec<u8> {
+    let mut f = vec![0x01, 0, 0x5e, 0, 0, 0x16];
+    f.extend_from_slice(&VMAC);
+    f.extend_from_slice(&[0x08, 0x00, 0x46, 0xc0, 0, 40, 0, 0, 0x40, 0, 1, 2, 0, 0]);
+    f.extend_from_slice(&[192, 0, 2, 100, 224, 0, 0, 22, 0x94, 4, 0, 0]);
+    f.extend_from_slice(&[0x22, 0, 0, 0, 0, 0, 0, 1, 4, 0, 0, 0, 239, 1, 2, 3]);
+    f
+}
+
+/// The VMACs' egress program sends IGMP and MLD reports out of the base,
+/// from the base's MAC, drops router solicitations, and leaves the rest
+/// (adverts, NAs, data) alone; the reports of a VMAC the agent did not
+/// register go on as they are.
+#[test]
+fn reports_leaving_a_vmac_go_out_of_its_base() {
+    let (mut dp, _ring) = loaded();
+    let rs = from_vmac6(58, &[133, 0, 0, 0, 0, 0, 0, 0]);
+    let na = unsolicited_na_frame(VMAC, VIP6, false);
+    let reports = [mld(143), mld(131), mld(132), igmp_report()];
+
+    // Not registered yet: everything goes on as it is.
+    for f in reports.iter().chain([&rs]) {
+        let (verdict, out) = dp.test_run_vmac_out(f).expect("BPF_PROG_TEST_RUN");
+        if f == &rs {
+            assert_eq!(verdict, TC_ACT_SHOT, "a router solicitation is never sent");
+        } else {
+            assert_eq!((verdict, out.as_slice()), (TC_ACT_UNSPEC, f.as_slice()));
+        }
+    }
+
+    // The run's skb is on the loopback interface (ifindex 1).
+    dp.vmac_bases()
+        .expect("VMAC map")
+        .insert(1, BASE, 0)
+        .expect("register");
+    for f in &reports {
+        let (verdict, out) = dp.test_run_vmac_out(f).expect("BPF_PROG_TEST_RUN");
+        assert_eq!(verdict, TC_ACT_REDIRECT, "{f:02x?}");
+        assert_eq!(&out[6..12], &BASE.mac, "from the base's MAC");
+        assert_eq!(
+            (&out[..6], &out[12..]),
+            (&f[..6], &f[12..]),
+            "nothing else changes"
+        );
+    }
+    let ping = echo6(VIP6);
+    for f in [&na[..], &case("v3_ipv6_valid"), &case("v2_valid"), &ping] {
+        let (verdict, out) = dp.test_run_vmac_out(f).expect("BPF_PROG_TEST_RUN");
+        assert_eq!((verdict, out.as_slice()), (TC_ACT_UNSPEC, f), "{f:02x?}");
+    }
+    assert_eq!(dp.test_run_vmac_out(&rs).expect("run").0, TC_ACT_SHOT);
 }

@@ -19,8 +19,9 @@ use thiserror::Error;
 use xvrrpd_common::{
     AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, DownEvent, FenceOwner, GuardKey, GuardValue,
     Heard, IfacePolicy, MAP_ARMED, MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_HEARD, MAP_LEASES,
-    MAP_OWNERS, MAP_POLICY, MAP_QUIET, MAP_TIMERS, MAP_VRIDS, PROG_TC, PROG_TC_PLAIN, PROG_XDP,
-    PROG_XDP_PLAIN, QuietAdvert, VridConfig, VridKey,
+    MAP_OWNERS, MAP_POLICY, MAP_QUIET, MAP_TIMERS, MAP_VMAC_BASES, MAP_VRIDS, PROG_TC,
+    PROG_TC_PLAIN, PROG_VMAC_EGRESS, PROG_XDP, PROG_XDP_PLAIN, QuietAdvert, VmacBase, VridConfig,
+    VridKey,
 };
 
 use super::pin::PinDir;
@@ -638,6 +639,58 @@ impl EbpfDatapath {
         Ok(prog)
     }
 
+    /// Sends the IGMP/MLD reports leaving the VMAC `vmac` (a macvlan
+    /// xvrrpd made or took over) out of its base instead, from `base.mac`
+    /// (see the eBPF `vmac` module). A previous run's filter there is
+    /// replaced. The filter is a `clsact` one, never pinned: it outlives a
+    /// crash with the VMAC, and goes with it.
+    pub fn move_vmac_reports(
+        &mut self,
+        vmac: &str,
+        vmac_ifindex: u32,
+        base: VmacBase,
+    ) -> Result<(), DatapathError> {
+        self.vmac_bases()?
+            .insert(vmac_ifindex, base, 0)
+            .map_err(map_err(MAP_VMAC_BASES))?;
+        let prog = self.vmac_program()?;
+        let _ = qdisc_add_clsact(vmac);
+        let _ = qdisc_detach_program(vmac, TcAttachType::Egress, PROG_VMAC_EGRESS);
+        let nl = TcAttachOptions::Netlink(NlOptions::default());
+        prog.attach_with_options(vmac, TcAttachType::Egress, nl)
+            .map_err(prog_err(PROG_VMAC_EGRESS))?;
+        Ok(())
+    }
+
+    /// Forgets a VMAC [`Self::move_vmac_reports`] served (it is gone).
+    pub fn forget_vmac(&mut self, vmac_ifindex: u32) -> Result<(), DatapathError> {
+        absent_ok(self.vmac_bases()?.remove(&vmac_ifindex)).map_err(map_err(MAP_VMAC_BASES))
+    }
+
+    /// The VMACs' bases. Not among [`ALL_MAPS`]: no pin holds it, the
+    /// filters on the VMACs do.
+    pub fn vmac_bases(&mut self) -> Result<BpfHashMap<&mut MapData, u32, VmacBase>, DatapathError> {
+        let map = self
+            .object(MAP_VMAC_BASES)?
+            .map_mut(MAP_VMAC_BASES)
+            .ok_or(DatapathError::Missing(MAP_VMAC_BASES))?;
+        BpfHashMap::try_from(map).map_err(map_err(MAP_VMAC_BASES))
+    }
+
+    /// The VMACs' egress program, verified on first use.
+    fn vmac_program(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
+        let prog: &mut SchedClassifier = self
+            .object(PROG_VMAC_EGRESS)?
+            .program_mut(PROG_VMAC_EGRESS)
+            .ok_or(DatapathError::Missing(PROG_VMAC_EGRESS))?
+            .try_into()
+            .map_err(prog_err(PROG_VMAC_EGRESS))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(prog_err(PROG_VMAC_EGRESS))?;
+        }
+        Ok(prog)
+    }
+
     /// Whether the programs run the master-down timer in the kernel.
     pub fn kernel_timers(&self) -> bool {
         self.programs.timers
@@ -850,6 +903,12 @@ impl EbpfDatapath {
             prog.load().map_err(prog_err(name))?;
         }
         run(prog, frame, repeat).map_err(prog_err(name))
+    }
+
+    /// As [`Self::test_run_xdp_out`], on the VMACs' egress program (the
+    /// run's skb is on the loopback interface, ifindex 1).
+    pub fn test_run_vmac_out(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
+        run_out(self.vmac_program()?, frame).map_err(prog_err(PROG_VMAC_EGRESS))
     }
 
     /// Same for the TC program (verified on first use).

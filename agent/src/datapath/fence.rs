@@ -113,7 +113,8 @@ mod tests {
             last_report_ns: 0,
             last_claim_ns: 0,
             last_claim_mac: [0; 6],
-            _pad2: [0; 2],
+            flags: 0,
+            _pad2: 0,
         };
         let mut v = FenceView::default();
         // Both VIPs belong to the IPv4 instance (VRID 51) on ifindex 3.

@@ -30,8 +30,8 @@ use std::{io, net::IpAddr, os::fd::RawFd};
 use tokio::io::unix::AsyncFd;
 pub use xvrrpd_common::{AdvertEvent, Counter};
 use xvrrpd_common::{
-    COUNTER_COUNT, ClaimEvent, DownEvent, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, Heard,
-    IfacePolicy, QuietAdvert, VridConfig, VridKey,
+    COUNTER_COUNT, ClaimEvent, DownEvent, FAMILY_IPV4, FAMILY_IPV6, GUARD_FLAG_SHARED_MAC,
+    GuardKey, GuardValue, Heard, IfacePolicy, QuietAdvert, VmacBase, VridConfig, VridKey,
 };
 
 pub use self::event::{Claim, Received};
@@ -354,13 +354,15 @@ impl Datapath {
     /// Guards `addr` on `ifindex` for the instance `owner` (its VRID key):
     /// claims by any MAC but `mac` are reported, at most once per
     /// `min_interval_ns`, and the VIP is fenced when the instance's lease
-    /// lapses (see [`Datapath::renew_leases`]). No-op on the raw path.
+    /// lapses (see [`Datapath::renew_leases`]); `shared_mac`: `mac` is a
+    /// VMAC, so a fenced packet is dropped, never answered. No-op on the
+    /// raw path.
     pub fn guard(
         &mut self,
         ifindex: u32,
         addr: IpAddr,
         owner: VridKey,
-        mac: [u8; 6],
+        (mac, shared_mac): ([u8; 6], bool),
         min_interval_ns: u64,
     ) -> io::Result<()> {
         if let Inner::Ebpf { dp, .. } = &mut self.inner {
@@ -372,12 +374,38 @@ impl Datapath {
                 last_report_ns: 0,
                 last_claim_ns: 0,
                 last_claim_mac: [0; 6],
-                _pad2: [0; 2],
+                flags: if shared_mac { GUARD_FLAG_SHARED_MAC } else { 0 },
+                _pad2: 0,
             };
             dp.set_guard(guard_key(ifindex, addr), value)
                 .map_err(io::Error::other)?;
         }
         Ok(())
+    }
+
+    /// Moves the IGMP/MLD reports of the VMAC `vmac` to its base (see
+    /// [`EbpfDatapath::move_vmac_reports`]). `Ok(false)` on the raw path,
+    /// which has no programs to do it with.
+    pub fn move_vmac_reports(
+        &mut self,
+        vmac: &str,
+        vmac_ifindex: u32,
+        base: VmacBase,
+    ) -> Result<bool, DatapathError> {
+        match &mut self.inner {
+            Inner::Ebpf { dp, .. } => dp
+                .move_vmac_reports(vmac, vmac_ifindex, base)
+                .map(|()| true),
+            Inner::Raw { .. } => Ok(false),
+        }
+    }
+
+    /// Forgets a VMAC that is gone (eBPF only).
+    pub fn forget_vmac(&mut self, vmac_ifindex: u32) -> Result<(), DatapathError> {
+        match &mut self.inner {
+            Inner::Ebpf { dp, .. } => dp.forget_vmac(vmac_ifindex),
+            Inner::Raw { .. } => Ok(()),
+        }
     }
 
     /// The agent vouches for being MASTER of `key` until `until_ns`

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use xvrrpd_common::{QuietAdvert, VridKey};
 
 use super::{
@@ -157,6 +157,8 @@ pub(super) struct Guard {
     /// The instance's VRID key: its lease decides the kernel fence.
     pub(super) owner: VridKey,
     pub(super) mac: [u8; 6],
+    /// `mac` is the instance's VMAC (see [`Datapath::guard`]).
+    pub(super) shared_mac: bool,
     pub(super) interval_ns: u64,
 }
 
@@ -238,6 +240,9 @@ pub struct Daemon {
     /// Bases of VMACs, with the ARP settings they had before xvrrpd set
     /// them, to put back when their last VMAC goes.
     pub(super) vmac_bases: HashMap<u32, crate::net::vmac::BaseArp>,
+    /// The macvlan VMACs whose IGMP/MLD reports the datapath moves to their
+    /// base, by ifindex (see [`Daemon::sync_vmac_reports`]).
+    pub(super) vmac_reports: HashMap<u32, VmacReports>,
     /// Transitions and notable events, to `xvrrpd events` and HTTP
     /// `/events` followers.
     pub(super) events: crate::control::events::EventBus,
@@ -322,6 +327,7 @@ impl Daemon {
             route_watch: None,
             promoted: Vec::new(),
             vmac_bases: HashMap::new(),
+            vmac_reports: HashMap::new(),
             events,
         };
         // The first configuration is a reload of an empty one: the same
@@ -338,6 +344,7 @@ impl Daemon {
         d.sync_route_watch();
         d.promote_secondaries().await;
         d.sync_vmac_bases().await;
+        d.sync_vmac_reports().await;
         Ok(d)
     }
 
@@ -389,6 +396,7 @@ impl Daemon {
                 None
             }
         };
+        self.move_vmac_reports();
         // Guards set while on raw sockets went nowhere: set them all again.
         self.guarded.clear();
         self.guards_dirty = true;
@@ -854,6 +862,94 @@ impl Daemon {
                 && let Err(e) = crate::net::vmac::release_base(base, before).await
             {
                 warn!("restoring arp_ignore/arp_filter/arp_announce on interface {base}: {e}");
+            }
+        }
+    }
+}
+
+/// A VMAC whose reports go out of its base.
+#[derive(Clone, Debug)]
+pub(super) struct VmacReports {
+    name: String,
+    base: xvrrpd_common::VmacBase,
+    /// The datapath's filter is on it (eBPF only).
+    moved: bool,
+}
+
+impl Daemon {
+    /// Keeps the VMACs' IGMP/MLD reports off the VMAC, as keepalived's
+    /// firewall rules do: a router that is not master reports the group
+    /// of a VIP it just removed from the VMAC, and every switch would
+    /// then send the VMAC's traffic to it. Their bases' MACs are read
+    /// here; the eBPF datapath's filter goes on at once, or when the
+    /// datapath has loaded ([`Self::move_vmac_reports`]).
+    pub(super) async fn sync_vmac_reports(&mut self) {
+        let want: HashMap<u32, (String, u32)> = self
+            .instances
+            .iter()
+            .flat_map(|i| i.plan.vmacs())
+            .filter(|m| !m.spec.kind.is_ipvlan())
+            .map(|m| (m.ifindex, (m.spec.name.clone(), m.spec.base)))
+            .collect();
+        let gone: Vec<u32> = self
+            .vmac_reports
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .copied()
+            .collect();
+        for vmac in gone {
+            self.vmac_reports.remove(&vmac);
+            if let Err(e) = self.datapath.forget_vmac(vmac) {
+                debug!("datapath: forgetting VMAC {vmac}: {e}");
+            }
+        }
+        for (vmac, (name, base)) in want {
+            let known = self.vmac_reports.get(&vmac);
+            if known.is_some_and(|k| k.name == name && k.base.ifindex == base) {
+                continue;
+            }
+            let mac = match crate::net::link::link_state(base).await {
+                Ok(l) => l.mac,
+                Err(e) => {
+                    warn!("{name}: reading the MAC of its base (interface {base}): {e}");
+                    None
+                }
+            };
+            let Some(mac) = mac else {
+                continue;
+            };
+            let base = xvrrpd_common::VmacBase {
+                ifindex: base,
+                mac,
+                _pad: [0; 2],
+            };
+            self.vmac_reports.insert(
+                vmac,
+                VmacReports {
+                    name,
+                    base,
+                    moved: false,
+                },
+            );
+        }
+        self.move_vmac_reports();
+    }
+
+    /// Puts the datapath's report filter on the VMACs that lack it (a
+    /// no-op until the eBPF datapath runs).
+    pub(super) fn move_vmac_reports(&mut self) {
+        for (&vmac, r) in self.vmac_reports.iter_mut().filter(|(_, r)| !r.moved) {
+            match self.datapath.move_vmac_reports(&r.name, vmac, r.base) {
+                Ok(moved) => r.moved = moved,
+                Err(e) => {
+                    // Marked done: one warning, not one per reload.
+                    r.moved = true;
+                    warn!(
+                        "{}: its IGMP/MLD reports stay on the VMAC ({e}): a snooping switch \
+                         may send its traffic to a backup after a VIP moves",
+                        r.name
+                    );
+                }
             }
         }
     }

@@ -798,6 +798,11 @@ impl Daemon {
             let Some(mac) = mac else {
                 continue;
             };
+            let shared_mac = i
+                .plan
+                .vmac
+                .as_ref()
+                .is_some_and(|m| !m.spec.kind.is_ipvlan());
             let interval_ns = u64::from(router.config().advert_int_cs) * 10_000_000;
             for v in i.all_vips() {
                 if matches!(v.addr, IpAddr::V6(a) if crate::net::addr::is_ipv6_link_local(&a)) {
@@ -807,6 +812,7 @@ impl Daemon {
                     inst,
                     owner: i.plan.vrid.key,
                     mac,
+                    shared_mac,
                     interval_ns,
                 };
                 want.insert((i.plan.ifindex, v.addr), guard);
@@ -828,14 +834,15 @@ impl Daemon {
             let old = self.guarded.insert((ifindex, addr), g);
             // Only a new VIP, MAC or interval goes to the kernel (an update
             // keeps the kernel's last report time).
-            if old
-                .is_some_and(|o| (o.owner, o.mac, o.interval_ns) == (g.owner, g.mac, g.interval_ns))
-            {
+            if old.is_some_and(|o| {
+                (o.owner, o.mac, o.shared_mac, o.interval_ns)
+                    == (g.owner, g.mac, g.shared_mac, g.interval_ns)
+            }) {
                 continue;
             }
-            if let Err(e) = self
-                .datapath
-                .guard(ifindex, addr, g.owner, g.mac, g.interval_ns)
+            if let Err(e) =
+                self.datapath
+                    .guard(ifindex, addr, g.owner, (g.mac, g.shared_mac), g.interval_ns)
             {
                 warn!("conflict guard: guarding {addr}: {e}");
             }

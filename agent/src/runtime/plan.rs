@@ -1131,9 +1131,8 @@ async fn instance_plan(
         routes,
         rules,
         // IPv6 adverts always leave from the base: from the VMAC they would
-        // need a link-local address there, and a backup's VMAC with an
-        // address reports its multicast groups from the virtual MAC,
-        // moving it to the backup in every snooping switch.
+        // need a link-local address there, one more address whose groups a
+        // backup would report (see the datapath's VMAC report filter).
         // An ipvlan's adverts leave from its base too: the same bytes on
         // the wire (the ipvlan has the base's MAC, the source is its
         // address), without the ipvlan's deferred multicast transmit.

@@ -337,6 +337,7 @@ impl Daemon {
             .collect();
         super::daemon::remove_vmacs(&vmacs_gone).await;
         self.sync_vmac_bases().await;
+        self.sync_vmac_reports().await;
         if restate {
             self.restate_on_fifo(&continuing);
         }
