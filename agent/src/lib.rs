@@ -10,7 +10,8 @@
 //! of them: `clock` (the daemon's CLOCK_MONOTONIC time base), `script`
 //! (parsing, security checks and running of tracker and notify scripts),
 //! `reactor` (descriptors registered with tokio), `packet` (the VRRP wire
-//! format). `vrrp` depends only on `packet`; its tracked-object vocabulary
+//! format), `bfd` (the BFD protocol, pure; `tracker::bfd` runs its
+//! sessions). `vrrp` depends only on `packet`; its tracked-object vocabulary
 //! (`TrackerId`, `TrackState`) is what trackers report in.
 //!
 //! Test tooling is not part of the shipped daemon: `sim` (a LAN simulator
@@ -18,6 +19,7 @@
 //! crafted frames both datapaths are checked against) exist with the
 //! `testkit` feature and in the crate's own tests.
 
+pub mod bfd;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -58,6 +58,10 @@ fn place(block: &str, line: &str) -> String {
             "vrrp_track_process P {{\n process xvrrpd-keyword-table\n{line}\n}}\n{}",
             inst("")
         ),
+        "bfd_instance" => format!(
+            "bfd_instance B {{\n neighbor_ip 192.0.2.1\n{line}\n}}\n{}",
+            inst("")
+        ),
         other => panic!("no template for block {other}"),
     }
 }
@@ -75,6 +79,7 @@ fn classify(block: &str, keyword: &str) -> &'static str {
             "vrrp_track_file",
             "track_file",
             "vrrp_track_process",
+            "bfd_instance",
         ]
         .contains(&keyword)
     {

@@ -684,10 +684,16 @@ impl RouterNode {
     fn is_up(&self) -> bool {
         match self.daemon {
             Daemon::Xvrrpd => std::os::unix::net::UnixStream::connect(&self.control_socket).is_ok(),
-            Daemon::Keepalived => std::fs::read_to_string(self.dir.join("vrrp.pid"))
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
-                .is_some_and(|pid| kill(Pid::from_raw(pid), None).is_ok()),
+            Daemon::Keepalived => {
+                // Its VRRP process, or its BFD process when it runs no VRRP.
+                let vrrp = std::fs::read_to_string(&self.config_path)
+                    .is_ok_and(|c| c.contains("vrrp_instance"));
+                let pid_file = if vrrp { "vrrp.pid" } else { "bfd.pid" };
+                std::fs::read_to_string(self.dir.join(pid_file))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                    .is_some_and(|pid| kill(Pid::from_raw(pid), None).is_ok())
+            }
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Config {
     pub vrrp_script: Vec<VrrpScript>,
     pub vrrp_track_file: Vec<TrackFile>,
     pub vrrp_track_process: Vec<TrackProcess>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bfd_instance: Vec<BfdInstance>,
     pub vrrp_instance: Vec<VrrpInstance>,
     pub vrrp_sync_group: Vec<SyncGroup>,
 }
@@ -214,6 +216,35 @@ pub struct TrackFile {
     pub weight_reverse: bool,
     /// `init_file [VALUE] [overwrite]`: (value, overwrite).
     pub init_file: Option<(i64, bool)>,
+}
+
+/// `bfd_instance NAME { ... }`: a BFD session to a neighbour (RFC 5880,
+/// 5881; 5883 with `multihop`).
+#[derive(Serialize, PartialEq, Eq, Clone, Debug)]
+pub struct BfdInstance {
+    pub name: String,
+    pub neighbor_ip: IpAddr,
+    pub source_ip: Option<IpAddr>,
+    /// Required minimum receive interval, µs (`min_rx`, ms in the file).
+    pub min_rx_us: u32,
+    /// Desired minimum transmit interval once up, µs (`min_tx`).
+    pub min_tx_us: u32,
+    /// Transmit interval while not up, µs (`idle_tx`, at least 1 s).
+    pub idle_tx_us: u32,
+    pub multiplier: u8,
+    /// Sends nothing until the neighbour has spoken.
+    pub passive: bool,
+    /// Sent TTL (IPv4, default 255) or hop limit (IPv6, default 64).
+    pub ttl: u8,
+    /// How far below `ttl` a received TTL may be (255: not checked).
+    pub max_hops: i32,
+    /// RFC 5883: port 4784.
+    pub multihop: bool,
+    /// The default weight of `track_bfd` lines naming it.
+    pub weight: i32,
+    pub weight_reverse: bool,
+    /// Its events reach VRRP (not when only `checker` is named).
+    pub vrrp: bool,
 }
 
 #[derive(Serialize, PartialEq, Eq, Clone, Debug)]
@@ -520,6 +551,8 @@ pub struct VrrpInstance {
     pub track_script: Vec<TrackRef>,
     pub track_file: Vec<TrackRef>,
     pub track_process: Vec<TrackRef>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub track_bfd: Vec<TrackRef>,
     pub notify_master: Option<Script>,
     pub notify_backup: Option<Script>,
     pub notify_fault: Option<Script>,
@@ -577,6 +610,8 @@ pub struct SyncGroup {
     pub track_script: Vec<TrackRef>,
     pub track_file: Vec<TrackRef>,
     pub track_process: Vec<TrackRef>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub track_bfd: Vec<TrackRef>,
     pub notify_master: Option<Script>,
     pub notify_backup: Option<Script>,
     pub notify_fault: Option<Script>,

@@ -18,6 +18,7 @@ use xvrrpd_common::{
 
 use super::route_plan::{self, PlannedRoute, PlannedRule};
 use crate::{
+    bfd::session::SessionConfig,
     config::model::{self, Config, VirtualAddress, VrrpInstance},
     datapath::{VridSpec, send::AdvertDest},
     net::{
@@ -31,6 +32,7 @@ use crate::{
         command::{RunAs, ScriptCommand, UserSpec, default_script_user},
         security::{CheckedScript, check_notify_script, check_script},
     },
+    tracker::bfd::BfdSessionConfig,
     vrrp::{
         Family, GarpConfig, InitialState, RouterConfig, TrackState, TrackerConfig, TrackerId,
         TrackerKind,
@@ -235,6 +237,8 @@ pub struct Plan {
     pub scripts: Vec<(ScriptPlan, CheckedScript)>,
     pub files: Vec<FilePlan>,
     pub processes: Vec<ProcessPlan>,
+    /// `bfd_instance`s whose events reach VRRP.
+    pub bfds: Vec<BfdSessionConfig>,
     /// Interface trackers: id → ifindex.
     pub interfaces: BTreeMap<u32, u32>,
     pub startup_delay: Duration,
@@ -260,6 +264,7 @@ impl Plan {
             scripts: Vec::new(),
             files: Vec::new(),
             processes: Vec::new(),
+            bfds: Vec::new(),
             interfaces: BTreeMap::new(),
             startup_delay,
             default_run_as,
@@ -809,6 +814,7 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
         scripts,
         files,
         processes,
+        bfds: bfd_plans(config, ids),
         interfaces,
         startup_delay: g.vrrp_startup_delay,
         default_run_as: checker.default,
@@ -880,6 +886,32 @@ fn tracker_plans(
         })
         .collect();
     Ok((scripts, files, processes))
+}
+
+/// The BFD sessions, each with its stable id (one per `bfd_instance`
+/// whose events reach VRRP, tracked or not, as keepalived runs them all).
+fn bfd_plans(config: &Config, ids: &mut TrackerIds) -> Vec<BfdSessionConfig> {
+    config
+        .bfd_instance
+        .iter()
+        .filter(|b| b.vrrp)
+        .map(|b| BfdSessionConfig {
+            id: ids.id(&format!("bfd:{}", b.name)),
+            name: b.name.clone(),
+            neighbor: b.neighbor_ip,
+            source: b.source_ip,
+            session: SessionConfig {
+                desired_min_tx_us: b.min_tx_us,
+                required_min_rx_us: b.min_rx_us,
+                idle_tx_us: b.idle_tx_us,
+                detect_mult: b.multiplier,
+                passive: b.passive,
+            },
+            ttl: b.ttl,
+            max_hops: b.max_hops,
+            multihop: b.multihop,
+        })
+        .collect()
 }
 
 /// The sync groups that have at least one configured member.
@@ -1372,6 +1404,13 @@ async fn instance_trackers(
             });
             names.push((fp.id, r.name.clone(), "file"));
         }
+    }
+    // Down until the session comes up, as keepalived starts them.
+    let group_bfds = group.map(|sg| sg.track_bfd.as_slice()).unwrap_or(&[]);
+    for r in inst.track_bfd.iter().chain(group_bfds) {
+        let id = ids.id(&format!("bfd:{}", r.name));
+        trackers.push(binary(id, r.weight, r.weight_reverse, TrackState::Down));
+        names.push((id, r.name.clone(), "bfd"));
     }
     let group_procs = group.map(|sg| sg.track_process.as_slice()).unwrap_or(&[]);
     for r in inst.track_process.iter().chain(group_procs) {

@@ -1,5 +1,5 @@
 //! The running health checks (`vrrp_script`, `track_file`,
-//! `vrrp_track_process`): which to keep, stop and start when the
+//! `vrrp_track_process`, `bfd_instance`): which to keep, stop and start when the
 //! configuration changes, and their events' channel.
 //!
 //! A tracker keeps running across a reload only when everything it was
@@ -17,6 +17,7 @@ use crate::{
     script::CheckedScript,
     tracker::{
         self, TrackerEvent, TrackerHandle,
+        bfd::BfdSessionConfig,
         file::{FileTracker, FileTrackerConfig, InitFile},
         process::{MonitorOptions, ParamMatch, ProcessMatch, ProcessMonitor, ProcessTrackerConfig},
         script::ScriptTrackerConfig,
@@ -35,6 +36,9 @@ pub(super) struct TrackerChanges {
     /// One monitor for every `vrrp_track_process`, as keepalived has one
     /// connector socket; it is kept under the first one's id.
     processes: Option<(TrackerId, Vec<ProcessTrackerConfig>)>,
+    /// One task for every BFD session, kept under the first one's id: any
+    /// change restarts them all (their sessions start Down again).
+    bfds: Option<(TrackerId, Vec<BfdSessionConfig>)>,
 }
 
 /// Decides which trackers of `new` keep running from `old`, and makes the
@@ -60,6 +64,13 @@ pub(super) fn changes(old: &Plan, new: &Plan) -> TrackerChanges {
             c.keep.push(first.id);
         } else {
             c.processes = Some((first.id, new.processes.iter().map(process_config).collect()));
+        }
+    }
+    if let Some(first) = new.bfds.first() {
+        if old.bfds == new.bfds {
+            c.keep.push(first.id);
+        } else {
+            c.bfds = Some((first.id, new.bfds.clone()));
         }
     }
     c
@@ -153,6 +164,12 @@ impl Trackers {
                 Err(e) => warn!("vrrp_track_process: {e}"),
             }
         }
+        if let Some((id, cfgs)) = changes.bfds {
+            match tracker::bfd::spawn(cfgs, self.tx.clone()) {
+                Ok(handle) => self.running.push((id, handle)),
+                Err(e) => warn!("bfd_instance: {e}: its track_bfd stays down"),
+            }
+        }
     }
 
     fn start_file(&mut self, fp: &FilePlan, cfg: FileTrackerConfig, reloading: bool) {
@@ -222,6 +239,26 @@ mod tests {
         assert_eq!(c.keep, vec![TrackerId(1)]);
         assert_eq!(c.files.len(), 1);
         assert_eq!(c.files[0].1.path, PathBuf::from("/run/c"));
+    }
+
+    #[test]
+    fn bfd_sessions_run_on_unless_one_of_them_changes() {
+        let mut old = plan_with_files(Vec::new());
+        old.bfds = vec![
+            tracker::bfd::example_config(5, "192.0.2.1"),
+            tracker::bfd::example_config(6, "192.0.2.2"),
+        ];
+        let c = changes(&old, &old.clone());
+        assert_eq!(c.keep, vec![TrackerId(5)]);
+        assert!(c.bfds.is_none());
+        let mut new = old.clone();
+        new.bfds[1].session.detect_mult = 3;
+        let c = changes(&old, &new);
+        assert!(c.keep.is_empty());
+        assert_eq!(
+            c.bfds.map(|(id, cfgs)| (id, cfgs.len())),
+            Some((TrackerId(5), 2))
+        );
     }
 
     #[test]

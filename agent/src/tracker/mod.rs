@@ -1,5 +1,5 @@
-//! Trackers: `vrrp_script`, `track_file` and `vrrp_track_process`, with
-//! keepalived's semantics.
+//! Trackers: `vrrp_script`, `track_file`, `vrrp_track_process` and
+//! `bfd_instance`, with keepalived's semantics.
 //!
 //! Trackers never touch VRRP state. Each runs as its own tokio task and sends
 //! [`TrackerEvent`]s (state changes only) on a channel, in the state machine's
@@ -24,6 +24,7 @@
 //!    `initial_state()` / `initial` values seed the state machine; events
 //!    report later changes.
 
+pub mod bfd;
 pub mod file;
 pub mod process;
 pub mod script;

@@ -14,6 +14,7 @@ mod resolve;
 mod routes;
 
 pub(crate) use routes::{Iproute2Name, iproute2_number};
+mod bfd_instance;
 mod scripts;
 mod track_file;
 mod track_process;
@@ -49,7 +50,7 @@ pub(crate) struct Builder<'a> {
 /// keepalived.conf names it (`top level` for keywords outside any block).
 /// docs/migrating-from-keepalived.md's keyword table is checked against it.
 pub fn keyword_catalog() -> Vec<(&'static str, &'static str)> {
-    let blocks: [(&'static str, Vec<&'static str>); 8] = [
+    let blocks: [(&'static str, Vec<&'static str>); 9] = [
         ("top level", TOP.names().collect()),
         ("global_defs", global_defs::keyword_names()),
         ("vrrp_instance", vrrp_instance::keyword_names()),
@@ -58,6 +59,7 @@ pub fn keyword_catalog() -> Vec<(&'static str, &'static str)> {
         ("vrrp_script", vrrp_script::keyword_names()),
         ("vrrp_track_file", track_file::keyword_names()),
         ("vrrp_track_process", track_process::keyword_names()),
+        ("bfd_instance", bfd_instance::keyword_names()),
     ];
     blocks
         .into_iter()
@@ -137,6 +139,7 @@ static TOP: Table<()> = Table {
             b.track_file(n)
         }),
         unchecked(&["vrrp_track_process"], |b, _, n| b.track_process(n)),
+        unchecked(&["bfd_instance"], |b, _, n| b.bfd_instance(n)),
         unchecked(&["vrrp_instance"], |b, _, n| b.vrrp_instance(n)),
         unchecked(&["vrrp_sync_group"], |b, _, n| b.vrrp_sync_group(n)),
         unchecked(
@@ -174,7 +177,6 @@ static TOP: Table<()> = Table {
                 "track_group",
                 "linkbeat_interfaces",
                 "interface_up_down_delays",
-                "bfd_instance",
                 "vrrp_track_bfd",
             ],
             |b, _, n| b.not_supported(n),

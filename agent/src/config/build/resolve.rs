@@ -16,10 +16,12 @@ impl Builder<'_> {
             let ts = self.resolve_refs(&m.tracks.script, TrackKind::Script, &owner);
             let tf = self.resolve_refs(&m.tracks.file, TrackKind::File, &owner);
             let tp = self.resolve_refs(&m.tracks.process, TrackKind::Process, &owner);
+            let tb = self.resolve_refs(&m.tracks.bfd, TrackKind::Bfd, &owner);
             let v = &mut self.cfg.vrrp_instance[i];
             v.track_script = ts;
             v.track_file = tf;
             v.track_process = tp;
+            v.track_bfd = tb;
         }
         let groups = std::mem::take(&mut self.group_meta);
         for (gi, m) in groups.iter().enumerate() {
@@ -34,6 +36,7 @@ impl Builder<'_> {
         let ts = self.resolve_refs(&m.tracks.script, TrackKind::Script, &gname);
         let tf = self.resolve_refs(&m.tracks.file, TrackKind::File, &gname);
         let tp = self.resolve_refs(&m.tracks.process, TrackKind::Process, &gname);
+        let tb = self.resolve_refs(&m.tracks.bfd, TrackKind::Bfd, &gname);
         let mut members = Vec::new();
         for (mname, loc) in &m.members {
             let Some(idx) = self.cfg.vrrp_instance.iter().position(|v| &v.name == mname) else {
@@ -74,6 +77,7 @@ impl Builder<'_> {
         g.track_script = ts;
         g.track_file = tf;
         g.track_process = tp;
+        g.track_bfd = tb;
     }
 
     /// keepalived zeroes member tracking weights so the members' priorities
@@ -85,6 +89,7 @@ impl Builder<'_> {
             .iter()
             .chain(&v.track_file)
             .chain(&v.track_process)
+            .chain(&v.track_bfd)
             .any(|t| t.weight != 0)
             || v.track_interface.iter().any(|t| t.weight != 0);
         if weighted {
@@ -93,6 +98,7 @@ impl Builder<'_> {
                 .iter_mut()
                 .chain(v.track_file.iter_mut())
                 .chain(v.track_process.iter_mut())
+                .chain(v.track_bfd.iter_mut())
             {
                 t.weight = 0;
             }

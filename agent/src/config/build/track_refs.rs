@@ -1,4 +1,4 @@
-//! `track_interface`, `track_script`, `track_file` and `track_process`
+//! `track_interface`, `track_script`, `track_file`, `track_process` and `track_bfd`
 //! blocks of instances and sync groups, and their resolution against the
 //! definitions once the whole file is read.
 
@@ -26,6 +26,7 @@ pub(super) struct PendingTracks {
     pub(super) script: Vec<PendingRef>,
     pub(super) file: Vec<PendingRef>,
     pub(super) process: Vec<PendingRef>,
+    pub(super) bfd: Vec<PendingRef>,
 }
 
 /// What a `track_*` line names, with its block keyword and weight bound.
@@ -34,6 +35,7 @@ pub(super) enum TrackKind {
     Script,
     File,
     Process,
+    Bfd,
 }
 
 impl TrackKind {
@@ -42,6 +44,7 @@ impl TrackKind {
             TrackKind::Script => "track_script",
             TrackKind::File => "track_file",
             TrackKind::Process => "track_process",
+            TrackKind::Bfd => "track_bfd",
         }
     }
 
@@ -50,12 +53,13 @@ impl TrackKind {
             TrackKind::Script => "vrrp_script",
             TrackKind::File => "vrrp_track_file",
             TrackKind::Process => "vrrp_track_process",
+            TrackKind::Bfd => "bfd_instance",
         }
     }
 
     fn weight_range(self) -> i64 {
         match self {
-            TrackKind::Script => 253,
+            TrackKind::Script | TrackKind::Bfd => 253,
             TrackKind::File | TrackKind::Process => 254,
         }
     }
@@ -67,6 +71,7 @@ impl PendingTracks {
             TrackKind::Script => &mut self.script,
             TrackKind::File => &mut self.file,
             TrackKind::Process => &mut self.process,
+            TrackKind::Bfd => &mut self.bfd,
         }
     }
 }
@@ -94,7 +99,7 @@ impl Builder<'_> {
         out
     }
 
-    /// A `track_script`/`track_file`/`track_process` block, added to `tracks`.
+    /// A `track_script`/`track_file`/`track_process`/`track_bfd` block, added to `tracks`.
     pub(super) fn track_block(&mut self, n: &Node, kind: TrackKind, tracks: &mut PendingTracks) {
         let refs = self.track_lines(n, kind.keyword(), kind.weight_range());
         tracks.of(kind).extend(refs);
@@ -207,6 +212,14 @@ impl Builder<'_> {
                 .vrrp_track_process
                 .iter()
                 .map(|p| (p.name.as_str(), p.weight, p.weight_reverse))
+                .collect(),
+            // Only those whose events reach VRRP (keepalived drops the others
+            // from its VRRP process).
+            TrackKind::Bfd => c
+                .bfd_instance
+                .iter()
+                .filter(|b| b.vrrp)
+                .map(|b| (b.name.as_str(), b.weight, b.weight_reverse))
                 .collect(),
         }
     }

@@ -20,7 +20,8 @@ pub(super) const NOTIFY: &[&str] = &[
     "notify",
 ];
 
-pub(super) const TRACK_REFS: &[&str] = &["track_script", "track_file", "track_process"];
+pub(super) const TRACK_REFS: &[&str] =
+    &["track_script", "track_file", "track_process", "track_bfd"];
 
 /// A block draft with tracking and notify scripts.
 pub(super) trait Tracking {
@@ -40,6 +41,7 @@ pub(super) fn track_refs<S: Tracking>(b: &mut Builder<'_>, d: &mut S, n: &Node) 
     let kind = match n.name() {
         "track_script" => TrackKind::Script,
         "track_file" => TrackKind::File,
+        "track_bfd" => TrackKind::Bfd,
         _ => TrackKind::Process,
     };
     b.track_block(n, kind, d.tracks());

@@ -110,6 +110,7 @@ fn instance_from_globals(name: &str, g: &GlobalDefs) -> VrrpInstance {
         track_script: Vec::new(),
         track_file: Vec::new(),
         track_process: Vec::new(),
+        track_bfd: Vec::new(),
         notify_master: None,
         notify_backup: None,
         notify_fault: None,
@@ -745,7 +746,6 @@ static VRRP_INSTANCE: Table<InstanceDraft> = Table {
             ],
             |b, _, n| b.ignored(n),
         ),
-        unchecked(&["track_bfd"], |b, _, n| b.not_supported(n)),
         // Named in keepalived's manual, taken by no keepalived parser.
         leaf(&["garp_extra_if_vmac"], |b, _, n| {
             b.unsupported(

@@ -42,6 +42,7 @@ impl Builder<'_> {
                 track_script: Vec::new(),
                 track_file: Vec::new(),
                 track_process: Vec::new(),
+                track_bfd: Vec::new(),
                 notify_master: None,
                 notify_backup: None,
                 notify_fault: None,
@@ -97,7 +98,6 @@ static VRRP_SYNC_GROUP: Table<GroupDraft> = Table {
         }),
         leaf(&["global_tracking"], global_tracking),
         leaf(&["notify_priority_changes"], |b, _, n| b.ignored(n)),
-        leaf(&["track_bfd"], |b, _, n| b.not_supported(n)),
     ],
 };
 
