@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use xvrrpd::config::{
     Family, FixedHost, Prefix, Report, RouteType, Rule, RuleAction, Severity, State,
-    analyze_source, load_with,
+    UnsupportedKind, analyze_source, load_with,
 };
 
 fn host() -> FixedHost {
@@ -166,16 +166,24 @@ fn umask_reads_numbers_and_bits_as_keepalived_does() {
 
 #[test]
 fn unsupported_globals_that_change_behaviour_are_warnings() {
-    for kw in [
-        "dynamic_interfaces",
-        "vrrp_iptables",
-        "reload_time_file /x",
-        "nftables",
-    ] {
+    for kw in ["dynamic_interfaces", "reload_time_file /x"] {
         let r = check(&format!("global_defs {{\n {kw}\n}}\n{MIN}"));
         assert_eq!(r.exit_code(), 1, "{kw}: {:?}", r.diagnostics);
         assert!(
             r.unsupported.iter().any(|u| kw.starts_with(&u.keyword)),
+            "{kw}: {:?}",
+            r.unsupported
+        );
+    }
+    // Firewall rules for non-accept mode: the datapath enforces it, so a
+    // note, not a warning.
+    for kw in ["vrrp_iptables", "nftables"] {
+        let r = check(&format!("global_defs {{\n {kw}\n}}\n{MIN}"));
+        assert_eq!(r.exit_code(), 0, "{kw}: {:?}", r.diagnostics);
+        assert!(
+            r.unsupported
+                .iter()
+                .any(|u| u.keyword == kw && u.kind == UnsupportedKind::Ignored),
             "{kw}: {:?}",
             r.unsupported
         );

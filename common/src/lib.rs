@@ -236,9 +236,12 @@ pub enum Counter {
     /// A master-down timer ran out in the kernel (no kept advert for a
     /// Master_Down_Interval): the agent was told.
     DownExpired = 19,
+    /// A packet to a VIP of a master in non-accept mode (`no_accept`, or
+    /// strict mode), dropped (RFC 9568 §6.4.3).
+    NotAccepted = 20,
 }
 
-pub const COUNTER_COUNT: u32 = 20;
+pub const COUNTER_COUNT: u32 = 21;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -262,6 +265,7 @@ impl Counter {
         Counter::FenceRedirected,
         Counter::Heard,
         Counter::DownExpired,
+        Counter::NotAccepted,
     ];
 
     /// Stable snake_case name used in status output and metrics.
@@ -287,6 +291,7 @@ impl Counter {
             Counter::FenceRedirected => "fence_redirected",
             Counter::Heard => "heard",
             Counter::DownExpired => "down_expired",
+            Counter::NotAccepted => "not_accepted",
         }
     }
 
@@ -305,6 +310,7 @@ impl Counter {
                 | Counter::FenceRedirected
                 | Counter::Heard
                 | Counter::DownExpired
+                | Counter::NotAccepted
         )
     }
 }
@@ -364,6 +370,9 @@ pub struct GuardValue {
 /// packet is dropped, never answered, since any frame sent from that MAC
 /// would move it to this host in every switch.
 pub const GUARD_FLAG_SHARED_MAC: u8 = 1;
+/// The instance is in non-accept mode: IP packets to the VIP are dropped
+/// while [`MAP_NO_ACCEPT`]'s slot is set (ARP and neighbour discovery pass).
+pub const GUARD_FLAG_NO_ACCEPT: u8 = 2;
 
 /// Where IGMP/MLD reports leaving a VMAC go instead (keyed by the VMAC's
 /// ifindex): out of its base, from the base's MAC, so no switch learns the
@@ -558,6 +567,7 @@ pub const MAP_QUIET: &str = "QUIET";
 pub const MAP_HEARD: &str = "HEARD";
 pub const MAP_TIMERS: &str = "TIMERS";
 pub const MAP_VMAC_BASES: &str = "VMAC_BASES";
+pub const MAP_NO_ACCEPT: &str = "NO_ACCEPT";
 /// Program names in the eBPF object: with the kernel down timer (BPF
 /// timers, kernel ≥ 5.15) and without it (`_plain`).
 pub const PROG_XDP: &str = "xvrrpd_xdp";

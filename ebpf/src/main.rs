@@ -76,6 +76,11 @@ static HEARD: HashMap<VridKey, Heard> = HashMap::with_max_entries(4096, 0);
 #[btf_map(name = "TIMERS")]
 static TIMERS: TimerMap = TimerMap::new();
 
+/// Slot 0: nonzero while a guarded VIP is in non-accept mode, so other
+/// traffic looks its destination up only then.
+#[map(name = "NO_ACCEPT")]
+static NO_ACCEPT: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Per-interface drop/pass policy; absent means [`IfacePolicy::DEFAULT`].
 #[map(name = "POLICY")]
 static POLICY: HashMap<u32, IfacePolicy> = HashMap::with_max_entries(1024, 0);
@@ -109,6 +114,7 @@ fn verdict<F: Frame>(frame: &F, ifindex: u32, timers: Option<&TimerMap>) -> Verd
         leases: &LEASES,
         owners: &OWNERS,
         armed: &ARMED,
+        no_accept: &NO_ACCEPT,
         quiet: &QUIET,
         heard: &HEARD,
         timers,
@@ -117,6 +123,10 @@ fn verdict<F: Frame>(frame: &F, ifindex: u32, timers: Option<&TimerMap>) -> Verd
         Outcome::NotVrrp => return Verdict::Pass,
         Outcome::Fenced => {
             count(Counter::FenceDropped);
+            return Verdict::Drop;
+        }
+        Outcome::NotAccepted => {
+            count(Counter::NotAccepted);
             return Verdict::Drop;
         }
         Outcome::Redirect(r) => return Verdict::Redirect(r),

@@ -10,8 +10,8 @@ use aya_ebpf::{
 use xvrrpd_common::{
     ADDR_HASH_SEED, AdvertEvent, ChecksumForm, ClaimEvent, Counter, EVENT_ADDR_BYTES,
     EVENT_FLAG_ADDRS_TRUNCATED, EVENT_FLAG_UNICAST, FAMILY_IPV4, FAMILY_IPV6,
-    FENCE_OWNER_INTERVALS, FenceOwner, GUARD_FLAG_SHARED_MAC, GuardKey, GuardValue, Heard,
-    IPPROTO_VRRP, MAX_MESSAGE_LEN, MAX_VRRP_PACKET, OLD_UNICAST_CHECKSUM_GROUP,
+    FENCE_OWNER_INTERVALS, FenceOwner, GUARD_FLAG_NO_ACCEPT, GUARD_FLAG_SHARED_MAC, GuardKey,
+    GuardValue, Heard, IPPROTO_VRRP, MAX_MESSAGE_LEN, MAX_VRRP_PACKET, OLD_UNICAST_CHECKSUM_GROUP,
     QUIET_COMPARED_WORDS, QuietAdvert, VRID_FLAG_CHECK_TTL, VRID_FLAG_OLD_CHECKSUM, VRRP_AUTH_LEN,
     VRRP_HEADER_LEN, VRRP_TTL, VridConfig, VridKey, addr_hash_step,
 };
@@ -25,6 +25,9 @@ const ETH_P_ARP: u16 = 0x0806;
 const IPPROTO_ICMPV6: u8 = 58;
 const ICMPV6_NS: u8 = 135;
 const ICMPV6_NA: u8 = 136;
+/// Neighbour discovery's message types: router solicitation to redirect.
+const ICMPV6_RS: u8 = 133;
+const ICMPV6_REDIRECT: u8 = 137;
 const IPV6_HLEN: usize = 40;
 const MAX_MESSAGE_WORDS: usize = MAX_MESSAGE_LEN / 4;
 const EVENT_ADDR_WORDS: usize = EVENT_ADDR_BYTES / 4;
@@ -34,6 +37,8 @@ pub enum Outcome {
     Counted(Counter),
     /// Dropped by the fence (see [`fence_owner`]).
     Fenced,
+    /// Sent to a VIP of a master in non-accept mode (see [`not_accepted`]).
+    NotAccepted,
     /// A packet for a fenced VIP: the XDP program answers it with an
     /// announcement of the owner, the TC program drops it.
     Redirect(Redirect),
@@ -328,6 +333,8 @@ pub struct Maps<'a> {
     /// Slot 0: until when any fence may hold (0: none). Traffic other than
     /// VRRP, ARP and NA pays one array read while it is 0.
     pub armed: &'a Array<u64>,
+    /// Slot 0: nonzero while a guarded VIP is in non-accept mode.
+    pub no_accept: &'a Array<u32>,
     /// Per VRID: the advert the agent accepted from a healthy master.
     pub quiet: &'a HashMap<VridKey, QuietAdvert>,
     /// Per VRID: when such an advert was last heard, and how many.
@@ -352,10 +359,13 @@ pub fn classify<F: Frame>(
     let ip = match ip_header(data, data_end) {
         None => return Outcome::NotVrrp,
         Some(L3::Other(family, off)) => {
-            return match armed(maps) {
-                None => Outcome::NotVrrp,
-                Some(now) => fence_packet(data, data_end, ifindex, family, off, maps, now),
-            };
+            if let Some(now) = armed(maps) {
+                let fenced = fence_packet(data, data_end, ifindex, family, off, maps, now);
+                if !matches!(fenced, Outcome::NotVrrp) {
+                    return fenced;
+                }
+            }
+            return not_accepted(data, data_end, ifindex, family, off, maps);
         }
         Some(L3::Arp(off)) => {
             if let Some(claim) = arp_claim(data, data_end, off) {
@@ -368,7 +378,16 @@ pub fn classify<F: Frame>(
                 report(ifindex, claim, maps, count);
                 return Outcome::NotVrrp;
             }
-            return fence_icmp6(data, data_end, ifindex, off, maps);
+            let fenced = fence_icmp6(data, data_end, ifindex, off, maps);
+            if !matches!(fenced, Outcome::NotVrrp) {
+                return fenced;
+            }
+            // Neighbour discovery still answers for the VIPs.
+            let icmp_type = byte(data, data_end, off + IPV6_HLEN).unwrap_or(0);
+            if (ICMPV6_RS..=ICMPV6_REDIRECT).contains(&icmp_type) {
+                return Outcome::NotVrrp;
+            }
+            return not_accepted(data, data_end, ifindex, FAMILY_IPV6, off, maps);
         }
         Some(L3::Vrrp(Err(c))) => return Outcome::Counted(c),
         Some(L3::Vrrp(Ok(ip))) => ip,
@@ -941,6 +960,38 @@ fn fence_owner(
         return None;
     }
     Some((guard.mac, owner.mac, guard.flags))
+}
+
+/// RFC 9568 §6.4.3: a master in non-accept mode takes no packet sent to
+/// its VIPs (the address owner always does; the agent leaves the flag off
+/// then). One array read while no VIP is in that mode.
+#[inline(always)]
+fn not_accepted(
+    data: usize,
+    data_end: usize,
+    ifindex: u32,
+    family: u8,
+    off: usize,
+    maps: &Maps,
+) -> Outcome {
+    if maps.no_accept.get(0).copied().unwrap_or(0) == 0 {
+        return Outcome::NotVrrp;
+    }
+    let key = if family == FAMILY_IPV4 {
+        word(data, data_end, off + 16).map(addr4)
+    } else {
+        // SAFETY: same size, both plain bytes.
+        addr6(data, data_end, off + 24)
+            .map(|a| unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(a) })
+    };
+    let Some(key) = key else {
+        return Outcome::NotVrrp;
+    };
+    // SAFETY: read-only lookup of a plain value.
+    match unsafe { maps.guards.get(GuardKey::new(ifindex, family, key)) } {
+        Some(g) if g.flags & GUARD_FLAG_NO_ACCEPT != 0 => Outcome::NotAccepted,
+        _ => Outcome::NotVrrp,
+    }
 }
 
 #[inline(always)]

@@ -217,3 +217,79 @@ fn preempt_delay_holds_preemption_back() -> Result<()> {
         c.finish()
     })
 }
+
+/// `no_accept` (RFC 9568 §6.4.3): the master answers ARP for the VIP but
+/// takes no packet sent to it, and neither does the backup once it took
+/// over; with accept mode (the default) the same ping is answered. xvrrpd
+/// only: keepalived needs nftables or iptables for it, which the lab has
+/// not.
+#[test]
+fn no_accept_masters_answer_arp_but_take_no_packet_for_the_vip() -> Result<()> {
+    lab_test(
+        "no_accept_masters_answer_arp_but_take_no_packet_for_the_vip",
+        || {
+            if !xvrrpd_only(
+                scenario_daemon(),
+                "no_accept (keepalived needs a firewall for it)",
+            ) {
+                return Ok(());
+            }
+            let d = scenario_daemon();
+            let mut inst = vi_1();
+            inst.extra.push("no_accept".into());
+            let mut c = Cluster::new(
+                "no-accept",
+                inst,
+                &[("r1", d, 150), ("r2", d, 100)],
+                false,
+                |_, _| Ok(()),
+            )?;
+            c.start_all()?;
+            // Not `expect_master`: its check is the client pings, answered.
+            c.router("r1")
+                .wait_state("VI_1", "MASTER", Duration::from_secs(10))?;
+            for r in ["r1", "r2"] {
+                c.router(r).wait_datapath_settled(Duration::from_secs(10))?;
+            }
+            let ping = |c: &Cluster| -> Result<bool> {
+                let out = c
+                    .client
+                    .cmd("ping")
+                    .args(["-c", "2", "-i", "0.2", "-W", "1", "192.0.2.100"])
+                    .output()?;
+                Ok(out.status.success())
+            };
+            let dropped = |c: &Cluster, r: &str| -> u64 {
+                c.router(r)
+                    .status()
+                    .ok()
+                    .and_then(|s| s.datapath_counters.get("not_accepted").copied())
+                    .unwrap_or(0)
+            };
+            for master in ["r1", "r2"] {
+                if master == "r2" {
+                    c.router_mut("r1").kill9()?;
+                    c.router("r2")
+                        .wait_state("VI_1", "MASTER", Duration::from_secs(10))?;
+                }
+                let before = dropped(&c, master);
+                anyhow::ensure!(
+                    !ping(&c)?,
+                    "{master} answered a ping to the VIP in no_accept mode"
+                );
+                let mac = c.client_neighbour("192.0.2.100")?;
+                anyhow::ensure!(
+                    mac == c.router(master).mac.to_string(),
+                    "the client's entry for the VIP is {mac:?}, not {master}'s MAC: ARP was not answered"
+                );
+                let after = dropped(&c, master);
+                anyhow::ensure!(
+                    after >= before + 2,
+                    "{master} counted {} not_accepted drops for two pings",
+                    after - before
+                );
+            }
+            c.finish()
+        },
+    )
+}

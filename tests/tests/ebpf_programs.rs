@@ -19,7 +19,7 @@ use xvrrpd::datapath::{
 use xvrrpd::net::gratuitous::{garp_frame, unsolicited_na_frame};
 use xvrrpd_common::{
     AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, FAMILY_IPV4, FAMILY_IPV6,
-    GUARD_FLAG_SHARED_MAC, GuardValue, IfacePolicy, VmacBase, VridKey,
+    GUARD_FLAG_NO_ACCEPT, GUARD_FLAG_SHARED_MAC, GuardValue, IfacePolicy, VmacBase, VridKey,
 };
 use xvrrpd_tests::require_root;
 
@@ -620,6 +620,54 @@ fn a_vmac_vip_is_fenced_without_an_answer() {
         }
         assert_eq!(counter_delta(&dp, &before, Counter::FenceRedirected), 0);
         assert_eq!(counter_delta(&dp, &before, Counter::FenceDropped), 4);
+    }
+}
+
+/// Non-accept mode (RFC 9568 §6.4.3): while the gate is on, packets to a
+/// VIP flagged so are dropped and counted; ARP and neighbour discovery for
+/// it, other addresses, and everything once the gate is off, pass. A fence
+/// still answers first.
+#[test]
+fn a_non_accept_master_takes_no_packet_for_its_vips() {
+    for prog in [Prog::Xdp, Prog::Tc] {
+        let (mut dp, _ring) = guarded_with(0, GUARD_FLAG_NO_ACCEPT);
+        let (pass, drop) = (pass_code(prog, true), pass_code(prog, false));
+        for family in [FAMILY_IPV4, FAMILY_IPV6] {
+            dp.set_lease(
+                VridKey::new(SPEC_IFINDEX, family, FENCE_VRID),
+                monotonic_ns() + 60_000_000_000,
+            )
+            .expect("lease");
+        }
+        // The gate is off: nothing is looked up.
+        assert_eq!(run(&mut dp, prog, &echo4(VIP4)), pass, "{prog:?}");
+        dp.set_no_accept(true).expect("gate");
+        let before = dp.counters().expect("counters");
+        assert_eq!(run(&mut dp, prog, &echo4(VIP4)), drop, "{prog:?}");
+        assert_eq!(run(&mut dp, prog, &echo6(VIP6)), drop, "{prog:?}");
+        assert_eq!(run(&mut dp, prog, &vlan_tagged(&echo4(VIP4))), drop);
+        assert_eq!(counter_delta(&dp, &before, Counter::NotAccepted), 3);
+        // Neighbour discovery and ARP still answer for the VIPs.
+        assert_eq!(run(&mut dp, prog, &who_has(VIP4)), pass);
+        assert_eq!(run(&mut dp, prog, &solicit(VIP6)), pass);
+        // Another address is not the instance's.
+        assert_eq!(
+            run(&mut dp, prog, &echo4(Ipv4Addr::new(192, 0, 2, 101))),
+            pass
+        );
+        dp.set_no_accept(false).expect("gate");
+        assert_eq!(run(&mut dp, prog, &echo4(VIP4)), pass);
+
+        // The agent died: once another router owns the VRID, the fence
+        // answers for it even with the gate on.
+        dp.set_no_accept(true).expect("gate");
+        dp.set_lease(VridKey::new(SPEC_IFINDEX, FAMILY_IPV4, FENCE_VRID), 1)
+            .expect("lease");
+        assert_eq!(
+            run(&mut dp, prog, &case("v3_ipv4_pseudo_header_checksum")),
+            drop
+        );
+        assert_eq!(run(&mut dp, prog, &echo4(VIP4)), answer_code(prog));
     }
 }
 

@@ -19,9 +19,9 @@ use thiserror::Error;
 use xvrrpd_common::{
     AdvertEvent, COUNTER_COUNT, ClaimEvent, Counter, DownEvent, FenceOwner, GuardKey, GuardValue,
     Heard, IfacePolicy, MAP_ARMED, MAP_COUNTERS, MAP_EVENTS, MAP_GUARDS, MAP_HEARD, MAP_LEASES,
-    MAP_OWNERS, MAP_POLICY, MAP_QUIET, MAP_TIMERS, MAP_VMAC_BASES, MAP_VRIDS, PROG_TC,
-    PROG_TC_PLAIN, PROG_VMAC_EGRESS, PROG_XDP, PROG_XDP_PLAIN, QuietAdvert, VmacBase, VridConfig,
-    VridKey,
+    MAP_NO_ACCEPT, MAP_OWNERS, MAP_POLICY, MAP_QUIET, MAP_TIMERS, MAP_VMAC_BASES, MAP_VRIDS,
+    PROG_TC, PROG_TC_PLAIN, PROG_VMAC_EGRESS, PROG_XDP, PROG_XDP_PLAIN, QuietAdvert, VmacBase,
+    VridConfig, VridKey,
 };
 
 use super::pin::PinDir;
@@ -82,7 +82,7 @@ pub enum DatapathError {
 }
 
 /// Every map of the datapath (pinned as [`PinDir::map`] names them).
-const ALL_MAPS: [&str; 11] = [
+const ALL_MAPS: [&str; 12] = [
     MAP_EVENTS,
     MAP_COUNTERS,
     MAP_VRIDS,
@@ -91,6 +91,7 @@ const ALL_MAPS: [&str; 11] = [
     MAP_LEASES,
     MAP_OWNERS,
     MAP_ARMED,
+    MAP_NO_ACCEPT,
     MAP_QUIET,
     MAP_HEARD,
     MAP_TIMERS,
@@ -337,7 +338,7 @@ impl EbpfDatapath {
             let map = match name {
                 MAP_EVENTS => Map::RingBuf(data),
                 MAP_COUNTERS => Map::PerCpuArray(data),
-                MAP_ARMED => Map::Array(data),
+                MAP_ARMED | MAP_NO_ACCEPT => Map::Array(data),
                 _ => Map::HashMap(data),
             };
             maps.insert(name, map);
@@ -414,6 +415,7 @@ impl EbpfDatapath {
         let mut armed: Array<&mut MapData, u64> =
             Array::try_from(armed).map_err(map_err(MAP_ARMED))?;
         armed.set(0, 0, 0).map_err(map_err(MAP_ARMED))?;
+        self.set_no_accept(false)?;
         let events = self.map_mut(MAP_EVENTS)?;
         let mut ring: RingBuf<&mut MapData> =
             RingBuf::try_from(events).map_err(map_err(MAP_EVENTS))?;
@@ -827,6 +829,16 @@ impl EbpfDatapath {
 
     pub fn remove_guard(&mut self, key: &GuardKey) -> Result<(), DatapathError> {
         absent_ok(self.guards()?.remove(key)).map_err(map_err(MAP_GUARDS))
+    }
+
+    /// Whether any guarded VIP is in non-accept mode: only then does other
+    /// traffic look its destination up (see [`xvrrpd_common::GUARD_FLAG_NO_ACCEPT`]).
+    pub fn set_no_accept(&mut self, on: bool) -> Result<(), DatapathError> {
+        let map = self.map_mut(MAP_NO_ACCEPT)?;
+        let mut slot: Array<&mut MapData, u32> =
+            Array::try_from(map).map_err(map_err(MAP_NO_ACCEPT))?;
+        slot.set(0, u32::from(on), 0)
+            .map_err(map_err(MAP_NO_ACCEPT))
     }
 
     pub fn set_policy(&mut self, ifindex: u32, policy: IfacePolicy) -> Result<(), DatapathError> {

@@ -30,8 +30,8 @@ use std::{io, net::IpAddr, os::fd::RawFd};
 use tokio::io::unix::AsyncFd;
 pub use xvrrpd_common::{AdvertEvent, Counter};
 use xvrrpd_common::{
-    COUNTER_COUNT, ClaimEvent, DownEvent, FAMILY_IPV4, FAMILY_IPV6, GUARD_FLAG_SHARED_MAC,
-    GuardKey, GuardValue, Heard, IfacePolicy, QuietAdvert, VmacBase, VridConfig, VridKey,
+    COUNTER_COUNT, ClaimEvent, DownEvent, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, Heard,
+    IfacePolicy, QuietAdvert, VmacBase, VridConfig, VridKey,
 };
 
 pub use self::event::{Claim, Received};
@@ -354,15 +354,15 @@ impl Datapath {
     /// Guards `addr` on `ifindex` for the instance `owner` (its VRID key):
     /// claims by any MAC but `mac` are reported, at most once per
     /// `min_interval_ns`, and the VIP is fenced when the instance's lease
-    /// lapses (see [`Datapath::renew_leases`]); `shared_mac`: `mac` is a
-    /// VMAC, so a fenced packet is dropped, never answered. No-op on the
+    /// lapses (see [`Datapath::renew_leases`]); `flags` are
+    /// `GUARD_FLAG_*` (a VMAC's shared MAC, non-accept mode). No-op on the
     /// raw path.
     pub fn guard(
         &mut self,
         ifindex: u32,
         addr: IpAddr,
         owner: VridKey,
-        (mac, shared_mac): ([u8; 6], bool),
+        (mac, flags): ([u8; 6], u8),
         min_interval_ns: u64,
     ) -> io::Result<()> {
         if let Inner::Ebpf { dp, .. } = &mut self.inner {
@@ -374,7 +374,7 @@ impl Datapath {
                 last_report_ns: 0,
                 last_claim_ns: 0,
                 last_claim_mac: [0; 6],
-                flags: if shared_mac { GUARD_FLAG_SHARED_MAC } else { 0 },
+                flags,
                 _pad2: 0,
             };
             dp.set_guard(guard_key(ifindex, addr), value)
@@ -396,6 +396,15 @@ impl Datapath {
             Inner::Ebpf { dp, .. } => dp
                 .move_vmac_reports(vmac, vmac_ifindex, base)
                 .map(|()| true),
+            Inner::Raw { .. } => Ok(false),
+        }
+    }
+
+    /// Whether any guarded VIP is in non-accept mode. `Ok(false)` on the raw
+    /// path, which cannot drop packets for it.
+    pub fn set_no_accept(&mut self, on: bool) -> Result<bool, DatapathError> {
+        match &mut self.inner {
+            Inner::Ebpf { dp, .. } => dp.set_no_accept(on).map(|()| true),
             Inner::Raw { .. } => Ok(false),
         }
     }

@@ -157,8 +157,8 @@ pub(super) struct Guard {
     /// The instance's VRID key: its lease decides the kernel fence.
     pub(super) owner: VridKey,
     pub(super) mac: [u8; 6],
-    /// `mac` is the instance's VMAC (see [`Datapath::guard`]).
-    pub(super) shared_mac: bool,
+    /// `GUARD_FLAG_*` (see [`Datapath::guard`]).
+    pub(super) flags: u8,
     pub(super) interval_ns: u64,
 }
 
@@ -243,6 +243,8 @@ pub struct Daemon {
     /// The macvlan VMACs whose IGMP/MLD reports the datapath moves to their
     /// base, by ifindex (see [`Daemon::sync_vmac_reports`]).
     pub(super) vmac_reports: HashMap<u32, VmacReports>,
+    /// Non-accept mode's gate as the datapath has it (`None`: never set).
+    pub(super) no_accept_gate: Option<bool>,
     /// Transitions and notable events, to `xvrrpd events` and HTTP
     /// `/events` followers.
     pub(super) events: crate::control::events::EventBus,
@@ -328,6 +330,7 @@ impl Daemon {
             promoted: Vec::new(),
             vmac_bases: HashMap::new(),
             vmac_reports: HashMap::new(),
+            no_accept_gate: None,
             events,
         };
         // The first configuration is a reload of an empty one: the same

@@ -5,6 +5,7 @@
 use std::{collections::HashMap, net::IpAddr, rc::Rc, time::Duration};
 
 use tracing::{debug, error, info, warn};
+use xvrrpd_common::{GUARD_FLAG_NO_ACCEPT, GUARD_FLAG_SHARED_MAC};
 
 use super::{
     daemon::{Daemon, Guard, Instance, InstanceId, Unit},
@@ -803,7 +804,12 @@ impl Daemon {
                 .vmac
                 .as_ref()
                 .is_some_and(|m| !m.spec.kind.is_ipvlan());
-            let interval_ns = u64::from(router.config().advert_int_cs) * 10_000_000;
+            let cfg = router.config();
+            // RFC 9568 §6.4.3; the owner always accepts.
+            let no_accept = !cfg.accept && cfg.priority != crate::vrrp::PRIORITY_OWNER;
+            let flags = if shared_mac { GUARD_FLAG_SHARED_MAC } else { 0 }
+                | if no_accept { GUARD_FLAG_NO_ACCEPT } else { 0 };
+            let interval_ns = u64::from(cfg.advert_int_cs) * 10_000_000;
             for v in i.all_vips() {
                 if matches!(v.addr, IpAddr::V6(a) if crate::net::addr::is_ipv6_link_local(&a)) {
                     continue;
@@ -812,7 +818,7 @@ impl Daemon {
                     inst,
                     owner: i.plan.vrid.key,
                     mac,
-                    shared_mac,
+                    flags,
                     interval_ns,
                 };
                 want.insert((i.plan.ifindex, v.addr), guard);
@@ -835,17 +841,43 @@ impl Daemon {
             // Only a new VIP, MAC or interval goes to the kernel (an update
             // keeps the kernel's last report time).
             if old.is_some_and(|o| {
-                (o.owner, o.mac, o.shared_mac, o.interval_ns)
-                    == (g.owner, g.mac, g.shared_mac, g.interval_ns)
+                (o.owner, o.mac, o.flags, o.interval_ns) == (g.owner, g.mac, g.flags, g.interval_ns)
             }) {
                 continue;
             }
             if let Err(e) =
                 self.datapath
-                    .guard(ifindex, addr, g.owner, (g.mac, g.shared_mac), g.interval_ns)
+                    .guard(ifindex, addr, g.owner, (g.mac, g.flags), g.interval_ns)
             {
                 warn!("conflict guard: guarding {addr}: {e}");
             }
+        }
+        self.sync_no_accept();
+    }
+
+    /// Non-accept mode's gate in the datapath: on while a guarded VIP is in
+    /// that mode. The raw-socket datapath cannot drop their traffic: said
+    /// once.
+    fn sync_no_accept(&mut self) {
+        let on = self
+            .guarded
+            .values()
+            .any(|g| g.flags & GUARD_FLAG_NO_ACCEPT != 0);
+        if self.no_accept_gate == Some(on) {
+            return;
+        }
+        match self.datapath.set_no_accept(on) {
+            Ok(true) => self.no_accept_gate = Some(on),
+            Ok(false) => {
+                if on && self.no_accept_gate.is_none() {
+                    warn!(
+                        "no_accept: the raw-socket datapath cannot drop packets sent to the \
+                         VIPs; they are accepted until the eBPF datapath runs"
+                    );
+                }
+                self.no_accept_gate = Some(false);
+            }
+            Err(e) => warn!("no_accept: {e}"),
         }
     }
 

@@ -291,13 +291,6 @@ const UNSUPPORTED_GLOBALS: &[&str] = &[
     "default_interface",
     "dynamic_interfaces",
     "allow_if_changes",
-    // Firewall rules for non-accept mode.
-    "vrrp_iptables",
-    "vrrp_ipsets",
-    "nftables",
-    "nftables_priority",
-    "nftables_counters",
-    "nftables_ifindex",
     // Scheduled reloads.
     "reload_time_file",
     "reload_repeat",
@@ -352,6 +345,14 @@ fn umask(b: &mut Builder<'_>, g: &mut GlobalDefs, n: &Node) {
 
 /// global_defs keywords keepalived knows that change nothing for xvrrpd.
 const IGNORED_GLOBALS: &[&str] = &[
+    // Firewall rules for non-accept mode: the eBPF datapath drops what is
+    // sent to such a master's VIPs itself.
+    "vrrp_iptables",
+    "vrrp_ipsets",
+    "nftables",
+    "nftables_priority",
+    "nftables_counters",
+    "nftables_ifindex",
     "vrrp_cpu_affinity",
     "checker_cpu_affinity",
     "bfd_cpu_affinity",
