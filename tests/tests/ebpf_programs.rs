@@ -10,7 +10,7 @@ use std::{
 
 use xvrrpd::clock::monotonic_ns;
 use xvrrpd::datapath::{
-    ebpf::{EbpfDatapath, EventRing},
+    ebpf::{EbpfDatapath, EventRing, VmacFilter},
     event::decode_claim,
     guard_key,
     spec::{self, Expect, SPEC_IFINDEX},
@@ -1057,14 +1057,15 @@ fn igmp_report() -> Vec<u8> {
 /// register go on as they are.
 #[test]
 fn reports_leaving_a_vmac_go_out_of_its_base() {
-    let (mut dp, _ring) = loaded();
+    require_root();
+    let mut dp = VmacFilter::load().expect("load the VMAC filter");
     let rs = from_vmac6(58, &[133, 0, 0, 0, 0, 0, 0, 0]);
     let na = unsolicited_na_frame(VMAC, VIP6, false);
     let reports = [mld(143), mld(131), mld(132), igmp_report()];
 
     // Not registered yet: everything goes on as it is.
     for f in reports.iter().chain([&rs]) {
-        let (verdict, out) = dp.test_run_vmac_out(f).expect("BPF_PROG_TEST_RUN");
+        let (verdict, out) = dp.test_run(f).expect("BPF_PROG_TEST_RUN");
         if f == &rs {
             assert_eq!(verdict, TC_ACT_SHOT, "a router solicitation is never sent");
         } else {
@@ -1073,12 +1074,12 @@ fn reports_leaving_a_vmac_go_out_of_its_base() {
     }
 
     // The run's skb is on the loopback interface (ifindex 1).
-    dp.vmac_bases()
+    dp.bases()
         .expect("VMAC map")
         .insert(1, BASE, 0)
         .expect("register");
     for f in &reports {
-        let (verdict, out) = dp.test_run_vmac_out(f).expect("BPF_PROG_TEST_RUN");
+        let (verdict, out) = dp.test_run(f).expect("BPF_PROG_TEST_RUN");
         assert_eq!(verdict, TC_ACT_REDIRECT, "{f:02x?}");
         assert_eq!(&out[6..12], &BASE.mac, "from the base's MAC");
         assert_eq!(
@@ -1089,8 +1090,8 @@ fn reports_leaving_a_vmac_go_out_of_its_base() {
     }
     let ping = echo6(VIP6);
     for f in [&na[..], &case("v3_ipv6_valid"), &case("v2_valid"), &ping] {
-        let (verdict, out) = dp.test_run_vmac_out(f).expect("BPF_PROG_TEST_RUN");
+        let (verdict, out) = dp.test_run(f).expect("BPF_PROG_TEST_RUN");
         assert_eq!((verdict, out.as_slice()), (TC_ACT_UNSPEC, f), "{f:02x?}");
     }
-    assert_eq!(dp.test_run_vmac_out(&rs).expect("run").0, TC_ACT_SHOT);
+    assert_eq!(dp.test_run(&rs).expect("run").0, TC_ACT_SHOT);
 }

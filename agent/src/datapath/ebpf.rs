@@ -641,58 +641,6 @@ impl EbpfDatapath {
         Ok(prog)
     }
 
-    /// Sends the IGMP/MLD reports leaving the VMAC `vmac` (a macvlan
-    /// xvrrpd made or took over) out of its base instead, from `base.mac`
-    /// (see the eBPF `vmac` module). A previous run's filter there is
-    /// replaced. The filter is a `clsact` one, never pinned: it outlives a
-    /// crash with the VMAC, and goes with it.
-    pub fn move_vmac_reports(
-        &mut self,
-        vmac: &str,
-        vmac_ifindex: u32,
-        base: VmacBase,
-    ) -> Result<(), DatapathError> {
-        self.vmac_bases()?
-            .insert(vmac_ifindex, base, 0)
-            .map_err(map_err(MAP_VMAC_BASES))?;
-        let prog = self.vmac_program()?;
-        let _ = qdisc_add_clsact(vmac);
-        let _ = qdisc_detach_program(vmac, TcAttachType::Egress, PROG_VMAC_EGRESS);
-        let nl = TcAttachOptions::Netlink(NlOptions::default());
-        prog.attach_with_options(vmac, TcAttachType::Egress, nl)
-            .map_err(prog_err(PROG_VMAC_EGRESS))?;
-        Ok(())
-    }
-
-    /// Forgets a VMAC [`Self::move_vmac_reports`] served (it is gone).
-    pub fn forget_vmac(&mut self, vmac_ifindex: u32) -> Result<(), DatapathError> {
-        absent_ok(self.vmac_bases()?.remove(&vmac_ifindex)).map_err(map_err(MAP_VMAC_BASES))
-    }
-
-    /// The VMACs' bases. Not among [`ALL_MAPS`]: no pin holds it, the
-    /// filters on the VMACs do.
-    pub fn vmac_bases(&mut self) -> Result<BpfHashMap<&mut MapData, u32, VmacBase>, DatapathError> {
-        let map = self
-            .object(MAP_VMAC_BASES)?
-            .map_mut(MAP_VMAC_BASES)
-            .ok_or(DatapathError::Missing(MAP_VMAC_BASES))?;
-        BpfHashMap::try_from(map).map_err(map_err(MAP_VMAC_BASES))
-    }
-
-    /// The VMACs' egress program, verified on first use.
-    fn vmac_program(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
-        let prog: &mut SchedClassifier = self
-            .object(PROG_VMAC_EGRESS)?
-            .program_mut(PROG_VMAC_EGRESS)
-            .ok_or(DatapathError::Missing(PROG_VMAC_EGRESS))?
-            .try_into()
-            .map_err(prog_err(PROG_VMAC_EGRESS))?;
-        if prog.fd().is_err() {
-            prog.load().map_err(prog_err(PROG_VMAC_EGRESS))?;
-        }
-        Ok(prog)
-    }
-
     /// Whether the programs run the master-down timer in the kernel.
     pub fn kernel_timers(&self) -> bool {
         self.programs.timers
@@ -917,12 +865,6 @@ impl EbpfDatapath {
         run(prog, frame, repeat).map_err(prog_err(name))
     }
 
-    /// As [`Self::test_run_xdp_out`], on the VMACs' egress program (the
-    /// run's skb is on the loopback interface, ifindex 1).
-    pub fn test_run_vmac_out(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
-        run_out(self.vmac_program()?, frame).map_err(prog_err(PROG_VMAC_EGRESS))
-    }
-
     /// Same for the TC program (verified on first use).
     pub fn test_run_tc(
         &mut self,
@@ -931,6 +873,92 @@ impl EbpfDatapath {
     ) -> Result<(u32, Duration), DatapathError> {
         let prog = self.tc_program()?;
         run(prog, frame, repeat).map_err(prog_err(PROG_TC))
+    }
+}
+
+/// The TC egress filter on the VMACs xvrrpd makes (the eBPF `vmac`
+/// module): their IGMP/MLD reports leave from the base. Loaded on its own,
+/// with the object's other maps at their smallest, as soon as a VMAC
+/// exists: before the start-up raw sockets join the VRRP group on it, so
+/// not even that membership is reported from the virtual MAC. Its filters
+/// are `clsact` ones, never pinned: they outlive a crash with the VMAC and
+/// go with it.
+pub struct VmacFilter {
+    bpf: Ebpf,
+}
+
+impl VmacFilter {
+    pub fn load() -> Result<Self, DatapathError> {
+        if !object_embedded() {
+            return Err(DatapathError::NotBuiltIn);
+        }
+        let mut loader = EbpfLoader::new();
+        // The ring's smallest size is a page; the rest hold nothing here.
+        loader.map_max_entries(MAP_EVENTS, 4096);
+        for name in [
+            MAP_VRIDS, MAP_POLICY, MAP_GUARDS, MAP_LEASES, MAP_OWNERS, MAP_QUIET, MAP_HEARD,
+        ] {
+            loader.map_max_entries(name, 1);
+        }
+        let mut f = Self {
+            bpf: loader.load(OBJECT)?,
+        };
+        f.program()?;
+        Ok(f)
+    }
+
+    /// Sends the IGMP/MLD reports leaving the VMAC `vmac` out of its base
+    /// instead, from `base.mac`. A previous run's filter there is replaced.
+    pub fn attach(
+        &mut self,
+        vmac: &str,
+        vmac_ifindex: u32,
+        base: VmacBase,
+    ) -> Result<(), DatapathError> {
+        self.bases()?
+            .insert(vmac_ifindex, base, 0)
+            .map_err(map_err(MAP_VMAC_BASES))?;
+        let prog = self.program()?;
+        let _ = qdisc_add_clsact(vmac);
+        let _ = qdisc_detach_program(vmac, TcAttachType::Egress, PROG_VMAC_EGRESS);
+        let nl = TcAttachOptions::Netlink(NlOptions::default());
+        prog.attach_with_options(vmac, TcAttachType::Egress, nl)
+            .map_err(prog_err(PROG_VMAC_EGRESS))?;
+        Ok(())
+    }
+
+    /// Forgets a VMAC [`Self::attach`] served (it is gone).
+    pub fn forget(&mut self, vmac_ifindex: u32) -> Result<(), DatapathError> {
+        absent_ok(self.bases()?.remove(&vmac_ifindex)).map_err(map_err(MAP_VMAC_BASES))
+    }
+
+    /// The VMACs' bases, by the VMAC's ifindex.
+    pub fn bases(&mut self) -> Result<BpfHashMap<&mut MapData, u32, VmacBase>, DatapathError> {
+        let map = self
+            .bpf
+            .map_mut(MAP_VMAC_BASES)
+            .ok_or(DatapathError::Missing(MAP_VMAC_BASES))?;
+        BpfHashMap::try_from(map).map_err(map_err(MAP_VMAC_BASES))
+    }
+
+    fn program(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
+        let prog: &mut SchedClassifier = self
+            .bpf
+            .program_mut(PROG_VMAC_EGRESS)
+            .ok_or(DatapathError::Missing(PROG_VMAC_EGRESS))?
+            .try_into()
+            .map_err(prog_err(PROG_VMAC_EGRESS))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(prog_err(PROG_VMAC_EGRESS))?;
+        }
+        Ok(prog)
+    }
+
+    /// Runs the program once on `frame` (`BPF_PROG_TEST_RUN`; the skb is on
+    /// the loopback interface, ifindex 1): its verdict and the frame as it
+    /// left it.
+    pub fn test_run(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
+        run_out(self.program()?, frame).map_err(prog_err(PROG_VMAC_EGRESS))
     }
 }
 

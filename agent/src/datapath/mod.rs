@@ -31,7 +31,7 @@ use tokio::io::unix::AsyncFd;
 pub use xvrrpd_common::{AdvertEvent, Counter};
 use xvrrpd_common::{
     COUNTER_COUNT, ClaimEvent, DownEvent, FAMILY_IPV4, FAMILY_IPV6, GuardKey, GuardValue, Heard,
-    IfacePolicy, QuietAdvert, VmacBase, VridConfig, VridKey,
+    IfacePolicy, QuietAdvert, VridConfig, VridKey,
 };
 
 pub use self::event::{Claim, Received};
@@ -383,37 +383,12 @@ impl Datapath {
         Ok(())
     }
 
-    /// Moves the IGMP/MLD reports of the VMAC `vmac` to its base (see
-    /// [`EbpfDatapath::move_vmac_reports`]). `Ok(false)` on the raw path,
-    /// which has no programs to do it with.
-    pub fn move_vmac_reports(
-        &mut self,
-        vmac: &str,
-        vmac_ifindex: u32,
-        base: VmacBase,
-    ) -> Result<bool, DatapathError> {
-        match &mut self.inner {
-            Inner::Ebpf { dp, .. } => dp
-                .move_vmac_reports(vmac, vmac_ifindex, base)
-                .map(|()| true),
-            Inner::Raw { .. } => Ok(false),
-        }
-    }
-
     /// Whether any guarded VIP is in non-accept mode. `Ok(false)` on the raw
     /// path, which cannot drop packets for it.
     pub fn set_no_accept(&mut self, on: bool) -> Result<bool, DatapathError> {
         match &mut self.inner {
             Inner::Ebpf { dp, .. } => dp.set_no_accept(on).map(|()| true),
             Inner::Raw { .. } => Ok(false),
-        }
-    }
-
-    /// Forgets a VMAC that is gone (eBPF only).
-    pub fn forget_vmac(&mut self, vmac_ifindex: u32) -> Result<(), DatapathError> {
-        match &mut self.inner {
-            Inner::Ebpf { dp, .. } => dp.forget_vmac(vmac_ifindex),
-            Inner::Raw { .. } => Ok(()),
         }
     }
 

@@ -33,6 +33,7 @@ use crate::{
     },
     datapath::{
         Datapath, DatapathOptions, PreparedEbpf,
+        ebpf::VmacFilter,
         pin::PinDir,
         send::{AdvertSender, Outlet, SenderPool},
     },
@@ -243,6 +244,9 @@ pub struct Daemon {
     /// The macvlan VMACs whose IGMP/MLD reports the datapath moves to their
     /// base, by ifindex (see [`Daemon::sync_vmac_reports`]).
     pub(super) vmac_reports: HashMap<u32, VmacReports>,
+    /// The VMACs' report filter, loaded with the first VMAC.
+    pub(super) vmac_filter: Option<VmacFilter>,
+    pub(super) vmac_filter_failed: bool,
     /// Non-accept mode's gate as the datapath has it (`None`: never set).
     pub(super) no_accept_gate: Option<bool>,
     /// Transitions and notable events, to `xvrrpd events` and HTTP
@@ -330,6 +334,8 @@ impl Daemon {
             promoted: Vec::new(),
             vmac_bases: HashMap::new(),
             vmac_reports: HashMap::new(),
+            vmac_filter: None,
+            vmac_filter_failed: false,
             no_accept_gate: None,
             events,
         };
@@ -347,7 +353,7 @@ impl Daemon {
         d.sync_route_watch();
         d.promote_secondaries().await;
         d.sync_vmac_bases().await;
-        d.sync_vmac_reports().await;
+        d.forget_gone_vmacs();
         Ok(d)
     }
 
@@ -399,7 +405,6 @@ impl Daemon {
                 None
             }
         };
-        self.move_vmac_reports();
         // Guards set while on raw sockets went nowhere: set them all again.
         self.guarded.clear();
         self.guards_dirty = true;
@@ -871,88 +876,86 @@ impl Daemon {
 }
 
 /// A VMAC whose reports go out of its base.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct VmacReports {
     name: String,
-    base: xvrrpd_common::VmacBase,
-    /// The datapath's filter is on it (eBPF only).
-    moved: bool,
+    base: u32,
 }
 
 impl Daemon {
-    /// Keeps the VMACs' IGMP/MLD reports off the VMAC, as keepalived's
-    /// firewall rules do: a router that is not master reports the group
-    /// of a VIP it just removed from the VMAC, and every switch would
-    /// then send the VMAC's traffic to it. Their bases' MACs are read
-    /// here; the eBPF datapath's filter goes on at once, or when the
-    /// datapath has loaded ([`Self::move_vmac_reports`]).
-    pub(super) async fn sync_vmac_reports(&mut self) {
-        let want: HashMap<u32, (String, u32)> = self
-            .instances
-            .iter()
-            .flat_map(|i| i.plan.vmacs())
-            .filter(|m| !m.spec.kind.is_ipvlan())
-            .map(|m| (m.ifindex, (m.spec.name.clone(), m.spec.base)))
-            .collect();
+    /// Keeps the VMACs' IGMP/MLD reports off the virtual MAC, as keepalived's
+    /// firewall rules do (see [`VmacFilter`]): a router that is not master
+    /// reports the group of a VIP it just removed from its VMAC, and the
+    /// start-up raw sockets' VRRP group, and every switch would then send
+    /// the VMAC's traffic to it. Runs before the configuration's datapath
+    /// entries are written, which is when those sockets join.
+    pub(super) fn attach_vmac_filters(&mut self, plan: &Plan) {
+        if self.opts.datapath.no_ebpf {
+            return;
+        }
+        for m in plan.instances.iter().flat_map(|i| i.vmacs()) {
+            let Some(mac) = m.base_mac else {
+                continue;
+            };
+            let want = VmacReports {
+                name: m.spec.name.clone(),
+                base: m.spec.base,
+            };
+            if self.vmac_reports.get(&m.ifindex) == Some(&want) {
+                continue;
+            }
+            if self.vmac_filter.is_none() && !self.vmac_filter_failed {
+                match VmacFilter::load() {
+                    Ok(f) => self.vmac_filter = Some(f),
+                    Err(e) => {
+                        self.vmac_filter_failed = true;
+                        warn!(
+                            "VMACs: their IGMP/MLD reports stay on the virtual MAC ({e}): a \
+                             snooping switch may send a VIP's traffic to a backup"
+                        );
+                    }
+                }
+            }
+            let Some(filter) = self.vmac_filter.as_mut() else {
+                return;
+            };
+            let base = xvrrpd_common::VmacBase {
+                ifindex: m.spec.base,
+                mac,
+                _pad: [0; 2],
+            };
+            match filter.attach(&m.spec.name, m.ifindex, base) {
+                Ok(()) => {
+                    self.vmac_reports.insert(m.ifindex, want);
+                }
+                Err(e) => warn!(
+                    "{}: its IGMP/MLD reports stay on the virtual MAC ({e})",
+                    m.spec.name
+                ),
+            }
+        }
+    }
+
+    /// Forgets the VMACs no instance has any more (they are gone).
+    pub(super) fn forget_gone_vmacs(&mut self) {
         let gone: Vec<u32> = self
             .vmac_reports
             .keys()
-            .filter(|k| !want.contains_key(k))
+            .filter(|k| {
+                !self
+                    .instances
+                    .iter()
+                    .flat_map(|i| i.plan.vmacs())
+                    .any(|m| m.ifindex == **k)
+            })
             .copied()
             .collect();
         for vmac in gone {
             self.vmac_reports.remove(&vmac);
-            if let Err(e) = self.datapath.forget_vmac(vmac) {
-                debug!("datapath: forgetting VMAC {vmac}: {e}");
-            }
-        }
-        for (vmac, (name, base)) in want {
-            let known = self.vmac_reports.get(&vmac);
-            if known.is_some_and(|k| k.name == name && k.base.ifindex == base) {
-                continue;
-            }
-            let mac = match crate::net::link::link_state(base).await {
-                Ok(l) => l.mac,
-                Err(e) => {
-                    warn!("{name}: reading the MAC of its base (interface {base}): {e}");
-                    None
-                }
-            };
-            let Some(mac) = mac else {
-                continue;
-            };
-            let base = xvrrpd_common::VmacBase {
-                ifindex: base,
-                mac,
-                _pad: [0; 2],
-            };
-            self.vmac_reports.insert(
-                vmac,
-                VmacReports {
-                    name,
-                    base,
-                    moved: false,
-                },
-            );
-        }
-        self.move_vmac_reports();
-    }
-
-    /// Puts the datapath's report filter on the VMACs that lack it (a
-    /// no-op until the eBPF datapath runs).
-    pub(super) fn move_vmac_reports(&mut self) {
-        for (&vmac, r) in self.vmac_reports.iter_mut().filter(|(_, r)| !r.moved) {
-            match self.datapath.move_vmac_reports(&r.name, vmac, r.base) {
-                Ok(moved) => r.moved = moved,
-                Err(e) => {
-                    // Marked done: one warning, not one per reload.
-                    r.moved = true;
-                    warn!(
-                        "{}: its IGMP/MLD reports stay on the VMAC ({e}): a snooping switch \
-                         may send its traffic to a backup after a VIP moves",
-                        r.name
-                    );
-                }
+            if let Some(f) = self.vmac_filter.as_mut()
+                && let Err(e) = f.forget(vmac)
+            {
+                debug!("VMAC filter: forgetting interface {vmac}: {e}");
             }
         }
     }

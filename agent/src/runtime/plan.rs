@@ -142,6 +142,9 @@ pub struct VmacPlan {
     pub spec: VmacSpec,
     pub ifindex: u32,
     pub xmit_base: bool,
+    /// Its base's MAC, which its IGMP/MLD reports leave with (a macvlan's;
+    /// `None` for an ipvlan, or when the kernel did not say).
+    pub base_mac: Option<[u8; 6]>,
 }
 
 impl InstancePlan {
@@ -736,14 +739,19 @@ pub async fn build(config: &Config, ids: &mut TrackerIds) -> Result<Plan, PlanEr
                 })?,
                 spec: spec.clone(),
                 xmit_base: inst.vmac_xmit_base,
+                base_mac: None,
             })
         };
         let mut vmac = None;
         let mut addr_vmacs = Vec::new();
         for (_, spec, role) in vmacs.iter().filter(|(n, ..)| *n == inst.name) {
+            let mut m = made(spec)?;
+            if !spec.kind.is_ipvlan() {
+                m.base_mac = link::link_state(spec.base).await.ok().and_then(|l| l.mac);
+            }
             match role {
-                VmacRole::Own => vmac = Some(made(spec)?),
-                VmacRole::Addresses { .. } => addr_vmacs.push((made(spec)?, role.clone())),
+                VmacRole::Own => vmac = Some(m),
+                VmacRole::Addresses { .. } => addr_vmacs.push((m, role.clone())),
             }
         }
         let plan = instance_plan(

@@ -337,7 +337,7 @@ impl Daemon {
             .collect();
         super::daemon::remove_vmacs(&vmacs_gone).await;
         self.sync_vmac_bases().await;
-        self.sync_vmac_reports().await;
+        self.forget_gone_vmacs();
         if restate {
             self.restate_on_fifo(&continuing);
         }
@@ -543,6 +543,8 @@ impl Daemon {
         let notifier =
             notifier_for(&new.config, &new.plan).map_err(|e| format!("notify: {e:#}"))?;
         let trackers = trackers::changes(&self.plan, &new.plan);
+        // Before the entries: their raw sockets join the group on the VMACs.
+        self.attach_vmac_filters(&new.plan);
         // Last: the one step that changes something shared, undone on failure.
         self.write_datapath(&new.plan, &diff.datapath)?;
         Ok(Prepared {
