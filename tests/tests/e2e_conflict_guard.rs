@@ -175,6 +175,7 @@ fn a_flood_of_foreign_garps_gets_one_reannounce_per_advert_interval() -> Result<
             let r1 = c.router("r1").mac;
             let frame = claim_frame(&c);
             // 300 ms of claims, one every ~50 µs.
+            let mono_from = xvrrpd_tests::clock::mono_ns();
             let from = rt_ns();
             let until = from + 300_000_000;
             let mut sent = 0u64;
@@ -214,11 +215,16 @@ fn a_flood_of_foreign_garps_gets_one_reannounce_per_advert_interval() -> Result<
             // Wire timestamps jitter, and under the flood a re-announce can
             // leave the host up to a couple of milliseconds after its
             // decision (seen: 8.9 ms after the previous one on the wire, the
-            // decisions 10.3 ms apart); the rule itself is exact (unit test)
-            // and the count above bounds the rate.
+            // decisions 10.3 ms apart), later still when the host stalls
+            // (seen: 7.1 ms with a 2.8 ms stall); the rule itself is exact
+            // (unit test) and the count above bounds the rate.
+            let stall = c
+                .lab
+                .stalls
+                .worst_between(mono_from, xvrrpd_tests::clock::mono_ns());
             ensure!(
-                min_gap.is_none_or(|g| g >= INTERVAL_NS * 8 / 10),
-                "two re-announces {min_gap:?} ns apart"
+                min_gap.is_none_or(|g| g + stall >= INTERVAL_NS * 8 / 10),
+                "two re-announces {min_gap:?} ns apart (worst host stall {stall} ns)"
             );
             let (claims, reannounced, _) = counters(&c)?;
             println!("status: {claims} claims reached r1, {reannounced} re-announced");
