@@ -35,9 +35,9 @@ const EVENT_ADDR_WORDS: usize = EVENT_ADDR_BYTES / 4;
 pub enum Outcome {
     NotVrrp,
     Counted(Counter),
-    /// Dropped by the fence (see [`fence_owner`]).
+    /// Dropped by the fence (see [`lapsed_owner`]).
     Fenced,
-    /// Sent to a VIP of a master in non-accept mode (see [`not_accepted`]).
+    /// Sent to a VIP of a master in non-accept mode (see [`to_guarded_vip`]).
     NotAccepted,
     /// A packet for a fenced VIP: the XDP program answers it with an
     /// announcement of the owner, the TC program drops it.
@@ -56,8 +56,6 @@ pub struct Redirect {
     /// Our MAC (the frame's source) and the owner's (what the announcement says).
     pub ours: [u8; 6],
     pub owner: [u8; 6],
-    /// `ours` is a VMAC (see [`xvrrpd_common::GUARD_FLAG_SHARED_MAC`]).
-    pub shared_mac: bool,
 }
 
 /// What the L2/L3 dispatch found worth a closer look.
@@ -331,7 +329,7 @@ pub struct Maps<'a> {
     /// Per VRID: who advertised it after the lease lapsed.
     pub owners: &'a HashMap<VridKey, FenceOwner>,
     /// Slot 0: until when any fence may hold (0: none). Traffic other than
-    /// VRRP, ARP and NA pays one array read while it is 0.
+    /// VRRP, ARP and neighbour discovery pays this read and `no_accept`'s.
     pub armed: &'a Array<u64>,
     /// Slot 0: nonzero while a guarded VIP is in non-accept mode.
     pub no_accept: &'a Array<u32>,
@@ -359,13 +357,7 @@ pub fn classify<F: Frame>(
     let ip = match ip_header(data, data_end) {
         None => return Outcome::NotVrrp,
         Some(L3::Other(family, off)) => {
-            if let Some(now) = armed(maps) {
-                let fenced = fence_packet(data, data_end, ifindex, family, off, maps, now);
-                if !matches!(fenced, Outcome::NotVrrp) {
-                    return fenced;
-                }
-            }
-            return not_accepted(data, data_end, ifindex, family, off, maps);
+            return to_guarded_vip(data, data_end, ifindex, family, off, maps);
         }
         Some(L3::Arp(off)) => {
             if let Some(claim) = arp_claim(data, data_end, off) {
@@ -378,16 +370,7 @@ pub fn classify<F: Frame>(
                 report(ifindex, claim, maps, count);
                 return Outcome::NotVrrp;
             }
-            let fenced = fence_icmp6(data, data_end, ifindex, off, maps);
-            if !matches!(fenced, Outcome::NotVrrp) {
-                return fenced;
-            }
-            // Neighbour discovery still answers for the VIPs.
-            let icmp_type = byte(data, data_end, off + IPV6_HLEN).unwrap_or(0);
-            if (ICMPV6_RS..=ICMPV6_REDIRECT).contains(&icmp_type) {
-                return Outcome::NotVrrp;
-            }
-            return not_accepted(data, data_end, ifindex, FAMILY_IPV6, off, maps);
+            return fence_icmp6(data, data_end, ifindex, off, maps);
         }
         Some(L3::Vrrp(Err(c))) => return Outcome::Counted(c),
         Some(L3::Vrrp(Ok(ip))) => ip,
@@ -935,21 +918,12 @@ fn armed(maps: &Maps) -> Option<u64> {
     Some(now)
 }
 
-/// Our MAC, the owner's and the guard's flags when `addr` is a VIP this
-/// daemon guarded whose lease lapsed while another router advertises its
-/// VRID.
+/// The owner's MAC when `guard`'s instance let its lease lapse while
+/// another router advertises its VRID.
 #[inline(always)]
-fn fence_owner(
-    ifindex: u32,
-    family: u8,
-    addr: [u8; 16],
-    maps: &Maps,
-    now: u64,
-) -> Option<([u8; 6], [u8; 6], u8)> {
-    // SAFETY: read-only lookups of plain values.
-    let guard = unsafe { maps.guards.get(GuardKey::new(ifindex, family, addr)) }?;
+fn lapsed_owner(guard: &GuardValue, ifindex: u32, maps: &Maps, now: u64) -> Option<[u8; 6]> {
     let key = VridKey::new(ifindex, guard.family, guard.vrid);
-    // SAFETY: as above.
+    // SAFETY: read-only lookups of plain values.
     let lease = unsafe { maps.leases.get(key) }.copied().unwrap_or(0);
     if now <= lease {
         return None;
@@ -959,38 +933,17 @@ fn fence_owner(
     if now > owner.valid_until_ns {
         return None;
     }
-    Some((guard.mac, owner.mac, guard.flags))
+    Some(owner.mac)
 }
 
-/// RFC 9568 §6.4.3: a master in non-accept mode takes no packet sent to
-/// its VIPs (the address owner always does; the agent leaves the flag off
-/// then). One array read while no VIP is in that mode.
+/// Whether `addr` is a VIP this daemon guarded that another router owns
+/// now (its instance's lease lapsed).
 #[inline(always)]
-fn not_accepted(
-    data: usize,
-    data_end: usize,
-    ifindex: u32,
-    family: u8,
-    off: usize,
-    maps: &Maps,
-) -> Outcome {
-    if maps.no_accept.get(0).copied().unwrap_or(0) == 0 {
-        return Outcome::NotVrrp;
-    }
-    let key = if family == FAMILY_IPV4 {
-        word(data, data_end, off + 16).map(addr4)
-    } else {
-        // SAFETY: same size, both plain bytes.
-        addr6(data, data_end, off + 24)
-            .map(|a| unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(a) })
-    };
-    let Some(key) = key else {
-        return Outcome::NotVrrp;
-    };
+fn fenced(ifindex: u32, family: u8, addr: [u8; 16], maps: &Maps, now: u64) -> bool {
     // SAFETY: read-only lookup of a plain value.
-    match unsafe { maps.guards.get(GuardKey::new(ifindex, family, key)) } {
-        Some(g) if g.flags & GUARD_FLAG_NO_ACCEPT != 0 => Outcome::NotAccepted,
-        _ => Outcome::NotVrrp,
+    match unsafe { maps.guards.get(GuardKey::new(ifindex, family, addr)) } {
+        Some(guard) => lapsed_owner(guard, ifindex, maps, now).is_some(),
+        None => false,
     }
 }
 
@@ -1009,77 +962,69 @@ fn addr6(data: usize, data_end: usize, off: usize) -> Option<[u32; 4]> {
     Some(a)
 }
 
-/// An IP packet (not VRRP, ARP or ICMPv6) while a fence is armed: one sent
-/// to a fenced VIP is answered with the owner's announcement.
+/// An IP packet (not VRRP, ARP or neighbour discovery) sent to one of our
+/// guarded VIPs, looked at only while a fence is armed or a VIP is in
+/// non-accept mode (two array reads otherwise). A fenced VIP's packet is
+/// answered with the owner's announcement, or dropped when the VIP is on
+/// a VMAC (every router has that MAC: the sender already has the owner's,
+/// and an answer from it would move it here in every switch). Else a
+/// master in non-accept mode takes no packet for it (RFC 9568 §6.4.3; the
+/// agent leaves the flag off for the address owner).
 #[inline(always)]
-fn fence_packet(
+fn to_guarded_vip(
     data: usize,
     data_end: usize,
     ifindex: u32,
     family: u8,
     off: usize,
     maps: &Maps,
-    now: u64,
 ) -> Outcome {
-    let redirect = if family == FAMILY_IPV4 {
-        redirect4(data, data_end, ifindex, off, maps, now)
-    } else {
-        redirect6(data, data_end, ifindex, off, maps, now)
-    };
-    match redirect {
-        // A VMAC is every router's: the sender already has the owner's
-        // MAC, and an answer from it would move the VMAC here in every
-        // switch. The owner's next frame from the VMAC moves it back.
-        Some(r) if r.shared_mac => Outcome::Fenced,
-        Some(r) => Outcome::Redirect(r),
-        None => Outcome::NotVrrp,
+    let fence = armed(maps);
+    if fence.is_none() && maps.no_accept.get(0).copied().unwrap_or(0) == 0 {
+        return Outcome::NotVrrp;
     }
-}
-
-#[inline(always)]
-fn redirect4(
-    data: usize,
-    data_end: usize,
-    ifindex: u32,
-    off: usize,
-    maps: &Maps,
-    now: u64,
-) -> Option<Redirect> {
-    let dst = word(data, data_end, off + 16)?;
-    let (ours, owner, flags) = fence_owner(ifindex, FAMILY_IPV4, addr4(dst), maps, now)?;
-    Some(Redirect {
-        family: FAMILY_IPV4,
-        l3_off: off,
-        vip: [dst, 0, 0, 0],
-        peer: [0; 4],
-        ours,
-        owner,
-        shared_mac: flags & GUARD_FLAG_SHARED_MAC != 0,
-    })
-}
-
-#[inline(always)]
-fn redirect6(
-    data: usize,
-    data_end: usize,
-    ifindex: u32,
-    off: usize,
-    maps: &Maps,
-    now: u64,
-) -> Option<Redirect> {
-    let dst = addr6(data, data_end, off + 24)?;
+    let vip = if family == FAMILY_IPV4 {
+        word(data, data_end, off + 16).map(|w| [w, 0, 0, 0])
+    } else {
+        addr6(data, data_end, off + 24)
+    };
+    let Some(vip) = vip else {
+        return Outcome::NotVrrp;
+    };
     // SAFETY: same size, both plain bytes.
-    let key = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(dst) };
-    let (ours, owner, flags) = fence_owner(ifindex, FAMILY_IPV6, key, maps, now)?;
-    Some(Redirect {
-        family: FAMILY_IPV6,
-        l3_off: off,
-        vip: dst,
-        peer: addr6(data, data_end, off + 8)?,
-        ours,
-        owner,
-        shared_mac: flags & GUARD_FLAG_SHARED_MAC != 0,
-    })
+    let key = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(vip) };
+    // SAFETY: read-only lookup of a plain value.
+    let Some(guard) = (unsafe { maps.guards.get(GuardKey::new(ifindex, family, key)) }) else {
+        return Outcome::NotVrrp;
+    };
+    if let Some(now) = fence
+        && let Some(owner) = lapsed_owner(guard, ifindex, maps, now)
+    {
+        if guard.flags & GUARD_FLAG_SHARED_MAC != 0 {
+            return Outcome::Fenced;
+        }
+        let peer = if family == FAMILY_IPV4 {
+            Some([0; 4])
+        } else {
+            addr6(data, data_end, off + 8)
+        };
+        return match peer {
+            Some(peer) => Outcome::Redirect(Redirect {
+                family,
+                l3_off: off,
+                vip,
+                peer,
+                ours: guard.mac,
+                owner,
+            }),
+            None => Outcome::NotVrrp,
+        };
+    }
+    if guard.flags & GUARD_FLAG_NO_ACCEPT != 0 {
+        Outcome::NotAccepted
+    } else {
+        Outcome::NotVrrp
+    }
 }
 
 /// An ARP request for a fenced VIP gets no answer from this host.
@@ -1094,9 +1039,10 @@ fn fence_arp(data: usize, data_end: usize, ifindex: u32, off: usize, maps: &Maps
     let Some(tpa) = word(data, data_end, off + 24) else {
         return Outcome::NotVrrp;
     };
-    match fence_owner(ifindex, FAMILY_IPV4, addr4(tpa), maps, now) {
-        Some(_) => Outcome::Fenced,
-        None => Outcome::NotVrrp,
+    if fenced(ifindex, FAMILY_IPV4, addr4(tpa), maps, now) {
+        Outcome::Fenced
+    } else {
+        Outcome::NotVrrp
     }
 }
 
@@ -1104,20 +1050,25 @@ fn fence_arp(data: usize, data_end: usize, ifindex: u32, off: usize, maps: &Maps
 /// ICMPv6 sent to one (an echo request) is answered like other traffic.
 #[inline(always)]
 fn fence_icmp6(data: usize, data_end: usize, ifindex: u32, off: usize, maps: &Maps) -> Outcome {
-    let Some(now) = armed(maps) else {
-        return Outcome::NotVrrp;
-    };
     let icmp = off + IPV6_HLEN;
-    if byte(data, data_end, icmp) == Some(ICMPV6_NS) {
-        let Some(target) = addr6(data, data_end, icmp + 8) else {
-            return Outcome::NotVrrp;
-        };
-        // SAFETY: same size, both plain bytes.
-        let key = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(target) };
-        return match fence_owner(ifindex, FAMILY_IPV6, key, maps, now) {
-            Some(_) => Outcome::Fenced,
-            None => Outcome::NotVrrp,
-        };
+    match byte(data, data_end, icmp) {
+        Some(ICMPV6_NS) => {
+            let Some(now) = armed(maps) else {
+                return Outcome::NotVrrp;
+            };
+            let Some(target) = addr6(data, data_end, icmp + 8) else {
+                return Outcome::NotVrrp;
+            };
+            // SAFETY: same size, both plain bytes.
+            let key = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(target) };
+            if fenced(ifindex, FAMILY_IPV6, key, maps, now) {
+                Outcome::Fenced
+            } else {
+                Outcome::NotVrrp
+            }
+        }
+        // The rest of neighbour discovery is left to the stack.
+        Some(ICMPV6_RS..=ICMPV6_REDIRECT) => Outcome::NotVrrp,
+        _ => to_guarded_vip(data, data_end, ifindex, FAMILY_IPV6, off, maps),
     }
-    fence_packet(data, data_end, ifindex, FAMILY_IPV6, off, maps, now)
 }

@@ -197,21 +197,6 @@ impl Session {
         }
     }
 
-    /// Takes the session administratively down (§6.8.16): AdminDown, diag
-    /// 7, and one packet to send now. Nothing is scheduled afterwards, so
-    /// the time goes unused; it is taken to keep every entry point alike.
-    pub fn admin_down(&mut self, _now_ns: u64, out: &mut Vec<Action>) {
-        if self.state == SessionState::AdminDown {
-            return;
-        }
-        self.go_down(SessionState::AdminDown, Diag::AdministrativelyDown, out);
-        self.last_rx_ns = None;
-        self.next_tx_ns = None;
-        if self.may_transmit() {
-            out.push(Action::Send(self.control_packet()));
-        }
-    }
-
     fn go_up(&mut self, out: &mut Vec<Action>) {
         self.state = SessionState::Up;
         self.local_diag = Diag::None;
@@ -567,24 +552,26 @@ mod tests {
 
     #[test]
     fn a_peer_admin_down_holds_the_session_down_until_the_peer_restarts() {
-        let mut pair = Pair::up();
-        let mut out = Vec::new();
-        pair.sides[1].admin_down(pair.now, &mut out);
-        let [Action::Down(Diag::AdministrativelyDown), Action::Send(bye)] = out[..] else {
-            panic!("{out:?}");
+        let pair = Pair::up();
+        let (_, last) = *pair.sent(1).last().unwrap();
+        // What a peer taking the session down on purpose sends (§6.8.16).
+        let bye = ControlPacket {
+            state: AdminDown,
+            diag: Diag::AdministrativelyDown as u8,
+            poll: false,
+            final_: false,
+            ..last
         };
+        let mut local = pair.sides[0].clone();
         assert_eq!(
-            (bye.state, bye.diag, pair.sides[1].next_deadline()),
-            (AdminDown, 7, None)
+            feed(&mut local, bye, pair.now),
+            [
+                Action::Down(Diag::NeighborSignaledDown),
+                Action::Send(local.control_packet())
+            ]
         );
-        pair.dispatch(1, out);
-        assert_eq!(pair.sides[0].state(), Down);
-        assert_eq!(
-            pair.events(0).last(),
-            Some(&Action::Down(Diag::NeighborSignaledDown))
-        );
-
-        let local = &mut pair.sides[0];
+        assert_eq!(local.state(), Down);
+        let local = &mut local;
         let peer = |state| ControlPacket {
             state,
             your_disc: 0,

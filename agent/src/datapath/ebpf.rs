@@ -629,16 +629,7 @@ impl EbpfDatapath {
     /// The TC program, verified on first use.
     fn tc_program(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
         let name = self.programs.tc;
-        let prog: &mut SchedClassifier = self
-            .object(name)?
-            .program_mut(name)
-            .ok_or(DatapathError::Missing(name))?
-            .try_into()
-            .map_err(prog_err(name))?;
-        if prog.fd().is_err() {
-            prog.load().map_err(prog_err(name))?;
-        }
-        Ok(prog)
+        loaded_classifier(self.object(name)?, name)
     }
 
     /// Whether the programs run the master-down timer in the kernel.
@@ -942,16 +933,7 @@ impl VmacFilter {
     }
 
     fn program(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
-        let prog: &mut SchedClassifier = self
-            .bpf
-            .program_mut(PROG_VMAC_EGRESS)
-            .ok_or(DatapathError::Missing(PROG_VMAC_EGRESS))?
-            .try_into()
-            .map_err(prog_err(PROG_VMAC_EGRESS))?;
-        if prog.fd().is_err() {
-            prog.load().map_err(prog_err(PROG_VMAC_EGRESS))?;
-        }
-        Ok(prog)
+        loaded_classifier(&mut self.bpf, PROG_VMAC_EGRESS)
     }
 
     /// Runs the program once on `frame` (`BPF_PROG_TEST_RUN`; the skb is on
@@ -960,6 +942,22 @@ impl VmacFilter {
     pub fn test_run(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
         run_out(self.program()?, frame).map_err(prog_err(PROG_VMAC_EGRESS))
     }
+}
+
+/// The TC program `name` of `bpf`, verified on first use.
+fn loaded_classifier<'a>(
+    bpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, DatapathError> {
+    let prog: &mut SchedClassifier = bpf
+        .program_mut(name)
+        .ok_or(DatapathError::Missing(name))?
+        .try_into()
+        .map_err(prog_err(name))?;
+    if prog.fd().is_err() {
+        prog.load().map_err(prog_err(name))?;
+    }
+    Ok(prog)
 }
 
 /// `BPF_MAP_UPDATE_BATCH` (kernel ≥ 5.6 for hash maps): aya has no batch

@@ -13,7 +13,9 @@ use std::{
     time::Duration,
 };
 
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -152,40 +154,18 @@ fn listen(v4: bool, multihop: bool) -> Result<Listener, BfdError> {
         Some(Protocol::UDP),
     )
     .map_err(err)?;
-    let on: libc::c_int = 1;
+    let nix_err = |e: nix::errno::Errno| err(e.into());
     if v4 {
-        setsockopt_int(&s, libc::IPPROTO_IP, libc::IP_RECVTTL, on).map_err(err)?;
-        setsockopt_int(&s, libc::IPPROTO_IP, libc::IP_PKTINFO, on).map_err(err)?;
+        setsockopt(&s, sockopt::Ipv4RecvTtl, &true).map_err(nix_err)?;
+        setsockopt(&s, sockopt::Ipv4PacketInfo, &true).map_err(nix_err)?;
     } else {
         s.set_only_v6(true).map_err(err)?;
-        setsockopt_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, on).map_err(err)?;
-        setsockopt_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, on).map_err(err)?;
+        setsockopt(&s, sockopt::Ipv6RecvHopLimit, &true).map_err(nix_err)?;
+        setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).map_err(nix_err)?;
     }
     s.bind(&SocketAddr::new(any, port).into()).map_err(err)?;
     let fd = register_fd(s, Interest::READABLE).map_err(err)?;
     Ok(Listener { fd, multihop })
-}
-
-fn setsockopt_int(
-    s: &Socket,
-    level: libc::c_int,
-    name: libc::c_int,
-    v: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `v` is a live c_int of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_ref(&v).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The session's own socket: from its source address (or the route's),
